@@ -1,0 +1,3 @@
+from pyrogen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Exceptions pyrogen raises for bad input.
+
+Every error a user can cause (a missing data set, a malformed batch, a foreign
+checkpoint, a run directory that already holds a run) derives from
+:class:`PyrogenError`, so the command line can print its message without a
+traceback. Each also derives from the built-in exception a Python user would
+expect (``ValueError``, ``FileNotFoundError``, ...), so ``except ValueError``
+keeps working.
+"""
+
+
+class PyrogenError(Exception):
+    """Base class of the errors that a user's input causes."""
+
+
+class DataError(PyrogenError, ValueError):
+    """Data of the wrong shape, type, range or support."""
+
+
+class DatasetNotFoundError(PyrogenError, FileNotFoundError):
+    """A data set is not where pyrogen looked for it."""
+
+
+class CheckpointError(PyrogenError, RuntimeError):
+    """A checkpoint is missing, truncated, corrupt or not pyrogen's."""
+
+
+class RunDirError(PyrogenError, FileExistsError):
+    """A run directory already holds a run, or holds none where one is needed."""
+
+
+class TrainingDivergedError(PyrogenError, FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""

@@ -1,0 +1,169 @@
+"""The variational autoencoder as a Pyro model/guide pair.
+
+Kingma and Welling, "Auto-Encoding Variational Bayes" (ICLR 2014); Rezende,
+Mohamed and Wierstra, "Stochastic Backpropagation and Approximate Inference in
+Deep Generative Models" (ICML 2014).
+
+The generative model is
+
+.. math:: p_\\theta(x, z) = p(z)\\, p_\\theta(x \\mid z),
+   \\qquad p(z) = \\mathcal{N}(0, I),
+
+with a neural decoder giving the parameters of :math:`p_\\theta(x \\mid z)`, and
+the inference network (the guide) is
+:math:`q_\\phi(z \\mid x) = \\mathcal{N}(\\mu_\\phi(x), \\operatorname{diag} \\sigma^2_\\phi(x))`.
+Training maximises the evidence lower bound
+
+.. math:: \\mathcal{L}(\\theta, \\phi; x) = \\mathbb{E}_{q_\\phi(z|x)}[\\log p_\\theta(x|z)]
+   - \\mathrm{KL}(q_\\phi(z|x) \\,\\|\\, p(z)) \\le \\log p_\\theta(x),
+
+which :class:`pyro.infer.Trace_ELBO` estimates by Monte Carlo and
+:class:`pyro.infer.TraceMeanField_ELBO` with the KL term in closed form.
+"""
+
+import contextlib
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import is_validation_enabled
+from pyro.nn import PyroModule, pyro_method
+
+from pyrogen.distributions import ParameterHead, get_family, get_likelihood
+from pyrogen.errors import DataError
+from pyrogen.networks import build_decoder, build_encoder
+
+
+def _kl_scale(kl_weight):
+    """``poutine.scale`` for the latent sites; no handler at all when λ = 1."""
+    return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
+
+
+class VAE(PyroModule):
+    """A variational autoencoder whose :meth:`model` and :meth:`guide` are plain Pyro code.
+
+    Both put their sample site ``"z"`` (event shape ``(latent_dim,)``) inside
+    ``pyro.plate("data", B)``; the model scores images at site ``"x"`` (event
+    shape ``image_shape``). They work untouched with ``pyro.infer.SVI``,
+    ``Predictive`` and ``poutine.trace``, and with any number of extra
+    vectorized sample dimensions to the left of the data plate.
+
+    :param int latent_dim: dimension of z.
+    :param tuple image_shape: ``(C, H, W)`` of one example; batches may come as
+        ``(B, C, H, W)`` or flattened ``(B, C*H*W)``.
+    :param str architecture: ``"mlp"`` or ``"conv"`` encoder and decoder.
+    :param tuple hidden: hidden widths of the encoder (the decoder mirrors them).
+    :param likelihood: name (see :data:`pyrogen.distributions.LIKELIHOODS`) or a
+        :class:`~pyrogen.distributions.Likelihood`.
+    :param prior: latent family of p(z), by name or :class:`~pyrogen.distributions.LatentFamily`.
+    :param posterior: latent family of q(z|x).
+    :param encoder: optional network mapping images to features with an
+        ``out_features`` attribute; replaces the named architecture's encoder.
+    :param decoder: optional network mapping ``(..., latent_dim)`` to
+        ``(..., likelihood.num_params * C, H, W)``.
+
+    Example::
+
+        >>> import pyro, torch
+        >>> from pyrogen.models import VAE
+        >>> vae = VAE(latent_dim=2, hidden=(32,))
+        >>> svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}),
+        ...                      pyro.infer.Trace_ELBO())
+        >>> x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+        >>> loss = svi.step(x)  # negative ELBO of the batch, in nats
+    """
+
+    def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
+                 likelihood="bernoulli", prior="normal", posterior="normal",
+                 encoder=None, decoder=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.prior_family = get_family(prior)
+        self.posterior_family = get_family(posterior)
+        self.likelihood = get_likelihood(likelihood)
+        self.config = {
+            "latent_dim": latent_dim, "image_shape": list(self.image_shape),
+            "architecture": architecture if encoder is None and decoder is None else "custom",
+            "hidden": list(hidden),
+            "likelihood": likelihood if isinstance(likelihood, str) else type(likelihood).__name__,
+            "prior": self.prior_family.name, "posterior": self.posterior_family.name,
+        }  # fmt: skip
+        body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden)
+        self.encoder = torch.nn.Sequential(
+            body, ParameterHead(body.out_features, self.posterior_family, latent_dim)
+        )
+        out_channels = self.likelihood.num_params * self.image_shape[0]
+        self.decoder = decoder if decoder is not None else build_decoder(
+            architecture, latent_dim, image_shape, out_channels, hidden
+        )
+        for name, value in self.prior_family.prior_params(latent_dim).items():
+            self.register_buffer("prior_" + name, value)
+
+    def prior(self):
+        """The prior p(z) as a distribution with event shape ``(latent_dim,)``."""
+        return self.prior_family(
+            **{name: getattr(self, "prior_" + name) for name in self.prior_family.prior}
+        )
+
+    def _observations(self, x):
+        if x.dim() < 1 or x[0].numel() != torch.Size(self.image_shape).numel():
+            raise DataError(
+                f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "
+                f"(B, {torch.Size(self.image_shape).numel()}), got {tuple(x.shape)}"
+            )
+        x = x.reshape((x.shape[0],) + self.image_shape)
+        if is_validation_enabled():
+            self.likelihood.check(x)
+        return x
+
+    @pyro_method
+    def model(self, x=None, batch_size=1, kl_weight=1.0):
+        """p(z) p(x|z): ``"z"`` from the prior, ``"x"`` scored (or sampled when ``x`` is None).
+
+        :param torch.Tensor x: images ``(B, C, H, W)`` or ``(B, C*H*W)``, or None to generate.
+        :param int batch_size: how many images to generate when ``x`` is None.
+        :param float kl_weight: λ; scales the latent site by ``poutine.scale`` (KL annealing).
+        :returns: the decoder output ``(..., B, P*C, H, W)``.
+        """
+        if x is not None:
+            x = self._observations(x)
+            batch_size = x.shape[0]
+        with pyro.plate("data", batch_size):
+            with _kl_scale(kl_weight):
+                z = pyro.sample("z", self.prior())
+            out = self.decoder(z)
+            pyro.sample("x", self.likelihood(out), obs=x)
+        return out
+
+    @pyro_method
+    def guide(self, x, batch_size=None, kl_weight=1.0):
+        """q(z|x): ``"z"`` from the encoder's distribution, inside the same plate."""
+        x = self._observations(x)
+        with pyro.plate("data", x.shape[0]):
+            params = self.encoder(x)
+            with _kl_scale(kl_weight):
+                return pyro.sample("z", self.posterior_family(**params))
+
+    def encode(self, x):
+        """Parameters of q(z|x) for images ``x``: a dict of ``(B, latent_dim)`` tensors."""
+        return self.encoder(x.reshape((x.shape[0],) + self.image_shape))
+
+    def decode(self, z):
+        """Mean image E[x|z] of shape ``(..., C, H, W)`` for latents ``(..., latent_dim)``."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        """Decode the posterior mean (or a draw where the family has no mean) of q(z|x)."""
+        q = self.posterior_family(**self.encode(x))
+        try:
+            z = q.mean
+        except NotImplementedError:
+            z = q.sample()
+        return self.decode(z)
+
+    @torch.no_grad()
+    def sample(self, num_samples):
+        """Mean images E[x|z] for ``num_samples`` draws z ~ p(z), shape ``(n, C, H, W)``."""
+        return self.decode(self.prior().sample((num_samples,)))

@@ -1,0 +1,246 @@
+"""The training loop for VAE-family models: the AEVB minibatch algorithm over SVI.
+
+Auto-Encoding Variational Bayes (Kingma and Welling 2014, algorithm 1): draw a
+random minibatch of M examples (M = 100), draw L noise samples per example
+(L = 1), take a gradient step on the minibatch ELBO, repeat. The loop runs
+:class:`~pyrogen.infer.TorchSVI` over a device-resident data set, shows the
+running ELBO in a progress bar, evaluates the test ELBO after every epoch,
+appends a row to ``metrics.csv`` and writes an atomic checkpoint that
+``resume`` continues bit for bit.
+
+Every figure is in nats per example; "ELBO" is the bound itself (higher is
+better), the loss its negation.
+"""
+
+import math
+import time
+
+import pyro
+import torch
+from pyro.infer import TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from pyrogen.data import DeviceLoader, check_images, load_dataset, static_binarize
+from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.evaluation import evaluate_dataset
+from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.models import VAE
+from pyrogen.runs import RunDir
+
+ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
+"""``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic KL where registered."""
+
+DEFAULT_TRAIN = {
+    "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "trace", "num_particles": 1,
+    "seed": 0, "log_every": 20,
+}  # fmt: skip
+DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
+                "train_size": None, "test_size": None}
+DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
+
+
+def default_config(**model):
+    """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``."""
+    return {
+        "kind": "vae",
+        "model": VAE(**model).config,
+        "data": dict(DEFAULT_DATA),
+        "train": dict(DEFAULT_TRAIN),
+        "eval": dict(DEFAULT_EVAL),
+    }
+
+
+def resolve_device(device):
+    """``"auto"`` is CUDA where there is a GPU, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_data(data_config, device):
+    """Train and test images on ``device``, binarized as configured.
+
+    Dynamic binarization happens in the loader; the test set is binarized once
+    with a fixed seed (static), so every evaluation scores the same binary images.
+    """
+    train = load_dataset(data_config["dataset"], "train", data_config["root"])
+    test = load_dataset(data_config["dataset"], "test", data_config["root"])
+    for key, ds in (("train_size", train), ("test_size", test)):
+        n = data_config.get(key)
+        if n is not None and not 1 <= n <= len(ds):
+            raise DataError(f"{key} must be between 1 and {len(ds)}, got {n}")
+    if data_config.get("train_size"):
+        train = train.subset(data_config["train_size"])
+    if data_config.get("test_size"):
+        test = test.subset(data_config["test_size"])
+    test_x = test.images.to(device)
+    if data_config["binarize"] != "none":
+        test_x = static_binarize(test_x, seed=12345)
+    return train.images.to(device), test_x, test.labels.to(device)
+
+
+class VAETrainer:
+    """Fits a VAE-family model/guide pair by SVI, with a run directory.
+
+    :param VAE vae: the model (its ``model`` and ``guide`` are trained).
+    :param torch.Tensor train_data: training images in [0, 1] on the device.
+    :param torch.Tensor test_data: test images, already binarized if the likelihood needs it.
+    :param dict config: the run configuration (see :func:`default_config`).
+    :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
+    :param bool progress: show a progress bar.
+    """
+
+    def __init__(self, vae, train_data, test_data, config, run=None, progress=True):
+        self.vae, self.config, self.run, self.progress = vae, config, run, progress
+        train_cfg, data_cfg = config["train"], config["data"]
+        check_images(train_data, "training data")
+        check_images(test_data, "test data")
+        self.loader = DeviceLoader(
+            train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
+            seed=train_cfg["seed"] + 1, device=train_data.device,
+        )  # fmt: skip
+        self.test_data = test_data
+        self._check_support()
+        if train_cfg["elbo"] not in ELBOS:
+            raise ValueError(f"elbo must be one of {sorted(ELBOS)}, got {train_cfg['elbo']!r}")
+        self.elbo = ELBOS[train_cfg["elbo"]](num_particles=train_cfg["num_particles"])
+        fused = {"fused": True} if train_data.device.type in ("cpu", "cuda") else {}
+        self.optim = torch.optim.Adam(vae.parameters(), lr=train_cfg["lr"], **fused)
+        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo)
+        self.epoch = 0
+        self.step = 0
+        self.metrics = []
+
+    def _check_support(self):
+        """Check the data against the likelihood once, before the (unvalidated) hot loop.
+
+        Dynamically binarized batches are 0/1 by construction; rounding the
+        grey levels gives data of the same support without drawing random numbers.
+        """
+        data = self.loader.data if self.loader.binarize != "dynamic" else self.loader.data.round()
+        self.vae.likelihood.check(data, "training data")
+        self.vae.likelihood.check(self.test_data, "test data")
+
+    def state_dict(self):
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "config": self.config, "epoch": self.epoch, "step": self.step,
+            "model": self.vae.state_dict(), "optim": self.optim.state_dict(),
+            "loader": self.loader.state_dict(), "rng": rng, "metrics": self.metrics,
+        }  # fmt: skip
+
+    def load_state_dict(self, state):
+        self.vae.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+
+    def evaluate(self, num_samples=0):
+        """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example."""
+        self.vae.eval()
+        with pyro.validation_enabled(False):
+            result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data,
+                                      batch_size=self.config["eval"]["batch_size"],
+                                      num_samples=num_samples)
+        self.vae.train()
+        return result
+
+    def _diverged(self, where):
+        kept = (f"the last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
+                if self.run and self.epoch else "no checkpoint had been written yet")
+        return TrainingDivergedError(
+            f"training loss became NaN or infinite at {where}; stopping. {kept}. "
+            "Try a lower learning rate (--lr)."
+        )
+
+    def train_epoch(self, bar=None):
+        """One pass over the training data; returns the mean training ELBO (nats per example)."""
+        log_every = self.config["train"]["log_every"]
+        total, seen = 0.0, 0
+        window, window_seen = None, 0  # loss summed on the device since the last read
+        with pyro.validation_enabled(False):
+            for i, x in enumerate(self.loader, 1):
+                loss = self.svi.step(x)
+                window = loss if window is None else window + loss
+                window_seen += x.shape[0]
+                self.step += 1
+                if i % log_every == 0 or i == len(self.loader):
+                    value = window.item()
+                    if not math.isfinite(value):
+                        raise self._diverged(f"epoch {self.epoch + 1}, step {self.step}")
+                    total, seen = total + value, seen + window_seen
+                    if bar is not None:
+                        bar.set_postfix(elbo=f"{-value / window_seen:.2f}")
+                        bar.update(i - bar.n)
+                    window, window_seen = None, 0
+        return -total / seen
+
+    def fit(self, epochs=None):
+        """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
+        epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        while self.epoch < epochs:
+            start = time.perf_counter()
+            bar = tqdm(total=len(self.loader), desc=f"epoch {self.epoch + 1}/{epochs}",
+                       disable=not self.progress, leave=False)
+            with bar:
+                train_elbo = self.train_epoch(bar)
+            seconds = time.perf_counter() - start
+            test = self.evaluate()
+            if not all(math.isfinite(p.detach().sum().item()) for p in self.vae.parameters()):
+                raise self._diverged(f"the end of epoch {self.epoch + 1}")
+            self.epoch += 1
+            row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
+                   "test_elbo": test["elbo"], "seconds": seconds}
+            self.metrics.append(row)
+            if self.progress:
+                tqdm.write(f"epoch {self.epoch}: train ELBO {train_elbo:.2f}, "
+                           f"test ELBO {test['elbo']:.2f} nats ({seconds:.1f} s)")
+            if self.run is not None:
+                self.run.save_checkpoint(self.state_dict())
+                self.run.write_metrics(self.metrics)
+        return self.metrics
+
+    def write_pictures(self, num=64):
+        """Prior samples and reconstructions (inputs above, reconstructions below) as PNG grids."""
+        if self.run is None:
+            return []
+        self.vae.eval()
+        with torch.no_grad():
+            samples = self.vae.sample(num)
+            x = self.test_data[:num // 2]
+            recon = self.vae.reconstruct(x)
+        self.vae.train()
+        return [self.run.save_image("samples.png", samples),
+                self.run.save_image("reconstructions.png", torch.cat([x, recon]))]
+
+
+def build_trainer(config, run=None, device="auto", progress=True):
+    """A :class:`VAETrainer` for a configuration: model, data and optimizer, freshly seeded."""
+    device = resolve_device(device)
+    pyro.set_rng_seed(config["train"]["seed"])
+    vae = VAE(**config["model"]).to(device)
+    train, test, _ = load_data(config["data"], device)
+    return VAETrainer(vae, train, test, config, run=run, progress=progress)
+
+
+def load_model(run_dir, device="auto"):
+    """The model of a run, with the weights of its last checkpoint, in eval mode."""
+    run = RunDir.open(run_dir)
+    state = run.load_checkpoint(map_location=resolve_device(device))
+    vae = VAE(**state["config"]["model"]).to(resolve_device(device))
+    vae.load_state_dict(state["model"])
+    return vae.eval()
+
+
+def resume_trainer(run_dir, device="auto", progress=True):
+    """Rebuild a run's trainer from its directory and load its last checkpoint."""
+    run = RunDir.open(run_dir)
+    state = run.load_checkpoint(map_location=resolve_device(device))
+    trainer = build_trainer(state["config"], run=run, device=device, progress=progress)
+    trainer.load_state_dict(state)
+    return trainer
