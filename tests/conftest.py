@@ -1,0 +1,38 @@
+import os
+
+import pyro
+import pytest
+import torch
+
+from pyrogen.data import FASHION_MNIST_DIR, load_fashion_mnist
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(FASHION_MNIST_DIR) and not os.environ.get("CI"),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist); CI always has it",
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro():
+    """Each test starts with an empty param store, validation on and a fixed seed."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    with pyro.validation_enabled(True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_small():
+    """The first 2,000 training and 500 test images of Fashion-MNIST (grey levels in [0, 1])."""
+    train = load_fashion_mnist("train").subset(2000)
+    test = load_fashion_mnist("test").subset(500)
+    return train, test
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
