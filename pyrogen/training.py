@@ -151,8 +151,8 @@ class VAETrainer:
         return result
 
     def _diverged(self, where):
-        kept = (f"the last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
-                if self.run and self.epoch else "no checkpoint had been written yet")
+        kept = (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
+                if self.run and self.epoch else "No checkpoint had been written yet")
         return TrainingDivergedError(
             f"training loss became NaN or infinite at {where}; stopping. {kept}. "
             "Try a lower learning rate (--lr)."

@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from pyrogen.cli import build_parser, main
+from tests.conftest import requires_fashion_mnist
+
+TINY = ["--train-size", "300", "--test-size", "50", "--epochs", "1", "--latent-dim", "4",
+        "--hidden", "32", "--no-progress"]
+
+
+@requires_fashion_mnist
+def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--out", str(out), "--eval-samples", "20"] + TINY) == 0
+    printed = capsys.readouterr().out
+    assert "test ELBO" in printed and "log p(x)" in printed and "(K = 20)" in printed
+    for name in ("config.json", "metrics.csv", "checkpoint.pt", "samples.png", "reconstructions.png",
+                 "evaluation.json"):
+        assert (out / name).stat().st_size > 0, name
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["log_px"] >= evaluation["elbo"] - 1.0  # nats; IS estimate is not below the ELBO
+
+    assert main(["evaluate", str(out), "--num-samples", "5", "--no-progress"]) == 0
+    assert "(K = 5)" in capsys.readouterr().out
+
+    assert main(["sample", str(out), "-n", "16", "--out", str(tmp_path / "s.png")]) == 0
+    # 16 images in rows of 8 with 2-pixel padding: 2 x 8 cells of 30 pixels plus the border.
+    assert Image.open(tmp_path / "s.png").size == (8 * 30 + 2, 2 * 30 + 2)
+
+    # Resume to two epochs in total continues the same run.
+    assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--eval-samples", "0",
+                 "--no-progress"]) == 0
+    assert [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()] == ["epoch", "1", "2"]
+
+
+@requires_fashion_mnist
+def test_occupied_output_directory_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["train", "vae", "--out", str(tmp_path)] + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyrogen: error: output directory") and "already holds a run" in err
+    assert "Traceback" not in err and (tmp_path / "config.json").read_text() == "{}"
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "vae", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path)] + TINY) == 2
+    err = capsys.readouterr().err
+    assert "Fashion-MNIST train files not found" in err and "apt-get install dataset-fashion-mnist" in err
+    assert not (tmp_path / "r").exists()  # nothing is created for a run that cannot start
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("pyrogen: error: checkpoint")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "vae", "--out", "x", "--batch-size", "0"], "expected a positive integer, got 0"),
+    (["train", "vae", "--out", "x", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+])
+def test_bad_arguments_are_rejected_by_the_parser(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    train_vae = parser._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0].choices["vae"]
+    for action in train_vae._actions:
+        assert action.help, action.option_strings
+
+
+def test_module_entry_point_prints_help():
+    result = subprocess.run([sys.executable, "-m", "pyrogen", "train", "vae", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--eval-samples" in result.stdout and "--resume" in result.stdout
