@@ -1,0 +1,169 @@
+"""Can the importance-sampled log p(x) be trusted? Pareto-smoothed importance sampling (PSIS).
+
+The estimate :math:`\\log \\hat p(x) = \\log \\frac{1}{K}\\sum_k w_k`, with
+:math:`w_k = p(x, z_k) / q(z_k \\mid x)` and :math:`z_k \\sim q(z \\mid x)`, is
+only as good as the tail of the weights. Fitting a generalized Pareto
+distribution to the largest weights gives its shape :math:`\\hat k`; the
+weights have :math:`1/\\hat k` finite moments, so (Yao, Vehtari, Simpson and
+Gelman 2018, "Yes, but did it work?: evaluating variational inference";
+Vehtari, Simpson, Gelman, Yao and Gabry 2024, "Pareto smoothed importance
+sampling", JMLR 25(72)):
+
+* :math:`\\hat k < 0.5`: the weights have finite variance; the estimate converges fast;
+* :math:`0.5 \\le \\hat k \\le 0.7`: finite mean, infinite variance; usable, slowly converging;
+* :math:`\\hat k > 0.7`: the estimate is not to be trusted at any practical K;
+  q(z|x) is much narrower than (or misplaced against) the true posterior.
+
+The fit is ArviZ's (:func:`arviz.psislw`); every ArviZ call of this module
+is in :func:`pareto_smooth`, the only function to change for ArviZ 1.x
+(``arviz_stats.psislw``).
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from pyrogen.evaluation.likelihood import log_likelihood
+
+KHAT_THRESHOLD = 0.7
+"""Above this :math:`\\hat k` an importance-sampling estimate is unreliable (Yao et al. 2018)."""
+
+KHAT_GOOD = 0.5
+"""Below this :math:`\\hat k` the importance weights have finite variance."""
+
+MIN_SAMPLES = 21
+"""The fewest draws per example for which ArviZ has enough tail draws (five) to fit the Pareto shape."""
+
+
+def _check_log_weights(log_weights):
+    if not torch.is_tensor(log_weights):
+        log_weights = torch.as_tensor(log_weights)
+    if log_weights.dim() != 2:
+        raise ValueError(
+            f"log_weights must have shape (K, B) (draws, examples), got {tuple(log_weights.shape)}"
+        )
+    if log_weights.shape[0] < MIN_SAMPLES:
+        raise ValueError(
+            f"PSIS needs at least {MIN_SAMPLES} importance samples per example to fit the Pareto "
+            f"tail, got K = {log_weights.shape[0]}"
+        )
+    if torch.isnan(log_weights).any():
+        raise ValueError("log_weights contain NaN")
+    return log_weights
+
+
+def pareto_smooth(log_weights):
+    """Pareto-smoothed log weights and the Pareto shape :math:`\\hat k` of every example.
+
+    Examples whose weights are all equal (to within float rounding: a guide
+    equal to the exact posterior) have no tail to fit; their :math:`\\hat k` is
+    :math:`-\\infty` and their weights are left as they are.
+
+    :param torch.Tensor log_weights: shape ``(K, B)``, K draws for each of B
+        examples, as returned by :func:`~pyrogen.evaluation.log_importance_weights`
+        or ``log_likelihood(..., return_log_weights=True)``; nats.
+    :returns: ``(smoothed, khat)``: the smoothed, unnormalized log weights ``(K, B)``
+        (same dtype and device as the input) and :math:`\\hat k` of shape ``(B,)``.
+    :raises ValueError: if the shape is not ``(K, B)``, K is below :data:`MIN_SAMPLES`,
+        or a weight is NaN.
+    """
+    import arviz as az
+
+    log_weights = _check_log_weights(log_weights)
+    lw = log_weights.detach().to("cpu", torch.float64).numpy().T.copy()  # (B, K): ArviZ's layout
+    top = lw.max(axis=1, keepdims=True)
+    # Float32 rounding of a constant log weight of magnitude m spreads it by about 1e-7 m.
+    constant = (top - lw.min(axis=1, keepdims=True))[:, 0] <= 1e-6 * np.maximum(1.0, np.abs(top[:, 0]))
+    smoothed, khat = lw.copy(), np.full(lw.shape[0], -np.inf)
+    fit = ~constant & np.isfinite(top[:, 0])
+    if fit.any():
+        smoothed_fit, khat_fit = az.psislw(lw[fit].copy(), reff=1.0, normalize=False)
+        smoothed[fit], khat[fit] = smoothed_fit, khat_fit
+    smoothed = torch.as_tensor(smoothed.T.copy()).to(log_weights.device, log_weights.dtype)
+    return smoothed, torch.as_tensor(khat, dtype=torch.float64)
+
+
+def pareto_khat(log_weights):
+    """The Pareto shape :math:`\\hat k` of each example's importance weights, shape ``(B,)``.
+
+    :param torch.Tensor log_weights: shape ``(K, B)``, nats (see :func:`pareto_smooth`).
+    """
+    return pareto_smooth(log_weights)[1]
+
+
+def khat_summary(khat, threshold=KHAT_THRESHOLD):
+    """Summarize :math:`\\hat k` over a data set, as written to ``evaluation.json``.
+
+    :param khat: :math:`\\hat k` per example, shape ``(N,)``.
+    :param float threshold: the level above which an example's estimate is not trusted.
+    :returns: dict with ``num_examples``; ``share_above_threshold`` (the share
+        of examples with :math:`\\hat k` > ``threshold``), ``share_good``
+        (:math:`\\hat k` < 0.5), ``threshold``; ``khat_median`` and ``khat_max``
+        (None where every example's weights were constant); and ``advice``, a
+        sentence when any example is above the threshold, else None.
+    """
+    khat = torch.as_tensor(khat, dtype=torch.float64).reshape(-1)
+    if khat.numel() == 0:
+        raise ValueError("khat is empty: no examples were evaluated")
+    fitted = khat[khat > -math.inf]  # -inf: constant weights, nothing to fit
+    high = (khat > threshold).double().mean().item()
+    summary = {
+        "num_examples": khat.numel(),
+        "threshold": threshold,
+        "share_above_threshold": high,
+        "share_good": (khat < KHAT_GOOD).double().mean().item(),
+        "khat_median": fitted.median().item() if fitted.numel() else None,
+        "khat_max": fitted.max().item() if fitted.numel() else None,
+        "advice": None,
+    }
+    if high > 0:
+        summary["advice"] = (
+            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: their importance-"
+            "sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is narrower "
+            "than the posterior or misplaced; more importance samples (--num-samples) help only "
+            "slowly, a better guide (more training, IWAE training, a richer posterior family) helps."
+        )
+    return summary
+
+
+def format_khat_summary(summary):
+    """One or two lines for the command line: the share of high :math:`\\hat k` and any advice."""
+    line = (f"Pareto k-hat: {100 * summary['share_above_threshold']:.1f}% of "
+            f"{summary['num_examples']} examples above {summary['threshold']}")
+    if summary["khat_max"] is not None:
+        line += f" (median {summary['khat_median']:.2f}, max {summary['khat_max']:.2f})"
+    return line + ("\n" + summary["advice"] if summary["advice"] else "")
+
+
+@torch.no_grad()
+def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=100, chunk_size=100,
+                             **kwargs):
+    """Importance-sampled log p(x) and :math:`\\hat k` of every example of a data set.
+
+    The same draws serve both: each batch's ``(K, B)`` log weights from
+    :func:`~pyrogen.evaluation.log_likelihood` give the estimate and are then
+    Pareto-fitted, so the diagnostic is about the very numbers reported.
+
+    :param torch.Tensor data: N examples, on the model's device.
+    :param int num_samples: K draws per example, at least :data:`MIN_SAMPLES`.
+    :returns: dict with ``"log_px"`` (mean over the data set, nats per example),
+        ``"log_px_per_example"`` ``(N,)`` and ``"khat"`` ``(N,)``.
+    """
+    if num_samples < MIN_SAMPLES:
+        raise ValueError(f"num_samples must be at least {MIN_SAMPLES} for PSIS, got {num_samples}")
+    log_px, khat = [], []
+    for i in range(0, data.shape[0], batch_size):
+        lp, lw = log_likelihood(model, guide, data[i : i + batch_size], num_samples, chunk_size,
+                                return_log_weights=True, **kwargs)
+        log_px.append(lp.cpu())
+        khat.append(pareto_khat(lw))
+    log_px = torch.cat(log_px)
+    return {"log_px": log_px.double().mean().item(), "log_px_per_example": log_px,
+            "khat": torch.cat(khat)}
+
+
+__all__ = [
+    "KHAT_GOOD", "KHAT_THRESHOLD", "MIN_SAMPLES", "format_khat_summary", "khat_summary",
+    "log_likelihood_with_khat", "pareto_khat", "pareto_smooth",
+]  # fmt: skip
