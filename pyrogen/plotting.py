@@ -1,0 +1,363 @@
+"""Pictures of a trained model and its run, written as PNG files.
+
+Every function draws one matplotlib figure (the Agg renderer: no display is
+needed, and pyplot's global state is never touched), writes it atomically to
+``path`` and returns the path. A figure is ``figsize`` inches at ``dpi``
+dots per inch, so the PNG is exactly ``figsize * dpi`` pixels (no tight
+cropping). Image grids use :func:`torchvision.utils.make_grid`.
+
+The model functions take a :class:`~pyrogen.models.VAE` (or anything with
+its ``encode``, ``decode``, ``prior`` and ``latent_dim``); the codes of an
+input are the mean of q(z|x).
+"""
+
+import io
+import math
+import os
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pyrogen.errors import DataError
+from pyrogen.runs import atomic_write
+
+GRID_CELL = 0.55
+"""Inches per image in a grid figure."""
+
+
+def _save(fig, path, dpi):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return path
+
+
+def _grid_figsize(rows, cols, left=0.0, top=0.35, bottom=0.0):
+    return (cols * GRID_CELL + left + 0.2, rows * GRID_CELL + top + bottom + 0.2)
+
+
+def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0, row_labels=None,
+               padding=2):
+    """Draw ``images (N, C, H, W)`` in [0, 1] as one grid filling the figure below its title."""
+    from torchvision.utils import make_grid
+
+    images = images.detach().float().cpu().clamp(0, 1)
+    grid = make_grid(images, nrow=ncol, padding=padding, pad_value=1.0)
+    w, h = figsize
+    ax = fig.add_axes([(left + 0.1) / w, (bottom + 0.1) / h, 1 - (left + 0.2) / w,
+                       1 - (top + bottom + 0.2) / h])
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        cell = images.shape[-2] + 2
+        ax.set_yticks([2 + cell * (i + 0.5) for i in range(len(row_labels))], row_labels, fontsize=8)
+        ax.tick_params(length=0)
+    else:
+        ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.suptitle(title, fontsize=10, y=1 - 0.08 / h, va="top")
+    return ax
+
+
+def _check_images(x, vae, name="x"):
+    if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(vae.image_shape):
+        raise DataError(f"{name} must be images of shape (N, {', '.join(map(str, vae.image_shape))}), "
+                        f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+
+
+def _codes(vae, x, batch_size=500):
+    """Posterior means E_q[z|x] (a draw where the family has no mean), ``(N, latent_dim)``."""
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        q = vae.posterior_family(**vae.encode(x[i : i + batch_size]))
+        try:
+            out.append(q.mean)
+        except NotImplementedError:
+            out.append(q.sample())
+    return torch.cat(out)
+
+
+def _prior_quantiles(vae, probs):
+    """Marginal prior quantiles of each latent dimension, ``(len(probs), latent_dim)``.
+
+    The inverse CDF where the prior's base distribution has one, else empirical
+    quantiles of 20,000 prior draws.
+    """
+    prior = vae.prior()
+    base = getattr(prior, "base_dist", prior)
+    probs = torch.as_tensor(probs, dtype=torch.float32, device=vae.prior().sample().device)
+    try:
+        return base.icdf(probs.unsqueeze(-1).expand(-1, vae.latent_dim))
+    except (NotImplementedError, AttributeError, ValueError, RuntimeError):
+        draws = prior.sample((20000,))
+        return torch.quantile(draws, probs, dim=0)
+
+
+@torch.no_grad()
+def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
+    """Inputs with their reconstructions below them, row by row.
+
+    :param x: images ``(N, C, H, W)``; the first ``num`` are shown.
+    :returns: ``path``. Picture: ``2 * ceil(num / ncol)`` rows of ``ncol`` images.
+    """
+    _check_images(x, vae)
+    x = x[:num]
+    recon = vae.decode(_codes(vae, x))
+    rows = math.ceil(x.shape[0] / ncol)
+    pad = rows * ncol - x.shape[0]
+    blank = torch.ones((pad,) + x.shape[1:], device=x.device)
+    xs, rs = torch.cat([x, blank]), torch.cat([recon, blank])
+    interleaved = torch.cat([torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]])
+                             for r in range(rows)]).flatten(0, 1)
+    figsize = _grid_figsize(2 * rows, ncol, left=1.1)
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, interleaved, ncol, "Inputs and reconstructions (decoded posterior mean)",
+               figsize, left=1.1, row_labels=["input", "reconstruction"] * rows)
+    return _save(fig, path, dpi)
+
+
+@torch.no_grad()
+def plot_prior_samples(vae, path, num=64, ncol=8, dpi=100):
+    """Mean images :math:`\\mathbb{E}[x \\mid z]` of ``num`` draws :math:`z \\sim p(z)`.
+
+    Uses the global random state (seed it with ``pyro.set_rng_seed``).
+    """
+    images = vae.decode(vae.prior().sample((num,)))
+    figsize = _grid_figsize(math.ceil(num / ncol), ncol)
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, images, ncol, r"Samples: $\mathbb{E}[x \mid z]$, $z \sim p(z)$", figsize)
+    return _save(fig, path, dpi)
+
+
+@torch.no_grad()
+def plot_latent_traversals(vae, path, x=None, dims=None, num_steps=11, max_dims=10, dpi=100):
+    """Latent traversals: one dimension at a time swept over its prior quantiles 5% ... 95%.
+
+    Each row starts from one code (the posterior mean of ``x[0]``, or the
+    prior's median when ``x`` is None) and changes a single coordinate. Which
+    dimensions: ``dims``, or all when there are at most ``max_dims``, else the
+    ``max_dims`` with the largest variance of the posterior mean over ``x``
+    (the most active units, Burda, Grosse and Salakhutdinov 2016).
+    """
+    if x is not None:
+        _check_images(x, vae)
+    if dims is None:
+        if vae.latent_dim <= max_dims:
+            dims = list(range(vae.latent_dim))
+        elif x is not None and x.shape[0] > 1:
+            dims = _codes(vae, x).var(0).argsort(descending=True)[:max_dims].sort().values.tolist()
+        else:
+            dims = list(range(max_dims))
+    bad = [d for d in dims if not 0 <= d < vae.latent_dim]
+    if bad:
+        raise DataError(f"dims must lie in [0, {vae.latent_dim}), got {bad}")
+    probs = torch.linspace(0.05, 0.95, num_steps)
+    values = _prior_quantiles(vae, probs)  # (steps, latent_dim)
+    start = _codes(vae, x[:1])[0] if x is not None else _prior_quantiles(vae, [0.5])[0]
+    z = start.expand(len(dims), num_steps, -1).clone()
+    for row, d in enumerate(dims):
+        z[row, :, d] = values[:, d]
+    images = vae.decode(z.flatten(0, 1))
+    figsize = _grid_figsize(len(dims), num_steps, left=0.6)
+    fig = Figure(figsize=figsize)
+    origin = "the code of the first input" if x is not None else "the prior median"
+    _show_grid(fig, images, num_steps,
+               f"Latent traversals from {origin}: one dimension, prior quantiles 5% to 95%",
+               figsize, left=0.6, row_labels=[f"z{d}" for d in dims])
+    return _save(fig, path, dpi)
+
+
+@torch.no_grad()
+def plot_interpolations(vae, x_start, x_end, path, num_steps=10, method="linear", dpi=100):
+    """Decoded interpolations between the codes of pairs of inputs, one pair per row.
+
+    Each row shows the first input, ``num_steps`` decodes from its code to the
+    other's, and the second input. ``method`` is ``"linear"`` or ``"slerp"``
+    (spherical, which keeps the norm of codes under a Gaussian prior typical;
+    White 2016, "Sampling generative networks").
+
+    :param x_start: images ``(N, C, H, W)``.
+    :param x_end: images of the same shape.
+    """
+    _check_images(x_start, vae, "x_start")
+    _check_images(x_end, vae, "x_end")
+    if x_start.shape != x_end.shape:
+        raise DataError(f"x_start and x_end must have the same shape, got {tuple(x_start.shape)} "
+                        f"and {tuple(x_end.shape)}")
+    if method not in ("linear", "slerp"):
+        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
+    a, b = _codes(vae, x_start), _codes(vae, x_end)
+    t = torch.linspace(0, 1, num_steps, device=a.device)[None, :, None]
+    if method == "linear":
+        z = (1 - t) * a[:, None] + t * b[:, None]
+    else:
+        cos = torch.nn.functional.cosine_similarity(a, b, dim=-1).clamp(-1 + 1e-7, 1 - 1e-7)
+        omega = torch.acos(cos)[:, None, None]
+        z = (torch.sin((1 - t) * omega) * a[:, None] + torch.sin(t * omega) * b[:, None]) / torch.sin(omega)
+    decoded = vae.decode(z.flatten(0, 1)).reshape((a.shape[0], num_steps) + x_start.shape[1:])
+    images = torch.cat([x_start[:, None], decoded, x_end[:, None]], 1).flatten(0, 1)
+    ncol = num_steps + 2
+    figsize = _grid_figsize(a.shape[0], ncol)
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, images, ncol, f"Interpolations ({method}) between the codes of two inputs "
+               "(inputs at both ends)", figsize)
+    return _save(fig, path, dpi)
+
+
+@torch.no_grad()
+def plot_manifold(vae, path, num=20, dpi=100):
+    """The learned data manifold of a 2-D latent space (Kingma and Welling 2014, figure 4).
+
+    Coordinates evenly spaced on the unit square are mapped through the
+    inverse CDF of the prior (its quantiles 1/(2n) ... 1 - 1/(2n) along each
+    axis), and the decoder's mean image is drawn at each, z1 left to right,
+    z2 bottom to top.
+
+    :raises DataError: if the latent space is not 2-D.
+    """
+    if vae.latent_dim != 2:
+        raise DataError(f"the manifold plot needs a 2-D latent space, got latent_dim = {vae.latent_dim}")
+    probs = (torch.arange(num) + 0.5) / num
+    q = _prior_quantiles(vae, probs)  # (num, 2)
+    z1, z2 = q[:, 0], q[:, 1].flip(0)  # rows top to bottom: z2 decreasing
+    z = torch.stack(torch.meshgrid(z2, z1, indexing="ij"), -1).flip(-1)  # (num, num, 2) = (z1, z2)
+    images = vae.decode(z.reshape(-1, 2))
+    figsize = (8.0 + 0.8, 8.0 + 0.35 + 0.5 + 0.2)
+    fig = Figure(figsize=figsize)
+    ax = _show_grid(fig, images, num, "Learned manifold: decoded means on a grid of prior quantiles",
+                    figsize, left=0.6, bottom=0.5, padding=0)
+    cell = images.shape[-1]
+    ticks = sorted({0, num // 4, num // 2, (3 * num) // 4, num - 1})
+    ax.set_xticks([cell * (i + 0.5) for i in ticks], [f"{z1[i]:.2f}" for i in ticks], fontsize=7)
+    ax.set_yticks([cell * (i + 0.5) for i in ticks], [f"{z2[i]:.2f}" for i in ticks], fontsize=7)
+    ax.set_xlabel("z1", fontsize=8, labelpad=1)
+    ax.set_ylabel("z2", fontsize=8, labelpad=1)
+    ax.tick_params(length=2, pad=1)
+    return _save(fig, path, dpi)
+
+
+@torch.no_grad()
+def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0), dpi=100):
+    """Posterior-mean codes of ``x`` in the plane, coloured by class.
+
+    With a latent space of more than two dimensions the codes are projected on
+    their first two principal components (the axes say so).
+
+    :param x: images ``(N, C, H, W)``.
+    :param labels: integer classes ``(N,)``.
+    :param class_names: names of the classes, e.g. :data:`pyrogen.data.FASHION_MNIST_CLASSES`.
+    """
+    _check_images(x, vae)
+    labels = torch.as_tensor(labels).reshape(-1).cpu()
+    if labels.shape[0] != x.shape[0]:
+        raise DataError(f"labels must have one entry per image ({x.shape[0]}), got {labels.shape[0]}")
+    z = _codes(vae, x).float().cpu()
+    if vae.latent_dim == 1:
+        z, axes = torch.cat([z, torch.zeros_like(z)], 1), ("z1", "")
+    elif vae.latent_dim == 2:
+        axes = ("z1", "z2")
+    else:
+        centred = z - z.mean(0)
+        _, s, v = torch.linalg.svd(centred, full_matrices=False)
+        share = (s[:2] ** 2 / (s**2).sum()).tolist()
+        z = centred @ v[:2].T
+        axes = tuple(f"principal component {i + 1} ({100 * share[i]:.0f}% of variance)" for i in range(2))
+    fig = Figure(figsize=figsize)
+    ax = fig.add_axes([0.1, 0.09, 0.62, 0.83])
+    colours = [f"C{i}" for i in range(10)]
+    for c in labels.unique().tolist():
+        mask = labels == c
+        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        ax.scatter(z[mask, 0], z[mask, 1], s=4, alpha=0.6, color=colours[c % 10], label=name,
+                   linewidths=0, rasterized=True)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(f"Posterior means of {x.shape[0]} inputs, by class", fontsize=10)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), markerscale=3, frameon=False, fontsize=8)
+    return _save(fig, path, dpi)
+
+
+CURVE_PANELS = (
+    ("ELBO and log p(x) (nats per example)", ("elbo", "log_px", "iwae", "log_likelihood")),
+    ("KL and reconstruction (nats per example)", ("kl", "recon", "reconstruction", "nll", "rate",
+                                                  "distortion")),
+    ("Losses (GAN: discriminator and generator)", ("loss",)),
+    ("Posterior collapse", ("mi", "mutual_info", "mutual_information", "active_units", "au")),
+    ("Schedules", ("kl_weight", "beta", "lr", "aggressive")),
+    ("Sample quality", ("fid", "kid", "precision", "recall", "density", "coverage", "is")),
+)
+"""Training-curve panels and the name parts that put a ``metrics.csv`` column in each.
+
+A column goes into the first panel one of whose parts equals one of the
+column's underscore-separated words (``test_kl`` and ``kl_train`` go into
+the KL panel, ``kl_weight`` into the schedules since that name is listed
+whole), so columns added later by other models find their panel.
+"""
+
+_NOT_CURVES = {"epoch", "step", "seconds", "time", "method"}
+
+
+def curve_panels(columns):
+    """Group metric column names into :data:`CURVE_PANELS`: a list of ``(title, [columns])``."""
+    panels = {title: [] for title, _ in CURVE_PANELS}
+    for col in columns:
+        if col in _NOT_CURVES:
+            continue
+        name = col.lower()
+        words = name.split("_")
+        title = next((t for t, parts in CURVE_PANELS if name in parts), None) or next(
+            (t for t, parts in CURVE_PANELS if any(p in words for p in parts if "_" not in p)), None)
+        if title is not None:
+            panels[title].append(col)
+    return [(title, cols) for title, cols in panels.items() if cols]
+
+
+def plot_training_curves(rows, path, figsize=None, dpi=100):
+    """Training curves from the rows of ``metrics.csv``, one panel per kind of metric.
+
+    Plots whichever known columns exist (see :data:`CURVE_PANELS`) against
+    the epoch (or the row number when there is no ``epoch`` column): ELBO and
+    log p(x); KL and reconstruction; GAN losses; collapse diagnostics;
+    schedules; sample quality.
+
+    :param rows: list of dicts (:meth:`pyrogen.runs.RunDir.read_metrics`) or a run directory.
+    :param figsize: inches; default 5.5 wide per panel, in up to two columns, 3.6 high per row.
+    :raises DataError: if there are no rows or no known numeric column.
+    """
+    if isinstance(rows, (str, os.PathLike)):
+        from pyrogen.runs import RunDir
+
+        rows = RunDir(rows).read_metrics()
+    if not rows:
+        raise DataError("no metrics to plot: metrics.csv is missing or empty")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    numeric = [c for c in columns
+               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
+    panels = curve_panels(numeric)
+    if not panels:
+        raise DataError(f"metrics.csv has no column to plot (columns: {', '.join(columns)})")
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    figsize = figsize or (5.5 * ncols, 3.6 * nrows)
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    xname = "epoch" if "epoch" in columns else None
+    for ax, (title, cols) in zip(axes, panels):
+        for col in cols:
+            pts = [(r[xname] if xname else i + 1, r[col]) for i, r in enumerate(rows)
+                   if isinstance(r.get(col), (int, float)) and (not xname or isinstance(r.get(xname), (int, float)))]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=col)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xname or "row")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return _save(fig, path, dpi)
