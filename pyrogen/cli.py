@@ -6,6 +6,8 @@
     pyrogen train vae --out runs/vae --epochs 20 --resume
     pyrogen evaluate runs/vae --num-samples 1000
     pyrogen sample runs/vae -n 64
+    pyrogen plot runs/vae
+    pyrogen report runs/vae
 
 Errors caused by input (a missing data set, an occupied output directory, a
 corrupt checkpoint, ...) print one line, ``pyrogen: error: ...``, and exit
@@ -15,6 +17,7 @@ with status 2.
 import argparse
 import sys
 
+from pyrogen import distributed
 from pyrogen.data import BINARIZATIONS, DATASETS
 from pyrogen.errors import PyrogenError
 
@@ -96,6 +99,28 @@ def _add_vae_options(p):
     _add_device(p)
 
 
+def _add_collapse_options(p):
+    from pyrogen.infer.kl_schedule import KL_SCHEDULES
+
+    g = p.add_argument_group("posterior collapse (KL weight λ, free bits, aggressive training)")
+    g.add_argument("--kl-schedule", choices=KL_SCHEDULES, default="constant",
+                   help="KL weight λ over training: constant (--kl-weight), linear warm-up from 0.1 to 1 "
+                        "over --kl-warmup-epochs, or cyclical (Fu et al. 2019, --kl-cycles cycles over "
+                        "--epochs); evaluation always uses λ = 1 (default: constant)")
+    g.add_argument("--kl-weight", type=float, default=1.0, help="λ of the constant schedule (default: 1)")
+    g.add_argument("--kl-warmup-epochs", type=_positive_float, default=10.0,
+                   help="epochs of the linear warm-up (default: 10)")
+    g.add_argument("--kl-cycles", type=_positive_int, default=4, help="cycles of the cyclical schedule (default: 4)")
+    g.add_argument("--free-bits", type=float, default=0.0, metavar="NATS",
+                   help="free bits: KL per latent dimension, averaged over the minibatch, floored at NATS "
+                        "(Kingma et al. 2016; analytic KL); 0 is off (default: 0)")
+    g.add_argument("--aggressive", action="store_true",
+                   help="aggressive inference-network training (He et al. 2019) until the held-out mutual "
+                        "information stops improving")
+    g.add_argument("--aggressive-patience", type=_positive_int, default=5,
+                   help="epochs in which MI fails to beat its best before aggressive mode ends (default: 5)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs.")
@@ -107,6 +132,14 @@ def build_parser():
         "vae", help="variational autoencoder trained by SVI",
         description="Train a VAE by SVI (AEVB), print test ELBO and importance-sampled log p(x), "
                     "and write metrics, a checkpoint and PNG grids of samples and reconstructions."))
+    _add_collapse_options(kinds.choices["vae"])
+    ae = kinds.add_parser(
+        "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
+        description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
+                    "encoder's output) by the same loop; its objective is log p(x|z) + log p(z) at "
+                    "z = encoder(x), and it has no ELBO or importance-sampled log p(x).")
+    _add_vae_options(ae)
+    ae.set_defaults(eval_samples=0)
 
     ev = commands.add_parser(
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
@@ -124,18 +157,56 @@ def build_parser():
     sm.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(sm)
+
+    pl = commands.add_parser(
+        "plot", help="write a run's pictures as PNG",
+        description="Reconstructions, prior samples, latent traversals, interpolations, the 2-D "
+                    "manifold (latent dimension 2 only), latent codes by class and training curves.")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: RUN_DIR/plots)")
+    pl.add_argument("--num-points", type=_positive_int, default=5000,
+                    help="test images in the latent-code scatter plot (default: 5000)")
+    pl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_device(pl)
+
+    rp = commands.add_parser(
+        "report", help="write a run's HTML report",
+        description="One self-contained HTML page (readable offline): settings, evaluation with the "
+                    "Pareto k-hat diagnostic, metrics, training curves and the run's pictures.")
+    rp.add_argument("run_dir", metavar="RUN_DIR")
+    rp.add_argument("--out", default=None, help="HTML path (default: RUN_DIR/report.html)")
     return parser
 
 
 def _report(result):
+    if "objective" in result:  # an autoencoder: no ELBO
+        print(f"test objective log p(x|z) + log p(z) at the code: {result['objective']:.2f} nats")
+        return
     line = f"test ELBO {result['elbo']:.2f} nats"
     if "log_px" in result:
         line += f", log p(x) {result['log_px']:.2f} nats (K = {result['num_samples']})"
     print(line)
+    if "psis" in result:
+        from pyrogen.evaluation.psis import format_khat_summary
+
+        print(format_khat_summary(result["psis"]))
 
 
 def _evaluate(trainer, num_samples):
-    result = trainer.evaluate(num_samples)
+    import pyro
+
+    from pyrogen.evaluation.psis import MIN_SAMPLES, khat_summary, log_likelihood_with_khat
+
+    if num_samples < MIN_SAMPLES:
+        result = trainer.evaluate(num_samples)
+    else:  # log p(x) and the Pareto k-hat of its importance weights, from the same draws
+        result = trainer.evaluate(0)
+        vae = trainer.vae.eval()
+        with pyro.validation_enabled(False):
+            ll = log_likelihood_with_khat(vae.model, vae.guide, trainer.test_data, num_samples,
+                                          batch_size=trainer.config["eval"]["batch_size"])
+        vae.train()
+        result.update(log_px=ll["log_px"], psis=khat_summary(ll["khat"]))
     result["num_samples"] = num_samples
     result["epoch"] = trainer.epoch
     if trainer.run is not None:
@@ -148,22 +219,36 @@ def _train_vae(args):
     from pyrogen.training import build_trainer, default_config, resume_trainer
 
     progress = not args.no_progress
+    distributed.init_from_env(args.device)
     if args.resume:
         trainer = resume_trainer(args.out, device=args.device, progress=progress)
         trainer.config["train"]["epochs"] = args.epochs
     else:
-        config = default_config(latent_dim=args.latent_dim, architecture=args.architecture,
+        if args.kind == "ae" and args.eval_samples:
+            raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
+                               "which has no importance weights, so log p(x) cannot be estimated")
+        config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
                                 hidden=tuple(args.hidden), likelihood=args.likelihood,
                                 prior=args.prior, posterior=args.posterior)
         config["data"].update(dataset=args.dataset, root=args.data_dir, binarize=args.binarize,
                               train_size=args.train_size, test_size=args.test_size)
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                elbo=args.elbo, num_particles=args.num_particles, seed=args.seed)
+        if args.kind == "vae":
+            config["train"].update(kl_schedule=args.kl_schedule, kl_weight=args.kl_weight,
+                                   kl_warmup_epochs=args.kl_warmup_epochs, kl_cycles=args.kl_cycles,
+                                   free_bits=args.free_bits, aggressive=args.aggressive,
+                                   aggressive_patience=args.aggressive_patience)
         config["eval"]["num_samples"] = args.eval_samples
+        if RunDir(args.out).holds_run():  # checked on every rank, before any work
+            RunDir.create(args.out, config)
         # Build (and so validate) everything before the run directory is created.
         trainer = build_trainer(config, device=args.device, progress=progress)
-        trainer.run = RunDir.create(args.out, config)
+        if distributed.is_main_process():
+            trainer.run = RunDir.create(args.out, config)
     trainer.fit()
+    if not distributed.is_main_process():
+        return 0
     for path in trainer.write_pictures():
         print(f"wrote {path}")
     _report(_evaluate(trainer, trainer.config["eval"]["num_samples"]))
@@ -197,9 +282,26 @@ def _sample_run(args):
     return 0
 
 
+def _plot_run(args):
+    from pyrogen.plotting import plot_run
+
+    for path in plot_run(args.run_dir, out_dir=args.out, device=args.device, seed=args.seed,
+                         num_points=args.num_points):
+        print(f"wrote {path}")
+    return 0
+
+
+def _report_run(args):
+    from pyrogen.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out)}")
+    return 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train_vae, "evaluate": _evaluate_run, "sample": _sample_run}
+    handlers = {"train": _train_vae, "evaluate": _evaluate_run, "sample": _sample_run,
+                "plot": _plot_run, "report": _report_run}
     try:
         return handlers[args.command](args)
     except PyrogenError as e:

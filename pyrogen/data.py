@@ -187,10 +187,15 @@ class DeviceLoader:
     :param int seed: seed of the loader's own generator (shuffling and binarization).
     :param device: where the data and batches live.
     :param labels: optional labels, returned beside each batch when given.
+    :param int rank: this process's rank in data-parallel training.
+    :param int world_size: number of processes. Every rank draws the same
+        permutation and binarization (same ``seed``) and keeps its contiguous
+        share of each global batch of ``batch_size`` examples, so the ranks
+        together see exactly the batches a single process would.
     """
 
     def __init__(self, data, batch_size, binarize="none", shuffle=True, drop_last=False,
-                 seed=0, device=None, labels=None):
+                 seed=0, device=None, labels=None, rank=0, world_size=1):
         check_images(data, "data")
         n = data.shape[0]
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
@@ -207,8 +212,11 @@ class DeviceLoader:
         self.labels = None if labels is None else labels.to(device)
         self.batch_size = batch_size
         self.binarize = binarize
+        if batch_size < world_size:
+            raise DataError(f"batch_size {batch_size} is smaller than the number of processes {world_size}")
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     @property
@@ -230,6 +238,9 @@ class DeviceLoader:
             x = self.data[idx]
             if self.binarize == "dynamic":
                 x = torch.bernoulli(x, generator=self.generator)
+            if self.world_size > 1:
+                share = torch.arange(len(idx), device=self.device).tensor_split(self.world_size)[self.rank]
+                idx, x = idx[share], x[share]
             yield x if self.labels is None else (x, self.labels[idx])
 
     def state_dict(self):

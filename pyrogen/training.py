@@ -13,6 +13,7 @@ better), the loss its negation.
 """
 
 import math
+import os
 import time
 
 import pyro
@@ -20,11 +21,16 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
+from pyrogen import distributed
 from pyrogen.data import DeviceLoader, check_images, load_dataset, static_binarize
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset
+from pyrogen.evaluation.diagnostics import collapse_diagnostics
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch
+from pyrogen.infer.kl_schedule import KL_SCHEDULES, FreeBitsELBO, build_kl_schedule
 from pyrogen.models import VAE
+from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.runs import RunDir
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
@@ -33,17 +39,25 @@ ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
 DEFAULT_TRAIN = {
     "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "trace", "num_particles": 1,
     "seed": 0, "log_every": 20,
+    # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
+    # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
+    "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,
+    "kl_cycles": 4, "free_bits": 0.0, "aggressive": False, "aggressive_patience": 5,
 }  # fmt: skip
+MODELS = {"vae": VAE, "ae": Autoencoder}
+"""Run kinds: the variational autoencoder and the deterministic autoencoder baseline."""
 DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
                 "train_size": None, "test_size": None}
 DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
 
 
-def default_config(**model):
+def default_config(kind="vae", **model):
     """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``."""
+    if kind not in MODELS:
+        raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
     return {
-        "kind": "vae",
-        "model": VAE(**model).config,
+        "kind": kind,
+        "model": MODELS[kind](**model).config,
         "data": dict(DEFAULT_DATA),
         "train": dict(DEFAULT_TRAIN),
         "eval": dict(DEFAULT_EVAL),
@@ -53,8 +67,11 @@ def default_config(**model):
 def resolve_device(device):
     """``"auto"`` is CUDA where there is a GPU, else the CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def load_data(data_config, device):
@@ -88,28 +105,69 @@ class VAETrainer:
     :param dict config: the run configuration (see :func:`default_config`).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
+
+    Inside a ``torch.distributed`` process group (see :mod:`pyrogen.distributed`)
+    each rank trains on its share of every global minibatch of
+    ``batch_size`` examples, gradients are averaged by DDP, and only rank 0
+    shows progress, evaluates and writes to the run directory.
     """
 
     def __init__(self, vae, train_data, test_data, config, run=None, progress=True):
-        self.vae, self.config, self.run, self.progress = vae, config, run, progress
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.vae, self.config, self.progress = vae, config, progress and self.rank == 0
+        self.run = run
         train_cfg, data_cfg = config["train"], config["data"]
         check_images(train_data, "training data")
         check_images(test_data, "test data")
         self.loader = DeviceLoader(
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
             seed=train_cfg["seed"] + 1, device=train_data.device,
+            rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
         self.test_data = test_data
         self._check_support()
         if train_cfg["elbo"] not in ELBOS:
             raise ValueError(f"elbo must be one of {sorted(ELBOS)}, got {train_cfg['elbo']!r}")
         self.elbo = ELBOS[train_cfg["elbo"]](num_particles=train_cfg["num_particles"])
+        if train_cfg.get("free_bits", 0.0) > 0:
+            self.elbo = FreeBitsELBO(train_cfg["free_bits"], num_particles=train_cfg["num_particles"])
+        self.kl_schedule = build_kl_schedule(
+            train_cfg.get("kl_schedule", "constant"), train_cfg["epochs"], weight=train_cfg.get("kl_weight", 1.0),
+            warmup_epochs=train_cfg.get("kl_warmup_epochs", 10.0), start=train_cfg.get("kl_start", 0.1),
+            num_cycles=train_cfg.get("kl_cycles", 4))
         fused = {"fused": True} if train_data.device.type in ("cpu", "cuda") else {}
         self.optim = torch.optim.Adam(vae.parameters(), lr=train_cfg["lr"], **fused)
         self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo)
+        if self.world_size > 1:
+            # The same parameters take part in every step (an autoencoder leaves its scale head
+            # unused throughout), which static_graph lets DDP learn once instead of every step.
+            self.svi.distribute(static_graph=True)
+            self._seed_rank_noise(train_cfg["seed"], 0)
+        self.switch = None
+        if train_cfg.get("aggressive"):
+            self._make_aggressive(train_cfg)
         self.epoch = 0
         self.step = 0
         self.metrics = []
+
+    def _make_aggressive(self, train_cfg):
+        """He et al.'s aggressive training: encoder and generator get their own Adam."""
+        if self.world_size > 1:
+            raise DataError("aggressive training runs in a single process; drop --aggressive or run without torchrun")
+        encoder = set(self.vae.encoder.parameters())
+        decoder = [p for p in self.vae.parameters() if p not in encoder]
+        self.optim = torch.optim.Adam(self.vae.encoder.parameters(), lr=train_cfg["lr"])
+        self.decoder_optim = torch.optim.Adam(decoder, lr=train_cfg["lr"])
+        self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(train_cfg["seed"] + 2)
+        self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.elbo,
+                                 self._random_batch, window=10, max_steps=100)
+        self.switch = AggressiveSwitch(train_cfg.get("aggressive_patience", 5))
+
+    def _random_batch(self):
+        """A fresh random training minibatch (the inner loop's data), binarized like the loader's."""
+        data, g = self.loader.data, self.inner_generator
+        x = data[torch.randint(data.shape[0], (self.loader.batch_size,), device=data.device, generator=g)]
+        return torch.bernoulli(x, generator=g) if self.loader.binarize == "dynamic" else x
 
     def _check_support(self):
         """Check the data against the likelihood once, before the (unvalidated) hot loop.
@@ -121,15 +179,33 @@ class VAETrainer:
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
 
+    def _seed_rank_noise(self, seed, epoch):
+        """Give ranks other than 0 their own noise stream (rank 0 keeps a single process's)."""
+        if self.rank > 0:
+            torch.manual_seed(hash((seed, epoch, self.rank)) % 2**63)
+
+    @property
+    def run(self):
+        """The run directory; None on ranks other than 0, which write nothing."""
+        return self._run
+
+    @run.setter
+    def run(self, run):
+        self._run = run if self.rank == 0 else None
+
     def state_dict(self):
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        state = {
             "config": self.config, "epoch": self.epoch, "step": self.step,
             "model": self.vae.state_dict(), "optim": self.optim.state_dict(),
             "loader": self.loader.state_dict(), "rng": rng, "metrics": self.metrics,
         }  # fmt: skip
+        if self.switch is not None:
+            state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
+                                   "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
+        return state
 
     def load_state_dict(self, state):
         self.vae.load_state_dict(state["model"])
@@ -139,14 +215,68 @@ class VAETrainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+        if self.switch is not None and "aggressive" in state:
+            self.switch.load_state_dict(state["aggressive"]["switch"])
+            self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
+            self.inner_generator.set_state(state["aggressive"]["generator"])
+            self.svi.aggressive = state["aggressive"]["on"]
+        self._seed_rank_noise(self.config["train"]["seed"], self.epoch)
 
     def evaluate(self, num_samples=0):
-        """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example."""
+        """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example.
+
+        Always with λ = 1, whatever KL weight training used. For an
+        :class:`~pyrogen.models.autoencoder.Autoencoder` the result is its
+        training objective ``{"objective": ...}`` (there is no ELBO), and
+        ``num_samples`` > 0 is an error: a point-mass guide has no importance weights.
+        """
+        if isinstance(self.vae, Autoencoder):
+            return self._evaluate_autoencoder(num_samples)
         self.vae.eval()
         with pyro.validation_enabled(False):
             result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data,
                                       batch_size=self.config["eval"]["batch_size"],
                                       num_samples=num_samples)
+        self.vae.train()
+        return result
+
+    def _evaluate_autoencoder(self, num_samples):
+        from pyrogen.errors import PyrogenError
+        from pyrogen.evaluation import log_importance_weights
+
+        x = self.test_data[: self.config["eval"]["batch_size"]]
+        if num_samples:
+            try:
+                log_importance_weights(self.vae.model, self.vae.guide, x, 1)
+            except ValueError as e:
+                raise PyrogenError(f"cannot estimate log p(x) of an autoencoder run: {e}") from None
+        self.vae.eval()
+        total, objective = 0.0, ReparamTrace_ELBO()
+        with pyro.validation_enabled(False), torch.no_grad():
+            for i in range(0, self.test_data.shape[0], self.config["eval"]["batch_size"]):
+                x = self.test_data[i : i + self.config["eval"]["batch_size"]]
+                total -= objective.differentiable_loss(self.vae.model, self.vae.guide, x).item()
+        self.vae.train()
+        return {"objective": total / self.test_data.shape[0]}
+
+    def diagnostics(self):
+        """Held-out collapse diagnostics (λ = 1): KL (nats per example), MI (nats), active units.
+
+        See :func:`pyrogen.evaluation.diagnostics.collapse_diagnostics`; an
+        autoencoder gets only its active units (its q has no density).
+        """
+        self.vae.eval()
+        with pyro.validation_enabled(False), torch.no_grad():
+            if isinstance(self.vae, Autoencoder):
+                from pyrogen.evaluation.diagnostics import active_units
+
+                bs = self.config["eval"]["batch_size"]
+                codes = torch.cat([self.vae.code(self.test_data[i : i + bs])
+                                   for i in range(0, self.test_data.shape[0], bs)])
+                result = {"active_units": active_units(codes)[0]}
+            else:
+                result = collapse_diagnostics(self.vae.model, self.vae.guide, self.test_data,
+                                              batch_size=self.config["eval"]["batch_size"])
         self.vae.train()
         return result
 
@@ -165,11 +295,15 @@ class VAETrainer:
         window, window_seen = None, 0  # loss summed on the device since the last read
         with pyro.validation_enabled(False):
             for i, x in enumerate(self.loader, 1):
-                loss = self.svi.step(x)
+                kl_weight = self.kl_schedule(self.epoch + (i - 1) / len(self.loader))
+                loss = self.svi.step(x) if kl_weight == 1.0 else self.svi.step(x, kl_weight=kl_weight)
                 window = loss if window is None else window + loss
                 window_seen += x.shape[0]
                 self.step += 1
                 if i % log_every == 0 or i == len(self.loader):
+                    if self.world_size > 1:
+                        window = distributed.all_reduce_sum(torch.stack([window, window.new_tensor(window_seen)]))
+                        window, window_seen = window[0], int(window[1].item())
                     value = window.item()
                     if not math.isfinite(value):
                         raise self._diverged(f"epoch {self.epoch + 1}, step {self.step}")
@@ -190,19 +324,27 @@ class VAETrainer:
             with bar:
                 train_elbo = self.train_epoch(bar)
             seconds = time.perf_counter() - start
-            test = self.evaluate()
+            test = self.evaluate() if self.rank == 0 else {"elbo": float("nan")}
+            diagnostics = self.diagnostics() if self.rank == 0 else {}
+            if self.switch is not None and self.svi.aggressive:
+                self.svi.aggressive = self.switch.update(diagnostics["mi"])
             if not all(math.isfinite(p.detach().sum().item()) for p in self.vae.parameters()):
                 raise self._diverged(f"the end of epoch {self.epoch + 1}")
             self.epoch += 1
             row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-                   "test_elbo": test["elbo"], "seconds": seconds}
+                   **{"test_" + k: v for k, v in test.items()}, **diagnostics, "seconds": seconds}
+            if self.switch is not None:
+                row["aggressive"] = int(self.svi.aggressive)
             self.metrics.append(row)
             if self.progress:
                 tqdm.write(f"epoch {self.epoch}: train ELBO {train_elbo:.2f}, "
-                           f"test ELBO {test['elbo']:.2f} nats ({seconds:.1f} s)")
+                           + ", ".join(f"test {k} {v:.2f}" for k, v in test.items())
+                           + "".join(f", {k} {v:.2f}" for k, v in diagnostics.items())
+                           + f" ({seconds:.1f} s)")
             if self.run is not None:
                 self.run.save_checkpoint(self.state_dict())
                 self.run.write_metrics(self.metrics)
+            distributed.barrier()
         return self.metrics
 
     def write_pictures(self, num=64):
@@ -223,7 +365,7 @@ def build_trainer(config, run=None, device="auto", progress=True):
     """A :class:`VAETrainer` for a configuration: model, data and optimizer, freshly seeded."""
     device = resolve_device(device)
     pyro.set_rng_seed(config["train"]["seed"])
-    vae = VAE(**config["model"]).to(device)
+    vae = MODELS[config.get("kind", "vae")](**config["model"]).to(device)
     train, test, _ = load_data(config["data"], device)
     return VAETrainer(vae, train, test, config, run=run, progress=progress)
 
@@ -232,7 +374,7 @@ def load_model(run_dir, device="auto"):
     """The model of a run, with the weights of its last checkpoint, in eval mode."""
     run = RunDir.open(run_dir)
     state = run.load_checkpoint(map_location=resolve_device(device))
-    vae = VAE(**state["config"]["model"]).to(resolve_device(device))
+    vae = MODELS[state["config"].get("kind", "vae")](**state["config"]["model"]).to(resolve_device(device))
     vae.load_state_dict(state["model"])
     return vae.eval()
 

@@ -1,6 +1,6 @@
 """Inference algorithms: ELBO estimators and training loops shaped like ``pyro.infer.SVI``."""
 
 from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO
-from pyrogen.infer.torch_svi import TorchSVI, module_local
+from pyrogen.infer.torch_svi import ELBOModule, TorchSVI, module_local
 
-__all__ = ["ReparamTrace_ELBO", "TorchSVI", "module_local"]
+__all__ = ["ReparamTrace_ELBO", "TorchSVI", "ELBOModule", "module_local"]

@@ -4,6 +4,7 @@ import functools
 
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 
 
 def module_local(fn):
@@ -27,6 +28,26 @@ def module_local(fn):
     return functools.partial(body, owner)
 
 
+class ELBOModule(nn.Module):
+    """An ELBO of a model/guide pair as a torch loss module: ``forward(*args)`` is the loss.
+
+    It holds the modules that own ``model`` and ``guide`` (or the ``modules``
+    given), so that :class:`~torch.nn.parallel.DistributedDataParallel` can
+    wrap it and synchronise their gradients, as in Pyro's ``svi_lightning`` example.
+    """
+
+    def __init__(self, model, guide, elbo, modules=None):
+        super().__init__()
+        if modules is None:
+            owners = (getattr(model, "__self__", None), getattr(guide, "__self__", None))
+            modules = list({id(m): m for m in owners if isinstance(m, nn.Module)}.values())
+        self.owners = nn.ModuleList(modules)
+        self.model, self.guide, self.elbo = module_local(model), module_local(guide), elbo
+
+    def forward(self, *args, **kwargs):
+        return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
+
+
 class TorchSVI:
     """SVI with the ELBO as a differentiable torch loss and a ``torch.optim`` optimizer.
 
@@ -47,16 +68,32 @@ class TorchSVI:
     def __init__(self, model, guide, optim, loss):
         if not isinstance(optim, torch.optim.Optimizer):
             raise TypeError(f"optim must be a torch.optim.Optimizer, got {type(optim).__name__}")
-        self.model = module_local(model)
-        self.guide = module_local(guide)
         self.optim = optim
         self.loss = loss
+        self.loss_module = ELBOModule(model, guide, loss)
+        self.model, self.guide = self.loss_module.model, self.loss_module.guide
+        self._gradient_scale = 1.0
+
+    def distribute(self, **ddp_options):
+        """Average gradients over the ``torch.distributed`` process group with DDP.
+
+        Each rank's loss is scaled by the world size before the backward pass,
+        so the averaged gradient is the gradient of the global batch's summed
+        loss: a step over N ranks' shards equals a single process's step on the
+        whole batch, up to the order of floating-point reductions.
+        """
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.loss_module = DistributedDataParallel(self.loss_module, **ddp_options)
+        self._gradient_scale = float(dist.get_world_size())
+        return self
 
     def step(self, *args, **kwargs):
-        """One gradient step; returns the loss (negative ELBO, nats) as a detached tensor."""
+        """One gradient step; returns this process's loss (negative ELBO, nats) as a detached tensor."""
         self.optim.zero_grad(set_to_none=True)
-        loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
-        loss.backward()
+        loss = self.loss_module(*args, **kwargs)
+        (loss * self._gradient_scale if self._gradient_scale != 1.0 else loss).backward()
         self.optim.step()
         return loss.detach()
 
