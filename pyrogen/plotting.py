@@ -361,3 +361,55 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return _save(fig, path, dpi)
+
+
+PLOTS_DIR = "plots"
+"""Folder of a run directory where :func:`plot_run` writes its pictures."""
+
+
+@torch.no_grad()
+def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=100):
+    """Every picture of a run: what ``pyrogen plot RUN_DIR`` writes.
+
+    For a VAE run: ``reconstructions.png``, ``prior_samples.png``,
+    ``latent_traversals.png``, ``interpolations.png``, ``manifold.png`` (2-D
+    latent spaces only), ``latent_codes.png`` (the first ``num_points`` test
+    images) and ``training_curves.png``; for other kinds of run the training
+    curves only. Test images are the run's own (binarized as in training).
+
+    :param out_dir: where to write (default ``RUN_DIR/plots``).
+    :param int seed: seeds the prior draws, so the pictures are reproducible.
+    :returns: list of the paths written.
+    """
+    import pyro
+
+    from pyrogen.data import FASHION_MNIST_CLASSES
+    from pyrogen.runs import RunDir
+
+    run = RunDir.open(run_dir)
+    out_dir = os.fspath(out_dir) if out_dir is not None else run.file(PLOTS_DIR)
+    paths = []
+    config = run.config
+    if config.get("kind") == "vae":
+        from pyrogen.training import load_data, load_model, resolve_device
+
+        vae = load_model(run_dir, device=device)
+        _, test, labels = load_data(config["data"], resolve_device(device))
+        pyro.set_rng_seed(seed)
+        pick = torch.randperm(test.shape[0], device="cpu")[:32].to(test.device)
+        paths.append(plot_reconstructions(vae, test[pick[:16]], os.path.join(out_dir, "reconstructions.png"),
+                                          dpi=dpi))
+        paths.append(plot_prior_samples(vae, os.path.join(out_dir, "prior_samples.png"), dpi=dpi))
+        paths.append(plot_latent_traversals(vae, os.path.join(out_dir, "latent_traversals.png"),
+                                            x=test[: num_points], dpi=dpi))
+        paths.append(plot_interpolations(vae, test[pick[16:24]], test[pick[24:32]],
+                                         os.path.join(out_dir, "interpolations.png"), dpi=dpi))
+        if vae.latent_dim == 2:
+            paths.append(plot_manifold(vae, os.path.join(out_dir, "manifold.png"), dpi=dpi))
+        names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None
+        paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
+                                       os.path.join(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
+    rows = run.read_metrics()
+    if rows:
+        paths.append(plot_training_curves(rows, os.path.join(out_dir, "training_curves.png"), dpi=dpi))
+    return paths

@@ -1,0 +1,197 @@
+"""One self-contained HTML page about a run: settings, evaluation, metrics, curves and pictures.
+
+``pyrogen report RUN_DIR`` writes ``RUN_DIR/report.html``. The page needs
+nothing but a browser: the style is inline and every picture is embedded as
+a base64 ``data:`` URI, so it reads offline and survives being mailed or
+copied on its own. The training curves are drawn afresh from
+``metrics.csv``; the other pictures are the PNG files already in the run
+directory and its ``plots/`` folder (``pyrogen plot RUN_DIR`` makes them).
+"""
+
+import base64
+import datetime
+import glob
+import html
+import os
+import tempfile
+
+from pyrogen.errors import DataError
+from pyrogen.runs import RunDir, atomic_write
+
+SECTIONS = ("Settings", "Evaluation", "Metrics", "Training curves", "Pictures")
+"""The page's sections, in order; each is an ``<h2>`` with an ``id`` of its name in lower case."""
+
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+
+CAPTIONS = {
+    "reconstructions.png": "Inputs and their reconstructions.",
+    "prior_samples.png": "Mean images of draws from the prior p(z).",
+    "latent_traversals.png": "Latent traversals: one latent dimension at a time, over its prior quantiles.",
+    "interpolations.png": "Decoded interpolations between the codes of pairs of test inputs.",
+    "manifold.png": "The learned manifold of the 2-D latent space, decoded on a grid of prior "
+                    "quantiles (Kingma and Welling 2014, figure 4).",
+    "latent_codes.png": "Posterior means of test inputs, coloured by class.",
+}
+_ORDER = list(CAPTIONS)
+TRAINING_CAPTIONS = {
+    "samples.png": "Mean images of draws from the prior p(z), written at the end of training.",
+    "reconstructions.png": "Test inputs (upper half) and their reconstructions (lower half), written "
+                           "at the end of training.",
+}
+PSIS_LABELS = {
+    "share_above_threshold": "share of examples with k-hat above the threshold",
+    "share_good": "share of examples with k-hat below 0.5",
+    "threshold": "threshold", "khat_median": "median k-hat", "khat_max": "largest k-hat",
+    "num_examples": "test examples",
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f4f4f4; } td.key, th.key { text-align: left; }
+.scroll { overflow-x: auto; max-height: 30em; overflow-y: auto; }
+.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: .6em 1em; }
+.note { color: #666; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #444; font-size: .9em; }
+"""
+
+
+def _esc(value):
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value):
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _flatten(obj, prefix=""):
+    if isinstance(obj, dict):
+        out = []
+        for k, v in obj.items():
+            out += _flatten(v, f"{prefix}{k}.")
+        return out
+    return [(prefix[:-1], obj)]
+
+
+def _key_value_table(pairs, key="setting"):
+    rows = "".join(f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td></tr>"
+                   for k, v in pairs)
+    return f"<table><tr><th class='key'>{_esc(key)}</th><th class='key'>value</th></tr>{rows}</table>"
+
+
+def _img(png_bytes, alt):
+    data = base64.b64encode(png_bytes).decode("ascii")
+    return f"<img alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _section(title, body):
+    return f"<section><h2 id='{title.lower().replace(' ', '-')}'>{_esc(title)}</h2>\n{body}\n</section>"
+
+
+def _settings(run):
+    return _key_value_table(_flatten(run.config))
+
+
+def _evaluation(run):
+    if not os.path.isfile(run.file("evaluation.json")):
+        return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
+                f"{_esc(run.path)}</code>.</p>")
+    result = run.read_json("evaluation.json")
+    psis = result.pop("psis", None)
+    labels = {"elbo": "test ELBO (nats per example)", "log_px": "importance-sampled log p(x) (nats per example)",
+              "num_samples": "importance samples K per example", "epoch": "epoch"}
+    body = _key_value_table([(labels.get(k, k), v) for k, v in result.items()], key="figure")
+    if psis:
+        advice = psis.pop("advice", None)
+        body += "<h3>Pareto k&#770; of the importance weights (PSIS)</h3>"
+        body += ("<p>Above 0.7 an example's importance-sampled log p(x) is not to be trusted "
+                 "(Yao, Vehtari, Simpson and Gelman 2018).</p>")
+        body += _key_value_table([(PSIS_LABELS.get(k, k), v) for k, v in psis.items()], key="figure")
+        if advice:
+            body += f"<p class='warning'>{_esc(advice)}</p>"
+    return body
+
+
+def _metrics(rows):
+    if not rows:
+        return "<p class='note'>No metrics.csv in the run.</p>"
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _curves(rows):
+    from pyrogen.plotting import plot_training_curves
+
+    if not rows:
+        return "<p class='note'>No metrics to plot.</p>"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = plot_training_curves(rows, os.path.join(tmp, "curves.png"))
+        except DataError as e:
+            return f"<p class='note'>{_esc(e)}</p>"
+        with open(path, "rb") as f:
+            return f"<figure>{_img(f.read(), 'training curves')}</figure>"
+
+
+def _pictures(run):
+    def rank(name):
+        return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
+
+    plots = [p for p in glob.glob(os.path.join(run.path, PLOTS_DIR, "*.png"))
+             if os.path.basename(p) != "training_curves.png"]
+    pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
+                for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
+    pictures += [(p, TRAINING_CAPTIONS.get(os.path.basename(p), ""))
+                 for p in sorted(glob.glob(os.path.join(run.path, "*.png")))]
+    figures = [] if plots else [
+        f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>"]
+    for path, caption in pictures:
+        rel = os.path.relpath(path, run.path)
+        with open(path, "rb") as f:
+            img = _img(f.read(), rel)
+        figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}</figcaption></figure>")
+    return "\n".join(figures)
+
+
+def build_report(run_dir):
+    """The HTML page of a run, as a string (see :data:`SECTIONS`).
+
+    :raises RunDirError: if ``run_dir`` holds no run.
+    """
+    run = RunDir.open(run_dir)
+    rows = run.read_metrics()
+    config = run.config
+    title = f"pyrogen run: {config.get('kind', 'model')} in {os.path.abspath(run.path)}"
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    sections = [
+        _section("Settings", _settings(run)),
+        _section("Evaluation", _evaluation(run)),
+        _section("Metrics", _metrics(rows)),
+        _section("Training curves", _curves(rows)),
+        _section("Pictures", _pictures(run)),
+    ]
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>\n"
+            f"<h1>{_esc(title)}</h1><p class='note'>Written {_esc(stamp)} by <code>pyrogen report</code>; "
+            f"{len(rows)} epochs recorded.</p>\n" + "\n".join(sections) + "\n</body></html>\n")
+
+
+def write_report(run_dir, out=None):
+    """Write :func:`build_report`'s page atomically to ``out`` (default ``RUN_DIR/report.html``); returns the path."""
+    page = build_report(run_dir)
+    out = os.fspath(out) if out is not None else os.path.join(os.fspath(run_dir), REPORT_FILE)
+    atomic_write(out, lambda f: f.write(page.encode("utf-8")))
+    return out
+
