@@ -197,6 +197,8 @@ def _evaluate(trainer, num_samples):
 
     from pyrogen.evaluation.psis import MIN_SAMPLES, khat_summary, log_likelihood_with_khat
 
+    if num_samples and trainer.config.get("kind") == "ae":
+        trainer.evaluate(num_samples)  # raises: a point-mass guide has no importance weights
     if num_samples < MIN_SAMPLES:
         result = trainer.evaluate(num_samples)
     else:  # log p(x) and the Pareto k-hat of its importance weights, from the same draws
