@@ -292,10 +292,10 @@ CURVE_PANELS = (
 )
 """Training-curve panels and the name parts that put a ``metrics.csv`` column in each.
 
-A column goes into the first panel one of whose parts equals one of the
-column's underscore-separated words (``test_kl`` and ``kl_train`` go into
-the KL panel, ``kl_weight`` into the schedules since that name is listed
-whole), so columns added later by other models find their panel.
+A column goes into the panel of the longest part that appears in its name
+as whole underscore-separated words (``test_kl`` and ``kl_train`` go into
+the KL panel, ``test_kl_weight`` into the schedules, ``test_log_px`` into
+the ELBO panel), so columns added later by other models find their panel.
 """
 
 _NOT_CURVES = {"epoch", "step", "seconds", "time", "method"}
@@ -307,12 +307,11 @@ def curve_panels(columns):
     for col in columns:
         if col in _NOT_CURVES:
             continue
-        name = col.lower()
-        words = name.split("_")
-        title = next((t for t, parts in CURVE_PANELS if name in parts), None) or next(
-            (t for t, parts in CURVE_PANELS if any(p in words for p in parts if "_" not in p)), None)
-        if title is not None:
-            panels[title].append(col)
+        name = f"_{col.lower()}_"
+        matches = [(len(part), -i, title) for i, (title, parts) in enumerate(CURVE_PANELS)
+                   for part in parts if f"_{part}_" in name]
+        if matches:
+            panels[max(matches)[2]].append(col)
     return [(title, cols) for title, cols in panels.items() if cols]
 
 

@@ -1,0 +1,92 @@
+"""`pyrogen evaluate` with k-hat, `pyrogen plot` and `pyrogen report` on a tiny run; the page is self-contained."""
+
+import base64
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from pyrogen.cli import main
+from pyrogen.errors import RunDirError
+from pyrogen.report import SECTIONS, build_report, write_report
+from pyrogen.runs import RunDir
+from tests.conftest import requires_fashion_mnist
+
+TINY = ["--train-size", "300", "--test-size", "60", "--epochs", "2", "--latent-dim", "2",
+        "--hidden", "32", "--eval-samples", "0", "--no-progress"]
+PLOTS = ("reconstructions", "prior_samples", "latent_traversals", "interpolations", "manifold",
+         "latent_codes", "training_curves")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    assert main(["train", "vae", "--out", str(out)] + TINY) == 0
+    return out
+
+
+@requires_fashion_mnist
+def test_evaluate_reports_khat(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--num-samples", "50", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"Pareto k-hat: \d+\.\d% of 60 examples above 0.7", printed), printed
+    psis = json.loads((run_dir / "evaluation.json").read_text())["psis"]
+    assert psis["num_examples"] == 60 and psis["threshold"] == 0.7
+    assert 0 <= psis["share_above_threshold"] <= 1 and psis["khat_max"] >= psis["khat_median"]
+    assert (psis["advice"] is not None) == (psis["share_above_threshold"] > 0)
+    # Too few draws for a Pareto fit: log p(x) without k-hat.
+    assert main(["evaluate", str(run_dir), "--num-samples", "5", "--no-progress"]) == 0
+    assert "Pareto" not in capsys.readouterr().out
+
+
+@requires_fashion_mnist
+def test_plot_writes_every_picture(run_dir, capsys):
+    assert main(["plot", str(run_dir), "--num-points", "60"]) == 0
+    printed = capsys.readouterr().out
+    for name in PLOTS:
+        path = run_dir / "plots" / f"{name}.png"
+        assert f"wrote {path}" in printed
+        with Image.open(path) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+
+
+@requires_fashion_mnist
+def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--num-samples", "30", "--no-progress"]) == 0
+    assert main(["plot", str(run_dir), "--num-points", "60"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {run_dir / 'report.html'}"
+    page = (run_dir / "report.html").read_text()
+    for title in SECTIONS:
+        assert f"<h2 id='{title.lower().replace(' ', '-')}'>{title}</h2>" in page
+    assert page.index("Settings") < page.index("Evaluation") < page.index("Metrics") < page.index("Pictures")
+    assert "model.latent_dim" in page and "train.epochs" in page  # settings
+    assert "Pareto k&#770;" in page and "importance-sampled log p(x)" in page  # evaluation
+    assert page.count("<tr>") >= 1 + 2  # the metrics table: header and two epochs
+    # Offline: every picture is inline, nothing is fetched.
+    sources = re.findall(r"src='([^']*)'", page)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r"(href|src)=['\"]?(https?:|//)", page)
+    # The curves, the six model pictures of `pyrogen plot` and the two grids of training.
+    assert len(sources) == 1 + 6 + 2
+    for s in sources:
+        assert base64.b64decode(s.split(",", 1)[1]).startswith(b"\x89PNG")
+
+
+@requires_fashion_mnist
+def test_report_of_a_bare_run_says_what_is_missing(run_dir, tmp_path):
+    bare = RunDir.create(tmp_path / "bare", RunDir(run_dir).config)
+    path = write_report(bare.path, tmp_path / "bare.html")
+    page = open(path).read()
+    for title in SECTIONS:
+        assert f">{title}</h2>" in page
+    assert "No evaluation yet" in page and "No metrics.csv" in page and "pyrogen plot" in page
+
+
+def test_report_of_no_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"pyrogen: error: {str(tmp_path)!r} holds no pyrogen run (no config.json)\n"
+    with pytest.raises(RunDirError, match="holds no pyrogen run"):
+        build_report(tmp_path)
