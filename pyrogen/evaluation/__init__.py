@@ -6,5 +6,8 @@ from pyrogen.evaluation.likelihood import (
     log_importance_weights,
     log_likelihood,
 )
+from pyrogen.evaluation.psis import khat_summary, log_likelihood_with_khat, pareto_khat
+from pyrogen.evaluation.arviz_export import to_inference_data
 
-__all__ = ["elbo", "evaluate_dataset", "log_importance_weights", "log_likelihood"]
+__all__ = ["elbo", "evaluate_dataset", "log_importance_weights", "log_likelihood",
+           "khat_summary", "log_likelihood_with_khat", "pareto_khat", "to_inference_data"]
