@@ -348,7 +348,8 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     for ax, (title, cols) in zip(axes, panels):
         for col in cols:
             pts = [(r[xname] if xname else i + 1, r[col]) for i, r in enumerate(rows)
-                   if isinstance(r.get(col), (int, float)) and (not xname or isinstance(r.get(xname), (int, float)))]
+                   if isinstance(r.get(col), (int, float))
+                   and (not xname or isinstance(r.get(xname), (int, float)))]
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=col)
@@ -371,7 +372,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     """Every picture of a run: what ``pyrogen plot RUN_DIR`` writes.
 
     For a VAE run: ``reconstructions.png``, ``prior_samples.png``,
-    ``latent_traversals.png``, ``interpolations.png``, ``manifold.png`` (2-D
+    ``latent_traversals.png``, ``interpolations.png`` (pairs of test images), ``manifold.png`` (2-D
     latent spaces only), ``latent_codes.png`` (the first ``num_points`` test
     images) and ``training_curves.png``; for other kinds of run the training
     curves only. Test images are the run's own (binarized as in training).
@@ -395,14 +396,16 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         vae = load_model(run_dir, device=device)
         _, test, labels = load_data(config["data"], resolve_device(device))
         pyro.set_rng_seed(seed)
-        pick = torch.randperm(test.shape[0], device="cpu")[:32].to(test.device)
+        pick = torch.randperm(test.shape[0], device="cpu").to(test.device)
+        pairs = min(8, test.shape[0] // 2)
         paths.append(plot_reconstructions(vae, test[pick[:16]], os.path.join(out_dir, "reconstructions.png"),
                                           dpi=dpi))
         paths.append(plot_prior_samples(vae, os.path.join(out_dir, "prior_samples.png"), dpi=dpi))
         paths.append(plot_latent_traversals(vae, os.path.join(out_dir, "latent_traversals.png"),
                                             x=test[: num_points], dpi=dpi))
-        paths.append(plot_interpolations(vae, test[pick[16:24]], test[pick[24:32]],
-                                         os.path.join(out_dir, "interpolations.png"), dpi=dpi))
+        if pairs:
+            paths.append(plot_interpolations(vae, test[pick[:pairs]], test[pick[pairs : 2 * pairs]],
+                                             os.path.join(out_dir, "interpolations.png"), dpi=dpi))
         if vae.latent_dim == 2:
             paths.append(plot_manifold(vae, os.path.join(out_dir, "manifold.png"), dpi=dpi))
         names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None

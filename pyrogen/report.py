@@ -69,7 +69,9 @@ def _fmt(value):
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.4g}"
+        return f"{value:.4f}".rstrip("0").rstrip(".")
     return str(value)
 
 
@@ -107,7 +109,8 @@ def _evaluation(run):
                 f"{_esc(run.path)}</code>.</p>")
     result = run.read_json("evaluation.json")
     psis = result.pop("psis", None)
-    labels = {"elbo": "test ELBO (nats per example)", "log_px": "importance-sampled log p(x) (nats per example)",
+    labels = {"elbo": "test ELBO (nats per example)",
+              "log_px": "importance-sampled log p(x) (nats per example)",
               "num_samples": "importance samples K per example", "epoch": "epoch"}
     body = _key_value_table([(labels.get(k, k), v) for k, v in result.items()], key="figure")
     if psis:
@@ -161,7 +164,8 @@ def _pictures(run):
         rel = os.path.relpath(path, run.path)
         with open(path, "rb") as f:
             img = _img(f.read(), rel)
-        figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}</figcaption></figure>")
+        figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}"
+                       "</figcaption></figure>")
     return "\n".join(figures)
 
 
@@ -189,7 +193,10 @@ def build_report(run_dir):
 
 
 def write_report(run_dir, out=None):
-    """Write :func:`build_report`'s page atomically to ``out`` (default ``RUN_DIR/report.html``); returns the path."""
+    """Write :func:`build_report`'s page atomically; returns its path.
+
+    :param out: the HTML file (default ``RUN_DIR/report.html``).
+    """
     page = build_report(run_dir)
     out = os.fspath(out) if out is not None else os.path.join(os.fspath(run_dir), REPORT_FILE)
     atomic_write(out, lambda f: f.write(page.encode("utf-8")))

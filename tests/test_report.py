@@ -90,3 +90,12 @@ def test_report_of_no_run_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == f"pyrogen: error: {str(tmp_path)!r} holds no pyrogen run (no config.json)\n"
     with pytest.raises(RunDirError, match="holds no pyrogen run"):
         build_report(tmp_path)
+
+
+def test_runs_of_other_kinds_get_their_curves_plotted_and_reported(tmp_path, capsys):
+    run = RunDir.create(tmp_path / "gan", {"kind": "gan", "train": {"epochs": 3}})
+    run.write_metrics([{"epoch": e, "loss_d": 1.0 / e, "loss_g": 0.7 * e} for e in (1, 2, 3)])
+    assert main(["plot", run.path]) == 0
+    assert capsys.readouterr().out == f"wrote {run.file('plots/training_curves.png')}\n"
+    page = build_report(run.path)
+    assert page.count("data:image/png;base64,") == 1 and "loss_d" in page and "train.epochs" in page
