@@ -85,6 +85,7 @@ def train(method, train_x, test_x, args, log=print):
     with pyro.validation_enabled(False):
         diag = collapse_diagnostics(vae.model, vae.guide, test_x, batch_size=500)
         ev = evaluate_dataset(vae.model, vae.guide, test_x, batch_size=100, num_samples=args.eval_samples)
+        ev.setdefault("log_px", float("nan"))
     row = {"method": method, "log_px": ev["log_px"], "elbo": ev["elbo"], **diag, "seconds": seconds}
     log(f"  {method}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     return row
