@@ -74,7 +74,7 @@ def main(argv=None):
     for ax, kind, title in zip(axes, ("ae", "vae"), ("autoencoder codes", "VAE posterior means")):
         pts = points[kind].numpy()
         sc = ax.scatter(pts[:, 0], pts[:, 1], c=labels.numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=9.5)
-        ax.set_title(f"{title} (spread: std {pts.std(0).round(2).tolist()})")
+        ax.set_title(f"{title}\nstd per dimension {pts.std(0)[0]:.2f}, {pts.std(0)[1]:.2f}")
         ax.set_xlabel("z1")
         ax.set_ylabel("z2")
     cbar = fig.colorbar(sc, ax=axes, ticks=range(10))

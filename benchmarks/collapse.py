@@ -64,7 +64,7 @@ def train(method, train_x, test_x, args, log=print):
             return train_x[torch.randint(n, (bs,), generator=gen)]
 
         svi = AggressiveSVI(vae.model, vae.guide, enc, dec, loss, fresh, window=15, max_steps=100)
-        switch = AggressiveSwitch(patience=1)
+        switch = AggressiveSwitch(patience=args.aggressive_patience)
     else:
         svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=args.lr), loss)
     start = time.perf_counter()
@@ -117,6 +117,8 @@ def main(argv=None):
     p.add_argument("--warmup-epochs", type=float, default=5.0)
     p.add_argument("--cycles", type=int, default=4)
     p.add_argument("--free-bits", type=float, default=0.1)
+    p.add_argument("--aggressive-patience", type=int, default=1,
+                   help="epochs of no MI gain before leaving aggressive mode (He et al.: 1 for text, 5 for images)")
     p.add_argument("--eval-samples", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
