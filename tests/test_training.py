@@ -100,6 +100,9 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
     state = load_checkpoint(path)
     assert torch.equal(state["w"], torch.arange(3.0)) and state["epoch"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # permissions as for any new file
 
     raw = path.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(raw[: len(raw) // 2])
