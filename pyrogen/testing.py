@@ -1,0 +1,398 @@
+"""Checks for your own model/guide pairs, to call from your pytest suite.
+
+Each ``assert_*`` function runs the model and guide once (or a few SVI steps)
+under :mod:`pyro.poutine` on a small batch you give it, and raises an
+:class:`AssertionError` that names the site or parameter and says what is
+wrong. :func:`check_model_guide` runs them all in order. They check what
+:class:`pyro.infer.SVI` silently relies on:
+
+* :func:`assert_guide_matches_model` -- the guide samples exactly the model's
+  latent sites, no more and no fewer, and none of the model's observed sites;
+* :func:`assert_reparameterized` -- each guide site has pathwise gradients
+  (``has_rsample``), which :class:`pyrogen.infer.ReparamTrace_ELBO` needs and
+  which keeps :class:`pyro.infer.Trace_ELBO`'s gradients low-variance (Kingma and
+  Welling 2014, section 2.4);
+* :func:`assert_shapes_agree` -- inside its plates each site's ``log_prob``
+  has exactly the plates' shape (a missing ``.to_event(1)`` shows up here), and
+  a latent site has the same plates, event shape and value shape in the model
+  as in the guide;
+* :func:`assert_elbo_finite` and :func:`assert_gradients_reach_parameters` --
+  the ELBO estimate is finite and its gradient reaches every parameter of the
+  model and guide (also the parameters of an ``nn.Module`` that Pyro never
+  sees, which SVI would silently leave untrained);
+* :func:`assert_svi_lowers_loss` -- a few steps of SVI on the batch lower the
+  loss, measured with many particles and the same random draws before and after.
+
+Example, in your ``tests/test_my_model.py``::
+
+    from pyrogen.testing import check_model_guide
+
+    def test_my_vae_trains(tiny_images):          # fixture of pyrogen's pytest plugin
+        vae = MyVAE(latent_dim=2)
+        check_model_guide(vae.model, vae.guide, tiny_images)
+
+The checks change no parameter: :func:`assert_svi_lowers_loss` restores every
+parameter it trained. They do consume random numbers; seed first for a
+reproducible test (the ``fresh_pyro`` fixture does).
+
+>>> import torch
+>>> from pyrogen.models import VAE
+>>> from pyrogen.testing import check_model_guide
+>>> vae = VAE(latent_dim=2, hidden=(16,))
+>>> x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+>>> check_model_guide(vae.model, vae.guide, x)
+"""
+
+import contextlib
+
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.poutine.util import site_is_subsample
+from torch import nn
+
+__all__ = [
+    "assert_guide_matches_model",
+    "assert_reparameterized",
+    "assert_shapes_agree",
+    "assert_elbo_finite",
+    "assert_gradients_reach_parameters",
+    "assert_svi_lowers_loss",
+    "check_model_guide",
+]
+
+
+def _traces(model, guide, args, kwargs):
+    """The guide's trace and the model's trace replayed against it, log-probs computed."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return model_trace, guide_trace
+
+
+def _sample_sites(trace, observed=None):
+    """Sample sites of a trace by name (no subsample sites), optionally only (un)observed."""
+    return {
+        name: site for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+        and (observed is None or site["is_observed"] == observed)
+    }  # fmt: skip
+
+
+def _plates(site):
+    """``{plate name: (dim, size)}`` of the plates a site sits in."""
+    return {f.name: (f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized}
+
+
+def _describe(fn):
+    name = type(fn).__name__
+    while hasattr(fn, "base_dist") and type(fn).__name__ in ("Independent", "MaskedDistribution"):
+        fn = fn.base_dist
+        name += f"({type(fn).__name__})"
+    return name
+
+
+def assert_guide_matches_model(model, guide, *args, **kwargs):
+    """Assert the guide samples exactly the model's latent (unobserved) sample sites.
+
+    Fails when a latent site of the model has no site in the guide (Pyro would
+    then draw it from the prior inside the model, and the ELBO would not
+    contain its :math:`\\log q`), when the guide has a site the model does not
+    (its :math:`\\log q` would enter the ELBO with no :math:`\\log p`), or when the
+    guide samples a site the model observes.
+
+    :param callable model: the model, called as ``model(*args, **kwargs)``.
+    :param callable guide: the guide, called with the same arguments.
+    :raises AssertionError: naming the offending site.
+    """
+    model_trace, guide_trace = _traces(model, guide, args, kwargs)
+    model_latent = _sample_sites(model_trace, observed=False)
+    model_observed = _sample_sites(model_trace, observed=True)
+    guide_latent = _sample_sites(guide_trace, observed=False)
+    for name in guide_latent:
+        if name in model_observed:
+            raise AssertionError(
+                f"guide samples site {name!r}, which the model observes; a guide may only "
+                "sample the model's latent sites"
+            )
+        if name not in model_latent:
+            raise AssertionError(
+                f"guide site {name!r} does not appear in the model; the model's latent sites "
+                f"are {sorted(model_latent)}"
+            )
+    # Under replay, a model site the guide lacks is drawn from the model's own distribution.
+    for name in model_latent:
+        if name not in guide_latent:
+            raise AssertionError(
+                f"model latent site {name!r} has no site in the guide: it would be drawn from "
+                "the model's prior and the ELBO would miss its log q term; add "
+                f"pyro.sample({name!r}, ...) to the guide"
+            )
+
+
+def assert_reparameterized(guide, *args, sites=None, **kwargs):
+    """Assert the guide's sample sites are reparameterized (``fn.has_rsample``).
+
+    Sites the guide marks for enumeration (``infer={"enumerate": ...}``, for
+    :class:`pyro.infer.TraceEnum_ELBO`) are exempt.
+
+    :param callable guide: the guide, called as ``guide(*args, **kwargs)``.
+    :param sites: names of the sites to check; default all latent sites.
+    :raises AssertionError: naming the first site drawn from a distribution
+        without ``rsample``.
+    """
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    latent = _sample_sites(guide_trace, observed=False)
+    if sites is not None:
+        missing = sorted(set(sites) - set(latent))
+        if missing:
+            raise AssertionError(f"guide has no latent site named {missing[0]!r}; it has {sorted(latent)}")
+        latent = {name: latent[name] for name in sites}
+    for name, site in latent.items():
+        if site["infer"].get("enumerate"):
+            continue
+        if not site["fn"].has_rsample:
+            raise AssertionError(
+                f"guide site {name!r} draws from {_describe(site['fn'])}, which is not "
+                "reparameterized (has_rsample is False): pathwise gradients cannot flow through "
+                "it. Use a reparameterized distribution, enumerate it with TraceEnum_ELBO, or "
+                "accept Trace_ELBO's score-function gradients (check_model_guide(..., "
+                "reparameterized=False))"
+            )
+
+
+def _check_log_prob_shape(site, where):
+    """The site's log_prob must have exactly its plates' shape (leading 1s allowed)."""
+    log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    actual = tuple(log_prob.shape)
+    plates = _plates(site)
+    sizes = {dim: size for dim, size in plates.values()}
+    depth = max([0] + [-dim for dim in sizes])
+    expected = tuple(sizes.get(dim, 1) for dim in range(-depth, 0))
+    padded = (1,) * max(0, depth - len(actual)) + actual
+    if padded[len(padded) - depth:] == expected and all(n == 1 for n in padded[: len(padded) - depth]):
+        return
+    plate_text = ", ".join(f"{n!r} (dim {d}, size {s})" for n, (d, s) in plates.items()) or "none"
+    raise AssertionError(
+        f"{where} site {site['name']!r}: log_prob has shape {actual} but its plates [{plate_text}] "
+        f"need {expected} (batch_shape {tuple(site['fn'].batch_shape)}, event_shape "
+        f"{tuple(site['fn'].event_shape)}). Declare the dimensions of one draw as event "
+        "dimensions (.to_event(n)) or put each batch dimension inside a pyro.plate"
+    )
+
+
+def assert_shapes_agree(model, guide, *args, **kwargs):
+    """Assert every site's shapes agree with its plates, and the guide's with the model's.
+
+    For each sample site of the model (latent and observed) and of the guide,
+    ``log_prob`` must have exactly the shape of the enclosing plates: the size of
+    each plate at its ``dim``, 1 at any other dimension to the right of the
+    outermost plate. For each latent site, the model and the guide must use the
+    same plates (names, dims and sizes), the same ``event_shape`` and produce
+    values of the same shape.
+
+    :raises AssertionError: naming the site, the shapes found and the shapes expected.
+    """
+    model_trace, guide_trace = _traces(model, guide, args, kwargs)
+    guide_sites = _sample_sites(guide_trace, observed=False)
+    for name, site in guide_sites.items():
+        _check_log_prob_shape(site, "guide")
+    for name, site in _sample_sites(model_trace).items():
+        _check_log_prob_shape(site, "model")
+        if name not in guide_sites:
+            continue
+        g = guide_sites[name]
+        if _plates(site) != _plates(g):
+            raise AssertionError(
+                f"site {name!r} is in plates {_plates(site)} in the model but {_plates(g)} in the "
+                "guide ({name: (dim, size)}); put it in the same plates in both"
+            )
+        if site["fn"].event_shape != g["fn"].event_shape:
+            raise AssertionError(
+                f"site {name!r} has event_shape {tuple(site['fn'].event_shape)} in the model but "
+                f"{tuple(g['fn'].event_shape)} in the guide"
+            )
+        model_value_shape = site["fn"].shape()
+        if torch.broadcast_shapes(model_value_shape, g["value"].shape) != g["value"].shape:
+            raise AssertionError(
+                f"site {name!r}: the guide's value has shape {tuple(g['value'].shape)} but the "
+                f"model's distribution has shape {tuple(model_value_shape)} (batch_shape + event_shape)"
+            )
+
+
+def _default_loss(loss):
+    return Trace_ELBO() if loss is None else loss
+
+
+def assert_elbo_finite(model, guide, *args, loss=None, **kwargs):
+    """Assert the ELBO estimate of one call is a finite scalar; returns the loss (nats).
+
+    :param loss: an ELBO estimator with ``differentiable_loss`` (default
+        :class:`pyro.infer.Trace_ELBO`).
+    :returns: the loss, a scalar tensor that gradients flow through.
+    :raises AssertionError: naming the sites whose log-probabilities are not finite.
+    """
+    loss_value = _default_loss(loss).differentiable_loss(model, guide, *args, **kwargs)
+    if loss_value.dim() != 0:
+        raise AssertionError(f"the loss has shape {tuple(loss_value.shape)}, expected a scalar")
+    if not torch.isfinite(loss_value):
+        model_trace, guide_trace = _traces(model, guide, args, kwargs)
+        bad = []
+        for where, trace, observed in (("model", model_trace, None), ("guide", guide_trace, False)):
+            for name, site in _sample_sites(trace, observed).items():
+                lp = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+                if not torch.isfinite(lp).all():
+                    bad.append(f"{where} site {name!r}")
+        where = ", ".join(bad) if bad else "no single site (the sum overflows)"
+        raise AssertionError(f"the ELBO is {loss_value.item()}: log_prob is not finite at {where}")
+    return loss_value
+
+
+def _parameters(model, guide, args, kwargs, loss):
+    """Every parameter the loss touches, plus those of the modules owning model and guide.
+
+    Returns ``{readable name: tensor}``, each tensor once.
+    """
+    with poutine.trace(param_only=True) as capture:
+        loss_value = _default_loss(loss).differentiable_loss(model, guide, *args, **kwargs)
+    params = {}
+    for fn in (model, guide):
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, nn.Module):
+            for name, p in owner.named_parameters():
+                if p.requires_grad:
+                    params.setdefault(id(p), (name, p))
+    for name, site in capture.trace.nodes.items():
+        p = site["value"].unconstrained()
+        if p.requires_grad:
+            params.setdefault(id(p), (name.replace("$$$", "."), p))
+    return loss_value, dict(params.values())
+
+
+def assert_gradients_reach_parameters(model, guide, *args, loss=None, **kwargs):
+    """Assert the ELBO's gradient is finite and reaches every parameter.
+
+    The parameters are those the ELBO reads through ``pyro.param`` (the param
+    store, including every parameter of a :class:`~pyro.nn.PyroModule`), and, when
+    ``model`` or ``guide`` is a method of an :class:`torch.nn.Module`, all of that
+    module's parameters: a parameter that never receives a gradient (a
+    sub-network the code forgot to call, or a plain ``nn.Module`` hidden from
+    Pyro) would silently stay untrained. Existing ``.grad`` values are restored.
+
+    :raises AssertionError: naming a parameter whose gradient is missing, all
+        zero, or not finite.
+    """
+    loss_value, params = _parameters(model, guide, args, kwargs, loss)
+    _assert_finite(loss_value)
+    saved = {name: p.grad for name, p in params.items()}
+    try:
+        for p in params.values():
+            p.grad = None
+        if loss_value.requires_grad:
+            loss_value.backward()
+        for name, p in params.items():
+            if p.grad is None:
+                raise AssertionError(
+                    f"parameter {name!r} gets no gradient from the ELBO: it is not used by the "
+                    "model or the guide (or used only under torch.no_grad / .detach())"
+                )
+            if not torch.isfinite(p.grad).all():
+                raise AssertionError(f"parameter {name!r} has a non-finite gradient")
+            if not p.grad.any():
+                raise AssertionError(
+                    f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it"
+                )
+    finally:
+        for name, p in params.items():
+            p.grad = saved[name]
+
+
+def _assert_finite(loss_value):
+    if loss_value.dim() != 0 or not torch.isfinite(loss_value):
+        raise AssertionError(f"the ELBO is not a finite scalar: {loss_value}")
+
+
+@contextlib.contextmanager
+def _restoring(params):
+    saved = {name: p.detach().clone() for name, p in params.items()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+                p.grad = None
+
+
+def assert_svi_lowers_loss(model, guide, *args, num_steps=20, lr=1e-2, loss=None,
+                           num_eval_particles=32, seed=0, **kwargs):
+    """Assert that ``num_steps`` of SVI (Adam, ``lr``) on the batch lower the loss.
+
+    The loss before and after is the mean of ``num_eval_particles`` ELBO draws,
+    computed from the same random state (``seed``), so the comparison is not
+    swamped by Monte Carlo noise. The parameters are restored afterwards.
+
+    :param int num_steps: SVI steps on the same batch.
+    :param float lr: Adam's learning rate.
+    :param loss: the ELBO estimator to train with (default :class:`pyro.infer.Trace_ELBO`).
+    :returns: ``(loss before, loss after)`` in nats per batch.
+    :raises AssertionError: when the loss after is not lower, or a step's loss is not finite.
+    """
+    loss = _default_loss(loss)
+    loss_value, params = _parameters(model, guide, args, kwargs, loss)
+    _assert_finite(loss_value)
+
+    def evaluate():
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(seed)
+            total = sum(loss.differentiable_loss(model, guide, *args, **kwargs)
+                        for _ in range(num_eval_particles))
+            return float(total) / num_eval_particles
+
+    with _restoring(params):
+        before = evaluate()
+        optimizer = torch.optim.Adam(list(params.values()), lr=lr)
+        for step in range(num_steps):
+            optimizer.zero_grad()
+            step_loss = loss.differentiable_loss(model, guide, *args, **kwargs)
+            if not torch.isfinite(step_loss):
+                raise AssertionError(f"SVI step {step}: the loss is {step_loss.item()}")
+            step_loss.backward()
+            optimizer.step()
+        after = evaluate()
+    if not after < before:
+        raise AssertionError(
+            f"{num_steps} SVI steps (Adam, lr={lr}) did not lower the loss: {before:.4g} nats "
+            f"before, {after:.4g} after (each the mean of {num_eval_particles} draws)"
+        )
+    return before, after
+
+
+def check_model_guide(model, guide, *args, loss=None, reparameterized=True, num_steps=20,
+                      lr=1e-2, **kwargs):
+    """Run every check of this module on a model/guide pair and a small batch.
+
+    In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
+    (only when ``reparameterized`` is true or ``loss`` is
+    :class:`~pyrogen.infer.ReparamTrace_ELBO`, which needs it),
+    :func:`assert_shapes_agree`, :func:`assert_elbo_finite`,
+    :func:`assert_gradients_reach_parameters` and :func:`assert_svi_lowers_loss`
+    (skipped when ``num_steps`` is 0). ``args`` and ``kwargs`` go to both the
+    model and the guide, as in ``SVI.step``.
+
+    :param loss: the ELBO estimator (default :class:`pyro.infer.Trace_ELBO`).
+    :param bool reparameterized: require every guide site to be reparameterized.
+    :param int num_steps: SVI steps for the last check.
+    :param float lr: Adam's learning rate for the last check.
+    :returns: ``(loss before, loss after)`` of the SVI check, or None when skipped.
+    """
+    from pyrogen.infer import ReparamTrace_ELBO
+
+    assert_guide_matches_model(model, guide, *args, **kwargs)
+    if reparameterized or isinstance(loss, ReparamTrace_ELBO):
+        assert_reparameterized(guide, *args, **kwargs)
+    assert_shapes_agree(model, guide, *args, **kwargs)
+    assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
+    assert_gradients_reach_parameters(model, guide, *args, loss=loss, **kwargs)
+    if num_steps:
+        return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, **kwargs)
+    return None
