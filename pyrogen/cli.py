@@ -78,9 +78,10 @@ def _add_vae_options(p):
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)")
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
-    g.add_argument("--binarize", choices=BINARIZATIONS, default="dynamic",
+    g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
                    help="binarization of the grey levels: resampled every epoch (dynamic), drawn "
-                        "once (static), or none (default: dynamic)")
+                        "once (static), or none (default: dynamic for the bernoulli likelihood, "
+                        "none for likelihoods of grey levels)")
     g.add_argument("--train-size", type=_positive_int, default=None,
                    help="use only the first N training images")
     g.add_argument("--test-size", type=_positive_int, default=None, help="use only the first N test images")
@@ -232,7 +233,8 @@ def _train_vae(args):
         config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
                                 hidden=tuple(args.hidden), likelihood=args.likelihood,
                                 prior=args.prior, posterior=args.posterior)
-        config["data"].update(dataset=args.dataset, root=args.data_dir, binarize=args.binarize,
+        config["data"].update(dataset=args.dataset, root=args.data_dir,
+                              binarize=args.binarize or config["data"]["binarize"],
                               train_size=args.train_size, test_size=args.test_size)
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                elbo=args.elbo, num_particles=args.num_particles, seed=args.seed)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from pyrogen import distributed
 from pyrogen.data import DeviceLoader, check_images, load_dataset, static_binarize
+from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, default_binarize, kl_method
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.diagnostics import collapse_diagnostics
@@ -58,7 +59,7 @@ def default_config(kind="vae", **model):
     return {
         "kind": kind,
         "model": MODELS[kind](**model).config,
-        "data": dict(DEFAULT_DATA),
+        "data": {**DEFAULT_DATA, "binarize": default_binarize(model.get("likelihood", "bernoulli"))},
         "train": dict(DEFAULT_TRAIN),
         "eval": dict(DEFAULT_EVAL),
     }
@@ -125,12 +126,22 @@ class VAETrainer:
             rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
         self.test_data = test_data
+        vae.likelihood.check_binarize(data_cfg["binarize"])
         self._check_support()
         if train_cfg["elbo"] not in ELBOS:
             raise ValueError(f"elbo must be one of {sorted(ELBOS)}, got {train_cfg['elbo']!r}")
         self.elbo = ELBOS[train_cfg["elbo"]](num_particles=train_cfg["num_particles"])
         if train_cfg.get("free_bits", 0.0) > 0:
             self.elbo = FreeBitsELBO(train_cfg["free_bits"], num_particles=train_cfg["num_particles"])
+        self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
+        if not isinstance(vae, Autoencoder):
+            check_guide_family(vae.posterior_family, type(self.elbo).__name__)
+            check_latent_pair(vae.prior_family, vae.posterior_family)
+            self.kl_method = kl_method(vae.posterior_family, vae.prior_family,
+                                       analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)))
+            if isinstance(self.elbo, FreeBitsELBO) and self.kl_method != "analytic":
+                raise LatentFamilyError(f"free bits need KL(q||p) in closed form, which is not registered "
+                                        f"for guide {vae.posterior_family.name!r} and prior {vae.prior_family.name!r}")
         self.kl_schedule = build_kl_schedule(
             train_cfg.get("kl_schedule", "constant"), train_cfg["epochs"], weight=train_cfg.get("kl_weight", 1.0),
             warmup_epochs=train_cfg.get("kl_warmup_epochs", 10.0), start=train_cfg.get("kl_start", 0.1),
@@ -317,6 +328,8 @@ class VAETrainer:
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
         epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        if self.progress and self.kl_method:
+            tqdm.write(f"KL(q||p): {self.kl_method} ({type(self.elbo).__name__})")
         while self.epoch < epochs:
             start = time.perf_counter()
             bar = tqdm(total=len(self.loader), desc=f"epoch {self.epoch + 1}/{epochs}",

@@ -1,14 +1,41 @@
 """Latent families (prior and guide) and observation likelihoods."""
 
-from pyrogen.distributions.families import FAMILIES, LatentFamily, ParameterHead, get_family
+from pyrogen.distributions.discretized import DiscretizedLogisticMixture, QuantizedCategorical
+from pyrogen.distributions.families import (
+    FAMILIES,
+    ROUTES,
+    LatentFamily,
+    LatentFamilyError,
+    ParameterHead,
+    check_guide_family,
+    check_latent_pair,
+    get_family,
+    has_analytic_kl,
+    kl_method,
+)
 from pyrogen.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    BetaLikelihood,
+    Categorical256Likelihood,
+    ContinuousBernoulliLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
+    LaplaceLikelihood,
     Likelihood,
+    LocationScaleLikelihood,
+    NormalLikelihood,
+    default_binarize,
     get_likelihood,
 )
+from pyrogen.distributions.projected_normal import ProjectedNormal
+from pyrogen.distributions.rayleigh import Rayleigh
 
 __all__ = [
-    "FAMILIES", "LatentFamily", "ParameterHead", "get_family",
-    "LIKELIHOODS", "Likelihood", "BernoulliLikelihood", "get_likelihood",
+    "FAMILIES", "ROUTES", "LatentFamily", "LatentFamilyError", "ParameterHead", "get_family",
+    "has_analytic_kl", "kl_method", "check_guide_family", "check_latent_pair",
+    "LIKELIHOODS", "Likelihood", "BernoulliLikelihood", "ContinuousBernoulliLikelihood",
+    "LocationScaleLikelihood", "NormalLikelihood", "LaplaceLikelihood", "BetaLikelihood",
+    "Categorical256Likelihood", "DiscretizedLogisticMixtureLikelihood", "default_binarize",
+    "get_likelihood",
+    "DiscretizedLogisticMixture", "QuantizedCategorical", "ProjectedNormal", "Rayleigh",
 ]  # fmt: skip
