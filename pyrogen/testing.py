@@ -250,46 +250,55 @@ def assert_elbo_finite(model, guide, *args, loss=None, **kwargs):
 def _parameters(model, guide, args, kwargs, loss):
     """Every parameter the loss touches, plus those of the modules owning model and guide.
 
-    Returns ``{readable name: tensor}``, each tensor once.
+    Returns the loss, ``{readable name: tensor}`` with each tensor once, and the
+    ids of the tensors that went through ``pyro.param`` (those SVI optimizes).
     """
     with poutine.trace(param_only=True) as capture:
         loss_value = _default_loss(loss).differentiable_loss(model, guide, *args, **kwargs)
-    params = {}
+    params, owners = {}, {}
     for fn in (model, guide):
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, nn.Module):
             for name, p in owner.named_parameters():
                 if p.requires_grad:
                     params.setdefault(id(p), (name, p))
+                    owners.setdefault(id(p), type(owner).__name__)
+    seen_by_pyro = set()
     for name, site in capture.trace.nodes.items():
         p = site["value"].unconstrained()
+        seen_by_pyro.add(id(p))
         if p.requires_grad:
             params.setdefault(id(p), (name.replace("$$$", "."), p))
-    return loss_value, dict(params.values())
+    return loss_value, params, owners, seen_by_pyro
 
 
-def assert_gradients_reach_parameters(model, guide, *args, loss=None, **kwargs):
-    """Assert the ELBO's gradient is finite and reaches every parameter.
+def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(), **kwargs):
+    """Assert the ELBO's gradient is finite and reaches every parameter, and Pyro sees them.
 
     The parameters are those the ELBO reads through ``pyro.param`` (the param
     store, including every parameter of a :class:`~pyro.nn.PyroModule`), and, when
     ``model`` or ``guide`` is a method of an :class:`torch.nn.Module`, all of that
     module's parameters: a parameter that never receives a gradient (a
-    sub-network the code forgot to call, or a plain ``nn.Module`` hidden from
-    Pyro) would silently stay untrained. Existing ``.grad`` values are restored.
+    sub-network the code forgot to call) would stay untrained, and so would a
+    parameter of a plain ``nn.Module`` that was never registered with Pyro
+    (``pyro.module``), since :class:`pyro.infer.SVI` only optimizes what passes
+    through the param store. Existing ``.grad`` values are restored.
 
+    :param unused: name prefixes of parameters that are unused on purpose.
     :raises AssertionError: naming a parameter whose gradient is missing, all
-        zero, or not finite.
+        zero or not finite, or which Pyro never sees.
     """
-    loss_value, params = _parameters(model, guide, args, kwargs, loss)
+    loss_value, params, owners, seen_by_pyro = _parameters(model, guide, args, kwargs, loss)
     _assert_finite(loss_value)
-    saved = {name: p.grad for name, p in params.items()}
+    params = {key: (name, p) for key, (name, p) in params.items()
+              if not any(name.startswith(prefix) for prefix in unused)}
+    saved = {key: p.grad for key, (_, p) in params.items()}
     try:
-        for p in params.values():
+        for _, p in params.values():
             p.grad = None
         if loss_value.requires_grad:
             loss_value.backward()
-        for name, p in params.items():
+        for name, p in params.values():
             if p.grad is None:
                 raise AssertionError(
                     f"parameter {name!r} gets no gradient from the ELBO: it is not used by the "
@@ -301,9 +310,16 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, **kwargs):
                 raise AssertionError(
                     f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it"
                 )
+        for key, (name, p) in params.items():
+            if key not in seen_by_pyro:
+                raise AssertionError(
+                    f"parameter {name!r} of {owners[key]} is not registered with Pyro (make the "
+                    "module a pyro.nn.PyroModule or call pyro.module(name, module) in the model or "
+                    "guide), so pyro.infer.SVI would not train it"
+                )
     finally:
-        for name, p in params.items():
-            p.grad = saved[name]
+        for key, (_, p) in params.items():
+            p.grad = saved[key]
 
 
 def _assert_finite(loss_value):
@@ -323,8 +339,8 @@ def _restoring(params):
                 p.grad = None
 
 
-def assert_svi_lowers_loss(model, guide, *args, num_steps=20, lr=1e-2, loss=None,
-                           num_eval_particles=32, seed=0, **kwargs):
+def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None,
+                           num_eval_particles=16, seed=0, **kwargs):
     """Assert that ``num_steps`` of SVI (Adam, ``lr``) on the batch lower the loss.
 
     The loss before and after is the mean of ``num_eval_particles`` ELBO draws,
@@ -338,7 +354,8 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=20, lr=1e-2, loss=None
     :raises AssertionError: when the loss after is not lower, or a step's loss is not finite.
     """
     loss = _default_loss(loss)
-    loss_value, params = _parameters(model, guide, args, kwargs, loss)
+    loss_value, params, _, _ = _parameters(model, guide, args, kwargs, loss)
+    params = {name: p for name, p in params.values()}
     _assert_finite(loss_value)
 
     def evaluate():
@@ -367,8 +384,8 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=20, lr=1e-2, loss=None
     return before, after
 
 
-def check_model_guide(model, guide, *args, loss=None, reparameterized=True, num_steps=20,
-                      lr=1e-2, **kwargs):
+def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unused=(),
+                      num_steps=10, lr=1e-3, **kwargs):
     """Run every check of this module on a model/guide pair and a small batch.
 
     In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
@@ -381,6 +398,7 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, num_
 
     :param loss: the ELBO estimator (default :class:`pyro.infer.Trace_ELBO`).
     :param bool reparameterized: require every guide site to be reparameterized.
+    :param unused: name prefixes of parameters that are unused on purpose.
     :param int num_steps: SVI steps for the last check.
     :param float lr: Adam's learning rate for the last check.
     :returns: ``(loss before, loss after)`` of the SVI check, or None when skipped.
@@ -392,7 +410,7 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, num_
         assert_reparameterized(guide, *args, **kwargs)
     assert_shapes_agree(model, guide, *args, **kwargs)
     assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
-    assert_gradients_reach_parameters(model, guide, *args, loss=loss, **kwargs)
+    assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, **kwargs)
     if num_steps:
         return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, **kwargs)
     return None
