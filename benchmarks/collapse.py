@@ -67,9 +67,13 @@ def train(method, train_x, test_x, args, log=print):
     }.get(method, ConstantKL(1.0))
     gen = torch.Generator().manual_seed(args.seed + 1)
     n, bs = train_x.shape[0], args.batch_size
+    optim = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[args.optimizer]
+    if args.optimizer == "sgd":  # He et al.'s text set-up: SGD, gradients clipped at norm 5
+        for p in vae.parameters():
+            p.register_hook(lambda g: g * torch.clamp(5.0 / (g.norm() + 1e-12), max=1.0))
     if method == "aggressive":
-        enc = torch.optim.Adam(vae.encoder.parameters(), lr=args.lr)
-        dec = torch.optim.Adam(vae.decoder.parameters(), lr=args.lr)
+        enc = optim(vae.encoder.parameters(), lr=args.lr)
+        dec = optim(vae.decoder.parameters(), lr=args.lr)
 
         def fresh():
             return train_x[torch.randint(n, (bs,), generator=gen)]
@@ -78,7 +82,7 @@ def train(method, train_x, test_x, args, log=print):
         svi = AggressiveSVI(vae.model, vae.guide, enc, dec, loss, fresh, window=window, max_steps=100)
         switch = AggressiveSwitch(patience=args.aggressive_patience)
     else:
-        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=args.lr), loss)
+        svi = TorchSVI(vae.model, vae.guide, optim(vae.parameters(), lr=args.lr), loss)
     start = time.perf_counter()
     steps_per_epoch = n // bs
     for epoch in range(args.epochs):
@@ -131,6 +135,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="sgd clips each parameter's gradient at norm 5 (He et al. clip the global norm)")
     p.add_argument("--warmup-epochs", type=float, default=5.0)
     p.add_argument("--cycles", type=int, default=4)
     p.add_argument("--free-bits", type=float, default=0.1)
