@@ -141,6 +141,12 @@ def build_parser():
                     "z = encoder(x), and it has no ELBO or importance-sampled log p(x).")
     _add_vae_options(ae)
     ae.set_defaults(eval_samples=0)
+    from pyrogen.gan_training import add_gan_arguments
+
+    add_gan_arguments(kinds.add_parser(
+        "gan", help="generative adversarial network: a Pyro generator trained by pyrogen.infer.Adversarial",
+        description="Train a GAN (generator x = G(z) against a discriminator) and write metrics with "
+                    "training-health flags, a checkpoint and a PNG grid of samples from fixed noise per epoch."))
 
     ev = commands.add_parser(
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
@@ -217,6 +223,14 @@ def _evaluate(trainer, num_samples):
     return result
 
 
+def _train(args):
+    if args.kind == "gan":
+        from pyrogen.gan_training import train_gan_from_args
+
+        return train_gan_from_args(args)
+    return _train_vae(args)
+
+
 def _train_vae(args):
     from pyrogen.runs import RunDir
     from pyrogen.training import build_trainer, default_config, resume_trainer
@@ -277,7 +291,12 @@ def _sample_run(args):
     from pyrogen.runs import RunDir
     from pyrogen.training import load_model
 
-    vae = load_model(args.run_dir, device=args.device)
+    if RunDir.open(args.run_dir).config.get("kind") == "gan":
+        from pyrogen.gan_training import load_generator
+
+        vae = load_generator(args.run_dir, device=args.device)
+    else:
+        vae = load_model(args.run_dir, device=args.device)
     pyro.set_rng_seed(args.seed)
     images = vae.sample(args.num_samples)
     out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))
@@ -304,7 +323,7 @@ def _report_run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train_vae, "evaluate": _evaluate_run, "sample": _sample_run,
+    handlers = {"train": _train, "evaluate": _evaluate_run, "sample": _sample_run,
                 "plot": _plot_run, "report": _report_run}
     try:
         return handlers[args.command](args)

@@ -1,5 +1,6 @@
 """Generative models as Pyro model/guide pairs."""
 
+from pyrogen.models.gan import Generator
 from pyrogen.models.vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "Generator"]
