@@ -1,0 +1,136 @@
+"""The documentation builds with warnings as errors, and the code in it runs.
+
+* ``sphinx-build -W -b html docs`` succeeds (offline: nothing is fetched), with
+  an API page for every public module and a gallery page for every example;
+* every ``>>>`` example in pyrogen's docstrings passes as a doctest;
+* the Python code of each tutorial runs top to bottom, with its ALL-CAPS size
+  constants shrunk.
+"""
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import pyrogen
+from tests.conftest import requires_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+sphinx = pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install -e '.[docs]'")
+
+
+def _public_modules():
+    names = ["pyrogen"]
+    for info in pkgutil.walk_packages(pyrogen.__path__, "pyrogen."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+MODULES = _public_modules()
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    from sphinx.cmd.build import build_main
+
+    out = tmp_path_factory.mktemp("html")
+    log = out.parent / "sphinx-warnings.txt"
+    status = build_main(["-W", "--keep-going", "-q", "-b", "html", "-w", str(log), str(DOCS), str(out)])
+    assert status == 0, "sphinx-build -W failed:\n" + log.read_text()
+    return out
+
+
+def test_docs_build_without_warnings(html):
+    assert (html / "index.html").exists()
+    for page in ("tutorials/vae_from_first_principles", "api/index", "gallery/index", "testing"):
+        assert (html / f"{page}.html").exists(), page
+
+
+def test_every_public_module_has_an_api_page(html):
+    for module in MODULES:
+        assert (html / "_generated" / "api" / f"{module}.html").exists(), module
+    vae_page = (html / "_generated" / "api" / "pyrogen.models.vae.html").read_text()
+    assert 'id="pyrogen.models.vae.VAE"' in vae_page and 'id="pyrogen.models.vae.VAE.model"' in vae_page
+
+
+def test_every_example_has_a_gallery_page(html):
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        page = (html / "_generated" / "gallery" / f"{script.stem}.html").read_text()
+        assert f"python examples/{script.name}" in page
+        for figure in (DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"):
+            assert figure.name in page
+
+
+def test_no_network_at_build_time():
+    conf = (DOCS / "conf.py").read_text()
+    assert "sphinx.ext.intersphinx" not in conf
+
+
+def _doctests():
+    """Every docstring with ``>>>`` examples in pyrogen (each object found in its own module)."""
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests = []
+    for name in MODULES:
+        tests += [t for t in finder.find(importlib.import_module(name), name) if t.examples]
+    return sorted(tests, key=lambda t: t.name)
+
+
+DOCTESTS = _doctests()
+
+
+def test_docstrings_have_examples():
+    assert any(t.name.startswith("pyrogen.models.vae.VAE") for t in DOCTESTS)
+    assert any(t.name == "pyrogen.testing" for t in DOCTESTS)
+
+
+@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
+def test_docstring_examples(test):
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    output = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = runner.run(test, out=output.append, clear_globs=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.failed == 0, "".join(output)
+
+
+# Size constants of each tutorial's code, shrunk so that the code runs in seconds.
+TUTORIAL_SIZES = {
+    "vae_from_first_principles": {"NUM_TRAIN": 300, "EPOCHS": 1, "HIDDEN": 32, "NUM_TEST": 50,
+                                  "NUM_SAMPLES": 10},
+    "extending": {},
+}
+
+
+def _python_blocks(rst):
+    """The code of every ``.. code-block:: python`` directive, dedented."""
+    blocks = []
+    for match in re.finditer(r"^\.\. code-block:: python\n((?:\n|   .*\n)+)", rst, re.MULTILINE):
+        lines = match.group(1).splitlines()
+        blocks.append("\n".join(line[3:] for line in lines))
+    return blocks
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("name", sorted(TUTORIAL_SIZES))
+def test_tutorial_code_runs(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = "\n".join(_python_blocks((DOCS / "tutorials" / f"{name}.rst").read_text()))
+    for constant, value in TUTORIAL_SIZES[name].items():
+        code, count = re.subn(rf"^{constant} = .*$", f"{constant} = {value!r}", code, flags=re.MULTILINE)
+        assert count == 1, f"{constant} is not assigned exactly once in the tutorial's code"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        exec(compile(code, f"docs/tutorials/{name}.rst", "exec"), {"__name__": "__tutorial__"})
+    finally:
+        torch.set_num_threads(threads)
