@@ -1,0 +1,312 @@
+"""A Fashion-MNIST feature network trained by pyrogen, cached and checked by hash.
+
+The Fréchet Inception distance (Heusel et al. 2017) and improved precision and
+recall (Kynkäänniemi et al. 2019) compare real and generated images in the
+feature space of a pretrained classifier. No Inception weights can be
+downloaded here, and Inception features of 28x28 grey images are a poor fit
+anyway, so pyrogen trains its own small convolutional classifier on the
+Fashion-MNIST training set with a fixed, seeded recipe (:data:`FEATURE_RECIPE`)
+and uses its penultimate layer (128 ReLU units) as the feature space.
+
+The weights are cached in the user's cache directory (:func:`cache_dir`) as
+``fashion_mnist_features.pt`` beside a manifest ``fashion_mnist_features.json``
+holding the file's SHA-256 hash, the recipe and the test accuracy. Loading
+recomputes the hash and compares it with the manifest, loads the state dict
+with ``torch.load(..., weights_only=True)``, and refuses (or, when asked,
+retrains) a missing, tampered, truncated or stale file. Both files are
+written atomically, the manifest last, so a crash never leaves a manifest
+that vouches for half-written weights.
+
+Train or refresh the cached network from the command line with::
+
+    python -m pyrogen.evaluation.features
+
+Scores computed in different feature spaces are not comparable: the manifest's
+hash identifies the network, and :func:`pyrogen.evaluation.evaluate_samples`
+reports its first 12 hex digits with every score.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+
+import torch
+from torch import nn
+
+from pyrogen.errors import CheckpointError
+from pyrogen.runs import atomic_write
+
+FEATURE_NET_NAME = "fashion_mnist_features"
+TRAIN_COMMAND = "python -m pyrogen.evaluation.features"
+"""The command that trains and caches the default feature network."""
+
+FEATURE_RECIPE = {
+    "version": 1,
+    "architecture": "conv5x5s2(32)-conv3x3s2(64)-fc(128)-fc(10)",
+    "data": "fashion-mnist train (60000), grey levels in [0, 1]",
+    "optimizer": "Adam",
+    "lr": 2e-3,
+    "lr_schedule": "cosine to 0",
+    "batch_size": 128,
+    "epochs": 4,
+    "seed": 0,
+}
+"""How the default feature network is trained; a cached network made by another recipe is stale."""
+
+FEATURE_DIM = 128
+"""Width of the default feature space (the classifier's penultimate layer)."""
+
+
+class FeatureNetworkError(CheckpointError):
+    """The cached feature network is missing, tampered with, corrupt or made by another recipe."""
+
+
+def cache_dir():
+    """pyrogen's cache directory: ``$PYROGEN_CACHE``, else ``$XDG_CACHE_HOME/pyrogen``, else ``~/.cache/pyrogen``."""
+    if os.environ.get("PYROGEN_CACHE"):
+        return os.environ["PYROGEN_CACHE"]
+    if os.environ.get("XDG_CACHE_HOME"):
+        return os.path.join(os.environ["XDG_CACHE_HOME"], "pyrogen")
+    return os.path.join(os.path.expanduser("~"), ".cache", "pyrogen")
+
+
+def default_paths(directory=None):
+    """``(weights, manifest)`` paths of the default feature network in ``directory`` (default :func:`cache_dir`)."""
+    directory = cache_dir() if directory is None else os.fspath(directory)
+    return (os.path.join(directory, FEATURE_NET_NAME + ".pt"),
+            os.path.join(directory, FEATURE_NET_NAME + ".json"))
+
+
+class FashionMNISTClassifier(nn.Module):
+    """A small convolutional classifier of 28x28 grey images; ``features`` is its penultimate layer.
+
+    ``features``: 5x5 convolution, 32 channels, stride 2 (28 -> 14), ReLU;
+    3x3 convolution, 64 channels, stride 2 (14 -> 7), ReLU; linear 3136 -> 128,
+    ReLU. ``head``: linear 128 -> 10 (class logits).
+
+    ``forward(x)`` maps images ``(N, 1, 28, 28)`` in [0, 1] to logits ``(N, 10)``;
+    ``features(x)`` to features ``(N, 128)``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(FEATURE_DIM, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def sha256_file(path):
+    """The SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_network(module, path, manifest_path, info=None):
+    """Save ``module``'s state dict atomically and a manifest with its SHA-256 hash.
+
+    :param nn.Module module: the network.
+    :param str path: the weights file (``torch.save`` of the state dict).
+    :param str manifest_path: the JSON manifest, written after the weights.
+    :param dict info: JSON-serialisable facts stored in the manifest (recipe, accuracy).
+    :returns: the manifest dict.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda f: torch.save(state, f))
+    manifest = {"sha256": sha256_file(path), "file": os.path.basename(path), **(info or {})}
+    atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2, sort_keys=True), binary=False)
+    return manifest
+
+
+def read_manifest(manifest_path, path):
+    """The manifest of a cached network, after checking the weights file's hash against it.
+
+    :raises FeatureNetworkError: if either file is missing or unreadable, or the hash differs.
+    """
+    if not os.path.isfile(path):
+        raise FeatureNetworkError(f"no feature network weights at {path!r}")
+    if not os.path.isfile(manifest_path):
+        raise FeatureNetworkError(f"no manifest {manifest_path!r} for the feature network weights {path!r}")
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise FeatureNetworkError(f"cannot read the feature network manifest {manifest_path!r}: {e}") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
+        raise FeatureNetworkError(f"{manifest_path!r} is not a feature network manifest (no 'sha256')")
+    digest = sha256_file(path)
+    if digest != manifest["sha256"]:
+        raise FeatureNetworkError(
+            f"the feature network weights {path!r} do not match their manifest: SHA-256 {digest[:12]}..., "
+            f"expected {manifest['sha256'][:12]}... (the file was modified, truncated or replaced)"
+        )
+    return manifest
+
+
+def load_network(module, path, manifest_path):
+    """Load verified weights into ``module`` (hash checked, ``weights_only=True``); returns the manifest.
+
+    :raises FeatureNetworkError: if the files are missing, the hash differs, or
+        the state dict does not fit ``module``.
+    """
+    manifest = read_manifest(manifest_path, path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state)
+    except Exception as e:  # unpickling, zip and shape errors all mean the same thing here
+        raise FeatureNetworkError(
+            f"cannot load the feature network weights {path!r}: {str(e).splitlines()[0]}"
+        ) from e
+    return manifest
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier, images, labels, batch_size=1000):
+    """Fraction of ``images`` whose arg-max logit is the label."""
+    classifier.eval()
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        correct += (classifier(images[i : i + batch_size]).argmax(-1) == labels[i : i + batch_size]).sum().item()
+    return correct / len(images)
+
+
+def train_classifier(train_images, train_labels, test_images=None, test_labels=None, recipe=None,
+                     progress=True):
+    """Train :class:`FashionMNISTClassifier` by ``recipe`` (default :data:`FEATURE_RECIPE`).
+
+    Seeded: the same recipe, data, PyTorch build and thread count give the same
+    weights. Adam with a cosine learning-rate decay to 0, cross-entropy loss.
+
+    :returns: ``(classifier, info)`` with ``info`` = the recipe plus
+        ``test_accuracy`` (when test data are given) and ``train_seconds``.
+    """
+    recipe = dict(FEATURE_RECIPE if recipe is None else recipe)
+    gen = torch.Generator().manual_seed(recipe["seed"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe["seed"])
+        classifier = FashionMNISTClassifier()
+    opt = torch.optim.Adam(classifier.parameters(), lr=recipe["lr"])
+    n, bs = len(train_images), recipe["batch_size"]
+    steps_per_epoch = math.ceil(n / bs)
+    total = recipe["epochs"] * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    start = time.perf_counter()
+    for epoch in range(recipe["epochs"]):
+        classifier.train()
+        perm = torch.randperm(n, generator=gen)
+        running = 0.0
+        for step in range(steps_per_epoch):
+            idx = perm[step * bs : (step + 1) * bs]
+            loss = nn.functional.cross_entropy(classifier(train_images[idx]), train_labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+        line = f"epoch {epoch + 1}/{recipe['epochs']}: train loss {running / steps_per_epoch:.4f}"
+        if test_images is not None:
+            line += f", test accuracy {classifier_accuracy(classifier, test_images, test_labels):.4f}"
+        if progress:
+            print(line, flush=True)
+    classifier.eval()
+    info = {"recipe": recipe, "train_seconds": round(time.perf_counter() - start, 1),
+            "torch": torch.__version__}
+    if test_images is not None:
+        info["test_accuracy"] = classifier_accuracy(classifier, test_images, test_labels)
+    return classifier, info
+
+
+def train_feature_network(directory=None, progress=True):
+    """Train the default classifier on Fashion-MNIST by :data:`FEATURE_RECIPE` and cache it.
+
+    :param str directory: where to cache it (default :func:`cache_dir`).
+    :returns: ``(classifier, manifest)``; ``manifest["test_accuracy"]`` is the
+        accuracy on the 10,000 test images.
+    """
+    from pyrogen.data import load_fashion_mnist
+
+    train = load_fashion_mnist("train")
+    test = load_fashion_mnist("test")
+    classifier, info = train_classifier(train.images, train.labels, test.images, test.labels, progress=progress)
+    manifest = save_network(classifier, *default_paths(directory), info=info)
+    return classifier, manifest
+
+
+def load_classifier(directory=None, train_if_missing=False, progress=True):
+    """The cached default classifier and its manifest, verified by hash and recipe.
+
+    :param str directory: the cache directory (default :func:`cache_dir`).
+    :param bool train_if_missing: retrain (a few minutes on a CPU) when the
+        cache is missing, tampered with or made by another recipe, instead of raising.
+    :raises FeatureNetworkError: when the cache is unusable and
+        ``train_if_missing`` is false; the message names the command that trains it.
+    """
+    path, manifest_path = default_paths(directory)
+    classifier = FashionMNISTClassifier()
+    try:
+        manifest = load_network(classifier, path, manifest_path)
+        if manifest.get("recipe") != FEATURE_RECIPE:
+            raise FeatureNetworkError(
+                f"the cached feature network {path!r} was trained by another recipe "
+                f"(version {manifest.get('recipe', {}).get('version')!r}, current {FEATURE_RECIPE['version']})"
+            )
+    except FeatureNetworkError as e:
+        if not train_if_missing:
+            where = "" if directory is None else f" (with PYROGEN_CACHE={os.fspath(directory)!r})"
+            raise FeatureNetworkError(f"{e}; train it with `{TRAIN_COMMAND}`{where}") from e
+        if progress:
+            print(f"{e}; retraining the feature network ({TRAIN_COMMAND})", flush=True)
+        classifier, manifest = train_feature_network(directory, progress=progress)
+    return classifier.eval(), manifest
+
+
+def load_feature_network(directory=None, train_if_missing=False, progress=True):
+    """The default feature network: images ``(N, 1, 28, 28)`` in [0, 1] -> features ``(N, 128)``.
+
+    The penultimate layer of the cached :class:`FashionMNISTClassifier`, in
+    eval mode, with ``.sha256`` (the weights' hash) and ``.test_accuracy``
+    attributes. Arguments as in :func:`load_classifier`.
+    """
+    classifier, manifest = load_classifier(directory, train_if_missing, progress)
+    net = classifier.features
+    net.sha256 = manifest["sha256"]
+    net.test_accuracy = manifest.get("test_accuracy")
+    return net
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog=TRAIN_COMMAND, description="Train pyrogen's Fashion-MNIST feature network and cache it."
+    )
+    p.add_argument("--cache-dir", default=None, help="default: $PYROGEN_CACHE, $XDG_CACHE_HOME/pyrogen or ~/.cache/pyrogen")
+    p.add_argument("--force", action="store_true", help="retrain even if a valid cached network exists")
+    args = p.parse_args(argv)
+    path, _ = default_paths(args.cache_dir)
+    if not args.force:
+        try:
+            _, manifest = load_classifier(args.cache_dir)
+            print(f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
+                  f"sha256 {manifest['sha256']}")
+            return 0
+        except FeatureNetworkError:
+            pass
+    _, manifest = train_feature_network(args.cache_dir)
+    print(f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
+          f"trained in {manifest['train_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
