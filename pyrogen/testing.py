@@ -361,10 +361,9 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
     _assert_finite(loss_value)
 
     def evaluate():
-        with torch.no_grad(), torch.random.fork_rng():
+        with torch.random.fork_rng():
             torch.manual_seed(seed)
-            total = sum(loss.differentiable_loss(model, guide, *args, **kwargs)
-                        for _ in range(num_eval_particles))
+            total = sum(loss.loss(model, guide, *args, **kwargs) for _ in range(num_eval_particles))
             return float(total) / num_eval_particles
 
     with _restoring(params):

@@ -107,7 +107,9 @@ def test_docstring_examples(test):
 TUTORIAL_SIZES = {
     "vae_from_first_principles": {"NUM_TRAIN": 300, "EPOCHS": 1, "HIDDEN": 32, "NUM_TEST": 50,
                                   "NUM_SAMPLES": 10},
-    "extending": {},
+    "ae_vae_gan": {"NUM_TRAIN": 200, "NUM_TEST": 50, "EPOCHS": 1, "HIDDEN": 16, "NUM_SAMPLES": 10},
+    "extending": {"SCRIPT": str(ROOT / "examples" / "semi_supervised.py")},
+    "posterior_collapse": {"NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1, "MAX_INNER_STEPS": 2},
 }
 
 

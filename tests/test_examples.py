@@ -17,6 +17,7 @@ TINY = {
                "--hidden", "32"],
     "conditional_vae.py": ["--epochs", "1", "--num-train", "200", "--hidden", "32"],
     "custom_decoder.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50"],
+    "ddp_vae.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--batch-size", "50"],
     "semi_supervised.py": ["--epochs", "1", "--num-train", "300", "--num-labeled", "100",
                            "--num-test", "100"],
 }
@@ -24,6 +25,7 @@ FIGURES = {
     "vae.py": ["vae_reconstructions.png", "vae_samples.png"],
     "conditional_vae.py": ["conditional_vae_samples.png"],
     "custom_decoder.py": ["custom_decoder_samples.png"],
+    "ddp_vae.py": [],
     "semi_supervised.py": ["semi_supervised.png"],
 }
 
