@@ -153,9 +153,11 @@ def _gallery_pages():
         for fig in figures:
             lines += [f".. image:: /_static/gallery/{fig.name}", f"   :alt: {fig.stem}", ""]
         lines += [
-            "Run it from the repository root (``--help`` lists its options)::",
+            "Run it from the repository root (``--help`` lists its options):",
             "",
-            f"   python examples/{script.name}",
+            ".. code-block:: console",
+            "",
+            f"   $ python examples/{script.name}",
             "",
             f":download:`Download {script.name} </../examples/{script.name}>`",
             "",

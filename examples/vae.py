@@ -5,9 +5,14 @@ The shortest complete use of pyrogen: :class:`~pyrogen.models.vae.VAE` is a
 :class:`pyro.infer.SVI` with :class:`pyro.infer.Trace_ELBO`. The script trains
 on dynamically binarized images, reports the test ELBO and the
 importance-sampled :math:`\\log p(x)` (nats per image), and draws
-reconstructions of test images (top: data, bottom: reconstruction) and
-samples from the prior. The tutorial :doc:`/tutorials/vae_from_first_principles`
-explains each step.
+reconstructions of test images (rows of inputs alternate with their
+reconstructions) and samples from the prior. The tutorial
+:doc:`/tutorials/vae_from_first_principles` explains each step.
+
+With the defaults (5 epochs on all 60,000 training images, one thread of a
+loaded CPU, about 7 minutes with the evaluation) it printed a train ELBO of
+-246.84 nats per image in the last epoch, and on the first 1,000 test images
+a test ELBO of -247.08 and :math:`\\log p(x) \\ge` -243.83 nats (K = 1000).
 """
 
 import argparse
