@@ -148,6 +148,14 @@ def build_parser():
         description="Train a GAN (generator x = G(z) against a discriminator) and write metrics with "
                     "training-health flags, a checkpoint and a PNG grid of samples from fixed noise per epoch."))
 
+    from pyrogen.evaluation.features import add_feature_arguments
+
+    add_feature_arguments(kinds.add_parser(
+        "features", help="the Fashion-MNIST feature network of the sample-quality measures",
+        description="Train pyrogen's Fashion-MNIST classifier by its fixed recipe (a few minutes on a CPU) "
+                    "and cache it, SHA-256 checked, for the Fréchet distance and precision/recall of samples; "
+                    "keeps a valid cached one unless --force."))
+
     ev = commands.add_parser(
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
         description="Evaluate a run's checkpoint on its test data: ELBO and log p(x), nats per example.")
@@ -228,6 +236,10 @@ def _train(args):
         from pyrogen.gan_training import train_gan_from_args
 
         return train_gan_from_args(args)
+    if args.kind == "features":
+        from pyrogen.evaluation.features import train_features_from_args
+
+        return train_features_from_args(args)
     return _train_vae(args)
 
 

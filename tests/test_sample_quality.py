@@ -180,7 +180,7 @@ def test_evaluate_samples_bad_inputs():
 
 def test_evaluate_samples_without_a_cached_network_names_the_training_command(tmp_path, monkeypatch):
     monkeypatch.setenv("PYROGEN_CACHE", str(tmp_path))
-    with pytest.raises(F.FeatureNetworkError, match="no feature network weights at .*; train it with `python -m pyrogen.evaluation.features`"):
+    with pytest.raises(F.FeatureNetworkError, match="no feature network weights at .*; train it with `pyrogen train features`"):
         evaluate_samples(torch.rand(10, 1, 28, 28), torch.rand(10, 1, 28, 28))
 
 
@@ -255,7 +255,10 @@ def test_training_recipe_is_reproducible():
     torch.manual_seed(0)
     x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))
     recipe = dict(F.FEATURE_RECIPE, epochs=1, batch_size=64)
+    state = torch.get_rng_state()
     a, info = F.train_classifier(x, y, x, y, recipe=recipe, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is left alone
+    torch.rand(3)  # ...and a different global state does not change the result (dropout is seeded too)
     b, _ = F.train_classifier(x, y, recipe=recipe, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert info["recipe"] == recipe and 0 <= info["test_accuracy"] <= 1
@@ -265,3 +268,23 @@ def test_extract_features_batches_agree_with_one_call():
     net = F.FashionMNISTClassifier().features
     x = torch.rand(25, 1, 28, 28)
     assert torch.allclose(extract_features(net, x, batch_size=7), net.eval()(x).double(), atol=1e-6)
+
+
+def test_cli_train_features_keeps_a_valid_cache_and_retrains_on_force(tmp_path, monkeypatch, capsys):
+    from pyrogen.cli import main
+
+    untrained = F.FashionMNISTClassifier()
+    calls = []
+
+    def fake_train(directory, progress=True):
+        calls.append(directory)
+        return untrained, F.save_network(untrained, *F.default_paths(directory),
+                                         info={"recipe": F.FEATURE_RECIPE, "test_accuracy": 0.9, "train_seconds": 1.0})
+
+    monkeypatch.setattr(F, "train_feature_network", fake_train)
+    assert main(["train", "features", "--cache-dir", str(tmp_path)]) == 0
+    assert calls == [str(tmp_path)] and "wrote " in capsys.readouterr().out
+    assert main(["train", "features", "--cache-dir", str(tmp_path)]) == 0
+    assert calls == [str(tmp_path)] and "valid cached feature network" in capsys.readouterr().out
+    assert main(["train", "features", "--cache-dir", str(tmp_path), "--force"]) == 0
+    assert len(calls) == 2
