@@ -12,7 +12,8 @@ reconstructions) and samples from the prior. The tutorial
 With the defaults (5 epochs on all 60,000 training images, one thread of a
 loaded CPU, about 7 minutes with the evaluation) it printed a train ELBO of
 -246.84 nats per image in the last epoch, and on the first 1,000 test images
-a test ELBO of -247.08 and :math:`\\log p(x) \\ge` -243.83 nats (K = 1000).
+a test ELBO of -247.08 nats and an importance-sampled :math:`\\log p(x)` of
+-243.83 nats (K = 1000).
 """
 
 import argparse
