@@ -65,7 +65,7 @@ __all__ = [
 
 
 def _traces(model, guide, args, kwargs):
-    """The guide's trace and the model's trace replayed against it, log-probs computed."""
+    """The guide's trace and the model's trace replayed against it."""
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     return model_trace, guide_trace

@@ -12,6 +12,7 @@ from torch import nn
 from pyrogen.infer import ReparamTrace_ELBO
 from pyrogen.models import VAE
 from pyrogen.models.autoencoder import Autoencoder
+from pyrogen.models.pixelcnn import PixelCNNVAE
 from pyrogen.models.sequence import SequenceVAE
 from pyrogen.testing import (
     assert_elbo_finite,
@@ -86,6 +87,11 @@ def test_sequence_vae_passes():
     seq = SequenceVAE(vocab_size=5, seq_len=6, latent_dim=2, embed_dim=4, hidden=8)
     tokens = torch.randint(0, 5, (B, 6))
     check_model_guide(seq.model, seq.guide, tokens, num_steps=5, lr=3e-2)
+
+
+def test_pixelcnn_vae_passes(tiny_images):
+    vae = PixelCNNVAE(latent_dim=2, hidden=(16,), channels=4, num_layers=2)
+    check_model_guide(vae.model, vae.guide, tiny_images, num_steps=3)
 
 
 def test_check_leaves_parameters_unchanged(x):
