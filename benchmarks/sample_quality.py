@@ -41,9 +41,9 @@ DEFAULT_MODELS = ["ae", "vae", "gan-nonsaturating", "gan-wgan-gp", "gan-hinge", 
 def train_vae_family(kind, args):
     from pyrogen.training import build_trainer, default_config
 
-    config = default_config(kind=kind, latent_dim=args.latent_dim, hidden=(400,))
     # grey levels under the Bernoulli likelihood, as in Pyro's VAE example: the real images scored are grey
-    config["data"].update(binarize="none", test_size=1000)
+    config = default_config(kind=kind, latent_dim=args.latent_dim, hidden=(400,), likelihood="bernoulli-relaxed")
+    config["data"].update(test_size=1000)
     config["train"].update(seed=args.seed)
     trainer = build_trainer(config, device="cpu", progress=False)
     epochs = _fit_for(trainer, args.seconds)
