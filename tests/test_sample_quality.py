@@ -288,3 +288,12 @@ def test_cli_train_features_keeps_a_valid_cache_and_retrains_on_force(tmp_path, 
     assert calls == [str(tmp_path)] and "valid cached feature network" in capsys.readouterr().out
     assert main(["train", "features", "--cache-dir", str(tmp_path), "--force"]) == 0
     assert len(calls) == 2
+
+
+def test_loading_refuses_a_truncated_file_even_with_a_matching_hash(tmp_path):
+    path, manifest_path = str(tmp_path / "net.pt"), str(tmp_path / "net.json")
+    F.save_network(user_feature_net(), path, manifest_path)
+    open(path, "r+b").truncate(500)
+    json.dump({"sha256": F.sha256_file(path)}, open(manifest_path, "w"))
+    with pytest.raises(F.FeatureNetworkError, match="cannot load the feature network weights"):
+        F.load_network(user_feature_net(), path, manifest_path)

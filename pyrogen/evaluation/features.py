@@ -30,7 +30,9 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
+import zipfile
 
 import torch
 from torch import nn
@@ -165,7 +167,7 @@ def load_network(module, path, manifest_path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(state)
-    except Exception as e:  # unpickling, zip and shape errors all mean the same thing here
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise FeatureNetworkError(
             f"cannot load the feature network weights {path!r}: {str(e).splitlines()[0]}"
         ) from e
