@@ -286,8 +286,13 @@ def _train_vae(args):
 
 
 def _evaluate_run(args):
+    from pyrogen.runs import RunDir
     from pyrogen.training import resume_trainer
 
+    if RunDir.open(args.run_dir).config.get("kind") == "gan":
+        raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
+                           "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
+                           "(Fréchet distance, precision and recall) instead")
     trainer = resume_trainer(args.run_dir, device=args.device, progress=not args.no_progress)
     if args.test_size:
         trainer.test_data = trainer.test_data[: args.test_size]

@@ -377,3 +377,5 @@ def test_cli_trains_resumes_and_samples_a_gan(tmp_path, monkeypatch, tiny_data, 
     assert "already holds a run" in capsys.readouterr().err
     with pytest.raises(RunDirError):
         RunDir.create(out, {})
+    assert cli.main(["evaluate", out, "--device", "cpu"]) == 2
+    assert "a GAN's generator is an implicit model with no density" in capsys.readouterr().err
