@@ -9,8 +9,20 @@ parameters of :math:`q` (:class:`~pyrogen.distributions.families.ParameterHead`)
 the decoder (:class:`~pyrogen.networks.MLPDecoder`) and the Bernoulli
 likelihood. Before training, :func:`pyrogen.testing.check_model_guide` checks
 the pair; training is plain :class:`pyro.infer.SVI`. The figure has one row per
-class: the same eight prior draws of z decoded with each label, so each column
-keeps its "style" (z) while the label sets the garment.
+class: the same eight prior draws of z decoded with each label.
+
+Ideally each column keeps its "style" (z) while the label sets the garment.
+After the default 5 epochs (ELBO -244.83 nats per image in the last epoch) the
+label sets trousers and dresses, but sandals, sneakers and bags come out as
+tops in several columns: the encoder sees x, so z carries much of the class
+too, and nothing but the KL term (at most :math:`\\log 10` nats per image for
+the class) pushes that information out of z and onto y. A rough measure --
+decode 500 prior draws with each label and assign each image to the nearest
+class-mean training image -- gives 20% agreement with the label for d = 10
+and 29% for d = 2 (chance: 10%; 2 epochs on 20,000 images). A decoder that
+ignores its label is the mirror image of :doc:`posterior collapse
+</tutorials/posterior_collapse>` (where it ignores z); longer training, a
+smaller code or a penalty on :math:`I(z; y)` are the usual remedies.
 """
 
 import argparse
