@@ -10,6 +10,12 @@ learned per-pixel bias, the marginal log-odds of each pixel. Before training,
 would; training uses pyrogen's :class:`~pyrogen.infer.torch_svi.TorchSVI`
 with :class:`~pyrogen.infer.reparam_elbo.ReparamTrace_ELBO` and a plain
 ``torch.optim.Adam``. The figure shows samples from the prior.
+
+With the defaults (5 epochs on all 60,000 images, one thread of a loaded CPU,
+about 11 minutes) the train ELBO of the last epoch was -241.16 nats per image
+and the test ELBO on the first 1,000 test images -242.26 nats, against
+-247.08 for the MLP decoder of :doc:`vae` with the same encoder, latent
+dimension and budget (one seed each, so a rough comparison).
 """
 
 import argparse
