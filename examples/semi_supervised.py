@@ -15,6 +15,15 @@ the paper, the classifier also gets the supervised loss
 :class:`pyro.infer.SVI` on the same parameters). Only ``--num-labeled`` labels
 are used. The figure shows the test accuracy of the guide's classifier by epoch
 and, for four test images, their style z decoded with each label.
+
+With the defaults (5 epochs, 20,000 training images of which 1,000 keep their
+label, one thread of a loaded CPU, about 7 minutes) the classifier's accuracy
+on the first 2,000 test images went 0.579, 0.696, 0.678, 0.732, 0.645 over the
+epochs: it learns, but noisily, and 5 epochs are far from the hundreds of the
+paper (we did not measure a classifier trained on the 1,000 labels alone, the
+baseline that would say what the unlabelled images add). The decoded rows
+show the limit of so short a run: the code z of each test image still holds
+its garment, and changing y barely changes the picture.
 """
 
 import argparse
