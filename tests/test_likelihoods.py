@@ -213,11 +213,11 @@ def test_multichannel_parameter_layout():
 @pytest.mark.parametrize("name", ALL)
 def test_every_likelihood_trains_in_a_vae(name):
     """Default config picks the binarization; a few SVI steps on 8-bit-like images improve the ELBO."""
-    config = default_config(latent_dim=2, hidden=(16,), likelihood=name)
+    config = default_config(latent_dim=2, hidden=(16,), likelihood=name, image_shape=(1, 8, 8))
     assert config["data"]["binarize"] == default_binarize(name)
     config["train"].update(batch_size=20, lr=3e-3, log_every=1)
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(40, 1, 28, 28, generator=g) * torch.linspace(0, 1, 28)).mul(255).round().div(255)
+    x = (torch.rand(40, 1, 8, 8, generator=g) * torch.linspace(0, 1, 8)).mul(255).round().div(255)
     test = x.round() if config["data"]["binarize"] != "none" else x
     vae = VAE(**config["model"])
     trainer = VAETrainer(vae, x, test, config, progress=False)
@@ -225,7 +225,7 @@ def test_every_likelihood_trains_in_a_vae(name):
     trainer.fit(3)
     after = trainer.evaluate()["elbo"]
     assert math.isfinite(after) and after > before
-    assert vae.decode(torch.zeros(3, 2)).shape == (3, 1, 28, 28)
+    assert vae.decode(torch.zeros(3, 2)).shape == (3, 1, 8, 8)
 
 
 def test_wrong_binarization_is_an_error_before_training():

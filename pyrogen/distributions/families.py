@@ -62,15 +62,20 @@ class LatentFamily:
     :param support: the :class:`~torch.distributions.constraints.Constraint`
         of one draw ``z`` (event-level, e.g. ``constraints.real_vector``).
 
-    A user's own family is one instance; put it in :data:`FAMILIES` to use it by name::
+    A user's own family is one instance; pass it to the VAE, or put it in
+    :data:`FAMILIES` (``FAMILIES["half-cauchy"] = half_cauchy``) to use it by name::
 
         >>> import pyro.distributions as dist
         >>> from torch.distributions import constraints
-        >>> from pyrogen.distributions import FAMILIES, LatentFamily
-        >>> FAMILIES["half-cauchy"] = LatentFamily(
+        >>> from pyrogen.distributions import LatentFamily
+        >>> from pyrogen.models import VAE
+        >>> half_cauchy = LatentFamily(
         ...     "half-cauchy", lambda scale: dist.HalfCauchy(scale).to_event(1),
         ...     {"scale": constraints.positive}, {"scale": 1.0}, "inverse-cdf",
         ...     constraints.independent(constraints.positive, 1))
+        >>> vae = VAE(latent_dim=2, hidden=(8,), prior=half_cauchy, posterior=half_cauchy)
+        >>> vae.config["posterior"]
+        'half-cauchy'
     """
 
     name: str

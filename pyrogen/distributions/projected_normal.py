@@ -14,7 +14,8 @@ der Woerd 2017):
 
 and computing the one-dimensional integral by the trapezoidal rule in
 :math:`s = \\log r` around the integrand's mode, where it is smooth and
-decays like a Gaussian (relative error below 1e-6 in float32, against Pyro's
+decays like a Gaussian: 101 nodes over 15 widths either side of the mode (relative error
+below 1e-6 against adaptive quadrature in float64; it agrees with Pyro's
 closed forms in d = 2, 3, 4).
 """
 
@@ -23,7 +24,7 @@ import math
 import torch
 from pyro.distributions import ProjectedNormal as _PyroProjectedNormal
 
-_NODES = torch.linspace(-15.0, 15.0, 301, dtype=torch.float64)
+_NODES = torch.linspace(-15.0, 15.0, 101, dtype=torch.float64)
 """Quadrature nodes in units of the integrand's width in log r."""
 
 
