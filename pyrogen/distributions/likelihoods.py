@@ -44,15 +44,16 @@ class Likelihood(nn.Module):
     num_params = 1
     """Decoder output channels per image channel."""
 
-    data_kind = "real"
-    """One of :data:`DATA_KINDS`: the data this likelihood scores."""
+    data_kind = None
+    """One of :data:`DATA_KINDS`: the data this likelihood scores (None: not declared,
+    any binarization is accepted)."""
 
     def check_binarize(self, binarize):
         """Raise :class:`DataError` unless ``binarize`` (``"none"``, ``"static"``,
         ``"dynamic"``) gives the data this likelihood scores."""
-        if self.data_kind == "binary" and binarize == "none":
-            return  # grey levels are caught, with advice, by check()
-        if self.data_kind != "binary" and binarize != "none":
+        if self.data_kind in (None, "binary"):
+            return  # grey levels under a binary likelihood are caught, with advice, by check()
+        if binarize != "none":
             raise DataError(
                 f"the {type(self).__name__} scores {self.data_kind} data, but binarize={binarize!r} "
                 "turns the grey levels into 0/1 pixels; use binarize='none' (--binarize none)"
@@ -168,6 +169,7 @@ class LocationScaleLikelihood(Likelihood):
 
     base = None
     """The :class:`~pyro.distributions.TorchDistribution` class with ``(loc, scale)``."""
+    data_kind = "real"
 
     def __init__(self, scale="shared", fixed_scale=0.1, min_scale=1e-3):
         super().__init__()
@@ -294,7 +296,8 @@ class DiscretizedLogisticMixtureLikelihood(Likelihood):
 
     The decoder gives, per pixel and channel, ``num_components`` mixture
     logits, locations and unconstrained scales (``3 * num_components``
-    parameters). Scales are ``min_scale + exp(u)`` through ``biject_to``
+    parameters). Locations are the decoder output plus 0.5 (so an untrained
+    decoder starts in the middle of [0, 1]); scales are ``min_scale + exp(u)`` through ``biject_to``
     (PixelCNN++ floors the log-scale at -7, i.e. :math:`e^{-7} \\approx 9 \\cdot 10^{-4}`).
     See :class:`~pyrogen.distributions.discretized.DiscretizedLogisticMixture`.
 
@@ -343,8 +346,9 @@ one scale; ``beta`` squeezes by ε = 1e-3; ``discretized-logistic`` has 5 compon
 
 def default_binarize(likelihood):
     """The data preprocessing a likelihood needs: ``"dynamic"`` binarization for
-    binary likelihoods, ``"none"`` otherwise."""
-    return "dynamic" if get_likelihood(likelihood).data_kind == "binary" else "none"
+    binary likelihoods (and those that do not declare their :attr:`~Likelihood.data_kind`),
+    ``"none"`` otherwise."""
+    return "dynamic" if get_likelihood(likelihood).data_kind in (None, "binary") else "none"
 
 def get_likelihood(likelihood):
     """A :class:`Likelihood` from itself or its registered name."""
