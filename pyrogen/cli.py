@@ -173,6 +173,16 @@ def build_parser():
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(sm)
 
+    sq = commands.add_parser(
+        "sample-quality", help="Fréchet distance, precision and recall of a run's samples",
+        description="Score samples of a run's model (VAE, autoencoder or GAN) against the test images in the "
+                    "features of pyrogen's Fashion-MNIST classifier (train it once with 'pyrogen train features').")
+    sq.add_argument("run_dir", metavar="RUN_DIR")
+    sq.add_argument("-n", "--num-samples", type=_positive_int, default=10000,
+                    help="samples, scored against as many test images (default: 10000)")
+    sq.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_device(sq)
+
     pl = commands.add_parser(
         "plot", help="write a run's pictures as PNG",
         description="Reconstructions, prior samples, latent traversals, interpolations, the 2-D "
@@ -300,6 +310,16 @@ def _evaluate_run(args):
     return 0
 
 
+def _sample_quality_run(args):
+    from pyrogen.evaluation.sample_quality import evaluate_run
+
+    r = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed, device=args.device)
+    print(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
+          f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
+          f"feature network {r['feature_net']})")
+    return 0
+
+
 def _sample_run(args):
     import os
 
@@ -341,7 +361,8 @@ def _report_run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate_run, "sample": _sample_run,
-                "plot": _plot_run, "report": _report_run}
+                "plot": _plot_run, "report": _report_run,
+                "sample-quality": _sample_quality_run}
     try:
         return handlers[args.command](args)
     except PyrogenError as e:

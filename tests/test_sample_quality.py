@@ -297,3 +297,27 @@ def test_loading_refuses_a_truncated_file_even_with_a_matching_hash(tmp_path):
     json.dump({"sha256": F.sha256_file(path)}, open(manifest_path, "w"))
     with pytest.raises(F.FeatureNetworkError, match="cannot load the feature network weights"):
         F.load_network(user_feature_net(), path, manifest_path)
+
+
+@requires_fashion_mnist
+def test_sample_quality_of_a_run_directory(tmp_path, monkeypatch, capsys):
+    from pyrogen.cli import main
+    from pyrogen.evaluation.sample_quality import evaluate_run
+
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--out", str(run), "--train-size", "300", "--test-size", "50", "--epochs", "1",
+                 "--latent-dim", "4", "--hidden", "32", "--eval-samples", "0", "--no-progress"]) == 0
+    net = user_feature_net()
+    a = evaluate_run(str(run), num_samples=200, feature_net=net, seed=1)
+    assert a == evaluate_run(str(run), num_samples=200, feature_net=net, seed=1)  # seeded samples
+    assert a["num_fake"] == a["num_real"] == 200 and a["frechet_distance"] > 0 and a["feature_net"] == "user"
+    with pytest.raises(DataError, match="num_samples must be at most the 10000 test images, got 10001"):
+        evaluate_run(str(run), num_samples=10001, feature_net=net)
+    # the command line, with a (valid, untrained) cached default network; a missing one is a one-line error
+    monkeypatch.setenv("PYROGEN_CACHE", str(tmp_path / "cache"))
+    capsys.readouterr()
+    assert main(["sample-quality", str(run), "-n", "100", "--device", "cpu"]) == 2
+    assert "pyrogen: error: no feature network weights" in capsys.readouterr().err
+    F.save_network(F.FashionMNISTClassifier(), *F.default_paths(), info={"recipe": F.FEATURE_RECIPE})
+    assert main(["sample-quality", str(run), "-n", "100", "--device", "cpu"]) == 0
+    assert "100 samples vs 100 test images, k = 3, feature network " in capsys.readouterr().out
