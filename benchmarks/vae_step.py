@@ -13,6 +13,8 @@ Rows:
 
 * ``plain``: a hand-written loss (analytic KL, as in pytorch/examples' VAE) with
   the same fused ``torch.optim.Adam`` as pyrogen; the reference (1.00x).
+* ``plain-default-adam``: the same hand-written loop with ``torch.optim.Adam``'s
+  defaults, as such a loop is usually written.
 * ``pyrogen``: :class:`~pyrogen.training.VAETrainer`'s step, i.e.
   :class:`~pyrogen.infer.TorchSVI` with :class:`~pyrogen.infer.ReparamTrace_ELBO`
   on ``vae.model``/``vae.guide`` (Monte Carlo KL, Trace_ELBO's values).
@@ -69,7 +71,10 @@ def main():
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     train = load_fashion_mnist("train")
     test = load_fashion_mnist("test")
@@ -88,6 +93,16 @@ def main():
         plain_opt.step()
 
     pyro.set_rng_seed(args.seed)
+    plain_default = PlainVAE()
+    default_opt = torch.optim.Adam(plain_default.parameters(), lr=1e-3)
+
+    def plain_default_step(x):
+        default_opt.zero_grad()
+        loss = plain_default.loss(x)
+        loss.backward()
+        default_opt.step()
+
+    pyro.set_rng_seed(args.seed)
     vae = VAE(latent_dim=50, hidden=(400,))
     svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
                    ReparamTrace_ELBO())
@@ -97,7 +112,8 @@ def main():
     tutorial = pyro.infer.SVI(tutorial_vae.model, tutorial_vae.guide, pyro.optim.Adam({"lr": 1e-3}),
                               pyro.infer.Trace_ELBO())
 
-    loops = {"plain": plain_step, "pyrogen": svi.step, "pyro-tutorial": tutorial.step}
+    loops = {"plain": plain_step, "plain-default-adam": plain_default_step, "pyrogen": svi.step,
+             "pyro-tutorial": tutorial.step}
     loaders = {name: DeviceLoader(train.images, 100, binarize="dynamic", seed=args.seed + 1) for name in loops}
     per_step = {name: [] for name in loops}
     with pyro.validation_enabled(False):
@@ -110,7 +126,8 @@ def main():
             print(f"epoch {epoch + 1}: " + ", ".join(f"{n} {t[-1] * 1e3:.2f} ms" for n, t in per_step.items()),
                   flush=True)
 
-    models = {"plain": plain.as_pyrogen(), "pyrogen": vae, "pyro-tutorial": tutorial_vae}
+    models = {"plain": plain.as_pyrogen(), "plain-default-adam": plain_default.as_pyrogen(), "pyrogen": vae,
+              "pyro-tutorial": tutorial_vae}
     reference = statistics.median(per_step["plain"])
     print(f"\nFashion-MNIST, {args.epochs} epochs, M = 100, L = 1, torch threads {torch.get_num_threads()}")
     print("| loop | ms / step | ratio to plain | test ELBO | test log p(x), K = %d |" % args.eval_samples)

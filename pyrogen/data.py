@@ -150,6 +150,21 @@ def load_dataset(name="fashion-mnist", split="train", root=None, download=False)
     return ImageDataset(x, ds.targets.long())
 
 
+def load_splits(name="fashion-mnist", root=None, train_size=None, test_size=None):
+    """Training and test sets of a data set, each optionally cut to its first examples.
+
+    :returns: ``(train, test)`` :class:`ImageDataset` pair.
+    :raises DataError: if a size is not between 1 and the split's size.
+    """
+    train = load_dataset(name, "train", root)
+    test = load_dataset(name, "test", root)
+    for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
+        if n is not None and not 1 <= n <= len(ds):
+            raise DataError(f"{key} must be between 1 and {len(ds)}, got {n}")
+    return (train.subset(train_size) if train_size else train,
+            test.subset(test_size) if test_size else test)
+
+
 def check_images(x, name="x"):
     """Check a batch of images: floating point, finite, values in [0, 1].
 

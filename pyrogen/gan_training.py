@@ -31,7 +31,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen.data import DeviceLoader, check_images, load_dataset
+from pyrogen.data import DeviceLoader, check_images, load_splits
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import GAN_LOSSES, WassersteinGPLoss, get_gan_loss
@@ -329,16 +329,8 @@ def _build_networks(config, device):
 
 def load_gan_data(data_config, device):
     """Training and test images in [0, 1] (grey levels, no binarization) on ``device``."""
-    train = load_dataset(data_config["dataset"], "train", data_config["root"])
-    test = load_dataset(data_config["dataset"], "test", data_config["root"])
-    for key, ds in (("train_size", train), ("test_size", test)):
-        n = data_config.get(key)
-        if n is not None and not 1 <= n <= len(ds):
-            raise DataError(f"{key} must be between 1 and {len(ds)}, got {n}")
-    if data_config.get("train_size"):
-        train = train.subset(data_config["train_size"])
-    if data_config.get("test_size"):
-        test = test.subset(data_config["test_size"])
+    train, test = load_splits(data_config["dataset"], data_config["root"],
+                              data_config.get("train_size"), data_config.get("test_size"))
     return train.images.to(device), test.images.to(device)
 
 

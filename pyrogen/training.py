@@ -22,7 +22,7 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
-from pyrogen.data import DeviceLoader, check_images, load_dataset, static_binarize
+from pyrogen.data import DeviceLoader, check_images, load_splits, static_binarize
 from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, default_binarize, kl_method
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset
@@ -81,16 +81,8 @@ def load_data(data_config, device):
     Dynamic binarization happens in the loader; the test set is binarized once
     with a fixed seed (static), so every evaluation scores the same binary images.
     """
-    train = load_dataset(data_config["dataset"], "train", data_config["root"])
-    test = load_dataset(data_config["dataset"], "test", data_config["root"])
-    for key, ds in (("train_size", train), ("test_size", test)):
-        n = data_config.get(key)
-        if n is not None and not 1 <= n <= len(ds):
-            raise DataError(f"{key} must be between 1 and {len(ds)}, got {n}")
-    if data_config.get("train_size"):
-        train = train.subset(data_config["train_size"])
-    if data_config.get("test_size"):
-        test = test.subset(data_config["test_size"])
+    train, test = load_splits(data_config["dataset"], data_config["root"],
+                              data_config.get("train_size"), data_config.get("test_size"))
     test_x = test.images.to(device)
     if data_config["binarize"] != "none":
         test_x = static_binarize(test_x, seed=12345)
