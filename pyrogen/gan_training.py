@@ -36,7 +36,7 @@ from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import GAN_LOSSES, WassersteinGPLoss, get_gan_loss
 from pyrogen.models.gan import ARCHITECTURES, NORMS, Generator, build_discriminator
-from pyrogen.runs import RunDir
+from pyrogen.runs import RunDir, rng_state, set_rng_state
 from pyrogen.training import resolve_device
 
 DEFAULT_GAN_TRAIN = {
@@ -172,14 +172,11 @@ class GANTrainer:
 
     # --------------------------------------------------------------- state
     def state_dict(self):
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         state = {
             "config": self.config, "epoch": self.epoch, "step": self.step,
             "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
             "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
-            "loader": self.loader.state_dict(), "rng": rng, "metrics": self.metrics,
+            "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics,
             "fixed_noise": self.fixed_noise,
         }  # fmt: skip
         if self.ema is not None:
@@ -192,9 +189,7 @@ class GANTrainer:
         self.optim_g.load_state_dict(state["optim_g"])
         self.optim_d.load_state_dict(state["optim_d"])
         self.loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_rng_state(state["rng"])
         self.fixed_noise = state["fixed_noise"].to(self.fixed_noise.device)
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])

@@ -86,6 +86,21 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
+def rng_state():
+    """torch's global random state (CPU, and every CUDA device), for a checkpoint."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    """Restore what :func:`rng_state` saved (CUDA states only where there is a GPU)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RunDir:
     """A directory that holds one training run.
 

@@ -32,7 +32,7 @@ from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch
 from pyrogen.infer.kl_schedule import KL_SCHEDULES, FreeBitsELBO, build_kl_schedule
 from pyrogen.models import VAE
 from pyrogen.models.autoencoder import Autoencoder
-from pyrogen.runs import RunDir
+from pyrogen.runs import RunDir, rng_state, set_rng_state
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
 """``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic KL where registered."""
@@ -197,13 +197,10 @@ class VAETrainer:
         self._run = run if self.rank == 0 else None
 
     def state_dict(self):
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         state = {
             "config": self.config, "epoch": self.epoch, "step": self.step,
             "model": self.vae.state_dict(), "optim": self.optim.state_dict(),
-            "loader": self.loader.state_dict(), "rng": rng, "metrics": self.metrics,
+            "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics,
         }  # fmt: skip
         if self.switch is not None:
             state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
@@ -214,9 +211,7 @@ class VAETrainer:
         self.vae.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
         self.loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_rng_state(state["rng"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
         if self.switch is not None and "aggressive" in state:
             self.switch.load_state_dict(state["aggressive"]["switch"])
