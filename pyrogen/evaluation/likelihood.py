@@ -14,11 +14,9 @@ import math
 
 import pyro
 import torch
-from pyro import poutine
 from pyro.distributions import Delta
-from pyro.distributions.util import scale_and_mask
-from pyro.poutine.util import site_is_subsample
 
+from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
 
 
@@ -28,11 +26,6 @@ def _vectorized(fn, num_samples, dim):
             return fn(*args, **kwargs)
 
     return wrapped
-
-
-def _site_log_prob(site):
-    log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-    return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
 @torch.no_grad()
@@ -53,26 +46,22 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=1, **
     """
     dim = -(max_plate_nesting + 1)
     model, guide = module_local(model), module_local(guide)
-    guide_trace = poutine.trace(_vectorized(guide, num_samples, dim)).get_trace(x, **kwargs)
-    model_trace = poutine.trace(
-        poutine.replay(_vectorized(model, num_samples, dim), trace=guide_trace)
-    ).get_trace(x, **kwargs)
+    model_trace, guide_trace = trace_pair(_vectorized(model, num_samples, dim),
+                                          _vectorized(guide, num_samples, dim), (x,), kwargs)
     log_w = 0.0
-    for site in model_trace.nodes.values():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            log_w = log_w + _site_log_prob(site)
-    for name, site in guide_trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
-            fn = site["fn"]
-            while hasattr(fn, "base_dist"):
-                fn = fn.base_dist
-            if isinstance(fn, Delta):
-                raise ValueError(
-                    f"guide site {name!r} is a point mass (Delta): importance sampling needs a "
-                    "guide with a density over z, and a deterministic autoencoder has none, so "
-                    "log p(x) cannot be estimated from it"
-                )
-            log_w = log_w - _site_log_prob(site)
+    for _, site in scored_sites(model_trace):
+        log_w = log_w + site_log_prob(site)
+    for name, site in scored_sites(guide_trace, observed=False):
+        fn = site["fn"]
+        while hasattr(fn, "base_dist"):
+            fn = fn.base_dist
+        if isinstance(fn, Delta):
+            raise ValueError(
+                f"guide site {name!r} is a point mass (Delta): importance sampling needs a "
+                "guide with a density over z, and a deterministic autoencoder has none, so "
+                "log p(x) cannot be estimated from it"
+            )
+        log_w = log_w - site_log_prob(site)
     return log_w.reshape(num_samples, x.shape[0])
 
 

@@ -8,9 +8,29 @@ from pyro.poutine.util import site_is_subsample
 from pyro.util import check_model_guide_match
 
 
-def _log_prob_sum(site):
+def trace_pair(model, guide, args, kwargs):
+    """Run the guide, then the model replayed against it: ``(model_trace, guide_trace)``."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    if is_validation_enabled():
+        check_model_guide_match(model_trace, guide_trace)
+    return model_trace, guide_trace
+
+
+def scored_sites(trace, observed=True):
+    """``(name, site)`` of the trace's sample sites that carry a log-density.
+
+    Subsample sites of plates are left out, and so are observed sites unless ``observed``.
+    """
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site) and (observed or not site["is_observed"]):
+            yield name, site
+
+
+def site_log_prob(site):
+    """A site's log-density with its scale and mask applied, in the shape of its plates."""
     log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-    return scale_and_mask(log_prob, site["scale"], site["mask"]).sum()
+    return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
 class ReparamTrace_ELBO(ELBO):
@@ -40,27 +60,21 @@ class ReparamTrace_ELBO(ELBO):
 
     def _get_trace(self, model, guide, args, kwargs):
         """One particle: the guide's trace and the model's trace replayed against it."""
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace)
-        return model_trace, guide_trace
+        return trace_pair(model, guide, args, kwargs)
 
     def _particle_elbo(self, model, guide, args, kwargs):
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
         elbo = 0.0
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample" and not site_is_subsample(site):
-                elbo = elbo + _log_prob_sum(site)
-        for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
-                if not site["fn"].has_rsample:
-                    raise ValueError(
-                        f"guide site {name!r} draws from {type(site['fn']).__name__}, which is not "
-                        "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
-                        "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
-                    )
-                elbo = elbo - _log_prob_sum(site)
+        for _, site in scored_sites(model_trace):
+            elbo = elbo + site_log_prob(site).sum()
+        for name, site in scored_sites(guide_trace, observed=False):
+            if not site["fn"].has_rsample:
+                raise ValueError(
+                    f"guide site {name!r} draws from {type(site['fn']).__name__}, which is not "
+                    "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
+                    "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
+                )
+            elbo = elbo - site_log_prob(site).sum()
         return elbo
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
