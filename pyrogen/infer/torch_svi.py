@@ -6,6 +6,8 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.infer.compiled_loss import CompiledLoss
+
 
 def module_local(fn):
     """The undecorated body of a ``@pyro_method`` whose parameters are plain ``nn.Parameter``\\ s.
@@ -63,15 +65,20 @@ class TorchSVI:
     :param torch.optim.Optimizer optim: holds every parameter that model and guide use.
     :param loss: an ELBO with ``differentiable_loss``, e.g.
         :class:`~pyrogen.infer.ReparamTrace_ELBO` or :class:`pyro.infer.TraceMeanField_ELBO`.
+    :param bool compile: record the loss as one graph per batch shape and compile
+        it (:class:`~pyrogen.infer.CompiledLoss`), for models whose sample sites
+        and control flow do not depend on the data's values. The first step of
+        each shape pays the compilation.
     """
 
-    def __init__(self, model, guide, optim, loss):
+    def __init__(self, model, guide, optim, loss, compile=False):
         if not isinstance(optim, torch.optim.Optimizer):
             raise TypeError(f"optim must be a torch.optim.Optimizer, got {type(optim).__name__}")
         self.optim = optim
         self.loss = loss
-        self.loss_module = ELBOModule(model, guide, loss)
-        self.model, self.guide = self.loss_module.model, self.loss_module.guide
+        elbo_module = ELBOModule(model, guide, loss)
+        self.model, self.guide = elbo_module.model, elbo_module.guide
+        self.loss_module = CompiledLoss(elbo_module) if compile else elbo_module
         self._gradient_scale = 1.0
 
     def distribute(self, **ddp_options):

@@ -35,7 +35,13 @@ from pyrogen.networks import build_decoder, build_encoder
 
 
 def _kl_scale(kl_weight):
-    """``poutine.scale`` for the latent sites; no handler at all when λ = 1."""
+    """``poutine.scale`` for the latent sites; no handler at all when λ is the number 1.
+
+    λ may be a 0-dimensional tensor, which :class:`~pyrogen.infer.CompiledLoss`
+    keeps as an input of its graph rather than a constant.
+    """
+    if isinstance(kl_weight, torch.Tensor):
+        return poutine.scale(scale=kl_weight)
     return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
 
 
