@@ -44,6 +44,8 @@ DEFAULT_TRAIN = {
     # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
     "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,
     "kl_cycles": 4, "free_bits": 0.0, "aggressive": False, "aggressive_patience": 5,
+    # record the ELBO as one graph and compile it (pyrogen.infer.CompiledLoss)
+    "compile": False,
 }  # fmt: skip
 MODELS = {"vae": VAE, "ae": Autoencoder}
 """Run kinds: the variational autoencoder and the deterministic autoencoder baseline."""
@@ -140,7 +142,10 @@ class VAETrainer:
             num_cycles=train_cfg.get("kl_cycles", 4))
         fused = {"fused": True} if train_data.device.type in ("cpu", "cuda") else {}
         self.optim = torch.optim.Adam(vae.parameters(), lr=train_cfg["lr"], **fused)
-        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo)
+        self.compile = bool(train_cfg.get("compile", False))
+        if self.compile and train_cfg.get("aggressive"):
+            raise DataError("--compile applies to the standard SVI step; drop --compile or --aggressive")
+        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo, compile=self.compile)
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
@@ -294,7 +299,10 @@ class VAETrainer:
         with pyro.validation_enabled(False):
             for i, x in enumerate(self.loader, 1):
                 kl_weight = self.kl_schedule(self.epoch + (i - 1) / len(self.loader))
-                loss = self.svi.step(x) if kl_weight == 1.0 else self.svi.step(x, kl_weight=kl_weight)
+                if kl_weight == 1.0:
+                    loss = self.svi.step(x)
+                else:  # a tensor λ is an input of a compiled graph, not a constant compiled into it
+                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight) if self.compile else kl_weight)
                 window = loss if window is None else window + loss
                 window_seen += x.shape[0]
                 self.step += 1
