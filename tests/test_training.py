@@ -63,6 +63,36 @@ def test_resumed_run_ends_bit_for_bit_like_uninterrupted(fashion_mnist_small, tm
 
 
 @requires_fashion_mnist
+def test_aggressive_run_resumes_bit_for_bit(fashion_mnist_small, tmp_path):
+    # Aggressive mode adds state of its own: the generator's optimizer, the inner loop's
+    # random minibatches and the MI switch. Patience 1 lets the switch act within the run.
+    config = small_config(aggressive=True, aggressive_patience=1)
+    config["train"]["epochs"] = 3
+    config["data"].update(train_size=300, test_size=200)
+    train, test = fashion_mnist_small
+    data = (train.subset(300), test.subset(200))
+    straight = make_trainer(config, data, RunDir.create(tmp_path / "a", config))
+    straight.fit(3)
+
+    first = make_trainer(config, data, RunDir.create(tmp_path / "b", config))
+    first.fit(1)
+    del first
+    for stop in (2, 3):  # resume twice: after epoch 1 and after epoch 2
+        pyro.set_rng_seed(999)
+        state = RunDir.open(tmp_path / "b").load_checkpoint()
+        resumed = make_trainer(state["config"], data, RunDir.open(tmp_path / "b"))
+        resumed.load_state_dict(state)
+        resumed.fit(stop)
+
+    assert straight.svi.inner_steps > 0  # the inner loop really ran
+    for (name, a), b in zip(straight.vae.state_dict().items(), resumed.vae.state_dict().values()):
+        assert torch.equal(a, b), name
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in straight.metrics]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.metrics]
+    assert [r["aggressive"] for r in straight.metrics] == [r["aggressive"] for r in resumed.metrics]
+
+
+@requires_fashion_mnist
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(fashion_mnist_small, tmp_path):
     config = small_config()
     run = RunDir.create(tmp_path / "run", config)
