@@ -22,6 +22,21 @@ near 0 for a collapsed one) and ``flags``, the training-health warnings:
   (98%) of real and fake examples correctly over the epoch, the usual prelude to the
   generator's loss climbing while its gradients vanish (not flagged for WGAN-GP,
   whose critic values have no fixed decision threshold).
+
+Under ``torchrun`` the loop trains data-parallel, like the VAE's::
+
+    torchrun --nproc-per-node 2 -m pyrogen train gan --out runs/gan-ddp
+
+``batch_size`` is the global minibatch, which the number of processes must
+divide; each rank takes its equal share and draws its own noise, both players'
+gradients are averaged after every update (:meth:`Adversarial.distribute
+<pyrogen.infer.Adversarial.distribute>`, not DDP, which cannot take the
+discriminator's several forward passes per backward or WGAN-GP's double
+backward), the metrics are averaged over the ranks, and rank 0 alone draws the
+sample grids and writes the run directory. A run resumes with any number of
+processes. Batch norm becomes :class:`~torch.nn.SyncBatchNorm` on GPUs; on the
+CPU its statistics are those of each rank's shard, so a DCGAN discriminator with
+batch norm does not compute exactly what one process would.
 """
 
 import math
@@ -31,6 +46,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from pyrogen import distributed
 from pyrogen.data import DeviceLoader, check_images, load_splits
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.infer.adversarial import Adversarial
@@ -141,18 +157,35 @@ class GANTrainer:
     :param dict config: the run configuration (see :func:`default_gan_config`).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
+
+    Inside a ``torch.distributed`` process group (see :mod:`pyrogen.distributed`)
+    each rank trains on its equal share of every global minibatch of ``batch_size``
+    examples (which the number of processes must divide), draws its own noise,
+    and both players' gradients are averaged (:meth:`Adversarial.distribute
+    <pyrogen.infer.Adversarial.distribute>`); only rank 0 shows progress, draws
+    the sample grids and writes to the run directory. On GPUs batch norm is
+    converted to :class:`~torch.nn.SyncBatchNorm`, whose statistics cover the
+    global batch; on the CPU (gloo) its statistics are those of each rank's shard.
     """
 
     def __init__(self, generator, discriminator, train_data, test_data, config, run=None, progress=True):
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        if self.world_size > 1 and train_data.device.type == "cuda":
+            generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+            discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
         self.generator, self.discriminator = generator, discriminator
-        self.config, self.run, self.progress = config, run, progress
+        self.config, self.run, self.progress = config, run, progress and self.rank == 0
         cfg = config["train"]
         check_images(train_data, "training data")
         check_images(test_data, "test data")
         if isinstance(cfg["d_steps"], bool) or not isinstance(cfg["d_steps"], int) or cfg["d_steps"] < 1:
             raise DataError(f"d_steps must be a positive integer, got {cfg['d_steps']!r}")
         self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=cfg["seed"] + 1, drop_last=True,
-                                   device=train_data.device)
+                                   device=train_data.device, rank=self.rank, world_size=self.world_size)
+        if cfg["batch_size"] % self.world_size:
+            raise DataError(f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
+                            f"{self.world_size}: the GAN losses are means over each process's share, which "
+                            "must be equal for their average to be the global batch's mean")
         if len(self.loader) < cfg["d_steps"]:
             raise DataError(f"an epoch of {len(self.loader)} batches is shorter than d_steps = {cfg['d_steps']}")
         self.test_data = test_data
@@ -163,12 +196,29 @@ class GANTrainer:
         self.optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
         self.gan = Adversarial(generator.model, discriminator, self.optim_g, self.optim_d, self.loss,
                                d_steps=cfg["d_steps"], track_grad_norms=True)
+        if self.world_size > 1:
+            self.gan.distribute()
+            self._seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
         g = torch.Generator(device="cpu").manual_seed(cfg["seed"] + 3)
         self.fixed_noise = torch.randn(cfg["num_fixed"], generator.latent_dim, generator=g).to(train_data.device)
         n_ref = min(cfg["num_fixed"], test_data.shape[0])
         self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
         self.epoch, self.step, self.metrics = 0, 0, []
+
+    def _seed_rank_noise(self, seed, epoch):
+        """Give ranks other than 0 their own noise stream (rank 0 keeps a single process's)."""
+        if self.rank > 0:
+            torch.manual_seed(hash((seed, epoch, self.rank)) % 2**63)
+
+    @property
+    def run(self):
+        """The run directory; None on ranks other than 0, which write nothing."""
+        return self._run
+
+    @run.setter
+    def run(self, run):
+        self._run = run if self.rank == 0 else None
 
     # --------------------------------------------------------------- state
     def state_dict(self):
@@ -194,6 +244,7 @@ class GANTrainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+        self._seed_rank_noise(self.config["train"]["seed"], self.epoch)
 
     # --------------------------------------------------------------- samples
     @torch.no_grad()
@@ -252,6 +303,8 @@ class GANTrainer:
                 window = stacked if window is None else window + stacked
                 window_n += 1
                 if i % log_every == 0 or i == steps:
+                    if self.world_size > 1:  # every rank's shard is equally large: average the ranks' means
+                        window = distributed.all_reduce_sum(window) / self.world_size
                     mean = dict(zip(out, (window / window_n).tolist()))
                     self._check(mean, f"epoch {self.epoch + 1}, step {self.step}")
                     for k, v in mean.items():
@@ -286,8 +339,9 @@ class GANTrainer:
             if not all(math.isfinite(p.detach().sum().item())
                        for p in (*self.generator.parameters(), *self.discriminator.parameters())):
                 raise self._diverged(f"the end of epoch {self.epoch + 1}", "a parameter is NaN or infinite")
-            images = self.samples()
-            diversity = mean_pairwise_distance(images) / self.real_diversity if images.shape[0] >= 2 else float("nan")
+            images = self.samples() if self.rank == 0 else None
+            diversity = (mean_pairwise_distance(images) / self.real_diversity
+                         if images is not None and images.shape[0] >= 2 else float("nan"))
             self.epoch += 1
             row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity, "seconds": seconds}
             flags = self.health_flags(row)
@@ -297,13 +351,14 @@ class GANTrainer:
                 tqdm.write(f"epoch {self.epoch}: loss_d {stats['loss_d']:.3f}, loss_g {stats['loss_g']:.3f}, "
                            f"D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}, "
                            f"D accuracy {stats['d_accuracy']:.2f}, diversity {diversity:.2f} ({seconds:.1f} s)")
-            for flag in flags:
+            for flag in flags if self.rank == 0 else ():
                 tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
             if self.run is not None:
                 self.run.save_image(f"samples_epoch{self.epoch:03d}.png", images)
                 self.run.save_image("samples.png", images)
                 self.run.save_checkpoint(self.state_dict())
                 self.run.write_metrics(self.metrics)
+            distributed.barrier()
         return self.metrics
 
 
@@ -406,8 +461,13 @@ def add_gan_arguments(p):
 
 
 def train_gan_from_args(args):
-    """``pyrogen train gan``: build or resume the run, train it, print where its samples are."""
+    """``pyrogen train gan``: build or resume the run, train it, print where its samples are.
+
+    Under ``torchrun`` every process joins the group and trains its share; rank 0
+    alone creates and writes the run directory.
+    """
     progress = not args.no_progress
+    distributed.init_from_env(args.device)
     if args.resume:
         trainer = resume_gan_trainer(args.out, device=args.device, progress=progress)
         trainer.config["train"]["epochs"] = args.epochs
@@ -421,10 +481,12 @@ def train_gan_from_args(args):
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
                                gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
                                betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
-        if RunDir(args.out).holds_run():
+        if RunDir(args.out).holds_run():  # checked on every rank, before any work
             RunDir.create(args.out, config)  # raises: the directory holds a run
         trainer = build_gan_trainer(config, device=args.device, progress=progress)  # validates first
-        trainer.run = RunDir.create(args.out, config)
+        if distributed.is_main_process():
+            trainer.run = RunDir.create(args.out, config)
     trainer.fit()
-    print(f"wrote {trainer.run.file('samples.png')}")
+    if distributed.is_main_process():
+        print(f"wrote {trainer.run.file('samples.png')}")
     return 0

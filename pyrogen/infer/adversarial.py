@@ -97,6 +97,9 @@ class Adversarial:
     generator update (one generator forward pass per step, as in PyTorch's DCGAN
     example); during the generator update the discriminator's parameters do not
     require gradients.
+
+    :meth:`distribute` trains data-parallel over a ``torch.distributed`` process
+    group, each rank on its shard of every batch.
     """
 
     def __init__(self, model, discriminator, generator_optim=None, discriminator_optim=None,
@@ -125,6 +128,99 @@ class Adversarial:
         self.loss = get_gan_loss(loss)
         self.d_steps, self.site, self.track_grad_norms = d_steps, site, track_grad_norms
         self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self._group, self._world_size = None, 1
+
+    # ------------------------------------------------------------------ data parallelism
+    def distribute(self, group=None):
+        """Average both players' gradients over a ``torch.distributed`` process group.
+
+        Each rank calls :meth:`step` on its own, equally large shard of every global
+        batch (and draws its own noise). After every backward pass, before the
+        optimizer steps, the gradients of the parameters of that player's optimizer
+        are averaged over the ranks with one all-reduce of one flat buffer per
+        update (``d_steps`` for the discriminator, one for the generator). The
+        losses are per-example means, so the average of the shards' gradients is
+        the gradient of the global batch's mean: a step on N ranks equals a single
+        process's step on the whole batch, up to the order of floating-point sums
+        (given the same noise). The parameters and buffers of rank 0 are broadcast
+        now, so every rank starts, and stays, identical. A parameter without a
+        gradient on some ranks counts as a zero gradient there; one without a
+        gradient on every rank keeps ``grad`` None, and its optimizer skips it.
+
+        The players are not wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`:
+        the discriminator runs on the real and on the fake batch (and, for WGAN-GP,
+        on their interpolates) before one backward pass, runs again in the generator
+        update with its parameters frozen, and WGAN-GP's gradient penalty needs a
+        double backward; DDP's hooks support none of these (one forward per backward,
+        no ``create_graph``). Batch-norm statistics stay those of each rank's shard
+        (convert the players with :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm`
+        on GPUs to share them).
+
+        The statistics :meth:`step` returns stay this rank's, except the gradient
+        norms (``track_grad_norms``), which are those of the averaged gradients.
+
+        :param group: the process group (default: the global one, which must be initialized).
+        :returns: self.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise PyrogenError("Adversarial.distribute() needs an initialized torch.distributed process group; "
+                               "launch with torchrun and call pyrogen.distributed.init_from_env() first")
+        self._group, self._world_size = group, dist.get_world_size(group)
+        src = 0 if group is None else dist.get_global_rank(group, 0)
+        with torch.no_grad():
+            for t in self._shared_tensors():
+                dist.broadcast(t, src, group=group)
+        return self
+
+    def _shared_tensors(self):
+        """Both players' parameters (those of the optimizers included) and buffers, each once."""
+        tensors = {}
+        modules = [m for m in (self.generator, self.discriminator) if m is not None]
+        for t in (*(p for m in modules for p in m.parameters()),
+                  *(p for o in (self.generator_optim, self.discriminator_optim)
+                    for g in o.param_groups for p in g["params"]),
+                  *(b for m in modules for b in m.buffers())):
+            tensors.setdefault(id(t), t)
+        return list(tensors.values())
+
+    def _average_gradients(self, optim):
+        """Average the gradients of ``optim``'s parameters over the group: one all-reduce."""
+        if self._world_size == 1:
+            return
+        import torch.distributed as dist
+
+        params = [p for g in optim.param_groups for p in g["params"]]
+        if not params:
+            return
+        dtype, device = params[0].dtype, params[0].device
+        for p in params[1:]:
+            dtype = torch.promote_types(dtype, p.dtype)
+        chunks, missing = [], False
+        for p in params:
+            if p.grad is None:
+                missing = True
+                chunks.append(torch.zeros(p.numel(), dtype=dtype, device=device))
+            elif p.grad.is_sparse:
+                raise PyrogenError("Adversarial.distribute() averages dense gradients; a parameter of shape "
+                                   f"{tuple(p.shape)} has a sparse gradient")
+            else:
+                chunks.append(p.grad.reshape(-1).to(dtype=dtype, device=device))
+        # one more element per parameter counts the ranks that have its gradient
+        chunks.append(torch.tensor([p.grad is not None for p in params], dtype=dtype, device=device))
+        flat = torch.cat(chunks)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self._group)
+        counts = flat[-len(params):].tolist() if missing else None  # a host sync only when needed
+        flat = flat[: -len(params)].div_(self._world_size)
+        offset = 0
+        for i, p in enumerate(params):
+            average = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+            if p.grad is not None:
+                p.grad.copy_(average)
+            elif counts[i] > 0:
+                p.grad = average.to(dtype=p.dtype, device=p.device).clone()
 
     # ------------------------------------------------------------------ samples
     def sample(self, batch_size, **kwargs):
@@ -215,6 +311,7 @@ class Adversarial:
             self.discriminator_optim.zero_grad(set_to_none=True)
             loss_d, real_scores, fake_scores = self._discriminator_loss(real, fake.detach())
             loss_d.backward()
+            self._average_gradients(self.discriminator_optim)
             self.discriminator_optim.step()
         if self.track_grad_norms:
             grad_norm_d = _grad_norm(self._d_params)
@@ -227,6 +324,7 @@ class Adversarial:
         finally:
             for p in self._d_params:
                 p.requires_grad_(True)
+        self._average_gradients(self.generator_optim)
         if self.track_grad_norms:
             grad_norm_g = _grad_norm([p for g in self.generator_optim.param_groups for p in g["params"]])
         self.generator_optim.step()
