@@ -103,35 +103,23 @@ def main():
         train = train.subset(args.train_size)
     test_x = static_binarize(test.images, 12345)
 
-    pyro.set_rng_seed(args.seed)
-    plain = PlainVAE()
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3, fused=True)
+    def hand_written(loss_name, **adam_options):
+        """A freshly seeded PlainVAE and its step: zero_grad, loss, backward, Adam step."""
+        pyro.set_rng_seed(args.seed)
+        model = PlainVAE()
+        optim = torch.optim.Adam(model.parameters(), lr=1e-3, **adam_options)
+        loss_fn = getattr(model, loss_name)
 
-    def plain_step(x):
-        plain_opt.zero_grad(set_to_none=True)
-        loss = plain.loss(x)
-        loss.backward()
-        plain_opt.step()
+        def step(x):
+            optim.zero_grad(set_to_none=True)
+            loss_fn(x).backward()
+            optim.step()
 
-    pyro.set_rng_seed(args.seed)
-    plain_mc = PlainVAE()
-    mc_opt = torch.optim.Adam(plain_mc.parameters(), lr=1e-3, fused=True)
+        return model, step
 
-    def plain_mc_step(x):
-        mc_opt.zero_grad(set_to_none=True)
-        loss = plain_mc.mc_kl_loss(x)
-        loss.backward()
-        mc_opt.step()
-
-    pyro.set_rng_seed(args.seed)
-    plain_default = PlainVAE()
-    default_opt = torch.optim.Adam(plain_default.parameters(), lr=1e-3)
-
-    def plain_default_step(x):
-        default_opt.zero_grad()
-        loss = plain_default.loss(x)
-        loss.backward()
-        default_opt.step()
+    plain, plain_step = hand_written("loss", fused=True)
+    plain_mc, plain_mc_step = hand_written("mc_kl_loss", fused=True)
+    plain_default, plain_default_step = hand_written("loss")  # torch.optim.Adam's defaults
 
     pyro.set_rng_seed(args.seed)
     vae = VAE(latent_dim=50, hidden=(400,))

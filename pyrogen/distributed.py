@@ -68,3 +68,30 @@ def broadcast_object(obj, src=0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def seed_rank_noise(seed, epoch):
+    """Give ranks other than 0 their own stream of torch's global generator.
+
+    Rank 0 keeps a single process's stream; rank r > 0 is reseeded from
+    ``(seed, epoch, r)``, so a resumed run (which calls this again for its epoch)
+    draws the same noise on every rank as the uninterrupted run.
+    """
+    if rank() > 0:
+        torch.manual_seed(hash((seed, epoch, rank())) % 2**63)
+
+
+class RankZeroRun:
+    """Mixin for trainers: the ``run`` attribute (a run directory) exists on rank 0 only.
+
+    Assigning a run directory on another rank stores None, so those ranks write nothing.
+    """
+
+    @property
+    def run(self):
+        """The run directory; None on ranks other than 0."""
+        return self._run
+
+    @run.setter
+    def run(self, run):
+        self._run = run if rank() == 0 else None

@@ -146,7 +146,7 @@ def mean_pairwise_distance(x):
     return (d.sum() / (n * (n - 1))).item()
 
 
-class GANTrainer:
+class GANTrainer(distributed.RankZeroRun):
     """Fits a :class:`~pyrogen.models.gan.Generator` (or any generator model) against a discriminator.
 
     :param generator: a module with ``model(batch_size=B)`` (site ``"x"``) and ``generate(z)``,
@@ -198,27 +198,13 @@ class GANTrainer:
                                d_steps=cfg["d_steps"], track_grad_norms=True)
         if self.world_size > 1:
             self.gan.distribute()
-            self._seed_rank_noise(cfg["seed"], 0)
+            distributed.seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
         g = torch.Generator(device="cpu").manual_seed(cfg["seed"] + 3)
         self.fixed_noise = torch.randn(cfg["num_fixed"], generator.latent_dim, generator=g).to(train_data.device)
         n_ref = min(cfg["num_fixed"], test_data.shape[0])
         self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
         self.epoch, self.step, self.metrics = 0, 0, []
-
-    def _seed_rank_noise(self, seed, epoch):
-        """Give ranks other than 0 their own noise stream (rank 0 keeps a single process's)."""
-        if self.rank > 0:
-            torch.manual_seed(hash((seed, epoch, self.rank)) % 2**63)
-
-    @property
-    def run(self):
-        """The run directory; None on ranks other than 0, which write nothing."""
-        return self._run
-
-    @run.setter
-    def run(self, run):
-        self._run = run if self.rank == 0 else None
 
     # --------------------------------------------------------------- state
     def state_dict(self):
@@ -244,7 +230,7 @@ class GANTrainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
-        self._seed_rank_noise(self.config["train"]["seed"], self.epoch)
+        distributed.seed_rank_noise(self.config["train"]["seed"], self.epoch)
 
     # --------------------------------------------------------------- samples
     @torch.no_grad()

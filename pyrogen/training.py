@@ -91,7 +91,7 @@ def load_data(data_config, device):
     return train.images.to(device), test_x, test.labels.to(device)
 
 
-class VAETrainer:
+class VAETrainer(distributed.RankZeroRun):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
     :param VAE vae: the model (its ``model`` and ``guide`` are trained).
@@ -150,7 +150,7 @@ class VAETrainer:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
             self.svi.distribute(static_graph=True)
-            self._seed_rank_noise(train_cfg["seed"], 0)
+            distributed.seed_rank_noise(train_cfg["seed"], 0)
         self.switch = None
         if train_cfg.get("aggressive"):
             self._make_aggressive(train_cfg)
@@ -187,20 +187,6 @@ class VAETrainer:
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
 
-    def _seed_rank_noise(self, seed, epoch):
-        """Give ranks other than 0 their own noise stream (rank 0 keeps a single process's)."""
-        if self.rank > 0:
-            torch.manual_seed(hash((seed, epoch, self.rank)) % 2**63)
-
-    @property
-    def run(self):
-        """The run directory; None on ranks other than 0, which write nothing."""
-        return self._run
-
-    @run.setter
-    def run(self, run):
-        self._run = run if self.rank == 0 else None
-
     def state_dict(self):
         state = {
             "config": self.config, "epoch": self.epoch, "step": self.step,
@@ -223,7 +209,7 @@ class VAETrainer:
             self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
             self.inner_generator.set_state(state["aggressive"]["generator"])
             self.svi.aggressive = state["aggressive"]["on"]
-        self._seed_rank_noise(self.config["train"]["seed"], self.epoch)
+        distributed.seed_rank_noise(self.config["train"]["seed"], self.epoch)
 
     def evaluate(self, num_samples=0):
         """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example.
