@@ -288,7 +288,7 @@ class VAETrainer(distributed.RankZeroRun):
                 if kl_weight == 1.0:
                     loss = self.svi.step(x)
                 else:  # a tensor λ is an input of a compiled graph, not a constant compiled into it
-                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight) if self.compile else kl_weight)
+                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device) if self.compile else kl_weight)
                 window = loss if window is None else window + loss
                 window_seen += x.shape[0]
                 self.step += 1

@@ -16,14 +16,14 @@ from tests.test_training import make_trainer, small_config
 
 def _train(compile, x, steps=4):
     pyro.set_rng_seed(0)
-    vae = VAE(latent_dim=4, hidden=(24,))
+    vae = VAE(latent_dim=4, hidden=(24,)).to(x.device)
     svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), ReparamTrace_ELBO(),
                    compile=compile)
     with pyro.validation_enabled(False):
         losses = [svi.step(x) for _ in range(steps)]
         # λ as a 0-d tensor is an input of the graph: two values, one compiled graph.
-        losses += [svi.step(x, kl_weight=torch.tensor(w)) for w in (0.2, 0.7)]
-    return torch.stack(losses), [p.detach().clone() for p in vae.parameters()], torch.rand(3)
+        losses += [svi.step(x, kl_weight=torch.tensor(w, device=x.device)) for w in (0.2, 0.7)]
+    return torch.stack(losses), [p.detach().clone() for p in vae.parameters()], torch.rand(3, device=x.device)
 
 
 def test_compiled_steps_match_eager_steps_and_draw_the_same_noise():
@@ -35,6 +35,17 @@ def test_compiled_steps_match_eager_steps_and_draw_the_same_noise():
     for a, b in zip(compiled_params, eager_params):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     # Recording ran under a forked random state: the global generator is where eager left it.
+    assert torch.equal(compiled_next, eager_next)
+
+
+@pytest.mark.cuda
+def test_compiled_steps_match_eager_steps_on_cuda():
+    x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3, device="cuda"))
+    eager_losses, eager_params, eager_next = _train(False, x)
+    compiled_losses, compiled_params, compiled_next = _train(True, x)
+    torch.testing.assert_close(compiled_losses, eager_losses, rtol=1e-4, atol=1e-2)
+    for a, b in zip(compiled_params, eager_params):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     assert torch.equal(compiled_next, eager_next)
 
 
