@@ -287,8 +287,10 @@ class VAETrainer(distributed.RankZeroRun):
                 kl_weight = self.kl_schedule(self.epoch + (i - 1) / len(self.loader))
                 if kl_weight == 1.0:
                     loss = self.svi.step(x)
-                else:  # a tensor λ is an input of a compiled graph, not a constant compiled into it
-                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device) if self.compile else kl_weight)
+                elif self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
+                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
+                else:
+                    loss = self.svi.step(x, kl_weight=kl_weight)
                 window = loss if window is None else window + loss
                 window_seen += x.shape[0]
                 self.step += 1

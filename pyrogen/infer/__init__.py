@@ -6,4 +6,5 @@ from pyrogen.infer.gan_losses import GAN_LOSSES, GANLoss
 from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO
 from pyrogen.infer.torch_svi import ELBOModule, TorchSVI, module_local
 
-__all__ = ["ReparamTrace_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss", "Adversarial", "GANLoss", "GAN_LOSSES"]
+__all__ = ["ReparamTrace_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss",
+           "Adversarial", "GANLoss", "GAN_LOSSES"]
