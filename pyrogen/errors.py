@@ -31,3 +31,7 @@ class RunDirError(PyrogenError, FileExistsError):
 
 class TrainingDivergedError(PyrogenError, FloatingPointError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CompilationError(PyrogenError, RuntimeError):
+    """``torch.compile`` could not compile a recorded loss (on the CPU: no working C++ compiler)."""

@@ -3,6 +3,10 @@
 Each test compiles a small graph with torch.compile (a few seconds on the CPU).
 """
 
+import os
+import subprocess
+import sys
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -119,3 +123,22 @@ def test_trainer_with_compile_and_kl_warmup_follows_the_eager_trainer(fashion_mn
     assert compiled_row["train_elbo"] == pytest.approx(eager_row["train_elbo"], rel=1e-5)
     for a, b in zip(compiled_params, eager_params):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@requires_fashion_mnist
+def test_missing_cxx_compiler_is_a_one_line_cli_error(tmp_path):
+    # A fresh process, so that no compiler check or compiled graph is cached yet.
+    env = dict(os.environ, CXX="/nonexistent/g++", TORCHINDUCTOR_FX_GRAPH_CACHE="0",
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pyrogen", "train", "vae", "--out", str(tmp_path / "run"), "--compile",
+         "--epochs", "1", "--train-size", "200", "--test-size", "100", "--latent-dim", "2", "--hidden", "16",
+         "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pyrogen: error:")]
+    assert errors == [
+        "pyrogen: error: torch.compile could not compile the recorded loss (InvalidCxxCompiler: No working "
+        "C++ compiler found in torch._inductor.config.cpp.cxx: (None, '/nonexistent/g++')); on the CPU it "
+        "needs a working C++ compiler (e.g. apt-get install g++). Train without compile instead"
+    ], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

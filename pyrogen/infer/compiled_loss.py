@@ -27,6 +27,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from pyrogen.errors import CompilationError
+
 
 def _signature(args, kwargs):
     """A hashable key of the call: shape, dtype and device of tensors, the value of the rest."""
@@ -102,6 +104,8 @@ class CompiledLoss(nn.Module):
     :param int max_graphs: how many signatures to compile.
     :param compile_options: passed to :func:`torch.compile` as ``options``
         (inductor settings); ``fallback_random`` defaults to True.
+    :raises pyrogen.errors.CompilationError: at the first call of a signature,
+        when ``torch.compile`` fails (on the CPU: no working C++ compiler).
     """
 
     def __init__(self, loss_module, max_graphs=8, **compile_options):
@@ -141,5 +145,15 @@ class CompiledLoss(nn.Module):
                                   "new ones run eagerly", RuntimeWarning, stacklevel=2)
                     self._warned = True
                 return self.loss_module(*args, **kwargs)
-            graph = self._graphs[key] = self._capture(args, kwargs)
+            graph = self._capture(args, kwargs)
+            try:  # torch.compile compiles lazily, at the first call
+                loss = graph(list(self._state().values()), _tensor_inputs(args, kwargs))
+            except torch._dynamo.exc.BackendCompilerFailed as e:
+                reason = str(e).strip().splitlines()[0]
+                raise CompilationError(
+                    f"torch.compile could not compile the recorded loss ({reason}); on the CPU it needs a "
+                    "working C++ compiler (e.g. apt-get install g++). Train without compile instead"
+                ) from None
+            self._graphs[key] = graph
+            return loss
         return graph(list(self._state().values()), _tensor_inputs(args, kwargs))
