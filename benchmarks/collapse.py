@@ -86,7 +86,7 @@ def train(method, train_x, test_x, args, log=print):
 
         vae = PixelCNNVAE(args.latent_dim, hidden=(args.hidden,), channels=args.channels, num_layers=args.layers)
     else:
-        vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden)
+        vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout)
     loss = FreeBitsELBO(args.free_bits) if method == "free-bits" else ReparamTrace_ELBO()
     schedule = {
         "annealing": LinearWarmup(args.warmup_epochs, start=0.1),
@@ -158,6 +158,8 @@ def main(argv=None):
     p.add_argument("--latent-dim", type=int, default=8)
     p.add_argument("--embed-dim", type=int, default=32)
     p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="decoder input and output dropout of the LSTM VAE (He et al.: 0.5)")
     p.add_argument("--train-size", type=int, default=5000)
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=10)

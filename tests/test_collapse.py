@@ -301,3 +301,22 @@ def test_lstm_decoder_collapses_under_standard_training_and_keeps_active_units_u
     standard, aggressive = results[False], results[True]
     assert standard["active_units"] == 0 and standard["kl"] < 0.05, standard
     assert aggressive["active_units"] >= 1 and aggressive["kl"] > standard["kl"], aggressive
+
+
+def test_sequence_vae_decoder_dropout_acts_in_training_only():
+    vae = SequenceVAE(vocab_size=7, seq_len=5, latent_dim=2, embed_dim=8, hidden=16, dropout=0.5)
+    x = torch.randint(7, (4, 5))
+    z = torch.randn(4, 2)
+    torch.manual_seed(1)
+    a = vae.logits(z, x)
+    b = vae.logits(z, x)
+    assert not torch.equal(a, b)  # different dropout masks
+    vae.eval()
+    c = vae.logits(z, x)
+    assert torch.equal(c, vae.logits(z, x))
+    # in eval mode the decoder is the one without dropout
+    plain = SequenceVAE(vocab_size=7, seq_len=5, latent_dim=2, embed_dim=8, hidden=16)
+    plain.load_state_dict(vae.state_dict())
+    assert torch.equal(plain.logits(z, x), c)
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1\.0"):
+        SequenceVAE(vocab_size=7, seq_len=5, dropout=1.0)

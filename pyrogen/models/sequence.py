@@ -27,12 +27,13 @@ from pyrogen.errors import DataError
 class _LSTMDecoder(nn.Module):
     """Logits of :math:`p(x_t \\mid x_{<t}, z)` for all t by teacher forcing: ``(N, T, V)``."""
 
-    def __init__(self, vocab_size, latent_dim, embed_dim, hidden):
+    def __init__(self, vocab_size, latent_dim, embed_dim, hidden, dropout=0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size + 1, embed_dim)  # token vocab_size is <bos>
         self.init = nn.Linear(latent_dim, hidden)
         self.lstm = nn.LSTM(embed_dim + latent_dim, hidden, batch_first=True)
         self.out = nn.Linear(hidden, vocab_size)
+        self.dropout_in, self.dropout_out = nn.Dropout(dropout), nn.Dropout(dropout)
         self.bos = vocab_size
 
     def initial_state(self, z):
@@ -42,9 +43,9 @@ class _LSTMDecoder(nn.Module):
     def forward(self, z, x):
         n, length = x.shape
         inputs = torch.cat([torch.full((n, 1), self.bos, dtype=x.dtype, device=x.device), x[:, :-1]], 1)
-        emb = torch.cat([self.embed(inputs), z.unsqueeze(1).expand(n, length, z.shape[-1])], -1)
+        emb = torch.cat([self.dropout_in(self.embed(inputs)), z.unsqueeze(1).expand(n, length, z.shape[-1])], -1)
         h, _ = self.lstm(emb, self.initial_state(z))
-        return self.out(h)
+        return self.out(self.dropout_out(h))
 
     @torch.no_grad()
     def sample(self, z, length, temperature=1.0):
@@ -86,17 +87,22 @@ class SequenceVAE(PyroModule):
     :param int latent_dim: dimension of z.
     :param int embed_dim: token embedding width (encoder and decoder).
     :param int hidden: LSTM width (encoder and decoder).
+    :param float dropout: dropout rate on the decoder's input embeddings and LSTM
+        outputs while training (He et al. 2019 use 0.5 in both places), which
+        weakens the autoregressive path and so pushes the decoder towards z.
     """
 
-    def __init__(self, vocab_size, seq_len, latent_dim=32, embed_dim=32, hidden=64):
+    def __init__(self, vocab_size, seq_len, latent_dim=32, embed_dim=32, hidden=64, dropout=0.0):
         super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.vocab_size, self.seq_len, self.latent_dim = vocab_size, seq_len, latent_dim
         self.config = {"vocab_size": vocab_size, "seq_len": seq_len, "latent_dim": latent_dim,
-                       "embed_dim": embed_dim, "hidden": hidden}
+                       "embed_dim": embed_dim, "hidden": hidden, "dropout": dropout}
         self.family = get_family("normal")
         body = _LSTMEncoder(vocab_size, embed_dim, hidden)
         self.encoder = nn.Sequential(body, ParameterHead(hidden, self.family, latent_dim))
-        self.decoder = _LSTMDecoder(vocab_size, latent_dim, embed_dim, hidden)
+        self.decoder = _LSTMDecoder(vocab_size, latent_dim, embed_dim, hidden, dropout)
         for name, value in self.family.prior_params(latent_dim).items():
             self.register_buffer("prior_" + name, value)
 
