@@ -8,6 +8,7 @@ step is the median over blocks. After the same number of epochs each model is sc
 the same test ELBO and importance-sampled log p(x) (K = 100), nats per example.
 
     python benchmarks/vae_step.py --epochs 5
+    python benchmarks/vae_step.py --architecture conv --epochs 1 --train-size 10000   # step times only
 
 Rows:
 
@@ -42,40 +43,60 @@ from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
+from pyrogen.networks import build_decoder, build_encoder
 
 
 class PlainVAE(nn.Module):
-    """The same network as ``VAE(latent_dim=50, hidden=(400,))``, written out by hand."""
+    """The network of ``VAE(latent_dim=50, hidden=(400,), architecture=...)`` with a hand-written loss.
 
-    def __init__(self):
+    ``"mlp"``: the layers written out (784-400-50, softplus); ``"conv"``: pyrogen's own
+    convolutional encoder body and decoder (:mod:`pyrogen.networks`) with two linear heads.
+    """
+
+    def __init__(self, architecture="mlp"):
         super().__init__()
-        self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
-        self.dec1, self.dec2 = nn.Linear(50, 400), nn.Linear(400, 784)
+        self.architecture = architecture
+        if architecture == "mlp":
+            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
+            self.dec1, self.dec2 = nn.Linear(50, 400), nn.Linear(400, 784)
+        else:
+            self.body = build_encoder("conv", (1, 28, 28), (400,))
+            self.loc, self.scale = nn.Linear(self.body.out_features, 50), nn.Linear(self.body.out_features, 50)
+            self.decoder = build_decoder("conv", 50, (1, 28, 28), 1, (400,))
+
+    def _encode(self, x):
+        """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``."""
+        if self.architecture == "mlp":
+            h = F.softplus(self.enc(x.flatten(1)))
+        else:
+            h = self.body(x.reshape(-1, 1, 28, 28))
+        return self.loc(h), self.scale(h)
+
+    def _logits(self, z):
+        """Bernoulli logits ``(B, 784)``."""
+        if self.architecture == "mlp":
+            return self.dec2(F.softplus(self.dec1(z)))
+        return self.decoder(z).flatten(1)
 
     def loss(self, x):
-        x = x.flatten(1)
-        h = F.softplus(self.enc(x))
-        mu, log_sigma = self.loc(h), self.scale(h)
+        """Negative ELBO (nats, summed over the batch) with the analytic Gaussian KL."""
+        mu, log_sigma = self._encode(x)
         z = mu + log_sigma.exp() * torch.randn_like(mu)
-        logits = self.dec2(F.softplus(self.dec1(z)))
-        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        nll = F.binary_cross_entropy_with_logits(self._logits(z), x.flatten(1), reduction="sum")
         kl = 0.5 * (mu.pow(2) + (2 * log_sigma).exp() - 1 - 2 * log_sigma).sum()
         return nll + kl
 
     def mc_kl_loss(self, x):
         """The same negative ELBO with KL(q||p) estimated at the drawn z, as Trace_ELBO does."""
-        x = x.flatten(1)
-        h = F.softplus(self.enc(x))
-        mu, log_sigma = self.loc(h), self.scale(h)
+        mu, log_sigma = self._encode(x)
         eps = torch.randn_like(mu)
         z = mu + log_sigma.exp() * eps
-        logits = self.dec2(F.softplus(self.dec1(z)))
-        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        nll = F.binary_cross_entropy_with_logits(self._logits(z), x.flatten(1), reduction="sum")
         log_q_minus_log_p = (0.5 * (z.pow(2) - eps.pow(2)) - log_sigma).sum()
         return nll + log_q_minus_log_p
 
     def as_pyrogen(self):
-        """A pyrogen VAE holding these weights, for evaluation on the same footing."""
+        """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
         vae = VAE(latent_dim=50, hidden=(400,))
         names = {"encoder.0.net.0": self.enc, "encoder.1.layers.loc": self.loc,
                  "encoder.1.layers.scale": self.scale, "decoder.net.0": self.dec1,
@@ -92,6 +113,8 @@ def main():
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block", type=int, default=50, help="steps each loop takes in its turn")
+    parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp",
+                        help="conv: pyrogen's convolutional encoder and decoder; times only (no evaluation)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -106,7 +129,7 @@ def main():
     def hand_written(loss_name, **adam_options):
         """A freshly seeded PlainVAE and its step: zero_grad, loss, backward, Adam step."""
         pyro.set_rng_seed(args.seed)
-        model = PlainVAE()
+        model = PlainVAE(args.architecture)
         optim = torch.optim.Adam(model.parameters(), lr=1e-3, **adam_options)
         loss_fn = getattr(model, loss_name)
 
@@ -122,12 +145,12 @@ def main():
     plain_default, plain_default_step = hand_written("loss")  # torch.optim.Adam's defaults
 
     pyro.set_rng_seed(args.seed)
-    vae = VAE(latent_dim=50, hidden=(400,))
+    vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
     svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
                    ReparamTrace_ELBO())
 
     pyro.set_rng_seed(args.seed)
-    compiled_vae = VAE(latent_dim=50, hidden=(400,))
+    compiled_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
     compiled = TorchSVI(compiled_vae.model, compiled_vae.guide,
                         torch.optim.Adam(compiled_vae.parameters(), lr=1e-3, fused=True),
                         ReparamTrace_ELBO(), compile=True)
@@ -138,7 +161,7 @@ def main():
     print(f"pyrogen-compile: recorded and compiled in {time.perf_counter() - start:.1f} s", flush=True)
 
     pyro.set_rng_seed(args.seed)
-    tutorial_vae = VAE(latent_dim=50, hidden=(400,))
+    tutorial_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
     tutorial = pyro.infer.SVI(tutorial_vae.model, tutorial_vae.guide, pyro.optim.Adam({"lr": 1e-3}),
                               pyro.infer.Trace_ELBO())
 
@@ -160,12 +183,21 @@ def main():
                 f"{n} {statistics.median(t[-(len(loaders['plain']) // args.block):]) * 1e3:.2f} ms"
                 for n, t in per_step.items()), flush=True)
 
+    reference = statistics.median(per_step["plain"])
+    same_estimator = statistics.median(per_step["plain-mc-kl"])
+    print(f"\nFashion-MNIST, {args.architecture} VAE, {args.epochs} epochs, M = 100, L = 1, "
+          f"torch threads {torch.get_num_threads()}")
+    if args.architecture == "conv":
+        print("| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl |")
+        print("|---|---|---|---|---|")
+        for name, times in per_step.items():
+            ms = statistics.median(times) * 1e3
+            print(f"| {name} | {ms:.2f} | {100e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
+                  f"| {ms / same_estimator / 1e3:.2f}x |")
+        return
     models = {"plain": plain.as_pyrogen(), "plain-mc-kl": plain_mc.as_pyrogen(),
               "plain-default-adam": plain_default.as_pyrogen(), "pyrogen": vae,
               "pyrogen-compile": compiled_vae, "pyro-tutorial": tutorial_vae}
-    reference = statistics.median(per_step["plain"])
-    same_estimator = statistics.median(per_step["plain-mc-kl"])
-    print(f"\nFashion-MNIST, {args.epochs} epochs, M = 100, L = 1, torch threads {torch.get_num_threads()}")
     print("| loop | ms / step | ratio to plain | ratio to plain-mc-kl | test ELBO | test log p(x), K = %d |"
           % args.eval_samples)
     print("|---|---|---|---|---|---|")
