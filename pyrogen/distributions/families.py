@@ -120,52 +120,14 @@ class LatentFamily:
         return self.make(**self.prior_params(2)).has_rsample
 
 
-def _normal(loc, scale):
-    return dist.Normal(loc, scale, validate_args=False).to_event(1)
+def _independent(cls):
+    """``make`` of a family with independent coordinates: ``cls(**params)`` as one event of dimension 1."""
 
+    def make(**params):
+        return cls(**params, validate_args=False).to_event(1)
 
-def _laplace(loc, scale):
-    return dist.Laplace(loc, scale, validate_args=False).to_event(1)
-
-
-def _student_t(df, loc, scale):
-    return dist.StudentT(df, loc, scale, validate_args=False).to_event(1)
-
-
-def _logistic(loc, scale):
-    return dist.Logistic(loc, scale, validate_args=False).to_event(1)
-
-
-def _cauchy(loc, scale):
-    return dist.Cauchy(loc, scale, validate_args=False).to_event(1)
-
-
-def _gumbel(loc, scale):
-    return dist.Gumbel(loc, scale, validate_args=False).to_event(1)
-
-
-def _weibull(scale, concentration):
-    return dist.Weibull(scale, concentration, validate_args=False).to_event(1)
-
-
-def _rayleigh(scale):
-    return Rayleigh(scale, validate_args=False).to_event(1)
-
-
-def _exponential(rate):
-    return dist.Exponential(rate, validate_args=False).to_event(1)
-
-
-def _log_normal(loc, scale):
-    return dist.LogNormal(loc, scale, validate_args=False).to_event(1)
-
-
-def _gamma(concentration, rate):
-    return dist.Gamma(concentration, rate, validate_args=False).to_event(1)
-
-
-def _beta(concentration1, concentration0):
-    return dist.Beta(concentration1, concentration0, validate_args=False).to_event(1)
+    make.__name__ = make.__qualname__ = f"independent_{cls.__name__}"
+    return make
 
 
 def _dirichlet(concentration):
@@ -184,23 +146,24 @@ _POSITIVE_VECTOR = constraints.independent(constraints.positive, 1)
 FAMILIES = {
     family.name: family
     for family in [
-        LatentFamily("normal", _normal, _LOC_SCALE, _STANDARD, "location-scale"),
-        LatentFamily("laplace", _laplace, _LOC_SCALE, _STANDARD, "location-scale"),
-        LatentFamily("student-t", _student_t, {"df": constraints.greater_than(2.0), **_LOC_SCALE},
+        LatentFamily("normal", _independent(dist.Normal), _LOC_SCALE, _STANDARD, "location-scale"),
+        LatentFamily("laplace", _independent(dist.Laplace), _LOC_SCALE, _STANDARD, "location-scale"),
+        LatentFamily("student-t", _independent(dist.StudentT), {"df": constraints.greater_than(2.0), **_LOC_SCALE},
                      {"df": 3.0, **_STANDARD}, "location-scale"),
-        LatentFamily("logistic", _logistic, _LOC_SCALE, _STANDARD, "location-scale"),
-        LatentFamily("cauchy", _cauchy, _LOC_SCALE, _STANDARD, "inverse-cdf"),
-        LatentFamily("gumbel", _gumbel, _LOC_SCALE, _STANDARD, "inverse-cdf"),
-        LatentFamily("weibull", _weibull, {"scale": _positive, "concentration": _positive},
+        LatentFamily("logistic", _independent(dist.Logistic), _LOC_SCALE, _STANDARD, "location-scale"),
+        LatentFamily("cauchy", _independent(dist.Cauchy), _LOC_SCALE, _STANDARD, "inverse-cdf"),
+        LatentFamily("gumbel", _independent(dist.Gumbel), _LOC_SCALE, _STANDARD, "inverse-cdf"),
+        LatentFamily("weibull", _independent(dist.Weibull), {"scale": _positive, "concentration": _positive},
                      {"scale": 1.0, "concentration": 2.0}, "inverse-cdf", _POSITIVE_VECTOR),
-        LatentFamily("rayleigh", _rayleigh, {"scale": _positive}, {"scale": 1.0}, "inverse-cdf",
+        LatentFamily("rayleigh", _independent(Rayleigh), {"scale": _positive}, {"scale": 1.0}, "inverse-cdf",
                      _POSITIVE_VECTOR),
-        LatentFamily("exponential", _exponential, {"rate": _positive}, {"rate": 1.0}, "inverse-cdf",
+        LatentFamily("exponential", _independent(dist.Exponential), {"rate": _positive}, {"rate": 1.0}, "inverse-cdf",
                      _POSITIVE_VECTOR),
-        LatentFamily("log-normal", _log_normal, _LOC_SCALE, _STANDARD, "composition", _POSITIVE_VECTOR),
-        LatentFamily("gamma", _gamma, {"concentration": _positive, "rate": _positive},
+        LatentFamily("log-normal", _independent(dist.LogNormal), _LOC_SCALE, _STANDARD, "composition",
+                     _POSITIVE_VECTOR),
+        LatentFamily("gamma", _independent(dist.Gamma), {"concentration": _positive, "rate": _positive},
                      {"concentration": 1.0, "rate": 1.0}, "implicit", _POSITIVE_VECTOR),
-        LatentFamily("beta", _beta, {"concentration1": _positive, "concentration0": _positive},
+        LatentFamily("beta", _independent(dist.Beta), {"concentration1": _positive, "concentration0": _positive},
                      {"concentration1": 1.0, "concentration0": 1.0}, "implicit",
                      constraints.independent(constraints.unit_interval, 1)),
         LatentFamily("dirichlet", _dirichlet, {"concentration": _positive}, {"concentration": 1.0},
