@@ -96,6 +96,13 @@ def _documented_elsewhere():
     return found
 
 
+def _remove_stale(folder, keep):
+    """Delete the generated pages in ``folder`` whose names are not in ``keep``."""
+    for page in folder.glob("*.rst"):
+        if page.name not in keep:
+            page.unlink()
+
+
 def _write_if_changed(path, text):
     """Write only on change, so that Sphinx does not rebuild unchanged pages."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,9 +143,7 @@ def _api_pages():
         name = f"{module}.rst"
         _write_if_changed(GENERATED / "api" / name, "\n".join(lines) + "\n")
         keep.add(name)
-    for stale in (GENERATED / "api").glob("*.rst"):
-        if stale.name not in keep:
-            stale.unlink()
+    _remove_stale(GENERATED / "api", keep)
 
 
 def _gallery_pages():
@@ -168,9 +173,7 @@ def _gallery_pages():
         name = f"{script.stem}.rst"
         _write_if_changed(GENERATED / "gallery" / name, "\n".join(lines) + "\n")
         keep.add(name)
-    for stale in (GENERATED / "gallery").glob("*.rst"):
-        if stale.name not in keep:
-            stale.unlink()
+    _remove_stale(GENERATED / "gallery", keep)
 
 
 def _generate(app):
