@@ -257,8 +257,24 @@ def _train(args):
     return _train_vae(args)
 
 
-def _train_vae(args):
+def start_run(out, config, build):
+    """A new run in directory ``out``: the trainer that ``build()`` returns, with its run directory.
+
+    An occupied ``out`` is refused on every rank before any work; the trainer is
+    built (and so everything validated) before the directory is created, which
+    rank 0 alone does, so a bad option leaves nothing on disk.
+    """
     from pyrogen.runs import RunDir
+
+    if RunDir(out).holds_run():
+        RunDir.create(out, config)  # raises: the directory holds a run
+    trainer = build()
+    if distributed.is_main_process():
+        trainer.run = RunDir.create(out, config)
+    return trainer
+
+
+def _train_vae(args):
     from pyrogen.training import build_trainer, default_config, resume_trainer
 
     progress = not args.no_progress
@@ -285,12 +301,7 @@ def _train_vae(args):
                                    free_bits=args.free_bits, aggressive=args.aggressive,
                                    aggressive_patience=args.aggressive_patience)
         config["eval"]["num_samples"] = args.eval_samples
-        if RunDir(args.out).holds_run():  # checked on every rank, before any work
-            RunDir.create(args.out, config)
-        # Build (and so validate) everything before the run directory is created.
-        trainer = build_trainer(config, device=args.device, progress=progress)
-        if distributed.is_main_process():
-            trainer.run = RunDir.create(args.out, config)
+        trainer = start_run(args.out, config, lambda: build_trainer(config, device=args.device, progress=progress))
     trainer.fit()
     if not distributed.is_main_process():
         return 0

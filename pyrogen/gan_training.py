@@ -452,6 +452,8 @@ def train_gan_from_args(args):
     Under ``torchrun`` every process joins the group and trains its share; rank 0
     alone creates and writes the run directory.
     """
+    from pyrogen.cli import start_run
+
     progress = not args.no_progress
     distributed.init_from_env(args.device)
     if args.resume:
@@ -467,11 +469,8 @@ def train_gan_from_args(args):
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
                                gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
                                betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
-        if RunDir(args.out).holds_run():  # checked on every rank, before any work
-            RunDir.create(args.out, config)  # raises: the directory holds a run
-        trainer = build_gan_trainer(config, device=args.device, progress=progress)  # validates first
-        if distributed.is_main_process():
-            trainer.run = RunDir.create(args.out, config)
+        trainer = start_run(args.out, config,
+                            lambda: build_gan_trainer(config, device=args.device, progress=progress))
     trainer.fit()
     if distributed.is_main_process():
         print(f"wrote {trainer.run.file('samples.png')}")
