@@ -21,6 +21,15 @@ def _fresh_pyro():
         yield
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny networks train faster than on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fashion_mnist_small():
     """The first 2,000 training and 500 test images of Fashion-MNIST (grey levels in [0, 1])."""

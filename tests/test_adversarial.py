@@ -25,14 +25,6 @@ REAL = torch.tensor([2.0, -0.5, 0.3, 1.2])
 FAKE = torch.tensor([-1.0, 0.7, -2.5])
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- losses = formulas
 def test_minimax_is_the_value_function():
     d_real, d_fake = torch.sigmoid(REAL), torch.sigmoid(FAKE)

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import requires_fashion_mnist
 
@@ -32,14 +31,6 @@ FIGURES = {
 
 def test_every_example_has_a_tiny_configuration():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(TINY) == sorted(FIGURES)
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @requires_fashion_mnist

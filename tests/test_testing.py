@@ -48,13 +48,8 @@ class Toy(PyroModule):
             pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train far faster on one thread than on a busy machine's shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models train far faster on one thread than on a busy machine's shared cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
