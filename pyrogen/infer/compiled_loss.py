@@ -19,6 +19,7 @@ every call, from torch's global generator as in eager mode (inductor's
 eager run and resumes from a checkpoint exactly.
 """
 
+import functools
 import warnings
 
 import pyro
@@ -118,42 +119,47 @@ class CompiledLoss(nn.Module):
         self._graphs = {}
         self._warned = False
 
-    def _state(self):
-        return {**dict(self.loss_module.named_parameters()), **dict(self.loss_module.named_buffers())}
-
     def _capture(self, args, kwargs):
-        names = list(self._state())
+        """Record and compile the loss for this signature; returns ``run(tensor_inputs) -> loss``.
+
+        The module's parameters and buffers are looked up once, here: optimizer
+        steps and ``load_state_dict`` update them in place, so the same tensors
+        serve every later call of this signature.
+        """
+        state = {**dict(self.loss_module.named_parameters()), **dict(self.loss_module.named_buffers())}
+        names, values = list(state), list(state.values())
 
         def loss(state, tensors):
             call_args, call_kwargs = _rebuild(args, kwargs, tensors)
             return functional_call(self.loss_module, dict(zip(names, state)), call_args, call_kwargs)
 
-        state = [t.detach() for t in self._state().values()]
-        devices = sorted({t.device.index or 0 for t in state if t.device.type == "cuda"})
+        inputs = _tensor_inputs(args, kwargs)
+        devices = sorted({t.device.index or 0 for t in values if t.device.type == "cuda"})
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
-            _check_leaves(self.loss_module(*args, **kwargs), [*self._state().values(), *_tensor_inputs(args, kwargs)])
-            graph = make_fx(loss)(state, [t.detach() for t in _tensor_inputs(args, kwargs)])
-        return torch.compile(graph, dynamic=False, options=self.compile_options)
+            _check_leaves(self.loss_module(*args, **kwargs), [*values, *inputs])
+            graph = make_fx(loss)([t.detach() for t in values], [t.detach() for t in inputs])
+        compiled = torch.compile(graph, dynamic=False, options=self.compile_options)
+        return functools.partial(compiled, values)
 
     def forward(self, *args, **kwargs):
         key = _signature(args, kwargs)
-        graph = self._graphs.get(key)
-        if graph is None:
+        run = self._graphs.get(key)
+        if run is None:
             if len(self._graphs) >= self.max_graphs:
                 if not self._warned:
                     warnings.warn(f"CompiledLoss: more than {self.max_graphs} argument signatures; "
                                   "new ones run eagerly", RuntimeWarning, stacklevel=2)
                     self._warned = True
                 return self.loss_module(*args, **kwargs)
-            graph = self._capture(args, kwargs)
+            run = self._capture(args, kwargs)
             try:  # torch.compile compiles lazily, at the first call
-                loss = graph(list(self._state().values()), _tensor_inputs(args, kwargs))
+                loss = run(_tensor_inputs(args, kwargs))
             except torch._dynamo.exc.BackendCompilerFailed as e:
                 reason = str(e).strip().splitlines()[0]
                 raise CompilationError(
                     f"torch.compile could not compile the recorded loss ({reason}); on the CPU it needs a "
                     "working C++ compiler (e.g. apt-get install g++). Train without compile instead"
                 ) from None
-            self._graphs[key] = graph
+            self._graphs[key] = run
             return loss
-        return graph(list(self._state().values()), _tensor_inputs(args, kwargs))
+        return run(_tensor_inputs(args, kwargs))
