@@ -26,6 +26,7 @@ what a model that does not collapse could gain.
 """
 
 import argparse
+import math
 import time
 
 import pyro
@@ -48,8 +49,6 @@ def true_model_row(lm, test_x, test_z, num_samples=2000):
     (the latent is 2-d, so prior sampling is accurate); ``mi`` is
     E[log p(x|z)] - E[log p(x)] over the test set, the information z carries.
     """
-    import math
-
     with torch.no_grad():
         def log_lik(z, x):
             logits = lm.net(z, x) / lm.temperature
