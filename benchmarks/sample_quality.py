@@ -56,9 +56,9 @@ def train_vae_family(kind, args):
 
 def train_gan(loss, args):
     try:
-        from pyrogen.gan_training import build_gan_trainer, default_gan_config
+        from pyrogen.training import build_gan_trainer, default_gan_config
     except ImportError as e:
-        raise MissingModel(f"pyrogen.gan_training is not available ({e})") from e
+        raise MissingModel(f"pyrogen.training is not available ({e})") from e
     config = default_gan_config(architecture="mlp", latent_dim=args.latent_dim, hidden=(256, 256), loss=loss)
     config["data"].update(test_size=1000)
     config["train"].update(seed=args.seed)
@@ -72,20 +72,14 @@ def train_gan(loss, args):
 
 def samples_from_run(path, n, seed):
     """Samples of a run directory's model: decoder means (VAE, AE) or G(z) (GAN)."""
-    run = RunDir.open(path)
-    kind = run.config.get("kind", "vae")
+    from pyrogen.runs import open_run
+
+    run = open_run(path, device="cpu")
     pyro.set_rng_seed(seed)
-    if kind == "gan":
-        from pyrogen.gan_training import load_generator
-
-        model = load_generator(path, device="cpu")
-    else:
-        from pyrogen.training import load_model
-
-        model = load_model(path, device="cpu")
+    model = run.model()
     with torch.no_grad():
         samples = torch.cat([model.sample(1000) for _ in range(_chunks(n))])[:n]
-    rows = run.read_metrics()
+    rows = run.dir.read_metrics()
     seconds = sum(r.get("seconds", 0) for r in rows if isinstance(r.get("seconds"), (int, float)))
     return samples, len(rows), seconds
 

@@ -145,16 +145,12 @@ def build_parser():
                     "z = encoder(x), and it has no ELBO or importance-sampled log p(x).")
     _add_vae_options(ae)
     ae.set_defaults(eval_samples=0)
-    from pyrogen.gan_training import add_gan_arguments
-
-    add_gan_arguments(kinds.add_parser(
+    _add_gan_options(kinds.add_parser(
         "gan", help="generative adversarial network: a Pyro generator trained by pyrogen.infer.Adversarial",
         description="Train a GAN (generator x = G(z) against a discriminator) and write metrics with "
                     "training-health flags, a checkpoint and a PNG grid of samples from fixed noise per epoch."))
 
-    from pyrogen.evaluation.features import add_feature_arguments
-
-    add_feature_arguments(kinds.add_parser(
+    _add_feature_options(kinds.add_parser(
         "features", help="the Fashion-MNIST feature network of the sample-quality measures",
         description="Train pyrogen's Fashion-MNIST classifier by its fixed recipe (a few minutes on a CPU) "
                     "and cache it, SHA-256 checked, for the Fréchet distance and precision/recall of samples; "
@@ -247,35 +243,122 @@ def _evaluate(trainer, num_samples):
 
 def _train(args):
     if args.kind == "gan":
-        from pyrogen.gan_training import train_gan_from_args
-
-        return train_gan_from_args(args)
+        return _train_gan(args)
     if args.kind == "features":
-        from pyrogen.evaluation.features import train_features_from_args
-
-        return train_features_from_args(args)
+        return _train_features(args)
     return _train_vae(args)
 
 
-def start_run(out, config, build):
-    """A new run in directory ``out``: the trainer that ``build()`` returns, with its run directory.
+def _add_gan_options(p):
+    """Options of ``pyrogen train gan``."""
+    from pyrogen.infer.gan_losses import GAN_LOSSES
+    from pyrogen.models.gan import ARCHITECTURES, NORMS
 
-    An occupied ``out`` is refused on every rank before any work; the trainer is
-    built (and so everything validated) before the directory is created, which
-    rank 0 alone does, so a bad option leaves nothing on disk.
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory for config.json, metrics.csv, checkpoint.pt and sample grids; "
+                        "must not already hold a run unless --resume is given")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its last checkpoint, exactly; --epochs is the new total")
+    g = p.add_argument_group("networks")
+    g.add_argument("--architecture", choices=ARCHITECTURES, default="dcgan",
+                   help="generator and discriminator (default: dcgan)")
+    g.add_argument("--latent-dim", type=_positive_int, default=100, help="dimension of z (default: 100)")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256], metavar="WIDTH",
+                   help="hidden widths of the MLP players (default: 256 256)")
+    g.add_argument("--channels", type=_positive_int, default=64,
+                   help="feature maps of the DCGAN players (default: 64)")
+    g.add_argument("--norm", choices=NORMS, default=None,
+                   help="discriminator normalisation: batch, spectral or none (default: none for wgan-gp and "
+                        "the MLP, batch for DCGAN)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="data set (default: fashion-mnist)")
+    g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    g.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
+    g.add_argument("--test-size", type=_positive_int, default=None, help="use only the first N test images")
+    g = p.add_argument_group("training (the adversarial game)")
+    g.add_argument("--loss", choices=sorted(GAN_LOSSES), default="nonsaturating",
+                   help="the game (default: nonsaturating)")
+    g.add_argument("--gp-weight", type=float, default=10.0, help="λ of WGAN-GP's gradient penalty (default: 10)")
+    g.add_argument("--d-steps", type=_positive_int, default=1,
+                   help="discriminator updates per generator update, each on a fresh batch (default: 1)")
+    g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
+    g.add_argument("--batch-size", type=_positive_int, default=64, help="minibatch size (default: 64)")
+    g.add_argument("--lr-g", type=_positive_float, default=2e-4, help="generator's Adam learning rate (default: 2e-4)")
+    g.add_argument("--lr-d", type=_positive_float, default=2e-4,
+                   help="discriminator's Adam learning rate (default: 2e-4)")
+    g.add_argument("--beta1", type=float, default=0.5, help="Adam's beta1 for both players (default: 0.5)")
+    g.add_argument("--beta2", type=float, default=0.999, help="Adam's beta2 for both players (default: 0.999)")
+    g.add_argument("--ema-decay", type=float, default=0.0,
+                   help="moving average of the generator's weights for samples (e.g. 0.999); 0 is off (default: 0)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    _add_device(p)
+
+
+def _train_gan(args):
+    """``pyrogen train gan``: build or resume the run, train it, print where its samples are.
+
+    Under ``torchrun`` every process joins the group and trains its share; rank 0
+    alone creates and writes the run directory.
     """
-    from pyrogen.runs import RunDir
+    from pyrogen.config import default_gan_config
+    from pyrogen.errors import DataError
+    from pyrogen.runs import start_run
+    from pyrogen.training.gan import build_gan_trainer, resume_gan_trainer
 
-    if RunDir(out).holds_run():
-        RunDir.create(out, config)  # raises: the directory holds a run
-    trainer = build()
+    progress = not args.no_progress
+    distributed.init_from_env(args.device)
+    if args.resume:
+        trainer = resume_gan_trainer(args.out, device=args.device, progress=progress)
+        trainer.config["train"]["epochs"] = args.epochs
+    else:
+        config = default_gan_config(args.architecture, args.latent_dim, tuple(args.hidden), args.channels,
+                                    args.norm, args.loss)
+        config["data"].update(dataset=args.dataset, root=args.data_dir, train_size=args.train_size,
+                              test_size=args.test_size)
+        if not 0 <= args.ema_decay < 1:
+            raise DataError(f"--ema-decay must lie in [0, 1), got {args.ema_decay}")
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
+                               gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
+                               betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
+        trainer = start_run(args.out, config,
+                            lambda: build_gan_trainer(config, device=args.device, progress=progress))
+    trainer.fit()
     if distributed.is_main_process():
-        trainer.run = RunDir.create(out, config)
-    return trainer
+        print(f"wrote {trainer.run.file('samples.png')}")
+    return 0
+
+
+def _add_feature_options(p):
+    """Options of ``pyrogen train features``."""
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="default: $PYROGEN_CACHE, else $XDG_CACHE_HOME/pyrogen, else ~/.cache/pyrogen")
+    p.add_argument("--force", action="store_true", help="retrain even if a valid cached network exists")
+    p.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
+
+
+def _train_features(args):
+    """``pyrogen train features``: keep a valid cached network, else train and cache one; print its accuracy."""
+    from pyrogen.evaluation.features import FeatureNetworkError, default_paths, load_classifier, train_feature_network
+
+    path, _ = default_paths(args.cache_dir)
+    if not args.force:
+        try:
+            _, manifest = load_classifier(args.cache_dir)
+            print(f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
+                  f"sha256 {manifest['sha256']}")
+            return 0
+        except FeatureNetworkError:
+            pass
+    _, manifest = train_feature_network(args.cache_dir, progress=not args.no_progress)
+    print(f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
+          f"trained in {manifest['train_seconds']} s")
+    return 0
 
 
 def _train_vae(args):
-    from pyrogen.training import build_trainer, default_config, resume_trainer
+    from pyrogen.config import default_config
+    from pyrogen.runs import start_run
+    from pyrogen.training.vae import build_trainer, resume_trainer
 
     progress = not args.no_progress
     distributed.init_from_env(args.device)
@@ -312,10 +395,10 @@ def _train_vae(args):
 
 
 def _evaluate_run(args):
-    from pyrogen.runs import RunDir
-    from pyrogen.training import resume_trainer
+    from pyrogen.runs import open_run
+    from pyrogen.training.vae import resume_trainer
 
-    if RunDir.open(args.run_dir).config.get("kind") == "gan":
+    if open_run(args.run_dir).kind == "gan":
         raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
                            "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
                            "(Fréchet distance, precision and recall) instead")
@@ -341,15 +424,10 @@ def _sample_run(args):
 
     import pyro
 
-    from pyrogen.runs import RunDir
-    from pyrogen.training import load_model
+    from pyrogen.files import RunDir
+    from pyrogen.runs import open_run
 
-    if RunDir.open(args.run_dir).config.get("kind") == "gan":
-        from pyrogen.gan_training import load_generator
-
-        vae = load_generator(args.run_dir, device=args.device)
-    else:
-        vae = load_model(args.run_dir, device=args.device)
+    vae = open_run(args.run_dir, device=args.device).model()
     pyro.set_rng_seed(args.seed)
     images = vae.sample(args.num_samples)
     out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))

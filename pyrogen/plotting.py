@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pyrogen.errors import DataError
-from pyrogen.runs import atomic_write
+from pyrogen.files import atomic_write
 
 GRID_CELL = 0.55
 """Inches per image in a grid figure."""
@@ -328,7 +328,7 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     :raises DataError: if there are no rows or no known numeric column.
     """
     if isinstance(rows, (str, os.PathLike)):
-        from pyrogen.runs import RunDir
+        from pyrogen.files import RunDir
 
         rows = RunDir(rows).read_metrics()
     if not rows:
@@ -384,17 +384,15 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     import pyro
 
     from pyrogen.data import FASHION_MNIST_CLASSES
-    from pyrogen.runs import RunDir
+    from pyrogen.runs import open_run
 
-    run = RunDir.open(run_dir)
-    out_dir = os.fspath(out_dir) if out_dir is not None else run.file(PLOTS_DIR)
+    run = open_run(run_dir, device)
+    out_dir = os.fspath(out_dir) if out_dir is not None else run.dir.file(PLOTS_DIR)
     paths = []
     config = run.config
-    if config.get("kind") == "vae":
-        from pyrogen.training import load_data, load_model, resolve_device
-
-        vae = load_model(run_dir, device=device)
-        _, test, labels = load_data(config["data"], resolve_device(device))
+    if run.kind == "vae":
+        vae = run.model()
+        _, test, labels = run.data()
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)
         pairs = min(8, test.shape[0] // 2)
@@ -411,7 +409,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None
         paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
                                        os.path.join(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
-    rows = run.read_metrics()
+    rows = run.dir.read_metrics()
     if rows:
         paths.append(plot_training_curves(rows, os.path.join(out_dir, "training_curves.png"), dpi=dpi))
     return paths

@@ -16,7 +16,8 @@ import os
 import tempfile
 
 from pyrogen.errors import DataError
-from pyrogen.runs import RunDir, atomic_write
+from pyrogen.files import atomic_write
+from pyrogen.runs import open_run
 
 SECTIONS = ("Settings", "Evaluation", "Metrics", "Training curves", "Pictures")
 """The page's sections, in order; each is an ``<h2>`` with an ``id`` of its name in lower case."""
@@ -174,7 +175,7 @@ def build_report(run_dir):
 
     :raises RunDirError: if ``run_dir`` holds no run.
     """
-    run = RunDir.open(run_dir)
+    run = open_run(run_dir, device="cpu").dir  # the report reads files only: no model, no checkpoint
     rows = run.read_metrics()
     config = run.config
     title = f"pyrogen run: {config.get('kind', 'model')} in {os.path.abspath(run.path)}"

@@ -1,204 +1,169 @@
-"""Run directories: configuration, metrics, checkpoints and pictures, written atomically.
+"""Opening a run: the one place that turns a run directory back into a model, its data and a device.
 
-A run directory holds ``config.json`` (how the run was made), ``metrics.csv``
-(one row per epoch), ``checkpoint.pt`` (model, optimizer, random-number and
-loader state at the end of the last finished epoch) and PNG pictures. Every
-file is written to a temporary file in the same directory and renamed over
-the old one, so a crash mid-write never leaves a half-written file, and the
-last good checkpoint survives a run that diverges.
+:func:`open_run` opens a directory made by ``pyrogen train vae|ae|gan`` and
+returns a :class:`Run`: its ``kind``, its ``config`` (``config.json``), its last
+``checkpoint`` (loaded once, on first use, and checked against ``config.json``)
+and :meth:`Run.model`, the trained model rebuilt from both. Evaluation,
+plotting, the report and the ``sample``/``sample-quality`` commands open runs
+through it; the trainers in :mod:`pyrogen.training` rebuild theirs from the
+same :func:`resolve_device`, :func:`load_data` and :func:`load_gan_data`.
+:func:`start_run` is the one way a new run directory is created.
 
-Checkpoints are loaded with ``torch.load(..., weights_only=True)``: they hold
-only tensors and plain Python containers, and never unpickle arbitrary objects.
+The files themselves (atomic writes, checkpoints loaded with
+``weights_only=True``, :class:`~pyrogen.files.RunDir`) live in the lower
+:mod:`pyrogen.files`; their names are re-exported here.
 """
 
-import csv
-import io
 import json
 import os
-import pickle
-import tempfile
-import zipfile
 
 import torch
 
-from pyrogen.errors import CheckpointError, RunDirError
+from pyrogen import distributed
+from pyrogen.data import load_splits, static_binarize
+from pyrogen.errors import CheckpointError
+from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where users find run files)
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RunDir,
+    atomic_write,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from pyrogen.models.registry import build_gan_networks, build_model
 
-CHECKPOINT_FORMAT = "pyrogen-checkpoint/1"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def atomic_write(path, write, binary=True):
-    """Write a file atomically: ``write(f)`` fills a temporary file that then replaces ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make run files private to their owner
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+RESUMABLE_KEYS = (("train", "epochs"),)
+"""Settings that ``--resume`` may change after ``config.json`` was written (the new total of epochs),
+so a checkpoint that differs from ``config.json`` only there still belongs to the run."""
 
 
-def save_checkpoint(path, state):
-    """Save a dict of tensors and plain containers atomically, marked as pyrogen's."""
-    state = dict(state, format=CHECKPOINT_FORMAT)
-    atomic_write(path, lambda f: torch.save(state, f))
+def resolve_device(device):
+    """``"auto"`` is CUDA where there is a GPU, else the CPU."""
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Load a pyrogen checkpoint with ``weights_only=True``.
+def load_data(data_config, device):
+    """Train and test images and test labels of a VAE-family run on ``device``, binarized as configured.
 
-    :raises CheckpointError: if the file is missing, truncated or corrupt, holds
-        objects other than tensors and plain containers, or is not pyrogen's.
+    Dynamic binarization happens in the loader; the test set is binarized once
+    with a fixed seed (static), so every evaluation scores the same binary images.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path!r}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index sits at the end
-        raise CheckpointError(
-            f"checkpoint {path!r} is truncated or corrupt and cannot be read: not a complete torch.save archive"
-        )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"checkpoint {path!r} holds objects other than tensors and plain containers; "
-            f"refusing to unpickle it (weights_only=True): {str(e).splitlines()[0]}"
-        ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"checkpoint {path!r} is truncated or corrupt and cannot be read: {str(e).splitlines()[0]}"
-        ) from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path!r} is not a pyrogen checkpoint (expected format {CHECKPOINT_FORMAT!r})"
-        )
-    return state
+    train, test = load_splits(data_config["dataset"], data_config["root"],
+                              data_config.get("train_size"), data_config.get("test_size"))
+    test_x = test.images.to(device)
+    if data_config["binarize"] != "none":
+        test_x = static_binarize(test_x, seed=12345)
+    return train.images.to(device), test_x, test.labels.to(device)
 
 
-def rng_state():
-    """torch's global random state (CPU, and every CUDA device), for a checkpoint."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def load_gan_data(data_config, device):
+    """Training and test images in [0, 1] (grey levels, no binarization) on ``device``."""
+    train, test = load_splits(data_config["dataset"], data_config["root"],
+                              data_config.get("train_size"), data_config.get("test_size"))
+    return train.images.to(device), test.images.to(device)
 
 
-def set_rng_state(state):
-    """Restore what :func:`rng_state` saved (CUDA states only where there is a GPU)."""
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _comparable(config):
+    config = json.loads(json.dumps(config))  # tuples and lists alike, as config.json holds them
+    for section, key in RESUMABLE_KEYS:
+        config.get(section, {}).pop(key, None)
+    return config
 
 
-class RunDir:
-    """A directory that holds one training run.
+class Run:
+    """An opened run directory (see :func:`open_run`).
 
-    :param str path: the directory.
+    :ivar RunDir dir: its files.
+    :ivar str kind: ``"vae"``, ``"ae"`` or ``"gan"``.
+    :ivar dict config: ``config.json``.
+    :ivar torch.device device: where :meth:`model` and :meth:`data` put tensors.
     """
 
-    def __init__(self, path):
-        self.path = os.fspath(path)
-
-    def file(self, name):
-        """Path of a file inside the run directory."""
-        return os.path.join(self.path, name)
-
-    @property
-    def checkpoint_path(self):
-        return self.file(CHECKPOINT_FILE)
-
-    def holds_run(self):
-        return any(os.path.exists(self.file(n)) for n in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE))
-
-    @classmethod
-    def create(cls, path, config):
-        """Start a new run in ``path``; refuses a directory that already holds one.
-
-        :raises RunDirError: if ``path`` holds a run, or is a file.
-        """
-        run = cls(path)
-        if os.path.exists(run.path) and not os.path.isdir(run.path):
-            raise RunDirError(f"output directory {run.path!r} is a file, not a directory")
-        if run.holds_run():
-            raise RunDirError(
-                f"output directory {run.path!r} already holds a run; pass --resume to continue it, "
-                "or choose another directory (nothing was overwritten)"
-            )
-        os.makedirs(run.path, exist_ok=True)
-        run.write_json(CONFIG_FILE, config)
-        return run
-
-    @classmethod
-    def open(cls, path):
-        """Open an existing run.
-
-        :raises RunDirError: if ``path`` holds no run.
-        """
-        run = cls(path)
-        if not os.path.isfile(run.file(CONFIG_FILE)):
-            raise RunDirError(f"{run.path!r} holds no pyrogen run (no {CONFIG_FILE})")
-        return run
-
-    def read_json(self, name):
-        with open(self.file(name)) as f:
-            return json.load(f)
-
-    def write_json(self, name, obj):
-        atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=True), binary=False)
+    def __init__(self, path, device="auto"):
+        self.dir = RunDir.open(path)
+        self.config = self.dir.config
+        self.kind = self.config.get("kind", "vae")
+        self.device = resolve_device(device)
+        self._checkpoint = None
 
     @property
-    def config(self):
-        return self.read_json(CONFIG_FILE)
+    def path(self):
+        return self.dir.path
 
-    def write_metrics(self, rows):
-        """Write all metric rows (a list of dicts, one per epoch) as CSV."""
-        fields = list(dict.fromkeys(k for row in rows for k in row))
+    @property
+    def checkpoint(self):
+        """The last checkpoint (loaded on first use onto :attr:`device`).
 
-        def write(f):
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        :raises CheckpointError: if it is missing or corrupt, or its embedded
+            configuration differs from ``config.json`` (the message names both files).
+        """
+        if self._checkpoint is None:
+            state = self.dir.load_checkpoint(map_location=self.device)
+            if _comparable(state.get("config", {})) != _comparable(self.config):
+                raise CheckpointError(
+                    f"the checkpoint {self.dir.checkpoint_path!r} was written with another configuration than "
+                    f"{self.dir.file(CONFIG_FILE)!r}: the two files belong to different runs")
+            self._checkpoint = state
+        return self._checkpoint
 
-        atomic_write(self.file(METRICS_FILE), write, binary=False)
+    def model(self, use_ema=True):
+        """The trained model in eval mode on :attr:`device`: the VAE or autoencoder, or a GAN's generator
+        (with its moving-average weights when the run kept them and ``use_ema``)."""
+        state = self.checkpoint
+        if self.kind == "gan":
+            model, _ = build_gan_networks(state["config"])
+            weights = state["ema"] if use_ema and "ema" in state else state["generator"]
+        else:
+            model, weights = build_model(state["config"]), state["model"]
+        model = model.to(self.device)
+        model.load_state_dict(weights)
+        return model.eval()
 
-    def read_metrics(self):
-        """The metric rows, numbers parsed."""
-        if not os.path.exists(self.file(METRICS_FILE)):
-            return []
-        with open(self.file(METRICS_FILE), newline="") as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-    def save_checkpoint(self, state):
-        save_checkpoint(self.checkpoint_path, state)
-
-    def load_checkpoint(self, map_location="cpu"):
-        return load_checkpoint(self.checkpoint_path, map_location)
-
-    def save_image(self, name, images, nrow=8):
-        """Save images ``(N, C, H, W)`` in [0, 1] as one PNG grid (torchvision's grid helper)."""
-        from torchvision.utils import save_image
-
-        buf = io.BytesIO()
-        save_image(images.detach().float().cpu(), buf, nrow=nrow, format="png")
-        atomic_write(self.file(name), lambda f: f.write(buf.getvalue()))
-        return self.file(name)
+    def data(self):
+        """The run's data on :attr:`device`: ``(train, test, test_labels)`` for the VAE family,
+        binarized as configured; ``(train, test)`` grey levels for a GAN."""
+        if self.kind == "gan":
+            return load_gan_data(self.config["data"], self.device)
+        return load_data(self.config["data"], self.device)
 
 
-def _number(text):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except (TypeError, ValueError):
-            pass
-    return text
+def open_run(path, device="auto"):
+    """Open the run in directory ``path`` (see :class:`Run`).
+
+    :raises RunDirError: if ``path`` holds no run (no ``config.json``).
+    """
+    return Run(path, device)
+
+
+def start_run(out, config, build):
+    """A new run in directory ``out``: the trainer that ``build()`` returns, with its run directory.
+
+    An occupied ``out`` is refused on every rank before any work; the trainer is
+    built (and so everything validated) before the directory is created, which
+    rank 0 alone does, so a bad option leaves nothing on disk.
+    """
+    if RunDir(out).holds_run():
+        RunDir.create(out, config)  # raises: the directory holds a run
+    trainer = build()
+    if distributed.is_main_process():
+        trainer.run = RunDir.create(out, config)
+    return trainer
+
+
+def load_model(run_dir, device="auto"):
+    """The model of a VAE-family run, with the weights of its last checkpoint, in eval mode."""
+    return open_run(run_dir, device).model()
+
+
+def load_generator(run_dir, device="auto", use_ema=True):
+    """The generator of a GAN run with its last checkpoint's weights (the EMA ones if kept), in eval mode."""
+    return open_run(run_dir, device).model(use_ema=use_ema)

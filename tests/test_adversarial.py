@@ -12,7 +12,7 @@ from scipy import integrate, stats
 from torch import nn
 
 from pyrogen.errors import DataError, RunDirError, TrainingDivergedError
-from pyrogen.gan_training import GANTrainer, build_gan_trainer, default_gan_config, resume_gan_trainer
+from pyrogen.training.gan import GANTrainer, build_gan_trainer, default_gan_config, resume_gan_trainer
 from pyrogen.infer import Adversarial
 from pyrogen.infer.adversarial import GeneratorSiteError
 from pyrogen.infer.gan_losses import (HingeLoss, LeastSquaresLoss, MinimaxLoss, NonSaturatingLoss,
@@ -352,7 +352,8 @@ def test_trainer_refuses_bad_settings(tiny_data):
 
 
 def test_cli_trains_resumes_and_samples_a_gan(tmp_path, monkeypatch, tiny_data, capsys):
-    from pyrogen import cli, gan_training
+    from pyrogen import cli
+    from pyrogen.training import gan as gan_training
 
     monkeypatch.setattr(gan_training, "load_gan_data", lambda data, device: tiny_data)
     out = str(tmp_path / "gan")

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from pyrogen.errors import DataError
-from pyrogen.gan_training import build_gan_trainer, default_gan_config, resume_gan_trainer
+from pyrogen.training.gan import build_gan_trainer, default_gan_config, resume_gan_trainer
 from pyrogen.infer import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss
 from pyrogen.models.autoencoder import Autoencoder

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pyrogen.errors import CheckpointError
-from pyrogen.runs import atomic_write
+from pyrogen.files import atomic_write
 
 FEATURE_NET_NAME = "fashion_mnist_features"
 TRAIN_COMMAND = "pyrogen train features"
@@ -290,28 +290,3 @@ def load_feature_network(directory=None, train_if_missing=False, progress=True):
     net.sha256 = manifest["sha256"]
     net.test_accuracy = manifest.get("test_accuracy")
     return net
-
-
-def add_feature_arguments(p):
-    """Options of ``pyrogen train features`` (added to the ``train`` subcommand's parser by :mod:`pyrogen.cli`)."""
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="default: $PYROGEN_CACHE, else $XDG_CACHE_HOME/pyrogen, else ~/.cache/pyrogen")
-    p.add_argument("--force", action="store_true", help="retrain even if a valid cached network exists")
-    p.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
-
-
-def train_features_from_args(args):
-    """``pyrogen train features``: keep a valid cached network, else train and cache one; print its accuracy."""
-    path, _ = default_paths(args.cache_dir)
-    if not args.force:
-        try:
-            _, manifest = load_classifier(args.cache_dir)
-            print(f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
-                  f"sha256 {manifest['sha256']}")
-            return 0
-        except FeatureNetworkError:
-            pass
-    _, manifest = train_feature_network(args.cache_dir, progress=not args.no_progress)
-    print(f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
-          f"trained in {manifest['train_seconds']} s")
-    return 0

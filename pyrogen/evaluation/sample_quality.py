@@ -247,20 +247,13 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
     import pyro
 
     from pyrogen.data import load_dataset
-    from pyrogen.runs import RunDir
+    from pyrogen.runs import open_run
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
-    config = RunDir.open(run_dir).config
-    if config.get("kind") == "gan":
-        from pyrogen.gan_training import load_generator
-
-        model = load_generator(run_dir, device=device)
-    else:
-        from pyrogen.training import load_model
-
-        model = load_model(run_dir, device=device)
-    data = config.get("data", {})
+    run = open_run(run_dir, device)
+    model = run.model()
+    data = run.config.get("data", {})
     real = load_dataset(data.get("dataset", "fashion-mnist"), "test", data.get("root")).images
     if num_samples > len(real):
         raise DataError(f"num_samples must be at most the {len(real)} test images, got {num_samples}")

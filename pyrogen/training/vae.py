@@ -1,20 +1,16 @@
-"""The training loop for VAE-family models: the AEVB minibatch algorithm over SVI.
+"""The VAE-family trainer: the AEVB minibatch algorithm over SVI, run by :class:`~pyrogen.training.loop.FitLoop`.
 
 Auto-Encoding Variational Bayes (Kingma and Welling 2014, algorithm 1): draw a
 random minibatch of M examples (M = 100), draw L noise samples per example
-(L = 1), take a gradient step on the minibatch ELBO, repeat. The loop runs
-:class:`~pyrogen.infer.TorchSVI` over a device-resident data set, shows the
-running ELBO in a progress bar, evaluates the test ELBO after every epoch,
-appends a row to ``metrics.csv`` and writes an atomic checkpoint that
-``resume`` continues bit for bit.
+(L = 1), take a gradient step on the minibatch ELBO, repeat. The trainer's step
+is :class:`~pyrogen.infer.TorchSVI`'s over a device-resident data set; after
+every epoch it evaluates the test ELBO and the collapse diagnostics. The
+shared loop shows the running ELBO in a progress bar, appends a row to
+``metrics.csv`` and writes an atomic checkpoint that ``resume`` continues bit for bit.
 
 Every figure is in nats per example; "ELBO" is the bound itself (higher is
 better), the loss its negation.
 """
-
-import math
-import os
-import time
 
 import pyro
 import torch
@@ -22,76 +18,25 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
-from pyrogen.data import DeviceLoader, check_images, load_splits, static_binarize
-from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, default_binarize, kl_method
-from pyrogen.errors import DataError, TrainingDivergedError
-from pyrogen.evaluation import evaluate_dataset
-from pyrogen.evaluation.diagnostics import collapse_diagnostics
+from pyrogen.config import DEFAULT_DATA, DEFAULT_EVAL, DEFAULT_TRAIN, default_config  # noqa: F401
+from pyrogen.data import DeviceLoader, check_images
+from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, kl_method
+from pyrogen.errors import DataError, PyrogenError, TrainingDivergedError
+from pyrogen.evaluation import evaluate_dataset, log_importance_weights
+from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch
-from pyrogen.infer.kl_schedule import KL_SCHEDULES, FreeBitsELBO, build_kl_schedule
-from pyrogen.models import VAE
+from pyrogen.infer.kl_schedule import FreeBitsELBO, build_kl_schedule
 from pyrogen.models.autoencoder import Autoencoder
-from pyrogen.runs import RunDir, rng_state, set_rng_state
+from pyrogen.models.registry import MODELS, build_model  # noqa: F401
+from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
+from pyrogen.training.loop import FitLoop
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
 """``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic KL where registered."""
 
-DEFAULT_TRAIN = {
-    "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "trace", "num_particles": 1,
-    "seed": 0, "log_every": 20,
-    # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
-    # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
-    "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,
-    "kl_cycles": 4, "free_bits": 0.0, "aggressive": False, "aggressive_patience": 5,
-    # record the ELBO as one graph and compile it (pyrogen.infer.CompiledLoss)
-    "compile": False,
-}  # fmt: skip
-MODELS = {"vae": VAE, "ae": Autoencoder}
-"""Run kinds: the variational autoencoder and the deterministic autoencoder baseline."""
-DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
-                "train_size": None, "test_size": None}
-DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
 
-
-def default_config(kind="vae", **model):
-    """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``."""
-    if kind not in MODELS:
-        raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
-    return {
-        "kind": kind,
-        "model": MODELS[kind](**model).config,
-        "data": {**DEFAULT_DATA, "binarize": default_binarize(model.get("likelihood", "bernoulli"))},
-        "train": dict(DEFAULT_TRAIN),
-        "eval": dict(DEFAULT_EVAL),
-    }
-
-
-def resolve_device(device):
-    """``"auto"`` is CUDA where there is a GPU, else the CPU."""
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
-
-
-def load_data(data_config, device):
-    """Train and test images on ``device``, binarized as configured.
-
-    Dynamic binarization happens in the loader; the test set is binarized once
-    with a fixed seed (static), so every evaluation scores the same binary images.
-    """
-    train, test = load_splits(data_config["dataset"], data_config["root"],
-                              data_config.get("train_size"), data_config.get("test_size"))
-    test_x = test.images.to(device)
-    if data_config["binarize"] != "none":
-        test_x = static_binarize(test_x, seed=12345)
-    return train.images.to(device), test_x, test.labels.to(device)
-
-
-class VAETrainer(distributed.RankZeroRun):
+class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
     :param VAE vae: the model (its ``model`` and ``guide`` are trained).
@@ -108,9 +53,8 @@ class VAETrainer(distributed.RankZeroRun):
     """
 
     def __init__(self, vae, train_data, test_data, config, run=None, progress=True):
-        self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.vae, self.config, self.progress = vae, config, progress and self.rank == 0
-        self.run = run
+        super().__init__(config=config, run=run, progress=progress)
+        self.vae = vae
         train_cfg, data_cfg = config["train"], config["data"]
         check_images(train_data, "training data")
         check_images(test_data, "test data")
@@ -154,9 +98,6 @@ class VAETrainer(distributed.RankZeroRun):
         self.switch = None
         if train_cfg.get("aggressive"):
             self._make_aggressive(train_cfg)
-        self.epoch = 0
-        self.step = 0
-        self.metrics = []
 
     def _make_aggressive(self, train_cfg):
         """He et al.'s aggressive training: encoder and generator get their own Adam."""
@@ -188,11 +129,7 @@ class VAETrainer(distributed.RankZeroRun):
         self.vae.likelihood.check(self.test_data, "test data")
 
     def state_dict(self):
-        state = {
-            "config": self.config, "epoch": self.epoch, "step": self.step,
-            "model": self.vae.state_dict(), "optim": self.optim.state_dict(),
-            "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics,
-        }  # fmt: skip
+        state = {**super().state_dict(), "model": self.vae.state_dict(), "optim": self.optim.state_dict()}
         if self.switch is not None:
             state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
                                    "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
@@ -201,15 +138,12 @@ class VAETrainer(distributed.RankZeroRun):
     def load_state_dict(self, state):
         self.vae.load_state_dict(state["model"])
         self.optim.load_state_dict(state["optim"])
-        self.loader.load_state_dict(state["loader"])
-        set_rng_state(state["rng"])
-        self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
         if self.switch is not None and "aggressive" in state:
             self.switch.load_state_dict(state["aggressive"]["switch"])
             self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
             self.inner_generator.set_state(state["aggressive"]["generator"])
             self.svi.aggressive = state["aggressive"]["on"]
-        distributed.seed_rank_noise(self.config["train"]["seed"], self.epoch)
+        super().load_state_dict(state)
 
     def evaluate(self, num_samples=0):
         """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example.
@@ -230,9 +164,6 @@ class VAETrainer(distributed.RankZeroRun):
         return result
 
     def _evaluate_autoencoder(self, num_samples):
-        from pyrogen.errors import PyrogenError
-        from pyrogen.evaluation import log_importance_weights
-
         x = self.test_data[: self.config["eval"]["batch_size"]]
         if num_samples:
             try:
@@ -257,8 +188,6 @@ class VAETrainer(distributed.RankZeroRun):
         self.vae.eval()
         with pyro.validation_enabled(False), torch.no_grad():
             if isinstance(self.vae, Autoencoder):
-                from pyrogen.evaluation.diagnostics import active_units
-
                 bs = self.config["eval"]["batch_size"]
                 codes = torch.cat([self.vae.code(self.test_data[i : i + bs])
                                    for i in range(0, self.test_data.shape[0], bs)])
@@ -269,79 +198,46 @@ class VAETrainer(distributed.RankZeroRun):
         self.vae.train()
         return result
 
-    def _diverged(self, where):
-        kept = (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
-                if self.run and self.epoch else "No checkpoint had been written yet")
-        return TrainingDivergedError(
-            f"training loss became NaN or infinite at {where}; stopping. {kept}. "
-            "Try a lower learning rate (--lr)."
-        )
+    def diverged(self, where, what):
+        return TrainingDivergedError(f"training loss became NaN or infinite at {where}; stopping. "
+                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
 
-    def train_epoch(self, bar=None):
-        """One pass over the training data; returns the mean training ELBO (nats per example)."""
-        log_every = self.config["train"]["log_every"]
-        total, seen = 0.0, 0
-        window, window_seen = None, 0  # loss summed on the device since the last read
-        with pyro.validation_enabled(False):
-            for i, x in enumerate(self.loader, 1):
-                kl_weight = self.kl_schedule(self.epoch + (i - 1) / len(self.loader))
-                if kl_weight == 1.0:
-                    loss = self.svi.step(x)
-                elif self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
-                    loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
-                else:
-                    loss = self.svi.step(x, kl_weight=kl_weight)
-                window = loss if window is None else window + loss
-                window_seen += x.shape[0]
-                self.step += 1
-                if i % log_every == 0 or i == len(self.loader):
-                    if self.world_size > 1:
-                        window = distributed.all_reduce_sum(torch.stack([window, window.new_tensor(window_seen)]))
-                        window, window_seen = window[0], int(window[1].item())
-                    value = window.item()
-                    if not math.isfinite(value):
-                        raise self._diverged(f"epoch {self.epoch + 1}, step {self.step}")
-                    total, seen = total + value, seen + window_seen
-                    if bar is not None:
-                        bar.set_postfix(elbo=f"{-value / window_seen:.2f}")
-                        bar.update(i - bar.n)
-                    window, window_seen = None, 0
-        return -total / seen
+    def train_step(self, x):
+        """One SVI step on minibatch ``x`` at the KL weight of this point of training; returns the loss."""
+        kl_weight = self.kl_schedule(self.epoch + self.batch_in_epoch / len(self.loader))
+        if kl_weight == 1.0:
+            return self.svi.step(x)
+        if self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
+            return self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
+        return self.svi.step(x, kl_weight=kl_weight)
 
-    def fit(self, epochs=None):
-        """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
-        epochs = self.config["train"]["epochs"] if epochs is None else epochs
+    def postfix(self, means):
+        return {"elbo": f"{-means['loss']:.2f}"}
+
+    def parameters(self):
+        return self.vae.parameters()
+
+    def on_fit_start(self):
         if self.progress and self.kl_method:
             tqdm.write(f"KL(q||p): {self.kl_method} ({type(self.elbo).__name__})")
-        while self.epoch < epochs:
-            start = time.perf_counter()
-            bar = tqdm(total=len(self.loader), desc=f"epoch {self.epoch + 1}/{epochs}",
-                       disable=not self.progress, leave=False)
-            with bar:
-                train_elbo = self.train_epoch(bar)
-            seconds = time.perf_counter() - start
-            test = self.evaluate() if self.rank == 0 else {"elbo": float("nan")}
-            diagnostics = self.diagnostics() if self.rank == 0 else {}
-            if self.switch is not None and self.svi.aggressive:
-                self.svi.aggressive = self.switch.update(diagnostics["mi"])
-            if not all(math.isfinite(p.detach().sum().item()) for p in self.vae.parameters()):
-                raise self._diverged(f"the end of epoch {self.epoch + 1}")
-            self.epoch += 1
-            row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-                   **{"test_" + k: v for k, v in test.items()}, **diagnostics, "seconds": seconds}
-            if self.switch is not None:
-                row["aggressive"] = int(self.svi.aggressive)
-            self.metrics.append(row)
-            if self.progress:
-                tqdm.write(f"epoch {self.epoch}: train ELBO {train_elbo:.2f}, "
-                           + ", ".join(f"test {k} {v:.2f}" for k, v in test.items())
-                           + "".join(f", {k} {v:.2f}" for k, v in diagnostics.items())
-                           + f" ({seconds:.1f} s)")
-            if self.run is not None:
-                self.run.save_checkpoint(self.state_dict())
-                self.run.write_metrics(self.metrics)
-            distributed.barrier()
-        return self.metrics
+
+    def epoch_report(self, stats, seconds):
+        """Test ELBO and collapse diagnostics (rank 0), the aggressive switch, a summary line."""
+        train_elbo = -stats["loss"]
+        test = self.evaluate() if self.rank == 0 else {"elbo": float("nan")}
+        diagnostics = self.diagnostics() if self.rank == 0 else {}
+        if self.switch is not None and self.svi.aggressive:
+            self.svi.aggressive = self.switch.update(diagnostics["mi"])
+        row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
+               **{"test_" + k: v for k, v in test.items()}, **diagnostics, "seconds": seconds}
+        if self.switch is not None:
+            row["aggressive"] = int(self.svi.aggressive)
+        if self.progress:
+            tqdm.write(f"epoch {self.epoch}: train ELBO {train_elbo:.2f}, "
+                       + ", ".join(f"test {k} {v:.2f}" for k, v in test.items())
+                       + "".join(f", {k} {v:.2f}" for k, v in diagnostics.items())
+                       + f" ({seconds:.1f} s)")
+        return row
 
     def write_pictures(self, num=64):
         """Prior samples and reconstructions (inputs above, reconstructions below) as PNG grids."""
@@ -361,24 +257,14 @@ def build_trainer(config, run=None, device="auto", progress=True):
     """A :class:`VAETrainer` for a configuration: model, data and optimizer, freshly seeded."""
     device = resolve_device(device)
     pyro.set_rng_seed(config["train"]["seed"])
-    vae = MODELS[config.get("kind", "vae")](**config["model"]).to(device)
+    vae = build_model(config).to(device)
     train, test, _ = load_data(config["data"], device)
     return VAETrainer(vae, train, test, config, run=run, progress=progress)
 
 
-def load_model(run_dir, device="auto"):
-    """The model of a run, with the weights of its last checkpoint, in eval mode."""
-    run = RunDir.open(run_dir)
-    state = run.load_checkpoint(map_location=resolve_device(device))
-    vae = MODELS[state["config"].get("kind", "vae")](**state["config"]["model"]).to(resolve_device(device))
-    vae.load_state_dict(state["model"])
-    return vae.eval()
-
-
 def resume_trainer(run_dir, device="auto", progress=True):
     """Rebuild a run's trainer from its directory and load its last checkpoint."""
-    run = RunDir.open(run_dir)
-    state = run.load_checkpoint(map_location=resolve_device(device))
-    trainer = build_trainer(state["config"], run=run, device=device, progress=progress)
-    trainer.load_state_dict(state)
+    run = open_run(run_dir, device)
+    trainer = build_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress)
+    trainer.load_state_dict(run.checkpoint)
     return trainer

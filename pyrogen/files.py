@@ -1,0 +1,207 @@
+"""Run-directory files: configuration, metrics, checkpoints and pictures, written atomically.
+
+The low-level file layer (it imports only :mod:`pyrogen.errors`): data, evaluation
+and plotting code write through it; :mod:`pyrogen.runs` opens whole runs on top of it.
+
+A run directory holds ``config.json`` (how the run was made), ``metrics.csv``
+(one row per epoch), ``checkpoint.pt`` (model, optimizer, random-number and
+loader state at the end of the last finished epoch) and PNG pictures. Every
+file is written to a temporary file in the same directory and renamed over
+the old one, so a crash mid-write never leaves a half-written file, and the
+last good checkpoint survives a run that diverges.
+
+Checkpoints are loaded with ``torch.load(..., weights_only=True)``: they hold
+only tensors and plain Python containers, and never unpickle arbitrary objects.
+"""
+
+import csv
+import io
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+from pyrogen.errors import CheckpointError, RunDirError
+
+CHECKPOINT_FORMAT = "pyrogen-checkpoint/1"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def atomic_write(path, write, binary=True):
+    """Write a file atomically: ``write(f)`` fills a temporary file that then replaces ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make run files private to their owner
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path, state):
+    """Save a dict of tensors and plain containers atomically, marked as pyrogen's."""
+    state = dict(state, format=CHECKPOINT_FORMAT)
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a pyrogen checkpoint with ``weights_only=True``.
+
+    :raises CheckpointError: if the file is missing, truncated or corrupt, holds
+        objects other than tensors and plain containers, or is not pyrogen's.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path!r}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index sits at the end
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated or corrupt and cannot be read: not a complete torch.save archive"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path!r} holds objects other than tensors and plain containers; "
+            f"refusing to unpickle it (weights_only=True): {str(e).splitlines()[0]}"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated or corrupt and cannot be read: {str(e).splitlines()[0]}"
+        ) from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path!r} is not a pyrogen checkpoint (expected format {CHECKPOINT_FORMAT!r})"
+        )
+    return state
+
+
+def rng_state():
+    """torch's global random state (CPU, and every CUDA device), for a checkpoint."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    """Restore what :func:`rng_state` saved (CUDA states only where there is a GPU)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunDir:
+    """A directory that holds one training run.
+
+    :param str path: the directory.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def file(self, name):
+        """Path of a file inside the run directory."""
+        return os.path.join(self.path, name)
+
+    @property
+    def checkpoint_path(self):
+        return self.file(CHECKPOINT_FILE)
+
+    def holds_run(self):
+        return any(os.path.exists(self.file(n)) for n in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE))
+
+    @classmethod
+    def create(cls, path, config):
+        """Start a new run in ``path``; refuses a directory that already holds one.
+
+        :raises RunDirError: if ``path`` holds a run, or is a file.
+        """
+        run = cls(path)
+        if os.path.exists(run.path) and not os.path.isdir(run.path):
+            raise RunDirError(f"output directory {run.path!r} is a file, not a directory")
+        if run.holds_run():
+            raise RunDirError(
+                f"output directory {run.path!r} already holds a run; pass --resume to continue it, "
+                "or choose another directory (nothing was overwritten)"
+            )
+        os.makedirs(run.path, exist_ok=True)
+        run.write_json(CONFIG_FILE, config)
+        return run
+
+    @classmethod
+    def open(cls, path):
+        """Open an existing run.
+
+        :raises RunDirError: if ``path`` holds no run.
+        """
+        run = cls(path)
+        if not os.path.isfile(run.file(CONFIG_FILE)):
+            raise RunDirError(f"{run.path!r} holds no pyrogen run (no {CONFIG_FILE})")
+        return run
+
+    def read_json(self, name):
+        with open(self.file(name)) as f:
+            return json.load(f)
+
+    def write_json(self, name, obj):
+        atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=True), binary=False)
+
+    @property
+    def config(self):
+        return self.read_json(CONFIG_FILE)
+
+    def write_metrics(self, rows):
+        """Write all metric rows (a list of dicts, one per epoch) as CSV."""
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+
+        def write(f):
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+        atomic_write(self.file(METRICS_FILE), write, binary=False)
+
+    def read_metrics(self):
+        """The metric rows, numbers parsed."""
+        if not os.path.exists(self.file(METRICS_FILE)):
+            return []
+        with open(self.file(METRICS_FILE), newline="") as f:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def save_checkpoint(self, state):
+        save_checkpoint(self.checkpoint_path, state)
+
+    def load_checkpoint(self, map_location="cpu"):
+        return load_checkpoint(self.checkpoint_path, map_location)
+
+    def save_image(self, name, images, nrow=8):
+        """Save images ``(N, C, H, W)`` in [0, 1] as one PNG grid (torchvision's grid helper)."""
+        from torchvision.utils import save_image
+
+        buf = io.BytesIO()
+        save_image(images.detach().float().cpu(), buf, nrow=nrow, format="png")
+        atomic_write(self.file(name), lambda f: f.write(buf.getvalue()))
+        return self.file(name)
+
+
+def _number(text):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            pass
+    return text

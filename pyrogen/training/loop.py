@@ -1,0 +1,203 @@
+"""The fit loop that every trainer runs: epochs of steps, a run directory, exact resume.
+
+:class:`FitLoop` owns what all training shares: epochs and steps, a tqdm
+progress bar, the running statistics read every ``log_every`` steps (summed
+over ranks under ``torchrun``), a stop with :class:`~pyrogen.errors.TrainingDivergedError`
+when a statistic or a parameter becomes NaN or infinite (the last good
+checkpoint is kept), one ``metrics.csv`` row per epoch, and an atomic
+checkpoint per epoch holding the loader's and the random-number generators'
+state, which :meth:`FitLoop.load_state_dict` restores so that a resumed run
+continues bit for bit. Only rank 0 shows progress and writes the run directory.
+
+A trainer says what one step is and what an epoch reports:
+
+* :meth:`FitLoop.train_step` takes one batch and returns its loss (or a dict
+  of named statistics), as :meth:`pyro.infer.SVI.step` does; the default calls
+  ``self.estimator.step(batch)``, so any object with an SVI-shaped ``step``
+  trains under the loop;
+* :meth:`FitLoop.epoch_report` turns the epoch's mean statistics into its
+  metrics row (evaluating held-out data, printing a summary);
+* :meth:`FitLoop.state_dict` / :meth:`FitLoop.load_state_dict` add the
+  trainer's own state (models, optimizers) to the loop's.
+
+A user's own estimator, for example Pyro's SVI, trains like this::
+
+    import pyro
+    from pyro.infer import SVI, Trace_ELBO
+    from pyrogen.data import DeviceLoader, load_fashion_mnist
+    from pyrogen.models import VAE
+    from pyrogen.training import FitLoop
+
+    vae = VAE(latent_dim=20)
+    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    loader = DeviceLoader(load_fashion_mnist("train").images, 100, binarize="dynamic")
+    loop = FitLoop(loader, {"train": {"epochs": 2, "log_every": 20}}, estimator=svi)
+    loop.fit()          # loop.metrics: [{"epoch": 1, "step": 600, "loss": ..., "seconds": ...}, ...]
+
+Statistics are per unit of :meth:`FitLoop.step_weight` (per example by default:
+a loss summed over the batch, as Pyro's ELBOs return it, becomes nats per example).
+"""
+
+import math
+import time
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from pyrogen import distributed
+from pyrogen.errors import TrainingDivergedError
+from pyrogen.files import rng_state, set_rng_state
+
+
+class FitLoop(distributed.RankZeroRun):
+    """Epochs of ``train_step`` over ``loader``, with progress, metrics, checkpoints and exact resume.
+
+    :param loader: the training batches: iterable, with ``len`` and
+        ``state_dict``/``load_state_dict`` (e.g. :class:`~pyrogen.data.DeviceLoader`).
+    :param dict config: the run configuration; the loop reads ``config["train"]``:
+        ``epochs`` and ``log_every`` (and ``seed`` under ``torchrun``).
+    :param RunDir run: where metrics and checkpoints go (None: nowhere; always None off rank 0).
+    :param bool progress: show a progress bar and a line per epoch (rank 0 only).
+    :param estimator: an object whose ``step(batch)`` takes one training step and
+        returns its loss (:class:`pyro.infer.SVI`, :class:`~pyrogen.infer.TorchSVI`, ...);
+        used by the default :meth:`train_step`.
+    """
+
+    divergence_advice = "Try a lower learning rate (--lr)."
+
+    def __init__(self, loader=None, config=None, run=None, progress=True, estimator=None):
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.loader, self.config, self.estimator = loader, config, estimator
+        self.run, self.progress = run, progress and self.rank == 0
+        self.epoch, self.step, self.metrics = 0, 0, []
+        self.batch_in_epoch = 0  # index of the batch train_step is given, within its epoch
+
+    # ------------------------------------------------------------------ hooks
+    def batches(self):
+        """The inputs of one epoch's :meth:`train_step` calls."""
+        return iter(self.loader)
+
+    def steps_per_epoch(self):
+        return len(self.loader)
+
+    def train_step(self, batch):
+        """One optimisation step on ``batch``; returns its loss, or a dict of named statistics (like SVI.step)."""
+        return self.estimator.step(batch)
+
+    def step_weight(self, batch):
+        """What a step's statistics are summed over: the batch's examples (1 for a non-tensor batch)."""
+        return batch.shape[0] if isinstance(batch, torch.Tensor) else 1
+
+    def reduce_window(self, window, count):
+        """``(sums, count)`` of the steps since the last read, over all ranks.
+
+        ``window`` stacks the statistics summed over those steps, ``count`` their
+        :meth:`step_weight`; the result's sums are Python floats.
+        """
+        if self.world_size > 1:
+            both = distributed.all_reduce_sum(torch.cat([window, window.new_tensor([count])]))
+            window, count = both[:-1], int(both[-1].item())
+        return window.tolist(), count
+
+    def check_window(self, means, where):
+        """Stop on a NaN or infinite statistic (``means``: the window's per-unit means)."""
+        for name, value in means.items():
+            if not math.isfinite(value):
+                raise self.diverged(where, f"{name} is {value}")
+
+    def postfix(self, means):
+        """The progress bar's figures for a window's means."""
+        return {name: f"{value:.3g}" for name, value in means.items()}
+
+    def parameters(self):
+        """The parameters checked for NaN at the end of every epoch."""
+        return self.estimator.parameters() if hasattr(self.estimator, "parameters") else ()
+
+    def on_fit_start(self):
+        """Called once by :meth:`fit`, before the first epoch it trains."""
+
+    def epoch_report(self, stats, seconds):
+        """The metrics row of the epoch just finished (``self.epoch`` already counts it).
+
+        :param dict stats: the epoch's mean statistics (per unit of :meth:`step_weight`).
+        """
+        return {"epoch": self.epoch, "step": self.step, **stats, "seconds": seconds}
+
+    def write_epoch_files(self, row):
+        """Write the epoch's own files to ``self.run`` (rank 0, before the checkpoint)."""
+
+    def diverged(self, where, what):
+        """The error that stops a run that diverged at ``where`` because ``what``."""
+        return TrainingDivergedError(f"training diverged at {where}: {what}; stopping. {self.kept_checkpoint()}. "
+                                     f"{self.divergence_advice}")
+
+    def kept_checkpoint(self):
+        return (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
+                if self.run and self.epoch else "No checkpoint had been written yet")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """The loop's state (configuration, counters, loader, random state, metrics); trainers add theirs."""
+        return {"config": self.config, "epoch": self.epoch, "step": self.step,
+                "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` saved; trainers load their own state first, then call this."""
+        self.loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"])
+        self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+        distributed.seed_rank_noise(self.config["train"].get("seed", 0), self.epoch)
+
+    # ------------------------------------------------------------------ the loop
+    def train_epoch(self, bar=None):
+        """One pass over :meth:`batches`; returns the epoch's mean statistics (floats)."""
+        log_every, steps = self.config["train"]["log_every"], self.steps_per_epoch()
+        names, sums, seen = None, None, 0
+        window, count = None, 0  # statistics summed on the device since the last read
+        with pyro.validation_enabled(False):
+            for i, batch in enumerate(self.batches(), 1):
+                self.batch_in_epoch = i - 1
+                out = self.train_step(batch)
+                if not isinstance(out, dict):
+                    out = {"loss": out}
+                names = list(out)
+                values = torch.stack([v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)
+                                      for v in out.values()])
+                window = values if window is None else window + values
+                count += self.step_weight(batch)
+                self.step += 1
+                if i % log_every == 0 or i == steps:
+                    window_sums, count = self.reduce_window(window, count)
+                    means = {k: v / count for k, v in zip(names, window_sums)}
+                    self.check_window(means, f"epoch {self.epoch + 1}, step {self.step}")
+                    sums = window_sums if sums is None else [s + v for s, v in zip(sums, window_sums)]
+                    seen += count
+                    if bar is not None:
+                        bar.set_postfix(**self.postfix(means))
+                        bar.update(i - bar.n)
+                    window, count = None, 0
+        return {k: s / seen for k, s in zip(names, sums)}
+
+    def fit(self, epochs=None):
+        """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
+        epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        self.on_fit_start()
+        while self.epoch < epochs:
+            start = time.perf_counter()
+            bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
+                       disable=not self.progress, leave=False)
+            with bar:
+                stats = self.train_epoch(bar)
+            seconds = time.perf_counter() - start
+            if not all(math.isfinite(p.detach().sum().item()) for p in self.parameters()):
+                raise self.diverged(f"the end of epoch {self.epoch + 1}", "a parameter is NaN or infinite")
+            self.epoch += 1
+            row = self.epoch_report(stats, seconds)
+            self.metrics.append(row)
+            if self.run is not None:
+                self.write_epoch_files(row)
+                self.run.save_checkpoint(self.state_dict())
+                self.run.write_metrics(self.metrics)
+            distributed.barrier()
+        return self.metrics
