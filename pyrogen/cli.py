@@ -302,15 +302,9 @@ def _train_gan(args):
     """
     from pyrogen.config import default_gan_config
     from pyrogen.errors import DataError
-    from pyrogen.runs import start_run
     from pyrogen.training.gan import build_gan_trainer, resume_gan_trainer
 
-    progress = not args.no_progress
-    distributed.init_from_env(args.device)
-    if args.resume:
-        trainer = resume_gan_trainer(args.out, device=args.device, progress=progress)
-        trainer.config["train"]["epochs"] = args.epochs
-    else:
+    def make_config():
         config = default_gan_config(args.architecture, args.latent_dim, tuple(args.hidden), args.channels,
                                     args.norm, args.loss)
         config["data"].update(dataset=args.dataset, root=args.data_dir, train_size=args.train_size,
@@ -320,8 +314,9 @@ def _train_gan(args):
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
                                gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
                                betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
-        trainer = start_run(args.out, config,
-                            lambda: build_gan_trainer(config, device=args.device, progress=progress))
+        return config
+
+    trainer = _resume_or_start(args, resume_gan_trainer, build_gan_trainer, make_config)
     trainer.fit()
     if distributed.is_main_process():
         print(f"wrote {trainer.run.file('samples.png')}")
@@ -355,17 +350,26 @@ def _train_features(args):
     return 0
 
 
-def _train_vae(args):
-    from pyrogen.config import default_config
+def _resume_or_start(args, resume, build, make_config):
+    """The trainer of ``pyrogen train KIND``: the run in ``--out`` resumed (``--epochs`` the new
+    total), or a new run of the configuration ``make_config()`` returns."""
     from pyrogen.runs import start_run
-    from pyrogen.training.vae import build_trainer, resume_trainer
 
     progress = not args.no_progress
     distributed.init_from_env(args.device)
     if args.resume:
-        trainer = resume_trainer(args.out, device=args.device, progress=progress)
+        trainer = resume(args.out, device=args.device, progress=progress)
         trainer.config["train"]["epochs"] = args.epochs
-    else:
+        return trainer
+    config = make_config()
+    return start_run(args.out, config, lambda: build(config, device=args.device, progress=progress))
+
+
+def _train_vae(args):
+    from pyrogen.config import default_config
+    from pyrogen.training.vae import build_trainer, resume_trainer
+
+    def make_config():
         if args.kind == "ae" and args.eval_samples:
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
@@ -384,7 +388,9 @@ def _train_vae(args):
                                    free_bits=args.free_bits, aggressive=args.aggressive,
                                    aggressive_patience=args.aggressive_patience)
         config["eval"]["num_samples"] = args.eval_samples
-        trainer = start_run(args.out, config, lambda: build_trainer(config, device=args.device, progress=progress))
+        return config
+
+    trainer = _resume_or_start(args, resume_trainer, build_trainer, make_config)
     trainer.fit()
     if not distributed.is_main_process():
         return 0
