@@ -1,6 +1,6 @@
 """Opening a run: the one place that turns a run directory back into a model, its data and a device.
 
-:func:`open_run` opens a directory made by ``pyrogen train vae|ae|gan`` and
+:func:`open_run` opens a directory made by ``pyrogen train vae|ae|gan|features`` and
 returns a :class:`Run`: its ``kind``, its ``config`` (``config.json``), its last
 ``checkpoint`` (loaded once, on first use, and checked against ``config.json``)
 and :meth:`Run.model`, the trained model rebuilt from both. Evaluation,
@@ -34,6 +34,7 @@ from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where u
     save_checkpoint,
     set_rng_state,
 )
+from pyrogen.models.features import FashionMNISTClassifier, default_paths, load_network, read_manifest
 from pyrogen.models.registry import build_gan_networks, build_model
 
 RESUMABLE_KEYS = (("train", "epochs"),)
@@ -83,17 +84,24 @@ class Run:
     """An opened run directory (see :func:`open_run`).
 
     :ivar RunDir dir: its files.
-    :ivar str kind: ``"vae"``, ``"ae"`` or ``"gan"``.
-    :ivar dict config: ``config.json``.
+    :ivar str kind: ``"vae"``, ``"ae"``, ``"gan"``, or ``"features"`` for the cache
+        directory of the sample-quality feature network (``pyrogen train features``).
+    :ivar dict config: ``config.json``; for the feature network, its manifest
+        (recipe, test accuracy, SHA-256), read after checking the weights' hash.
     :ivar torch.device device: where :meth:`model` and :meth:`data` put tensors.
     """
 
     def __init__(self, path, device="auto"):
+        self.device = resolve_device(device)
+        self._checkpoint = None
+        self._feature_files = default_paths(path)
+        if not os.path.isfile(RunDir(path).file(CONFIG_FILE)) and os.path.isfile(self._feature_files[1]):
+            self.dir, self.kind = RunDir(path), "features"
+            self.config = read_manifest(self._feature_files[1], self._feature_files[0])
+            return
         self.dir = RunDir.open(path)
         self.config = self.dir.config
         self.kind = self.config.get("kind", "vae")
-        self.device = resolve_device(device)
-        self._checkpoint = None
 
     @property
     def path(self):
@@ -106,6 +114,8 @@ class Run:
         :raises CheckpointError: if it is missing or corrupt, or its embedded
             configuration differs from ``config.json`` (the message names both files).
         """
+        if self._checkpoint is None and self.kind == "features":
+            self._checkpoint = {"config": self.config, "model": self._feature_network().state_dict()}
         if self._checkpoint is None:
             state = self.dir.load_checkpoint(map_location=self.device)
             if _comparable(state.get("config", {})) != _comparable(self.config):
@@ -117,7 +127,9 @@ class Run:
 
     def model(self, use_ema=True):
         """The trained model in eval mode on :attr:`device`: the VAE or autoencoder, or a GAN's generator
-        (with its moving-average weights when the run kept them and ``use_ema``)."""
+        (with its moving-average weights when the run kept them and ``use_ema``), or the feature network."""
+        if self.kind == "features":
+            return self._feature_network().to(self.device).eval()
         state = self.checkpoint
         if self.kind == "gan":
             model, _ = build_gan_networks(state["config"])
@@ -128,18 +140,26 @@ class Run:
         model.load_state_dict(weights)
         return model.eval()
 
+    def _feature_network(self):
+        network = FashionMNISTClassifier()
+        load_network(network, *self._feature_files)  # the weights' hash checked against the manifest
+        return network
+
     def data(self):
         """The run's data on :attr:`device`: ``(train, test, test_labels)`` for the VAE family,
-        binarized as configured; ``(train, test)`` grey levels for a GAN."""
+        binarized as configured; ``(train, test)`` grey levels for a GAN and the feature network."""
+        if self.kind == "features":
+            return load_gan_data({"dataset": "fashion-mnist", "root": None}, self.device)
         if self.kind == "gan":
             return load_gan_data(self.config["data"], self.device)
         return load_data(self.config["data"], self.device)
 
 
 def open_run(path, device="auto"):
-    """Open the run in directory ``path`` (see :class:`Run`).
+    """Open the run in directory ``path`` (see :class:`Run`): a training run, or the feature network's cache.
 
-    :raises RunDirError: if ``path`` holds no run (no ``config.json``).
+    :raises RunDirError: if ``path`` holds no run (no ``config.json``, and no feature network manifest).
+    :raises FeatureNetworkError: if a feature network's weights do not match their manifest.
     """
     return Run(path, device)
 

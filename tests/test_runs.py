@@ -91,3 +91,19 @@ def test_fit_loop_stops_on_a_nan_loss_keeping_the_checkpoint(tmp_path, one_threa
     loop.train_step = lambda batch: float("nan")
     with pytest.raises(TrainingDivergedError, match=r"epoch 2, step 6: loss is nan.*epoch 1\) is kept"):
         loop.fit()
+
+
+def test_open_run_opens_the_feature_network_cache_checked_by_hash(tmp_path):
+    from pyrogen.models.features import FashionMNISTClassifier, FeatureNetworkError, default_paths, save_network
+
+    torch.manual_seed(0)
+    network = FashionMNISTClassifier()
+    save_network(network, *default_paths(tmp_path), info={"test_accuracy": 0.5})
+    run = open_run(tmp_path, device="cpu")
+    assert run.kind == "features" and run.config["test_accuracy"] == 0.5
+    for (name, a), b in zip(network.state_dict().items(), run.model().state_dict().values()):
+        assert torch.equal(a, b), name
+    with open(default_paths(tmp_path)[0], "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(FeatureNetworkError, match="do not match their manifest"):
+        open_run(tmp_path, device="cpu")

@@ -26,21 +26,26 @@ hash identifies the network, and :func:`pyrogen.evaluation.evaluate_samples`
 reports its first 12 hex digits with every score.
 """
 
-import hashlib
-import json
 import math
 import os
-import pickle
 import time
-import zipfile
 
 import torch
 from torch import nn
 
-from pyrogen.errors import CheckpointError
-from pyrogen.files import atomic_write
+from pyrogen.models.features import (  # noqa: F401  (re-exported: the network and its file format)
+    FEATURE_DIM,
+    FEATURE_NET_NAME,
+    FashionMNISTClassifier,
+    FeatureNetworkError,
+    cache_dir,
+    default_paths,
+    load_network,
+    read_manifest,
+    save_network,
+    sha256_file,
+)
 
-FEATURE_NET_NAME = "fashion_mnist_features"
 TRAIN_COMMAND = "pyrogen train features"
 """The command that trains and caches the default feature network."""
 
@@ -56,122 +61,6 @@ FEATURE_RECIPE = {
     "seed": 0,
 }
 """How the default feature network is trained; a cached network made by another recipe is stale."""
-
-FEATURE_DIM = 128
-"""Width of the default feature space (the classifier's penultimate layer)."""
-
-
-class FeatureNetworkError(CheckpointError):
-    """The cached feature network is missing, tampered with, corrupt or made by another recipe."""
-
-
-def cache_dir():
-    """pyrogen's cache directory: ``$PYROGEN_CACHE``, else ``$XDG_CACHE_HOME/pyrogen``, else ``~/.cache/pyrogen``."""
-    if os.environ.get("PYROGEN_CACHE"):
-        return os.environ["PYROGEN_CACHE"]
-    if os.environ.get("XDG_CACHE_HOME"):
-        return os.path.join(os.environ["XDG_CACHE_HOME"], "pyrogen")
-    return os.path.join(os.path.expanduser("~"), ".cache", "pyrogen")
-
-
-def default_paths(directory=None):
-    """``(weights, manifest)`` paths of the default feature network in ``directory`` (default :func:`cache_dir`)."""
-    directory = cache_dir() if directory is None else os.fspath(directory)
-    return (os.path.join(directory, FEATURE_NET_NAME + ".pt"),
-            os.path.join(directory, FEATURE_NET_NAME + ".json"))
-
-
-class FashionMNISTClassifier(nn.Module):
-    """A small convolutional classifier of 28x28 grey images; ``features`` is its penultimate layer.
-
-    ``features``: 5x5 convolution, 32 channels, stride 2 (28 -> 14), batch
-    norm, ReLU; 3x3 convolution, 64 channels, stride 2 (14 -> 7), batch norm,
-    ReLU; linear 3136 -> 128, ReLU. ``head``: dropout 0.2, linear 128 -> 10
-    (class logits). About 420,000 parameters.
-
-    ``forward(x)`` maps images ``(N, 1, 28, 28)`` in [0, 1] to logits ``(N, 10)``;
-    ``features(x)`` to features ``(N, 128)``.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
-        )  # fmt: skip
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURE_DIM, 10))
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
-
-def sha256_file(path):
-    """The SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_network(module, path, manifest_path, info=None):
-    """Save ``module``'s state dict atomically and a manifest with its SHA-256 hash.
-
-    :param nn.Module module: the network.
-    :param str path: the weights file (``torch.save`` of the state dict).
-    :param str manifest_path: the JSON manifest, written after the weights.
-    :param dict info: JSON-serialisable facts stored in the manifest (recipe, accuracy).
-    :returns: the manifest dict.
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    atomic_write(path, lambda f: torch.save(state, f))
-    manifest = {"sha256": sha256_file(path), "file": os.path.basename(path), **(info or {})}
-    atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2, sort_keys=True), binary=False)
-    return manifest
-
-
-def read_manifest(manifest_path, path):
-    """The manifest of a cached network, after checking the weights file's hash against it.
-
-    :raises FeatureNetworkError: if either file is missing or unreadable, or the hash differs.
-    """
-    if not os.path.isfile(path):
-        raise FeatureNetworkError(f"no feature network weights at {path!r}")
-    if not os.path.isfile(manifest_path):
-        raise FeatureNetworkError(f"no manifest {manifest_path!r} for the feature network weights {path!r}")
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as e:
-        raise FeatureNetworkError(f"cannot read the feature network manifest {manifest_path!r}: {e}") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
-        raise FeatureNetworkError(f"{manifest_path!r} is not a feature network manifest (no 'sha256')")
-    digest = sha256_file(path)
-    if digest != manifest["sha256"]:
-        raise FeatureNetworkError(
-            f"the feature network weights {path!r} do not match their manifest: SHA-256 {digest[:12]}..., "
-            f"expected {manifest['sha256'][:12]}... (the file was modified, truncated or replaced)"
-        )
-    return manifest
-
-
-def load_network(module, path, manifest_path):
-    """Load verified weights into ``module`` (hash checked, ``weights_only=True``); returns the manifest.
-
-    :raises FeatureNetworkError: if the files are missing, the hash differs, or
-        the state dict does not fit ``module``.
-    """
-    manifest = read_manifest(manifest_path, path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise FeatureNetworkError(
-            f"cannot load the feature network weights {path!r}: {str(e).splitlines()[0]}"
-        ) from e
-    return manifest
 
 
 @torch.no_grad()

@@ -207,7 +207,7 @@ def evaluate_samples(fake_images, real_images, feature_net=None, k=3, batch_size
     :param nn.Module feature_net: maps ``(N, C, H, W)`` images in [0, 1] to
         ``(N, D)`` features. Default: pyrogen's cached Fashion-MNIST classifier
         (:func:`~pyrogen.evaluation.features.load_feature_network`), which
-        raises :class:`~pyrogen.evaluation.features.FeatureNetworkError` naming
+        raises :class:`~pyrogen.models.features.FeatureNetworkError` naming
         the command that trains it when it is not cached.
     :param int k: nearest neighbour that sets the precision/recall radii.
     :param int batch_size: images per feature-network call.
