@@ -151,7 +151,11 @@ class FitLoop(distributed.RankZeroRun):
 
     # ------------------------------------------------------------------ the loop
     def train_epoch(self, bar=None):
-        """One pass over :meth:`batches`; returns the epoch's mean statistics (floats)."""
+        """One pass over the training data; returns the epoch's mean statistics (trainers may say otherwise)."""
+        return self.epoch_stats(bar)
+
+    def epoch_stats(self, bar=None):
+        """One pass over :meth:`batches`; returns the epoch's mean statistics (floats), what :meth:`fit` reports."""
         log_every, steps = self.config["train"]["log_every"], self.steps_per_epoch()
         names, sums, seen = None, None, 0
         window, count = None, 0  # statistics summed on the device since the last read
@@ -188,7 +192,7 @@ class FitLoop(distributed.RankZeroRun):
             bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
                        disable=not self.progress, leave=False)
             with bar:
-                stats = self.train_epoch(bar)
+                stats = self.epoch_stats(bar)
             seconds = time.perf_counter() - start
             if not all(math.isfinite(p.detach().sum().item()) for p in self.parameters()):
                 raise self.diverged(f"the end of epoch {self.epoch + 1}", "a parameter is NaN or infinite")

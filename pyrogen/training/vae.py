@@ -211,6 +211,10 @@ class VAETrainer(FitLoop):
             return self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
         return self.svi.step(x, kl_weight=kl_weight)
 
+    def train_epoch(self, bar=None):
+        """One pass over the training data; returns the mean training ELBO (nats per example)."""
+        return -self.epoch_stats(bar)["loss"]
+
     def postfix(self, means):
         return {"elbo": f"{-means['loss']:.2f}"}
 
