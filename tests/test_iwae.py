@@ -288,3 +288,14 @@ def test_vae_trains_with_iwae_under_pyro_svi_and_torch_svi(dreg, one_thread):
         torch_svi.step(x)
     assert torch_svi.evaluate_loss(x).item() < first
 
+
+
+def test_dreg_refuses_a_recording_that_would_drop_its_stop_gradients():
+    # make_fx without pre_dispatch (CompiledLoss's recording) turns .detach() into an alias
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    vae = VAE(latent_dim=2, hidden=(8,))
+    x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+    elbo = IWAE_ELBO(num_particles=3, dreg=True, max_plate_nesting=1)
+    with pytest.raises(NotImplementedError, match="without pre_dispatch"):
+        make_fx(lambda x: elbo.differentiable_loss(vae.model, vae.guide, x))(x)

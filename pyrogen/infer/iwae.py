@@ -34,6 +34,7 @@ from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.util import check_model_guide_match
 from torch import nn
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
 from pyrogen.infer.reparam_elbo import scored_sites
 from pyrogen.infer.torch_svi import module_local
@@ -230,6 +231,13 @@ class IWAE_ELBO(ELBO):
             log_w, scale = self.log_weights(model, guide, *args, **kwargs)
             bound = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
             return -(bound * scale).sum()
+        mode = get_proxy_mode()
+        if mode is not None and not getattr(mode, "pre_dispatch", False):
+            raise NotImplementedError(
+                "IWAE_ELBO(dreg=True) is being recorded by make_fx without pre_dispatch (as CompiledLoss "
+                "does), which records .detach() as an alias: every stop-gradient of DReG would vanish and the "
+                "guide would silently get the plain IWAE gradient. Train DReG without compile"
+            )
         self._prepare(model, guide, args, kwargs)
         particles_model, particles_guide = self._particles(model), self._particles(guide)
         guide_trace = poutine.trace(particles_guide).get_trace(*args, **kwargs)
