@@ -1,0 +1,260 @@
+"""Tighter bounds and richer models on Fashion-MNIST: one table of test ELBO, log p(x), PSIS k-hat and time.
+
+Every row trains one model/guide pair with :class:`pyrogen.infer.TorchSVI`
+(Adam, batch 100) on dynamically binarized training images, then scores a
+statically binarized test set (seed 12345) with the same estimators:
+
+* **test ELBO**: one-draw Monte Carlo ELBO per example
+  (:func:`pyrogen.evaluation.evaluate_dataset`), nats;
+* **log p(x)**: importance sampling with the trained guide as proposal and
+  ``--log-px-samples`` draws per image (the IWAE paper uses 5000), nats;
+* **k-hat > 0.7**: the share of test images whose importance weights have a
+  Pareto shape above 0.7 (:func:`pyrogen.evaluation.log_likelihood_with_khat`):
+  their log p(x) is not to be trusted;
+* **s/epoch**: training wall time per epoch (evaluation excluded).
+
+Rows are a registry (:data:`ROWS`): ``register(name, build, loss, note)``
+adds one, e.g. the IAF, planar-flow and VampPrior models, which are
+registered as placeholders here and skipped until their builders exist.
+When ``pythae`` is importable, its VAE and IWAE (n = 50) train with the same
+784-400-50 networks and are scored by the same estimators through a Pyro
+wrapper of their encoder and decoder.
+
+    python benchmarks/catalogue.py --full --epochs 100          # the lead's run (hours on a CPU)
+    python benchmarks/catalogue.py --epochs 1 --train-size 1000 --test-size 100 --log-px-samples 50
+    python benchmarks/catalogue.py --rows vae iwae-5 --epochs 5
+"""
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch import nn
+
+from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
+from pyrogen.evaluation import evaluate_dataset, khat_summary, log_likelihood_with_khat
+from pyrogen.infer import IWAE_ELBO, TCELBO, TorchSVI
+from pyrogen.models import VAE, TwoLayerVAE
+
+LATENT, HIDDEN = 50, 400
+
+
+@dataclass
+class Row:
+    """One model and estimator: ``build(args) -> nn.Module`` with ``model``/``guide`` methods;
+    ``loss(args) -> ELBO``; ``train_step``, when given, replaces TorchSVI (foreign models)."""
+
+    name: str
+    build: callable = None
+    loss: callable = None
+    note: str = ""
+    train_step: callable = None
+
+
+ROWS = {}
+
+
+def register(name, build=None, loss=None, note="", train_step=None):
+    """Add a row to the catalogue (``build=None`` registers a placeholder that is skipped)."""
+    ROWS[name] = Row(name, build, loss, note, train_step)
+    return ROWS[name]
+
+
+def _vae(args):
+    return VAE(latent_dim=LATENT, hidden=(HIDDEN,))
+
+
+def _two_layer(args):
+    return TwoLayerVAE()  # the IWAE paper's 784-100-100-(100)-50-50-(50) tanh networks
+
+
+register("vae", _vae, lambda a: TraceMeanField_ELBO(), "784-400-50, analytic KL")
+register("iwae-5", _vae, lambda a: IWAE_ELBO(num_particles=5), "IWAE bound, K = 5")
+register("iwae-50", _vae, lambda a: IWAE_ELBO(num_particles=50), "IWAE bound, K = 50")
+register("iwae-dreg-50", _vae, lambda a: IWAE_ELBO(num_particles=50, dreg=True), "IWAE, K = 50, DReG guide gradient")
+register("two-layer-vae", _two_layer, lambda a: Trace_ELBO(), "two stochastic layers (100, 50), ELBO")
+register("two-layer-iwae-50", _two_layer, lambda a: IWAE_ELBO(num_particles=50), "two stochastic layers, K = 50")
+register("tc-vae", _vae, lambda a: TCELBO(beta=6.0, dataset_size=a.train_size), "beta-TC-VAE, beta = 6, MWS")
+for _name in ("iaf", "planar", "vampprior"):
+    register(_name, note="placeholder: register its builder (models/vae.py flows and VampPrior)")
+
+
+# pythae (clementchadebec/benchmark_VAE) with the same networks, scored by pyrogen's estimators.
+try:
+    import pythae  # noqa: F401
+    from pythae.data.datasets import DatasetOutput
+    from pythae.models import IWAE, VAE as PythaeVAE, IWAEConfig, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+except ImportError:
+    pythae = None
+
+if pythae is not None:
+
+    class _PythaeEncoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(-3), nn.Linear(784, HIDDEN), nn.Softplus())
+            self.loc, self.log_var = nn.Linear(HIDDEN, LATENT), nn.Linear(HIDDEN, LATENT)
+
+        def forward(self, x):
+            h = self.body(x)
+            return ModelOutput(embedding=self.loc(h), log_covariance=self.log_var(h))
+
+    class _PythaeDecoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.Softplus(), nn.Linear(HIDDEN, 784))
+
+        def logits(self, z):
+            return self.net(z).unflatten(-1, (1, 28, 28))
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.logits(z)))
+
+    class _PythaeAsPyro(nn.Module):
+        """A pythae model's encoder and decoder as a Pyro model/guide pair (sites "z", "x")."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.inner = model
+
+        def model(self, x):
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+                logits = self.inner.decoder.logits(z)
+                pyro.sample("x", dist.Bernoulli(logits=logits, validate_args=False).to_event(3), obs=x)
+
+        def guide(self, x):
+            out = self.inner.encoder(x)
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(out.embedding, (0.5 * out.log_covariance).exp()).to_event(1))
+
+    def _pythae(kind):
+        def build(args):
+            if kind == "vae":
+                config = VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce")
+                model = PythaeVAE(config, encoder=_PythaeEncoder(), decoder=_PythaeDecoder())
+            else:
+                config = IWAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce",
+                                    number_samples=50)
+                model = IWAE(config, encoder=_PythaeEncoder(), decoder=_PythaeDecoder())
+            return _PythaeAsPyro(model)
+
+        return build
+
+    def _pythae_step(module, optimizer, x):
+        optimizer.zero_grad(set_to_none=True)
+        loss = module.inner(DatasetOutput(data=x)).loss  # pythae's loss: mean over the batch
+        loss.backward()
+        optimizer.step()
+        return loss.detach() * x.shape[0]
+
+    register("pythae-vae", _pythae("vae"), note="pythae 0.1.2 VAE, same networks", train_step=_pythae_step)
+    register("pythae-iwae-50", _pythae("iwae"), note="pythae 0.1.2 IWAE, n = 50", train_step=_pythae_step)
+
+
+def run(row, train, test, args):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(args.seed)
+    module = row.build(args).to(args.device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=args.lr)
+    if row.train_step is None:
+        svi = TorchSVI(module.model, module.guide, optimizer, row.loss(args))
+
+        def step(x):
+            return svi.step(x)
+    else:
+
+        def step(x):
+            return row.train_step(module, optimizer, x)
+
+    loader = DeviceLoader(train, batch_size=args.batch_size, binarize="dynamic", seed=args.seed, device=args.device)
+    seconds = 0.0
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        total = torch.zeros((), device=args.device)
+        with pyro.validation_enabled(False):
+            for x in loader:
+                total += step(x)
+        total = total.item()  # one host synchronisation per epoch
+        seconds += time.perf_counter() - start
+        print(f"  {row.name:18s} epoch {epoch + 1}: train loss {total / len(train):.2f} nats/example", flush=True)
+    module.eval()
+    with pyro.validation_enabled(False), torch.no_grad():
+        elbo = evaluate_dataset(module.model, module.guide, test, batch_size=args.eval_batch_size)["elbo"]
+        scored = log_likelihood_with_khat(module.model, module.guide, test, num_samples=args.log_px_samples,
+                                          batch_size=args.eval_batch_size, chunk_size=args.chunk_size)
+    summary = khat_summary(scored["khat"])
+    return {"row": row.name, "note": row.note, "elbo": elbo, "log_px": scored["log_px"],
+            "khat_above": summary["share_above_threshold"], "seconds_per_epoch": seconds / max(args.epochs, 1)}
+
+
+def table(results):
+    header = ("row", "test ELBO", "log p(x)", "k-hat > 0.7", "s/epoch", "note")
+    lines = [(r["row"], f"{r['elbo']:.2f}", f"{r['log_px']:.2f}", f"{100 * r['khat_above']:.1f}%",
+              f"{r['seconds_per_epoch']:.1f}", r["note"]) for r in results]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    rule = "  ".join("=" * w for w in widths)
+    out = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    return "\n".join(out + [rule])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="+", default=None, help=f"rows to run (default: all runnable): {', '.join(ROWS)}")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--train-size", type=int, default=10000)
+    p.add_argument("--test-size", type=int, default=1000)
+    p.add_argument("--log-px-samples", type=int, default=5000, help="importance samples K per test image")
+    p.add_argument("--full", action="store_true", help="all 60,000 training and 10,000 test images")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--eval-batch-size", type=int, default=100)
+    p.add_argument("--chunk-size", type=int, default=500, help="importance samples per vectorized pass")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.full:
+        args.train_size, args.test_size = 60000, 10000
+    names = args.rows or [name for name, row in ROWS.items() if row.build is not None]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+
+    train = load_fashion_mnist("train").images[: args.train_size].to(args.device)
+    test = static_binarize(load_fashion_mnist("test").images[: args.test_size].to(args.device), seed=12345)
+    args.train_size = train.shape[0]
+    print(f"Fashion-MNIST, {args.train_size} training / {test.shape[0]} test images (dynamic / static "
+          f"binarization), {args.epochs} epochs, Adam lr {args.lr}, batch {args.batch_size}, seed {args.seed}; "
+          f"log p(x) with K = {args.log_px_samples}; {args.device}, {torch.get_num_threads()} CPU threads"
+          f"{'' if pythae else '; pythae not installed: its rows are absent'}")
+    results = []
+    for name in names:
+        row = ROWS[name]
+        if row.build is None:
+            print(f"  {name}: skipped ({row.note})")
+            continue
+        results.append(run(row, train, test, args))
+    print()
+    print(table(results))
+    print("Nats per test image; higher ELBO and log p(x) are better. Fashion-MNIST figures are not comparable with "
+          "the binarized-MNIST figures of the IWAE paper.")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""The importance-weighted bound of each example, vectorized over particles, with optional DReG gradients.
+
+Burda, Grosse and Salakhutdinov, "Importance Weighted Autoencoders" (ICLR
+2016); Tucker, Lawson, Gu and Maddison, "Doubly Reparameterized Gradient
+Estimators for Monte Carlo Objectives" (ICLR 2019).
+
+For one example x and K draws :math:`z_k \\sim q_\\phi(z \\mid x)` with
+weights :math:`w_k = p_\\theta(x, z_k) / q_\\phi(z_k \\mid x)`,
+
+.. math:: \\mathcal{L}_K(x) = \\mathbb{E}\\Big[\\log \\frac{1}{K} \\sum_{k=1}^K w_k\\Big]
+   \\le \\mathcal{L}_{K+1}(x) \\le \\log p_\\theta(x),
+
+with :math:`\\mathcal{L}_1` the ELBO. A minibatch of B examples out of N
+(``pyro.plate("data", N, subsample_size=B)``) estimates
+:math:`\\sum_{n=1}^N \\mathcal{L}_K(x_n)` by :math:`\\frac{N}{B}\\sum_b \\hat{\\mathcal{L}}_K(x_b)`:
+the log-mean-exp is taken per example, and the subsample scale multiplies
+the per-example bound afterwards, as :class:`pyro.infer.Trace_ELBO` multiplies
+the per-example ELBO.
+
+:class:`pyro.infer.RenyiELBO` with ``alpha=0`` computes the same bound after
+summing the log-weights over every plate, i.e. it bounds the whole minibatch
+as one latent variable, :math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k \\prod_b w_{k,b}`,
+which is looser by a margin that grows with B (pyro-ppl/pyro issue 3104).
+"""
+
+import math
+import warnings
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import is_validation_enabled, scale_and_mask
+from pyro.infer import ELBO
+from pyro.poutine.messenger import Messenger
+from pyro.util import check_model_guide_match
+from torch import nn
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+from pyrogen.infer.reparam_elbo import scored_sites
+from pyrogen.infer.torch_svi import module_local
+
+PARTICLE_PLATE = "num_particles_vectorized"
+"""Name of the outer plate over the K particles (the name Pyro's ``vectorize_particles`` uses)."""
+
+
+class _DetachParams(Messenger):
+    """Detaches the value of every ``pyro.param`` statement: :math:`\\mathrm{stop}(\\phi)` for param-store parameters."""
+
+    def _pyro_post_param(self, msg):
+        if isinstance(msg["value"], torch.Tensor):
+            msg["value"] = msg["value"].detach()
+
+
+class _Call(nn.Module):
+    def __init__(self, owner, fn):
+        super().__init__()
+        self.owner = owner
+        self.fn = fn
+
+    def forward(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def _owner(fn):
+    """The :class:`torch.nn.Module` whose method ``fn`` is (a bound method or ``module_local``'s partial)."""
+    owner = getattr(fn, "__self__", None)
+    if owner is None and getattr(fn, "args", None):
+        owner = fn.args[0]
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def stop_parameters(fn):
+    """``fn`` run with all its parameters detached: the module's that owns it and those of ``pyro.param``.
+
+    Values are unchanged; no gradient reaches a parameter through the result,
+    while gradients still flow through the tensors passed in (or replayed).
+    """
+    owner = _owner(fn)
+    fn = module_local(fn)  # no pyro.param statements for a module's plain parameters
+
+    def stopped(*args, **kwargs):
+        with _DetachParams(), warnings.catch_warnings():
+            # a PyroModule with PyroParams still registers its plain submodules, now detached
+            warnings.filterwarnings("ignore", message=".*not registered in the param store")
+            if owner is None:
+                return fn(*args, **kwargs)
+            params = {"owner." + name: p.detach() for name, p in owner.named_parameters()}
+            return torch.func.functional_call(_Call(owner, fn), params, args, kwargs)
+
+    return stopped
+
+
+def _detached_trace(trace):
+    """A copy of ``trace`` whose sample values are detached from the autograd graph."""
+    out = trace.copy()
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and isinstance(site["value"], torch.Tensor):
+            out.nodes[name] = dict(site, value=site["value"].detach())
+    return out
+
+
+class IWAE_ELBO(ELBO):
+    """Importance-weighted bound :math:`\\mathcal{L}_K` per example of ``pyro.plate("data")``.
+
+    The model and the guide run once, vectorized over the K particles by an
+    outer plate (``"num_particles_vectorized"`` at dimension
+    ``-(max_plate_nesting + 1)``), so their sites must broadcast over an extra
+    leftmost batch dimension, as for Pyro's ``vectorize_particles``. The
+    log-weight of each particle and example sums the log-densities of every
+    site of the model minus every latent site of the guide (with their
+    scales, other than the data plate's subsample scale, and masks); it has shape
+    ``(K, B)``. The bound of each example is ``logsumexp`` over K minus
+    :math:`\\log K`; the loss is minus their sum (times N/B when subsampled),
+    in nats per batch. Every sample site must be inside the plate named
+    ``data_plate``; a latent shared by all examples has no per-example bound
+    (use :class:`pyro.infer.RenyiELBO` with ``alpha=0`` for a global latent).
+
+    Gradients. The default is the IWAE gradient of the bound,
+    :math:`\\sum_k \\tilde w_k \\nabla \\log w_k`, with normalized weights
+    :math:`\\tilde w_k = w_k / \\sum_j w_j` and pathwise gradients through the
+    guide's draws. With ``dreg=True`` the guide's parameters get the doubly
+    reparameterized gradient of Tucker et al. (equation 7),
+
+    .. math:: \\nabla_\\phi = \\sum_k \\tilde w_k^2 \\,
+       \\frac{\\partial \\log w_k}{\\partial z_k} \\frac{\\partial z_k}{\\partial \\phi},
+       \\qquad \\log w_k = \\log p_\\theta(x, z_k) - \\log q_{\\mathrm{stop}(\\phi)}(z_k \\mid x),
+
+    unbiased for the same expectation, whose signal-to-noise ratio does not
+    fall like :math:`1/\\sqrt{K}` (Rainforth et al. 2018); the model's
+    parameters keep the IWAE gradient exactly. It is computed from the
+    surrogate :math:`\\sum_k \\mathrm{stop}(\\tilde w_k^2)\\log w_k +
+    \\mathrm{stop}(\\tilde w_k - \\tilde w_k^2)\\log p_\\theta(x, \\mathrm{stop}(z_k))`,
+    whose value is replaced by the bound's: it costs one more pass of the model
+    (on the detached draws) and of the guide (with its parameters stopped, replayed on
+    the draws, so a hierarchical guide :math:`q(z_1|x)q(z_2|z_1)` keeps every
+    pathwise dependence). The parameters stopped are those of the
+    :class:`torch.nn.Module` that owns the guide (when the guide is its method) and every
+    ``pyro.param``. With K = 1 it is the "sticking the landing" gradient of the
+    ELBO (Roeder, Wu and Duvenaud 2017). Guides must be reparameterized.
+
+    :param int num_particles: K, draws per example.
+    :param int max_plate_nesting: plates of the model (guessed by running the
+        pair once when omitted); the particle plate goes to their left.
+    :param bool dreg: the doubly reparameterized guide gradient.
+    :param str data_plate: name of the plate whose elements each get their own bound.
+    """
+
+    def __init__(self, num_particles=5, max_plate_nesting=float("inf"), dreg=False, data_plate="data"):
+        if int(num_particles) < 1:
+            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+        super().__init__(num_particles=int(num_particles), max_plate_nesting=max_plate_nesting,
+                         vectorize_particles=False)
+        self.dreg = dreg
+        self.data_plate = data_plate
+
+    def _particles(self, fn):
+        return pyro.plate(PARTICLE_PLATE, self.num_particles, dim=-(self.max_plate_nesting + 1))(fn)
+
+    def _get_trace(self, model, guide, args, kwargs):
+        """The guide's trace and the model's replayed against it, vectorized over the particles."""
+        guide_trace = poutine.trace(self._particles(guide)).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(self._particles(model), trace=guide_trace)).get_trace(
+            *args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
+        return model_trace, guide_trace
+
+    def _per_example(self, trace, observed):
+        """Sum of the trace's site log-densities per particle and example, ``(K|1, B|1)``, and the plate scale."""
+        depth = self.max_plate_nesting + 1
+        total, plate_scale = 0.0, None
+        for name, site in scored_sites(trace, observed=observed):
+            frames = [f for f in site["cond_indep_stack"] if f.name == self.data_plate]
+            if not frames or frames[0].dim is None:
+                raise ValueError(
+                    f"IWAE_ELBO bounds each element of pyro.plate({self.data_plate!r}) separately, but "
+                    f"site {name!r} is not inside that plate (a latent shared by all examples has no "
+                    "per-example bound; use pyro.infer.RenyiELBO(alpha=0) for it)"
+                )
+            frame = frames[0]
+            scale = frame.full_size / frame.size if frame.full_size is not None else 1.0
+            plate_scale = scale
+            log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+            log_prob = scale_and_mask(log_prob, site["scale"] / scale, site["mask"])
+            if not isinstance(log_prob, torch.Tensor):
+                log_prob = torch.as_tensor(log_prob)
+            if log_prob.dim() > depth:
+                raise ValueError(f"site {name!r}: log_prob has shape {tuple(log_prob.shape)}, more batch "
+                                 f"dimensions than max_plate_nesting + 1 = {depth}")
+            log_prob = log_prob.reshape((1,) * (depth - log_prob.dim()) + log_prob.shape)
+            data_dim = depth + frame.dim
+            keep = log_prob.shape[0], log_prob.shape[data_dim]
+            others = [d for d in range(1, depth) if d != data_dim]
+            if others:
+                log_prob = log_prob.sum(others)
+            total = total + log_prob.reshape(keep)
+        return total, plate_scale
+
+    def _check_reparameterized(self, guide_trace):
+        for name, site in scored_sites(guide_trace, observed=False):
+            if not site["fn"].has_rsample:
+                raise ValueError(
+                    f"guide site {name!r} draws from {type(site['fn']).__name__}, which is not "
+                    "reparameterized; IWAE_ELBO's gradients are pathwise. Use "
+                    "pyro.infer.RenyiELBO(alpha=0) (score-function terms) or a reparameterized family."
+                )
+
+    def _prepare(self, model, guide, args, kwargs):
+        if self.max_plate_nesting == float("inf"):
+            # the guess runs the pair once; the caller's random stream is left where it was
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=devices):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
+
+    def log_weights(self, model, guide, *args, **kwargs):
+        """Log-weights :math:`\\log w_{k,b}` of one vectorized run, shape ``(K, B)``, nats, and the data plate's scale N/B.
+
+        Gradients flow through them as in the plain IWAE estimator.
+        """
+        self._prepare(model, guide, args, kwargs)
+        model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
+        if torch.is_grad_enabled():
+            self._check_reparameterized(guide_trace)
+        log_p, scale = self._per_example(model_trace, observed=True)
+        log_q, _ = self._per_example(guide_trace, observed=False)
+        return log_p - log_q, scale
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """Minus the sum over the batch of the per-example bounds (nats), a scalar that gradients flow through."""
+        if not self.dreg or not torch.is_grad_enabled():
+            log_w, scale = self.log_weights(model, guide, *args, **kwargs)
+            bound = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+            return -(bound * scale).sum()
+        mode = get_proxy_mode()
+        if mode is not None and not getattr(mode, "pre_dispatch", False):
+            raise NotImplementedError(
+                "IWAE_ELBO(dreg=True) is being recorded by make_fx without pre_dispatch (as CompiledLoss "
+                "does), which records .detach() as an alias: every stop-gradient of DReG would vanish and the "
+                "guide would silently get the plain IWAE gradient. Train DReG without compile"
+            )
+        self._prepare(model, guide, args, kwargs)
+        particles_model, particles_guide = self._particles(model), self._particles(guide)
+        guide_trace = poutine.trace(particles_guide).get_trace(*args, **kwargs)
+        self._check_reparameterized(guide_trace)
+        model_trace = poutine.trace(poutine.replay(particles_model, trace=guide_trace)).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
+        # log q_{stop(phi)}(z_k | x): the guide replayed on the draws with its parameters detached
+        stopped_trace = poutine.trace(
+            poutine.replay(self._particles(stop_parameters(guide)), trace=guide_trace)).get_trace(*args, **kwargs)
+        # log p_theta(x, stop(z_k)): the model's gradient without a path to the guide
+        detached_model_trace = poutine.trace(
+            poutine.replay(particles_model, trace=_detached_trace(guide_trace))).get_trace(*args, **kwargs)
+        log_p, scale = self._per_example(model_trace, observed=True)
+        log_q, _ = self._per_example(stopped_trace, observed=False)
+        log_p_detached_z, _ = self._per_example(detached_model_trace, observed=True)
+        log_w = log_p - log_q
+        weights = torch.softmax(log_w.detach(), 0)
+        surrogate = (weights**2 * log_w + (weights - weights**2) * log_p_detached_z).sum(0) * scale
+        bound = (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])) * scale
+        total = surrogate.sum()
+        return -(bound.sum() + total - total.detach())
+
+    def loss(self, model, guide, *args, **kwargs):
+        """Minus the summed per-example bound (nats) as a float, without gradients."""
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """The loss (nats) as a float; the (IWAE or DReG) gradients accumulate in the parameters."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.item()
+
+
+__all__ = ["IWAE_ELBO", "PARTICLE_PLATE", "stop_parameters"]
