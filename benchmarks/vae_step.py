@@ -76,16 +76,16 @@ class PlainVAE(nn.Module):
     convolutional encoder body and decoder (:mod:`pyrogen.networks`) with two linear heads.
     """
 
-    def __init__(self, architecture="mlp"):
+    def __init__(self, architecture="mlp", latent_dim=50):
         super().__init__()
-        self.architecture = architecture
+        self.architecture, d = architecture, latent_dim
         if architecture == "mlp":
-            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
-            self.dec1, self.dec2 = nn.Linear(50, 400), nn.Linear(400, 784)
+            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, d), nn.Linear(400, d)
+            self.dec1, self.dec2 = nn.Linear(d, 400), nn.Linear(400, 784)
         else:
             self.body = build_encoder("conv", (1, 28, 28), (400,))
-            self.loc, self.scale = nn.Linear(self.body.out_features, 50), nn.Linear(self.body.out_features, 50)
-            self.decoder = build_decoder("conv", 50, (1, 28, 28), 1, (400,))
+            self.loc, self.scale = nn.Linear(self.body.out_features, d), nn.Linear(self.body.out_features, d)
+            self.decoder = build_decoder("conv", d, (1, 28, 28), 1, (400,))
 
     def _encode(self, x):
         """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``."""
@@ -120,7 +120,7 @@ class PlainVAE(nn.Module):
 
     def as_pyrogen(self):
         """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
-        vae = VAE(latent_dim=50, hidden=(400,))
+        vae = VAE(latent_dim=self.loc.out_features, hidden=(400,))
         names = {"encoder.0.net.0": self.enc, "encoder.1.layers.loc": self.loc,
                  "encoder.1.layers.scale": self.scale, "decoder.net.0": self.dec1,
                  "decoder.net.2": self.dec2}
