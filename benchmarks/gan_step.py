@@ -48,11 +48,11 @@ def plain_step(g_net, d_net, opt_g, opt_d, real, latent_dim):
     return loss_d.detach(), loss_g.detach(), torch.sigmoid(real_scores).mean(), torch.sigmoid(fake_scores).mean()
 
 
-def build(args, seed):
+def build(args, seed, device):
     torch.manual_seed(seed)
     gen = Generator(args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden),
-                    channels=args.channels)
-    disc = build_discriminator(args.architecture, hidden=tuple(args.hidden), channels=args.channels)
+                    channels=args.channels).to(device)
+    disc = build_discriminator(args.architecture, hidden=tuple(args.hidden), channels=args.channels).to(device)
     adam = lambda ps: torch.optim.Adam(ps, lr=2e-4, betas=(0.5, 0.999))  # noqa: E731
     return gen, disc, adam(gen.parameters()), adam(disc.parameters())
 
@@ -67,15 +67,18 @@ def main():
     p.add_argument("--steps", type=int, default=10, help="steps per timed block")
     p.add_argument("--rounds", type=int, default=15, help="timed blocks of each loop")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     pyro.enable_validation(False)
-    real = torch.rand(args.batch_size, 1, 28, 28)
+    device = torch.device(args.device)
+    real = torch.rand(args.batch_size, 1, 28, 28, device=device)
 
-    gen_a, disc_a, opt_ga, opt_da = build(args, 0)
+    gen_a, disc_a, opt_ga, opt_da = build(args, 0, device)
     gan = Adversarial(gen_a.model, disc_a, opt_ga, opt_da, loss="nonsaturating")
-    g_net, d_net, opt_gb, opt_db = build(args, 0)
+    g_net, d_net, opt_gb, opt_db = build(args, 0, device)
     g_net = g_net.network  # the same network, called directly
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run_pyrogen():
         for _ in range(args.steps):
@@ -91,11 +94,13 @@ def main():
         fn()  # warm-up
     for r in range(args.rounds):
         for name in (("pyrogen", "plain") if r % 2 == 0 else ("plain", "pyrogen")):
+            sync()
             start = time.perf_counter()
             loops[name]()
+            sync()
             times[name].append((time.perf_counter() - start) / args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.architecture}, batch {args.batch_size}, {args.threads} thread(s), "
+    print(f"{args.architecture} on {device.type}, batch {args.batch_size}, {args.threads} thread(s), "
           f"{args.rounds} blocks x {args.steps} steps each, interleaved")
     for k in loops:
         print(f"  {k:8s} median {1e3 * med[k]:.2f} ms/step (min {1e3 * min(times[k]):.2f}, "

@@ -9,6 +9,7 @@ the same test ELBO and importance-sampled log p(x) (K = 100), nats per example.
 
     python benchmarks/vae_step.py --epochs 5
     python benchmarks/vae_step.py --architecture conv --epochs 1 --train-size 10000   # step times only
+    python benchmarks/vae_step.py --batch-size 1024 --epochs 5     # the other batch sizes: 256, 1024
 
 Rows:
 
@@ -27,6 +28,20 @@ Rows:
   by ``torch.compile``; its compilation time is printed, not counted in the
   median (it falls in the first epoch).
 * ``pyro-tutorial``: ``pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam, Trace_ELBO()).step``.
+* ``pythae``: pythae's ``VAE`` (its forward and loss: analytic KL, mean over the
+  batch) on the same layers, with ``torch.optim.Adam`` lr 1e-3, when pythae is
+  importable (an optional peer, never a dependency of pyrogen: install it into a
+  side environment with ``pip install pythae``). MLP only.
+
+Besides ms per step, every loop reports the training wall-clock time (its own
+blocks only, evaluation excluded) until its test ELBO on the first
+``--target-images`` statically binarized test images first reaches
+``--target-elbo`` (-250 nats), checked every ``--target-every`` blocks.
+
+``--device cuda`` runs the same comparison on a GPU (``benchmarks/gpu_check.sh``);
+``--cudagraphs`` adds a ``pyrogen-compile-cudagraphs`` row (the compiled ELBO with
+inductor's CUDA graphs), ``--autocast bf16`` runs the hand-written and pyrogen
+eager steps under ``torch.autocast`` (rows suffixed ``-bf16``).
 """
 
 import argparse
@@ -45,6 +60,14 @@ from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
 from pyrogen.networks import build_decoder, build_encoder
 
+try:  # an optional peer for the comparison, never a dependency
+    from pythae.models import VAE as PythaeVAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.data.datasets import DatasetOutput
+except ImportError:
+    PythaeVAE = None
+
 
 class PlainVAE(nn.Module):
     """The network of ``VAE(latent_dim=50, hidden=(400,), architecture=...)`` with a hand-written loss.
@@ -53,16 +76,16 @@ class PlainVAE(nn.Module):
     convolutional encoder body and decoder (:mod:`pyrogen.networks`) with two linear heads.
     """
 
-    def __init__(self, architecture="mlp"):
+    def __init__(self, architecture="mlp", latent_dim=50):
         super().__init__()
-        self.architecture = architecture
+        self.architecture, d = architecture, latent_dim
         if architecture == "mlp":
-            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
-            self.dec1, self.dec2 = nn.Linear(50, 400), nn.Linear(400, 784)
+            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, d), nn.Linear(400, d)
+            self.dec1, self.dec2 = nn.Linear(d, 400), nn.Linear(400, 784)
         else:
             self.body = build_encoder("conv", (1, 28, 28), (400,))
-            self.loc, self.scale = nn.Linear(self.body.out_features, 50), nn.Linear(self.body.out_features, 50)
-            self.decoder = build_decoder("conv", 50, (1, 28, 28), 1, (400,))
+            self.loc, self.scale = nn.Linear(self.body.out_features, d), nn.Linear(self.body.out_features, d)
+            self.decoder = build_decoder("conv", d, (1, 28, 28), 1, (400,))
 
     def _encode(self, x):
         """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``."""
@@ -97,13 +120,42 @@ class PlainVAE(nn.Module):
 
     def as_pyrogen(self):
         """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
-        vae = VAE(latent_dim=50, hidden=(400,))
+        vae = VAE(latent_dim=self.loc.out_features, hidden=(400,))
         names = {"encoder.0.net.0": self.enc, "encoder.1.layers.loc": self.loc,
                  "encoder.1.layers.scale": self.scale, "decoder.net.0": self.dec1,
                  "decoder.net.2": self.dec2}
         state = {f"{k}.{p}": getattr(m, p).detach().clone() for k, m in names.items() for p in ("weight", "bias")}
         vae.load_state_dict(dict(vae.state_dict(), **state))
         return vae
+
+
+def pythae_vae(plain):
+    """pythae's ``VAE`` on the layers of an (MLP) :class:`PlainVAE`: its forward, its loss.
+
+    pythae's encoder returns the log-variance, so the scale head of ``plain`` (a log
+    standard deviation) is reused with its output doubled, and ``plain.as_pyrogen()`` still maps it.
+    """
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.loc, self.scale = plain.enc, plain.loc, plain.scale
+
+        def forward(self, x):
+            h = F.softplus(self.enc(x.flatten(1)))
+            return ModelOutput(embedding=self.loc(h), log_covariance=2 * self.scale(h))
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.dec1, self.dec2 = plain.dec1, plain.dec2
+
+        def forward(self, z):
+            probs = torch.sigmoid(self.dec2(F.softplus(self.dec1(z))))
+            return ModelOutput(reconstruction=probs.reshape(-1, 1, 28, 28))
+
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce")
+    return PythaeVAE(config, encoder=Encoder(), decoder=Decoder())
 
 
 def main():
@@ -116,100 +168,170 @@ def main():
     parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp",
                         help="conv: pyrogen's convolutional encoder and decoder; times only (no evaluation)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--batch-size", type=int, default=100, help="M, examples per step")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--target-elbo", type=float, default=-250.0,
+                        help="the test ELBO (nats per image) whose first crossing is timed")
+    parser.add_argument("--target-every", type=int, default=2, help="check the target every N blocks")
+    parser.add_argument("--target-images", type=int, default=2000, help="test images for the target check")
+    parser.add_argument("--cudagraphs", action="store_true", help="add the compiled step with CUDA graphs")
+    parser.add_argument("--autocast", choices=["bf16"], default=None,
+                        help="add plain and pyrogen eager rows under torch.autocast(bfloat16)")
+    parser.add_argument("--no-pythae", action="store_true", help="leave pythae out even if importable")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    batch = args.batch_size
 
     train = load_fashion_mnist("train")
     test = load_fashion_mnist("test")
     if args.train_size:
         train = train.subset(args.train_size)
-    test_x = static_binarize(test.images, 12345)
+    test_x = static_binarize(test.images, 12345).to(device)
+    target_x = test_x[: args.target_images]
 
-    def hand_written(loss_name, **adam_options):
+    def hand_written(loss_name, autocast=False, **adam_options):
         """A freshly seeded PlainVAE and its step: zero_grad, loss, backward, Adam step."""
         pyro.set_rng_seed(args.seed)
-        model = PlainVAE(args.architecture)
+        model = PlainVAE(args.architecture).to(device)
         optim = torch.optim.Adam(model.parameters(), lr=1e-3, **adam_options)
         loss_fn = getattr(model, loss_name)
 
         def step(x):
             optim.zero_grad(set_to_none=True)
-            loss_fn(x).backward()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = loss_fn(x)
+            loss.backward()
             optim.step()
 
         return model, step
 
-    plain, plain_step = hand_written("loss", fused=True)
-    plain_mc, plain_mc_step = hand_written("mc_kl_loss", fused=True)
-    plain_default, plain_default_step = hand_written("loss")  # torch.optim.Adam's defaults
+    def pyrogen_loop(compile=False, autocast=False, **compile_options):
+        pyro.set_rng_seed(args.seed)
+        vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
+        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
+                       ReparamTrace_ELBO(), compile=compile)
+        if compile_options:
+            svi.loss_module.compile_options.update(compile_options)
+        if compile:
+            start = time.perf_counter()
+            with pyro.validation_enabled(False):
+                svi.loss_module(torch.zeros(batch, 1, 28, 28, device=device)).backward()  # records and compiles
+            vae.zero_grad(set_to_none=True)
+            print(f"pyrogen-compile{'-cudagraphs' if compile_options else ''}: recorded and compiled in "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+        if not autocast:
+            return vae, svi.step
+
+        def step(x):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return svi.step(x)
+
+        return vae, step
+
+    models, loops = {}, {}
+    plain, loops["plain"] = hand_written("loss", fused=True)
+    models["plain"] = plain
+    models["plain-mc-kl"], loops["plain-mc-kl"] = hand_written("mc_kl_loss", fused=True)
+    models["plain-default-adam"], loops["plain-default-adam"] = hand_written("loss")  # Adam's defaults
+    models["pyrogen"], loops["pyrogen"] = pyrogen_loop()
+    models["pyrogen-compile"], loops["pyrogen-compile"] = pyrogen_loop(compile=True)
+    if args.cudagraphs:
+        models["pyrogen-compile-cudagraphs"], loops["pyrogen-compile-cudagraphs"] = pyrogen_loop(
+            compile=True, **{"triton.cudagraphs": True})
+    if args.autocast:
+        models["plain-bf16"], loops["plain-bf16"] = hand_written("loss", autocast=True, fused=True)
+        models["pyrogen-bf16"], loops["pyrogen-bf16"] = pyrogen_loop(autocast=True)
 
     pyro.set_rng_seed(args.seed)
-    vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
-    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
-                   ReparamTrace_ELBO())
-
-    pyro.set_rng_seed(args.seed)
-    compiled_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
-    compiled = TorchSVI(compiled_vae.model, compiled_vae.guide,
-                        torch.optim.Adam(compiled_vae.parameters(), lr=1e-3, fused=True),
-                        ReparamTrace_ELBO(), compile=True)
-    start = time.perf_counter()
-    with pyro.validation_enabled(False):
-        compiled.loss_module(torch.zeros(100, 1, 28, 28)).backward()  # records and compiles
-    compiled_vae.zero_grad(set_to_none=True)
-    print(f"pyrogen-compile: recorded and compiled in {time.perf_counter() - start:.1f} s", flush=True)
-
-    pyro.set_rng_seed(args.seed)
-    tutorial_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture)
+    tutorial_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
     tutorial = pyro.infer.SVI(tutorial_vae.model, tutorial_vae.guide, pyro.optim.Adam({"lr": 1e-3}),
                               pyro.infer.Trace_ELBO())
+    models["pyro-tutorial"], loops["pyro-tutorial"] = tutorial_vae, tutorial.step
 
-    loops = {"plain": plain_step, "plain-mc-kl": plain_mc_step, "plain-default-adam": plain_default_step,
-             "pyrogen": svi.step, "pyrogen-compile": compiled.step, "pyro-tutorial": tutorial.step}
-    loaders = {name: DeviceLoader(train.images, 100, binarize="dynamic", seed=args.seed + 1) for name in loops}
+    if PythaeVAE is not None and not args.no_pythae and args.architecture == "mlp":
+        pyro.set_rng_seed(args.seed)
+        pythae_layers = PlainVAE("mlp").to(device)
+        pythae_model = pythae_vae(pythae_layers).to(device)
+        pythae_optim = torch.optim.Adam(pythae_model.parameters(), lr=1e-3)
+
+        def pythae_step(x):
+            pythae_optim.zero_grad(set_to_none=True)
+            pythae_model(DatasetOutput(data=x)).loss.backward()
+            pythae_optim.step()
+
+        models["pythae"], loops["pythae"] = pythae_layers, pythae_step
+    elif not args.no_pythae and args.architecture == "mlp":
+        print("pythae is not importable here: no pythae row (pip install pythae in a side environment)")
+
+    def as_pyrogen(name):
+        model = models[name]
+        return model.as_pyrogen().to(device) if isinstance(model, PlainVAE) else model
+
+    def test_elbo(name, x):
+        model = as_pyrogen(name)
+        pyro.set_rng_seed(123)
+        with pyro.validation_enabled(False):
+            return evaluate_dataset(model.model, model.guide, x, batch_size=500)["elbo"]
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    loaders = {name: DeviceLoader(train.images, batch, binarize="dynamic", seed=args.seed + 1, device=device)
+               for name in loops}
     per_step = {name: [] for name in loops}
+    trained = dict.fromkeys(loops, 0.0)  # seconds of training so far
+    reached = dict.fromkeys(loops)  # seconds of training when the target ELBO was first reached
+    blocks_per_epoch = max(1, len(loaders["plain"]) // args.block)
     with pyro.validation_enabled(False):
         for epoch in range(args.epochs):
             batches = {name: iter(loader) for name, loader in loaders.items()}
-            for _ in range(0, len(loaders["plain"]), args.block):
+            for block in range(0, len(loaders["plain"]), args.block):
                 for name, step in loops.items():
+                    sync()
                     start, count = time.perf_counter(), 0
                     for x in itertools.islice(batches[name], args.block):
                         step(x)
                         count += 1
-                    per_step[name].append((time.perf_counter() - start) / count)
+                    sync()
+                    seconds = time.perf_counter() - start
+                    if count:
+                        per_step[name].append(seconds / count)
+                        trained[name] += seconds
+                    if reached[name] is None and (block // args.block + 1) % args.target_every == 0:
+                        if test_elbo(name, target_x) >= args.target_elbo:
+                            reached[name] = trained[name]
             print(f"epoch {epoch + 1}: " + ", ".join(
-                f"{n} {statistics.median(t[-(len(loaders['plain']) // args.block):]) * 1e3:.2f} ms"
-                for n, t in per_step.items()), flush=True)
+                f"{n} {statistics.median(t[-blocks_per_epoch:]) * 1e3:.2f} ms" for n, t in per_step.items()),
+                flush=True)
 
     reference = statistics.median(per_step["plain"])
     same_estimator = statistics.median(per_step["plain-mc-kl"])
-    print(f"\nFashion-MNIST, {args.architecture} VAE, {args.epochs} epochs, M = 100, L = 1, "
+    print(f"\nFashion-MNIST, {args.architecture} VAE on {device.type}, {args.epochs} epochs, M = {batch}, L = 1, "
           f"torch threads {torch.get_num_threads()}")
+
+    def reach(name):
+        return f"{reached[name]:.1f} s" if reached[name] is not None else "not reached"
+
     if args.architecture == "conv":
-        print("| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl |")
-        print("|---|---|---|---|---|")
+        print(f"| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} |")
+        print("|---|---|---|---|---|---|")
         for name, times in per_step.items():
             ms = statistics.median(times) * 1e3
-            print(f"| {name} | {ms:.2f} | {100e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
-                  f"| {ms / same_estimator / 1e3:.2f}x |")
+            print(f"| {name} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
+                  f"| {ms / same_estimator / 1e3:.2f}x | {reach(name)} |")
         return
-    models = {"plain": plain.as_pyrogen(), "plain-mc-kl": plain_mc.as_pyrogen(),
-              "plain-default-adam": plain_default.as_pyrogen(), "pyrogen": vae,
-              "pyrogen-compile": compiled_vae, "pyro-tutorial": tutorial_vae}
-    print("| loop | ms / step | ratio to plain | ratio to plain-mc-kl | test ELBO | test log p(x), K = %d |"
-          % args.eval_samples)
-    print("|---|---|---|---|---|---|")
-    for name, model in models.items():
+    print(f"| loop | ms / step | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} | test ELBO "
+          f"| test log p(x), K = {args.eval_samples} |")
+    print("|---|---|---|---|---|---|---|")
+    for name in loops:
+        model = as_pyrogen(name)
         pyro.set_rng_seed(123)
         with pyro.validation_enabled(False):
             result = evaluate_dataset(model.model, model.guide, test_x, batch_size=500,
                                       num_samples=args.eval_samples)
         ms = statistics.median(per_step[name]) * 1e3
         print(f"| {name} | {ms:.2f} | {ms / reference / 1e3:.2f}x | {ms / same_estimator / 1e3:.2f}x "
-              f"| {result['elbo']:.2f} | {result['log_px']:.2f} |")
-
+              f"| {reach(name)} | {result['elbo']:.2f} | {result['log_px']:.2f} |")
 
 if __name__ == "__main__":
     main()

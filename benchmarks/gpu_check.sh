@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One command for a GPU session: the CUDA tests, the VAE step (MLP and conv) and the GAN step
+# on the device, every figure appended to one file. Sized to finish in at most 7 minutes on one
+# GPU (an H200 here); --quick is the CPU rehearsal that checks the script itself.
+#
+#   bash benchmarks/gpu_check.sh                          # on the GPU machine: figures in gpu_check.txt
+#   bash benchmarks/gpu_check.sh --device cpu --quick     # rehearsal on the CPU, a minute or two
+#   bash benchmarks/gpu_check.sh --out "$OUT/gpu_check.txt"
+#
+# GPU targets (issue 16): eager pyrogen at most 1.3x a plain eager PyTorch step, compiled at most
+# 1.0x, compiled with CUDA graphs at most 0.5x, and at least 3x faster than Pyro's tutorial loop.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+device=cuda
+quick=0
+out=gpu_check.txt
+python=${PYTHON:-.venv/bin/python}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "gpu_check.sh: unknown argument $1 (expected --device cpu|cuda, --quick, --out FILE)" >&2; exit 2 ;;
+  esac
+done
+if [ "$device" != cpu ] && [ "$device" != cuda ]; then
+  echo "gpu_check.sh: --device must be cpu or cuda, got $device" >&2
+  exit 2
+fi
+
+if [ "$quick" = 1 ]; then
+  vae_mlp=(--epochs 1 --train-size 2000 --block 5 --eval-samples 5 --target-images 500)
+  vae_conv=(--epochs 1 --train-size 500 --block 2)
+  gan=(--steps 2 --rounds 2)
+else
+  vae_mlp=(--epochs 3 --eval-samples 100)
+  vae_conv=(--epochs 1 --train-size 20000)
+  gan=(--steps 20 --rounds 15)
+fi
+extra=()
+if [ "$device" = cuda ]; then extra=(--cudagraphs); fi
+
+status=0
+: >"$out"
+section() {
+  local title=$1
+  shift
+  echo "== $title: $*" | tee -a "$out"
+  local start=$SECONDS
+  "$@" 2>&1 | tee -a "$out"
+  local rc=${PIPESTATUS[0]}
+  echo "== $title: exit $rc after $((SECONDS - start)) s" | tee -a "$out"
+  [ "$rc" = 0 ] || status=1
+}
+
+{ echo "pyrogen GPU check, $(date -u +%Y-%m-%dT%H:%MZ), device $device, quick $quick"
+  "$python" -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; } 2>&1 | tee -a "$out"
+if [ "$device" = cuda ]; then
+  section "CUDA tests" "$python" -m pytest -q -m cuda -p no:cacheprovider
+fi
+section "VAE step, MLP" "$python" benchmarks/vae_step.py --device "$device" "${vae_mlp[@]}" "${extra[@]}" --autocast bf16
+section "VAE step, conv" "$python" benchmarks/vae_step.py --device "$device" --architecture conv "${vae_conv[@]}" "${extra[@]}"
+section "GAN step, DCGAN" "$python" benchmarks/gan_step.py --device "$device" "${gan[@]}"
+echo "figures written to $out"
+exit $status
