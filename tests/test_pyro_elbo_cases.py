@@ -539,3 +539,26 @@ def test_elbo_mapdata(batch_size):  # test_elbo_mapdata.py::test_elbo_mapdata
             pyro.sample("obs", dist.Normal(loc, 0.7).to_event(1), obs=data[ind])
 
     assert_same(model, normal_guide("loc", shape=(2,)), num_particles=2, vectorize_particles=True)
+
+
+# --- vectorized particles in pyrogen's own loss modules ---------------------------------------
+
+def test_vae_vectorized_particles_eager_and_compiled_equal_trace_elbo():
+    # Follows test_valid_models.py::test_vectorized_num_particles with pyrogen's VAE; before the fix
+    # ReparamTrace_ELBO(vectorize_particles=True) was a TypeError, in CompiledLoss too.
+    from pyrogen.infer import CompiledLoss, ELBOModule
+    from pyrogen.models import VAE
+
+    vae = VAE(latent_dim=4, hidden=(24,))
+    x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
+    kwargs = dict(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    compiled = CompiledLoss(ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO(**kwargs)))
+    values = {}
+    for name, loss in [("trace", ELBOModule(vae.model, vae.guide, Trace_ELBO(**kwargs))),
+                       ("eager", ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO(**kwargs))),
+                       ("compiled", compiled)]:
+        pyro.set_rng_seed(3)
+        with pyro.validation_enabled(False):
+            values[name] = loss(x).item()
+    assert values["eager"] == pytest.approx(values["trace"], rel=1e-6)
+    assert values["compiled"] == pytest.approx(values["trace"], rel=1e-5)  # fused-kernel rounding

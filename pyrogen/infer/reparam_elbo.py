@@ -67,7 +67,10 @@ class ReparamTrace_ELBO(ELBO):
     Trace_ELBO's checks: ``check_model_guide_match``, the site-shape check
     (a batched site outside a plate without ``.to_event`` is Pyro's
     ``ValueError``), the warning for guide sites marked for enumeration, and
-    "Encountered NaN" warnings naming the site. A reparameterized site whose
+    "Encountered NaN" warnings naming the site (Trace_ELBO warns of a NaN loss
+    also with validation off; this estimator only under validation, since the
+    check reads the loss on the host, which :class:`~pyrogen.infer.TorchSVI`'s
+    hot loop avoids). A reparameterized site whose
     distribution still has a score-function part (Pyro's
     :class:`~pyro.distributions.Rejector`, e.g. ``ShapeAugmentedGamma``) gets
     Trace_ELBO's surrogate term, so its gradient is unbiased and equal to
@@ -148,7 +151,8 @@ class ReparamTrace_ELBO(ELBO):
         loss = -elbo / self.num_particles
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(loss)
-        warn_if_nan(loss, "loss")
+        if is_validation_enabled():  # a host synchronisation: not in TorchSVI's unvalidated hot loop
+            warn_if_nan(loss, "loss")
         return loss
 
     def loss(self, model, guide, *args, **kwargs):
