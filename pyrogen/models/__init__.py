@@ -1,6 +1,7 @@
 """Generative models as Pyro model/guide pairs."""
 
-from pyrogen.models.gan import Generator
+from pyrogen.models.conditional import ConditionalVAE
+from pyrogen.models.gan import ConditionalGenerator, Generator
 from pyrogen.models.vae import VAE
 
-__all__ = ["VAE", "Generator"]
+__all__ = ["VAE", "Generator", "ConditionalVAE", "ConditionalGenerator"]
