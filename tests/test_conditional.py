@@ -20,8 +20,9 @@ def test_projection_discriminator_output_equals_its_formula():
     with torch.no_grad():
         phi = disc.features(x)
         expected = phi @ disc.psi.weight[0] + disc.psi.bias[0] + (disc.embed.weight[y] * phi).sum(1)
-        phi_by_hand = torch.nn.functional.leaky_relu(
-            disc.features.net[3](torch.nn.functional.leaky_relu(disc.features.net[1]((2 * x - 1).flatten(1)), 0.2)), 0.2)
+        lrelu = torch.nn.functional.leaky_relu
+        net = disc.features.net
+        phi_by_hand = lrelu(net[3](lrelu(net[1]((2 * x - 1).flatten(1)), 0.2)), 0.2)
         assert torch.allclose(phi, phi_by_hand)
         assert torch.allclose(disc(x, y), expected, atol=1e-6)
         # only the projection term depends on y: changing one label moves only that example's score
@@ -110,3 +111,17 @@ def test_trained_cvae_samples_land_in_their_class(one_thread):
         y = torch.randint(K, (64,))
         svi.step(PROTOTYPES[y] + 0.05 * torch.randn(64, 1, 2, 2), y)
     assert accuracy() > 0.9
+
+
+def test_conditional_adversarial_takes_one_label_tensor_per_batch_with_d_steps():
+    gen = ConditionalGenerator(num_classes=K, latent_dim=3, image_shape=(1, 2, 2), architecture="mlp", hidden=(8,))
+    disc = ProjectionDiscriminator(num_classes=K, image_shape=(1, 2, 2), hidden=(8,))
+    seen = []
+    disc.register_forward_hook(lambda m, args, out: seen.append(args[1].clone()))
+    gan = Adversarial(gen.model, disc, loss="hinge", label="y", d_steps=2)
+    y1, y2 = torch.tensor([0, 1, 2]), torch.tensor([3, 3, 0])
+    gan.step([PROTOTYPES[y1], PROTOTYPES[y2]], y=[y1, y2])
+    # first update: real and fake with y1; second: with y2; generator update: the last fakes, y2
+    assert [s.tolist() for s in seen] == [y1.tolist()] * 2 + [y2.tolist()] * 3
+    with pytest.raises(DataError, match=r"^pass one label tensor per real batch: 2 batch\(es\), y=Tensor$"):
+        gan.step([PROTOTYPES[y1], PROTOTYPES[y2]], y=y1)

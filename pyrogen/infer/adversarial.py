@@ -90,7 +90,8 @@ class Adversarial:
         Then ``step(x, y=labels)`` passes the labels to the model (the fakes are generated
         for the real batch's classes) and calls the discriminator as
         ``discriminator(examples, labels)`` on both batches (see
-        :class:`~pyrogen.models.gan.ProjectionDiscriminator`); one real batch per step.
+        :class:`~pyrogen.models.gan.ProjectionDiscriminator`). With a list of ``d_steps``
+        real batches, pass a list of as many label tensors, one per batch.
 
     Each :meth:`step` makes ``d_steps`` discriminator updates and one generator update,
     and returns a dict of detached scalar tensors (no host synchronisation):
@@ -285,9 +286,6 @@ class Adversarial:
 
     def _batches(self, x):
         if isinstance(x, (list, tuple)):
-            if self.label is not None:
-                raise DataError("a conditional Adversarial takes one real batch per step (with its labels), "
-                                "not a list of batches")
             if len(x) != self.d_steps:
                 raise DataError(f"step got {len(x)} real batches; pass one batch, or a list of d_steps = "
                                 f"{self.d_steps} batches (one per discriminator update)")
@@ -322,9 +320,19 @@ class Adversarial:
         :returns: dict of detached scalar tensors (see the class docs).
         """
         batches = self._batches(x)
-        labels = self._labels(kwargs)
+        labels = per_batch = self._labels(kwargs)
+        if labels is not None:
+            if isinstance(x, (list, tuple)) != isinstance(labels, (list, tuple)) or (
+                    isinstance(labels, (list, tuple)) and len(labels) != len(batches)):
+                n = len(batches) if isinstance(x, (list, tuple)) else 1
+                raise DataError(f"pass one label tensor per real batch: {n} batch(es), "
+                                f"{self.label}={type(labels).__name__}")
+            per_batch = list(labels) if isinstance(labels, (list, tuple)) else [labels] * len(batches)
         for i, real in enumerate(batches):
             last = i == len(batches) - 1
+            if labels is not None:
+                labels = per_batch[i]
+                kwargs[self.label] = labels
             if last:
                 fake = self.sample(real.shape[0], **kwargs)  # kept with its graph for the generator update
             else:

@@ -45,7 +45,7 @@ encoder minimise, with :math:`s_q` and :math:`s_p` the scores of data and model 
 * ``"minimax"``: :math:`V` itself, :math:`-\\mathbb{E}\\operatorname{softplus}(-s_q) - \\mathbb{E}\\operatorname{softplus}(s_p)`;
 * ``"nonsaturating"``: the discriminator's loss with the labels swapped,
   :math:`\\mathbb{E}\\operatorname{softplus}(s_q) + \\mathbb{E}\\operatorname{softplus}(-s_p)`
-  (what ALI's code trains);
+  (Goodfellow et al.'s non-saturating trick, applied to both players);
 * ``"least-squares"``: likewise with swapped targets, :math:`\\tfrac12\\mathbb{E}(s_p - 1)^2 + \\tfrac12\\mathbb{E}s_q^2`;
 * ``"wgan-gp"`` and ``"hinge"``: :math:`\\mathbb{E}s_q - \\mathbb{E}s_p` (as BigBiGAN, Donahue and
   Simonyan 2019, does for the hinge loss).

@@ -27,6 +27,15 @@ Networks:
   N(0, 0.02) and batch-norm scales from N(1, 0.02).
 * :class:`MLPGenerator` / :class:`MLPDiscriminator`: fully connected players.
 
+Conditional and adversarial-inference players:
+
+* :class:`ConditionalGenerator` (sites ``"y"``, ``"z"``, ``"x"``) and
+  :class:`ProjectionDiscriminator` (Miyato and Koyama 2018) for class-conditional
+  GANs, trained by :class:`pyrogen.infer.Adversarial` with ``label="y"``;
+* :class:`JointDiscriminator` D(x, z) for ALI / BiGAN
+  (:class:`pyrogen.infer.AdversarialInference`) and :class:`LatentDiscriminator`
+  D(z) for the adversarial autoencoder (:class:`pyrogen.infer.AdversarialAutoencoder`).
+
 Discriminators take ``norm="batch"`` (DCGAN), ``"spectral"`` (spectral
 normalisation of every weight, Miyato et al. 2018, and no batch norm) or
 ``"none"`` (needed by the per-example gradient penalty of WGAN-GP, which batch
