@@ -19,6 +19,7 @@ from torch.autograd.functional import jacobian
 from pyrogen.distributions import LatentFamilyError, check_guide_family, kl_method
 from pyrogen.evaluation import log_importance_weights
 from pyrogen.models import VAE
+from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models.flows import AmortizedFlow, parse_flow
 from pyrogen.testing import check_model_guide
 from pyrogen.training import VAETrainer, default_config
@@ -130,5 +131,7 @@ def test_bad_flows_are_refused():
             parse_flow(spec)
     with pytest.raises(LatentFamilyError, match="a flow maps R\\^d to R\\^d, but the guide family 'gamma'"):
         VAE(latent_dim=2, hidden=(8,), prior="gamma", posterior="gamma", flow="iaf:1")
+    with pytest.raises(LatentFamilyError, match="but Autoencoder has a guide of its own"):
+        Autoencoder(latent_dim=2, hidden=(8,), flow="iaf:1")
     assert parse_flow("radial:10") == ("radial", 10)
     assert "flow" not in VAE(latent_dim=2, hidden=(8,)).config  # configs of flow-free runs are unchanged

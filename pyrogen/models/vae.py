@@ -133,6 +133,9 @@ class VAE(PyroModule):
                 raise LatentFamilyError(
                     f"a flow maps R^d to R^d, but the guide family {self.base_family.name!r} has support "
                     f"{self.base_family.support}; use a family on the real line (normal, laplace, student-t, ...)")
+            if type(self).guide is not VAE.guide:
+                raise LatentFamilyError(
+                    f"the flow transforms the VAE's guide, but {type(self).__name__} has a guide of its own")
             if vamp:
                 raise LatentFamilyError(
                     "a VampPrior is a mixture of the guide's distribution at the pseudo-inputs, whose density at "
@@ -159,7 +162,7 @@ class VAE(PyroModule):
     def posterior(self, x):
         """q(z|x) for observations ``x`` ``(B, C, H, W)``: the encoder's distribution, pushed
         through the flow if there is one; batch shape ``(B,)``, event shape ``(latent_dim,)``."""
-        h = self.encoder[0](x)
+        h = self.encoder[0](x.reshape((x.shape[0],) + self.image_shape))
         q = self.base_family(**self.encoder[1](h))
         return q if self.flow is None else self.flow(q, h)
 
@@ -214,7 +217,7 @@ class VAE(PyroModule):
     @torch.no_grad()
     def reconstruct(self, x):
         """Decode the posterior mean (or a draw where the family or flow has no mean) of q(z|x)."""
-        q = self.posterior(x.reshape((x.shape[0],) + self.image_shape))
+        q = self.posterior(x)
         try:
             z = q.mean
         except NotImplementedError:
