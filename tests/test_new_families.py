@@ -33,6 +33,8 @@ from pyrogen.evaluation import log_importance_weights
 from pyrogen.models import VAE
 from tests.test_families import ORIGINAL, _test_function
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
+
 NEW = sorted(set(FAMILIES) - ORIGINAL)
 # a prior each new guide family may train under (its own family where the supports allow)
 PRIOR_FOR = {"uniform": "normal", "triangular": "normal", "reciprocal": "log-normal"}

@@ -15,6 +15,8 @@ from pyrogen.models.priors import VampPrior
 from pyrogen.testing import check_model_guide
 from pyrogen.training import VAETrainer, default_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
+
 K, D = 7, 3
 
 
