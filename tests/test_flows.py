@@ -9,6 +9,8 @@
   Monte Carlo; TraceMeanField_ELBO is refused before training.
 """
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -137,3 +139,29 @@ def test_bad_flows_are_refused():
         Autoencoder(latent_dim=2, hidden=(8,), flow="iaf:1")
     assert parse_flow("radial:10") == ("radial", 10)
     assert "flow" not in VAE(latent_dim=2, hidden=(8,)).config  # configs of flow-free runs are unchanged
+
+
+def test_iaf_density_off_its_draws_uses_the_inverse_and_broadcasts():
+    """log q(z_i | x_j) for all pairs: its diagonal (by the sequential inverse) equals the cached
+    log q(z_i | x_i); planar flows, which have no inverse, say so."""
+    flow = _flow("iaf:2")
+    base = dist.Normal(torch.randn(4, D), 1.0).to_event(1)
+    q = flow(base, torch.randn(4, H))
+    z = q.sample()
+    pairs = q.log_prob(z.unsqueeze(1))
+    assert pairs.shape == (4, 4)
+    assert torch.allclose(torch.diagonal(pairs), q.log_prob(z), atol=1e-4)
+    planar = _flow("planar:1")(base, torch.randn(4, H))
+    planar.log_prob(planar.sample())  # its own draw: from the cache
+    with pytest.raises(NotImplementedError, match="known only at its own draws"):
+        planar.log_prob(torch.zeros(4, D))
+
+
+@pytest.mark.parametrize("spec, has_mi", [("iaf:1", True), ("planar:1", False)])
+def test_collapse_diagnostics_of_a_flow_vae(spec, has_mi):
+    from pyrogen.evaluation.diagnostics import collapse_diagnostics
+
+    vae = VAE(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4), flow=spec)
+    x = torch.bernoulli(torch.full((12, 1, 4, 4), 0.3))
+    out = collapse_diagnostics(vae.model, vae.guide, x, batch_size=6)
+    assert out["kl"] > 0 and math.isfinite(out["kl"]) and math.isfinite(out["mi"]) == has_mi

@@ -28,9 +28,12 @@ context :math:`h(x)` (the encoder's last hidden features), so that
     :math:`r = \\lVert z_{k-1} - z_0' \\rVert` (:func:`~pyro.distributions.transforms.conditional_radial`).
 
 The result is a :class:`pyro.distributions.ConditionalTransformedDistribution`
-conditioned on :math:`h`. Its density at its own draws comes from the
-transforms' cache (planar and radial flows have no closed-form inverse), which
-is how every ELBO scores a guide site. KL(q || p) has no closed form, so the
+conditioned on :math:`h` (as a :class:`FlowDistribution`). Its density at its
+own draws comes from the transforms' cache, which is how every ELBO scores a
+guide site. At other points it needs the inverse: the IAF's is sequential (d
+network passes) and values broadcast against the batch (log q(z_i | x_j) for
+all pairs, as in the mutual-information diagnostic); planar and radial flows
+have no closed-form inverse and raise ``NotImplementedError`` there. KL(q || p) has no closed form, so the
 ELBO estimates it by Monte Carlo, :math:`\\log q(z \\mid x) - \\log p(z)` at the
 draw; :class:`pyro.infer.TraceMeanField_ELBO` is refused
 (:func:`pyrogen.distributions.check_guide_family`).
@@ -38,6 +41,7 @@ draw; :class:`pyro.infer.TraceMeanField_ELBO` is refused
 
 import re
 
+import torch
 from pyro import distributions as dist
 from pyro.distributions import transforms as T
 from torch import nn
@@ -91,8 +95,30 @@ class AmortizedFlow(nn.Module):
 
     def forward(self, base, context):
         """q(z | x): ``base`` (event shape ``(d,)``, batch ``(B,)``) through the flow conditioned on ``context`` ``(B, h)``."""
-        return dist.ConditionalTransformedDistribution(base, list(self.transforms)).condition(context)
+        q = dist.ConditionalTransformedDistribution(base, list(self.transforms)).condition(context)
+        return FlowDistribution(q.base_dist, q.transforms)
 
     def conditioned(self, context):
         """The K transforms conditioned on ``context``, as :class:`~torch.distributions.transforms.Transform` objects."""
         return [t.condition(context) for t in self.transforms]
+
+
+class FlowDistribution(dist.TransformedDistribution):
+    """A :class:`pyro.distributions.TransformedDistribution` whose :meth:`log_prob` broadcasts.
+
+    Conditioned transforms hold a context of the batch's shape, so a value
+    that broadcasts against the batch (``(B, 1, d)`` against batch ``(B,)``)
+    is first expanded to the full shape; a value that is the distribution's
+    own draw is scored from the transforms' cache as usual.
+    """
+
+    def log_prob(self, value):
+        shape = torch.broadcast_shapes(value.shape[: value.dim() - len(self.event_shape)], self.batch_shape)
+        if value.shape[: value.dim() - len(self.event_shape)] != shape:
+            value = value.expand(shape + self.event_shape)
+        try:
+            return super().log_prob(value)
+        except KeyError as error:  # Pyro's planar and radial transforms: a miss in their cache
+            raise NotImplementedError(
+                "this flow's density is known only at its own draws: planar and radial transforms have no "
+                "closed-form inverse") from error
