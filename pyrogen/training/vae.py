@@ -73,7 +73,7 @@ class VAETrainer(FitLoop):
             self.elbo = FreeBitsELBO(train_cfg["free_bits"], num_particles=train_cfg["num_particles"])
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
-            check_guide_family(vae.posterior_family, type(self.elbo).__name__)
+            check_guide_family(vae.posterior_family, type(self.elbo).__name__, prior=vae.prior_family)
             check_latent_pair(vae.prior_family, vae.posterior_family)
             self.kl_method = kl_method(vae.posterior_family, vae.prior_family,
                                        analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)))
