@@ -1,9 +1,12 @@
 """Sphinx configuration for pyrogen's documentation.
 
-Builds offline: no intersphinx downloads. References to Pyro, PyTorch and
-ArviZ names that Sphinx cannot resolve become plain links to those projects'
-documentation search pages (see ``_external_link``). Two sets of pages are
-generated at each build into ``_generated/`` (not committed):
+Builds offline and the pages read offline: no intersphinx downloads, and
+every script and stylesheet a page loads is served from the build itself
+(MathJax from the ``sphinx-mathjax-offline`` package, the theme's own files).
+References to Pyro, PyTorch and ArviZ names that Sphinx cannot resolve become
+plain links to those projects' documentation search pages (see
+``_external_link``). Two sets of pages are generated at each build into
+``_generated/`` (not committed):
 
 * ``_generated/api/<module>.rst``: one page per public pyrogen module with
   ``automodule``; a module already documented with ``automodule`` on a guide
@@ -38,6 +41,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    # MathJax 3 copied into _static/mathjax: sets mathjax_path to the local tex-chtml.js.
+    "sphinx-mathjax-offline",
 ]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": True}

@@ -2,6 +2,8 @@
 
 * ``sphinx-build -W -b html docs`` succeeds (offline: nothing is fetched), with
   an API page for every public module and a gallery page for every example;
+* the built pages read offline: no page loads a script or stylesheet from
+  another host (MathJax is served from the build);
 * every ``>>>`` example in pyrogen's docstrings passes as a doctest;
 * the Python code of each tutorial runs top to bottom, with its ALL-CAPS size
   constants shrunk.
@@ -11,6 +13,7 @@ import doctest
 import importlib
 import pkgutil
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -68,6 +71,44 @@ def test_every_example_has_a_gallery_page(html):
         text = re.sub(r"<[^>]+>", "", page)
         assert f"python examples/{script.name}" in text
         assert "parser.add_argument" in text  # the code itself
+
+
+class _Resources(HTMLParser):
+    """The URLs of the scripts and stylesheets a page loads (``src`` of ``<script>``, ``href`` of ``<link>``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script" and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        elif tag == "link" and attrs.get("href"):
+            self.urls.append(attrs["href"])
+
+
+def _resources(page):
+    parser = _Resources()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.urls
+
+
+def test_pages_load_nothing_from_other_hosts(html):
+    pages = sorted(html.rglob("*.html"))
+    assert len(pages) > 20
+    remote = {f"{page.relative_to(html)}: {url}" for page in pages for url in _resources(page)
+              if re.match(r"^(https?:)?//", url, re.IGNORECASE)}
+    assert not remote, "pages load from other hosts:\n" + "\n".join(sorted(remote))
+
+
+def test_maths_is_rendered_by_a_local_mathjax(html):
+    page = html / "index.html"
+    assert r"\(p(z)\, p_\theta(x \mid z)\)" in page.read_text()  # maths left for MathJax
+    (mathjax,) = [url for url in _resources(page) if "mathjax" in url.lower()]
+    assert (page.parent / mathjax).is_file(), mathjax
+    # the fonts MathJax's HTML output loads, relative to its script
+    assert list((page.parent / mathjax).parent.glob("output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"))
 
 
 def test_no_network_at_build_time():
