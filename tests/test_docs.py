@@ -3,7 +3,8 @@
 * ``sphinx-build -W -b html docs`` succeeds (offline: nothing is fetched), with
   an API page for every public module and a gallery page for every example;
 * the built pages read offline: no page loads a script or stylesheet from
-  another host (MathJax is served from the build);
+  another host (MathJax is served from the build), and the code blocks of the
+  front page fit its width;
 * every ``>>>`` example in pyrogen's docstrings passes as a doctest;
 * the Python code of each tutorial runs top to bottom, with its ALL-CAPS size
   constants shrunk.
@@ -109,6 +110,13 @@ def test_maths_is_rendered_by_a_local_mathjax(html):
     assert (page.parent / mathjax).is_file(), mathjax
     # the fonts MathJax's HTML output loads, relative to its script
     assert list((page.parent / mathjax).parent.glob("output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"))
+
+
+def test_front_page_code_fits_without_scrolling():
+    """At most 80 characters a line in the code blocks of the front page (they show about 90)."""
+    long = [line for line in re.findall(r"^   (\S.*)$", (DOCS / "index.rst").read_text(), re.MULTILINE)
+            if len(line) > 80]
+    assert not long, long
 
 
 def test_no_network_at_build_time():
