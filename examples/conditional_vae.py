@@ -1,4 +1,6 @@
-"""A label-conditioned VAE in your own Pyro model, with pyrogen's networks.
+"""
+A label-conditioned VAE in your own Pyro model, with pyrogen's networks
+=======================================================================
 
 A conditional VAE (Sohn, Lee and Yan, NeurIPS 2015) models
 :math:`p_\\theta(x \\mid y) = \\int p(z)\\, p_\\theta(x \\mid z, y)\\, dz` with the
@@ -23,11 +25,19 @@ and 29% for d = 2 (chance: 10%; 2 epochs on 20,000 images). A decoder that
 ignores its label is the mirror image of :doc:`posterior collapse
 </tutorials/posterior_collapse>` (where it ignores z); longer training, a
 smaller code or a penalty on :math:`I(z; y)` are the usual remedies.
+
+The figure below was made by this script with its
+defaults (the documentation build does not run it):
+
+.. image:: /_static/gallery/conditional_vae_samples.png
+   :alt: conditional vae samples
 """
+
+# sphinx_gallery_thumbnail_path = '_static/gallery/conditional_vae_samples.png'
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0],
+parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")

@@ -1,4 +1,6 @@
-"""Data-parallel VAE training with torchrun, in your own training loop.
+"""
+Data-parallel VAE training with torchrun, in your own training loop
+===================================================================
 
 Launch with ``torchrun --nproc-per-node 2 examples/ddp_vae.py`` (one process
 per GPU, or several on a CPU with the gloo backend); without ``torchrun`` it
@@ -12,12 +14,24 @@ wraps the loss in ``DistributedDataParallel``, which averages gradients over
 the processes, and scales each shard's loss by the number of processes to
 turn that average into the sum. One step on N processes is then one step of
 a single process on the whole global batch, up to floating-point summation
-order. Only rank 0 prints and evaluates.
+order. Only rank 0 prints, evaluates and draws the figure: samples from the
+prior.
+
+With the defaults as a single process on one CPU thread (``--threads 1``;
+5 epochs on all 60,000 training images) it printed a train ELBO of -246.84
+nats per image in the last epoch and a test ELBO of -247.26 nats on the first
+1,000 test images. The figure below was made by that run (the
+documentation build does not run the script):
+
+.. image:: /_static/gallery/ddp_vae_samples.png
+   :alt: ddp vae samples
 """
+
+# sphinx_gallery_thumbnail_path = '_static/gallery/ddp_vae_samples.png'
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0],
+parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")

@@ -1,4 +1,6 @@
-"""A semi-supervised VAE (M2) with pyrogen's networks inside your own model and guide.
+"""
+A semi-supervised VAE (M2) with pyrogen's networks inside your own model and guide
+==================================================================================
 
 Kingma, Rezende, Mohamed and Welling, "Semi-Supervised Learning with Deep
 Generative Models" (NeurIPS 2014), model M2, as in Pyro's ``ss_vae`` example:
@@ -24,11 +26,19 @@ paper (we did not measure a classifier trained on the 1,000 labels alone, the
 baseline that would say what the unlabelled images add). The decoded rows
 show the limit of so short a run: the code z of each test image still holds
 its garment, and changing y barely changes the picture.
+
+The figure below was made by this script with its
+defaults (the documentation build does not run it):
+
+.. image:: /_static/gallery/semi_supervised.png
+   :alt: semi supervised
 """
+
+# sphinx_gallery_thumbnail_path = '_static/gallery/semi_supervised.png'
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0],
+parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the unlabelled images")
 parser.add_argument("--num-train", type=int, default=20000, help="training images (labelled + unlabelled)")

@@ -1,4 +1,6 @@
-"""Train a VAE on Fashion-MNIST with plain Pyro SVI.
+"""
+Train a VAE on Fashion-MNIST with plain Pyro SVI
+================================================
 
 The shortest complete use of pyrogen: :class:`~pyrogen.models.vae.VAE` is a
 ``PyroModule`` whose ``model`` and ``guide`` go straight into
@@ -14,11 +16,22 @@ loaded CPU, about 7 minutes with the evaluation) it printed a train ELBO of
 -246.84 nats per image in the last epoch, and on the first 1,000 test images
 a test ELBO of -247.08 nats and an importance-sampled :math:`\\log p(x)` of
 -243.83 nats (K = 1000).
+
+The figures below were made by this script with its
+defaults (the documentation build does not run it):
+
+.. image:: /_static/gallery/vae_reconstructions.png
+   :alt: vae reconstructions
+
+.. image:: /_static/gallery/vae_samples.png
+   :alt: vae samples
 """
+
+# sphinx_gallery_thumbnail_path = '_static/gallery/vae_samples.png'
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0],
+parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")

@@ -53,7 +53,7 @@ def html(tmp_path_factory):
 
 def test_docs_build_without_warnings(html):
     assert (html / "index.html").exists()
-    for page in ("tutorials/vae_from_first_principles", "api/index", "gallery/index", "testing"):
+    for page in ("tutorials/vae_from_first_principles", "api/index", "_generated/gallery/index", "testing"):
         assert (html / f"{page}.html").exists(), page
 
 
@@ -65,13 +65,25 @@ def test_every_public_module_has_an_api_page(html):
 
 
 def test_every_example_has_a_gallery_page(html):
+    gallery = html / "_generated" / "gallery"
+    index = (gallery / "index.html").read_text()
     for script in sorted((ROOT / "examples").glob("*.py")):
-        page = (html / "_generated" / "gallery" / f"{script.stem}.html").read_text()
-        for figure in (DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"):
+        page = (gallery / f"{script.stem}.html").read_text()
+        assert f'href="{script.stem}.html' in index or f'href="#{script.stem}' in index
+        # sphinx-gallery's thumbnail is made from the example's committed figure
+        assert f"sphx_glr_{script.stem}_thumb.png" in index
+        figures = sorted((DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"))
+        assert figures, f"no committed figure for {script.name}"
+        for figure in figures:
             assert f'src="../../_images/{figure.name}"' in page
         text = re.sub(r"<[^>]+>", "", page)
-        assert f"python examples/{script.name}" in text
         assert "parser.add_argument" in text  # the code itself
+        assert "sphinx_gallery_thumbnail_path" not in text  # configuration comments are hidden
+        # the script itself, and a notebook made from it, to download
+        (download,) = re.findall(rf'href="(\.\./\.\./_downloads/[^"]+/{script.stem}\.py)"', page)
+        assert (gallery / download).read_bytes() == script.read_bytes()
+        (notebook,) = re.findall(rf'href="(\.\./\.\./_downloads/[^"]+/{script.stem}\.ipynb)"', page)
+        assert '"cell_type": "code"' in (gallery / notebook).read_text()
 
 
 class _Resources(HTMLParser):
