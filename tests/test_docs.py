@@ -40,15 +40,10 @@ def _public_modules():
 MODULES = _public_modules()
 
 
-@pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    from sphinx.cmd.build import build_main
-
-    out = tmp_path_factory.mktemp("html")
-    log = out.parent / "sphinx-warnings.txt"
-    status = build_main(["-W", "--keep-going", "-q", "-b", "html", "-w", str(log), str(DOCS), str(out)])
-    assert status == 0, "sphinx-build -W failed:\n" + log.read_text()
-    return out
+@pytest.fixture
+def html(docs_html):
+    """The built documentation (built once per session: tests/conftest.py)."""
+    return docs_html
 
 
 def test_docs_build_without_warnings(html):
