@@ -190,16 +190,17 @@ def test_aggressive_step_moves_only_the_encoder_in_the_inner_loop_and_only_the_d
     assert steps == len(batches) == svi.inner_steps and 2 <= steps <= 6
     changed = {n for n, p in vae.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("encoder.") for n in changed)
-    # an aggressive step: one inner step (max_steps = 1), then the generator step on x
+    # an aggressive step: one inner step (max_steps = 1), on x itself as in He et al.'s code,
+    # then the generator step on x
     svi.stopping = WindowedStopping(window=1, max_steps=1)
-    inner_calls = len(batches)
+    inner_calls, inner_steps = len(batches), svi.inner_steps
     svi.step(x)
-    assert len(batches) == inner_calls + 1
+    assert len(batches) == inner_calls and svi.inner_steps == inner_steps + 1
     # switched off, a step is an ordinary joint step: no inner batches, both networks move
     svi.aggressive = False
     mid = {n: p.detach().clone() for n, p in vae.named_parameters()}
     svi.step(x)
-    assert len(batches) == inner_calls + 1
+    assert len(batches) == inner_calls and svi.inner_steps == inner_steps + 1
     moved = {n.split(".")[0] for n, p in vae.named_parameters() if not torch.equal(p, mid[n])}
     assert moved == {"encoder", "decoder"}
     with pytest.raises(ValueError, match="share parameters"):
