@@ -50,6 +50,7 @@ import time
 
 import pyro
 import torch
+from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.diagnostics import collapse_diagnostics
@@ -131,7 +132,12 @@ def build(method, recipe_name, args, seed):
     else:
         vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout)
     initialize_(vae, config)
-    loss = FreeBitsELBO(args.free_bits) if method == "free-bits" else ReparamTrace_ELBO()
+    if method == "free-bits":
+        loss = FreeBitsELBO(args.free_bits)  # analytic KL per dimension
+    elif args.elbo == "meanfield":
+        loss = TraceMeanField_ELBO()  # analytic KL(q || p), as He et al.'s code
+    else:
+        loss = ReparamTrace_ELBO()  # one-draw Monte Carlo KL
     loss = reduce_loss(loss, config.loss_reduction)
     if method in ("annealing", "aggressive-annealing"):
         schedule = LinearWarmup(args.warmup_epochs, start=0.1)
@@ -308,6 +314,8 @@ def main(argv=None):
     p.add_argument("--free-bits", type=float, default=0.1)
     p.add_argument("--aggressive-patience", type=int, default=1,
                    help="epochs of no validation-MI gain before leaving aggressive mode (He et al.: 1 text, 5 images)")
+    p.add_argument("--elbo", choices=["trace", "meanfield"], default="trace",
+                   help="trace: one-draw KL (pyrogen's default); meanfield: analytic KL, as He et al.")
     p.add_argument("--eval-samples", type=int, default=500)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
