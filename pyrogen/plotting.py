@@ -413,3 +413,65 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     if rows:
         paths.append(plot_training_curves(rows, os.path.join(out_dir, "training_curves.png"), dpi=dpi))
     return paths
+
+
+def plot_posterior_mean_space(panels, path, row_labels=None, cell=2.6, limit=None, dpi=100):
+    """He et al.'s (ICLR 2019, Figures 1 and 3) posterior mean space: E_q[z|x] against E_p[z|x].
+
+    One scatter panel per training point and method: x-axis the inference
+    network's posterior mean :math:`\\mathbb{E}_{q(z|x)}[z]`, y-axis the
+    model's :math:`\\mathbb{E}_{p(z|x)}[z]` (first latent coordinate), with the
+    diagonal drawn; points on it mean the inference network has caught up,
+    points along the y-axis a lagging one, all points at the origin collapse.
+    Compute the points with :func:`pyrogen.evaluation.posterior_mean.posterior_mean_space`
+    (latents of 1 dimension by grid integration, 2 or more by importance sampling).
+
+    :param panels: ``{row: {column title: points}}`` (e.g. rows ``"standard"`` and
+        ``"aggressive"``, columns ``"iter 200"`` ...), or ``{column title: points}``
+        for one row, or a single ``points`` dict; ``points`` has ``"q_mean"`` and
+        ``"p_mean"`` (1-d tensors or arrays of the same length).
+    :param limit: half-width of both axes (default: from the data, at least 0.5).
+    :returns: ``path``.
+    """
+    if "q_mean" in panels:
+        panels = {"": {"": panels}}
+    elif all(isinstance(v, dict) and "q_mean" in v for v in panels.values()):
+        panels = {"": panels}
+    rows = list(panels)
+    cols = max((len(v) for v in panels.values()), default=0)
+    if not rows or not cols:
+        raise DataError("plot_posterior_mean_space needs at least one panel")
+    nrows = len(rows)
+
+    def values(a):
+        return torch.as_tensor(a, dtype=torch.float64).reshape(-1)
+
+    if limit is None:
+        extent = max((max(values(p["q_mean"]).abs().max().item(), values(p["p_mean"]).abs().max().item())
+                      for r in rows for p in panels[r].values()), default=0.5)
+        limit = max(0.5, 1.05 * extent)
+    fig = Figure(figsize=(cols * cell + 0.6, nrows * cell + 0.4))
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for i, r in enumerate(rows):
+        titles = list(panels[r])
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(titles):
+                ax.axis("off")
+                continue
+            p = panels[r][titles[j]]
+            ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=0.8, zorder=0)
+            ax.scatter(values(p["q_mean"]).numpy(), values(p["p_mean"]).numpy(), s=4, alpha=0.5,
+                       color="C0" if i == 0 else f"C{i % 10}", linewidths=0)
+            ax.set_xlim(-limit, limit)
+            ax.set_ylim(-limit, limit)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=7)
+            label = (row_labels[i] if row_labels else r)
+            ax.set_title(" ".join(s for s in (label, titles[j]) if s), fontsize=8)
+            if i == len(rows) - 1:
+                ax.set_xlabel("E_q[z|x] (approximate)", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("E_p[z|x] (model)", fontsize=7)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.93, wspace=0.35, hspace=0.45)
+    return _save(fig, path, dpi)

@@ -12,7 +12,12 @@ from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.cli import main
 from pyrogen.evaluation import log_importance_weights
-from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics, mutual_information
+from pyrogen.evaluation.diagnostics import (
+    active_units,
+    aggregate_mutual_information,
+    collapse_diagnostics,
+    mutual_information,
+)
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch, WindowedStopping
 from pyrogen.infer.kl_schedule import (
@@ -116,6 +121,48 @@ def test_mutual_information_matches_a_linear_gaussian_model():
     assert estimate == pytest.approx(truth, abs=0.03)
 
 
+def test_full_set_mutual_information_matches_the_closed_form_beyond_the_batch_cap():
+    # x ~ N(0, 1), q(z|x) = N(a x, 1): I(x; z) = 1/2 log(1 + a^2). With a = 200 that is 5.30 nats, above
+    # ln 100 = 4.61, the most that He et al.'s estimator can give with the aggregate from a batch of 100
+    a, n = 200.0, 4000
+    truth = 0.5 * math.log(1 + a**2)
+    torch.manual_seed(0)
+    x = torch.randn(n, 1)
+    blocks = [dist.Normal(a * x[i:i + 500], 1.0).to_event(1) for i in range(0, n, 500)]
+    full, cap = aggregate_mutual_information(blocks)
+    assert cap == pytest.approx(math.log(n))
+    # seeds 0-2 give 5.25-5.27 (the one-draw log-sum-exp estimate is biased low by O(1/N) terms)
+    assert full == pytest.approx(truth, abs=0.1)
+    per_batch = sum(mutual_information(dist.Normal(a * x[i:i + 100], 1.0).to_event(1)) for i in range(0, n, 100)) / 40
+    assert per_batch < math.log(100) < truth - 0.6  # saturated: about 4.2
+    # a weakly informative code, where both agree with the truth
+    small = 0.5 * math.log(1 + 1.5**2)
+    full_small, _ = aggregate_mutual_information([dist.Normal(1.5 * x[i:i + 500], 1.0).to_event(1)
+                                                  for i in range(0, n, 500)])
+    assert full_small == pytest.approx(small, abs=0.03)
+
+
+def test_collapse_diagnostics_reports_the_mi_cap():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([1]).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(30.0 * x, 1.0).to_event(1))
+
+    torch.manual_seed(1)
+    x = torch.randn(1200, 1)
+    full = collapse_diagnostics(model, guide, x, batch_size=100)
+    batch = collapse_diagnostics(model, guide, x, batch_size=100, mi="batch")
+    assert full["mi_cap"] == pytest.approx(math.log(1200)) and batch["mi_cap"] == pytest.approx(math.log(100))
+    truth = 0.5 * math.log(1 + 30.0**2)  # 3.40 nats
+    assert full["mi"] == pytest.approx(truth, abs=0.06)
+    assert batch["mi"] < truth - 0.1  # the per-batch aggregate of 100 codes underestimates
+    assert full["active_units"] == batch["active_units"] == 1
+
+
 def test_active_units_count_exactly_on_constructed_means():
     n = 1000
     signs = torch.ones(n, dtype=torch.float64)
@@ -190,16 +237,17 @@ def test_aggressive_step_moves_only_the_encoder_in_the_inner_loop_and_only_the_d
     assert steps == len(batches) == svi.inner_steps and 2 <= steps <= 6
     changed = {n for n, p in vae.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("encoder.") for n in changed)
-    # an aggressive step: one inner step (max_steps = 1), then the generator step on x
+    # an aggressive step: one inner step (max_steps = 1), on x itself as in He et al.'s code,
+    # then the generator step on x
     svi.stopping = WindowedStopping(window=1, max_steps=1)
-    inner_calls = len(batches)
+    inner_calls, inner_steps = len(batches), svi.inner_steps
     svi.step(x)
-    assert len(batches) == inner_calls + 1
+    assert len(batches) == inner_calls and svi.inner_steps == inner_steps + 1
     # switched off, a step is an ordinary joint step: no inner batches, both networks move
     svi.aggressive = False
     mid = {n: p.detach().clone() for n, p in vae.named_parameters()}
     svi.step(x)
-    assert len(batches) == inner_calls + 1
+    assert len(batches) == inner_calls and svi.inner_steps == inner_steps + 1
     moved = {n.split(".")[0] for n, p in vae.named_parameters() if not torch.equal(p, mid[n])}
     assert moved == {"encoder", "decoder"}
     with pytest.raises(ValueError, match="share parameters"):

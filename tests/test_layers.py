@@ -17,7 +17,8 @@ import pyrogen
 
 LAYERS = [
     ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed"]),
-    ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks"]),
+    ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
+                                          "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
     ("infer", ["pyrogen.infer"]),
     ("configurations and runs", ["pyrogen.config", "pyrogen.runs"]),

@@ -9,12 +9,18 @@ they optimise the inference network alone until its loss stops improving.
 
 For each training minibatch, while aggressive mode is on:
 
-1. take inference-network-only steps, each on a freshly drawn random
-   minibatch, and keep the sum of their losses; every ``window`` steps (15 for
-   text, 10 for images in their code) compare the window's mean loss with the
-   previous window's and stop when it did not decrease, or after ``max_steps``
-   steps (100) -- :class:`WindowedStopping`;
+1. take inference-network-only steps -- the first on the current minibatch,
+   each later one on a freshly drawn random minibatch, as ``text.py`` and
+   ``image.py`` do -- and keep the sum of their losses; every ``window`` steps
+   (15 for text, 10 for images in their code) compare the window's mean loss
+   with the previous window's and stop when it did not decrease, or after
+   ``max_steps`` steps (their loop ``while sub_iter < 100`` takes at most 99)
+   -- :class:`WindowedStopping`;
 2. take one step on the original minibatch in which only the generator moves.
+
+After every backward pass, the inner ones included, the global gradient norm
+over *all* parameters (encoder and decoder, as ``clip_grad_norm_(vae.parameters(), 5)``
+in their code) is clipped at ``clip_norm`` when one is given.
 
 At each epoch's end the held-out mutual information :math:`I_q(x; z)` decides
 whether to stay aggressive: for text He et al. stop as soon as it drops
@@ -32,6 +38,7 @@ import math
 import torch
 
 from pyrogen.infer.torch_svi import module_local
+from pyrogen.optim import PerExampleLoss, clip_grad_norm
 
 
 class WindowedStopping:
@@ -79,14 +86,19 @@ class AggressiveSwitch:
     aggressive. A value that does not beat the best so far counts as a
     failure; after ``patience`` failures aggressive mode is off for good.
     ``patience`` = 1 is He et al.'s text rule (stop as soon as MI drops),
-    ``patience`` = 5 their image rule.
+    ``patience`` = 5 their image rule. With ``patience`` = 1 the best so far is
+    the previous value, so this is ``text.py``'s ``if cur_mi - pre_mi < 0``
+    except at a tie (here a failure) and at the first epoch (``text.py``
+    compares with ``pre_mi = 0`` and stops at once on a negative estimate; use
+    ``initial=0.0`` for that). MI should come from a validation split carved
+    from the training data (:func:`pyrogen.optim.split_validation`), never from the test set.
     """
 
-    def __init__(self, patience=1):
+    def __init__(self, patience=1, initial=-math.inf):
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience!r}")
         self.patience = int(patience)
-        self.best = -math.inf
+        self.best = float(initial)
         self.failures = 0
         self.aggressive = True
 
@@ -119,13 +131,22 @@ class AggressiveSVI:
     :param loss: an ELBO with ``differentiable_loss`` (e.g. :class:`~pyrogen.infer.ReparamTrace_ELBO`).
     :param callable sample_batch: returns a fresh random minibatch (the inner loop's data).
     :param int window: :class:`WindowedStopping` window.
-    :param int max_steps: :class:`WindowedStopping` cap.
+    :param int max_steps: :class:`WindowedStopping` cap (He et al.: 99).
+    :param clip_norm: clip the global gradient norm of all parameters of both
+        optimizers at this value after every backward pass, inner steps
+        included (He et al.: 5); None: no clipping.
+    :param bool first_on_batch: the first inner step of each aggressive step
+        uses the step's own minibatch, later ones ``sample_batch()`` (He et
+        al.'s order); False draws every inner minibatch fresh.
 
     Attributes: ``aggressive`` (bool, set by the caller, e.g. from an
-    :class:`AggressiveSwitch`), ``inner_steps`` (inner steps taken so far, in total).
+    :class:`AggressiveSwitch`), ``inner_steps`` (inner steps taken so far, in
+    total), ``last_grad_norm`` (the global norm before clipping of the last
+    backward pass, when clipping).
     """
 
-    def __init__(self, model, guide, encoder_optim, decoder_optim, loss, sample_batch, window=10, max_steps=100):
+    def __init__(self, model, guide, encoder_optim, decoder_optim, loss, sample_batch, window=10, max_steps=100,
+                 clip_norm=None, first_on_batch=True):
         for name, opt in (("encoder_optim", encoder_optim), ("decoder_optim", decoder_optim)):
             if not isinstance(opt, torch.optim.Optimizer):
                 raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(opt).__name__}")
@@ -136,25 +157,44 @@ class AggressiveSVI:
         self.model, self.guide = module_local(model), module_local(guide)
         self.encoder_optim, self.decoder_optim = encoder_optim, decoder_optim
         self.loss, self.sample_batch = loss, sample_batch
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm!r}")
         self.stopping = WindowedStopping(window, max_steps)
+        self.clip_norm, self.first_on_batch = clip_norm, bool(first_on_batch)
+        self.parameters = [p for opt in (encoder_optim, decoder_optim) for g in opt.param_groups for p in g["params"]]
         self.aggressive = True
         self.inner_steps = 0
+        self.last_grad_norm = None
 
     def _zero(self):
         self.encoder_optim.zero_grad(set_to_none=True)
         self.decoder_optim.zero_grad(set_to_none=True)
 
-    def inner_loop(self, **kwargs):
-        """Inference-network-only steps on fresh minibatches until :class:`WindowedStopping` says stop."""
+    def _backward(self, x, **kwargs):
+        self._zero()
+        loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
+        loss.backward()
+        if self.clip_norm is not None:
+            self.last_grad_norm = clip_grad_norm(self.parameters, self.clip_norm)
+        return loss
+
+    def inner_loop(self, x=None, **kwargs):
+        """Inference-network-only steps until :class:`WindowedStopping` says stop; returns their number.
+
+        The first step is on ``x`` when given (and ``first_on_batch``), every
+        other on a fresh ``sample_batch()``.
+        """
         self.stopping.reset()
+        per_example = isinstance(self.loss, PerExampleLoss)
+        batch = x if (x is not None and self.first_on_batch) else None
         while True:
-            x = self.sample_batch()
-            self._zero()
-            loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
-            loss.backward()
+            batch = self.sample_batch() if batch is None else batch
+            loss = self._backward(batch, **kwargs)
             self.encoder_optim.step()
             self.inner_steps += 1
-            if not self.stopping.update(loss.item() / x.shape[0]):
+            value = loss.item() if per_example else loss.item() / batch.shape[0]
+            batch = None
+            if not self.stopping.update(value):
                 return self.stopping.steps
 
     def step(self, x, **kwargs):
@@ -164,10 +204,8 @@ class AggressiveSVI:
         Otherwise: an ordinary joint step of both networks.
         """
         if self.aggressive:
-            self.inner_loop(**kwargs)
-        self._zero()
-        loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
-        loss.backward()
+            self.inner_loop(x, **kwargs)
+        loss = self._backward(x, **kwargs)
         self.decoder_optim.step()
         if not self.aggressive:
             self.encoder_optim.step()
