@@ -55,6 +55,7 @@ def _add_device(p):
 def _add_vae_options(p):
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
     from pyrogen.networks import ARCHITECTURES
+    from pyrogen.training.vae import ELBO_CHOICES
 
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
@@ -89,10 +90,20 @@ def _add_vae_options(p):
     g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
     g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size M (default: 100)")
     g.add_argument("--num-particles", type=_positive_int, default=1,
-                   help="Monte Carlo draws L per example and step (default: 1)")
+                   help="Monte Carlo draws L per example and step; K, the importance samples per example, "
+                        "of --elbo iwae (default: 1)")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--elbo", choices=["trace", "meanfield"], default="trace",
-                   help="trace: Monte Carlo KL (Trace_ELBO); meanfield: analytic KL (TraceMeanField_ELBO)")
+    g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
+                   help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
+                        "form, else trace, and says which at the start; trace: Monte Carlo KL (Trace_ELBO); "
+                        "meanfield: analytic KL (TraceMeanField_ELBO); iwae: the importance-weighted bound of "
+                        "--num-particles draws per example (Burda et al. 2016); tc: β-TC-VAE (Chen et al. 2018), "
+                        "logging index-code MI, total correlation and dimension-wise KL per epoch (default: auto)")
+    g.add_argument("--dreg", action="store_true",
+                   help="with --elbo iwae: doubly reparameterized guide gradients (Tucker et al. 2019); "
+                        "not with --compile")
+    g.add_argument("--tc-beta", type=float, default=None, metavar="B",
+                   help="with --elbo tc: β, the weight of the total correlation (default: 6)")
     g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
     g.add_argument("--compile", action="store_true",
                    help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
@@ -126,6 +137,17 @@ def _add_collapse_options(p):
                    help="epochs in which MI fails to beat its best before aggressive mode ends (default: 5)")
 
 
+def _add_layer_options(p):
+    g = p.add_argument_group("two stochastic layers (Burda et al. 2016: z2 -> z1 -> x, MLP, normal latents)")
+    g.add_argument("--layers", type=int, choices=[1, 2], default=1,
+                   help="stochastic layers: 2 trains pyrogen.models.TwoLayerVAE, with --latent-dim and "
+                        "--hidden for z1 and the next two options for z2 (default: 1)")
+    g.add_argument("--top-latent-dim", type=_positive_int, default=None,
+                   help="with --layers 2: dimension of z2 (default: half of --latent-dim)")
+    g.add_argument("--top-hidden", type=_positive_int, nargs="+", default=None, metavar="WIDTH",
+                   help="with --layers 2: hidden widths between z1 and z2 (default: the dimension of z2, twice)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs.")
@@ -138,6 +160,7 @@ def build_parser():
         description="Train a VAE by SVI (AEVB), print test ELBO and importance-sampled log p(x), "
                     "and write metrics, a checkpoint and PNG grids of samples and reconstructions."))
     _add_collapse_options(kinds.choices["vae"])
+    _add_layer_options(kinds.choices["vae"])
     ae = kinds.add_parser(
         "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
         description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
@@ -365,6 +388,25 @@ def _resume_or_start(args, resume, build, make_config):
     return start_run(args.out, config, lambda: build(config, device=args.device, progress=progress))
 
 
+def _two_layer_model(args):
+    """TwoLayerVAE's arguments from ``train vae --layers 2``'s options."""
+    if args.architecture != "mlp" or args.prior != "normal" or args.posterior != "normal":
+        raise PyrogenError("--layers 2 is an MLP with normal latents; drop --architecture, --prior and --posterior")
+    top = args.top_latent_dim or max(1, args.latent_dim // 2)
+    return {"model": "two-layer", "latent_dims": (args.latent_dim, top), "likelihood": args.likelihood,
+            "hidden": (tuple(args.hidden), tuple(args.top_hidden or (top, top)))}
+
+
+def _check_objective_options(args):
+    """--dreg and --tc-beta belong to one objective each; given with another they would do nothing."""
+    if args.dreg and args.elbo != "iwae":
+        raise PyrogenError(f"--dreg applies to --elbo iwae, not --elbo {args.elbo}")
+    if args.tc_beta is not None and args.elbo != "tc":
+        raise PyrogenError(f"--tc-beta applies to --elbo tc, not --elbo {args.elbo}")
+    if getattr(args, "layers", 1) == 1 and (getattr(args, "top_latent_dim", None) or getattr(args, "top_hidden", None)):
+        raise PyrogenError("--top-latent-dim and --top-hidden apply to --layers 2")
+
+
 def _train_vae(args):
     from pyrogen.config import default_config
     from pyrogen.training.vae import build_trainer, resume_trainer
@@ -373,15 +415,21 @@ def _train_vae(args):
         if args.kind == "ae" and args.eval_samples:
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
-        config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
-                                hidden=tuple(args.hidden), likelihood=args.likelihood,
-                                prior=args.prior, posterior=args.posterior)
+        _check_objective_options(args)
+        if getattr(args, "layers", 1) == 2:
+            config = default_config(kind=args.kind, **_two_layer_model(args))
+        else:
+            config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
+                                    hidden=tuple(args.hidden), likelihood=args.likelihood,
+                                    prior=args.prior, posterior=args.posterior)
         config["data"].update(dataset=args.dataset, root=args.data_dir,
                               binarize=args.binarize or config["data"]["binarize"],
                               train_size=args.train_size, test_size=args.test_size)
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                elbo=args.elbo, num_particles=args.num_particles, seed=args.seed,
-                               compile=args.compile)
+                               compile=args.compile, dreg=args.dreg)
+        if args.tc_beta is not None:
+            config["train"]["tc_beta"] = args.tc_beta
         if args.kind == "vae":
             config["train"].update(kl_schedule=args.kl_schedule, kl_weight=args.kl_weight,
                                    kl_warmup_epochs=args.kl_warmup_epochs, kl_cycles=args.kl_cycles,
