@@ -47,6 +47,7 @@ True
 
 import contextlib
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
@@ -65,10 +66,50 @@ __all__ = [
 
 
 def _traces(model, guide, args, kwargs):
-    """The guide's trace and the model's trace replayed against it."""
+    """The guide's trace and the model's trace replayed against it.
+
+    When the model fails on the guide's values (torch's ValueError, naming no
+    site), a guide value outside its model site's support is reported by name.
+    """
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    replayed = poutine.trace(poutine.replay(model, trace=guide_trace))
+    try:
+        model_trace = replayed.get_trace(*args, **kwargs)
+    except ValueError:
+        with pyro.validation_enabled(False), _no_arg_validation():
+            try:
+                model_trace = replayed.get_trace(*args, **kwargs)
+            except Exception:
+                model_trace = None
+        if model_trace is not None:
+            _assert_guide_in_support(model_trace, guide_trace)
+        raise
     return model_trace, guide_trace
+
+
+@contextlib.contextmanager
+def _no_arg_validation():
+    old = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(old)
+
+
+def _assert_guide_in_support(model_trace, guide_trace):
+    """Each guide value of a latent site lies in the support of the model's distribution there."""
+    for name, site in _sample_sites(model_trace, observed=False).items():
+        g = guide_trace.nodes.get(name)
+        if g is None or g["type"] != "sample":
+            continue
+        if not bool(site["fn"].support.check(g["value"]).all()):
+            raise AssertionError(
+                f"guide site {name!r} draws from {_describe(g['fn'])} (support {g['fn'].support}), "
+                f"values outside the support {site['fn'].support} of the model's "
+                f"{_describe(site['fn'])}: the model's log_prob is invalid there. Use a guide "
+                "distribution with the model's support (e.g. LogNormal or Gamma for a positive site)"
+            )
 
 
 def _sample_sites(trace, observed=None):
@@ -83,6 +124,21 @@ def _sample_sites(trace, observed=None):
 def _plates(site):
     """``{plate name: (dim, size)}`` of the plates a site sits in."""
     return {f.name: (f.dim, f.size) for f in site["cond_indep_stack"] if f.vectorized}
+
+
+def _full_sizes(site):
+    """``{plate name: full size}`` of the plates a site sits in (the size before subsampling)."""
+    return {f.name: f.size if f.full_size is None else f.full_size
+            for f in site["cond_indep_stack"] if f.vectorized}
+
+
+def _is_auxiliary(site):
+    return bool(site["infer"].get("is_auxiliary"))
+
+
+def _is_enumerated(site):
+    """A discrete model site marked for enumeration (``TraceEnum_ELBO`` sums it out; no guide site)."""
+    return bool(site["infer"].get("enumerate")) and site["fn"].has_enumerate_support
 
 
 def _describe(fn):
@@ -100,7 +156,11 @@ def assert_guide_matches_model(model, guide, *args, **kwargs):
     then draw it from the prior inside the model, and the ELBO would not
     contain its :math:`\\log q`), when the guide has a site the model does not
     (its :math:`\\log q` would enter the ELBO with no :math:`\\log p`), or when the
-    guide samples a site the model observes.
+    guide samples a site the model observes. As in ``pyro.util.check_model_guide_match``,
+    guide sites marked ``infer={"is_auxiliary": True}`` (those of Pyro's
+    autoguides, e.g. ``w_unconstrained`` of ``AutoNormal``) need no model site, and
+    discrete model sites marked ``infer={"enumerate": ...}`` (summed out by
+    :class:`~pyro.infer.TraceEnum_ELBO`) need no guide site.
 
     :param callable model: the model, called as ``model(*args, **kwargs)``.
     :param callable guide: the guide, called with the same arguments.
@@ -110,7 +170,9 @@ def assert_guide_matches_model(model, guide, *args, **kwargs):
     model_latent = _sample_sites(model_trace, observed=False)
     model_observed = _sample_sites(model_trace, observed=True)
     guide_latent = _sample_sites(guide_trace, observed=False)
-    for name in guide_latent:
+    for name, site in guide_latent.items():
+        if _is_auxiliary(site) and name not in model_latent:
+            continue
         if name in model_observed:
             raise AssertionError(
                 f"guide samples site {name!r}, which the model observes; a guide may only "
@@ -122,12 +184,14 @@ def assert_guide_matches_model(model, guide, *args, **kwargs):
                 f"are {sorted(model_latent)}"
             )
     # Under replay, a model site the guide lacks is drawn from the model's own distribution.
-    for name in model_latent:
-        if name not in guide_latent:
+    for name, site in model_latent.items():
+        if name not in guide_latent and not _is_enumerated(site):
             raise AssertionError(
                 f"model latent site {name!r} has no site in the guide: it would be drawn from "
-                "the model's prior and the ELBO would miss its log q term; add "
-                f"pyro.sample({name!r}, ...) to the guide"
+                f"the model's prior and the ELBO would miss its log q term. If {name!r} is data, "
+                f"the model's pyro.sample({name!r}, ...) lacks obs=: pass the data as obs; if it "
+                f"is a latent variable, add pyro.sample({name!r}, ...) to the guide (or mark a "
+                "discrete site infer={'enumerate': 'parallel'} for TraceEnum_ELBO)"
             )
 
 
@@ -164,7 +228,11 @@ def assert_reparameterized(guide, *args, sites=None, **kwargs):
 
 def _check_log_prob_shape(site, where):
     """The site's log_prob must have exactly its plates' shape (leading 1s allowed)."""
-    log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    try:
+        log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    except ValueError as e:
+        raise AssertionError(f"{where} site {site['name']!r}: log_prob of {_describe(site['fn'])} fails on the "
+                             f"site's value: {str(e).splitlines()[0]}") from e
     actual = tuple(log_prob.shape)
     plates = _plates(site)
     sizes = {dim: size for dim, size in plates.values()}
@@ -189,24 +257,36 @@ def assert_shapes_agree(model, guide, *args, **kwargs):
     ``log_prob`` must have exactly the shape of the enclosing plates: the size of
     each plate at its ``dim``, 1 at any other dimension to the right of the
     outermost plate. For each latent site, the model and the guide must use the
-    same plates (names, dims and sizes), the same ``event_shape`` and produce
-    values of the same shape.
+    same plates (names, dims, sizes and full sizes before subsampling: a model
+    plate ``pyro.plate("data", 60000, subsample=idx)`` scales the site's
+    log-density by 60000 / B, a guide plate of size B does not), the same
+    ``event_shape``, produce values of the same shape, and the guide's values
+    must lie in the support of the model's distribution (a Normal guide under a
+    Gamma prior fails here, naming the site).
 
     :raises AssertionError: naming the site, the shapes found and the shapes expected.
     """
     model_trace, guide_trace = _traces(model, guide, args, kwargs)
+    _assert_guide_in_support(model_trace, guide_trace)
     guide_sites = _sample_sites(guide_trace, observed=False)
     for name, site in guide_sites.items():
         _check_log_prob_shape(site, "guide")
     for name, site in _sample_sites(model_trace).items():
+        g = guide_sites.get(name)
         _check_log_prob_shape(site, "model")
-        if name not in guide_sites:
+        if g is None:
             continue
-        g = guide_sites[name]
         if _plates(site) != _plates(g):
             raise AssertionError(
                 f"site {name!r} is in plates {_plates(site)} in the model but {_plates(g)} in the "
                 "guide ({name: (dim, size)}); put it in the same plates in both"
+            )
+        if _full_sizes(site) != _full_sizes(g):
+            raise AssertionError(
+                f"site {name!r} is in plates of full sizes {_full_sizes(site)} in the model but "
+                f"{_full_sizes(g)} in the guide: a subsampled plate scales log p and log q by full "
+                "size / batch size, so the ELBO would weigh the model's and the guide's terms "
+                "differently. Give both plates the same size and subsample"
             )
         if site["fn"].event_shape != g["fn"].event_shape:
             raise AssertionError(
@@ -274,7 +354,7 @@ def _parameters(model, guide, args, kwargs, loss):
     return loss_value, params, owners, seen_by_pyro
 
 
-def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(), **kwargs):
+def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(), torch_svi=False, **kwargs):
     """Assert the ELBO's gradient is finite and reaches every parameter, and Pyro sees them.
 
     The parameters are those the ELBO reads through ``pyro.param`` (the param
@@ -287,8 +367,11 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
     through the param store. Existing ``.grad`` values are restored.
 
     :param unused: name prefixes of parameters that are unused on purpose.
+    :param bool torch_svi: the pair is trained by :class:`pyrogen.infer.TorchSVI`,
+        whose torch optimizer holds the module's parameters: they need not pass
+        through Pyro's param store, so that check is skipped.
     :raises AssertionError: naming a parameter whose gradient is missing, all
-        zero or not finite, or which Pyro never sees.
+        zero or not finite, or which Pyro never sees (unless ``torch_svi``).
     """
     loss_value, params, owners, seen_by_pyro = _parameters(model, guide, args, kwargs, loss)
     _assert_finite(loss_value)
@@ -313,7 +396,7 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
                     f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it"
                 )
         for key, (name, p) in params.items():
-            if key not in seen_by_pyro:
+            if key not in seen_by_pyro and not torch_svi:
                 raise AssertionError(
                     f"parameter {name!r} of {owners[key]} is not registered with Pyro (make the "
                     "module a pyro.nn.PyroModule or call pyro.module(name, module) in the model or "
@@ -386,7 +469,7 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
 
 
 def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unused=(),
-                      num_steps=10, lr=1e-3, **kwargs):
+                      num_steps=10, lr=1e-3, torch_svi=False, **kwargs):
     """Run every check of this module on a model/guide pair and a small batch.
 
     In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
@@ -402,6 +485,8 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
     :param unused: name prefixes of parameters that are unused on purpose.
     :param int num_steps: SVI steps for the last check.
     :param float lr: Adam's learning rate for the last check.
+    :param bool torch_svi: the pair is trained by :class:`pyrogen.infer.TorchSVI`
+        (plain ``nn.Module`` parameters need no registration with Pyro).
     :returns: ``(loss before, loss after)`` of the SVI check, or None when skipped.
     """
     from pyrogen.infer import ReparamTrace_ELBO
@@ -411,7 +496,8 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
         assert_reparameterized(guide, *args, **kwargs)
     assert_shapes_agree(model, guide, *args, **kwargs)
     assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
-    assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, **kwargs)
+    assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, torch_svi=torch_svi,
+                                      **kwargs)
     if num_steps:
         return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, **kwargs)
     return None

@@ -44,9 +44,14 @@ class _OnLevels(TorchDistribution):
 
     has_enumerate_support = True
 
-    @property
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
         return levels(self.num_levels)
+
+    def entropy(self):
+        """Exact entropy in nats, :math:`-\\sum_k P(x_k) \\log P(x_k)` over the L levels: shape ``batch_shape``."""
+        log_p = self.log_prob(self.enumerate_support(expand=False))
+        return -(log_p.exp() * log_p).sum(0)
 
     def enumerate_support(self, expand=True):
         grid = torch.linspace(0, 1, self.num_levels, device=self._param.device, dtype=self._param.dtype)

@@ -14,43 +14,99 @@ import math
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.distributions import Delta
 
 from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
 
 
+_SAMPLES = "_importance_samples"
+
+
 def _vectorized(fn, num_samples, dim):
     def wrapped(*args, **kwargs):
-        with pyro.plate("_importance_samples", num_samples, dim=dim):
+        with pyro.plate(_SAMPLES, num_samples, dim=dim):
             return fn(*args, **kwargs)
 
     return wrapped
 
 
+def _plate_frames(*traces):
+    """``{name: frame}`` of the vectorized plates of the traces' scored sites, the sample plate left out."""
+    return {f.name: f for trace in traces for _, site in scored_sites(trace)
+            for f in site["cond_indep_stack"] if f.vectorized and f.name != _SAMPLES}
+
+
+def guess_max_plate_nesting(model, guide, x, **kwargs):
+    """How many plate dimensions the pair uses, from one run of the guide and the model against it."""
+    with poutine.block():
+        model_trace, guide_trace = trace_pair(model, guide, (x,), kwargs)
+    return max((-f.dim for f in _plate_frames(model_trace, guide_trace).values()), default=1)
+
+
+def _data_plate(frames, batch_size):
+    """The frame of the plate over the examples: the one plate whose (subsample) size is the batch's."""
+    data = [f for f in frames.values() if f.size == batch_size]
+    if len(data) != 1:
+        found = ", ".join(f"{f.name!r} (size {f.size})" for f in frames.values()) or "none"
+        raise ValueError(f"log p(x) per example needs exactly one plate of size {batch_size} (x.shape[0]) "
+                         f"over the examples; the pair's plates: {found}")
+    return data[0]
+
+
+def _per_example(site, data, nesting, num_samples, batch_size):
+    """A site's log-density (mask applied, the data plate's subsample scale divided out) as ``(K, B)``.
+
+    Dimensions of other plates (e.g. a per-feature plate inside the data plate) are summed;
+    a site outside the data plate counts for every example.
+    """
+    log_prob = site_log_prob(site)
+    if data.full_size is not None and data.full_size != data.size and data in site["cond_indep_stack"]:
+        log_prob = log_prob * (data.size / data.full_size)
+    log_prob = log_prob.reshape((1,) * (nesting + 1 - log_prob.dim()) + log_prob.shape)
+    keep = (0, nesting + 1 + data.dim)
+    summed = [i for i in range(log_prob.dim()) if i not in keep]
+    if summed:
+        log_prob = log_prob.sum(summed, keepdim=True)
+    log_prob = log_prob.reshape(log_prob.shape[0], log_prob.shape[keep[1]])
+    return log_prob.expand(num_samples, batch_size)
+
+
 @torch.no_grad()
-def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=1, **kwargs):
+def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=None, **kwargs):
     """Log importance weights :math:`\\log p(x, z_k) - \\log q(z_k \\mid x)`, per example.
 
     The guide and the model are run once, vectorized over ``num_samples`` draws
-    by an extra plate at dimension ``-(max_plate_nesting + 1)``; sites inside
-    the data plate keep their per-example log-densities.
+    by an extra plate at dimension ``-(max_plate_nesting + 1)``. The examples
+    are the plate whose size is ``x.shape[0]``; each site's log-density is
+    summed over its other plates (a per-feature plate inside the data plate)
+    and a site outside the data plate counts for every example. A data plate
+    that subsamples (``pyro.plate("data", N, subsample=idx)``) scales its
+    sites by N/B for training; that scale is divided out here, so the weights
+    are per example whatever N.
 
-    :param model: Pyro model taking ``x`` (and ``kwargs``), with its examples in the rightmost plate.
+    :param model: Pyro model taking ``x`` (and ``kwargs``), with its examples in one plate.
     :param guide: Pyro guide of the same signature.
     :param torch.Tensor x: a batch of B examples.
     :param int num_samples: K draws per example.
+    :param int max_plate_nesting: plate dimensions the pair uses; guessed from one run when None.
     :returns: tensor of shape ``(K, B)``, nats.
     :raises ValueError: if a guide site is a point mass, whose density is not a
-        density over z (a deterministic autoencoder has no importance weights).
+        density over z (a deterministic autoencoder has no importance weights),
+        or if no single plate of size B holds the examples.
     """
-    dim = -(max_plate_nesting + 1)
     model, guide = module_local(model), module_local(guide)
+    if max_plate_nesting is None:
+        max_plate_nesting = guess_max_plate_nesting(model, guide, x, **kwargs)
+    dim = -(max_plate_nesting + 1)
     model_trace, guide_trace = trace_pair(_vectorized(model, num_samples, dim),
                                           _vectorized(guide, num_samples, dim), (x,), kwargs)
+    batch_size = x.shape[0]
+    data = _data_plate(_plate_frames(model_trace, guide_trace), batch_size)
     log_w = 0.0
     for _, site in scored_sites(model_trace):
-        log_w = log_w + site_log_prob(site)
+        log_w = log_w + _per_example(site, data, max_plate_nesting, num_samples, batch_size)
     for name, site in scored_sites(guide_trace, observed=False):
         fn = site["fn"]
         while hasattr(fn, "base_dist"):
@@ -61,8 +117,8 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=1, **
                 "guide with a density over z, and a deterministic autoencoder has none, so "
                 "log p(x) cannot be estimated from it"
             )
-        log_w = log_w - site_log_prob(site)
-    return log_w.reshape(num_samples, x.shape[0])
+        log_w = log_w - _per_example(site, data, max_plate_nesting, num_samples, batch_size)
+    return log_w
 
 
 def _chunks(total, size):
@@ -71,7 +127,7 @@ def _chunks(total, size):
 
 
 @torch.no_grad()
-def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_nesting=1,
+def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_nesting=None,
                    return_log_weights=False, **kwargs):
     """Importance-sampled :math:`\\log p(x)` per example, in nats.
 
@@ -82,6 +138,8 @@ def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if max_plate_nesting is None:
+        max_plate_nesting = guess_max_plate_nesting(module_local(model), module_local(guide), x, **kwargs)
     chunks = [
         log_importance_weights(model, guide, x, k, max_plate_nesting, **kwargs)
         for k in _chunks(num_samples, chunk_size)

@@ -58,7 +58,10 @@ def pareto_smooth(log_weights):
 
     Examples whose weights are all equal (to within float rounding: a guide
     equal to the exact posterior) have no tail to fit; their :math:`\\hat k` is
-    :math:`-\\infty` and their weights are left as they are.
+    :math:`-\\infty` and their weights are left as they are. Examples with a
+    weight of :math:`+\\infty`, or whose weights are all zero (log weight
+    :math:`-\\infty`), have no defined estimate: their :math:`\\hat k` is
+    :math:`+\\infty`, above every threshold.
 
     :param torch.Tensor log_weights: shape ``(K, B)``, K draws for each of B
         examples, as returned by :func:`~pyrogen.evaluation.log_importance_weights`
@@ -74,9 +77,13 @@ def pareto_smooth(log_weights):
     lw = log_weights.detach().to("cpu", torch.float64).numpy().T.copy()  # (B, K): ArviZ's layout
     top = lw.max(axis=1, keepdims=True)
     # Float32 rounding of a constant log weight of magnitude m spreads it by about 1e-7 m.
-    constant = (top - lw.min(axis=1, keepdims=True))[:, 0] <= 1e-6 * np.maximum(1.0, np.abs(top[:, 0]))
+    with np.errstate(invalid="ignore"):  # inf - inf: not constant
+        constant = (top - lw.min(axis=1, keepdims=True))[:, 0] <= 1e-6 * np.maximum(1.0, np.abs(top[:, 0]))
     smoothed, khat = lw.copy(), np.full(lw.shape[0], -np.inf)
-    fit = ~constant & np.isfinite(top[:, 0])
+    # An infinite weight, or no finite weight at all: the estimate is undefined, never good.
+    undefined = ~np.isfinite(top[:, 0])
+    khat[undefined] = np.inf
+    fit = ~constant & ~undefined
     if fit.any():
         smoothed_fit, khat_fit = az.psislw(lw[fit].copy(), reff=1.0, normalize=False)
         smoothed[fit], khat[fit] = smoothed_fit, khat_fit
@@ -98,21 +105,25 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
     :param khat: :math:`\\hat k` per example, shape ``(N,)``.
     :param float threshold: the level above which an example's estimate is not trusted.
     :returns: dict with ``num_examples``; ``share_above_threshold`` (the share
-        of examples with :math:`\\hat k` > ``threshold``), ``share_good``
-        (:math:`\\hat k` < 0.5), ``threshold``; ``khat_median`` and ``khat_max``
-        (None where every example's weights were constant); and ``advice``, a
+        of examples with :math:`\\hat k` > ``threshold`` or not finite), ``share_good``
+        (:math:`\\hat k` < 0.5), ``threshold``; ``num_nonfinite`` (examples whose
+        :math:`\\hat k` is +inf or NaN: undefined estimates, counted above the
+        threshold and never good); ``khat_median`` and ``khat_max`` over the finite
+        values (None where there are none); and ``advice``, a
         sentence when any example is above the threshold, else None.
     """
     khat = torch.as_tensor(khat, dtype=torch.float64).reshape(-1)
     if khat.numel() == 0:
         raise ValueError("khat is empty: no examples were evaluated")
-    fitted = khat[khat > -math.inf]  # -inf: constant weights, nothing to fit
-    high = (khat > threshold).double().mean().item()
+    fitted = khat[torch.isfinite(khat)]  # -inf: constant weights, nothing to fit
+    nonfinite = torch.isnan(khat) | (khat == math.inf)  # undefined estimates: flagged, never good
+    high = ((khat > threshold) | nonfinite).double().mean().item()
     summary = {
         "num_examples": khat.numel(),
         "threshold": threshold,
         "share_above_threshold": high,
-        "share_good": (khat < KHAT_GOOD).double().mean().item(),
+        "share_good": ((khat < KHAT_GOOD) & ~nonfinite).double().mean().item(),
+        "num_nonfinite": int(nonfinite.sum().item()),
         "khat_median": fitted.median().item() if fitted.numel() else None,
         "khat_max": fitted.max().item() if fitted.numel() else None,
         "advice": None,
@@ -124,6 +135,11 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
             "than the posterior or misplaced; more importance samples (--num-samples) help only "
             "slowly, a better guide (more training, IWAE training, a richer posterior family) helps."
         )
+        if summary["num_nonfinite"]:
+            summary["advice"] += (
+                f" {summary['num_nonfinite']} example(s) had an infinite importance weight or none "
+                "finite: log p(x, z) or log q(z|x) is infinite there (a draw outside the prior's support?)."
+            )
     return summary
 
 

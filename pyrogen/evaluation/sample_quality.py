@@ -262,3 +262,113 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
         fake = torch.cat([model.sample(min(batch_size, num_samples - i)).cpu()
                           for i in range(0, num_samples, batch_size)])
     return evaluate_samples(fake, real[:num_samples], feature_net=feature_net)
+
+
+# ---------------------------------------------------------------------- class coverage and linear probes
+
+COVERAGE_THRESHOLD = 0.02
+"""A class counts as covered when more than this share of the samples is assigned to it."""
+
+
+def _labels(pred, name, num_classes=None):
+    """Labels as an int64 tensor ``(N,)`` (checked against ``num_classes`` when given)."""
+    from pyrogen.models.conditional import check_labels
+
+    if num_classes is None:  # any labels from 0 up
+        num_classes = 1
+        if isinstance(pred, torch.Tensor) and pred.dim() == 1 and pred.numel() and not pred.is_floating_point():
+            num_classes = max(int(pred.max()) + 1, 1)
+    return check_labels(pred, num_classes, name)
+
+
+def class_coverage(pred, num_classes=10, threshold=COVERAGE_THRESHOLD):
+    """How generated samples spread over the classes: a health figure for mode collapse.
+
+    Given the classes that a classifier (e.g. :func:`pyrogen.evaluation.features.load_classifier`)
+    assigns to N generated samples, with :math:`\\hat p_k` the share of samples in class k:
+
+    * ``class_distribution``: :math:`\\hat p`, a tensor ``(num_classes,)`` summing to 1;
+    * ``class_entropy``: :math:`H(\\hat p) = -\\sum_k \\hat p_k \\log \\hat p_k` in nats (0 log 0 = 0),
+      :math:`\\log K` (2.303 for 10 classes) for a perfectly even spread, 0 for a single class;
+    * ``classes_covered``: the number of classes with :math:`\\hat p_k >` ``threshold`` (2%).
+
+    :param torch.Tensor pred: predicted labels ``(N,)``, integers in ``0 .. num_classes - 1``.
+    :param int num_classes: K.
+    :param float threshold: the share above which a class counts as covered.
+    :returns: dict with the three entries (the entropy a float, the count an int).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise DataError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if not 0 <= threshold < 1:
+        raise DataError(f"threshold must lie in [0, 1), got {threshold!r}")
+    pred = _labels(pred, "pred", num_classes)
+    if pred.numel() == 0:
+        raise DataError("pred must hold at least one predicted label")
+    p = torch.bincount(pred.cpu(), minlength=num_classes).double() / pred.numel()
+    entropy = -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum()
+    return {"class_distribution": p, "class_entropy": float(entropy), "classes_covered": int((p > threshold).sum())}
+
+
+def conditional_accuracy(pred, requested):
+    """The share of conditional samples that a classifier assigns to the class they were generated for.
+
+    :param torch.Tensor pred: predicted labels ``(N,)``.
+    :param requested: the requested labels ``(N,)``, or one int for all N.
+    :returns: a float in [0, 1] (chance is 1/K for a generator that ignores its label).
+    """
+    pred = _labels(pred, "pred")
+    if isinstance(requested, int) and not isinstance(requested, bool):
+        requested = torch.full_like(pred, requested)
+    requested = _labels(requested, "requested")
+    if requested.shape != pred.shape or pred.numel() == 0:
+        raise DataError(f"pred and requested must hold the same, non-zero number of labels, got "
+                        f"{pred.numel()} and {requested.numel()}")
+    return float((pred.cpu() == requested.cpu()).double().mean())
+
+
+def linear_probe_accuracy(codes_train, y_train, codes_test, y_test, num_classes=None, weight_decay=1e-3,
+                          max_iter=500):
+    """Test accuracy of a multinomial logistic regression fitted to codes: how linearly the codes
+    E(x) of an encoder separate the classes (the usual check of ALI / BiGAN features, Donahue et al. 2017).
+
+    The codes are standardised with the training codes' mean and standard deviation; the
+    weights :math:`W` ``(D, K)`` and biases start at zero and minimise the mean cross-entropy
+    plus ``weight_decay`` :math:`\\cdot \\lVert W \\rVert^2 / 2` by full-batch L-BFGS with a
+    strong-Wolfe line search (float64), so the result is deterministic.
+
+    :param torch.Tensor codes_train: ``(N, D)`` codes of the training examples.
+    :param torch.Tensor y_train: ``(N,)`` their labels.
+    :param torch.Tensor codes_test: ``(M, D)``.
+    :param torch.Tensor y_test: ``(M,)``.
+    :param int num_classes: K (default: one more than the largest label seen).
+    :returns: accuracy on the test codes, a float in [0, 1].
+    """
+    codes_train = torch.from_numpy(_as_features(codes_train, "codes_train"))
+    codes_test = torch.from_numpy(_as_features(codes_test, "codes_test", min_rows=1))
+    if codes_train.shape[1] != codes_test.shape[1]:
+        raise DataError(f"codes_train and codes_test must have the same width, got {codes_train.shape[1]} "
+                        f"and {codes_test.shape[1]}")
+    if num_classes is None:
+        num_classes = int(max(_labels(y_train, "y_train").max(), _labels(y_test, "y_test").max())) + 1
+    y_train, y_test = _labels(y_train, "y_train", num_classes).cpu(), _labels(y_test, "y_test", num_classes).cpu()
+    for codes, y, name in ((codes_train, y_train, "train"), (codes_test, y_test, "test")):
+        if len(codes) != len(y):
+            raise DataError(f"codes_{name} and y_{name} must have the same length, got {len(codes)} and {len(y)}")
+    mean, std = codes_train.mean(0), codes_train.std(0).clamp_min(1e-8)
+    a, b = (codes_train - mean) / std, (codes_test - mean) / std
+    weight = torch.zeros(a.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optim = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe",
+                              tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure():
+        optim.zero_grad()
+        loss = torch.nn.functional.cross_entropy(a @ weight + bias, y_train)
+        loss = loss + 0.5 * weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optim.step(closure)
+    with torch.no_grad():
+        return float(((b @ weight + bias).argmax(1) == y_test).double().mean())

@@ -1,6 +1,8 @@
 """Inference algorithms: ELBO estimators and training loops shaped like ``pyro.infer.SVI``."""
 
+from pyrogen.infer.aae import AdversarialAutoencoder
 from pyrogen.infer.adversarial import Adversarial
+from pyrogen.infer.adversarial_inference import AdversarialInference, EncoderSiteError
 from pyrogen.infer.compiled_loss import CompiledLoss
 from pyrogen.infer.gan_losses import GAN_LOSSES, GANLoss
 from pyrogen.infer.iwae import IWAE_ELBO
@@ -9,4 +11,5 @@ from pyrogen.infer.tc_elbo import TCELBO
 from pyrogen.infer.torch_svi import ELBOModule, TorchSVI, module_local
 
 __all__ = ["ReparamTrace_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss",
-           "Adversarial", "GANLoss", "GAN_LOSSES", "IWAE_ELBO", "TCELBO"]
+           "Adversarial", "GANLoss", "GAN_LOSSES", "AdversarialInference", "EncoderSiteError",
+           "AdversarialAutoencoder", "IWAE_ELBO", "TCELBO"]

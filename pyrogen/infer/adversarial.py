@@ -85,6 +85,13 @@ class Adversarial:
     :param str site: the model's sample site of generated examples.
     :param bool track_grad_norms: also return the L2 norms of both players' gradients
         (``grad_norm_d`` of the last discriminator update, ``grad_norm_g``).
+    :param str label: for a class-conditional GAN, the name of the keyword argument that
+        carries the labels ``(B,)`` (e.g. ``"y"``); None (default) for an unconditional one.
+        Then ``step(x, y=labels)`` passes the labels to the model (the fakes are generated
+        for the real batch's classes) and calls the discriminator as
+        ``discriminator(examples, labels)`` on both batches (see
+        :class:`~pyrogen.models.gan.ProjectionDiscriminator`). With a list of ``d_steps``
+        real batches, pass a list of as many label tensors, one per batch.
 
     Each :meth:`step` makes ``d_steps`` discriminator updates and one generator update,
     and returns a dict of detached scalar tensors (no host synchronisation):
@@ -103,7 +110,7 @@ class Adversarial:
     """
 
     def __init__(self, model, discriminator, generator_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", d_steps=1, site="x", track_grad_norms=False):
+                 loss="nonsaturating", d_steps=1, site="x", track_grad_norms=False, label=None):
         if not callable(model):
             raise TypeError(f"model must be a callable Pyro model, got {type(model).__name__}")
         if not isinstance(discriminator, nn.Module):
@@ -129,6 +136,7 @@ class Adversarial:
         self.d_steps, self.site, self.track_grad_norms = d_steps, site, track_grad_norms
         self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
         self._group, self._world_size = None, 1
+        self.label = label
 
     # ------------------------------------------------------------------ data parallelism
     def distribute(self, group=None):
@@ -264,6 +272,18 @@ class Adversarial:
             raise DataError(f"x must have the shape of the generator's samples {tuple(fake.shape)}, "
                             f"got {tuple(x.shape)}")
 
+    def _labels(self, kwargs):
+        """The labels of a conditional GAN's batch (None for an unconditional one)."""
+        if self.label is None:
+            return None
+        if kwargs.get(self.label) is None:
+            raise DataError(f"this Adversarial is conditional (label={self.label!r}): pass the real batch's "
+                            f"labels, step(x, {self.label}=labels)")
+        return kwargs[self.label]
+
+    def _score(self, x, labels):
+        return self.discriminator(x) if labels is None else self.discriminator(x, labels)
+
     def _batches(self, x):
         if isinstance(x, (list, tuple)):
             if len(x) != self.d_steps:
@@ -275,11 +295,12 @@ class Adversarial:
         return [x] * self.d_steps
 
     # ------------------------------------------------------------------ losses
-    def _discriminator_loss(self, real, fake):
-        real_scores, fake_scores = self.discriminator(real), self.discriminator(fake)
+    def _discriminator_loss(self, real, fake, labels=None):
+        real_scores, fake_scores = self._score(real, labels), self._score(fake, labels)
         real_scores, fake_scores = self.loss.check(real_scores, fake_scores)
         loss = self.loss.discriminator_loss(real_scores, fake_scores)
-        penalty = self.loss.penalty(self.discriminator, real, fake)
+        critic = self.discriminator if labels is None else (lambda t: self.discriminator(t, labels))
+        penalty = self.loss.penalty(critic, real, fake)
         total = loss if penalty is None else loss + penalty
         return total, real_scores.detach(), fake_scores.detach()
 
@@ -299,8 +320,19 @@ class Adversarial:
         :returns: dict of detached scalar tensors (see the class docs).
         """
         batches = self._batches(x)
+        labels = per_batch = self._labels(kwargs)
+        if labels is not None:
+            if isinstance(x, (list, tuple)) != isinstance(labels, (list, tuple)) or (
+                    isinstance(labels, (list, tuple)) and len(labels) != len(batches)):
+                n = len(batches) if isinstance(x, (list, tuple)) else 1
+                raise DataError(f"pass one label tensor per real batch: {n} batch(es), "
+                                f"{self.label}={type(labels).__name__}")
+            per_batch = list(labels) if isinstance(labels, (list, tuple)) else [labels] * len(batches)
         for i, real in enumerate(batches):
             last = i == len(batches) - 1
+            if labels is not None:
+                labels = per_batch[i]
+                kwargs[self.label] = labels
             if last:
                 fake = self.sample(real.shape[0], **kwargs)  # kept with its graph for the generator update
             else:
@@ -309,7 +341,7 @@ class Adversarial:
             if i == 0:
                 self._check_real(real, fake)
             self.discriminator_optim.zero_grad(set_to_none=True)
-            loss_d, real_scores, fake_scores = self._discriminator_loss(real, fake.detach())
+            loss_d, real_scores, fake_scores = self._discriminator_loss(real, fake.detach(), labels)
             loss_d.backward()
             self._average_gradients(self.discriminator_optim)
             self.discriminator_optim.step()
@@ -319,7 +351,7 @@ class Adversarial:
             p.requires_grad_(False)
         try:
             self.generator_optim.zero_grad(set_to_none=True)
-            loss_g = self.loss.generator_loss(self.discriminator(fake))
+            loss_g = self.loss.generator_loss(self._score(fake, labels))
             loss_g.backward()
         finally:
             for p in self._d_params:
@@ -341,14 +373,15 @@ class Adversarial:
         """
         if not isinstance(x, torch.Tensor):
             raise DataError(f"x must be a tensor batch of real examples, got {type(x).__name__}")
+        labels = self._labels(kwargs)
         with torch.no_grad():
             fake = self.sample(x.shape[0], **kwargs)
         self._check_real(x, fake)
         has_penalty = type(self.loss).penalty is not GANLoss.penalty
         with torch.enable_grad() if has_penalty else torch.no_grad():
-            loss_d, real_scores, fake_scores = self._discriminator_loss(x, fake)
+            loss_d, real_scores, fake_scores = self._discriminator_loss(x, fake, labels)
         with torch.no_grad():
-            loss_g = self.loss.generator_loss(self.discriminator(fake))
+            loss_g = self.loss.generator_loss(self._score(fake, labels))
         return self._stats(loss_d, loss_g, real_scores, fake_scores)
 
 

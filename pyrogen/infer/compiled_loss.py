@@ -137,7 +137,7 @@ class CompiledLoss(nn.Module):
         devices = sorted({t.device.index or 0 for t in values if t.device.type == "cuda"})
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
             _check_leaves(self.loss_module(*args, **kwargs), [*values, *inputs])
-            graph = make_fx(loss)([t.detach() for t in values], [t.detach() for t in inputs])
+            graph = make_fx(loss, pre_dispatch=True)([t.detach() for t in values], [t.detach() for t in inputs])
         compiled = torch.compile(graph, dynamic=False, options=self.compile_options)
         return functools.partial(compiled, values)
 

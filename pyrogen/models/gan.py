@@ -27,6 +27,15 @@ Networks:
   N(0, 0.02) and batch-norm scales from N(1, 0.02).
 * :class:`MLPGenerator` / :class:`MLPDiscriminator`: fully connected players.
 
+Conditional and adversarial-inference players:
+
+* :class:`ConditionalGenerator` (sites ``"y"``, ``"z"``, ``"x"``) and
+  :class:`ProjectionDiscriminator` (Miyato and Koyama 2018) for class-conditional
+  GANs, trained by :class:`pyrogen.infer.Adversarial` with ``label="y"``;
+* :class:`JointDiscriminator` D(x, z) for ALI / BiGAN
+  (:class:`pyrogen.infer.AdversarialInference`) and :class:`LatentDiscriminator`
+  D(z) for the adversarial autoencoder (:class:`pyrogen.infer.AdversarialAutoencoder`).
+
 Discriminators take ``norm="batch"`` (DCGAN), ``"spectral"`` (spectral
 normalisation of every weight, Miyato et al. 2018, and no batch norm) or
 ``"none"`` (needed by the per-example gradient penalty of WGAN-GP, which batch
@@ -43,6 +52,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from pyrogen.errors import DataError
+from pyrogen.models.conditional import check_labels
 from pyrogen.networks import _flatten_batch
 
 ARCHITECTURES = ("dcgan", "mlp")
@@ -270,3 +280,227 @@ class Generator(PyroModule):
     def sample(self, num_samples):
         """``num_samples`` generated examples ``(n, *image_shape)`` (no gradient)."""
         return self.generate(self.prior().sample((num_samples,)))
+
+
+# ---------------------------------------------------------------------- conditional GANs
+
+
+class ConditionalGenerator(PyroModule):
+    """A class-conditional generator as a Pyro model: ``"y"`` a label, ``"z"`` ~ N(0, I), ``"x"`` ~ Delta(G(z, y)).
+
+    The network sees ``[z, onehot(y)]`` (Mirza and Osindero 2014), so any
+    architecture of :func:`build_generator_network` works with input width
+    ``latent_dim + num_classes``. Site ``"y"`` is uniform over the classes and
+    observed when labels are given, so ``model(batch_size=B)`` draws labels too
+    and ``model(y=labels)`` generates the requested classes. Train it with
+    :class:`pyrogen.infer.Adversarial` and ``label="y"`` against a
+    :class:`ProjectionDiscriminator`: ``gan.step(x, y=labels)`` generates fakes
+    for the real batch's labels and scores both batches with those labels.
+
+    :param int num_classes: K.
+    :param int latent_dim: dimension of z.
+    :param tuple image_shape: shape of one example.
+    :param str architecture: ``"dcgan"`` or ``"mlp"``.
+
+    Example::
+
+        >>> import torch
+        >>> from pyro import poutine
+        >>> gen = ConditionalGenerator(num_classes=10, latent_dim=8, architecture="mlp", hidden=(32,))
+        >>> tr = poutine.trace(gen.model).get_trace(y=torch.tensor([3, 3, 7]))
+        >>> tr.nodes["x"]["value"].shape, tr.nodes["y"]["is_observed"]
+        (torch.Size([3, 1, 28, 28]), True)
+    """
+
+    def __init__(self, num_classes=10, latent_dim=100, image_shape=(1, 28, 28), architecture="dcgan",
+                 hidden=(256, 256), channels=64, network=None):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
+        self.network = network if network is not None else build_generator_network(
+            architecture, latent_dim + num_classes, self.image_shape, hidden, channels)
+        self.config = {"num_classes": num_classes, "latent_dim": latent_dim, "image_shape": list(self.image_shape),
+                       "architecture": architecture if network is None else "custom",
+                       "hidden": list(hidden), "channels": channels}
+        self.register_buffer("prior_loc", torch.zeros(latent_dim))
+        self.register_buffer("prior_scale", torch.ones(latent_dim))
+        self.register_buffer("class_logits", torch.zeros(num_classes))
+
+    def prior(self):
+        """p(z) = N(0, I) with event shape ``(latent_dim,)``."""
+        return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
+
+    def generate(self, z, y):
+        """G(z, y) for latents ``(B, latent_dim)`` and labels ``(B,)``: examples ``(B, *image_shape)``."""
+        y = check_labels(y, self.num_classes)
+        one_hot = torch.nn.functional.one_hot(y.to(z.device), self.num_classes).to(z.dtype)
+        return self.network(torch.cat([z, one_hot], -1))
+
+    @pyro_method
+    def model(self, x=None, y=None, batch_size=1):
+        """Labels, latents and x = G(z, y) in ``plate("data")``.
+
+        :param x: must be None (an implicit model has no density).
+        :param y: labels ``(B,)`` to generate, or None to draw them uniformly.
+        :param int batch_size: how many examples when ``y`` is None.
+        :returns: the generated batch ``(B, *image_shape)``.
+        """
+        if x is not None:
+            raise DataError("the GAN generator is an implicit model: it has no density p(x), so x cannot be "
+                            "observed; call model(y=labels) and train it with pyrogen.infer.Adversarial")
+        if y is not None:
+            y = check_labels(y, self.num_classes).to(self.prior_loc.device)
+            batch_size = y.shape[0]
+        with pyro.plate("data", batch_size):
+            y = pyro.sample("y", dist.Categorical(logits=self.class_logits), obs=y)
+            z = pyro.sample("z", self.prior())
+            out = self.generate(z, y)
+            pyro.sample("x", dist.Delta(out, event_dim=len(self.image_shape)))
+        return out
+
+    @torch.no_grad()
+    def sample(self, num_samples, y=None):
+        """``num_samples`` examples of class ``y`` (an int or labels ``(n,)``; None: uniform labels)."""
+        if y is None:
+            y = torch.randint(self.num_classes, (num_samples,), device=self.prior_loc.device)
+        elif isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((num_samples,), y, dtype=torch.long, device=self.prior_loc.device)
+        return self.generate(self.prior().sample((num_samples,)), y)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Projection discriminator (Miyato and Koyama, "cGANs with Projection Discriminator", ICLR 2018):
+
+    .. math:: D(x, y) = \\psi(\\phi(x)) + \\operatorname{embed}(y)^\\top \\phi(x),
+
+    with :math:`\\phi` a feature network ``(B, ...) -> (B, F)``, :math:`\\psi` a linear
+    layer ``F -> 1`` and embed a ``K x F`` embedding of the labels. The inner product
+    is the log density ratio term of a class-conditional discriminator whose class
+    posterior is log-linear in :math:`\\phi(x)`.
+
+    :param int num_classes: K.
+    :param tuple image_shape: shape of one example.
+    :param tuple hidden: widths of the default MLP feature network (``2x - 1``, then
+        LeakyReLU(0.2) layers; :math:`F` = ``hidden[-1]``).
+    :param str norm: ``"spectral"`` (the paper's) or ``"none"`` for every linear layer,
+        the embedding included when spectral.
+    :param features: optional network ``(B, ...) -> (B, F)`` replacing the MLP; it must have
+        an ``out_features`` attribute (F).
+
+    ``forward(x, y)`` returns scores ``(B,)``.
+    """
+
+    def __init__(self, num_classes=10, image_shape=(1, 28, 28), hidden=(256, 256), norm="none", features=None):
+        super().__init__()
+        if norm not in ("spectral", "none"):
+            raise DataError(f"norm must be 'spectral' or 'none' for a projection discriminator, got {norm!r}")
+        self.num_classes, self.image_shape = num_classes, tuple(image_shape)
+        if features is None:
+            if not hidden:
+                raise DataError("hidden must name at least one layer width")
+            layers, width = [], math.prod(image_shape)
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+                width = h
+            features = _UnitToSymmetric(nn.Sequential(nn.Flatten(), *layers), width)
+        self.features = features
+        dim = features.out_features
+        self.psi = nn.Linear(dim, 1)
+        self.embed = nn.Embedding(num_classes, dim)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        if norm == "spectral":
+            _spectral(self)
+            self.embed = spectral_norm(self.embed)
+
+    def forward(self, x, y):
+        y = check_labels(y, self.num_classes).to(x.device)
+        h = self.features(x)
+        return self.psi(h).squeeze(-1) + (self.embed(y) * h).sum(-1)
+
+
+class _UnitToSymmetric(nn.Module):
+    """Maps inputs in [0, 1] to 2x - 1 before ``net``; exposes ``out_features``."""
+
+    def __init__(self, net, out_features):
+        super().__init__()
+        self.net, self.out_features = net, out_features
+
+    def forward(self, x):
+        return self.net(2 * x - 1)
+
+
+# ---------------------------------------------------------------------- adversarial inference
+
+
+class JointDiscriminator(nn.Module):
+    """A discriminator D(x, z) on pairs of an example and a code, for ALI / BiGAN (Dumoulin et al. 2017;
+    Donahue et al. 2017):
+
+    .. math:: D(x, z) = f\\big([\\phi_x(x), \\phi_z(z)]\\big),
+
+    with :math:`\\phi_x` an MLP on the flattened example (mapped to ``2x - 1`` when
+    ``unit_interval``), :math:`\\phi_z` an MLP on z and :math:`f` an MLP on their
+    concatenation to one score, LeakyReLU(0.2) throughout, as in ALI's joint
+    discriminator. No batch norm, so WGAN-GP's per-example penalty is valid.
+
+    :param tuple x_shape: shape of one example.
+    :param int latent_dim: dimension of z.
+    :param tuple x_hidden: widths of :math:`\\phi_x` (may be empty: the raw example).
+    :param tuple z_hidden: widths of :math:`\\phi_z` (may be empty: the raw code).
+    :param tuple joint_hidden: widths of :math:`f` before its output layer.
+    :param bool unit_interval: examples lie in [0, 1] (images); False for real-valued data.
+    :param str norm: ``"none"`` or ``"spectral"``.
+
+    ``forward(x, z)`` maps ``(B, *x_shape)`` and ``(B, latent_dim)`` to scores ``(B,)``.
+    """
+
+    def __init__(self, x_shape, latent_dim, x_hidden=(256,), z_hidden=(256,), joint_hidden=(256,),
+                 unit_interval=True, norm="none"):
+        super().__init__()
+        if norm not in ("spectral", "none"):
+            raise DataError(f"norm must be 'spectral' or 'none' for a joint discriminator, got {norm!r}")
+        self.x_shape, self.latent_dim, self.unit_interval = tuple(x_shape), latent_dim, unit_interval
+
+        def mlp(width, hidden):
+            layers = []
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+                width = h
+            return nn.Sequential(*layers), width
+
+        self.phi_x, wx = mlp(math.prod(self.x_shape), x_hidden)
+        self.phi_z, wz = mlp(latent_dim, z_hidden)
+        joint, width = mlp(wx + wz, joint_hidden)
+        self.joint = nn.Sequential(*joint, nn.Linear(width, 1))
+        if norm == "spectral":
+            _spectral(self)
+
+    def forward(self, x, z):
+        x = x.reshape(x.shape[0], -1)
+        if self.unit_interval:
+            x = 2 * x - 1
+        return self.joint(torch.cat([self.phi_x(x), self.phi_z(z)], -1)).squeeze(-1)
+
+
+class LatentDiscriminator(nn.Module):
+    """A discriminator on codes z, for the adversarial autoencoder (Makhzani et al. 2016): an MLP
+    ``(B, latent_dim) -> (B,)`` with LeakyReLU(0.2) hidden layers (the paper uses two layers of 1000 ReLUs).
+
+    :param int latent_dim: dimension of z.
+    :param tuple hidden: hidden widths.
+    """
+
+    def __init__(self, latent_dim, hidden=(256, 256)):
+        super().__init__()
+        layers, width = [], latent_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z).squeeze(-1)

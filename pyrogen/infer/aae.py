@@ -1,0 +1,186 @@
+"""The adversarial autoencoder (Makhzani et al., "Adversarial Autoencoders", ICLR 2016 workshop) for a
+Pyro model/guide pair, shaped like :class:`pyro.infer.SVI`.
+
+An AAE keeps a VAE's reconstruction term but replaces its per-example KL term
+by a game on the *aggregate posterior* :math:`q(z) = \\int p_\\text{data}(x)\\, q(z \\mid x)\\, dx`:
+a discriminator :math:`D(z)` tells prior draws :math:`z \\sim p(z)` ("real")
+from codes :math:`z \\sim q(z \\mid x)` ("fake"), and the encoder learns to fool it.
+The autoencoder (encoder and decoder) minimises
+
+.. math:: \\mathcal{L}_\\text{AE} = \\mathbb{E}_{p_\\text{data}(x)}\\, \\mathbb{E}_{q(z|x)}[-\\log p(x \\mid z)]
+   + \\lambda\\, \\mathcal{L}_G\\big(D(z)\\big), \\qquad z \\sim q(z \\mid x),
+
+with :math:`\\mathcal{L}_G` the generator loss of the chosen GAN loss, while the
+discriminator minimises the loss's ``discriminator_loss(D(z_p), D(z_q))``. When
+the game is won, :math:`q(z) = p(z)`, so decoding prior draws gives data-like
+examples, while each :math:`q(z \\mid x)` may stay as sharp as the
+reconstruction wants (a point mass included: the deterministic AAE).
+
+**From the Pyro programs.** Each step traces ``guide(x)`` for the codes (its
+site ``"z"`` must be reparameterized or a point mass, see
+:func:`~pyrogen.infer.adversarial_inference.guide_code`), replays ``model(x)``
+on them and reads :math:`\\log p(x \\mid z)` from the model's observed site
+``"x"`` (summed over its event, averaged over the batch: nats per example).
+The prior draws come from the distribution at the model's site ``"z"`` in the
+same trace, so whatever prior the model declares is the target.
+
+**Schedule.** Makhzani et al. alternate a reconstruction phase (encoder and
+decoder) and a regularisation phase (the discriminator, then the encoder). Here
+one :meth:`AdversarialAutoencoder.step` makes ``d_steps`` discriminator updates on the codes
+of the batch and then *one* autoencoder update on the sum above, whose encoder
+gradient is the sum of both phases' gradients (the same update as the two
+phases taken at the same parameters).
+
+Example::
+
+    >>> import torch
+    >>> from pyrogen.infer import AdversarialAutoencoder
+    >>> from pyrogen.models import VAE
+    >>> from pyrogen.models.gan import LatentDiscriminator
+    >>> vae = VAE(latent_dim=4, hidden=(32,))
+    >>> aae = AdversarialAutoencoder(vae.model, vae.guide, LatentDiscriminator(4, (32,)))
+    >>> out = aae.step(torch.bernoulli(torch.full((8, 1, 28, 28), 0.3)))
+    >>> sorted(out)
+    ['d_accuracy', 'd_fake', 'd_real', 'loss', 'loss_d', 'loss_g', 'loss_recon']
+"""
+
+import torch
+from pyro import poutine
+from torch import nn
+
+from pyrogen.errors import DataError
+from pyrogen.infer.adversarial import default_optimizer
+from pyrogen.infer.adversarial_inference import _owners_parameters, checked_code_site, guide_code
+from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.infer.torch_svi import module_local
+
+
+class AdversarialAutoencoder:
+    """Reconstruction of x plus a discriminator on z that pushes the aggregate posterior towards p(z).
+
+    :param model: a Pyro model ``model(x, **kwargs)`` with a latent site ``z_site`` and an observed
+        site ``x_site`` (e.g. :meth:`pyrogen.models.VAE.model`).
+    :param guide: its guide ``guide(x, **kwargs)`` with a reparameterized or point-mass ``z_site``.
+    :param torch.nn.Module discriminator: maps codes ``(B, latent_dim)`` to scores ``(B,)`` or ``(B, 1)``,
+        e.g. :class:`~pyrogen.models.gan.LatentDiscriminator`.
+    :param torch.optim.Optimizer autoencoder_optim: holds encoder and decoder parameters; None for
+        Adam (lr 1e-3) over the modules that own ``model`` and ``guide``.
+    :param torch.optim.Optimizer discriminator_optim: None for Adam (lr 2e-4, betas (0.5, 0.999)).
+    :param loss: a GAN loss name or :class:`~pyrogen.infer.gan_losses.GANLoss`.
+    :param float adversarial_weight: :math:`\\lambda` (0 gives a plain autoencoder, a useful control).
+    :param int d_steps: discriminator updates per autoencoder update.
+
+    :meth:`step` returns detached scalars: ``loss`` (:math:`\\mathcal{L}_\\text{AE}`), ``loss_recon``
+    (:math:`-\\log p(x|z)`, nats per example), ``loss_g`` (:math:`\\mathcal{L}_G`), ``loss_d``,
+    ``d_real`` and ``d_fake`` (mean scores of prior draws and codes) and ``d_accuracy``.
+    """
+
+    def __init__(self, model, guide, discriminator, autoencoder_optim=None, discriminator_optim=None,
+                 loss="nonsaturating", adversarial_weight=1.0, d_steps=1, x_site="x", z_site="z"):
+        if not callable(model) or not callable(guide):
+            raise TypeError("model and guide must be callable Pyro programs")
+        if not isinstance(discriminator, nn.Module):
+            raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
+        if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
+            raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
+        if not adversarial_weight >= 0:
+            raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
+        if autoencoder_optim is None:
+            params = _owners_parameters(model, guide)
+            if not params:
+                raise TypeError("autoencoder_optim is needed when neither model nor guide is a method of an "
+                                "nn.Module with parameters")
+            autoencoder_optim = torch.optim.Adam(params, lr=1e-3)
+        if discriminator_optim is None:
+            discriminator_optim = default_optimizer(discriminator.parameters())
+        for name, optim in (("autoencoder_optim", autoencoder_optim), ("discriminator_optim", discriminator_optim)):
+            if not isinstance(optim, torch.optim.Optimizer):
+                raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(optim).__name__}")
+        self.model, self.guide = module_local(model), module_local(guide)
+        self.discriminator = discriminator
+        self.autoencoder_optim, self.discriminator_optim = autoencoder_optim, discriminator_optim
+        self.loss = get_gan_loss(loss)
+        self.adversarial_weight, self.d_steps = float(adversarial_weight), d_steps
+        self.x_site, self.z_site = x_site, z_site
+        self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+
+    def _autoencode(self, x, **kwargs):
+        """Codes z ~ q(z|x) (with graph), -log p(x|z) per example, and the model's prior at ``z``."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise DataError("x must be a floating-point tensor batch of examples")
+        guide_trace = poutine.trace(self.guide).get_trace(x, **kwargs)
+        z_msg = checked_code_site(guide_trace, self.z_site)
+        trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(x, **kwargs)
+        for site in (self.x_site, self.z_site):
+            if site not in trace.nodes or trace.nodes[site]["type"] != "sample":
+                raise DataError(f"the model has no sample site {site!r}")
+        obs = trace.nodes[self.x_site]
+        if not obs["is_observed"]:
+            raise DataError(f"site {self.x_site!r} of the model is not observed when the model is called as "
+                            "model(x); the adversarial autoencoder scores x there")
+        log_px = obs["fn"].log_prob(obs["value"])
+        recon = -log_px.sum() / x.shape[0]
+        return z_msg["value"], recon, trace.nodes[self.z_site]["fn"]
+
+    def _discriminator_loss(self, z_prior, z_codes):
+        real_scores, fake_scores = self.loss.check(self.discriminator(z_prior), self.discriminator(z_codes))
+        loss = self.loss.discriminator_loss(real_scores, fake_scores)
+        penalty = self.loss.penalty(self.discriminator, z_prior, z_codes)
+        total = loss if penalty is None else loss + penalty
+        return total, real_scores.detach(), fake_scores.detach()
+
+    def _stats(self, recon, loss_g, loss_d, real_scores, fake_scores):
+        th = self.loss.threshold
+        accuracy = ((real_scores > th).float().mean() + (fake_scores <= th).float().mean()) / 2
+        return {"loss": (recon + self.adversarial_weight * loss_g).detach(), "loss_recon": recon.detach(),
+                "loss_g": loss_g.detach(), "loss_d": loss_d.detach(),
+                "d_real": self.loss.score_mean(real_scores), "d_fake": self.loss.score_mean(fake_scores),
+                "d_accuracy": accuracy}
+
+    def step(self, x, **kwargs):
+        """``d_steps`` discriminator updates (fresh prior draws each, the batch's codes), then one
+        autoencoder update on reconstruction plus ``adversarial_weight`` times the generator loss.
+
+        :param torch.Tensor x: a batch ``(B, ...)``.
+        :param kwargs: passed to the guide and the model after x.
+        :returns: dict of detached scalar tensors (see the class docs).
+        """
+        z, recon, prior = self._autoencode(x, **kwargs)
+        codes = z.detach()
+        for _ in range(self.d_steps):
+            self.discriminator_optim.zero_grad(set_to_none=True)
+            loss_d, real_scores, fake_scores = self._discriminator_loss(prior.sample().detach(), codes)
+            loss_d.backward()
+            self.discriminator_optim.step()
+        for p in self._d_params:
+            p.requires_grad_(False)
+        try:
+            self.autoencoder_optim.zero_grad(set_to_none=True)
+            loss_g = self.loss.generator_loss(self.discriminator(z))
+            (recon + self.adversarial_weight * loss_g).backward()
+        finally:
+            for p in self._d_params:
+                p.requires_grad_(True)
+        self.autoencoder_optim.step()
+        return self._stats(recon, loss_g, loss_d, real_scores, fake_scores)
+
+    def evaluate_loss(self, x, **kwargs):
+        """The losses and the discriminator's statistics on a batch, updating nothing."""
+        with torch.no_grad():
+            z, recon, prior = self._autoencode(x, **kwargs)
+            z_prior = prior.sample()
+        has_penalty = isinstance(self.loss, WassersteinGPLoss) and self.loss.gp_weight > 0
+        with torch.enable_grad() if has_penalty else torch.no_grad():
+            loss_d, real_scores, fake_scores = self._discriminator_loss(z_prior, z)
+        with torch.no_grad():
+            loss_g = self.loss.generator_loss(fake_scores)
+        return self._stats(recon, loss_g, loss_d, real_scores, fake_scores)
+
+    @torch.no_grad()
+    def encode(self, x, **kwargs):
+        """Codes ``(B, latent_dim)``: the mean of q(z|x) (its value for a point mass)."""
+        msg = guide_code(self.guide, x, self.z_site, **kwargs)
+        try:
+            return msg["fn"].mean
+        except NotImplementedError:
+            return msg["value"]

@@ -1,0 +1,213 @@
+"""ALI / BiGAN: the pairs the joint discriminator sees, the losses, the encoder inverting the generator."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyrogen.errors import DataError
+from pyrogen.infer import AdversarialInference, EncoderSiteError
+from pyrogen.infer.adversarial_inference import encoder_generator_loss
+from pyrogen.infer.gan_losses import GAN_LOSSES, get_gan_loss
+from pyrogen.models import VAE
+from pyrogen.models.gan import JointDiscriminator
+
+A = torch.tensor([[2.0, 0.5], [0.0, 1.0]])
+B = torch.tensor([1.0, -1.0])
+
+
+def linear_pair(gen, enc, drawn=None):
+    """A linear generator x = gen(z) (point mass) and a deterministic linear encoder z = enc(x)."""
+
+    def model(batch_size=1):
+        with pyro.plate("data", batch_size):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            if drawn is not None:
+                drawn.append(z.detach().clone())
+            pyro.sample("x", dist.Delta(gen(z), event_dim=1))
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Delta(enc(x), event_dim=1))
+
+    return model, guide
+
+
+class Recorder(nn.Module):
+    """D(x, z) = a.x + b.z + c, recording every pair it scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+        self.calls = []
+
+    def forward(self, x, z):
+        self.calls.append((x.detach().clone(), z.detach().clone()))
+        return self.lin(torch.cat([x, z], -1)).squeeze(-1)
+
+
+def _optims(gen, enc, disc, lr=1e-2):
+    return (torch.optim.Adam([*gen.parameters(), *enc.parameters()], lr=lr, betas=(0.5, 0.999)),
+            torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)))
+
+
+def test_discriminator_sees_data_pairs_and_model_pairs_exactly():
+    gen, enc, disc, drawn = nn.Linear(2, 2), nn.Linear(2, 2), Recorder(), []
+    model, guide = linear_pair(gen, enc, drawn)
+    ali = AdversarialInference(model, guide, disc, *_optims(gen, enc, disc))
+    x = torch.randn(16, 2)
+    out = ali.evaluate_loss(x)
+    (x_real, z_real), (x_fake, z_fake) = disc.calls
+    with torch.no_grad():
+        assert torch.equal(x_real, x) and torch.equal(z_real, enc(x))     # (x, E(x))
+        assert torch.equal(z_fake, drawn[0]) and torch.equal(x_fake, gen(drawn[0]))  # (G(z), z), z ~ p(z)
+        expected = get_gan_loss("nonsaturating").discriminator_loss(disc.lin(torch.cat([x_real, z_real], 1)),
+                                                                     disc.lin(torch.cat([x_fake, z_fake], 1)))
+    assert torch.allclose(out["loss_d"], expected.reshape(()), atol=1e-6)
+
+    # a step: the discriminator update and the players' update score the same pairs
+    disc.calls.clear()
+    ali.step(x)
+    assert len(disc.calls) == 4
+    for before, after in zip(disc.calls[:2], disc.calls[2:]):
+        assert all(torch.equal(u, v) for u, v in zip(before, after))
+
+
+def test_model_x_mean_takes_the_likelihood_mean_and_sample_the_draw():
+    dec = nn.Linear(2, 2)
+    enc = nn.Linear(2, 2)
+
+    def model(batch_size=1):
+        with pyro.plate("data", batch_size):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(dec(z), 0.5).to_event(1))
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(enc(x), 0.1).to_event(1))
+
+    disc = Recorder()
+    ali_mean = AdversarialInference(model, guide, disc, *_optims(dec, enc, disc), model_x="mean")
+    ali_mean.evaluate_loss(torch.randn(8, 2))
+    x_fake, z_fake = disc.calls[1]
+    with torch.no_grad():
+        assert torch.allclose(x_fake, dec(z_fake), atol=1e-6)  # the decoder mean, exactly
+    disc.calls.clear()
+    ali_sample = AdversarialInference(model, guide, disc, *_optims(dec, enc, disc), model_x="sample")
+    ali_sample.evaluate_loss(torch.randn(8, 2))
+    x_fake, z_fake = disc.calls[1]
+    with torch.no_grad():
+        residual = (x_fake - dec(z_fake)) / 0.5  # a reparameterized draw: N(0, 1) noise around the mean
+    assert residual.abs().max() > 0.05 and residual.abs().max() < 5
+
+
+def test_encoder_generator_loss_formulas():
+    s_q, s_p = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([-0.4, 0.9, 0.1])
+    ns = encoder_generator_loss(get_gan_loss("nonsaturating"), s_q, s_p)
+    assert torch.allclose(ns, F.softplus(s_q).mean() + F.softplus(-s_p).mean())
+    mm = encoder_generator_loss(get_gan_loss("minimax"), s_q, s_p)
+    assert torch.allclose(mm, -F.softplus(-s_q).mean() - F.softplus(s_p).mean())  # V itself
+    ls = encoder_generator_loss(get_gan_loss("least-squares"), s_q, s_p)
+    assert torch.allclose(ls, 0.5 * (s_p - 1).square().mean() + 0.5 * s_q.square().mean())
+    for name in ("hinge", "wgan-gp"):
+        assert torch.allclose(encoder_generator_loss(get_gan_loss(name), s_q, s_p), s_q.mean() - s_p.mean())
+
+
+def test_gradient_penalty_takes_one_norm_per_pair_over_x_and_z():
+    gen, enc, disc = nn.Linear(2, 2), nn.Linear(2, 2), Recorder()
+    model, guide = linear_pair(gen, enc)
+    ali = AdversarialInference(model, guide, disc, *_optims(gen, enc, disc), loss="wgan-gp")
+    out = ali.evaluate_loss(torch.randn(8, 2))
+    # D is linear, so its gradient at every interpolate is (a, b): the penalty is 10 (|(a, b)| - 1)^2
+    norm = disc.lin.weight.detach().norm()
+    critic = disc.lin(torch.cat(disc.calls[1], 1)).mean() - disc.lin(torch.cat(disc.calls[0], 1)).mean()
+    assert torch.allclose(out["loss_d"], critic.detach() + 10 * (norm - 1) ** 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", sorted(GAN_LOSSES))
+def test_every_loss_updates_all_three_networks_and_evaluate_none(loss, one_thread):
+    gen, enc = nn.Linear(2, 2), nn.Linear(2, 2)
+    disc = JointDiscriminator((2,), 2, (8,), (8,), (8,), unit_interval=False)
+    model, guide = linear_pair(gen, enc)
+    ali = AdversarialInference(model, guide, disc, *_optims(gen, enc, disc), loss=loss, d_steps=2)
+    x = torch.randn(16, 2) @ A.T + B
+    snapshot = [p.detach().clone() for m in (gen, enc, disc) for p in m.parameters()]
+    ali.evaluate_loss(x)
+    assert all(torch.equal(a, b) for a, b in zip(snapshot, (p for m in (gen, enc, disc) for p in m.parameters())))
+    out = ali.step(x)
+    assert sorted(out) == ["d_accuracy", "d_fake", "d_real", "loss_d", "loss_g"]
+    assert all(torch.isfinite(v) for v in out.values())
+    changed = [not torch.equal(a, b) for a, b in zip(snapshot, (p for m in (gen, enc, disc) for p in m.parameters()))]
+    assert all(changed[:4])  # generator and encoder weights and biases
+    assert any(changed[4:])  # the discriminator
+
+
+def test_encoder_approaches_the_generators_inverse_on_a_gaussian_toy(one_thread):
+    """Data x = A z + b, z ~ N(0, I); the generator is that linear map (held fixed: its
+    optimizer holds only the encoder), the encoder a linear map from a random start.
+
+    ALI's optimum is then unique, E = G^{-1}. Tolerance: after 300 steps the encoder's
+    matrix times A is within 0.25 of I (Frobenius), and E(G(z)) is within 0.1 of z in
+    mean squared norm (it starts above 1).
+    """
+    gen, enc = nn.Linear(2, 2), nn.Linear(2, 2)
+    with torch.no_grad():
+        gen.weight.copy_(A)
+        gen.bias.copy_(B)
+    disc = JointDiscriminator((2,), 2, (32,), (32,), (32,), unit_interval=False)
+    model, guide = linear_pair(gen, enc)
+    ali = AdversarialInference(model, guide, disc, torch.optim.Adam(enc.parameters(), lr=2e-2, betas=(0.5, 0.999)),
+                               torch.optim.Adam(disc.parameters(), lr=2e-2, betas=(0.5, 0.999)))
+    z_test = torch.randn(4000, 2)
+    x_test = torch.randn(4000, 2) @ A.T + B
+
+    def inverse_error():
+        with torch.no_grad():
+            return (enc(gen(z_test)) - z_test).square().sum(1).mean()
+
+    assert inverse_error() > 1.0
+    for _ in range(300):
+        ali.step(torch.randn(128, 2) @ A.T + B)
+    assert torch.linalg.norm(enc.weight.detach() @ A - torch.eye(2)) < 0.25
+    assert inverse_error() < 0.1
+    recon = ali.reconstruct(x_test)
+    assert torch.allclose(ali.reconstruction_error(x_test), (recon - x_test).square().mean())
+    assert (recon - x_test).square().sum(1).mean() < 0.05 * x_test.var(0).sum()
+
+
+def test_reconstruct_and_encode_with_a_vae():
+    vae = VAE(latent_dim=3, image_shape=(1, 4, 4), hidden=(8,), likelihood="continuous-bernoulli")
+    disc = JointDiscriminator((1, 4, 4), 3, (8,), (8,), (8,))
+    ali = AdversarialInference(vae.model, vae.guide, disc, model_x="mean")
+    x = torch.rand(5, 1, 4, 4)
+    assert torch.allclose(ali.encode(x), vae.encode(x)["loc"])
+    assert torch.allclose(ali.reconstruct(x), vae.reconstruct(x), atol=1e-6)
+    out = ali.step(x)
+    assert torch.isfinite(out["loss_g"])
+
+
+def test_bad_inputs_are_one_line_errors():
+    gen, enc, disc = nn.Linear(2, 2), nn.Linear(2, 2), Recorder()
+    model, _ = linear_pair(gen, enc)
+
+    def discrete_guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Bernoulli(torch.sigmoid(enc(x))).to_event(1))
+
+    def no_code(x):
+        pass
+
+    ali = AdversarialInference(model, discrete_guide, disc, *_optims(gen, enc, disc))
+    with pytest.raises(EncoderSiteError) as e:
+        ali.step(torch.randn(4, 2))
+    assert str(e.value) == ("site 'z' of the guide is drawn from Bernoulli, which is neither reparameterized "
+                            "(rsample) nor a Delta, so no gradient reaches the encoder")
+    with pytest.raises(EncoderSiteError, match=r"^the guide has no sample site 'z'$"):
+        AdversarialInference(model, no_code, disc, *_optims(gen, enc, disc)).step(torch.randn(4, 2))
+    with pytest.raises(DataError, match=r"^model_x must be one of \('sample', 'mean'\), got 'mode'$"):
+        AdversarialInference(model, discrete_guide, disc, *_optims(gen, enc, disc), model_x="mode")
+    _, guide = linear_pair(gen, enc)
+    with pytest.raises(DataError, match=r"^x must be a floating-point tensor batch of real examples$"):
+        AdversarialInference(model, guide, disc, *_optims(gen, enc, disc)).step(torch.ones(4, 2, dtype=torch.long))
