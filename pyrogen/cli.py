@@ -90,8 +90,8 @@ def _add_vae_options(p):
     g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
     g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size M (default: 100)")
     g.add_argument("--num-particles", type=_positive_int, default=1,
-                   help="Monte Carlo draws L per example and step; K, the importance samples per example, "
-                        "of --elbo iwae (default: 1)")
+                   help="Monte Carlo draws L per example and step (drawn in one vectorized run by --elbo "
+                        "trace); K, the importance samples per example, of --elbo iwae (default: 1)")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
                    help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
@@ -100,8 +100,7 @@ def _add_vae_options(p):
                         "--num-particles draws per example (Burda et al. 2016); tc: β-TC-VAE (Chen et al. 2018), "
                         "logging index-code MI, total correlation and dimension-wise KL per epoch (default: auto)")
     g.add_argument("--dreg", action="store_true",
-                   help="with --elbo iwae: doubly reparameterized guide gradients (Tucker et al. 2019); "
-                        "not with --compile")
+                   help="with --elbo iwae: doubly reparameterized guide gradients (Tucker et al. 2019)")
     g.add_argument("--tc-beta", type=float, default=None, metavar="B",
                    help="with --elbo tc: β, the weight of the total correlation (default: 6)")
     g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")

@@ -19,6 +19,8 @@ DEFAULT_TRAIN = {
     # the objective: "auto" (meanfield where every latent pair has a closed-form KL, else trace), "trace",
     # "meanfield", "iwae" (num_particles K, DReG guide gradients with dreg) or "tc" (β-TC-VAE, tc_beta)
     "dreg": False, "tc_beta": 6.0,
+    # trace's num_particles > 1 drawn in one vectorized run (False in runs made before this key existed)
+    "vectorize_particles": True,
     # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
     # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
     "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,

@@ -138,8 +138,6 @@ class VAETrainer(FitLoop):
         self.compile = bool(train_cfg.get("compile", False))
         if self.compile and train_cfg.get("aggressive"):
             raise DataError("--compile applies to the standard SVI step; drop --compile or --aggressive")
-        if self.compile and self.elbo_name == "iwae" and train_cfg.get("dreg"):
-            raise DataError("--dreg's stop-gradients do not survive --compile's recording; drop --compile or --dreg")
         self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo, compile=self.compile)
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
@@ -171,6 +169,8 @@ class VAETrainer(FitLoop):
         if name == "meanfield" and two_layer:
             raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
                             "q(z2|z1), after z1; use --elbo auto or trace")
+        if name == "trace" and particles > 1 and train_cfg.get("vectorize_particles", False):
+            return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
         return ELBOS[name](num_particles=particles)
 
     def _make_aggressive(self, train_cfg):
