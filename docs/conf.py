@@ -1,19 +1,25 @@
 """Sphinx configuration for pyrogen's documentation.
 
-Builds offline: no intersphinx downloads. References to Pyro, PyTorch and
-ArviZ names that Sphinx cannot resolve become plain links to those projects'
-documentation search pages (see ``_external_link``). Two sets of pages are
-generated at each build into ``_generated/`` (not committed):
+Builds offline and the pages read offline: no intersphinx downloads, and
+every script and stylesheet a page loads is served from the build itself
+(MathJax from the ``sphinx-mathjax-offline`` package, the theme's own files).
+References to Pyro, PyTorch and ArviZ names that Sphinx cannot resolve become
+plain links to those projects' documentation search pages (see
+``_external_link``). Two sets of pages are generated at each build into
+``_generated/`` (not committed):
 
 * ``_generated/api/<module>.rst``: one page per public pyrogen module with
   ``automodule``; a module already documented with ``automodule`` on a guide
   page gets a pointer to that page instead (Sphinx refuses a second description);
-* ``_generated/gallery/<example>.rst``: one page per ``examples/*.py``, its
-  docstring as text, its figures from ``_static/gallery/<example>*.png`` and
-  its code.
+* ``_generated/gallery/``: sphinx-gallery's page for each ``examples/*.py`` (its
+  docstring as text, its code, the script and a notebook to download) and the
+  gallery's index, from ``examples/GALLERY_HEADER.rst``. The build does not run
+  the examples (``plot_gallery`` off): at a size that fits a docs build their
+  figures are an untrained model's blur, and at their defaults they take minutes
+  each. The figures on the pages are committed PNGs from full runs, and
+  ``tests/test_examples.py`` runs every example at a tiny size.
 """
 
-import ast
 import importlib
 import pkgutil
 import re
@@ -38,6 +44,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
+    # MathJax 3 copied into _static/mathjax: sets mathjax_path to the local tex-chtml.js.
+    "sphinx-mathjax-offline",
 ]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": True}
@@ -48,18 +57,26 @@ autoclass_content = "class"
 autodoc_inherit_docstrings = False
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 templates_path = []
-html_theme = "alabaster"
+# Pyro's theme. Its sidebar holds the table of contents, the current section open two
+# levels deep (on the API reference: every module). Deeper or always-open navigation
+# renders the whole tree into each of the ~100 pages and doubled the build's time.
+html_theme = "sphinx_rtd_theme"
 html_static_path = ["_static"]
 html_title = f"pyrogen {release}"
-html_theme_options = {
-    "description": "Deep generative models as Pyro model/guide pairs",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
-    "sidebar_width": "240px",
-}
+html_theme_options = {"navigation_depth": 2}
 pygments_style = "sphinx"
-# Figures are committed PNGs; nothing is executed and nothing is fetched at build time.
 mathjax3_config = {"tex": {"macros": {"KL": r"\mathrm{KL}"}}}
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "_generated/gallery",
+    "filename_pattern": r"\.py$",
+    "plot_gallery": False,  # see the module docstring
+    "remove_config_comments": True,
+    "write_computation_times": False,
+    "download_all_examples": False,
+    "show_signature": False,
+}
 
 GENERATED = DOCS / "_generated"
 AUTODOC_DIRECTIVE = re.compile(r"^\s*\.\.\s+automodule::\s+(\S+)", re.MULTILINE)
@@ -146,39 +163,8 @@ def _api_pages():
     _remove_stale(GENERATED / "api", keep)
 
 
-def _gallery_pages():
-    examples = sorted((ROOT / "examples").glob("*.py"))
-    keep = set()
-    for script in examples:
-        tree = ast.parse(script.read_text(encoding="utf-8"))
-        doc = ast.get_docstring(tree) or script.stem
-        title, _, body = doc.partition("\n")
-        figures = sorted((DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"))
-        lines = [_title(title.strip().rstrip(".")), body.strip(), ""]
-        for fig in figures:
-            lines += [f".. image:: /_static/gallery/{fig.name}", f"   :alt: {fig.stem}", ""]
-        lines += [
-            "Run it from the repository root (``--help`` lists its options):",
-            "",
-            ".. code-block:: console",
-            "",
-            f"   $ python examples/{script.name}",
-            "",
-            f":download:`Download {script.name} </../examples/{script.name}>`",
-            "",
-            f".. literalinclude:: /../examples/{script.name}",
-            "   :language: python",
-            "",
-        ]
-        name = f"{script.stem}.rst"
-        _write_if_changed(GENERATED / "gallery" / name, "\n".join(lines) + "\n")
-        keep.add(name)
-    _remove_stale(GENERATED / "gallery", keep)
-
-
 def _generate(app):
     _api_pages()
-    _gallery_pages()
 
 
 def _reexported(app, env, node, contnode):

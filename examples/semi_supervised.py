@@ -1,4 +1,6 @@
-"""A semi-supervised VAE (M2) with pyrogen's networks inside your own model and guide.
+"""
+A semi-supervised VAE (M2) with pyrogen's networks inside your own model and guide
+==================================================================================
 
 Kingma, Rezende, Mohamed and Welling, "Semi-Supervised Learning with Deep
 Generative Models" (NeurIPS 2014), model M2, as in Pyro's ``ss_vae`` example:
@@ -24,9 +26,31 @@ paper (we did not measure a classifier trained on the 1,000 labels alone, the
 baseline that would say what the unlabelled images add). The decoded rows
 show the limit of so short a run: the code z of each test image still holds
 its garment, and changing y barely changes the picture.
+
+The figure below was made by this script with its
+defaults (the documentation build does not run it):
+
+.. image:: /_static/gallery/semi_supervised.png
+   :alt: semi supervised
 """
 
+# sphinx_gallery_thumbnail_path = '_static/gallery/semi_supervised.png'
+
 import argparse
+
+parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser.add_argument("--epochs", type=int, default=5, help="passes over the unlabelled images")
+parser.add_argument("--num-train", type=int, default=20000, help="training images (labelled + unlabelled)")
+parser.add_argument("--num-labeled", type=int, default=1000, help="how many of them keep their label")
+parser.add_argument("--num-test", type=int, default=2000, help="test images for the classifier's accuracy")
+parser.add_argument("--alpha", type=float, default=50.0, help="weight of the supervised classifier loss")
+parser.add_argument("--out", default="runs/examples/semi_supervised", help="folder for the figure")
+parser.add_argument("--threads", type=int, default=0,
+                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+args = parser.parse_args()
+
+# Imported after parsing, so that --help answers at once: importing torch takes seconds.
 import os
 
 import pyro
@@ -41,14 +65,9 @@ from pyrogen.data import DeviceLoader, load_fashion_mnist
 from pyrogen.distributions import BernoulliLikelihood, ParameterHead, get_family
 from pyrogen.networks import MLPDecoder, MLPEncoder
 
-parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
-parser.add_argument("--epochs", type=int, default=5)
-parser.add_argument("--num-train", type=int, default=20000, help="training images (labelled + unlabelled)")
-parser.add_argument("--num-labeled", type=int, default=1000, help="how many of them keep their label")
-parser.add_argument("--num-test", type=int, default=2000)
-parser.add_argument("--alpha", type=float, default=50.0, help="weight of the supervised classifier loss")
-parser.add_argument("--out", default="runs/examples/semi_supervised", help="folder for the figure")
-args = parser.parse_args()
+if args.threads:
+    torch.set_num_threads(args.threads)
+
 NUM_CLASSES, IMAGE_SHAPE, LATENT_DIM, HIDDEN = 10, (1, 28, 28), 20, 400
 
 

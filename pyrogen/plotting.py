@@ -73,7 +73,7 @@ def _codes(vae, x, batch_size=500):
     """Posterior means E_q[z|x] (a draw where the family has no mean), ``(N, latent_dim)``."""
     out = []
     for i in range(0, x.shape[0], batch_size):
-        q = vae.posterior_family(**vae.encode(x[i : i + batch_size]))
+        q = vae.posterior(x[i : i + batch_size])
         try:
             out.append(q.mean)
         except NotImplementedError:

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pyro
 import pytest
@@ -28,6 +29,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def docs_html(tmp_path_factory):
+    """The documentation built once per session with ``sphinx-build -W`` (tests/test_docs.py, test_browser.py)."""
+    pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    from sphinx.cmd.build import build_main
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    out = tmp_path_factory.mktemp("html")
+    log = out.parent / "sphinx-warnings.txt"
+    status = build_main(["-W", "--keep-going", "-q", "-b", "html", "-w", str(log), str(docs), str(out)])
+    assert status == 0, "sphinx-build -W failed:\n" + log.read_text()
+    return out
 
 
 @pytest.fixture(scope="session")

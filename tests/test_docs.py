@@ -2,6 +2,9 @@
 
 * ``sphinx-build -W -b html docs`` succeeds (offline: nothing is fetched), with
   an API page for every public module and a gallery page for every example;
+* the built pages read offline: no page loads a script or stylesheet from
+  another host (MathJax is served from the build), and the code blocks of the
+  front page fit its width;
 * every ``>>>`` example in pyrogen's docstrings passes as a doctest;
 * the Python code of each tutorial runs top to bottom, with its ALL-CAPS size
   constants shrunk.
@@ -11,6 +14,7 @@ import doctest
 import importlib
 import pkgutil
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -36,20 +40,15 @@ def _public_modules():
 MODULES = _public_modules()
 
 
-@pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    from sphinx.cmd.build import build_main
-
-    out = tmp_path_factory.mktemp("html")
-    log = out.parent / "sphinx-warnings.txt"
-    status = build_main(["-W", "--keep-going", "-q", "-b", "html", "-w", str(log), str(DOCS), str(out)])
-    assert status == 0, "sphinx-build -W failed:\n" + log.read_text()
-    return out
+@pytest.fixture
+def html(docs_html):
+    """The built documentation (built once per session: tests/conftest.py)."""
+    return docs_html
 
 
 def test_docs_build_without_warnings(html):
     assert (html / "index.html").exists()
-    for page in ("tutorials/vae_from_first_principles", "api/index", "gallery/index", "testing"):
+    for page in ("tutorials/vae_from_first_principles", "api/index", "_generated/gallery/index", "testing"):
         assert (html / f"{page}.html").exists(), page
 
 
@@ -61,13 +60,70 @@ def test_every_public_module_has_an_api_page(html):
 
 
 def test_every_example_has_a_gallery_page(html):
+    gallery = html / "_generated" / "gallery"
+    index = (gallery / "index.html").read_text()
     for script in sorted((ROOT / "examples").glob("*.py")):
-        page = (html / "_generated" / "gallery" / f"{script.stem}.html").read_text()
-        for figure in (DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"):
+        page = (gallery / f"{script.stem}.html").read_text()
+        assert f'href="{script.stem}.html' in index or f'href="#{script.stem}' in index
+        # sphinx-gallery's thumbnail is made from the example's committed figure
+        assert f"sphx_glr_{script.stem}_thumb.png" in index
+        figures = sorted((DOCS / "_static" / "gallery").glob(f"{script.stem}*.png"))
+        assert figures, f"no committed figure for {script.name}"
+        for figure in figures:
             assert f'src="../../_images/{figure.name}"' in page
         text = re.sub(r"<[^>]+>", "", page)
-        assert f"python examples/{script.name}" in text
         assert "parser.add_argument" in text  # the code itself
+        assert "sphinx_gallery_thumbnail_path" not in text  # configuration comments are hidden
+        # the script itself, and a notebook made from it, to download
+        (download,) = re.findall(rf'href="(\.\./\.\./_downloads/[^"]+/{script.stem}\.py)"', page)
+        assert (gallery / download).read_bytes() == script.read_bytes()
+        (notebook,) = re.findall(rf'href="(\.\./\.\./_downloads/[^"]+/{script.stem}\.ipynb)"', page)
+        assert '"cell_type": "code"' in (gallery / notebook).read_text()
+
+
+class _Resources(HTMLParser):
+    """The URLs of the scripts and stylesheets a page loads (``src`` of ``<script>``, ``href`` of ``<link>``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script" and attrs.get("src"):
+            self.urls.append(attrs["src"])
+        elif tag == "link" and attrs.get("href"):
+            self.urls.append(attrs["href"])
+
+
+def _resources(page):
+    parser = _Resources()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.urls
+
+
+def test_pages_load_nothing_from_other_hosts(html):
+    pages = sorted(html.rglob("*.html"))
+    assert len(pages) > 20
+    remote = {f"{page.relative_to(html)}: {url}" for page in pages for url in _resources(page)
+              if re.match(r"^(https?:)?//", url, re.IGNORECASE)}
+    assert not remote, "pages load from other hosts:\n" + "\n".join(sorted(remote))
+
+
+def test_maths_is_rendered_by_a_local_mathjax(html):
+    page = html / "index.html"
+    assert r"\(p(z)\, p_\theta(x \mid z)\)" in page.read_text()  # maths left for MathJax
+    (mathjax,) = [url for url in _resources(page) if "mathjax" in url.lower()]
+    assert (page.parent / mathjax).is_file(), mathjax
+    # the fonts MathJax's HTML output loads, relative to its script
+    assert list((page.parent / mathjax).parent.glob("output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"))
+
+
+def test_front_page_code_fits_without_scrolling():
+    """At most 80 characters a line in the code blocks of the front page (they show about 90)."""
+    long = [line for line in re.findall(r"^   (\S.*)$", (DOCS / "index.rst").read_text(), re.MULTILINE)
+            if len(line) > 80]
+    assert not long, long
 
 
 def test_no_network_at_build_time():

@@ -1,6 +1,7 @@
 """Latent families (prior and guide) and observation likelihoods."""
 
 from pyrogen.distributions.discretized import DiscretizedLogisticMixture, QuantizedCategorical
+from pyrogen.distributions.erlang import Erlang
 from pyrogen.distributions.families import (
     FAMILIES,
     ROUTES,
@@ -9,6 +10,7 @@ from pyrogen.distributions.families import (
     ParameterHead,
     check_guide_family,
     check_latent_pair,
+    erlang_family,
     get_family,
     has_analytic_kl,
     kl_method,
@@ -27,8 +29,11 @@ from pyrogen.distributions.likelihoods import (
     default_binarize,
     get_likelihood,
 )
+from pyrogen.distributions.gompertz import Gompertz
 from pyrogen.distributions.projected_normal import ProjectedNormal
 from pyrogen.distributions.rayleigh import Rayleigh
+from pyrogen.distributions.reciprocal import Reciprocal
+from pyrogen.distributions.triangular import Triangular
 
 __all__ = [
     "FAMILIES", "ROUTES", "LatentFamily", "LatentFamilyError", "ParameterHead", "get_family",
@@ -38,4 +43,5 @@ __all__ = [
     "Categorical256Likelihood", "DiscretizedLogisticMixtureLikelihood", "default_binarize",
     "get_likelihood",
     "DiscretizedLogisticMixture", "QuantizedCategorical", "ProjectedNormal", "Rayleigh",
+    "Erlang", "Gompertz", "Reciprocal", "Triangular", "erlang_family",
 ]  # fmt: skip

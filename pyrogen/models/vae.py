@@ -22,6 +22,8 @@ which :class:`pyro.infer.Trace_ELBO` estimates by Monte Carlo and
 """
 
 import contextlib
+import dataclasses
+import re
 
 import pyro
 import torch
@@ -29,8 +31,10 @@ from pyro import poutine
 from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 
-from pyrogen.distributions import ParameterHead, get_family, get_likelihood
+from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, get_likelihood
 from pyrogen.errors import DataError
+from pyrogen.models.flows import AmortizedFlow
+from pyrogen.models.priors import VampPrior
 from pyrogen.networks import build_decoder, build_encoder
 
 
@@ -61,12 +65,27 @@ class VAE(PyroModule):
     :param tuple hidden: hidden widths of the encoder (the decoder mirrors them).
     :param likelihood: name (see :data:`pyrogen.distributions.LIKELIHOODS`) or a
         :class:`~pyrogen.distributions.Likelihood`.
-    :param prior: latent family of p(z), by name or :class:`~pyrogen.distributions.LatentFamily`.
-    :param posterior: latent family of q(z|x).
+    :param prior: latent family of p(z), by name or :class:`~pyrogen.distributions.LatentFamily`,
+        or ``"vamp:K"``: the VampPrior (Tomczak and Welling 2018), the mixture of
+        the guide's distribution at K learned pseudo-inputs
+        (:class:`~pyrogen.models.priors.VampPrior`).
+    :param posterior: latent family of q(z|x) (with ``flow``: of the flow's base distribution).
+    :param str flow: ``None`` or ``"iaf:K"``, ``"planar:K"``, ``"radial:K"``: push
+        the encoder's distribution through K amortized transforms conditioned on
+        the encoder's last hidden features (:class:`~pyrogen.models.flows.AmortizedFlow`);
+        needs a posterior family on the whole of :math:`\\mathbb{R}^d`.
     :param encoder: optional network mapping images to features with an
         ``out_features`` attribute; replaces the named architecture's encoder.
     :param decoder: optional network mapping ``(..., latent_dim)`` to
         ``(..., likelihood.num_params * C, H, W)``.
+
+    With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
+    Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
+    the base family renamed (``"normal+iaf:2"``, ``"vamp:500"``) with
+    :attr:`~pyrogen.distributions.LatentFamily.monte_carlo_kl` set, so
+    :func:`~pyrogen.distributions.kl_method` says ``"monte-carlo"`` and
+    :func:`~pyrogen.distributions.check_guide_family` refuses
+    :class:`pyro.infer.TraceMeanField_ELBO`. Use :meth:`posterior` for q(z|x).
 
     Example::
 
@@ -81,36 +100,71 @@ class VAE(PyroModule):
 
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
-                 encoder=None, decoder=None):
+                 encoder=None, decoder=None, flow=None):
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
-        self.prior_family = get_family(prior)
-        self.posterior_family = get_family(posterior)
+        self.base_family = get_family(posterior)
+        vamp = re.fullmatch(r"vamp:(\d+)", prior) if isinstance(prior, str) else None
+        if isinstance(prior, str) and prior.startswith("vamp") and (vamp is None or int(vamp.group(1)) < 1):
+            raise LatentFamilyError(f"the VampPrior is 'vamp:K' with K >= 1 pseudo-inputs, got {prior!r}")
+        self.prior_family = (dataclasses.replace(self.base_family, name=prior, monte_carlo_kl=True) if vamp
+                             else get_family(prior))
+        self.posterior_family = self.base_family
         self.likelihood = get_likelihood(likelihood)
         self.config = {
             "latent_dim": latent_dim, "image_shape": list(self.image_shape),
             "architecture": architecture if encoder is None and decoder is None else "custom",
             "hidden": list(hidden),
             "likelihood": likelihood if isinstance(likelihood, str) else type(likelihood).__name__,
-            "prior": self.prior_family.name, "posterior": self.posterior_family.name,
+            "prior": self.prior_family.name, "posterior": self.base_family.name,
         }  # fmt: skip
         body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden)
         self.encoder = torch.nn.Sequential(
-            body, ParameterHead(body.out_features, self.posterior_family, latent_dim)
+            body, ParameterHead(body.out_features, self.base_family, latent_dim)
         )
         out_channels = self.likelihood.num_params * self.image_shape[0]
         self.decoder = decoder if decoder is not None else build_decoder(
             architecture, latent_dim, image_shape, out_channels, hidden
         )
-        for name, value in self.prior_family.prior_params(latent_dim).items():
-            self.register_buffer("prior_" + name, value)
+        self.flow = None
+        if flow is not None:
+            if self.base_family.support is not torch.distributions.constraints.real_vector:
+                raise LatentFamilyError(
+                    f"a flow maps R^d to R^d, but the guide family {self.base_family.name!r} has support "
+                    f"{self.base_family.support}; use a family on the real line (normal, laplace, student-t, ...)")
+            if type(self).guide is not VAE.guide:
+                raise LatentFamilyError(
+                    f"the flow transforms the VAE's guide, but {type(self).__name__} has a guide of its own")
+            if vamp:
+                raise LatentFamilyError(
+                    "a VampPrior is a mixture of the guide's distribution at the pseudo-inputs, whose density at "
+                    "new points needs the flow's inverse (planar and radial flows have none in closed form); "
+                    "use the VampPrior with a flow-free guide")
+            self.flow = AmortizedFlow(flow, latent_dim, body.out_features)
+            self.posterior_family = dataclasses.replace(
+                self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True)
+            self.config["flow"] = self.flow.spec
+        self.vamp = VampPrior(int(vamp.group(1)), self.image_shape) if vamp else None
+        if self.vamp is None:
+            for name, value in self.prior_family.prior_params(latent_dim).items():
+                self.register_buffer("prior_" + name, value)
 
     def prior(self):
-        """The prior p(z) as a distribution with event shape ``(latent_dim,)``."""
+        """The prior p(z) as a distribution with event shape ``(latent_dim,)``: the family's
+        standard member, or the VampPrior's mixture over its pseudo-inputs."""
+        if self.vamp is not None:
+            return self.vamp.distribution(self.encoder, self.base_family)
         return self.prior_family(
             **{name: getattr(self, "prior_" + name) for name in self.prior_family.prior}
         )
+
+    def posterior(self, x):
+        """q(z|x) for observations ``x`` ``(B, C, H, W)``: the encoder's distribution, pushed
+        through the flow if there is one; batch shape ``(B,)``, event shape ``(latent_dim,)``."""
+        h = self.encoder[0](x.reshape((x.shape[0],) + self.image_shape))
+        q = self.base_family(**self.encoder[1](h))
+        return q if self.flow is None else self.flow(q, h)
 
     def _observations(self, x):
         if x.dim() < 1 or x[0].numel() != torch.Size(self.image_shape).numel():
@@ -147,12 +201,13 @@ class VAE(PyroModule):
         """q(z|x): ``"z"`` from the encoder's distribution, inside the same plate."""
         x = self._observations(x)
         with pyro.plate("data", x.shape[0]):
-            params = self.encoder(x)
+            q = self.posterior(x)
             with _kl_scale(kl_weight):
-                return pyro.sample("z", self.posterior_family(**params))
+                return pyro.sample("z", q)
 
     def encode(self, x):
-        """Parameters of q(z|x) for images ``x``: a dict of ``(B, latent_dim)`` tensors."""
+        """Parameters of q(z|x) (with a flow: of its base distribution) for images ``x``:
+        a dict of ``(B, latent_dim)`` tensors."""
         return self.encoder(x.reshape((x.shape[0],) + self.image_shape))
 
     def decode(self, z):
@@ -161,8 +216,8 @@ class VAE(PyroModule):
 
     @torch.no_grad()
     def reconstruct(self, x):
-        """Decode the posterior mean (or a draw where the family has no mean) of q(z|x)."""
-        q = self.posterior_family(**self.encode(x))
+        """Decode the posterior mean (or a draw where the family or flow has no mean) of q(z|x)."""
+        q = self.posterior(x)
         try:
             z = q.mean
         except NotImplementedError:

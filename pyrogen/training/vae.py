@@ -122,7 +122,7 @@ class VAETrainer(FitLoop):
         self.elbo = self._make_elbo(train_cfg)
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
-            check_guide_family(_posterior_family(vae), type(self.elbo).__name__)
+            check_guide_family(_posterior_family(vae), type(self.elbo).__name__, prior=_prior_family(vae))
             check_latent_pair(_prior_family(vae), _posterior_family(vae))
             self.kl_method = kl_method(_posterior_family(vae), _prior_family(vae),
                                        analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)))

@@ -1,0 +1,110 @@
+"""The VampPrior: its density is the mixture written out by hand, its draws have the mixture's
+moments, and a VAE with it passes the model/guide checks and trains."""
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, kl_method
+from pyrogen.evaluation import log_importance_weights
+from pyrogen.models import VAE
+from pyrogen.models.priors import VampPrior
+from pyrogen.testing import check_model_guide
+from pyrogen.training import VAETrainer, default_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
+
+K, D = 7, 3
+
+
+def _vae(**kw):
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=D, hidden=(16,), prior=f"vamp:{K}", **kw)
+    with torch.no_grad():
+        vae.vamp.pseudo_logits.normal_(0, 2)  # pseudo-images that differ, so the components do
+    return vae
+
+
+def test_log_density_is_the_mixture_written_out_by_hand():
+    """log p(z) = log (1/K) sum_k prod_i N(z_i; mu_ki, sigma_ki) at z with particle and batch dims."""
+    vae = _vae()
+    params = vae.encoder(vae.vamp.pseudo_inputs())
+    mu, sigma = params["loc"], params["scale"]
+    assert mu.shape == (K, D)
+    z = torch.randn(2, 5, D) * 2
+    by_hand = torch.zeros(2, 5)
+    for a in range(2):
+        for b in range(5):
+            terms = []
+            for k in range(K):
+                log_normal = (-0.5 * ((z[a, b] - mu[k]) / sigma[k]) ** 2 - sigma[k].log()
+                              - 0.5 * math.log(2 * math.pi)).sum()
+                terms.append(log_normal.exp())
+            by_hand[a, b] = torch.log(sum(terms) / K)
+    p = vae.prior()
+    assert isinstance(p, dist.MixtureSameFamily) and p.event_shape == (D,) and p.batch_shape == ()
+    assert torch.allclose(p.log_prob(z), by_hand, atol=1e-4)
+
+
+def test_draws_have_the_mixtures_moments():
+    """Mean (1/K) sum mu_k and variance (1/K) sum (sigma_k^2 + mu_k^2) - mean^2, 40,000 draws, 5 SE."""
+    vae = _vae()
+    with torch.no_grad():
+        params = vae.encoder(vae.vamp.pseudo_inputs())
+        mean = params["loc"].mean(0)
+        var = (params["scale"] ** 2 + params["loc"] ** 2).mean(0) - mean**2
+        torch.manual_seed(3)
+        z = vae.prior().sample((40000,))
+    assert z.shape == (40000, D)
+    assert ((z.mean(0) - mean).abs() < 5 * (var / 40000).sqrt()).all()
+    fourth = ((z - mean) ** 4).mean(0)  # SE of the sample variance ~ sqrt((m4 - var^2) / n)
+    assert ((z.var(0) - var).abs() < 5 * ((fourth - var**2) / 40000).sqrt()).all()
+
+
+def test_a_vae_with_a_vamp_prior_passes_the_model_guide_checks_and_trains(one_thread):
+    vae = _vae()
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+    before, after = check_model_guide(vae.model, vae.guide, x, num_steps=20, lr=1e-2)  # pseudo-inputs get gradients
+    assert after < before
+    log_w = log_importance_weights(vae.model, vae.guide, x, 4)
+    assert log_w.shape == (4, 8) and torch.isfinite(log_w).all()
+    assert vae.config["prior"] == f"vamp:{K}" and vae.sample(3).shape == (3, 1, 28, 28)
+    rebuilt = VAE(**vae.config)
+    rebuilt.load_state_dict(vae.state_dict())
+    assert torch.equal(rebuilt.vamp.pseudo_inputs(), vae.vamp.pseudo_inputs())
+
+
+def test_vamp_kl_is_monte_carlo_and_meanfield_is_refused():
+    vae = _vae()
+    assert kl_method(vae.posterior_family, vae.prior_family, analytic=True) == "monte-carlo"
+    check_latent_pair(vae.prior_family, vae.posterior_family)
+    with pytest.raises(LatentFamilyError, match=f"the prior 'vamp:{K}' has no closed-form KL"):
+        check_guide_family(vae.posterior_family, TraceMeanField_ELBO(), prior=vae.prior_family)
+    check_guide_family(vae.posterior_family, Trace_ELBO(), prior=vae.prior_family)
+    config = default_config(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4), prior="vamp:3")
+    config["train"]["batch_size"] = 10
+    x = torch.bernoulli(torch.full((20, 1, 4, 4), 0.3))
+    assert VAETrainer(VAE(**config["model"]), x, x, config, progress=False).kl_method == "monte-carlo"
+
+
+def test_pseudo_inputs_are_images_and_can_start_from_data():
+    prior = VampPrior(4, (1, 3, 3))
+    u = prior.pseudo_inputs()
+    assert u.shape == (4, 1, 3, 3) and ((u > 0) & (u < 1)).all()
+    images = torch.rand(10, 1, 3, 3).clamp(0.01, 0.99)
+    prior.init_from(images)
+    assert torch.allclose(prior.pseudo_inputs(), images[:4], atol=1e-5)
+
+
+def test_bad_vamp_priors_are_refused():
+    for spec in ("vamp:0", "vamp:x", "vamp"):
+        with pytest.raises(LatentFamilyError, match="'vamp:K' with K >= 1"):
+            VAE(latent_dim=2, hidden=(8,), prior=spec)
+    with pytest.raises(LatentFamilyError, match="use the VampPrior with a flow-free guide"):
+        VAE(latent_dim=2, hidden=(8,), prior="vamp:3", flow="iaf:1")
+    with pytest.raises(LatentFamilyError, match="guide family 'uniform' draws z outside the support of prior"):
+        check_latent_pair(VAE(latent_dim=2, hidden=(8,), prior="vamp:3", posterior="uniform").prior_family,
+                          "uniform")
