@@ -46,6 +46,43 @@ def _positive_float(text):
     return value
 
 
+def _latent_family(vamp):
+    """An argparse type: a registered latent family's name, ``erlang:k``, or (for the prior) ``vamp:K``."""
+    def parse(text):
+        import re
+
+        from pyrogen.distributions import LatentFamilyError, get_family
+
+        if vamp and re.fullmatch(r"vamp:[1-9][0-9]*", text):
+            return text
+        try:
+            get_family(text)
+        except LatentFamilyError as e:
+            raise argparse.ArgumentTypeError(str(e) + ("" if not vamp else "; or vamp:K for the VampPrior")) from None
+        return text
+    return parse
+
+
+def _flow(text):
+    from pyrogen.distributions import LatentFamilyError
+    from pyrogen.models.flows import parse_flow
+
+    try:
+        parse_flow(text)
+    except LatentFamilyError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _sampler(text):
+    import re
+
+    match = re.fullmatch(r"gmm:([1-9][0-9]*)", text)
+    if text != "prior" and match is None:
+        raise argparse.ArgumentTypeError(f"expected 'prior' or 'gmm:K' with K >= 1 components, got {text!r}")
+    return text
+
+
 def _add_device(p):
     p.add_argument("--device", default="auto",
                    help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)")
@@ -72,9 +109,12 @@ def _add_vae_options(p):
                         "is the width of the dense layer (default: 400)")
     g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
                    help="observation likelihood p(x|z) (default: bernoulli)")
-    g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
-    g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal",
-                   help="latent family of q(z|x)")
+    g.add_argument("--prior", type=_latent_family(vamp=True), default="normal", metavar="FAMILY",
+                   help=f"latent family of p(z): one of {', '.join(sorted(FAMILIES))}, erlang:k, or vamp:K, "
+                        "the VampPrior with K learned pseudo-inputs (default: normal)")
+    g.add_argument("--posterior", type=_latent_family(vamp=False), default="normal", metavar="FAMILY",
+                   help="latent family of q(z|x) (of the flow's base distribution with --flow); the same "
+                        "names as --prior but vamp (default: normal)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)")
@@ -136,6 +176,14 @@ def _add_collapse_options(p):
                    help="epochs in which MI fails to beat its best before aggressive mode ends (default: 5)")
 
 
+def _add_flow_options(p):
+    p.add_argument_group("normalizing-flow guide").add_argument(
+        "--flow", type=_flow, default=None, metavar="KIND:K",
+        help="a normalizing-flow guide: the encoder's q(z|x) pushed through K amortized transforms, iaf:K "
+             "(inverse autoregressive), planar:K or radial:K, e.g. iaf:2; KL(q||p) is then Monte Carlo, "
+             "so --elbo meanfield is refused (default: none)")
+
+
 def _add_layer_options(p):
     g = p.add_argument_group("two stochastic layers (Burda et al. 2016: z2 -> z1 -> x, MLP, normal latents)")
     g.add_argument("--layers", type=int, choices=[1, 2], default=1,
@@ -160,6 +208,7 @@ def build_parser():
                     "and write metrics, a checkpoint and PNG grids of samples and reconstructions."))
     _add_collapse_options(kinds.choices["vae"])
     _add_layer_options(kinds.choices["vae"])
+    _add_flow_options(kinds.choices["vae"])
     ae = kinds.add_parser(
         "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
         description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
@@ -191,7 +240,12 @@ def build_parser():
                              description="Decode draws z ~ p(z) and save the mean images as a PNG grid.")
     sm.add_argument("run_dir", metavar="RUN_DIR")
     sm.add_argument("-n", "--num-samples", type=_positive_int, default=64, help="images (default: 64)")
-    sm.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
+    sm.add_argument("--out", default=None,
+                    help="PNG path (default: RUN_DIR/samples.png, or RUN_DIR/samples_gmmK.png with --sampler gmm:K)")
+    sm.add_argument("--sampler", type=_sampler, default="prior", metavar="prior|gmm:K",
+                    help="where codes come from: the model's prior p(z), or gmm:K, a K-component Gaussian mixture "
+                         "fitted to the codes of the training images (Ghosh et al. 2020; the way to sample an "
+                         "autoencoder, e.g. gmm:10) (default: prior)")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(sm)
 
@@ -415,12 +469,15 @@ def _train_vae(args):
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
         _check_objective_options(args)
+        flow = {"flow": args.flow} if getattr(args, "flow", None) else {}
         if getattr(args, "layers", 1) == 2:
+            if flow:
+                raise PyrogenError("--flow transforms the one-layer VAE's guide; drop --flow or --layers 2")
             config = default_config(kind=args.kind, **_two_layer_model(args))
         else:
             config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
                                     hidden=tuple(args.hidden), likelihood=args.likelihood,
-                                    prior=args.prior, posterior=args.posterior)
+                                    prior=args.prior, posterior=args.posterior, **flow)
         config["data"].update(dataset=args.dataset, root=args.data_dir,
                               binarize=args.binarize or config["data"]["binarize"],
                               train_size=args.train_size, test_size=args.test_size)
@@ -480,10 +537,21 @@ def _sample_run(args):
     from pyrogen.files import RunDir
     from pyrogen.runs import open_run
 
-    vae = open_run(args.run_dir, device=args.device).model()
-    pyro.set_rng_seed(args.seed)
-    images = vae.sample(args.num_samples)
-    out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))
+    run = open_run(args.run_dir, device=args.device)
+    name = "samples.png"
+    if args.sampler == "prior":
+        vae = run.model()
+        pyro.set_rng_seed(args.seed)
+        images = vae.sample(args.num_samples)
+    else:
+        from pyrogen.evaluation.gmm_sampler import fit_run_gmm
+
+        components = int(args.sampler.split(":")[1])
+        sampler = fit_run_gmm(run, n_components=components, seed=args.seed)
+        pyro.set_rng_seed(args.seed)
+        images = sampler.sample_images(args.num_samples)
+        name = f"samples_gmm{components}.png"
+    out = os.path.abspath(args.out or os.path.join(args.run_dir, name))
     path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
     print(f"wrote {path}")
     return 0

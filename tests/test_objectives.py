@@ -15,7 +15,7 @@ from pyrogen.training import VAETrainer
 from pyrogen.training.vae import resolve_elbo
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "200", "--test-size", "40", "--epochs", "1", "--latent-dim", "4",
+TINY = ["--train-size", "100", "--test-size", "20", "--epochs", "1", "--latent-dim", "4",
         "--hidden", "16", "--no-progress", "--eval-samples", "0"]
 
 
@@ -109,3 +109,46 @@ def test_a_two_layer_run_reopens_evaluates_and_resumes(tmp_path, capsys):
     assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--eval-samples", "0",
                  "--no-progress"]) == 0
     assert open_run(out).checkpoint["epoch"] == 2
+
+
+@requires_fashion_mnist
+def test_flow_and_vamp_prior_train_from_the_cli_and_meanfield_with_a_flow_is_one_line(tmp_path, capsys):
+    assert main(["train", "vae", "--out", str(tmp_path / "iaf"), "--flow", "iaf:2"] + TINY) == 0
+    model = open_run(tmp_path / "iaf").model()
+    assert model.flow is not None and model.config["flow"] == "iaf:2"
+    assert main(["sample", str(tmp_path / "iaf"), "--sampler", "gmm:2", "-n", "8"]) == 0  # codes: draws of q
+    assert (tmp_path / "iaf" / "samples_gmm2.png").stat().st_size > 0
+    assert main(["train", "vae", "--out", str(tmp_path / "vamp"), "--prior", "vamp:5", "--elbo", "iwae",
+                 "--num-particles", "2"] + TINY) == 0
+    assert open_run(tmp_path / "vamp").model().vamp is not None
+    capsys.readouterr()
+    assert main(["train", "vae", "--out", str(tmp_path / "mf"), "--flow", "planar:3", "--elbo", "meanfield"]
+                + TINY) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyrogen: error: the guide 'normal+planar:3' has no closed-form KL") and err.count("\n") == 1
+    assert not (tmp_path / "mf").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--flow", "maf:2"], "argument --flow: flow must be 'kind:K'"),
+    (["--prior", "vamp:0"], "argument --prior: unknown latent family 'vamp:0'"),
+    (["--posterior", "vamp:3"], "argument --posterior: unknown latent family 'vamp:3'"),
+])
+def test_bad_flow_and_prior_names_are_rejected_by_the_parser(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "vae", "--out", "x"] + args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@requires_fashion_mnist
+def test_gmm_sampler_writes_its_own_png_for_an_autoencoder_run(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "ae"
+    assert main(["train", "ae", "--out", str(out)] + TINY) == 0
+    before = (out / "samples.png").read_bytes()
+    assert main(["sample", str(out), "--sampler", "gmm:3", "-n", "16"]) == 0
+    assert Image.open(out / "samples_gmm3.png").size == (8 * 30 + 2, 2 * 30 + 2)
+    assert (out / "samples.png").read_bytes() == before  # the prior's samples are not overwritten
+    with pytest.raises(SystemExit):
+        main(["sample", str(tmp_path / "ae"), "--sampler", "gmm:0"])

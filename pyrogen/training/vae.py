@@ -14,6 +14,7 @@ better), the loss its negation.
 
 import pyro
 import torch
+from pyro.distributions import Independent
 from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
@@ -164,6 +165,12 @@ class VAETrainer(FitLoop):
         if name == "tc":
             if two_layer:
                 raise DataError("--elbo tc decomposes the KL of the one latent site 'z'; the two-layer model has two")
+            family = _posterior_family(self.vae)
+            q = family(**family.random_params(2, (2,)))
+            if getattr(self.vae, "flow", None) is not None or not (
+                    isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1):
+                raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
+                                f"which the guide {family.name!r} does not have")
             return TCELBO(beta=train_cfg.get("tc_beta", DEFAULT_TRAIN["tc_beta"]),
                           dataset_size=self.loader.data.shape[0], num_particles=particles)
         if name == "meanfield" and two_layer:
