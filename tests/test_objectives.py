@@ -166,3 +166,13 @@ def test_gmm_sampler_writes_its_own_png_for_an_autoencoder_run(tmp_path, capsys)
     assert (out / "samples.png").read_bytes() == before  # the prior's samples are not overwritten
     with pytest.raises(SystemExit):
         main(["sample", str(tmp_path / "ae"), "--sampler", "gmm:0"])
+
+
+def test_auto_takes_trace_under_compile_and_meanfield_with_compile_is_refused():
+    # TraceMeanField_ELBO calls .item() on its loss, which CompiledLoss's recording cannot do
+    vae = build_model(default_config(latent_dim=2, hidden=(8,), image_shape=(1, 4, 4)))
+    assert resolve_elbo(vae, "auto")[0] == "meanfield"
+    name, reason = resolve_elbo(vae, "auto", compile=True)
+    assert name == "trace" and "--compile" in reason
+    with pytest.raises(DataError, match="use --elbo trace \\(or auto\\) with --compile"):
+        resolve_elbo(vae, "meanfield", compile=True)

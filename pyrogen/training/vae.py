@@ -64,7 +64,7 @@ def _prior_family(vae):
     return getattr(vae, "prior_family", None) or get_family("normal")
 
 
-def resolve_elbo(vae, elbo="auto"):
+def resolve_elbo(vae, elbo="auto", compile=False):
     """``(name, reason)``: the objective of :data:`ELBOS` that ``elbo`` names for ``vae``, and why.
 
     ``"auto"`` is ``"meanfield"`` (KL(q||p) in closed form) when every latent
@@ -73,12 +73,20 @@ def resolve_elbo(vae, elbo="auto"):
     mean-field, and ``"trace"`` (Monte Carlo KL) otherwise: for families
     without a closed form, for the two-layer model (its guide draws z2 given
     z1, so no site's KL can be taken alone) and for an autoencoder (a point
-    mass has no KL). Any other name is returned as is, with ``reason`` None.
+    mass has no KL), and with ``compile`` (:class:`pyro.infer.TraceMeanField_ELBO`
+    reads its loss with ``.item()``, which the recording of
+    :class:`~pyrogen.infer.CompiledLoss` cannot do; ``"meanfield"`` is then refused).
+    Any other name is returned as is, with ``reason`` None.
     """
     if elbo not in ELBO_CHOICES:
         raise DataError(f"elbo must be one of {list(ELBO_CHOICES)}, got {elbo!r}")
+    if elbo == "meanfield" and compile:
+        raise DataError("--compile records the loss as one graph, but TraceMeanField_ELBO reads its value with "
+                        ".item() while computing it; use --elbo trace (or auto) with --compile, or drop --compile")
     if elbo != "auto":
         return elbo, None
+    if compile:
+        return "trace", "--compile cannot record TraceMeanField_ELBO (it reads its loss with .item())"
     if isinstance(vae, Autoencoder):
         return "trace", "an autoencoder's point-mass guide has no KL to take in closed form"
     if isinstance(vae, TwoLayerVAE):
@@ -119,7 +127,7 @@ class VAETrainer(FitLoop):
         self.test_data = test_data
         vae.likelihood.check_binarize(data_cfg["binarize"])
         self._check_support()
-        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"])
+        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"], bool(train_cfg.get("compile")))
         self.elbo = self._make_elbo(train_cfg)
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
