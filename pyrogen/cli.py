@@ -46,6 +46,43 @@ def _positive_float(text):
     return value
 
 
+def _latent_family(vamp):
+    """An argparse type: a registered latent family's name, ``erlang:k``, or (for the prior) ``vamp:K``."""
+    def parse(text):
+        import re
+
+        from pyrogen.distributions import LatentFamilyError, get_family
+
+        if vamp and re.fullmatch(r"vamp:[1-9][0-9]*", text):
+            return text
+        try:
+            get_family(text)
+        except LatentFamilyError as e:
+            raise argparse.ArgumentTypeError(str(e) + ("" if not vamp else "; or vamp:K for the VampPrior")) from None
+        return text
+    return parse
+
+
+def _flow(text):
+    from pyrogen.distributions import LatentFamilyError
+    from pyrogen.models.flows import parse_flow
+
+    try:
+        parse_flow(text)
+    except LatentFamilyError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _sampler(text):
+    import re
+
+    match = re.fullmatch(r"gmm:([1-9][0-9]*)", text)
+    if text != "prior" and match is None:
+        raise argparse.ArgumentTypeError(f"expected 'prior' or 'gmm:K' with K >= 1 components, got {text!r}")
+    return text
+
+
 def _add_device(p):
     p.add_argument("--device", default="auto",
                    help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)")
@@ -55,6 +92,7 @@ def _add_device(p):
 def _add_vae_options(p):
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
     from pyrogen.networks import ARCHITECTURES
+    from pyrogen.training.vae import ELBO_CHOICES
 
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
@@ -71,9 +109,12 @@ def _add_vae_options(p):
                         "is the width of the dense layer (default: 400)")
     g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
                    help="observation likelihood p(x|z) (default: bernoulli)")
-    g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
-    g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal",
-                   help="latent family of q(z|x)")
+    g.add_argument("--prior", type=_latent_family(vamp=True), default="normal", metavar="FAMILY",
+                   help=f"latent family of p(z): one of {', '.join(sorted(FAMILIES))}, erlang:k, or vamp:K, "
+                        "the VampPrior with K learned pseudo-inputs (default: normal)")
+    g.add_argument("--posterior", type=_latent_family(vamp=False), default="normal", metavar="FAMILY",
+                   help="latent family of q(z|x) (of the flow's base distribution with --flow); the same "
+                        "names as --prior but vamp (default: normal)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)")
@@ -89,10 +130,19 @@ def _add_vae_options(p):
     g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
     g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size M (default: 100)")
     g.add_argument("--num-particles", type=_positive_int, default=1,
-                   help="Monte Carlo draws L per example and step (default: 1)")
+                   help="Monte Carlo draws L per example and step (drawn in one vectorized run by --elbo "
+                        "trace); K, the importance samples per example, of --elbo iwae (default: 1)")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    g.add_argument("--elbo", choices=["trace", "meanfield"], default="trace",
-                   help="trace: Monte Carlo KL (Trace_ELBO); meanfield: analytic KL (TraceMeanField_ELBO)")
+    g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
+                   help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
+                        "form, else trace, and says which at the start; trace: Monte Carlo KL (Trace_ELBO); "
+                        "meanfield: analytic KL (TraceMeanField_ELBO); iwae: the importance-weighted bound of "
+                        "--num-particles draws per example (Burda et al. 2016); tc: β-TC-VAE (Chen et al. 2018), "
+                        "logging index-code MI, total correlation and dimension-wise KL per epoch (default: auto)")
+    g.add_argument("--dreg", action="store_true",
+                   help="with --elbo iwae: doubly reparameterized guide gradients (Tucker et al. 2019)")
+    g.add_argument("--tc-beta", type=float, default=None, metavar="B",
+                   help="with --elbo tc: β, the weight of the total correlation (default: 6)")
     g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
     g.add_argument("--compile", action="store_true",
                    help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
@@ -126,6 +176,25 @@ def _add_collapse_options(p):
                    help="epochs in which MI fails to beat its best before aggressive mode ends (default: 5)")
 
 
+def _add_flow_options(p):
+    p.add_argument_group("normalizing-flow guide").add_argument(
+        "--flow", type=_flow, default=None, metavar="KIND:K",
+        help="a normalizing-flow guide: the encoder's q(z|x) pushed through K amortized transforms, iaf:K "
+             "(inverse autoregressive), planar:K or radial:K, e.g. iaf:2; KL(q||p) is then Monte Carlo, "
+             "so --elbo meanfield is refused (default: none)")
+
+
+def _add_layer_options(p):
+    g = p.add_argument_group("two stochastic layers (Burda et al. 2016: z2 -> z1 -> x, MLP, normal latents)")
+    g.add_argument("--layers", type=int, choices=[1, 2], default=1,
+                   help="stochastic layers: 2 trains pyrogen.models.TwoLayerVAE, with --latent-dim and "
+                        "--hidden for z1 and the next two options for z2 (default: 1)")
+    g.add_argument("--top-latent-dim", type=_positive_int, default=None,
+                   help="with --layers 2: dimension of z2 (default: half of --latent-dim)")
+    g.add_argument("--top-hidden", type=_positive_int, nargs="+", default=None, metavar="WIDTH",
+                   help="with --layers 2: hidden widths between z1 and z2 (default: the dimension of z2, twice)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs.")
@@ -138,6 +207,8 @@ def build_parser():
         description="Train a VAE by SVI (AEVB), print test ELBO and importance-sampled log p(x), "
                     "and write metrics, a checkpoint and PNG grids of samples and reconstructions."))
     _add_collapse_options(kinds.choices["vae"])
+    _add_layer_options(kinds.choices["vae"])
+    _add_flow_options(kinds.choices["vae"])
     ae = kinds.add_parser(
         "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
         description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
@@ -169,7 +240,12 @@ def build_parser():
                              description="Decode draws z ~ p(z) and save the mean images as a PNG grid.")
     sm.add_argument("run_dir", metavar="RUN_DIR")
     sm.add_argument("-n", "--num-samples", type=_positive_int, default=64, help="images (default: 64)")
-    sm.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
+    sm.add_argument("--out", default=None,
+                    help="PNG path (default: RUN_DIR/samples.png, or RUN_DIR/samples_gmmK.png with --sampler gmm:K)")
+    sm.add_argument("--sampler", type=_sampler, default="prior", metavar="prior|gmm:K",
+                    help="where codes come from: the model's prior p(z), or gmm:K, a K-component Gaussian mixture "
+                         "fitted to the codes of the training images (Ghosh et al. 2020; the way to sample an "
+                         "autoencoder, e.g. gmm:10) (default: prior)")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(sm)
 
@@ -365,6 +441,25 @@ def _resume_or_start(args, resume, build, make_config):
     return start_run(args.out, config, lambda: build(config, device=args.device, progress=progress))
 
 
+def _two_layer_model(args):
+    """TwoLayerVAE's arguments from ``train vae --layers 2``'s options."""
+    if args.architecture != "mlp" or args.prior != "normal" or args.posterior != "normal":
+        raise PyrogenError("--layers 2 is an MLP with normal latents; drop --architecture, --prior and --posterior")
+    top = args.top_latent_dim or max(1, args.latent_dim // 2)
+    return {"model": "two-layer", "latent_dims": (args.latent_dim, top), "likelihood": args.likelihood,
+            "hidden": (tuple(args.hidden), tuple(args.top_hidden or (top, top)))}
+
+
+def _check_objective_options(args):
+    """--dreg and --tc-beta belong to one objective each; given with another they would do nothing."""
+    if args.dreg and args.elbo != "iwae":
+        raise PyrogenError(f"--dreg applies to --elbo iwae, not --elbo {args.elbo}")
+    if args.tc_beta is not None and args.elbo != "tc":
+        raise PyrogenError(f"--tc-beta applies to --elbo tc, not --elbo {args.elbo}")
+    if getattr(args, "layers", 1) == 1 and (getattr(args, "top_latent_dim", None) or getattr(args, "top_hidden", None)):
+        raise PyrogenError("--top-latent-dim and --top-hidden apply to --layers 2")
+
+
 def _train_vae(args):
     from pyrogen.config import default_config
     from pyrogen.training.vae import build_trainer, resume_trainer
@@ -373,15 +468,24 @@ def _train_vae(args):
         if args.kind == "ae" and args.eval_samples:
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
-        config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
-                                hidden=tuple(args.hidden), likelihood=args.likelihood,
-                                prior=args.prior, posterior=args.posterior)
+        _check_objective_options(args)
+        flow = {"flow": args.flow} if getattr(args, "flow", None) else {}
+        if getattr(args, "layers", 1) == 2:
+            if flow:
+                raise PyrogenError("--flow transforms the one-layer VAE's guide; drop --flow or --layers 2")
+            config = default_config(kind=args.kind, **_two_layer_model(args))
+        else:
+            config = default_config(kind=args.kind, latent_dim=args.latent_dim, architecture=args.architecture,
+                                    hidden=tuple(args.hidden), likelihood=args.likelihood,
+                                    prior=args.prior, posterior=args.posterior, **flow)
         config["data"].update(dataset=args.dataset, root=args.data_dir,
                               binarize=args.binarize or config["data"]["binarize"],
                               train_size=args.train_size, test_size=args.test_size)
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                elbo=args.elbo, num_particles=args.num_particles, seed=args.seed,
-                               compile=args.compile)
+                               compile=args.compile, dreg=args.dreg)
+        if args.tc_beta is not None:
+            config["train"]["tc_beta"] = args.tc_beta
         if args.kind == "vae":
             config["train"].update(kl_schedule=args.kl_schedule, kl_weight=args.kl_weight,
                                    kl_warmup_epochs=args.kl_warmup_epochs, kl_cycles=args.kl_cycles,
@@ -433,10 +537,21 @@ def _sample_run(args):
     from pyrogen.files import RunDir
     from pyrogen.runs import open_run
 
-    vae = open_run(args.run_dir, device=args.device).model()
-    pyro.set_rng_seed(args.seed)
-    images = vae.sample(args.num_samples)
-    out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))
+    run = open_run(args.run_dir, device=args.device)
+    name = "samples.png"
+    if args.sampler == "prior":
+        vae = run.model()
+        pyro.set_rng_seed(args.seed)
+        images = vae.sample(args.num_samples)
+    else:
+        from pyrogen.evaluation.gmm_sampler import fit_run_gmm
+
+        components = int(args.sampler.split(":")[1])
+        sampler = fit_run_gmm(run, n_components=components, seed=args.seed)
+        pyro.set_rng_seed(args.seed)
+        images = sampler.sample_images(args.num_samples)
+        name = f"samples_gmm{components}.png"
+    out = os.path.abspath(args.out or os.path.join(args.run_dir, name))
     path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
     print(f"wrote {path}")
     return 0

@@ -11,11 +11,16 @@ from pyrogen.distributions import default_binarize
 from pyrogen.errors import DataError
 from pyrogen.infer.gan_losses import GAN_LOSSES
 from pyrogen.models.gan import ARCHITECTURES, NORMS, Generator
-from pyrogen.models.registry import MODELS
+from pyrogen.models.registry import MODELS, make_model
 
 DEFAULT_TRAIN = {
-    "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "trace", "num_particles": 1,
+    "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "auto", "num_particles": 1,
     "seed": 0, "log_every": 20,
+    # the objective: "auto" (meanfield where every latent pair has a closed-form KL, else trace), "trace",
+    # "meanfield", "iwae" (num_particles K, DReG guide gradients with dreg) or "tc" (β-TC-VAE, tc_beta)
+    "dreg": False, "tc_beta": 6.0,
+    # trace's num_particles > 1 drawn in one vectorized run (False in runs made before this key existed)
+    "vectorize_particles": True,
     # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
     # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
     "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,
@@ -29,12 +34,16 @@ DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
 
 
 def default_config(kind="vae", **model):
-    """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``."""
+    """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``.
+
+    ``model`` holds the model's constructor arguments; ``model="two-layer"`` among them
+    builds :class:`~pyrogen.models.two_layer.TwoLayerVAE` (see :func:`~pyrogen.models.registry.make_model`).
+    """
     if kind not in MODELS:
         raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
     return {
         "kind": kind,
-        "model": MODELS[kind](**model).config,
+        "model": make_model(kind, **model).config,
         "data": {**DEFAULT_DATA, "binarize": default_binarize(model.get("likelihood", "bernoulli"))},
         "train": dict(DEFAULT_TRAIN),
         "eval": dict(DEFAULT_EVAL),

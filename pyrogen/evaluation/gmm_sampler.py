@@ -39,6 +39,9 @@ import math
 import torch
 from pyro import distributions as dist
 
+from pyrogen.data import static_binarize
+from pyrogen.errors import PyrogenError
+
 COVARIANCES = ("full", "diag")
 """Covariance structures :func:`fit_gmm` fits: full matrices or diagonal ones."""
 
@@ -225,3 +228,26 @@ def fit_code_gmm(model, images, n_components=10, covariance="full", batch_size=5
     finally:
         model.train(was_training)
     return CodeSampler(model, fit_gmm(codes, n_components, covariance, seed=seed, **em))
+
+
+def fit_run_gmm(run, n_components=10, seed=0, **em):
+    """:func:`fit_code_gmm` on the training images of an opened VAE or autoencoder run
+    (:func:`pyrogen.runs.open_run`), binarized as the run trained: its own draw for
+    static binarization, one draw seeded by ``seed`` for dynamic.
+
+    :raises PyrogenError: for a model whose codes are not those of one latent site with
+        ``posterior`` or ``code`` (a GAN, the two-layer VAE).
+    """
+    if run.kind not in ("vae", "ae"):
+        raise PyrogenError(f"the GMM sampler fits the codes of an autoencoder or a VAE, not of a {run.kind} run")
+    model = run.model()
+    if not (hasattr(model, "code") or hasattr(model, "posterior")):
+        raise PyrogenError(f"the GMM sampler needs one latent code per image, which {type(model).__name__} "
+                           "does not give (it has more than one latent layer)")
+    train, binarize = run.data()[0], run.config["data"]["binarize"]
+    if binarize == "static":  # the very draw the run trained on (its loader's seed)
+        train = static_binarize(train, seed=run.config["train"]["seed"] + 1)
+    elif binarize == "dynamic":  # one draw of the kind it trained on
+        train = static_binarize(train, seed=seed)
+    return fit_code_gmm(model, train, n_components=n_components, seed=seed, **em)
+

@@ -14,26 +14,87 @@ better), the loss its negation.
 
 import pyro
 import torch
+from pyro.distributions import Independent
 from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_DATA, DEFAULT_EVAL, DEFAULT_TRAIN, default_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
-from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, kl_method
+from pyrogen.distributions import (
+    LatentFamilyError,
+    check_guide_family,
+    check_latent_pair,
+    get_family,
+    has_analytic_kl,
+    kl_method,
+)
 from pyrogen.errors import DataError, PyrogenError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset, log_importance_weights
 from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
-from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, TorchSVI
 from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch
 from pyrogen.infer.kl_schedule import FreeBitsELBO, build_kl_schedule
 from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models.registry import MODELS, build_model  # noqa: F401
+from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
-ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO}
-"""``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic KL where registered."""
+ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
+"""The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
+KL where registered; ``"iwae"``: the importance-weighted bound of ``num_particles`` draws per example
+(``dreg``: doubly reparameterized guide gradients); ``"tc"``: β-TC-VAE's objective (``tc_beta``) with the
+KL split into index-code MI, total correlation and dimension-wise KL. ``"auto"`` (the default) is
+resolved by :func:`resolve_elbo`."""
+
+TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dimwise_kl"}
+"""The metrics columns of :meth:`TCELBO.decomposition`'s terms under ``--elbo tc`` (nats per example,
+training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
+
+ELBO_CHOICES = ("auto", *ELBOS)
+"""What ``config["train"]["elbo"]`` may name."""
+
+
+def _posterior_family(vae):
+    return getattr(vae, "posterior_family", None) or get_family("normal")
+
+
+def _prior_family(vae):
+    return getattr(vae, "prior_family", None) or get_family("normal")
+
+
+def resolve_elbo(vae, elbo="auto", compile=False):
+    """``(name, reason)``: the objective of :data:`ELBOS` that ``elbo`` names for ``vae``, and why.
+
+    ``"auto"`` is ``"meanfield"`` (KL(q||p) in closed form) when every latent
+    site of the model pairs a guide family with a prior family whose KL is
+    registered (:func:`~pyrogen.distributions.has_analytic_kl`) and the guide is
+    mean-field, and ``"trace"`` (Monte Carlo KL) otherwise: for families
+    without a closed form, for the two-layer model (its guide draws z2 given
+    z1, so no site's KL can be taken alone) and for an autoencoder (a point
+    mass has no KL), and with ``compile`` (:class:`pyro.infer.TraceMeanField_ELBO`
+    reads its loss with ``.item()``, which the recording of
+    :class:`~pyrogen.infer.CompiledLoss` cannot do; ``"meanfield"`` is then refused).
+    Any other name is returned as is, with ``reason`` None.
+    """
+    if elbo not in ELBO_CHOICES:
+        raise DataError(f"elbo must be one of {list(ELBO_CHOICES)}, got {elbo!r}")
+    if elbo == "meanfield" and compile:
+        raise DataError("--compile records the loss as one graph, but TraceMeanField_ELBO reads its value with "
+                        ".item() while computing it; use --elbo trace (or auto) with --compile, or drop --compile")
+    if elbo != "auto":
+        return elbo, None
+    if compile:
+        return "trace", "--compile cannot record TraceMeanField_ELBO (it reads its loss with .item())"
+    if isinstance(vae, Autoencoder):
+        return "trace", "an autoencoder's point-mass guide has no KL to take in closed form"
+    if isinstance(vae, TwoLayerVAE):
+        return "trace", "the two-layer guide draws z2 given z1, which is not mean-field"
+    q, p = _posterior_family(vae), _prior_family(vae)
+    if has_analytic_kl(q, p):
+        return "meanfield", f"KL between the {q.name} guide and the {p.name} prior has a closed form"
+    return "trace", f"KL between the {q.name} guide and the {p.name} prior has no registered closed form"
 
 
 class VAETrainer(FitLoop):
@@ -66,16 +127,13 @@ class VAETrainer(FitLoop):
         self.test_data = test_data
         vae.likelihood.check_binarize(data_cfg["binarize"])
         self._check_support()
-        if train_cfg["elbo"] not in ELBOS:
-            raise ValueError(f"elbo must be one of {sorted(ELBOS)}, got {train_cfg['elbo']!r}")
-        self.elbo = ELBOS[train_cfg["elbo"]](num_particles=train_cfg["num_particles"])
-        if train_cfg.get("free_bits", 0.0) > 0:
-            self.elbo = FreeBitsELBO(train_cfg["free_bits"], num_particles=train_cfg["num_particles"])
+        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"], bool(train_cfg.get("compile")))
+        self.elbo = self._make_elbo(train_cfg)
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
-            check_guide_family(vae.posterior_family, type(self.elbo).__name__, prior=vae.prior_family)
-            check_latent_pair(vae.prior_family, vae.posterior_family)
-            self.kl_method = kl_method(vae.posterior_family, vae.prior_family,
+            check_guide_family(_posterior_family(vae), type(self.elbo).__name__, prior=_prior_family(vae))
+            check_latent_pair(_prior_family(vae), _posterior_family(vae))
+            self.kl_method = kl_method(_posterior_family(vae), _prior_family(vae),
                                        analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)))
             if isinstance(self.elbo, FreeBitsELBO) and self.kl_method != "analytic":
                 raise LatentFamilyError(f"free bits need KL(q||p) in closed form, which is not registered "
@@ -99,13 +157,45 @@ class VAETrainer(FitLoop):
         if train_cfg.get("aggressive"):
             self._make_aggressive(train_cfg)
 
+    def _make_elbo(self, train_cfg):
+        """The estimator of the objective named by :attr:`elbo_name` (free bits replace it when set)."""
+        name, particles, two_layer = self.elbo_name, train_cfg["num_particles"], isinstance(self.vae, TwoLayerVAE)
+        if isinstance(self.vae, Autoencoder) and name in ("iwae", "tc"):
+            raise DataError(f"--elbo {name} needs a guide with a density; an autoencoder's is a point mass")
+        if train_cfg.get("free_bits", 0.0) > 0:
+            if name in ("iwae", "tc") or two_layer:
+                raise DataError(f"free bits replace the objective by the analytic ELBO with a floored KL of "
+                                f"site 'z'; drop --free-bits or use --elbo auto|meanfield with a one-layer VAE, "
+                                f"not {'--layers 2' if two_layer else '--elbo ' + name}")
+            return FreeBitsELBO(train_cfg["free_bits"], num_particles=particles)
+        if name == "iwae":
+            return IWAE_ELBO(num_particles=particles, max_plate_nesting=1, dreg=bool(train_cfg.get("dreg", False)))
+        if name == "tc":
+            if two_layer:
+                raise DataError("--elbo tc decomposes the KL of the one latent site 'z'; the two-layer model has two")
+            family = _posterior_family(self.vae)
+            q = family(**family.random_params(2, (2,)))
+            if getattr(self.vae, "flow", None) is not None or not (
+                    isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1):
+                raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
+                                f"which the guide {family.name!r} does not have")
+            return TCELBO(beta=train_cfg.get("tc_beta", DEFAULT_TRAIN["tc_beta"]),
+                          dataset_size=self.loader.data.shape[0], num_particles=particles)
+        if name == "meanfield" and two_layer:
+            raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
+                            "q(z2|z1), after z1; use --elbo auto or trace")
+        if name == "trace" and particles > 1 and train_cfg.get("vectorize_particles", False):
+            return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
+        return ELBOS[name](num_particles=particles)
+
     def _make_aggressive(self, train_cfg):
         """He et al.'s aggressive training: encoder and generator get their own Adam."""
         if self.world_size > 1:
             raise DataError("aggressive training runs in a single process; drop --aggressive or run without torchrun")
-        encoder = set(self.vae.encoder.parameters())
-        decoder = [p for p in self.vae.parameters() if p not in encoder]
-        self.optim = torch.optim.Adam(self.vae.encoder.parameters(), lr=train_cfg["lr"])
+        # the guide's networks: "encoder" (VAE, autoencoder) or "encoder1" and "encoder2" (two layers)
+        encoder = [p for name, p in self.vae.named_parameters() if name.startswith("encoder")]
+        decoder = [p for p in self.vae.parameters() if all(p is not e for e in encoder)]
+        self.optim = torch.optim.Adam(encoder, lr=train_cfg["lr"])
         self.decoder_optim = torch.optim.Adam(decoder, lr=train_cfg["lr"])
         self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(train_cfg["seed"] + 2)
         self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.elbo,
@@ -183,7 +273,8 @@ class VAETrainer(FitLoop):
         """Held-out collapse diagnostics (λ = 1): KL (nats per example), MI (nats), active units.
 
         See :func:`pyrogen.evaluation.diagnostics.collapse_diagnostics`; an
-        autoencoder gets only its active units (its q has no density).
+        autoencoder gets only its active units (its q has no density), and the
+        two-layer model those of its lower layer z1 (KL to p(z1|z2) at the guide's z2).
         """
         self.vae.eval()
         with pyro.validation_enabled(False), torch.no_grad():
@@ -194,7 +285,8 @@ class VAETrainer(FitLoop):
                 result = {"active_units": active_units(codes)[0]}
             else:
                 result = collapse_diagnostics(self.vae.model, self.vae.guide, self.test_data,
-                                              batch_size=self.config["eval"]["batch_size"])
+                                              batch_size=self.config["eval"]["batch_size"],
+                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z")
         self.vae.train()
         return result
 
@@ -206,10 +298,17 @@ class VAETrainer(FitLoop):
         """One SVI step on minibatch ``x`` at the KL weight of this point of training; returns the loss."""
         kl_weight = self.kl_schedule(self.epoch + self.batch_in_epoch / len(self.loader))
         if kl_weight == 1.0:
-            return self.svi.step(x)
-        if self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
-            return self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
-        return self.svi.step(x, kl_weight=kl_weight)
+            loss = self.svi.step(x)
+        elif self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
+            loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
+        else:
+            loss = self.svi.step(x, kl_weight=kl_weight)
+        if not isinstance(self.elbo, TCELBO):
+            return loss
+        # β-TC-VAE: log the KL's decomposition of a fresh draw on the same batch (λ = 1), summed over
+        # the batch like the loss, so the loop's per-example means are the terms in nats per example
+        terms = self.elbo.decomposition(self.vae.model, self.vae.guide, x)
+        return {"loss": loss, **{TC_TERMS[k]: v * x.shape[0] for k, v in terms.items() if k in TC_TERMS}}
 
     def train_epoch(self, bar=None):
         """One pass over the training data; returns the mean training ELBO (nats per example)."""
@@ -223,7 +322,8 @@ class VAETrainer(FitLoop):
 
     def on_fit_start(self):
         if self.progress and self.kl_method:
-            tqdm.write(f"KL(q||p): {self.kl_method} ({type(self.elbo).__name__})")
+            why = f", picked by --elbo auto because {self.elbo_reason}" if self.elbo_reason else ""
+            tqdm.write(f"KL(q||p): {self.kl_method} ({type(self.elbo).__name__}){why}.")
 
     def epoch_report(self, stats, seconds):
         """Test ELBO and collapse diagnostics (rank 0), the aggressive switch, a summary line."""
@@ -233,7 +333,8 @@ class VAETrainer(FitLoop):
         if self.switch is not None and self.svi.aggressive:
             self.svi.aggressive = self.switch.update(diagnostics["mi"])
         row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-               **{"test_" + k: v for k, v in test.items()}, **diagnostics, "seconds": seconds}
+               **{"test_" + k: v for k, v in test.items()}, **diagnostics,
+               **{k: v for k, v in stats.items() if k != "loss"}, "seconds": seconds}
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
         if self.progress:
