@@ -132,7 +132,8 @@ def _add_vae_options(p):
     g.add_argument("--num-particles", type=_positive_int, default=1,
                    help="Monte Carlo draws L per example and step (drawn in one vectorized run by --elbo "
                         "trace); K, the importance samples per example, of --elbo iwae (default: 1)")
-    g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    g.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: 1e-3; 1.0 with --recipe he2019)")
     g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
                    help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
                         "form, else trace, and says which at the start; trace: Monte Carlo KL (Trace_ELBO); "
@@ -148,10 +149,62 @@ def _add_vae_options(p):
                    help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
                         "faster steps after a compilation of about 15 s on the CPU; needs a C++ compiler "
                         "(see docs/performance)")
+    _add_optim_options(p)
     g.add_argument("--eval-samples", type=_non_negative_int, default=1000,
                    help="importance samples K for the final log p(x) on the test set; 0 skips it "
                         "(default: 1000)")
     _add_device(p)
+
+
+def _add_optim_options(p):
+    from pyrogen.optim import INITS, OPTIMIZERS, RECIPES, REDUCTIONS
+
+    g = p.add_argument_group("optimisation (pyrogen.optim; --recipe he2019 is He et al. 2019's text set-up)")
+    g.add_argument("--recipe", choices=RECIPES, default="default",
+                   help="default: Adam 1e-3 on the batch-summed loss, PyTorch init, no clipping or decay; he2019: "
+                        "SGD lr 1.0 on the per-example mean loss, clip 5, U(-0.01, 0.01) init, lr halved after 2 "
+                        "epochs without a better validation ELBO from epoch 15, at most 5 times (needs "
+                        "--validation-size); the options below override it (default: default)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer (default: adam)")
+    g.add_argument("--loss-reduction", choices=REDUCTIONS, default=None,
+                   help="differentiate the ELBO summed over the batch (sum) or averaged (mean, a step B times "
+                        "smaller at the same lr); metrics are nats per example either way (default: sum)")
+    g.add_argument("--clip-norm", type=float, default=None, metavar="C",
+                   help="clip the global gradient norm of all parameters at C after every backward pass, the "
+                        "aggressive inner loop's included; 0 is off (default: off)")
+    g.add_argument("--init", choices=INITS, default=None,
+                   help="uniform: every parameter from U(-0.01, 0.01) (default: default, PyTorch's)")
+    g.add_argument("--lr-decay-epochs", type=_non_negative_int, default=None, metavar="N",
+                   help="halve the learning rate after N epochs without a better validation ELBO, reloading the "
+                        "best weights and restarting the optimizer; needs --validation-size; 0 is off (default: 0)")
+    g.add_argument("--max-decay", type=_positive_int, default=None, metavar="M",
+                   help="stop training after the M-th decay (default: 5)")
+    g.add_argument("--decay-start-epoch", type=_non_negative_int, default=None, metavar="E",
+                   help="decay only from 0-based epoch E on (default: 15, He et al.'s)")
+    g.add_argument("--validation-size", type=_non_negative_int, default=0, metavar="N",
+                   help="hold N random training images out as a validation split for the lr decay and the "
+                        "aggressive switch, which otherwise reads the test set's MI (default: 0)")
+
+
+def _optim_settings(args):
+    """config["train"] keys of the optimisation options: the recipe's values, then the options given."""
+    from pyrogen.optim import OptimConfig
+
+    decay = None if args.lr_decay_epochs is None else args.lr_decay_epochs > 0
+    try:
+        c = OptimConfig.from_recipe(args.recipe, optimizer=args.optimizer, lr=args.lr,
+                                    loss_reduction=args.loss_reduction, clip_norm=args.clip_norm, init=args.init,
+                                    decay=decay, decay_epochs=args.lr_decay_epochs or None,
+                                    max_decay=args.max_decay, decay_start_epoch=args.decay_start_epoch)
+    except ValueError as e:
+        raise PyrogenError(str(e)) from None
+    if c.decay and not args.validation_size:
+        raise PyrogenError("learning-rate decay on plateau watches a validation split of the training data, "
+                           "never the test set; give --validation-size N")
+    return {"recipe": args.recipe, "optimizer": c.optimizer, "lr": c.lr, "momentum": c.momentum,
+            "loss_reduction": c.loss_reduction, "clip_norm": c.clip_norm, "init": c.init,
+            "lr_decay_epochs": c.decay_epochs if c.decay else 0, "max_decay": c.max_decay,
+            "decay_start_epoch": c.decay_start_epoch, "validation_size": args.validation_size}
 
 
 def _add_collapse_options(p):
@@ -481,7 +534,8 @@ def _train_vae(args):
         config["data"].update(dataset=args.dataset, root=args.data_dir,
                               binarize=args.binarize or config["data"]["binarize"],
                               train_size=args.train_size, test_size=args.test_size)
-        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        config["train"].update(_optim_settings(args))
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size,
                                elbo=args.elbo, num_particles=args.num_particles, seed=args.seed,
                                compile=args.compile, dreg=args.dreg)
         if args.tc_beta is not None:
@@ -498,6 +552,9 @@ def _train_vae(args):
     trainer.fit()
     if not distributed.is_main_process():
         return 0
+    if trainer.decay is not None:  # He et al. evaluate the best-validation weights
+        trainer.decay.restore_best()
+        print(f"evaluating the best validation epoch's weights (epoch {trainer.decay.best_epoch + 1})")
     for path in trainer.write_pictures():
         print(f"wrote {path}")
     _report(_evaluate(trainer, trainer.config["eval"]["num_samples"]))

@@ -21,6 +21,13 @@ DEFAULT_TRAIN = {
     "dreg": False, "tc_beta": 6.0,
     # trace's num_particles > 1 drawn in one vectorized run (False in runs made before this key existed)
     "vectorize_particles": True,
+    # optimisation (pyrogen.optim; "he2019" is He et al. 2019's text recipe): "adam" or "sgd", the loss summed
+    # ("sum", nats per batch) or averaged ("mean") over the batch, the global gradient norm clipped at clip_norm
+    # (None: off), "default" or "uniform" init, and the lr halved after lr_decay_epochs epochs (0: off) without
+    # a better validation ELBO, at most max_decay times from decay_start_epoch, reloading the best weights;
+    # validation_size training examples are held out for that and for the aggressive switch
+    "recipe": "default", "optimizer": "adam", "momentum": 0.0, "loss_reduction": "sum", "clip_norm": None,
+    "init": "default", "lr_decay_epochs": 0, "max_decay": 5, "decay_start_epoch": 15, "validation_size": 0,
     # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
     # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
     "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,

@@ -117,6 +117,10 @@ class FitLoop(distributed.RankZeroRun):
     def on_fit_start(self):
         """Called once by :meth:`fit`, before the first epoch it trains."""
 
+    def should_stop(self):
+        """Whether :meth:`fit` stops before its next epoch (a trainer's own end, e.g. its last lr decay)."""
+        return False
+
     def epoch_report(self, stats, seconds):
         """The metrics row of the epoch just finished (``self.epoch`` already counts it).
 
@@ -187,7 +191,7 @@ class FitLoop(distributed.RankZeroRun):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
         epochs = self.config["train"]["epochs"] if epochs is None else epochs
         self.on_fit_start()
-        while self.epoch < epochs:
+        while self.epoch < epochs and not self.should_stop():
             start = time.perf_counter()
             bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
                        disable=not self.progress, leave=False)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_DATA, DEFAULT_EVAL, DEFAULT_TRAIN, default_config  # noqa: F401
-from pyrogen.data import DeviceLoader, check_images
+from pyrogen.data import DeviceLoader, check_images, static_binarize
 from pyrogen.distributions import (
     LatentFamilyError,
     check_guide_family,
@@ -38,6 +38,15 @@ from pyrogen.infer.kl_schedule import FreeBitsELBO, build_kl_schedule
 from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models.registry import MODELS, build_model  # noqa: F401
 from pyrogen.models.two_layer import TwoLayerVAE
+from pyrogen.optim import (
+    OptimConfig,
+    PlateauDecay,
+    attach_gradient_clipping,
+    initialize_,
+    loss_per_batch,
+    reduce_loss,
+    split_validation,
+)
 from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
@@ -113,7 +122,7 @@ class VAETrainer(FitLoop):
     shows progress, evaluates and writes to the run directory.
     """
 
-    def __init__(self, vae, train_data, test_data, config, run=None, progress=True):
+    def __init__(self, vae, train_data, test_data, config, run=None, progress=True, validation_data=None):
         super().__init__(config=config, run=run, progress=progress)
         self.vae = vae
         train_cfg, data_cfg = config["train"], config["data"]
@@ -125,6 +134,7 @@ class VAETrainer(FitLoop):
             rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
         self.test_data = test_data
+        self.validation_data = validation_data  # held out of the training data, binarized like the test data
         vae.likelihood.check_binarize(data_cfg["binarize"])
         self._check_support()
         self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"], bool(train_cfg.get("compile")))
@@ -142,12 +152,15 @@ class VAETrainer(FitLoop):
             train_cfg.get("kl_schedule", "constant"), train_cfg["epochs"], weight=train_cfg.get("kl_weight", 1.0),
             warmup_epochs=train_cfg.get("kl_warmup_epochs", 10.0), start=train_cfg.get("kl_start", 0.1),
             num_cycles=train_cfg.get("kl_cycles", 4))
-        fused = {"fused": True} if train_data.device.type in ("cpu", "cuda") else {}
-        self.optim = torch.optim.Adam(vae.parameters(), lr=train_cfg["lr"], **fused)
+        self.optim_config = optim_config(train_cfg)
+        initialize_(vae, self.optim_config)
+        self.optim = self._optimizer(vae.parameters(), fused=train_data.device.type in ("cpu", "cuda"))
+        # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
+        self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile = bool(train_cfg.get("compile", False))
         if self.compile and train_cfg.get("aggressive"):
             raise DataError("--compile applies to the standard SVI step; drop --compile or --aggressive")
-        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.elbo, compile=self.compile)
+        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.loss, compile=self.compile)
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
@@ -156,6 +169,22 @@ class VAETrainer(FitLoop):
         self.switch = None
         if train_cfg.get("aggressive"):
             self._make_aggressive(train_cfg)
+        else:
+            attach_gradient_clipping(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
+        self.decay = None
+        if self.optim_config.decay:
+            if validation_data is None:
+                raise DataError("learning-rate decay on plateau watches a validation split of the training data, "
+                                "never the test set; give --validation-size N")
+            optimizers = [self.optim] + ([self.decoder_optim] if self.switch is not None else [])
+            self.decay = PlateauDecay.from_config(vae, optimizers, self.optim_config)
+
+    def _optimizer(self, params, fused=False):
+        """The configured ``torch.optim`` optimizer over ``params`` (Adam fused where the device allows)."""
+        c = self.optim_config
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum)
+        return torch.optim.Adam(params, lr=c.lr, **({"fused": True} if fused else {}))
 
     def _make_elbo(self, train_cfg):
         """The estimator of the objective named by :attr:`elbo_name` (free bits replace it when set)."""
@@ -195,11 +224,11 @@ class VAETrainer(FitLoop):
         # the guide's networks: "encoder" (VAE, autoencoder) or "encoder1" and "encoder2" (two layers)
         encoder = [p for name, p in self.vae.named_parameters() if name.startswith("encoder")]
         decoder = [p for p in self.vae.parameters() if all(p is not e for e in encoder)]
-        self.optim = torch.optim.Adam(encoder, lr=train_cfg["lr"])
-        self.decoder_optim = torch.optim.Adam(decoder, lr=train_cfg["lr"])
+        self.optim = self._optimizer(encoder)
+        self.decoder_optim = self._optimizer(decoder)
         self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(train_cfg["seed"] + 2)
-        self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.elbo,
-                                 self._random_batch, window=10, max_steps=100)
+        self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.loss,
+                                 self._random_batch, window=10, max_steps=100, clip_norm=self.optim_config.clip_norm)
         self.switch = AggressiveSwitch(train_cfg.get("aggressive_patience", 5))
 
     def _random_batch(self):
@@ -223,6 +252,8 @@ class VAETrainer(FitLoop):
         if self.switch is not None:
             state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
                                    "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
+        if self.decay is not None:
+            state["decay"] = self.decay.state_dict()
         return state
 
     def load_state_dict(self, state):
@@ -233,9 +264,11 @@ class VAETrainer(FitLoop):
             self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
             self.inner_generator.set_state(state["aggressive"]["generator"])
             self.svi.aggressive = state["aggressive"]["on"]
+        if self.decay is not None and "decay" in state:
+            self.decay.load_state_dict(state["decay"])
         super().load_state_dict(state)
 
-    def evaluate(self, num_samples=0):
+    def evaluate(self, num_samples=0, data=None):
         """Test ELBO and, if ``num_samples`` > 0, importance-sampled log p(x): nats per example.
 
         Always with λ = 1, whatever KL weight training used. For an
@@ -244,17 +277,18 @@ class VAETrainer(FitLoop):
         ``num_samples`` > 0 is an error: a point-mass guide has no importance weights.
         """
         if isinstance(self.vae, Autoencoder):
-            return self._evaluate_autoencoder(num_samples)
+            return self._evaluate_autoencoder(num_samples, data)
         self.vae.eval()
         with pyro.validation_enabled(False):
-            result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data,
+            result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data if data is None else data,
                                       batch_size=self.config["eval"]["batch_size"],
                                       num_samples=num_samples)
         self.vae.train()
         return result
 
-    def _evaluate_autoencoder(self, num_samples):
-        x = self.test_data[: self.config["eval"]["batch_size"]]
+    def _evaluate_autoencoder(self, num_samples, data=None):
+        data = self.test_data if data is None else data
+        x = data[: self.config["eval"]["batch_size"]]
         if num_samples:
             try:
                 log_importance_weights(self.vae.model, self.vae.guide, x, 1)
@@ -263,28 +297,28 @@ class VAETrainer(FitLoop):
         self.vae.eval()
         total, objective = 0.0, ReparamTrace_ELBO()
         with pyro.validation_enabled(False), torch.no_grad():
-            for i in range(0, self.test_data.shape[0], self.config["eval"]["batch_size"]):
-                x = self.test_data[i : i + self.config["eval"]["batch_size"]]
+            for i in range(0, data.shape[0], self.config["eval"]["batch_size"]):
+                x = data[i : i + self.config["eval"]["batch_size"]]
                 total -= objective.differentiable_loss(self.vae.model, self.vae.guide, x).item()
         self.vae.train()
-        return {"objective": total / self.test_data.shape[0]}
+        return {"objective": total / data.shape[0]}
 
-    def diagnostics(self):
+    def diagnostics(self, data=None):
         """Held-out collapse diagnostics (λ = 1): KL (nats per example), MI (nats), active units.
 
         See :func:`pyrogen.evaluation.diagnostics.collapse_diagnostics`; an
         autoencoder gets only its active units (its q has no density), and the
         two-layer model those of its lower layer z1 (KL to p(z1|z2) at the guide's z2).
         """
+        data = self.test_data if data is None else data
         self.vae.eval()
         with pyro.validation_enabled(False), torch.no_grad():
             if isinstance(self.vae, Autoencoder):
                 bs = self.config["eval"]["batch_size"]
-                codes = torch.cat([self.vae.code(self.test_data[i : i + bs])
-                                   for i in range(0, self.test_data.shape[0], bs)])
+                codes = torch.cat([self.vae.code(data[i : i + bs]) for i in range(0, data.shape[0], bs)])
                 result = {"active_units": active_units(codes)[0]}
             else:
-                result = collapse_diagnostics(self.vae.model, self.vae.guide, self.test_data,
+                result = collapse_diagnostics(self.vae.model, self.vae.guide, data,
                                               batch_size=self.config["eval"]["batch_size"],
                                               site="z1" if isinstance(self.vae, TwoLayerVAE) else "z")
         self.vae.train()
@@ -303,6 +337,7 @@ class VAETrainer(FitLoop):
             loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
         else:
             loss = self.svi.step(x, kl_weight=kl_weight)
+        loss = loss_per_batch(loss, x.shape[0], self.optim_config.loss_reduction)  # the loop reports per example
         if not isinstance(self.elbo, TCELBO):
             return loss
         # β-TC-VAE: log the KL's decomposition of a fresh draw on the same batch (λ = 1), summed over
@@ -320,6 +355,9 @@ class VAETrainer(FitLoop):
     def parameters(self):
         return self.vae.parameters()
 
+    def should_stop(self):
+        return self.decay is not None and self.decay.finished
+
     def on_fit_start(self):
         if self.progress and self.kl_method:
             why = f", picked by --elbo auto because {self.elbo_reason}" if self.elbo_reason else ""
@@ -330,10 +368,19 @@ class VAETrainer(FitLoop):
         train_elbo = -stats["loss"]
         test = self.evaluate() if self.rank == 0 else {"elbo": float("nan")}
         diagnostics = self.diagnostics() if self.rank == 0 else {}
+        validation = {}
+        if self.validation_data is not None and self.rank == 0:
+            validation["validation_elbo"] = self.evaluate(data=self.validation_data)["elbo"]
+            if self.switch is not None:
+                validation["validation_mi"] = self.diagnostics(self.validation_data)["mi"]
         if self.switch is not None and self.svi.aggressive:
-            self.svi.aggressive = self.switch.update(diagnostics["mi"])
+            # the held-out MI of the validation split; the test set's only in runs made without one
+            self.svi.aggressive = self.switch.update(validation.get("validation_mi", diagnostics.get("mi")))
+        if self.decay is not None:
+            self.decay.step(self.epoch - 1, -validation["validation_elbo"])
+            validation.update(lr=self.optim.param_groups[0]["lr"], decays=self.decay.decays)
         row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-               **{"test_" + k: v for k, v in test.items()}, **diagnostics,
+               **{"test_" + k: v for k, v in test.items()}, **diagnostics, **validation,
                **{k: v for k, v in stats.items() if k != "loss"}, "seconds": seconds}
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
@@ -358,13 +405,31 @@ class VAETrainer(FitLoop):
                 self.run.save_image("reconstructions.png", torch.cat([x, recon]))]
 
 
+def optim_config(train_cfg):
+    """The :class:`~pyrogen.optim.OptimConfig` of a run's ``config["train"]`` (keys absent in old runs: defaults)."""
+    decay_epochs = train_cfg.get("lr_decay_epochs", 0)
+    return OptimConfig(
+        optimizer=train_cfg.get("optimizer", "adam"), lr=train_cfg["lr"], momentum=train_cfg.get("momentum", 0.0),
+        loss_reduction=train_cfg.get("loss_reduction", "sum"), clip_norm=train_cfg.get("clip_norm"),
+        init=train_cfg.get("init", "default"), decay=decay_epochs > 0, decay_epochs=max(1, decay_epochs),
+        max_decay=train_cfg.get("max_decay", 5), decay_start_epoch=train_cfg.get("decay_start_epoch", 15))
+
+
 def build_trainer(config, run=None, device="auto", progress=True):
     """A :class:`VAETrainer` for a configuration: model, data and optimizer, freshly seeded."""
     device = resolve_device(device)
     pyro.set_rng_seed(config["train"]["seed"])
     vae = build_model(config).to(device)
     train, test, _ = load_data(config["data"], device)
-    return VAETrainer(vae, train, test, config, run=run, progress=progress)
+    validation = None
+    size = config["train"].get("validation_size", 0)
+    if size:
+        if not size < train.shape[0]:
+            raise DataError(f"--validation-size {size} leaves no training data out of {train.shape[0]} examples")
+        train, validation = split_validation(train, size, seed=config["train"]["seed"])
+        if config["data"]["binarize"] != "none":
+            validation = static_binarize(validation, seed=12346)
+    return VAETrainer(vae, train, test, config, run=run, progress=progress, validation_data=validation)
 
 
 def resume_trainer(run_dir, device="auto", progress=True):
