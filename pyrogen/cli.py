@@ -629,8 +629,11 @@ def main(argv=None):
     except PyrogenError as e:
         print(f"pyrogen: error: {e}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print("pyrogen: error: out of memory; choose smaller networks, batches or sample counts", file=sys.stderr)
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
+        if not isinstance(e, MemoryError) and "allocate" not in str(e) and "out of memory" not in str(e):
+            raise
+        print("pyrogen: error: out of memory; expected smaller networks (--hidden, --latent-dim), batches or "
+              "sample counts", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only directory, a path whose parent is missing or a file
         where = f" {e.filename!r}" if e.filename else ""

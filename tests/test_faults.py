@@ -550,3 +550,72 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight
     assert all(torch.equal(a["optim"]["state"][i]["exp_avg"], b["optim"]["state"][i]["exp_avg"])
                for i in a["optim"]["state"])
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+
+
+# ---------------------------------------------------------------- item 13: the Python API
+def _api_cases():
+    from pyrogen.data import DeviceLoader, check_images
+    from pyrogen.evaluation import evaluate_dataset, log_importance_weights
+    from pyrogen.evaluation.likelihood import elbo
+    from pyrogen.models import VAE
+
+    vae = VAE(latent_dim=2, hidden=(8,))
+    x = torch.rand(3, 1, 28, 28).round()
+    empty = torch.empty(0, 1, 28, 28)
+    f32 = "x must be a torch.float32 tensor of values in [0, 1] like the model's parameters, got "
+    return [
+        ("check_images-empty", lambda: check_images(empty, "data"),
+         "data must hold at least one image, got shape (0, 1, 28, 28)"),
+        ("loader-empty", lambda: DeviceLoader(empty, 1), "data must hold at least one image"),
+        ("loader-world_size-0", lambda: DeviceLoader(x, 1, world_size=0), "world_size must be a positive integer, got 0"),
+        ("model-empty", lambda: vae.model(empty), "x must hold at least one image, got shape (0, 1, 28, 28)"),
+        ("model-uint8", lambda: vae.model((x * 255).to(torch.uint8)),
+         f32 + "torch.uint8 (scale grey levels with x.float() / 255)"),
+        ("model-int64", lambda: vae.model(x.long()), f32 + "torch.int64 (convert with x.to(torch.float32))"),
+        ("model-bool", lambda: vae.model(x.bool()), f32 + "torch.bool (convert with x.to(torch.float32))"),
+        ("guide-float64", lambda: vae.guide(x.double()), f32 + "torch.float64 (convert with x.to(torch.float32))"),
+        ("log_importance_weights-0", lambda: log_importance_weights(vae.model, vae.guide, x, 0),
+         "num_samples must be a positive integer, got 0"),
+        ("elbo-0", lambda: elbo(vae.model, vae.guide, x, 0), "num_particles must be a positive integer, got 0"),
+        ("evaluate_dataset-empty", lambda: evaluate_dataset(vae.model, vae.guide, x[:0]),
+         "data must be a tensor of at least one example, got (0, 1, 28, 28)"),
+        ("evaluate_dataset-batch-0", lambda: evaluate_dataset(vae.model, vae.guide, x, batch_size=0),
+         "batch_size must be a positive integer, got 0"),
+        ("latent_dim-0", lambda: VAE(latent_dim=0), "latent_dim must be a positive integer, got 0"),
+        ("latent_dim--3", lambda: VAE(latent_dim=-3), "latent_dim must be a positive integer, got -3"),
+        ("latent_dim-2.5", lambda: VAE(latent_dim=2.5), "latent_dim must be a positive integer, got 2.5"),
+        ("latent_dim-str", lambda: VAE(latent_dim="10"), "latent_dim must be a positive integer, got '10'"),
+        ("latent_dim-True", lambda: VAE(latent_dim=True), "latent_dim must be a positive integer, got True"),
+        ("hidden-0", lambda: VAE(hidden=(0,)), "hidden must be a non-empty sequence of positive integer widths, got (0,)"),
+        ("hidden-empty", lambda: VAE(hidden=()), "hidden must be a non-empty sequence of positive integer widths, got ()"),
+        ("image_shape-2d", lambda: VAE(image_shape=(28, 28)),
+         "image_shape must be (channels, height, width) of positive integers, got (28, 28)"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(20))
+def test_bad_input_to_the_python_api_is_a_data_error_naming_it(index):
+    from pyrogen.errors import DataError
+
+    name, call, message = _api_cases()[index]
+    with pytest.raises(DataError) as e:
+        call()
+    assert str(e.value) == message or str(e.value).startswith(message), (name, str(e.value))
+
+
+@requires_fashion_mnist
+def test_a_network_too_large_to_allocate_is_one_line(tmp_path, capsys, monkeypatch):
+    """Widths within the bounds can still be too many together; torch's allocator error becomes one line."""
+    from pyrogen.training import vae as vae_training
+
+    def no_memory(config):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(vae_training, "build_model", no_memory)
+    out = tmp_path / "run"
+    assert main(["train", "vae", "--out", str(out), "--hidden", "65536", "65536", "65536"] + TINY[:4]
+                + ["--no-progress"]) == 2
+    assert one_error_line(capsys) == ("pyrogen: error: out of memory; expected smaller networks (--hidden, "
+                                      "--latent-dim), batches or sample counts")
+    assert not out.exists()
