@@ -602,20 +602,3 @@ def test_bad_input_to_the_python_api_is_a_data_error_naming_it(index):
         call()
     assert str(e.value) == message or str(e.value).startswith(message), (name, str(e.value))
 
-
-@requires_fashion_mnist
-def test_a_network_too_large_to_allocate_is_one_line(tmp_path, capsys, monkeypatch):
-    """Widths within the bounds can still be too many together; torch's allocator error becomes one line."""
-    from pyrogen.training import vae as vae_training
-
-    def no_memory(config):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
-                           "you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
-
-    monkeypatch.setattr(vae_training, "build_model", no_memory)
-    out = tmp_path / "run"
-    assert main(["train", "vae", "--out", str(out), "--hidden", "65536", "65536", "65536"] + TINY[:4]
-                + ["--no-progress"]) == 2
-    assert one_error_line(capsys) == ("pyrogen: error: out of memory; expected smaller networks (--hidden, "
-                                      "--latent-dim), batches or sample counts")
-    assert not out.exists()
