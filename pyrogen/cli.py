@@ -15,6 +15,9 @@ with status 2.
 """
 
 import argparse
+import math
+import os
+import signal
 import sys
 
 from pyrogen import distributed
@@ -33,17 +36,80 @@ def _positive_int(text):
 
 
 def _non_negative_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _bounded_int(limit):
+    """A positive integer at most ``limit`` (beyond it the networks or images would not fit in memory)."""
+    def parse(text):
+        value = _positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"expected a positive integer <= {limit}, got {value}")
+        return value
+    return parse
+
+
+def _float(text, expected, ok):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
 def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+    return _float(text, "a positive finite number", lambda v: v > 0)
+
+
+def _non_negative_float(text):
+    return _float(text, "a finite number >= 0", lambda v: v >= 0)
+
+
+def _unit_interval(text):
+    return _float(text, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _device(text):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, refused up front where that device does not exist."""
+    import torch
+
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"expected a device that exists, got {text!r}: no CUDA GPU is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"expected a device that exists, got {text!r}: there are "
+                                         f"{torch.cuda.device_count()} CUDA devices")
+    return text
+
+
+MAX_WIDTH = 65536
+"""The largest ``--latent-dim``, ``--hidden`` or ``--channels`` accepted (larger ones do not fit in memory)."""
+MAX_SAMPLES = 100000
+"""The most images ``pyrogen sample`` draws into one grid."""
+MAX_STEP_ELEMENTS = 2**28
+"""The most pixels one training step may hold (particles x batch x pixels): 1 GiB of float32 per tensor."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors on one line: ``pyrogen: error: argument --seed: expected ...`` (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"pyrogen: error: {message}\n")
 
 
 def _latent_family(vamp):
@@ -84,7 +150,7 @@ def _sampler(text):
 
 
 def _add_device(p):
-    p.add_argument("--device", default="auto",
+    p.add_argument("--device", default="auto", type=_device,
                    help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -101,10 +167,10 @@ def _add_vae_options(p):
                    help="continue the run in RUN_DIR from its last checkpoint, exactly; model, data "
                         "and optimizer options are then read from the run, and --epochs is the new total")
     g = p.add_argument_group("model")
-    g.add_argument("--latent-dim", type=_positive_int, default=50, help="dimension of z (default: 50)")
+    g.add_argument("--latent-dim", type=_bounded_int(MAX_WIDTH), default=50, help="dimension of z (default: 50)")
     g.add_argument("--architecture", choices=ARCHITECTURES, default="mlp",
                    help="encoder/decoder networks (default: mlp)")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], metavar="WIDTH",
+    g.add_argument("--hidden", type=_bounded_int(MAX_WIDTH), nargs="+", default=[400], metavar="WIDTH",
                    help="hidden widths of the encoder, mirrored by the decoder; for conv, the last "
                         "is the width of the dense layer (default: 400)")
     g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
@@ -144,7 +210,7 @@ def _add_vae_options(p):
                    help="with --elbo iwae: doubly reparameterized guide gradients (Tucker et al. 2019)")
     g.add_argument("--tc-beta", type=float, default=None, metavar="B",
                    help="with --elbo tc: β, the weight of the total correlation (default: 6)")
-    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; seeded runs are reproducible")
     g.add_argument("--compile", action="store_true",
                    help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
                         "faster steps after a compilation of about 15 s on the CPU; needs a C++ compiler "
@@ -215,11 +281,11 @@ def _add_collapse_options(p):
                    help="KL weight λ over training: constant (--kl-weight), linear warm-up from 0.1 to 1 "
                         "over --kl-warmup-epochs, or cyclical (Fu et al. 2019, --kl-cycles cycles over "
                         "--epochs); evaluation always uses λ = 1 (default: constant)")
-    g.add_argument("--kl-weight", type=float, default=1.0, help="λ of the constant schedule (default: 1)")
+    g.add_argument("--kl-weight", type=_positive_float, default=1.0, help="λ of the constant schedule (default: 1)")
     g.add_argument("--kl-warmup-epochs", type=_positive_float, default=10.0,
                    help="epochs of the linear warm-up (default: 10)")
     g.add_argument("--kl-cycles", type=_positive_int, default=4, help="cycles of the cyclical schedule (default: 4)")
-    g.add_argument("--free-bits", type=float, default=0.0, metavar="NATS",
+    g.add_argument("--free-bits", type=_non_negative_float, default=0.0, metavar="NATS",
                    help="free bits: KL per latent dimension, averaged over the minibatch, floored at NATS "
                         "(Kingma et al. 2016; analytic KL); 0 is off (default: 0)")
     g.add_argument("--aggressive", action="store_true",
@@ -249,7 +315,7 @@ def _add_layer_options(p):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyrogen", description="Deep generative models as Pyro model/guide pairs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -284,22 +350,23 @@ def build_parser():
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
         description="Evaluate a run's checkpoint on its test data: ELBO and log p(x), nats per example.")
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--num-samples", type=_positive_int, default=1000,
-                    help="importance samples K per example (default: 1000)")
+    ev.add_argument("--num-samples", type=_positive_int, default=None,
+                    help="importance samples K per example (default: 1000; not for an autoencoder run, "
+                         "whose test objective is evaluated)")
     ev.add_argument("--test-size", type=_positive_int, default=None, help="evaluate the first N test images")
     _add_device(ev)
 
     sm = commands.add_parser("sample", help="draw samples from a run's model as a PNG grid",
                              description="Decode draws z ~ p(z) and save the mean images as a PNG grid.")
     sm.add_argument("run_dir", metavar="RUN_DIR")
-    sm.add_argument("-n", "--num-samples", type=_positive_int, default=64, help="images (default: 64)")
+    sm.add_argument("-n", "--num-samples", type=_bounded_int(MAX_SAMPLES), default=64, help="images (default: 64)")
     sm.add_argument("--out", default=None,
                     help="PNG path (default: RUN_DIR/samples.png, or RUN_DIR/samples_gmmK.png with --sampler gmm:K)")
     sm.add_argument("--sampler", type=_sampler, default="prior", metavar="prior|gmm:K",
                     help="where codes come from: the model's prior p(z), or gmm:K, a K-component Gaussian mixture "
                          "fitted to the codes of the training images (Ghosh et al. 2020; the way to sample an "
                          "autoencoder, e.g. gmm:10) (default: prior)")
-    sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sm.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
     _add_device(sm)
 
     sq = commands.add_parser(
@@ -309,7 +376,7 @@ def build_parser():
     sq.add_argument("run_dir", metavar="RUN_DIR")
     sq.add_argument("-n", "--num-samples", type=_positive_int, default=10000,
                     help="samples, scored against as many test images (default: 10000)")
-    sq.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sq.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
     _add_device(sq)
 
     pl = commands.add_parser(
@@ -320,7 +387,7 @@ def build_parser():
     pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: RUN_DIR/plots)")
     pl.add_argument("--num-points", type=_positive_int, default=5000,
                     help="test images in the latent-code scatter plot (default: 5000)")
-    pl.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    pl.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
     _add_device(pl)
 
     rp = commands.add_parser(
@@ -365,9 +432,18 @@ def _evaluate(trainer, num_samples):
         result.update(log_px=ll["log_px"], psis=khat_summary(ll["khat"]))
     result["num_samples"] = num_samples
     result["epoch"] = trainer.epoch
-    if trainer.run is not None:
-        trainer.run.write_json("evaluation.json", result)
     return result
+
+
+def _write_evaluation(trainer, result):
+    """Write ``evaluation.json`` after the result was printed, so a failed write loses nothing."""
+    if trainer.run is None:
+        return
+    path = trainer.run.file("evaluation.json")
+    try:
+        trainer.run.write_json("evaluation.json", result)
+    except OSError as e:
+        raise PyrogenError(f"cannot write {path!r}: {e.strerror or e}; the evaluation above was not saved") from None
 
 
 def _train(args):
@@ -391,10 +467,10 @@ def _add_gan_options(p):
     g = p.add_argument_group("networks")
     g.add_argument("--architecture", choices=ARCHITECTURES, default="dcgan",
                    help="generator and discriminator (default: dcgan)")
-    g.add_argument("--latent-dim", type=_positive_int, default=100, help="dimension of z (default: 100)")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 256], metavar="WIDTH",
+    g.add_argument("--latent-dim", type=_bounded_int(MAX_WIDTH), default=100, help="dimension of z (default: 100)")
+    g.add_argument("--hidden", type=_bounded_int(MAX_WIDTH), nargs="+", default=[256, 256], metavar="WIDTH",
                    help="hidden widths of the MLP players (default: 256 256)")
-    g.add_argument("--channels", type=_positive_int, default=64,
+    g.add_argument("--channels", type=_bounded_int(MAX_WIDTH), default=64,
                    help="feature maps of the DCGAN players (default: 64)")
     g.add_argument("--norm", choices=NORMS, default=None,
                    help="discriminator normalisation: batch, spectral or none (default: none for wgan-gp and "
@@ -407,7 +483,7 @@ def _add_gan_options(p):
     g = p.add_argument_group("training (the adversarial game)")
     g.add_argument("--loss", choices=sorted(GAN_LOSSES), default="nonsaturating",
                    help="the game (default: nonsaturating)")
-    g.add_argument("--gp-weight", type=float, default=10.0, help="λ of WGAN-GP's gradient penalty (default: 10)")
+    g.add_argument("--gp-weight", type=_non_negative_float, default=10.0, help="λ of WGAN-GP's gradient penalty (default: 10)")
     g.add_argument("--d-steps", type=_positive_int, default=1,
                    help="discriminator updates per generator update, each on a fresh batch (default: 1)")
     g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
@@ -415,11 +491,11 @@ def _add_gan_options(p):
     g.add_argument("--lr-g", type=_positive_float, default=2e-4, help="generator's Adam learning rate (default: 2e-4)")
     g.add_argument("--lr-d", type=_positive_float, default=2e-4,
                    help="discriminator's Adam learning rate (default: 2e-4)")
-    g.add_argument("--beta1", type=float, default=0.5, help="Adam's beta1 for both players (default: 0.5)")
-    g.add_argument("--beta2", type=float, default=0.999, help="Adam's beta2 for both players (default: 0.999)")
-    g.add_argument("--ema-decay", type=float, default=0.0,
+    g.add_argument("--beta1", type=_unit_interval, default=0.5, help="Adam's beta1 for both players (default: 0.5)")
+    g.add_argument("--beta2", type=_unit_interval, default=0.999, help="Adam's beta2 for both players (default: 0.999)")
+    g.add_argument("--ema-decay", type=_unit_interval, default=0.0,
                    help="moving average of the generator's weights for samples (e.g. 0.999); 0 is off (default: 0)")
-    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; seeded runs are reproducible")
     _add_device(p)
 
 
@@ -479,18 +555,61 @@ def _train_features(args):
     return 0
 
 
+def _load_trainer(resume, run_dir, **kwargs):
+    """``resume(run_dir, **kwargs)``, with a checkpoint whose contents do not fit its run as one line."""
+    from pyrogen.errors import CheckpointError
+    from pyrogen.files import RunDir
+
+    try:
+        return resume(run_dir, **kwargs)
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
+        if isinstance(e, PyrogenError):
+            raise
+        what = " ".join(str(e).split())[:300] or repr(e)
+        raise CheckpointError(f"the checkpoint {RunDir(run_dir).checkpoint_path!r} does not fit the run it is in "
+                              f"({type(e).__name__}: {what})") from None
+
+
 def _resume_or_start(args, resume, build, make_config):
     """The trainer of ``pyrogen train KIND``: the run in ``--out`` resumed (``--epochs`` the new
     total), or a new run of the configuration ``make_config()`` returns."""
-    from pyrogen.runs import start_run
+    from pyrogen.errors import CheckpointError, RunDirError
+    from pyrogen.files import RunDir, remove_stale_temporaries
+    from pyrogen.runs import open_run, start_run
 
     progress = not args.no_progress
     distributed.init_from_env(args.device)
     if args.resume:
-        trainer = resume(args.out, device=args.device, progress=progress)
+        run = open_run(args.out, "cpu")
+        if run.kind != args.kind:
+            raise RunDirError(f"--out {args.out!r} holds a {run.kind} run, not a {args.kind} run; resume it "
+                              f"with 'pyrogen train {run.kind} --out {args.out} --resume'")
+        missing = [k for k in ("model", "data", "train") if not isinstance(run.config.get(k), dict)]
+        if missing:
+            raise RunDirError(f"{run.dir.file('config.json')!r} lacks {', '.join(map(repr, missing))}; expected "
+                              "the configuration that 'pyrogen train' wrote")
+        if not os.access(run.path, os.W_OK):
+            raise RunDirError(f"--out {args.out!r} is not writable; a resumed run writes its checkpoints there")
+        remove_stale_temporaries(run.path)  # left by a process killed while it wrote
+        if run.dir.never_finished_an_epoch():  # stopped in its first epoch: start it again as it was made
+            config = run.config
+            config["train"]["epochs"] = args.epochs
+            trainer = build(config, device=args.device, progress=progress)
+            trainer.run = RunDir(run.path) if distributed.is_main_process() else None
+            return trainer
+        trainer = _load_trainer(resume, args.out, device=args.device, progress=progress)
+        done = trainer.epoch
+        if args.epochs <= done:
+            raise PyrogenError(f"argument --epochs: expected more than the {done} epochs the run in "
+                               f"{args.out!r} has done (--epochs is the new total), got {args.epochs}")
+        if trainer.config["train"].get("kl_schedule") == "cyclical" and args.epochs != trainer.config["train"]["epochs"]:
+            print(f"pyrogen: note: the cyclical KL schedule keeps its {trainer.config['train']['epochs']}-epoch "
+                  f"cycles; after epoch {trainer.config['train']['epochs']} the KL weight stays 1", file=sys.stderr)
         trainer.config["train"]["epochs"] = args.epochs
         return trainer
     config = make_config()
+    if os.path.isdir(args.out) and not RunDir(args.out).holds_run():
+        remove_stale_temporaries(args.out)
     return start_run(args.out, config, lambda: build(config, device=args.device, progress=progress))
 
 
@@ -546,6 +665,12 @@ def _train_vae(args):
                                    free_bits=args.free_bits, aggressive=args.aggressive,
                                    aggressive_patience=args.aggressive_patience)
         config["eval"]["num_samples"] = args.eval_samples
+        pixels = 28 * 28  # every data set of DATASETS
+        if args.num_particles * args.batch_size * pixels > MAX_STEP_ELEMENTS:
+            raise PyrogenError(f"argument --num-particles: expected at most "
+                               f"{MAX_STEP_ELEMENTS // (args.batch_size * pixels)} particles for --batch-size "
+                               f"{args.batch_size} (a step's {args.num_particles} x {args.batch_size} images "
+                               f"would not fit in memory), got {args.num_particles}")
         return config
 
     trainer = _resume_or_start(args, resume_trainer, build_trainer, make_config)
@@ -557,7 +682,9 @@ def _train_vae(args):
         print(f"evaluating the best validation epoch's weights (epoch {trainer.decay.best_epoch + 1})")
     for path in trainer.write_pictures():
         print(f"wrote {path}")
-    _report(_evaluate(trainer, trainer.config["eval"]["num_samples"]))
+    result = _evaluate(trainer, trainer.config["eval"]["num_samples"])
+    _report(result)
+    _write_evaluation(trainer, result)
     return 0
 
 
@@ -569,10 +696,18 @@ def _evaluate_run(args):
         raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
                            "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
                            "(Fréchet distance, precision and recall) instead")
-    trainer = resume_trainer(args.run_dir, device=args.device, progress=not args.no_progress)
+    trainer = _load_trainer(resume_trainer, args.run_dir, device=args.device, progress=not args.no_progress)
     if args.test_size:
         trainer.test_data = trainer.test_data[: args.test_size]
-    _report(_evaluate(trainer, args.num_samples))
+    num_samples = args.num_samples
+    if trainer.config.get("kind") == "ae":  # no importance weights: its objective, and no log p(x)
+        if num_samples is not None:
+            raise PyrogenError("argument --num-samples: an autoencoder run has no log p(x) to estimate (its guide "
+                               "is a point mass); omit --num-samples to evaluate its test objective")
+        num_samples = 0
+    result = _evaluate(trainer, 1000 if num_samples is None else num_samples)
+    _report(result)
+    _write_evaluation(trainer, result)
     return 0
 
 
@@ -594,6 +729,10 @@ def _sample_run(args):
     from pyrogen.files import RunDir
     from pyrogen.runs import open_run
 
+    from pyrogen.files import check_not_run_file
+
+    if args.out is not None:
+        check_not_run_file(args.out)
     run = open_run(args.run_dir, device=args.device)
     name = "samples.png"
     if args.sampler == "prior":
@@ -624,10 +763,29 @@ def _plot_run(args):
 
 
 def _report_run(args):
+    from pyrogen.files import check_not_run_file
     from pyrogen.report import write_report
 
+    if args.out is not None:
+        check_not_run_file(args.out)
     print(f"wrote {write_report(args.run_dir, args.out)}")
     return 0
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _interrupted(args, e):
+    """The line for an interrupted command: what was kept, and how to continue."""
+    why = "terminated (SIGTERM)" if str(e) == "SIGTERM" else "interrupted"
+    if args.command != "train" or args.kind == "features":
+        return f"pyrogen: {why}; nothing more was written"
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    if os.path.isfile(checkpoint):
+        return (f"pyrogen: {why}; the checkpoint of the last finished epoch is kept in {checkpoint!r}: "
+                f"continue with 'pyrogen train {args.kind} --out {args.out} --resume'")
+    return f"pyrogen: {why} before the first epoch finished; no checkpoint was written, {args.out!r} can be used again"
 
 
 def main(argv=None):
@@ -635,11 +793,27 @@ def main(argv=None):
     handlers = {"train": _train, "evaluate": _evaluate_run, "sample": _sample_run,
                 "plot": _plot_run, "report": _report_run,
                 "sample-quality": _sample_quality_run}
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:  # SIGTERM stops like Ctrl-C: temporary files removed, one line said
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return handlers[args.command](args)
     except PyrogenError as e:
         print(f"pyrogen: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("pyrogen: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
-        return 130
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (OutOfMemoryError on CUDA)
+        if not isinstance(e, MemoryError) and "allocate" not in str(e) and "out of memory" not in str(e):
+            raise
+        print("pyrogen: error: out of memory; expected smaller networks (--hidden, --latent-dim), batches or "
+              "sample counts", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only directory, a path whose parent is missing or a file
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"pyrogen: error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(_interrupted(args, e), file=sys.stderr)
+        return 143 if str(e) == "SIGTERM" else 130
+    finally:
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)

@@ -19,6 +19,7 @@ Burda et al. 2015).
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,8 +71,8 @@ def read_idx(path):
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read IDX file {path!r}: {e}") from e
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"cannot read IDX file {path!r}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path!r} is not an IDX file of unsigned bytes (bad magic number)")
     ndim = raw[3]
@@ -121,6 +122,9 @@ def load_fashion_mnist(split="train", root=None):
             f"IDX files in {root!r} do not hold N images and N labels "
             f"(images {images.shape}, labels {labels.shape})"
         )
+    if images.shape[1:] != (28, 28):  # checked before any run directory exists, not in the first step
+        raise DataError(f"IDX images in {paths[0]!r} are {images.shape[1]}x{images.shape[2]} pixels; "
+                        "expected Fashion-MNIST's 28x28")
     x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
     return ImageDataset(x, torch.from_numpy(labels.astype(np.int64)))
 
@@ -174,6 +178,8 @@ def check_images(x, name="x"):
         raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise DataError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
+        raise DataError(f"{name} must hold at least one image, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise DataError(f"{name} holds NaN or infinite values")
     lo, hi = x.min().item(), x.max().item()
@@ -227,6 +233,10 @@ class DeviceLoader:
         self.labels = None if labels is None else labels.to(device)
         self.batch_size = batch_size
         self.binarize = binarize
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise DataError(f"world_size must be a positive integer, got {world_size!r}")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise DataError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
         if batch_size < world_size:
             raise DataError(f"batch_size {batch_size} is smaller than the number of processes {world_size}")
         self.shuffle = shuffle

@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 import zipfile
 
 import torch
@@ -30,6 +31,38 @@ CHECKPOINT_FORMAT = "pyrogen-checkpoint/1"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+EVALUATION_FILE = "evaluation.json"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, EVALUATION_FILE)
+"""The files that hold a run's results: no command writes its output over them."""
+
+
+def check_not_run_file(path, what="--out"):
+    """Refuse an output path that is one of a run directory's own files (or a directory).
+
+    :raises RunDirError: naming ``what`` and the path.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise RunDirError(f"{what} {path!r} is a directory; expected a file path")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise RunDirError(f"{what} {path!r}: the folder {os.path.dirname(path)!r} does not exist "
+                          "(or is not a directory); expected a path in an existing folder")
+    if os.path.basename(path) in RUN_FILES and RunDir(os.path.dirname(path)).holds_run():
+        raise RunDirError(f"{what} {path!r} is one of its run's own files; expected another file name "
+                          "(nothing was written)")
+
+
+def remove_stale_temporaries(directory):
+    """Delete the temporary files that a killed :func:`atomic_write` left in ``directory``; their names."""
+    removed = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write(path, write, binary=True):
@@ -45,10 +78,14 @@ def atomic_write(path, write, binary=True):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            if os.environ.get("PYROGEN_TEST_WRITE_DELAY"):  # tests kill a process mid-write
+                time.sleep(float(os.environ["PYROGEN_TEST_WRITE_DELAY"]))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename != path:  # name the file meant
+            raise type(e)(e.errno, e.strerror or str(e), path) from e
         raise
 
 
@@ -74,9 +111,10 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's own message suggests weight_only=False, which would run the file's code: never for this file
         raise CheckpointError(
             f"checkpoint {path!r} holds objects other than tensors and plain containers; "
-            f"refusing to unpickle it (weights_only=True): {str(e).splitlines()[0]}"
+            f"refusing to unpickle it (weights_only=True): only load checkpoints that pyrogen wrote"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
@@ -110,6 +148,8 @@ class RunDir:
     :param str path: the directory.
     """
 
+    pending_config = None  # the configuration of a new run, written with its first checkpoint
+
     def __init__(self, path):
         self.path = os.fspath(path)
 
@@ -124,22 +164,40 @@ class RunDir:
     def holds_run(self):
         return any(os.path.exists(self.file(n)) for n in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE))
 
+    def never_finished_an_epoch(self):
+        """True for a run that has its ``config.json`` but neither a checkpoint nor metrics (it stopped
+        before its first epoch ended): ``--resume`` starts it again from its configuration."""
+        return (os.path.isfile(self.file(CONFIG_FILE)) and not os.path.exists(self.checkpoint_path)
+                and not os.path.exists(self.file(METRICS_FILE)))
+
     @classmethod
-    def create(cls, path, config):
+    def create(cls, path, config, defer_config=False):
         """Start a new run in ``path``; refuses a directory that already holds one.
+
+        With ``defer_config``, ``config.json`` is written with the first checkpoint, so a run that
+        fails before its first epoch ends leaves no run behind and ``path`` can be used again.
 
         :raises RunDirError: if ``path`` holds a run, or is a file.
         """
         run = cls(path)
         if os.path.exists(run.path) and not os.path.isdir(run.path):
             raise RunDirError(f"output directory {run.path!r} is a file, not a directory")
+        if run.never_finished_an_epoch():
+            raise RunDirError(
+                f"output directory {run.path!r} already holds a run; pass --resume to continue it (it never "
+                "finished an epoch, so it starts again with its own settings), or choose another directory "
+                "(nothing was overwritten)"
+            )
         if run.holds_run():
             raise RunDirError(
                 f"output directory {run.path!r} already holds a run; pass --resume to continue it, "
                 "or choose another directory (nothing was overwritten)"
             )
         os.makedirs(run.path, exist_ok=True)
-        run.write_json(CONFIG_FILE, config)
+        if defer_config:
+            run.pending_config = config
+        else:
+            run.write_json(CONFIG_FILE, config)
         return run
 
     @classmethod
@@ -162,7 +220,19 @@ class RunDir:
 
     @property
     def config(self):
-        return self.read_json(CONFIG_FILE)
+        """``config.json``, checked to be a JSON object.
+
+        :raises RunDirError: if it cannot be read or parsed, or holds no object.
+        """
+        path = self.file(CONFIG_FILE)
+        try:
+            config = self.read_json(CONFIG_FILE)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RunDirError(f"{path!r} is not valid JSON: {str(e).splitlines()[0]}") from None
+        if not isinstance(config, dict):
+            raise RunDirError(f"{path!r} holds {json.dumps(config)[:40]}; expected a run configuration "
+                              "(a JSON object with 'kind', 'model', 'data' and 'train')")
+        return config
 
     def write_metrics(self, rows):
         """Write all metric rows (a list of dicts, one per epoch) as CSV."""
@@ -183,6 +253,9 @@ class RunDir:
             return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
     def save_checkpoint(self, state):
+        if self.pending_config is not None:  # the first checkpoint of a new run: now it is one
+            self.write_json(CONFIG_FILE, self.pending_config)
+            self.pending_config = None
         save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location="cpu"):

@@ -108,7 +108,14 @@ def _evaluation(run):
     if not os.path.isfile(run.file("evaluation.json")):
         return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
                 f"{_esc(run.path)}</code>.</p>")
-    result = run.read_json("evaluation.json")
+    try:
+        result = run.read_json("evaluation.json")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{run.file('evaluation.json')!r} is not valid JSON: {str(e).splitlines()[0]}; "
+                        "rewrite it with 'pyrogen evaluate'") from None
+    if not isinstance(result, dict) or not isinstance(result.get("psis", {}), dict):
+        raise DataError(f"{run.file('evaluation.json')!r} holds no evaluation (expected the JSON object "
+                        "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
     psis = result.pop("psis", None)
     labels = {"elbo": "test ELBO (nats per example)",
               "log_px": "importance-sampled log p(x) (nats per example)",
@@ -161,7 +168,11 @@ def _pictures(run):
                  for p in sorted(glob.glob(os.path.join(run.path, "*.png")))]
     figures = [] if plots else [
         f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>"]
+    inside = os.path.realpath(run.path) + os.sep
     for path, caption in pictures:
+        # only the run's own pictures: a symbolic link could point anywhere (a system file, say)
+        if os.path.islink(path) or not os.path.isfile(path) or not os.path.realpath(path).startswith(inside):
+            continue
         rel = os.path.relpath(path, run.path)
         with open(path, "rb") as f:
             img = _img(f.read(), rel)

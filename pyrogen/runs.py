@@ -131,13 +131,21 @@ class Run:
         if self.kind == "features":
             return self._feature_network().to(self.device).eval()
         state = self.checkpoint
+        weights_key = ("ema" if use_ema and "ema" in state else "generator") if self.kind == "gan" else "model"
+        if weights_key not in state:  # e.g. a GAN's checkpoint in a VAE's run
+            raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} holds no {weights_key!r} weights, "
+                                  f"which a {self.kind} run's checkpoint has")
         if self.kind == "gan":
             model, _ = build_gan_networks(state["config"])
-            weights = state["ema"] if use_ema and "ema" in state else state["generator"]
+            weights = state[weights_key]
         else:
             model, weights = build_model(state["config"]), state["model"]
         model = model.to(self.device)
-        model.load_state_dict(weights)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:  # missing keys or tensors of other sizes than the configuration makes
+            raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} does not fit its configuration: "
+                                  f"{' '.join(str(e).split())[:300]}") from None
         return model.eval()
 
     def _feature_network(self):
@@ -169,13 +177,15 @@ def start_run(out, config, build):
 
     An occupied ``out`` is refused on every rank before any work; the trainer is
     built (and so everything validated) before the directory is created, which
-    rank 0 alone does, so a bad option leaves nothing on disk.
+    rank 0 alone does, so a bad option leaves nothing on disk. ``config.json``, the mark
+    of a run, is written with the first checkpoint: a run that fails in its first epoch
+    (interrupted, diverged, not compiled) leaves no run, and ``out`` can be used again.
     """
     if RunDir(out).holds_run():
         RunDir.create(out, config)  # raises: the directory holds a run
     trainer = build()
     if distributed.is_main_process():
-        trainer.run = RunDir.create(out, config)
+        trainer.run = RunDir.create(out, config, defer_config=True)  # config.json comes with the first checkpoint
     return trainer
 
 

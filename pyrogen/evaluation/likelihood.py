@@ -17,6 +17,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import Delta
 
+from pyrogen.errors import DataError
 from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
 
@@ -96,6 +97,8 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=None,
         density over z (a deterministic autoencoder has no importance weights),
         or if no single plate of size B holds the examples.
     """
+    _check_count(num_samples, "num_samples")
+    _check_batch(x, "x")
     model, guide = module_local(model), module_local(guide)
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, x, **kwargs)
@@ -119,6 +122,17 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=None,
             )
         log_w = log_w - _per_example(site, data, max_plate_nesting, num_samples, batch_size)
     return log_w
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_batch(x, name):
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
+        raise DataError(f"{name} must be a tensor of at least one example, got "
+                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
 
 
 def _chunks(total, size):
@@ -154,6 +168,7 @@ def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_
 @torch.no_grad()
 def elbo(model, guide, x, num_particles=1, **kwargs):
     """Monte Carlo ELBO per example (nats), averaged over ``num_particles`` draws: shape ``(B,)``."""
+    _check_count(num_particles, "num_particles")
     return log_importance_weights(model, guide, x, num_particles, **kwargs).mean(0)
 
 
@@ -164,6 +179,10 @@ def evaluate_dataset(model, guide, data, batch_size=500, num_samples=0, **kwargs
     :param torch.Tensor data: examples, already on the model's device.
     :returns: dict with ``"elbo"`` and, if computed, ``"log_px"``, in nats per example.
     """
+    _check_batch(data, "data")
+    _check_count(batch_size, "batch_size")
+    if num_samples:
+        _check_count(num_samples, "num_samples")
     totals = {"elbo": 0.0, "log_px": 0.0}
     for i in range(0, data.shape[0], batch_size):
         x = data[i : i + batch_size]

@@ -38,6 +38,23 @@ from pyrogen.models.priors import VampPrior
 from pyrogen.networks import build_decoder, build_encoder
 
 
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder):
+    """Refuse sizes that would only fail deep inside torch (or build a network with no units)."""
+    if not _positive_int(latent_dim):
+        raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else None
+    if shape is None or len(shape) != 3 or not all(_positive_int(s) for s in shape):
+        raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
+    widths = (hidden,) if isinstance(hidden, int) else hidden
+    if encoder is None or decoder is None:
+        if not isinstance(widths, (tuple, list)) or not widths or not all(_positive_int(h) for h in widths):
+            raise DataError(f"hidden must be a non-empty sequence of positive integer widths, got {hidden!r}")
+
+
 def _kl_scale(kl_weight):
     """``poutine.scale`` for the latent sites; no handler at all when λ is the number 1.
 
@@ -102,6 +119,7 @@ class VAE(PyroModule):
                  likelihood="bernoulli", prior="normal", posterior="normal",
                  encoder=None, decoder=None, flow=None):
         super().__init__()
+        _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.base_family = get_family(posterior)
@@ -167,6 +185,15 @@ class VAE(PyroModule):
         return q if self.flow is None else self.flow(q, h)
 
     def _observations(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[0] == 0:
+            raise DataError(f"x must hold at least one image, got shape {tuple(x.shape)}")
+        dtype = next(self.decoder.parameters(), torch.empty(0)).dtype
+        if x.dtype != dtype:
+            raise DataError(f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
+                            f"{x.dtype}" + (" (scale grey levels with x.float() / 255)" if x.dtype == torch.uint8
+                                            else f" (convert with x.to({dtype}))"))
         if x.dim() < 1 or x[0].numel() != torch.Size(self.image_shape).numel():
             raise DataError(
                 f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "

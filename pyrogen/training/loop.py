@@ -137,8 +137,14 @@ class FitLoop(distributed.RankZeroRun):
                                      f"{self.divergence_advice}")
 
     def kept_checkpoint(self):
-        return (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}"
-                if self.run and self.epoch else "No checkpoint had been written yet")
+        if self.run and self.epoch:  # --resume continues with the run's settings: new ones need a new run
+            return (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}; "
+                    "--resume would continue with the run's own settings, so change them in a new run "
+                    "(another --out)")
+        if self.run:
+            return (f"No epoch had finished, so no checkpoint was written and {self.run.path!r} can be used again "
+                    "with other settings")
+        return "No checkpoint had been written yet"
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
