@@ -149,6 +149,17 @@ def build_parser():
         "gan", help="generative adversarial network: a Pyro generator trained by pyrogen.infer.Adversarial",
         description="Train a GAN (generator x = G(z) against a discriminator) and write metrics with "
                     "training-health flags, a checkpoint and a PNG grid of samples from fixed noise per epoch."))
+    _add_adversarial_pair_options(kinds.add_parser(
+        "ali", help="ALI / BiGAN: the VAE pair trained against a joint discriminator D(x, z)",
+        description="Train a VAE pair as generator and encoder against a discriminator on (x, z) "
+                    "(pyrogen.infer.AdversarialInference) and write metrics with health flags, test "
+                    "reconstruction error and the linear-probe accuracy of the codes, a checkpoint and "
+                    "sample and reconstruction grids per epoch."), "ali")
+    _add_adversarial_pair_options(kinds.add_parser(
+        "aae", help="adversarial autoencoder: reconstruction plus a discriminator on codes",
+        description="Train a VAE pair as an adversarial autoencoder (pyrogen.infer.AdversarialAutoencoder) "
+                    "and write metrics (test ELBO, reconstruction error, linear-probe accuracy, health flags), "
+                    "a checkpoint and sample and reconstruction grids per epoch."), "aae")
 
     _add_feature_options(kinds.add_parser(
         "features", help="the Fashion-MNIST feature network of the sample-quality measures",
@@ -246,6 +257,8 @@ def _train(args):
         return _train_gan(args)
     if args.kind == "features":
         return _train_features(args)
+    if args.kind in ("ali", "aae"):
+        return _train_adversarial_pair(args)
     return _train_vae(args)
 
 
@@ -320,6 +333,101 @@ def _train_gan(args):
     trainer.fit()
     if distributed.is_main_process():
         print(f"wrote {trainer.run.file('samples.png')}")
+    return 0
+
+
+def _add_adversarial_pair_options(p, kind):
+    """Options of ``pyrogen train ali`` and ``pyrogen train aae``."""
+    from pyrogen.distributions import FAMILIES, LIKELIHOODS
+    from pyrogen.infer.gan_losses import GAN_LOSSES
+    from pyrogen.networks import ARCHITECTURES
+
+    ali = kind == "ali"
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
+                        "must not already hold a run unless --resume is given")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its last checkpoint, exactly; --epochs is the new total")
+    g = p.add_argument_group("the VAE pair")
+    g.add_argument("--latent-dim", type=_positive_int, default=64 if ali else 8,
+                   help=f"dimension of z (default: {64 if ali else 8})")
+    g.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", help="encoder/decoder (default: mlp)")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], metavar="WIDTH",
+                   help="hidden widths of the encoder, mirrored by the decoder (default: 400)")
+    default_likelihood = "continuous-bernoulli" if ali else "bernoulli"
+    g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default=default_likelihood,
+                   help=f"p(x|z) (default: {default_likelihood})")
+    g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
+    g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal", help="latent family of q(z|x)")
+    g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256] if ali else [256, 256],
+                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs (default: "
+                                         f"{'256' if ali else '256 256'})")
+    if ali:
+        g.add_argument("--model-x", choices=["sample", "mean"], default="mean",
+                       help="the model's x in its pairs: the decoder mean E[x|z] (BiGAN's generator; any "
+                            "likelihood) or a reparameterized draw of p(x|z) (not the Bernoulli) (default: mean)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="data set (default: fashion-mnist)")
+    g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
+                   help="binarization of the grey levels (default: the likelihood's, as for train vae)")
+    g.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
+    g.add_argument("--test-size", type=_positive_int, default=None, help="use only the first N test images")
+    g = p.add_argument_group("training")
+    g.add_argument("--loss", choices=sorted(GAN_LOSSES), default="nonsaturating", help="the game (default: nonsaturating)")
+    g.add_argument("--gp-weight", type=float, default=10.0, help="λ of WGAN-GP's gradient penalty (default: 10)")
+    g.add_argument("--d-steps", type=_positive_int, default=1,
+                   help="discriminator updates per generator update (default: 1)")
+    g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
+    g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size (default: 100)")
+    if ali:
+        g.add_argument("--lr-g", type=_positive_float, default=2e-4,
+                       help="Adam learning rate of generator and encoder (default: 2e-4)")
+    else:
+        g.add_argument("--lr", type=_positive_float, default=1e-3, help="autoencoder's Adam learning rate (default: 1e-3)")
+        g.add_argument("--adversarial-weight", type=float, default=1.0,
+                       help="weight of the code discriminator's generator loss; 0 is a plain autoencoder (default: 1)")
+    g.add_argument("--lr-d", type=_positive_float, default=2e-4, help="discriminator's Adam learning rate (default: 2e-4)")
+    g.add_argument("--probe-size", type=_non_negative_int, default=2000,
+                   help="training and test images of the linear probe of the codes after every epoch; 0 is off "
+                        "(default: 2000)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    _add_device(p)
+
+
+def _train_adversarial_pair(args):
+    """``pyrogen train ali|aae``: build or resume the run, train it, print where its pictures are."""
+    from pyrogen.config import default_aae_config, default_ali_config
+    from pyrogen.errors import DataError
+
+    if args.kind == "ali":
+        from pyrogen.training.ali import build_ali_trainer as build, resume_ali_trainer as resume
+    else:
+        from pyrogen.training.aae import build_aae_trainer as build, resume_aae_trainer as resume
+
+    def make_config():
+        model = dict(latent_dim=args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden),
+                     likelihood=args.likelihood, prior=args.prior, posterior=args.posterior, loss=args.loss,
+                     disc_hidden=tuple(args.disc_hidden))
+        if args.kind == "ali":
+            config = default_ali_config(model_x=args.model_x, **model)
+            config["train"].update(lr_g=args.lr_g)
+        else:
+            if not args.adversarial_weight >= 0:
+                raise DataError(f"--adversarial-weight must be >= 0, got {args.adversarial_weight}")
+            config = default_aae_config(adversarial_weight=args.adversarial_weight, **model)
+            config["train"].update(lr=args.lr)
+        config["data"].update(dataset=args.dataset, root=args.data_dir,
+                              binarize=args.binarize or config["data"]["binarize"],
+                              train_size=args.train_size, test_size=args.test_size)
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, gp_weight=args.gp_weight,
+                               d_steps=args.d_steps, lr_d=args.lr_d, probe_size=args.probe_size, seed=args.seed)
+        return config
+
+    trainer = _resume_or_start(args, resume, build, make_config)
+    trainer.fit()
+    for name in ("samples.png", "reconstructions.png"):
+        print(f"wrote {trainer.run.file(name)}")
     return 0
 
 
@@ -404,7 +512,13 @@ def _evaluate_run(args):
     from pyrogen.runs import open_run
     from pyrogen.training.vae import resume_trainer
 
-    if open_run(args.run_dir).kind == "gan":
+    kind = open_run(args.run_dir).kind
+    if kind in ("ali", "aae"):  # a VAE pair trained adversarially: its guide is a density
+        from pyrogen.training.aae import resume_aae_trainer
+        from pyrogen.training.ali import resume_ali_trainer
+
+        resume_trainer = resume_ali_trainer if kind == "ali" else resume_aae_trainer
+    if kind == "gan":
         raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
                            "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
                            "(Fréchet distance, precision and recall) instead")

@@ -390,7 +390,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     out_dir = os.fspath(out_dir) if out_dir is not None else run.dir.file(PLOTS_DIR)
     paths = []
     config = run.config
-    if run.kind == "vae":
+    if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
         vae = run.model()
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)

@@ -84,7 +84,8 @@ class Run:
     """An opened run directory (see :func:`open_run`).
 
     :ivar RunDir dir: its files.
-    :ivar str kind: ``"vae"``, ``"ae"``, ``"gan"``, or ``"features"`` for the cache
+    :ivar str kind: ``"vae"``, ``"ae"``, ``"gan"``, ``"ali"``, ``"aae"`` (a VAE pair trained
+        adversarially: :meth:`model` is the VAE), or ``"features"`` for the cache
         directory of the sample-quality feature network (``pyrogen train features``).
     :ivar dict config: ``config.json``; for the feature network, its manifest
         (recipe, test accuracy, SHA-256), read after checking the weights' hash.

@@ -7,16 +7,32 @@ registers its class in :data:`MODELS`.
 """
 
 from pyrogen.models.autoencoder import Autoencoder
-from pyrogen.models.gan import Generator, build_discriminator
+from pyrogen.models.gan import Generator, JointDiscriminator, LatentDiscriminator, build_discriminator
 from pyrogen.models.vae import VAE
 
 MODELS = {"vae": VAE, "ae": Autoencoder}
 """Run kinds trained by SVI: the variational autoencoder and the deterministic autoencoder baseline."""
 
 
+ADVERSARIAL_PAIRS = {"ali": VAE, "aae": VAE}
+"""Run kinds whose model/guide pair is trained adversarially: ALI / BiGAN (``pyrogen train ali``,
+a joint discriminator on (x, z)) and the adversarial autoencoder (``pyrogen train aae``, a
+discriminator on codes). Their checkpoints hold the pair under ``"model"``, as the VAE's do."""
+
+
 def build_model(config):
-    """The (untrained) model/guide pair of a VAE-family run configuration."""
-    return MODELS[config.get("kind", "vae")](**config["model"])
+    """The (untrained) model/guide pair of a VAE-family or adversarial-pair run configuration."""
+    kind = config.get("kind", "vae")
+    return (MODELS[kind] if kind in MODELS else ADVERSARIAL_PAIRS[kind])(**config["model"])
+
+
+def build_pair_discriminator(config):
+    """The (untrained) discriminator of an ``"ali"`` (on pairs (x, z)) or ``"aae"`` (on codes z) run."""
+    d, model = config["discriminator"], config["model"]
+    if config["kind"] == "ali":
+        return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
+                                  tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"])
+    return LatentDiscriminator(model["latent_dim"], tuple(d["hidden"]))
 
 
 def build_gan_networks(config):
