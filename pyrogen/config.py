@@ -45,8 +45,10 @@ DEFAULT_GAN_TRAIN = {
     "epochs": 10, "batch_size": 64, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "ema_decay": 0.0, "seed": 0, "log_every": 20,
     "num_fixed": 64, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
+    "min_classes_covered": 8,
 }  # fmt: skip
-"""Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual)."""
+"""Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual);
+``min_classes_covered``: the ``class-collapse`` flag's threshold."""
 DEFAULT_GAN_DATA = {"dataset": "fashion-mnist", "root": None, "train_size": None, "test_size": None}
 
 

@@ -289,6 +289,8 @@ CURVE_PANELS = (
     ("Posterior collapse", ("mi", "mutual_info", "mutual_information", "active_units", "au")),
     ("Schedules", ("kl_weight", "beta", "lr", "aggressive")),
     ("Sample quality", ("fid", "kid", "precision", "recall", "density", "coverage", "is")),
+    ("Class coverage of GAN samples (entropy in nats, classes above 2%)", ("class_entropy", "classes_covered")),
+    ("Codes and reconstructions (probe accuracy, MSE per pixel)", ("probe_accuracy", "recon_error")),
 )
 """Training-curve panels and the name parts that put a ``metrics.csv`` column in each.
 

@@ -21,7 +21,15 @@ near 0 for a collapsed one) and ``flags``, the training-health warnings:
 * ``d-overpowering``: the discriminator classifies at least ``overpower_accuracy``
   (98%) of real and fake examples correctly over the epoch, the usual prelude to the
   generator's loss climbing while its gradients vanish (not flagged for WGAN-GP,
-  whose critic values have no fixed decision threshold).
+  whose critic values have no fixed decision threshold);
+* ``class-collapse``: fewer than ``min_classes_covered`` (8) of the ten classes
+  hold more than 2% of the fixed-noise samples.
+
+When the sample-quality feature network is cached (``pyrogen train features``;
+a Fashion-MNIST run never trains it implicitly, it says once that it skips the
+figures), each row also holds the class coverage of the fixed-noise samples
+under its predicted classes (:func:`~pyrogen.evaluation.sample_quality.class_coverage`):
+``class_entropy`` (nats; log 10 = 2.30 for an even spread) and ``classes_covered``.
 
 Under ``torchrun`` the loop trains data-parallel, like the VAE's::
 
@@ -49,6 +57,8 @@ from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
 from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
+from pyrogen.evaluation.sample_quality import class_coverage
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_gan_networks
@@ -170,6 +180,7 @@ class GANTrainer(FitLoop):
         n_ref = min(cfg["num_fixed"], test_data.shape[0])
         self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
         self._images = None  # the epoch's fixed-noise samples, for the run directory
+        self.classifier = None  # the cached feature network's classifier, for class coverage (on_fit_start)
 
     # --------------------------------------------------------------- state
     def state_dict(self):
@@ -259,9 +270,25 @@ class GANTrainer(FitLoop):
     def parameters(self):
         return (*self.generator.parameters(), *self.discriminator.parameters())
 
+    def on_fit_start(self):
+        super().on_fit_start()
+        if self.classifier is None and self.rank == 0:
+            self.classifier = load_class_classifier(self.config["data"], self.fixed_noise.device)
+
+    @torch.no_grad()
+    def class_figures(self, images):
+        """``{"class_entropy", "classes_covered"}`` of ``images`` under :attr:`classifier` (empty without one)."""
+        if self.classifier is None or images is None:
+            return {}
+        pred = torch.cat([self.classifier(images[i : i + 1000]).argmax(-1) for i in range(0, images.shape[0], 1000)])
+        coverage = class_coverage(pred, 10)
+        return {"class_entropy": coverage["class_entropy"], "classes_covered": coverage["classes_covered"]}
+
     def health_flags(self, row):
         """The training-health warnings for an epoch's metrics row (a list of names)."""
         cfg, flags = self.config["train"], []
+        if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
+            flags.append("class-collapse")
         if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
             flags.append("mode-collapse")
         if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
@@ -273,7 +300,8 @@ class GANTrainer(FitLoop):
         images = self._images = self.samples() if self.rank == 0 else None
         diversity = (mean_pairwise_distance(images) / self.real_diversity
                      if images is not None and images.shape[0] >= 2 else float("nan"))
-        row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity, "seconds": seconds}
+        row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity,
+               **self.class_figures(images), "seconds": seconds}
         flags = self.health_flags(row)
         row["flags"] = ";".join(flags)
         if self.progress:
@@ -289,7 +317,22 @@ class GANTrainer(FitLoop):
         self.run.save_image("samples.png", self._images)
 
 
+def load_class_classifier(data_config, device):
+    """The cached Fashion-MNIST classifier in eval mode on ``device``, or None (with one line saying
+    why) when it is not cached or the data are not Fashion-MNIST. Never trains it."""
+    if data_config.get("dataset") != "fashion-mnist":
+        return None
+    try:
+        classifier, _ = load_classifier()
+    except FeatureNetworkError:
+        tqdm.write(f"class coverage skipped: no valid cached feature network ({TRAIN_COMMAND} makes it)")
+        return None
+    return classifier.to(device).eval()
+
+
 _FLAG_TEXT = {
+    "class-collapse": "class collapse: the fixed-noise samples fall into fewer than 8 of the 10 classes "
+                      "of the feature classifier",
     "mode-collapse": "possible mode collapse: the fixed-noise samples are much less diverse than real images",
     "d-overpowering": "the discriminator is overpowering the generator (it classifies nearly every example "
                       "correctly); the generator's gradients may vanish",
