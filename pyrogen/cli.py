@@ -182,6 +182,9 @@ def build_parser():
     sm.add_argument("-n", "--num-samples", type=_positive_int, default=64, help="images (default: 64)")
     sm.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sm.add_argument("--label", type=int, default=None, metavar="CLASS",
+                    help="class-conditional runs: draw every sample of this class (default: a grid with one "
+                         "row per class)")
     _add_device(sm)
 
     sq = commands.add_parser(
@@ -283,6 +286,9 @@ def _add_gan_options(p):
     g.add_argument("--norm", choices=NORMS, default=None,
                    help="discriminator normalisation: batch, spectral or none (default: none for wgan-gp and "
                         "the MLP, batch for DCGAN)")
+    g.add_argument("--conditional", action="store_true",
+                   help="class-conditional GAN: a generator G(z, y) against a projection discriminator on an MLP "
+                        "of --hidden widths, trained on the labelled data; the sample grid has one row per class")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="data set (default: fashion-mnist)")
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
@@ -327,7 +333,7 @@ def _train_gan(args):
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
                                gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
                                betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
-        return config
+        return _conditional(args, config)
 
     trainer = _resume_or_start(args, resume_gan_trainer, build_gan_trainer, make_config)
     trainer.fit()
@@ -429,6 +435,19 @@ def _train_adversarial_pair(args):
     for name in ("samples.png", "reconstructions.png"):
         print(f"wrote {trainer.run.file(name)}")
     return 0
+
+
+def _conditional(args, config):
+    """``--conditional``: the class-conditional version of ``config``."""
+    if not getattr(args, "conditional", False):
+        return config
+    from pyrogen.config import conditional_gan_config
+    from pyrogen.errors import DataError
+
+    if args.norm == "batch":
+        raise DataError("--conditional uses a projection discriminator, which takes --norm spectral or none, "
+                        "not batch")
+    return conditional_gan_config(config)
 
 
 def _add_feature_options(p):
@@ -549,11 +568,31 @@ def _sample_run(args):
 
     vae = open_run(args.run_dir, device=args.device).model()
     pyro.set_rng_seed(args.seed)
-    images = vae.sample(args.num_samples)
+    images, nrow = _conditional_samples(vae, args)
     out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))
-    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
+    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images, nrow=nrow)
     print(f"wrote {path}")
     return 0
+
+
+def _conditional_samples(model, args):
+    """``(images, nrow)`` for ``pyrogen sample``: of class ``--label``, or one grid row per class,
+    for a class-conditional model; plain draws otherwise."""
+    import torch
+
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        if args.label is not None:
+            raise PyrogenError(f"--label needs a class-conditional run, and {args.run_dir!r} is not one")
+        return model.sample(args.num_samples), 8
+    if args.label is not None:
+        if not 0 <= args.label < num_classes:
+            raise PyrogenError(f"--label {args.label} is outside the run's classes 0 .. {num_classes - 1}")
+        return model.sample(args.num_samples, y=args.label), 8
+    per_class = max(1, args.num_samples // num_classes)
+    device = next(model.buffers()).device
+    labels = torch.arange(num_classes, device=device).repeat_interleave(per_class)
+    return model.sample(labels.shape[0], y=labels), per_class
 
 
 def _plot_run(args):

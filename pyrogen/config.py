@@ -10,7 +10,7 @@ A configuration is what ``config.json`` holds and what a checkpoint embeds:
 from pyrogen.distributions import default_binarize
 from pyrogen.errors import DataError
 from pyrogen.infer.gan_losses import GAN_LOSSES
-from pyrogen.models.gan import ARCHITECTURES, NORMS, Generator
+from pyrogen.models.gan import ARCHITECTURES, NORMS, ConditionalGenerator, Generator
 from pyrogen.models.registry import MODELS
 
 DEFAULT_TRAIN = {
@@ -76,6 +76,17 @@ def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), 
         "discriminator": {"architecture": architecture, "hidden": list(hidden), "channels": channels, "norm": norm},
         "data": dict(DEFAULT_GAN_DATA), "train": dict(DEFAULT_GAN_TRAIN, loss=loss),
     }  # fmt: skip
+
+
+def conditional_gan_config(config, num_classes=10):
+    """The class-conditional version of a GAN configuration: a :class:`~pyrogen.models.gan.ConditionalGenerator`
+    (``"model"`` gains ``num_classes``) and a :class:`~pyrogen.models.gan.ProjectionDiscriminator` on an MLP
+    of the discriminator's ``hidden`` widths (norm ``"spectral"`` or ``"none"``; batch norm becomes none)."""
+    m, d = config["model"], config["discriminator"]
+    model = ConditionalGenerator(num_classes, m["latent_dim"], tuple(m["image_shape"]), m["architecture"],
+                                 tuple(m["hidden"]), m["channels"]).config
+    norm = "none" if d["norm"] == "batch" else d["norm"]
+    return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
 
 
 DEFAULT_ALI_TRAIN = {

@@ -7,7 +7,14 @@ registers its class in :data:`MODELS`.
 """
 
 from pyrogen.models.autoencoder import Autoencoder
-from pyrogen.models.gan import Generator, JointDiscriminator, LatentDiscriminator, build_discriminator
+from pyrogen.models.gan import (
+    ConditionalGenerator,
+    Generator,
+    JointDiscriminator,
+    LatentDiscriminator,
+    ProjectionDiscriminator,
+    build_discriminator,
+)
 from pyrogen.models.vae import VAE
 
 MODELS = {"vae": VAE, "ae": Autoencoder}
@@ -36,9 +43,14 @@ def build_pair_discriminator(config):
 
 
 def build_gan_networks(config):
-    """``(generator, discriminator)`` of a GAN run configuration, untrained."""
-    gen = Generator(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()})
+    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration
+    with ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
+    model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
     d = config["discriminator"]
+    if "num_classes" in model:
+        return (ConditionalGenerator(**model),
+                ProjectionDiscriminator(model["num_classes"], model["image_shape"], tuple(d["hidden"]), d["norm"]))
+    gen = Generator(**model)
     disc = build_discriminator(d["architecture"], tuple(config["model"]["image_shape"]), tuple(d["hidden"]),
                                d["channels"], d["norm"])
     return gen, disc

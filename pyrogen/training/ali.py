@@ -28,28 +28,16 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen.data import DeviceLoader, check_images, load_splits, static_binarize
+from pyrogen.data import DeviceLoader, check_images, static_binarize
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
-from pyrogen.runs import open_run, resolve_device
+from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.gan import _FLAG_TEXT, mean_pairwise_distance
 from pyrogen.training.loop import FitLoop
-
-
-def load_labelled_data(data_config, device):
-    """``(train, train_labels, test, test_labels)`` of a run on ``device``; the test images are
-    binarized once with a fixed seed when the configuration binarizes (as :func:`pyrogen.runs.load_data`)."""
-    train, test = load_splits(data_config["dataset"], data_config["root"],
-                              data_config.get("train_size"), data_config.get("test_size"))
-    test_x = test.images.to(device)
-    if data_config.get("binarize", "none") != "none":
-        test_x = static_binarize(test_x, seed=12345)
-    labels = [None if s.labels is None else s.labels.to(device) for s in (train, test)]
-    return train.images.to(device), labels[0], test_x, labels[1]
 
 
 class AdversarialPairTrainer(FitLoop):
