@@ -138,6 +138,10 @@ def build_parser():
         description="Train a VAE by SVI (AEVB), print test ELBO and importance-sampled log p(x), "
                     "and write metrics, a checkpoint and PNG grids of samples and reconstructions."))
     _add_collapse_options(kinds.choices["vae"])
+    kinds.choices["vae"].add_argument(
+        "--conditional", action="store_true",
+        help="conditional VAE: the label is an input of encoder and decoder (an MLP of --hidden widths, normal "
+             "prior and posterior, constant KL weight); samples.png has one row per class")
     ae = kinds.add_parser(
         "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
         description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
@@ -517,6 +521,8 @@ def _train_vae(args):
         config["eval"]["num_samples"] = args.eval_samples
         return config
 
+    if getattr(args, "conditional", False) or (args.resume and _run_kind(args.out) == "cvae"):
+        return _train_cvae(args)
     trainer = _resume_or_start(args, resume_trainer, build_trainer, make_config)
     trainer.fit()
     if not distributed.is_main_process():
@@ -527,11 +533,50 @@ def _train_vae(args):
     return 0
 
 
+def _run_kind(path):
+    from pyrogen.files import RunDir
+
+    return RunDir(path).config.get("kind") if RunDir(path).holds_run() else None
+
+
+def _train_cvae(args):
+    """``pyrogen train vae --conditional``: a conditional VAE run (kind ``"cvae"``)."""
+    from pyrogen.config import default_cvae_config
+    from pyrogen.training.cvae import build_cvae_trainer, resume_cvae_trainer
+
+    def make_config():
+        unsupported = [flag for flag, used in (
+            ("--architecture conv", args.architecture != "mlp"), ("--prior", args.prior != "normal"),
+            ("--posterior", args.posterior != "normal"), ("--kl-schedule", args.kl_schedule != "constant"),
+            ("--kl-weight", args.kl_weight != 1.0), ("--free-bits", args.free_bits > 0),
+            ("--aggressive", args.aggressive), ("--compile", args.compile)) if used]
+        if unsupported:
+            raise PyrogenError(f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
+                               f"KL weight 1), which does not take {', '.join(unsupported)}")
+        config = default_cvae_config(latent_dim=args.latent_dim, hidden=tuple(args.hidden), likelihood=args.likelihood)
+        config["data"].update(dataset=args.dataset, root=args.data_dir,
+                              binarize=args.binarize or config["data"]["binarize"],
+                              train_size=args.train_size, test_size=args.test_size)
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
+                               num_particles=args.num_particles, seed=args.seed)
+        return config
+
+    trainer = _resume_or_start(args, resume_cvae_trainer, build_cvae_trainer, make_config)
+    trainer.fit()
+    for path in trainer.write_pictures():
+        print(f"wrote {path}")
+    print(f"test ELBO {trainer.evaluate()['elbo']:.2f} nats (given the test labels)")
+    return 0
+
+
 def _evaluate_run(args):
     from pyrogen.runs import open_run
     from pyrogen.training.vae import resume_trainer
 
     kind = open_run(args.run_dir).kind
+    if kind == "cvae":
+        raise PyrogenError("pyrogen evaluate does not take conditional VAE runs yet; their test ELBO given the "
+                           "labels is in metrics.csv (test_elbo)")
     if kind in ("ali", "aae"):  # a VAE pair trained adversarially: its guide is a density
         from pyrogen.training.aae import resume_aae_trainer
         from pyrogen.training.ali import resume_ali_trainer

@@ -89,6 +89,18 @@ def conditional_gan_config(config, num_classes=10):
     return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
 
 
+def default_cvae_config(num_classes=10, latent_dim=20, hidden=(400,), likelihood="bernoulli"):
+    """A conditional VAE run (kind ``"cvae"``, :class:`~pyrogen.models.ConditionalVAE`): the VAE's
+    data, training and evaluation settings (constant KL weight, no importance-sampled log p(x))."""
+    from pyrogen.models.conditional import ConditionalVAE
+
+    config = default_config("vae", likelihood=likelihood)
+    config["kind"] = "cvae"
+    config["model"] = ConditionalVAE(num_classes, latent_dim, hidden=tuple(hidden), likelihood=likelihood).config
+    config["eval"]["num_samples"] = 0
+    return config
+
+
 DEFAULT_ALI_TRAIN = {
     "epochs": 10, "batch_size": 100, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "model_x": "mean", "seed": 0, "log_every": 20,

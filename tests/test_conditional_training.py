@@ -83,3 +83,61 @@ def test_cli_conditional_gan_and_sample_by_label(tmp_path, capsys, one_thread):
 
     # 20 samples, 2 per class: ten rows of two (save_image pads 2 pixels around 28x28 tiles)
     assert Image.open(tmp_path / "grid.png").size == (2 + 2 * 30, 2 + 10 * 30)
+
+
+# ---------------------------------------------------------------- the conditional VAE
+def _cvae_config():
+    from pyrogen.config import default_cvae_config
+
+    config = default_cvae_config(latent_dim=4, hidden=(32,))
+    config["train"].update(epochs=2, batch_size=50)
+    return config
+
+
+def _cvae_data(labelled):
+    from pyrogen.data import static_binarize
+
+    train, test, y = labelled
+    return train, y, static_binarize(test, 12345), torch.arange(40) % 10
+
+
+def test_cvae_resumes_exactly_and_reports_conditional_accuracy(tmp_path, labelled, one_thread):
+    from pyrogen.training.cvae import PER_CLASS, build_cvae_trainer, resume_cvae_trainer
+
+    config, data = _cvae_config(), _cvae_data(labelled)
+    straight = build_cvae_trainer(config, device="cpu", progress=False, data=data)
+    straight.classifier = Echo()
+    straight.fit(2)
+    first = build_cvae_trainer(config, run=RunDir.create(tmp_path / "run", config), device="cpu", progress=False,
+                               data=data)
+    first.classifier = Echo()
+    first.fit(1)
+    resumed = resume_cvae_trainer(tmp_path / "run", device="cpu", progress=False, data=data)
+    resumed.classifier = Echo()
+    resumed.fit(2)
+    for (name, a), b in zip(straight.cvae.state_dict().items(), resumed.cvae.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [dict(r, seconds=0) for r in straight.metrics] == [dict(r, seconds=0) for r in resumed.metrics]
+    row = straight.metrics[-1]
+    pred = Echo()(straight.samples()).argmax(-1)
+    assert row["conditional_accuracy"] == (pred == straight.sample_labels).double().mean().item()
+    assert straight.sample_labels.tolist() == [k for k in range(10) for _ in range(PER_CLASS)]
+    assert row["test_elbo"] > straight.metrics[0]["test_elbo"] - 50 and row["test_elbo"] < 0
+    assert open_run(tmp_path / "run", "cpu").kind == "cvae"
+
+
+@requires_fashion_mnist
+def test_cli_conditional_vae(tmp_path, capsys, one_thread):
+    out = tmp_path / "cvae"
+    base = ["train", "vae", "--conditional", "--hidden", "32", "--latent-dim", "4", "--train-size", "300",
+            "--test-size", "50", "--no-progress"]
+    assert main(base + ["--out", str(out), "--epochs", "1"]) == 0
+    assert main(["train", "vae", "--out", str(out), "--epochs", "2", "--resume", "--no-progress"]) == 0
+    assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+    assert main(["sample", str(out), "-n", "4", "--label", "9", "--out", str(tmp_path / "nine.png")]) == 0
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad"), "--prior", "laplace"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyrogen: error: --conditional trains the conditional VAE") and err.count("\n") == 1
+    assert main(["sample", str(out), "--label", "-1"]) == 2
+    assert "outside the run's classes 0 .. 9" in capsys.readouterr().err

@@ -7,6 +7,7 @@ registers its class in :data:`MODELS`.
 """
 
 from pyrogen.models.autoencoder import Autoencoder
+from pyrogen.models.conditional import ConditionalVAE
 from pyrogen.models.gan import (
     ConditionalGenerator,
     Generator,
@@ -27,10 +28,16 @@ a joint discriminator on (x, z)) and the adversarial autoencoder (``pyrogen trai
 discriminator on codes). Their checkpoints hold the pair under ``"model"``, as the VAE's do."""
 
 
+CONDITIONAL_MODELS = {"cvae": ConditionalVAE}
+"""Run kinds of class-conditional model/guide pairs (``pyrogen train vae --conditional``)."""
+
+
 def build_model(config):
-    """The (untrained) model/guide pair of a VAE-family or adversarial-pair run configuration."""
+    """The (untrained) model/guide pair of a VAE-family, adversarial-pair or conditional run configuration."""
     kind = config.get("kind", "vae")
-    return (MODELS[kind] if kind in MODELS else ADVERSARIAL_PAIRS[kind])(**config["model"])
+    table = MODELS if kind in MODELS else ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS
+    model = {k: (tuple(v) if isinstance(v, list) and k == "hidden" else v) for k, v in config["model"].items()}
+    return table[kind](**model)
 
 
 def build_pair_discriminator(config):

@@ -365,7 +365,7 @@ def _check_conditional_labels(num_classes, labels, data):
     return labels
 
 
-def load_class_classifier(data_config, device):
+def load_class_classifier(data_config, device, what="class coverage"):
     """The cached Fashion-MNIST classifier in eval mode on ``device``, or None (with one line saying
     why) when it is not cached or the data are not Fashion-MNIST. Never trains it."""
     if data_config.get("dataset") != "fashion-mnist":
@@ -374,7 +374,7 @@ def load_class_classifier(data_config, device):
         with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not from the run's stream
             classifier, _ = load_classifier()
     except FeatureNetworkError:
-        tqdm.write(f"class coverage skipped: no valid cached feature network ({TRAIN_COMMAND} makes it)")
+        tqdm.write(f"{what} skipped: no valid cached feature network ({TRAIN_COMMAND} makes it)")
         return None
     return classifier.to(device).eval()
 
