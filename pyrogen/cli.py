@@ -328,6 +328,10 @@ def build_parser():
     _add_collapse_options(kinds.choices["vae"])
     _add_layer_options(kinds.choices["vae"])
     _add_flow_options(kinds.choices["vae"])
+    kinds.choices["vae"].add_argument(
+        "--conditional", action="store_true",
+        help="conditional VAE: the label is an input of encoder and decoder (an MLP of --hidden widths, normal "
+             "prior and posterior, constant KL weight); samples.png has one row per class")
     ae = kinds.add_parser(
         "ae", help="deterministic autoencoder: the VAE's networks with a point-mass guide",
         description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
@@ -339,6 +343,17 @@ def build_parser():
         "gan", help="generative adversarial network: a Pyro generator trained by pyrogen.infer.Adversarial",
         description="Train a GAN (generator x = G(z) against a discriminator) and write metrics with "
                     "training-health flags, a checkpoint and a PNG grid of samples from fixed noise per epoch."))
+    _add_adversarial_pair_options(kinds.add_parser(
+        "ali", help="ALI / BiGAN: the VAE pair trained against a joint discriminator D(x, z)",
+        description="Train a VAE pair as generator and encoder against a discriminator on (x, z) "
+                    "(pyrogen.infer.AdversarialInference) and write metrics with health flags, test "
+                    "reconstruction error and the linear-probe accuracy of the codes, a checkpoint and "
+                    "sample and reconstruction grids per epoch."), "ali")
+    _add_adversarial_pair_options(kinds.add_parser(
+        "aae", help="adversarial autoencoder: reconstruction plus a discriminator on codes",
+        description="Train a VAE pair as an adversarial autoencoder (pyrogen.infer.AdversarialAutoencoder) "
+                    "and write metrics (test ELBO, reconstruction error, linear-probe accuracy, health flags), "
+                    "a checkpoint and sample and reconstruction grids per epoch."), "aae")
 
     _add_feature_options(kinds.add_parser(
         "features", help="the Fashion-MNIST feature network of the sample-quality measures",
@@ -367,6 +382,9 @@ def build_parser():
                          "fitted to the codes of the training images (Ghosh et al. 2020; the way to sample an "
                          "autoencoder, e.g. gmm:10) (default: prior)")
     sm.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    sm.add_argument("--label", type=int, default=None, metavar="CLASS",
+                    help="class-conditional runs: draw every sample of this class (default: a grid with one "
+                         "row per class)")
     _add_device(sm)
 
     sq = commands.add_parser(
@@ -451,6 +469,8 @@ def _train(args):
         return _train_gan(args)
     if args.kind == "features":
         return _train_features(args)
+    if args.kind in ("ali", "aae"):
+        return _train_adversarial_pair(args)
     return _train_vae(args)
 
 
@@ -475,6 +495,9 @@ def _add_gan_options(p):
     g.add_argument("--norm", choices=NORMS, default=None,
                    help="discriminator normalisation: batch, spectral or none (default: none for wgan-gp and "
                         "the MLP, batch for DCGAN)")
+    g.add_argument("--conditional", action="store_true",
+                   help="class-conditional GAN: a generator G(z, y) against a projection discriminator on an MLP "
+                        "of --hidden widths, trained on the labelled data; the sample grid has one row per class")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="data set (default: fashion-mnist)")
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
@@ -519,13 +542,121 @@ def _train_gan(args):
         config["train"].update(epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
                                gp_weight=args.gp_weight, d_steps=args.d_steps, lr_g=args.lr_g, lr_d=args.lr_d,
                                betas=[args.beta1, args.beta2], ema_decay=args.ema_decay, seed=args.seed)
-        return config
+        return _conditional(args, config)
 
     trainer = _resume_or_start(args, resume_gan_trainer, build_gan_trainer, make_config)
     trainer.fit()
     if distributed.is_main_process():
         print(f"wrote {trainer.run.file('samples.png')}")
     return 0
+
+
+def _add_adversarial_pair_options(p, kind):
+    """Options of ``pyrogen train ali`` and ``pyrogen train aae``."""
+    from pyrogen.distributions import FAMILIES, LIKELIHOODS
+    from pyrogen.infer.gan_losses import GAN_LOSSES
+    from pyrogen.networks import ARCHITECTURES
+
+    ali = kind == "ali"
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
+                        "must not already hold a run unless --resume is given")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR from its last checkpoint, exactly; --epochs is the new total")
+    g = p.add_argument_group("the VAE pair")
+    g.add_argument("--latent-dim", type=_positive_int, default=64 if ali else 8,
+                   help=f"dimension of z (default: {64 if ali else 8})")
+    g.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", help="encoder/decoder (default: mlp)")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], metavar="WIDTH",
+                   help="hidden widths of the encoder, mirrored by the decoder (default: 400)")
+    default_likelihood = "continuous-bernoulli" if ali else "bernoulli"
+    g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default=default_likelihood,
+                   help=f"p(x|z) (default: {default_likelihood})")
+    g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
+    g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal", help="latent family of q(z|x)")
+    g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256] if ali else [256, 256],
+                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs (default: "
+                                         f"{'256' if ali else '256 256'})")
+    if ali:
+        g.add_argument("--model-x", choices=["sample", "mean"], default="mean",
+                       help="the model's x in its pairs: the decoder mean E[x|z] (BiGAN's generator; any "
+                            "likelihood) or a reparameterized draw of p(x|z) (not the Bernoulli) (default: mean)")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="data set (default: fashion-mnist)")
+    g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
+    g.add_argument("--binarize", choices=BINARIZATIONS, default=None,
+                   help="binarization of the grey levels (default: the likelihood's, as for train vae)")
+    g.add_argument("--train-size", type=_positive_int, default=None, help="use only the first N training images")
+    g.add_argument("--test-size", type=_positive_int, default=None, help="use only the first N test images")
+    g = p.add_argument_group("training")
+    g.add_argument("--loss", choices=sorted(GAN_LOSSES), default="nonsaturating", help="the game (default: nonsaturating)")
+    g.add_argument("--gp-weight", type=float, default=10.0, help="λ of WGAN-GP's gradient penalty (default: 10)")
+    g.add_argument("--d-steps", type=_positive_int, default=1,
+                   help="discriminator updates per generator update (default: 1)")
+    g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
+    g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size (default: 100)")
+    if ali:
+        g.add_argument("--lr-g", type=_positive_float, default=2e-4,
+                       help="Adam learning rate of generator and encoder (default: 2e-4)")
+    else:
+        g.add_argument("--lr", type=_positive_float, default=1e-3, help="autoencoder's Adam learning rate (default: 1e-3)")
+        g.add_argument("--adversarial-weight", type=float, default=1.0,
+                       help="weight of the code discriminator's generator loss; 0 is a plain autoencoder (default: 1)")
+    g.add_argument("--lr-d", type=_positive_float, default=2e-4, help="discriminator's Adam learning rate (default: 2e-4)")
+    g.add_argument("--probe-size", type=_non_negative_int, default=2000,
+                   help="training and test images of the linear probe of the codes after every epoch; 0 is off "
+                        "(default: 2000)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    _add_device(p)
+
+
+def _train_adversarial_pair(args):
+    """``pyrogen train ali|aae``: build or resume the run, train it, print where its pictures are."""
+    from pyrogen.config import default_aae_config, default_ali_config
+    from pyrogen.errors import DataError
+
+    if args.kind == "ali":
+        from pyrogen.training.ali import build_ali_trainer as build, resume_ali_trainer as resume
+    else:
+        from pyrogen.training.aae import build_aae_trainer as build, resume_aae_trainer as resume
+
+    def make_config():
+        model = dict(latent_dim=args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden),
+                     likelihood=args.likelihood, prior=args.prior, posterior=args.posterior, loss=args.loss,
+                     disc_hidden=tuple(args.disc_hidden))
+        if args.kind == "ali":
+            config = default_ali_config(model_x=args.model_x, **model)
+            config["train"].update(lr_g=args.lr_g)
+        else:
+            if not args.adversarial_weight >= 0:
+                raise DataError(f"--adversarial-weight must be >= 0, got {args.adversarial_weight}")
+            config = default_aae_config(adversarial_weight=args.adversarial_weight, **model)
+            config["train"].update(lr=args.lr)
+        config["data"].update(dataset=args.dataset, root=args.data_dir,
+                              binarize=args.binarize or config["data"]["binarize"],
+                              train_size=args.train_size, test_size=args.test_size)
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, gp_weight=args.gp_weight,
+                               d_steps=args.d_steps, lr_d=args.lr_d, probe_size=args.probe_size, seed=args.seed)
+        return config
+
+    trainer = _resume_or_start(args, resume, build, make_config)
+    trainer.fit()
+    for name in ("samples.png", "reconstructions.png"):
+        print(f"wrote {trainer.run.file(name)}")
+    return 0
+
+
+def _conditional(args, config):
+    """``--conditional``: the class-conditional version of ``config``."""
+    if not getattr(args, "conditional", False):
+        return config
+    from pyrogen.config import conditional_gan_config
+    from pyrogen.errors import DataError
+
+    if args.norm == "batch":
+        raise DataError("--conditional uses a projection discriminator, which takes --norm spectral or none, "
+                        "not batch")
+    return conditional_gan_config(config)
 
 
 def _add_feature_options(p):
@@ -673,6 +804,8 @@ def _train_vae(args):
                                f"would not fit in memory), got {args.num_particles}")
         return config
 
+    if getattr(args, "conditional", False) or (args.resume and _run_kind(args.out) == "cvae"):
+        return _train_cvae(args)
     trainer = _resume_or_start(args, resume_trainer, build_trainer, make_config)
     trainer.fit()
     if not distributed.is_main_process():
@@ -688,11 +821,56 @@ def _train_vae(args):
     return 0
 
 
+def _run_kind(path):
+    from pyrogen.files import RunDir
+
+    return RunDir(path).config.get("kind") if RunDir(path).holds_run() else None
+
+
+def _train_cvae(args):
+    """``pyrogen train vae --conditional``: a conditional VAE run (kind ``"cvae"``)."""
+    from pyrogen.config import default_cvae_config
+    from pyrogen.training.cvae import build_cvae_trainer, resume_cvae_trainer
+
+    def make_config():
+        unsupported = [flag for flag, used in (
+            ("--architecture conv", args.architecture != "mlp"), ("--prior", args.prior != "normal"),
+            ("--posterior", args.posterior != "normal"), ("--kl-schedule", args.kl_schedule != "constant"),
+            ("--kl-weight", args.kl_weight != 1.0), ("--free-bits", args.free_bits > 0),
+            ("--aggressive", args.aggressive), ("--compile", args.compile)) if used]
+        if unsupported:
+            raise PyrogenError(f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
+                               f"KL weight 1), which does not take {', '.join(unsupported)}")
+        config = default_cvae_config(latent_dim=args.latent_dim, hidden=tuple(args.hidden), likelihood=args.likelihood)
+        config["data"].update(dataset=args.dataset, root=args.data_dir,
+                              binarize=args.binarize or config["data"]["binarize"],
+                              train_size=args.train_size, test_size=args.test_size)
+        config["train"].update(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
+                               num_particles=args.num_particles, seed=args.seed)
+        return config
+
+    trainer = _resume_or_start(args, resume_cvae_trainer, build_cvae_trainer, make_config)
+    trainer.fit()
+    for path in trainer.write_pictures():
+        print(f"wrote {path}")
+    print(f"test ELBO {trainer.evaluate()['elbo']:.2f} nats (given the test labels)")
+    return 0
+
+
 def _evaluate_run(args):
     from pyrogen.runs import open_run
     from pyrogen.training.vae import resume_trainer
 
-    if open_run(args.run_dir).kind == "gan":
+    kind = open_run(args.run_dir).kind
+    if kind == "cvae":
+        raise PyrogenError("pyrogen evaluate does not take conditional VAE runs yet; their test ELBO given the "
+                           "labels is in metrics.csv (test_elbo)")
+    if kind in ("ali", "aae"):  # a VAE pair trained adversarially: its guide is a density
+        from pyrogen.training.aae import resume_aae_trainer
+        from pyrogen.training.ali import resume_ali_trainer
+
+        resume_trainer = resume_ali_trainer if kind == "ali" else resume_aae_trainer
+    if kind == "gan":
         raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
                            "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
                            "(Fréchet distance, precision and recall) instead")
@@ -734,11 +912,11 @@ def _sample_run(args):
     if args.out is not None:
         check_not_run_file(args.out)
     run = open_run(args.run_dir, device=args.device)
-    name = "samples.png"
+    name, nrow = "samples.png", 8
     if args.sampler == "prior":
         vae = run.model()
         pyro.set_rng_seed(args.seed)
-        images = vae.sample(args.num_samples)
+        images, nrow = _conditional_samples(vae, args)
     else:
         from pyrogen.evaluation.gmm_sampler import fit_run_gmm
 
@@ -748,9 +926,29 @@ def _sample_run(args):
         images = sampler.sample_images(args.num_samples)
         name = f"samples_gmm{components}.png"
     out = os.path.abspath(args.out or os.path.join(args.run_dir, name))
-    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
+    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images, nrow=nrow)
     print(f"wrote {path}")
     return 0
+
+
+def _conditional_samples(model, args):
+    """``(images, nrow)`` for ``pyrogen sample``: of class ``--label``, or one grid row per class,
+    for a class-conditional model; plain draws otherwise."""
+    import torch
+
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        if args.label is not None:
+            raise PyrogenError(f"--label needs a class-conditional run, and {args.run_dir!r} is not one")
+        return model.sample(args.num_samples), 8
+    if args.label is not None:
+        if not 0 <= args.label < num_classes:
+            raise PyrogenError(f"--label {args.label} is outside the run's classes 0 .. {num_classes - 1}")
+        return model.sample(args.num_samples, y=args.label), 8
+    per_class = max(1, args.num_samples // num_classes)
+    device = next(model.buffers()).device
+    labels = torch.arange(num_classes, device=device).repeat_interleave(per_class)
+    return model.sample(labels.shape[0], y=labels), per_class
 
 
 def _plot_run(args):

@@ -10,7 +10,7 @@ A configuration is what ``config.json`` holds and what a checkpoint embeds:
 from pyrogen.distributions import default_binarize
 from pyrogen.errors import DataError
 from pyrogen.infer.gan_losses import GAN_LOSSES
-from pyrogen.models.gan import ARCHITECTURES, NORMS, Generator
+from pyrogen.models.gan import ARCHITECTURES, NORMS, ConditionalGenerator, Generator
 from pyrogen.models.registry import MODELS, make_model
 
 DEFAULT_TRAIN = {
@@ -61,8 +61,10 @@ DEFAULT_GAN_TRAIN = {
     "epochs": 10, "batch_size": 64, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "ema_decay": 0.0, "seed": 0, "log_every": 20,
     "num_fixed": 64, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
+    "min_classes_covered": 8,
 }  # fmt: skip
-"""Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual)."""
+"""Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual);
+``min_classes_covered``: the ``class-collapse`` flag's threshold."""
 DEFAULT_GAN_DATA = {"dataset": "fashion-mnist", "root": None, "train_size": None, "test_size": None}
 
 
@@ -90,3 +92,88 @@ def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), 
         "discriminator": {"architecture": architecture, "hidden": list(hidden), "channels": channels, "norm": norm},
         "data": dict(DEFAULT_GAN_DATA), "train": dict(DEFAULT_GAN_TRAIN, loss=loss),
     }  # fmt: skip
+
+
+def conditional_gan_config(config, num_classes=10):
+    """The class-conditional version of a GAN configuration: a :class:`~pyrogen.models.gan.ConditionalGenerator`
+    (``"model"`` gains ``num_classes``) and a :class:`~pyrogen.models.gan.ProjectionDiscriminator` on an MLP
+    of the discriminator's ``hidden`` widths (norm ``"spectral"`` or ``"none"``; batch norm becomes none)."""
+    m, d = config["model"], config["discriminator"]
+    model = ConditionalGenerator(num_classes, m["latent_dim"], tuple(m["image_shape"]), m["architecture"],
+                                 tuple(m["hidden"]), m["channels"]).config
+    norm = "none" if d["norm"] == "batch" else d["norm"]
+    return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
+
+
+def default_cvae_config(num_classes=10, latent_dim=20, hidden=(400,), likelihood="bernoulli"):
+    """A conditional VAE run (kind ``"cvae"``, :class:`~pyrogen.models.ConditionalVAE`): the VAE's
+    data, training and evaluation settings (constant KL weight, no importance-sampled log p(x))."""
+    from pyrogen.models.conditional import ConditionalVAE
+
+    config = default_config("vae", likelihood=likelihood)
+    config["kind"] = "cvae"
+    config["model"] = ConditionalVAE(num_classes, latent_dim, hidden=tuple(hidden), likelihood=likelihood).config
+    config["eval"]["num_samples"] = 0
+    return config
+
+
+DEFAULT_ALI_TRAIN = {
+    "epochs": 10, "batch_size": 100, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
+    "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "model_x": "mean", "seed": 0, "log_every": 20,
+    "num_fixed": 64, "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5,
+    "overpower_accuracy": 0.98,
+}  # fmt: skip
+"""Training settings of ALI / BiGAN runs (``pyrogen train ali``); ``probe_size`` training and test
+images feed the linear probe of the codes after every epoch (0 turns it off)."""
+
+DEFAULT_AAE_TRAIN = {
+    "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",
+    "gp_weight": 10.0, "adversarial_weight": 1.0, "d_steps": 1, "seed": 0, "log_every": 20, "num_fixed": 64,
+    "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
+}  # fmt: skip
+"""Training settings of adversarial-autoencoder runs (``pyrogen train aae``): ``lr`` is the
+autoencoder's Adam, ``lr_d`` and ``betas`` the code discriminator's."""
+
+
+def _adversarial_pair_config(kind, train, loss, model):
+    if loss not in GAN_LOSSES:
+        raise DataError(f"loss must be one of {sorted(GAN_LOSSES)}, got {loss!r}")
+    config = default_config("vae", **model)
+    config["kind"] = kind
+    config["train"] = dict(train, loss=loss)
+    return config
+
+
+def default_ali_config(latent_dim=64, architecture="mlp", hidden=(400,), likelihood="continuous-bernoulli",
+                       prior="normal", posterior="normal", loss="nonsaturating", model_x="mean",
+                       disc_hidden=(256,)):
+    """An ALI / BiGAN run: the VAE pair of :func:`default_config` as generator and encoder, and a
+    :class:`~pyrogen.models.gan.JointDiscriminator` (``"discriminator"``: MLP widths on x, on z and joint).
+
+    ``model_x`` is ``"mean"`` (the decoder's mean, BiGAN's deterministic generator; any likelihood)
+    or ``"sample"`` (a reparameterized draw of the likelihood).
+    """
+    if model_x not in ("sample", "mean"):
+        raise DataError(f"model_x must be 'sample' or 'mean', got {model_x!r}")
+    config = _adversarial_pair_config(
+        "ali", dict(DEFAULT_ALI_TRAIN, model_x=model_x), loss,
+        dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
+             prior=prior, posterior=posterior))
+    width = list(disc_hidden)
+    config["discriminator"] = {"x_hidden": width, "z_hidden": width, "joint_hidden": width, "norm": "none"}
+    config["eval"]["num_samples"] = 0  # a decoder mean has no density: no importance-sampled log p(x)
+    return config
+
+
+def default_aae_config(latent_dim=8, architecture="mlp", hidden=(400,), likelihood="bernoulli", prior="normal",
+                       posterior="normal", loss="nonsaturating", adversarial_weight=1.0, disc_hidden=(256, 256)):
+    """An adversarial-autoencoder run: the VAE pair of :func:`default_config` and a
+    :class:`~pyrogen.models.gan.LatentDiscriminator` on codes (``"discriminator": {"hidden"}``)."""
+    if not adversarial_weight >= 0:
+        raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
+    config = _adversarial_pair_config(
+        "aae", dict(DEFAULT_AAE_TRAIN, adversarial_weight=float(adversarial_weight)), loss,
+        dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
+             prior=prior, posterior=posterior))
+    config["discriminator"] = {"hidden": list(disc_hidden)}
+    return config

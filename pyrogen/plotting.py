@@ -289,6 +289,8 @@ CURVE_PANELS = (
     ("Posterior collapse", ("mi", "mutual_info", "mutual_information", "active_units", "au")),
     ("Schedules", ("kl_weight", "beta", "lr", "aggressive")),
     ("Sample quality", ("fid", "kid", "precision", "recall", "density", "coverage", "is")),
+    ("Class coverage of GAN samples (entropy in nats, classes above 2%)", ("class_entropy", "classes_covered")),
+    ("Codes and reconstructions (probe accuracy, MSE per pixel)", ("probe_accuracy", "recon_error")),
 )
 """Training-curve panels and the name parts that put a ``metrics.csv`` column in each.
 
@@ -390,7 +392,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     out_dir = os.fspath(out_dir) if out_dir is not None else run.dir.file(PLOTS_DIR)
     paths = []
     config = run.config
-    if run.kind == "vae":
+    if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
         vae = run.model()
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)

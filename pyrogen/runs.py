@@ -73,6 +73,18 @@ def load_gan_data(data_config, device):
     return train.images.to(device), test.images.to(device)
 
 
+def load_labelled_data(data_config, device):
+    """``(train, train_labels, test, test_labels)`` of a run on ``device``; the test images are
+    binarized once with a fixed seed when the configuration binarizes (as :func:`pyrogen.runs.load_data`)."""
+    train, test = load_splits(data_config["dataset"], data_config["root"],
+                              data_config.get("train_size"), data_config.get("test_size"))
+    test_x = test.images.to(device)
+    if data_config.get("binarize", "none") != "none":
+        test_x = static_binarize(test_x, seed=12345)
+    labels = [None if s.labels is None else s.labels.to(device) for s in (train, test)]
+    return train.images.to(device), labels[0], test_x, labels[1]
+
+
 def _comparable(config):
     config = json.loads(json.dumps(config))  # tuples and lists alike, as config.json holds them
     for section, key in RESUMABLE_KEYS:
@@ -84,7 +96,8 @@ class Run:
     """An opened run directory (see :func:`open_run`).
 
     :ivar RunDir dir: its files.
-    :ivar str kind: ``"vae"``, ``"ae"``, ``"gan"``, or ``"features"`` for the cache
+    :ivar str kind: ``"vae"``, ``"ae"``, ``"gan"``, ``"ali"``, ``"aae"`` (a VAE pair trained
+        adversarially: :meth:`model` is the VAE), or ``"features"`` for the cache
         directory of the sample-quality feature network (``pyrogen train features``).
     :ivar dict config: ``config.json``; for the feature network, its manifest
         (recipe, test accuracy, SHA-256), read after checking the weights' hash.

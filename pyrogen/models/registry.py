@@ -9,7 +9,15 @@ registers its class in :data:`MODELS`.
 from pyrogen.models.autoencoder import Autoencoder
 from torch import nn
 
-from pyrogen.models.gan import Generator, build_discriminator
+from pyrogen.models.conditional import ConditionalVAE
+from pyrogen.models.gan import (
+    ConditionalGenerator,
+    Generator,
+    JointDiscriminator,
+    LatentDiscriminator,
+    ProjectionDiscriminator,
+    build_discriminator,
+)
 from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.models.vae import VAE
 
@@ -38,15 +46,44 @@ def make_model(kind="vae", **model):
     return VAE_MODELS[name](**model)
 
 
+ADVERSARIAL_PAIRS = {"ali": VAE, "aae": VAE}
+"""Run kinds whose model/guide pair is trained adversarially: ALI / BiGAN (``pyrogen train ali``,
+a joint discriminator on (x, z)) and the adversarial autoencoder (``pyrogen train aae``, a
+discriminator on codes). Their checkpoints hold the pair under ``"model"``, as the VAE's do."""
+
+
+CONDITIONAL_MODELS = {"cvae": ConditionalVAE}
+"""Run kinds of class-conditional model/guide pairs (``pyrogen train vae --conditional``)."""
+
+
 def build_model(config):
-    """The (untrained) model/guide pair of a VAE-family run configuration."""
-    return make_model(config.get("kind", "vae"), **config["model"])
+    """The (untrained) model/guide pair of a VAE-family, adversarial-pair or conditional run configuration."""
+    kind = config.get("kind", "vae")
+    if kind in MODELS:
+        return make_model(kind, **config["model"])
+    table = MODELS if kind in MODELS else ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS
+    model = {k: (tuple(v) if isinstance(v, list) and k == "hidden" else v) for k, v in config["model"].items()}
+    return table[kind](**model)
+
+
+def build_pair_discriminator(config):
+    """The (untrained) discriminator of an ``"ali"`` (on pairs (x, z)) or ``"aae"`` (on codes z) run."""
+    d, model = config["discriminator"], config["model"]
+    if config["kind"] == "ali":
+        return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
+                                  tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"])
+    return LatentDiscriminator(model["latent_dim"], tuple(d["hidden"]))
 
 
 def build_gan_networks(config):
-    """``(generator, discriminator)`` of a GAN run configuration, untrained."""
-    gen = Generator(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()})
+    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration
+    with ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
+    model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
     d = config["discriminator"]
+    if "num_classes" in model:
+        return (ConditionalGenerator(**model),
+                ProjectionDiscriminator(model["num_classes"], model["image_shape"], tuple(d["hidden"]), d["norm"]))
+    gen = Generator(**model)
     disc = build_discriminator(d["architecture"], tuple(config["model"]["image_shape"]), tuple(d["hidden"]),
                                d["channels"], d["norm"])
     return gen, disc

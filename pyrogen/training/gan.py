@@ -21,7 +21,23 @@ near 0 for a collapsed one) and ``flags``, the training-health warnings:
 * ``d-overpowering``: the discriminator classifies at least ``overpower_accuracy``
   (98%) of real and fake examples correctly over the epoch, the usual prelude to the
   generator's loss climbing while its gradients vanish (not flagged for WGAN-GP,
-  whose critic values have no fixed decision threshold).
+  whose critic values have no fixed decision threshold);
+* ``class-collapse``: fewer than ``min_classes_covered`` (8) of the ten classes
+  hold more than 2% of the fixed-noise samples.
+
+When the sample-quality feature network is cached (``pyrogen train features``;
+a Fashion-MNIST run never trains it implicitly, it says once that it skips the
+figures), each row also holds the class coverage of the fixed-noise samples
+under its predicted classes (:func:`~pyrogen.evaluation.sample_quality.class_coverage`):
+``class_entropy`` (nats; log 10 = 2.30 for an even spread) and ``classes_covered``.
+
+A class-conditional run (``pyrogen train gan --conditional``: a
+:class:`~pyrogen.models.gan.ConditionalGenerator` against a
+:class:`~pyrogen.models.gan.ProjectionDiscriminator`, ``Adversarial(label="y")``)
+trains on labelled batches; its fixed noise comes with fixed labels, the same
+number per class, so the sample grid has one row per class, and with the cached
+classifier its rows add ``conditional_accuracy``, the share of those samples
+assigned to the class they were generated for.
 
 Under ``torchrun`` the loop trains data-parallel, like the VAE's::
 
@@ -49,10 +65,12 @@ from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
 from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
+from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_gan_networks
-from pyrogen.runs import load_gan_data, load_generator, open_run, resolve_device  # noqa: F401
+from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
 
@@ -134,8 +152,11 @@ class GANTrainer(FitLoop):
     global batch; on the CPU (gloo) its statistics are those of each rank's shard.
     """
 
-    def __init__(self, generator, discriminator, train_data, test_data, config, run=None, progress=True):
+    def __init__(self, generator, discriminator, train_data, test_data, config, run=None, progress=True,
+                 train_labels=None):
         super().__init__(config=config, run=run, progress=progress)
+        self.num_classes = getattr(generator, "num_classes", None)  # a class-conditional generator's K
+        train_labels = _check_conditional_labels(self.num_classes, train_labels, train_data)
         if self.world_size > 1 and train_data.device.type == "cuda":
             generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
             discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
@@ -146,7 +167,8 @@ class GANTrainer(FitLoop):
         if isinstance(cfg["d_steps"], bool) or not isinstance(cfg["d_steps"], int) or cfg["d_steps"] < 1:
             raise DataError(f"d_steps must be a positive integer, got {cfg['d_steps']!r}")
         self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=cfg["seed"] + 1, drop_last=True,
-                                   device=train_data.device, rank=self.rank, world_size=self.world_size)
+                                   device=train_data.device, rank=self.rank, world_size=self.world_size,
+                                   labels=train_labels)
         if cfg["batch_size"] % self.world_size:
             raise DataError(f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
                             f"{self.world_size}: the GAN losses are means over each process's share, which "
@@ -160,16 +182,23 @@ class GANTrainer(FitLoop):
         self.optim_g = torch.optim.Adam(generator.parameters(), lr=cfg["lr_g"], betas=betas)
         self.optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
         self.gan = Adversarial(generator.model, discriminator, self.optim_g, self.optim_d, self.loss,
-                               d_steps=cfg["d_steps"], track_grad_norms=True)
+                               d_steps=cfg["d_steps"], track_grad_norms=True,
+                               label="y" if self.num_classes else None)
         if self.world_size > 1:
             self.gan.distribute()
             distributed.seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
         g = torch.Generator(device="cpu").manual_seed(cfg["seed"] + 3)
-        self.fixed_noise = torch.randn(cfg["num_fixed"], generator.latent_dim, generator=g).to(train_data.device)
+        self.fixed_labels, num_fixed = None, cfg["num_fixed"]
+        if self.num_classes:  # the same number of samples per class: one grid row each
+            self.per_class = max(1, num_fixed // self.num_classes)
+            num_fixed = self.per_class * self.num_classes
+            self.fixed_labels = torch.arange(self.num_classes).repeat_interleave(self.per_class).to(train_data.device)
+        self.fixed_noise = torch.randn(num_fixed, generator.latent_dim, generator=g).to(train_data.device)
         n_ref = min(cfg["num_fixed"], test_data.shape[0])
         self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
         self._images = None  # the epoch's fixed-noise samples, for the run directory
+        self.classifier = None  # the cached feature network's classifier, for class coverage (on_fit_start)
 
     # --------------------------------------------------------------- state
     def state_dict(self):
@@ -179,6 +208,8 @@ class GANTrainer(FitLoop):
             "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
             "fixed_noise": self.fixed_noise,
         }  # fmt: skip
+        if self.fixed_labels is not None:
+            state["fixed_labels"] = self.fixed_labels
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
@@ -189,6 +220,8 @@ class GANTrainer(FitLoop):
         self.optim_g.load_state_dict(state["optim_g"])
         self.optim_d.load_state_dict(state["optim_d"])
         self.fixed_noise = state["fixed_noise"].to(self.fixed_noise.device)
+        if self.fixed_labels is not None:
+            self.fixed_labels = state["fixed_labels"].to(self.fixed_noise.device)
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         super().load_state_dict(state)
@@ -202,10 +235,11 @@ class GANTrainer(FitLoop):
         was_training = self.generator.training
         self.generator.eval()
         try:
+            y = () if self.fixed_labels is None else (self.fixed_labels[: z.shape[0]],)
             if self.ema is not None and use_ema:
                 with self.ema.swapped():
-                    return self.generator.generate(z)
-            return self.generator.generate(z)
+                    return self.generator.generate(z, *y)
+            return self.generator.generate(z, *y)
         finally:
             self.generator.train(was_training)
 
@@ -239,7 +273,13 @@ class GANTrainer(FitLoop):
 
     def train_step(self, x):
         """One round of the game (``d_steps`` discriminator updates, one generator update); its statistics."""
-        out = self.gan.step(x)
+        if self.num_classes:  # (x, y) batches: the labels go to the generator and the discriminator
+            if isinstance(x, list):
+                out = self.gan.step([b[0] for b in x], y=[b[1] for b in x])
+            else:
+                out = self.gan.step(x[0], y=x[1])
+        else:
+            out = self.gan.step(x)
         if self.ema is not None:
             self.ema.update()
         return out
@@ -259,9 +299,28 @@ class GANTrainer(FitLoop):
     def parameters(self):
         return (*self.generator.parameters(), *self.discriminator.parameters())
 
+    def on_fit_start(self):
+        super().on_fit_start()
+        if self.classifier is None and self.rank == 0:
+            self.classifier = load_class_classifier(self.config["data"], self.fixed_noise.device)
+
+    @torch.no_grad()
+    def class_figures(self, images):
+        """``{"class_entropy", "classes_covered"}`` of ``images`` under :attr:`classifier` (empty without one)."""
+        if self.classifier is None or images is None:
+            return {}
+        pred = torch.cat([self.classifier(images[i : i + 1000]).argmax(-1) for i in range(0, images.shape[0], 1000)])
+        coverage = class_coverage(pred, 10)
+        out = {"class_entropy": coverage["class_entropy"], "classes_covered": coverage["classes_covered"]}
+        if self.fixed_labels is not None:
+            out["conditional_accuracy"] = conditional_accuracy(pred, self.fixed_labels[: pred.shape[0]])
+        return out
+
     def health_flags(self, row):
         """The training-health warnings for an epoch's metrics row (a list of names)."""
         cfg, flags = self.config["train"], []
+        if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
+            flags.append("class-collapse")
         if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
             flags.append("mode-collapse")
         if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
@@ -273,7 +332,8 @@ class GANTrainer(FitLoop):
         images = self._images = self.samples() if self.rank == 0 else None
         diversity = (mean_pairwise_distance(images) / self.real_diversity
                      if images is not None and images.shape[0] >= 2 else float("nan"))
-        row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity, "seconds": seconds}
+        row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity,
+               **self.class_figures(images), "seconds": seconds}
         flags = self.health_flags(row)
         row["flags"] = ";".join(flags)
         if self.progress:
@@ -285,11 +345,43 @@ class GANTrainer(FitLoop):
         return row
 
     def write_epoch_files(self, row):
-        self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)
-        self.run.save_image("samples.png", self._images)
+        nrow = self.per_class if self.num_classes else 8  # conditional: one row per class
+        self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images, nrow=nrow)
+        self.run.save_image("samples.png", self._images, nrow=nrow)
+
+
+def _check_conditional_labels(num_classes, labels, data):
+    """The training labels of a conditional run, checked (None for an unconditional one)."""
+    if not num_classes:
+        return None
+    if labels is None:
+        raise DataError("a class-conditional GAN needs labelled training data, and these data have no labels")
+    if labels.shape != (data.shape[0],) or labels.is_floating_point():
+        raise DataError(f"the training labels must be integers of shape ({data.shape[0]},), got "
+                        f"{labels.dtype} {tuple(labels.shape)}")
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        raise DataError(f"the training labels must lie in 0 .. {num_classes - 1}, got values in "
+                        f"{int(labels.min())} .. {int(labels.max())}")
+    return labels
+
+
+def load_class_classifier(data_config, device, what="class coverage"):
+    """The cached Fashion-MNIST classifier in eval mode on ``device``, or None (with one line saying
+    why) when it is not cached or the data are not Fashion-MNIST. Never trains it."""
+    if data_config.get("dataset") != "fashion-mnist":
+        return None
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not from the run's stream
+            classifier, _ = load_classifier()
+    except FeatureNetworkError:
+        tqdm.write(f"{what} skipped: no valid cached feature network ({TRAIN_COMMAND} makes it)")
+        return None
+    return classifier.to(device).eval()
 
 
 _FLAG_TEXT = {
+    "class-collapse": "class collapse: the fixed-noise samples fall into fewer than 8 of the 10 classes "
+                      "of the feature classifier",
     "mode-collapse": "possible mode collapse: the fixed-noise samples are much less diverse than real images",
     "d-overpowering": "the discriminator is overpowering the generator (it classifies nearly every example "
                       "correctly); the generator's gradients may vanish",
@@ -299,13 +391,21 @@ _FLAG_TEXT = {
 def build_gan_trainer(config, run=None, device="auto", progress=True, data=None):
     """A :class:`GANTrainer` for a configuration: networks, data and optimizers, freshly seeded.
 
-    :param data: optional ``(train_images, test_images)`` to use instead of loading ``config["data"]``.
+    :param data: optional ``(train_images, test_images)`` to use instead of loading ``config["data"]``,
+        or ``(train_images, test_images, train_labels)`` for a class-conditional run.
     """
     device = resolve_device(device)
     pyro.set_rng_seed(config["train"]["seed"])
     gen, disc = (m.to(device) for m in build_gan_networks(config))
-    train, test = load_gan_data(config["data"], device) if data is None else (d.to(device) for d in data)
-    return GANTrainer(gen, disc, train, test, config, run=run, progress=progress)
+    labels = None
+    if data is None and "num_classes" in config["model"]:
+        train, labels, test, _ = load_labelled_data(dict(config["data"], binarize="none"), device)
+    elif data is None:
+        train, test = load_gan_data(config["data"], device)
+    else:
+        train, test, *rest = (d.to(device) if d is not None else None for d in data)
+        labels = rest[0] if rest else None
+    return GANTrainer(gen, disc, train, test, config, run=run, progress=progress, train_labels=labels)
 
 
 def resume_gan_trainer(run_dir, device="auto", progress=True, data=None):

@@ -1,0 +1,52 @@
+"""The adversarial autoencoder (Makhzani et al. 2016) on :class:`~pyrogen.training.loop.FitLoop`.
+
+``pyrogen train aae`` trains the VAE pair of a run configuration by
+:class:`~pyrogen.infer.AdversarialAutoencoder`: reconstruction
+:math:`-\\log p(x \\mid z)` plus ``adversarial_weight`` times the generator loss of a
+:class:`~pyrogen.models.gan.LatentDiscriminator` that tells prior draws from codes.
+Run directory, metrics, checkpoints, exact resume, divergence stop, health flags,
+pictures, ``recon_error`` and ``probe_accuracy`` are those of
+:mod:`pyrogen.training.ali`; since the pair is still a VAE (its guide has a density),
+every epoch also reports the test ELBO (``test_elbo``, nats per example, the
+KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
+"""
+
+import torch
+
+from pyrogen.infer.aae import AdversarialAutoencoder
+from pyrogen.runs import open_run
+from pyrogen.training.ali import AdversarialPairTrainer, _build
+
+
+class AAETrainer(AdversarialPairTrainer):
+    """An adversarial autoencoder (see the module docs); arguments as :class:`~pyrogen.training.ali.ALITrainer`'s,
+    ``config`` from :func:`pyrogen.config.default_aae_config`."""
+
+    postfix_names = ("loss_recon", "loss_d", "loss_g")
+
+    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
+                 train_labels=None, test_labels=None):
+        super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
+        cfg = config["train"]
+        vae.likelihood.check(test_data, "test data")
+        self.optim = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
+        optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=tuple(cfg["betas"]))
+        self.estimator = AdversarialAutoencoder(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
+                                                adversarial_weight=cfg["adversarial_weight"], d_steps=cfg["d_steps"])
+
+    def extra_metrics(self):
+        return {"test_elbo": self.evaluate()["elbo"]}
+
+
+def build_aae_trainer(config, run=None, device="auto", progress=True, data=None):
+    """An :class:`AAETrainer` for a configuration, freshly seeded (``data`` as in
+    :func:`~pyrogen.training.ali.build_ali_trainer`)."""
+    return _build(AAETrainer, config, run, device, progress, data)
+
+
+def resume_aae_trainer(run_dir, device="auto", progress=True, data=None):
+    """Rebuild an adversarial-autoencoder run's trainer from its directory and load its last checkpoint."""
+    run = open_run(run_dir, device)
+    trainer = build_aae_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
+    trainer.load_state_dict(run.checkpoint)
+    return trainer

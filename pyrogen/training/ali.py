@@ -1,0 +1,265 @@
+"""Adversarially trained model/guide pairs on :class:`~pyrogen.training.loop.FitLoop`: ALI / BiGAN.
+
+``pyrogen train ali`` trains the VAE pair of a run configuration (the decoder as
+generator, the encoder as inference network) against a
+:class:`~pyrogen.models.gan.JointDiscriminator` by
+:class:`~pyrogen.infer.AdversarialInference`, with the GAN trainer's run
+directory, progress bar, ``metrics.csv``, per-epoch checkpoints, exact resume,
+divergence stop and health flags (``mode-collapse``, ``d-overpowering``; see
+:mod:`pyrogen.training.gan`). After each epoch it also reports
+
+* ``recon_error``: mean squared error per pixel of G(E(x)) on the test images;
+* ``probe_accuracy`` (when the data set has labels and ``probe_size`` > 0): the test
+  accuracy of a linear classifier fitted to the codes E(x) of the first
+  ``probe_size`` training images, scored on the codes of up to ``probe_size`` test images
+  (:func:`~pyrogen.evaluation.sample_quality.linear_probe_accuracy`);
+* ``diversity`` of the decoded fixed noise, as for a GAN;
+
+and writes ``samples.png`` (decoded fixed noise, also as ``samples_epochNNN.png``)
+and ``reconstructions.png`` (test inputs above, G(E(x)) below).
+
+:class:`AdversarialPairTrainer` holds what ALI and the adversarial autoencoder
+(:mod:`pyrogen.training.aae`) share.
+"""
+
+import math
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from pyrogen.data import DeviceLoader, check_images, static_binarize
+from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.evaluation import evaluate_dataset
+from pyrogen.evaluation.sample_quality import linear_probe_accuracy
+from pyrogen.infer.adversarial_inference import AdversarialInference
+from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.models.registry import build_model, build_pair_discriminator
+from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.training.gan import _FLAG_TEXT, mean_pairwise_distance
+from pyrogen.training.loop import FitLoop
+
+
+class AdversarialPairTrainer(FitLoop):
+    """What the ALI and adversarial-autoencoder trainers share: a VAE pair, a discriminator, a
+    loader of (binarized) training images, fixed noise, held-out codes and the health flags.
+
+    Subclasses set :attr:`estimator` (with ``step``, ``encode`` and ``discriminator_optim``)
+    and :attr:`optim`, and say what their epoch adds in :meth:`extra_metrics`.
+    Single process: under ``torchrun`` it refuses to start.
+    """
+
+    postfix_names = ("loss_d", "loss_g", "d_real", "d_fake")
+
+    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
+                 train_labels=None, test_labels=None):
+        super().__init__(config=config, run=run, progress=progress)
+        if self.world_size > 1:
+            raise DataError(f"pyrogen train {config['kind']} runs in a single process; run it without torchrun")
+        cfg = config["train"]
+        check_images(train_data, "training data")
+        check_images(test_data, "test data")
+        for key in ("d_steps", "num_fixed", "batch_size"):
+            if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+                raise DataError(f"{key} must be a positive integer, got {cfg[key]!r}")
+        self.vae, self.discriminator = vae, discriminator
+        self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
+                                   seed=cfg["seed"] + 1, drop_last=True, device=train_data.device)
+        if len(self.loader) == 0:
+            raise DataError(f"batch_size {cfg['batch_size']} exceeds the {train_data.shape[0]} training images")
+        vae.likelihood.check_binarize(config["data"]["binarize"])
+        self.test_data = test_data
+        self.loss = get_gan_loss(cfg["loss"], **({"gp_weight": cfg["gp_weight"]} if cfg["loss"] == "wgan-gp" else {}))
+        n = min(cfg.get("probe_size", 0), train_data.shape[0], test_data.shape[0])
+        self.probe = None
+        if n >= 2 and train_labels is not None and test_labels is not None:
+            self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
+            if self.loader.binarize != "none":  # the encoder sees binary images in training
+                self.probe = (static_binarize(train_data[:n], seed=54321), *self.probe[1:])
+        devices = [train_data.device] if train_data.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # fixed noise that draws nothing from the run's stream
+            torch.manual_seed(cfg["seed"] + 3)
+            self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
+        n_ref = min(cfg["num_fixed"], test_data.shape[0])
+        self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
+        self._images = None
+
+    # --------------------------------------------------------------- state
+    def state_dict(self):
+        return {**super().state_dict(), "model": self.vae.state_dict(),
+                "discriminator": self.discriminator.state_dict(), "optim": self.optim.state_dict(),
+                "optim_d": self.estimator.discriminator_optim.state_dict(), "fixed_noise": self.fixed_noise}
+
+    def load_state_dict(self, state):
+        self.vae.load_state_dict(state["model"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optim.load_state_dict(state["optim"])
+        self.estimator.discriminator_optim.load_state_dict(state["optim_d"])
+        self.fixed_noise = state["fixed_noise"].to(self.fixed_noise.device)
+        super().load_state_dict(state)
+
+    # --------------------------------------------------------------- training
+    divergence_advice = "Try lower learning rates, spectral normalisation or another loss."
+
+    def diverged(self, where, what):
+        return TrainingDivergedError(f"{self.config['kind'].upper()} training diverged at {where}: {what}; "
+                                     f"stopping. {self.kept_checkpoint()}. {self.divergence_advice}")
+
+    def check_window(self, means, where):
+        super().check_window(means, where)
+        limit = self.config["train"]["divergence_threshold"]
+        for name in ("loss_d", "loss_g"):
+            if abs(means[name]) > limit:
+                raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
+                                           f"{limit:g}")
+
+    def step_weight(self, batch):
+        return 1  # the estimators' statistics are batch means already
+
+    def postfix(self, means):
+        return {k: f"{means[k]:.3f}" for k in self.postfix_names}
+
+    def parameters(self):
+        return (*self.vae.parameters(), *self.discriminator.parameters())
+
+    # --------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def codes(self, x):
+        """Codes E(x) (the mean of q(z|x)) of images ``x``, in batches, in eval mode."""
+        bs = self.config["eval"]["batch_size"]
+        with pyro.validation_enabled(False):
+            return torch.cat([self.estimator.encode(x[i : i + bs]) for i in range(0, x.shape[0], bs)])
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        """G(E(x)): the decoder's mean at the codes."""
+        return self.vae.decode(self.codes(x)).reshape(x.shape)
+
+    def evaluate(self, num_samples=0):
+        """Test ELBO of the pair and, if ``num_samples`` > 0, importance-sampled log p(x): nats per
+        example (what ``pyrogen evaluate`` reports; the guide is a density, so the bound holds)."""
+        self.vae.eval()
+        try:
+            with pyro.validation_enabled(False):
+                return evaluate_dataset(self.vae.model, self.vae.guide, self.test_data,
+                                        batch_size=self.config["eval"]["batch_size"], num_samples=num_samples)
+        finally:
+            self.vae.train()
+
+    def probe_accuracy(self):
+        """The linear probe's test accuracy on the codes (NaN without labels)."""
+        if self.probe is None:
+            return float("nan")
+        x_train, y_train, x_test, y_test = self.probe
+        return linear_probe_accuracy(self.codes(x_train), y_train, self.codes(x_test), y_test)
+
+    @torch.no_grad()
+    def samples(self):
+        """Decoded fixed noise: mean images E[x|z]."""
+        return self.vae.decode(self.fixed_noise)
+
+    def extra_metrics(self):
+        """Held-out figures a subclass adds to the row (before the shared ones)."""
+        return {}
+
+    def health_flags(self, row):
+        cfg, flags = self.config["train"], []
+        if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
+            flags.append("mode-collapse")
+        if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
+            flags.append("d-overpowering")
+        return flags
+
+    def epoch_report(self, stats, seconds):
+        self.vae.eval()
+        try:
+            extra = self.extra_metrics()
+            recon = self.reconstruct(self.test_data)
+            recon_error = (recon - self.test_data).square().mean().item()
+            probe = self.probe_accuracy()
+            images = self._images = self.samples()
+            self._recon = torch.cat([self.test_data[:32], recon[:32]])
+        finally:
+            self.vae.train()
+        diversity = mean_pairwise_distance(images) / self.real_diversity if images.shape[0] >= 2 else float("nan")
+        row = {"epoch": self.epoch, "step": self.step, **stats, **extra, "recon_error": recon_error,
+               "probe_accuracy": probe, "diversity": diversity, "seconds": seconds}
+        flags = self.health_flags(row)
+        row["flags"] = ";".join(flags)
+        if self.progress:
+            tqdm.write(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **extra}.items())
+                       + f", recon error {recon_error:.4f}, probe accuracy {probe:.3f}, diversity {diversity:.2f} "
+                       f"({seconds:.1f} s)")
+        for flag in flags:
+            tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
+        return row
+
+    def write_epoch_files(self, row):
+        self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)
+        self.run.save_image("samples.png", self._images)
+        self.run.save_image("reconstructions.png", self._recon)
+
+
+class ALITrainer(AdversarialPairTrainer):
+    """ALI / BiGAN (see the module docs): the VAE pair against a joint discriminator D(x, z).
+
+    :param VAE vae: generator ``model(batch_size=B)`` and encoder ``guide(x)``.
+    :param torch.nn.Module discriminator: D(x, z), e.g. :class:`~pyrogen.models.gan.JointDiscriminator`.
+    :param torch.Tensor train_data: training images in [0, 1] on the device (binarized by the
+        loader when ``config["data"]["binarize"]`` says so).
+    :param torch.Tensor test_data: test images (binarized already if the configuration binarizes).
+    :param dict config: see :func:`pyrogen.config.default_ali_config`.
+    :param torch.Tensor train_labels: optional labels of the training images, for the linear probe.
+    :param torch.Tensor test_labels: optional labels of the test images.
+    """
+
+    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
+                 train_labels=None, test_labels=None):
+        super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
+        cfg = config["train"]
+        betas = tuple(cfg["betas"])
+        self.optim = torch.optim.Adam(vae.parameters(), lr=cfg["lr_g"], betas=betas)
+        optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
+        self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
+                                              d_steps=cfg["d_steps"], model_x=cfg["model_x"])
+        self._check_model_x()
+
+    def _check_model_x(self):
+        """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
+        devices = [self.fixed_noise.device] if self.fixed_noise.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
+            try:
+                self.estimator.model_pairs(1)
+            except DataError as e:
+                raise DataError(f"model_x {self.config['train']['model_x']!r} does not work with the "
+                                f"{self.config['model']['likelihood']} likelihood: {e}") from None
+
+
+def _build(trainer_class, config, run, device, progress, data):
+    device = resolve_device(device)
+    pyro.set_rng_seed(config["train"]["seed"])
+    vae = build_model(config).to(device)
+    disc = build_pair_discriminator(config).to(device)
+    if data is None:
+        train, train_y, test, test_y = load_labelled_data(config["data"], device)
+    else:
+        train, train_y, test, test_y = (None if d is None else d.to(device) for d in data)
+    return trainer_class(vae, disc, train, test, config, run=run, progress=progress, train_labels=train_y,
+                         test_labels=test_y)
+
+
+def build_ali_trainer(config, run=None, device="auto", progress=True, data=None):
+    """An :class:`ALITrainer` for a configuration, freshly seeded.
+
+    :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``
+        (the test images as the configuration wants them, binarized or not; labels may be None).
+    """
+    return _build(ALITrainer, config, run, device, progress, data)
+
+
+def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
+    """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
+    run = open_run(run_dir, device)
+    trainer = build_ali_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
+    trainer.load_state_dict(run.checkpoint)
+    return trainer
