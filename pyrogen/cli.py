@@ -712,9 +712,10 @@ def _resume_or_start(args, resume, build, make_config):
     distributed.init_from_env(args.device)
     if args.resume:
         run = open_run(args.out, "cpu")
-        if run.kind != args.kind:
+        command = {"cvae": "vae"}.get(run.kind, run.kind)  # a conditional VAE is 'train vae --conditional'
+        if command != args.kind:
             raise RunDirError(f"--out {args.out!r} holds a {run.kind} run, not a {args.kind} run; resume it "
-                              f"with 'pyrogen train {run.kind} --out {args.out} --resume'")
+                              f"with 'pyrogen train {command} --out {args.out} --resume'")
         missing = [k for k in ("model", "data", "train") if not isinstance(run.config.get(k), dict)]
         if missing:
             raise RunDirError(f"{run.dir.file('config.json')!r} lacks {', '.join(map(repr, missing))}; expected "

@@ -54,8 +54,13 @@ class CVAETrainer(FitLoop):
                                    seed=cfg["seed"] + 1, device=train_data.device, labels=train_labels)
         cvae.likelihood.check_binarize(config["data"]["binarize"])
         cvae.likelihood.check(test_data, "test data")
-        self.optim = torch.optim.Adam(cvae.parameters(), lr=cfg["lr"])
-        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[cfg["elbo"]](num_particles=cfg["num_particles"]))
+        lr = 1e-3 if cfg.get("lr") is None else cfg["lr"]  # None: the recipe's default (Adam, 1e-3)
+        self.optim = torch.optim.Adam(cvae.parameters(), lr=lr)
+        # Normal prior and guide: "auto" is the analytic KL, as for an unconditional VAE of those families
+        elbo = "meanfield" if cfg["elbo"] == "auto" else cfg["elbo"]
+        if elbo not in ("trace", "meanfield"):
+            raise DataError(f"the conditional VAE trains with --elbo auto, trace or meanfield, got {elbo!r}")
+        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg["num_particles"]))
         k = cvae.num_classes
         self.sample_labels = torch.arange(k, device=train_data.device).repeat_interleave(PER_CLASS)
         with torch.random.fork_rng(devices=[train_data.device] if train_data.device.type == "cuda" else []):
