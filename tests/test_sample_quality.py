@@ -234,7 +234,7 @@ def test_stale_recipe_is_refused_and_retrained_on_request(tmp_path, monkeypatch)
     untrained = F.FashionMNISTClassifier()
     stale = dict(F.FEATURE_RECIPE, version=0)
     F.save_network(untrained, *F.default_paths(tmp_path), info={"recipe": stale, "test_accuracy": 0.1})
-    with pytest.raises(F.FeatureNetworkError, match=r"trained by another recipe \(version 0, current 1\); train it with"):
+    with pytest.raises(F.FeatureNetworkError, match=r"trained by another recipe \(version 0, current 2\); train it with"):
         F.load_classifier(tmp_path)
     calls = []
 

@@ -32,6 +32,7 @@ import time
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pyrogen.models.features import (  # noqa: F401  (re-exported: the network and its file format)
     FEATURE_DIM,
@@ -50,11 +51,11 @@ TRAIN_COMMAND = "pyrogen train features"
 """The command that trains and caches the default feature network."""
 
 FEATURE_RECIPE = {
-    "version": 1,
-    "architecture": "conv5x5s2(32)-bn-conv3x3s2(64)-bn-fc(128)-dropout(0.2)-fc(10)",
+    "version": 2,
+    "architecture": "conv5x5s2(16)-bn-conv3x3s2(32)-bn-fc(128)-dropout(0.2)-fc(10)",
     "data": "fashion-mnist train (60000), grey levels in [0, 1]",
     "optimizer": "Adam",
-    "lr": 2e-3,
+    "lr": 3e-3,
     "lr_schedule": "cosine to 0",
     "batch_size": 128,
     "epochs": 4,
@@ -102,7 +103,9 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
         classifier.train()
         perm = torch.randperm(n, generator=gen)
         running = 0.0
-        for step in range(steps_per_epoch):
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress,
+                   leave=False, mininterval=0.5)
+        for step in bar:
             idx = perm[step * bs : (step + 1) * bs]
             loss = nn.functional.cross_entropy(classifier(train_images[idx]), train_labels[idx])
             opt.zero_grad(set_to_none=True)
@@ -110,6 +113,8 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
             opt.step()
             sched.step()
             running += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{running / (step + 1):.3f}")
         line = f"epoch {epoch + 1}/{recipe['epochs']}: train loss {running / steps_per_epoch:.4f}"
         if test_images is not None:
             line += f", test accuracy {classifier_accuracy(classifier, test_images, test_labels):.4f}"
@@ -151,12 +156,15 @@ def load_classifier(directory=None, train_if_missing=False, progress=True):
     path, manifest_path = default_paths(directory)
     classifier = FashionMNISTClassifier()
     try:
-        manifest = load_network(classifier, path, manifest_path)
+        # the recipe first: a network of another recipe may have another architecture, whose
+        # weights would not fit (hash-checked here and again by load_network)
+        manifest = read_manifest(manifest_path, path)
         if manifest.get("recipe") != FEATURE_RECIPE:
             raise FeatureNetworkError(
                 f"the cached feature network {path!r} was trained by another recipe "
                 f"(version {manifest.get('recipe', {}).get('version')!r}, current {FEATURE_RECIPE['version']})"
             )
+        manifest = load_network(classifier, path, manifest_path)
     except FeatureNetworkError as e:
         if not train_if_missing:
             where = "" if directory is None else f" (with PYROGEN_CACHE={os.fspath(directory)!r})"

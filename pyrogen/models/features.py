@@ -49,10 +49,11 @@ def default_paths(directory=None):
 class FashionMNISTClassifier(nn.Module):
     """A small convolutional classifier of 28x28 grey images; ``features`` is its penultimate layer.
 
-    ``features``: 5x5 convolution, 32 channels, stride 2 (28 -> 14), batch
-    norm, ReLU; 3x3 convolution, 64 channels, stride 2 (14 -> 7), batch norm,
-    ReLU; linear 3136 -> 128, ReLU. ``head``: dropout 0.2, linear 128 -> 10
-    (class logits). About 420,000 parameters.
+    ``features``: 5x5 convolution, 16 channels, stride 2 (28 -> 14), batch
+    norm, ReLU; 3x3 convolution, 32 channels, stride 2 (14 -> 7), batch norm,
+    ReLU; linear 1568 -> 128, ReLU. ``head``: dropout 0.2, linear 128 -> 10
+    (class logits). About 206,000 parameters; an epoch of Fashion-MNIST takes about
+    20 s on one CPU core (the version-1 network, with twice the channels, about 56 s).
 
     ``forward(x)`` maps images ``(N, 1, 28, 28)`` in [0, 1] to logits ``(N, 10)``;
     ``features(x)`` to features ``(N, 128)``.
@@ -61,9 +62,9 @@ class FashionMNISTClassifier(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
+            nn.Conv2d(1, 16, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, FEATURE_DIM), nn.ReLU(),
         )  # fmt: skip
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(FEATURE_DIM, 10))
 
