@@ -69,7 +69,7 @@ from pyro import poutine
 from torch import nn
 
 from pyrogen.errors import DataError, PyrogenError
-from pyrogen.infer.adversarial import _describe, default_optimizer
+from pyrogen.infer.adversarial import Adversarial, _describe, default_optimizer
 from pyrogen.infer.gan_losses import (
     HingeLoss,
     LeastSquaresLoss,
@@ -254,12 +254,7 @@ class AdversarialInference:
         total = loss if penalty is None else loss + penalty
         return total, real_scores.detach(), fake_scores.detach()
 
-    def _stats(self, loss_d, loss_g, real_scores, fake_scores):
-        th = self.loss.threshold
-        accuracy = ((real_scores > th).float().mean() + (fake_scores <= th).float().mean()) / 2
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                "d_real": self.loss.score_mean(real_scores), "d_fake": self.loss.score_mean(fake_scores),
-                "d_accuracy": accuracy}
+    _stats = Adversarial._stats  # the same step statistics as the GAN loop's
 
     @staticmethod
     def _detach(pair):
