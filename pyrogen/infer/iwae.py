@@ -36,7 +36,7 @@ from pyro.util import check_model_guide_match
 from torch import nn
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
-from pyrogen.infer.reparam_elbo import scored_sites
+from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, scored_sites
 from pyrogen.infer.torch_svi import module_local
 
 PARTICLE_PLATE = "num_particles_vectorized"
@@ -261,17 +261,9 @@ class IWAE_ELBO(ELBO):
         total = surrogate.sum()
         return -(bound.sum() + total - total.detach())
 
-    def loss(self, model, guide, *args, **kwargs):
-        """Minus the summed per-example bound (nats) as a float, without gradients."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs):
-        """The loss (nats) as a float; the (IWAE or DReG) gradients accumulate in the parameters."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        return loss.item()
+    # the loss as a float, and the loss with its (IWAE or DReG) gradients, from differentiable_loss
+    loss = ReparamTrace_ELBO.loss
+    loss_and_grads = ReparamTrace_ELBO.loss_and_grads
 
 
 __all__ = ["IWAE_ELBO", "PARTICLE_PLATE", "stop_parameters"]

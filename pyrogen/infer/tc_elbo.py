@@ -27,7 +27,7 @@ import torch
 from pyro.distributions import Independent
 from pyro.infer import ELBO
 
-from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
+from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, scored_sites, site_log_prob, trace_pair
 
 
 class TCELBO(ELBO):
@@ -123,16 +123,9 @@ class TCELBO(ELBO):
             total = total + rest - (scale * penalty).sum()
         return -total / self.num_particles
 
-    def loss(self, model, guide, *args, **kwargs):
-        """Minus the β-TC objective (nats) as a float, without gradients."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs):
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward()
-        return loss.item()
+    # the objective as a float, and with its gradients, from differentiable_loss
+    loss = ReparamTrace_ELBO.loss
+    loss_and_grads = ReparamTrace_ELBO.loss_and_grads
 
     @torch.no_grad()
     def decomposition(self, model, guide, *args, **kwargs):
