@@ -20,10 +20,16 @@ Rows:
   ``Trace_ELBO`` (and so pyrogen's default) computes: the same-estimator reference.
 * ``plain-default-adam``: the first hand-written loop with ``torch.optim.Adam``'s
   defaults, as such a loop is usually written.
-* ``pyrogen``: :class:`~pyrogen.training.VAETrainer`'s step, i.e.
-  :class:`~pyrogen.infer.TorchSVI` with :class:`~pyrogen.infer.ReparamTrace_ELBO`
-  on ``vae.model``/``vae.guide`` (Monte Carlo KL, Trace_ELBO's values).
-* ``pyrogen-compile``: the same with ``TorchSVI(..., compile=True)``
+* ``pyrogen``: :class:`~pyrogen.training.VAETrainer`'s default step, i.e.
+  :class:`~pyrogen.infer.TorchSVI` on ``vae.model``/``vae.guide`` with the
+  objective ``--elbo auto`` picks (:func:`~pyrogen.training.vae.resolve_elbo`):
+  Pyro's ``TraceMeanField_ELBO`` (analytic KL), which TorchSVI computes by
+  :func:`~pyrogen.infer.meanfield_elbo.meanfield_differentiable_loss`; compare with ``plain``.
+* ``pyrogen-pyro-loss``: the same step on Pyro's own ``TraceMeanField_ELBO.differentiable_loss``
+  (a subclass, which TorchSVI leaves alone): the default step before the lean loss.
+* ``pyrogen-trace``: ``--elbo trace``, :class:`~pyrogen.infer.ReparamTrace_ELBO`
+  (Monte Carlo KL, Trace_ELBO's values); compare with ``plain-mc-kl``.
+* ``pyrogen-compile``: ``--elbo trace`` with ``TorchSVI(..., compile=True)``
   (``pyrogen train vae --compile``): the ELBO recorded as one graph and compiled
   by ``torch.compile``; its compilation time is printed, not counted in the
   median (it falls in the first epoch).
@@ -59,6 +65,7 @@ from pyrogen.evaluation import evaluate_dataset
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
 from pyrogen.networks import build_decoder, build_encoder
+from pyrogen.training.vae import ELBOS, resolve_elbo
 
 try:  # an optional peer for the comparison, never a dependency
     from pythae.models import VAE as PythaeVAE, VAEConfig
@@ -178,6 +185,8 @@ def main():
     parser.add_argument("--autocast", choices=["bf16"], default=None,
                         help="add plain and pyrogen eager rows under torch.autocast(bfloat16)")
     parser.add_argument("--no-pythae", action="store_true", help="leave pythae out even if importable")
+    parser.add_argument("--rows", nargs="+", default=None, metavar="ROW",
+                        help="time only these loops (plain is always in): e.g. --rows pyrogen pyrogen-pyro-loss")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -207,11 +216,19 @@ def main():
 
         return model, step
 
-    def pyrogen_loop(compile=False, autocast=False, **compile_options):
+    class PyroLoss(pyro.infer.TraceMeanField_ELBO):
+        """Pyro's TraceMeanField_ELBO under another name, so that TorchSVI runs Pyro's own method."""
+
+    def pyrogen_loop(compile=False, autocast=False, elbo="auto", **compile_options):
         pyro.set_rng_seed(args.seed)
         vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
+        if elbo == "auto":  # what VAETrainer builds for --elbo auto (--compile: trace)
+            name = resolve_elbo(vae, "auto", compile)[0]
+            loss = ReparamTrace_ELBO() if name == "trace" else ELBOS[name]()
+        else:
+            loss = {"trace": ReparamTrace_ELBO, "pyro-loss": PyroLoss}[elbo]()
         svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
-                       ReparamTrace_ELBO(), compile=compile)
+                       loss, compile=compile)
         if compile_options:
             svi.loss_module.compile_options.update(compile_options)
         if compile:
@@ -230,40 +247,55 @@ def main():
 
         return vae, step
 
-    models, loops = {}, {}
-    plain, loops["plain"] = hand_written("loss", fused=True)
-    models["plain"] = plain
-    models["plain-mc-kl"], loops["plain-mc-kl"] = hand_written("mc_kl_loss", fused=True)
-    models["plain-default-adam"], loops["plain-default-adam"] = hand_written("loss")  # Adam's defaults
-    models["pyrogen"], loops["pyrogen"] = pyrogen_loop()
-    models["pyrogen-compile"], loops["pyrogen-compile"] = pyrogen_loop(compile=True)
-    if args.cudagraphs:
-        models["pyrogen-compile-cudagraphs"], loops["pyrogen-compile-cudagraphs"] = pyrogen_loop(
-            compile=True, **{"triton.cudagraphs": True})
-    if args.autocast:
-        models["plain-bf16"], loops["plain-bf16"] = hand_written("loss", autocast=True, fused=True)
-        models["pyrogen-bf16"], loops["pyrogen-bf16"] = pyrogen_loop(autocast=True)
+    rows = ["plain", "plain-mc-kl", "plain-default-adam", "pyrogen", "pyrogen-pyro-loss", "pyrogen-trace",
+            "pyrogen-compile"] + (["pyrogen-compile-cudagraphs"] if args.cudagraphs else []) + (
+            ["plain-bf16", "pyrogen-bf16"] if args.autocast else []) + ["pyro-tutorial"] + (
+            ["pythae"] if args.architecture == "mlp" and not args.no_pythae else [])
+    if args.rows:
+        unknown = set(args.rows) - set(rows)
+        if unknown:
+            parser.error(f"--rows: unknown loop(s) {sorted(unknown)}; the loops are {rows}")
+        rows = [name for name in rows if name in args.rows or name == "plain"]
 
-    pyro.set_rng_seed(args.seed)
-    tutorial_vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
-    tutorial = pyro.infer.SVI(tutorial_vae.model, tutorial_vae.guide, pyro.optim.Adam({"lr": 1e-3}),
-                              pyro.infer.Trace_ELBO())
-    models["pyro-tutorial"], loops["pyro-tutorial"] = tutorial_vae, tutorial.step
-
-    if PythaeVAE is not None and not args.no_pythae and args.architecture == "mlp":
+    def tutorial_loop():
         pyro.set_rng_seed(args.seed)
-        pythae_layers = PlainVAE("mlp").to(device)
-        pythae_model = pythae_vae(pythae_layers).to(device)
-        pythae_optim = torch.optim.Adam(pythae_model.parameters(), lr=1e-3)
+        vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
+        svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+        return vae, svi.step
 
-        def pythae_step(x):
-            pythae_optim.zero_grad(set_to_none=True)
-            pythae_model(DatasetOutput(data=x)).loss.backward()
-            pythae_optim.step()
+    def pythae_loop():
+        pyro.set_rng_seed(args.seed)
+        layers = PlainVAE("mlp").to(device)
+        model = pythae_vae(layers).to(device)
+        optim = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        models["pythae"], loops["pythae"] = pythae_layers, pythae_step
-    elif not args.no_pythae and args.architecture == "mlp":
+        def step(x):
+            optim.zero_grad(set_to_none=True)
+            model(DatasetOutput(data=x)).loss.backward()
+            optim.step()
+
+        return layers, step
+
+    builders = {
+        "plain": lambda: hand_written("loss", fused=True),
+        "plain-mc-kl": lambda: hand_written("mc_kl_loss", fused=True),
+        "plain-default-adam": lambda: hand_written("loss"),  # Adam's defaults
+        "pyrogen": lambda: pyrogen_loop(),
+        "pyrogen-pyro-loss": lambda: pyrogen_loop(elbo="pyro-loss"),
+        "pyrogen-trace": lambda: pyrogen_loop(elbo="trace"),
+        "pyrogen-compile": lambda: pyrogen_loop(compile=True),
+        "pyrogen-compile-cudagraphs": lambda: pyrogen_loop(compile=True, **{"triton.cudagraphs": True}),
+        "plain-bf16": lambda: hand_written("loss", autocast=True, fused=True),
+        "pyrogen-bf16": lambda: pyrogen_loop(autocast=True),
+        "pyro-tutorial": tutorial_loop,
+        "pythae": pythae_loop,
+    }
+    if "pythae" in rows and PythaeVAE is None:
         print("pythae is not importable here: no pythae row (pip install pythae in a side environment)")
+        rows.remove("pythae")
+    models, loops = {}, {}
+    for name in rows:
+        models[name], loops[name] = builders[name]()
 
     def as_pyrogen(name):
         model = models[name]
@@ -305,7 +337,7 @@ def main():
                 flush=True)
 
     reference = statistics.median(per_step["plain"])
-    same_estimator = statistics.median(per_step["plain-mc-kl"])
+    same_estimator = statistics.median(per_step["plain-mc-kl"]) if "plain-mc-kl" in per_step else float("nan")
     print(f"\nFashion-MNIST, {args.architecture} VAE on {device.type}, {args.epochs} epochs, M = {batch}, L = 1, "
           f"torch threads {torch.get_num_threads()}")
 
