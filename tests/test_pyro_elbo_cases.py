@@ -16,10 +16,10 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from pyro.distributions.testing.rejection_gamma import ShapeAugmentedGamma
-from pyro.infer import Trace_ELBO
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import constraints
 
-from pyrogen.infer import ReparamTrace_ELBO
+from pyrogen.infer import MeanField_ELBO, ReparamTrace_ELBO
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*Guessed max_plate_nesting")
 
@@ -45,7 +45,31 @@ def assert_same(model, guide, *args, seed=0, **elbo_kwargs):
     assert actual_grads.keys() == expected_grads.keys()
     for name in expected_grads:
         torch.testing.assert_close(actual_grads[name], expected_grads[name], rtol=1e-6, atol=1e-6)
+    with pyro.validation_enabled(False):  # the training loop's setting: sites recorded by SiteRecorder
+        assert_bitwise_same(_loss_and_grads(ReparamTrace_ELBO, model, guide, args, seed, elbo_kwargs),
+                            (actual, actual_grads))
+        assert_meanfield_same(model, guide, args, seed, elbo_kwargs)
     return actual
+
+
+def assert_bitwise_same(first, second):
+    """The same loss and the same gradients (names and every element) to the bit."""
+    (loss1, grads1), (loss2, grads2) = first, second
+    assert loss1 == loss2 and grads1.keys() == grads2.keys()
+    for name in grads1:
+        assert torch.equal(grads1[name], grads2[name]), name
+
+
+def assert_meanfield_same(model, guide, args, seed, elbo_kwargs):
+    """MeanField_ELBO gives Pyro's TraceMeanField_ELBO's loss and gradients to the bit on the same case,
+    or raises the same error where Pyro's raises (e.g. a latent site that the guide does not draw)."""
+    try:
+        expected = _loss_and_grads(TraceMeanField_ELBO, model, guide, args, seed, elbo_kwargs)
+    except Exception as error:  # noqa: BLE001 - whatever Pyro raises, the lean loss must raise too
+        with pytest.raises(type(error)):
+            _loss_and_grads(MeanField_ELBO, model, guide, args, seed, elbo_kwargs)
+        return
+    assert_bitwise_same(_loss_and_grads(MeanField_ELBO, model, guide, args, seed, elbo_kwargs), expected)
 
 
 def assert_same_error(model, guide, match, *args, **elbo_kwargs):

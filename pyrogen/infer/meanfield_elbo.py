@@ -5,7 +5,7 @@ from pyro.distributions.util import is_validation_enabled, scale_and_mask
 from pyro.infer import TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
-from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
+from pyrogen.infer.reparam_elbo import record_pair, scored_sites, site_log_prob
 
 
 def _entropy_term(site):
@@ -54,9 +54,10 @@ def meanfield_differentiable_loss(elbo, model, guide, *args, **kwargs):
     """``elbo.differentiable_loss(model, guide, *args, **kwargs)`` of a :class:`pyro.infer.TraceMeanField_ELBO`.
 
     Under Pyro's validation, or with ``vectorize_particles``, it is Pyro's own
-    method (every check and warning included). Otherwise the traces are the
-    same (``poutine.trace`` of the guide, the model replayed against it) and
-    only what the loss reads is computed (:func:`_particle_loss`). The value
+    method (every check and warning included). Otherwise the guide runs, then
+    the model replayed against it, as in Pyro, both recorded by
+    :class:`~pyrogen.infer.reparam_elbo.SiteRecorder` (the sample sites, no more),
+    and only what the loss reads is computed (:func:`_particle_loss`). The value
     and the gradients are those of Pyro's method on the same draws, to the bit:
     Pyro returns ``loss + (surrogate - surrogate.item())`` with ``loss`` the
     float of ``surrogate``, which for one particle is ``surrogate``'s value (an
@@ -72,11 +73,11 @@ def meanfield_differentiable_loss(elbo, model, guide, *args, **kwargs):
         return TraceMeanField_ELBO.differentiable_loss(elbo, model, guide, *args, **kwargs)
     n = elbo.num_particles
     if n == 1:  # Pyro's 0.0 + particle / 1 is the particle, to the bit (and so is its gradient)
-        surrogate = _particle_loss(*trace_pair(model, guide, args, kwargs))
+        surrogate = _particle_loss(*record_pair(model, guide, args, kwargs))
     else:
         surrogate, value = 0.0, 0.0
         for _ in range(n):
-            particle = _particle_loss(*trace_pair(model, guide, args, kwargs))
+            particle = _particle_loss(*record_pair(model, guide, args, kwargs))
             surrogate = surrogate + particle / n
             value = value + particle.detach().double() / n
     if not torch.is_tensor(surrogate):  # no site contributed: Pyro returns a 0-d tensor of its float

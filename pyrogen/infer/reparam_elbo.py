@@ -5,7 +5,8 @@ from pyro import poutine
 from pyro.distributions.util import is_identically_zero, is_validation_enabled, scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.util import MultiFrameTensor, get_plate_stacks
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape, warn_if_nan
 
 
@@ -20,6 +21,64 @@ def trace_pair(model, guide, args, kwargs, max_plate_nesting=float("inf")):
     if is_validation_enabled():
         check_model_guide_match(model_trace, guide_trace, max_plate_nesting)
     return model_trace, guide_trace
+
+
+class SiteRecorder(Messenger):
+    """``poutine.trace`` reduced to what an ELBO reads, with ``poutine.replay`` inside it when given sites.
+
+    Entered around a model or guide, it records every sample site's message
+    (a shallow copy, taken where :class:`~pyro.poutine.trace_messenger.TraceMessenger`
+    takes it) in :attr:`nodes`, a dict by site name in execution order, and
+    raises Pyro's ``Multiple sample sites named`` error. With ``replay`` (the
+    guide's :attr:`nodes`) each unobserved site found there takes the guide's
+    value and ``infer`` dict, as ``poutine.replay`` does (and a guide site that
+    was observed is Pyro's ``must be sampled in trace`` error). It leaves out
+    what no ELBO here reads: param sites, the ``_INPUT``/``_RETURN`` nodes, the
+    graph structure and one handler object per call. So ``recorder.nodes`` can
+    stand in for ``trace.nodes`` of ``poutine.trace``.
+    """
+
+    def __init__(self, replay=None):
+        super().__init__()
+        self.replay = replay
+        self.nodes = {}
+
+    def __enter__(self):
+        self.nodes = {}
+        return super().__enter__()
+
+    def _pyro_sample(self, msg):
+        if self.replay is None or msg["is_observed"]:
+            return
+        guide_msg = self.replay.get(msg["name"])
+        if guide_msg is not None:
+            if guide_msg["is_observed"]:
+                raise RuntimeError(f"site {msg['name']} must be sampled in trace")
+            msg["done"] = True
+            msg["value"] = guide_msg["value"]
+            msg["infer"] = guide_msg["infer"]
+
+    def _pyro_post_sample(self, msg):
+        if msg["infer"].get("_do_not_trace"):
+            assert msg["infer"].get("is_auxiliary")
+            assert not msg["is_observed"]
+            return
+        if msg["name"] in self.nodes:
+            raise RuntimeError(f"Multiple sample sites named '{msg['name']}'")
+        self.nodes[msg["name"]] = msg.copy()
+
+
+def record_pair(model, guide, args, kwargs):
+    """:func:`trace_pair` without validation, recorded by :class:`SiteRecorder`: ``(model_sites, guide_sites)``.
+
+    Each has ``.nodes`` like a :class:`~pyro.poutine.Trace` of sample sites, holding
+    what ``trace_pair``'s traces hold at those sites, on the same random draws.
+    """
+    with SiteRecorder() as guide_sites:
+        guide(*args, **kwargs)
+    with SiteRecorder(replay=guide_sites.nodes) as model_sites:
+        model(*args, **kwargs)
+    return model_sites, guide_sites
 
 
 def scored_sites(trace, observed=True):
@@ -94,10 +153,14 @@ class ReparamTrace_ELBO(ELBO):
                          vectorize_particles=vectorize_particles)
 
     def _get_trace(self, model, guide, args, kwargs):
-        """One particle: the guide's trace and the model's trace replayed against it."""
+        """One particle: the guide's trace and the model's trace replayed against it.
+
+        Without validation the sites are recorded by :class:`SiteRecorder`, which
+        keeps only what the loss reads."""
+        if not is_validation_enabled():
+            return record_pair(model, guide, args, kwargs)
         model_trace, guide_trace = trace_pair(model, guide, args, kwargs, self.max_plate_nesting)
-        if is_validation_enabled():
-            check_if_enumerated(guide_trace)
+        check_if_enumerated(guide_trace)
         return model_trace, guide_trace
 
     def _particle_elbo(self, model_trace, guide_trace):
@@ -171,12 +234,10 @@ class ReparamTrace_ELBO(ELBO):
 def _log_r(model_trace, guide_trace):
     """Detached log p - log q of every model site, by plate stack (Trace_ELBO's ``_compute_log_r``)."""
     log_r = MultiFrameTensor()
-    model_trace, guide_trace = prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
-    stacks = get_plate_stacks(model_trace)
-    for name, site in model_trace.nodes.items():
-        if site["type"] == "sample":
-            term = site["log_prob"]
-            if not site["is_observed"]:
-                term = term - guide_trace.nodes[name]["log_prob"]
-            log_r.add((stacks[name], term.detach()))
+    stacks = get_plate_stacks(model_trace)  # subsample sites left out, as Trace_ELBO's pruned traces do
+    for name, site in scored_sites(model_trace):
+        term = site["log_prob"]
+        if not site["is_observed"]:
+            term = term - guide_trace.nodes[name]["log_prob"]
+        log_r.add((stacks[name], term.detach()))
     return log_r
