@@ -132,3 +132,18 @@ def test_torch_svi_steps_equal_steps_on_pyros_loss():
             assert torch.equal(loss, expected.detach())
     for p, q in zip(fast.parameters(), reference.parameters()):
         assert torch.equal(p, q)
+
+
+def test_per_example_loss_takes_the_lean_path_with_pyros_values():
+    from pyrogen.optim import PerExampleLoss
+
+    vae = VAE(latent_dim=4, hidden=(16,))
+    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.4))
+    wrapped = PerExampleLoss(TraceMeanField_ELBO())
+    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), wrapped)
+    assert svi.loss_module._differentiable_loss.args[0].func is meanfield_differentiable_loss
+    params = list(vae.parameters())
+    with pyro.validation_enabled(False):
+        results = [_loss_and_grads(lambda: loss(vae.model, vae.guide, x), params)
+                   for loss in (wrapped.differentiable_loss, svi.loss_module._differentiable_loss)]
+    assert_bitwise_equal(*results)

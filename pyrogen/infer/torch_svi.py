@@ -9,6 +9,7 @@ from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss
 from pyrogen.infer.meanfield_elbo import meanfield_differentiable_loss
+from pyrogen.optim import PerExampleLoss
 
 
 def module_local(fn):
@@ -40,10 +41,19 @@ def differentiable_loss_of(elbo):
     :func:`~pyrogen.infer.meanfield_elbo.meanfield_differentiable_loss`, which
     gives the same value and gradients on the same draws without computing
     what the loss does not read, and is Pyro's own method under validation.
+    A :class:`~pyrogen.optim.PerExampleLoss` (``loss_reduction="mean"``) around
+    one is divided by the batch size after it, as its own method does.
     """
     if type(elbo) is TraceMeanField_ELBO:
         return functools.partial(meanfield_differentiable_loss, elbo)
+    if type(elbo) is PerExampleLoss and type(elbo.loss) is TraceMeanField_ELBO:
+        return functools.partial(_per_example, functools.partial(meanfield_differentiable_loss, elbo.loss))
     return elbo.differentiable_loss
+
+
+def _per_example(differentiable_loss, model, guide, x, *args, **kwargs):
+    """:meth:`PerExampleLoss.differentiable_loss <pyrogen.optim.PerExampleLoss.differentiable_loss>` of another loss."""
+    return differentiable_loss(model, guide, x, *args, **kwargs) / x.shape[0]
 
 
 class ELBOModule(nn.Module):
