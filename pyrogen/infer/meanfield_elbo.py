@@ -26,11 +26,26 @@ def _particle_loss(model_trace, guide_trace):
     skipped: the log-density of each latent site under the prior and under the
     guide (both unused when the KL is analytic), the subsample-free copies of
     both traces, and the host read of the value.
+
+    Pyro sums the ELBO from 0 and negates it at the end; here the loss itself
+    is summed, each term added where Pyro subtracts it and the other way round.
+    With rounding to nearest, :math:`\\mathrm{fl}(-a - t) = -\\mathrm{fl}(a + t)`,
+    so every partial sum is minus Pyro's to the bit (the sign of a zero aside),
+    and so are the gradients (each term's is ±1 times the same incoming
+    gradient); it saves the ``0 - t`` and the final negation, two nodes of
+    the autograd graph.
     """
-    elbo = 0
+    loss = None
+
+    def add(term):
+        return term if loss is None else loss + term
+
+    def subtract(term):
+        return -term if loss is None else loss - term
+
     for name, model_site in scored_sites(model_trace):
         if model_site["is_observed"]:
-            elbo = elbo + site_log_prob(model_site).sum()
+            loss = subtract(site_log_prob(model_site).sum())
             continue
         guide_site = guide_trace.nodes[name]
         try:
@@ -40,14 +55,15 @@ def _particle_loss(model_trace, guide_trace):
                 kl_qp_sum = kl_qp.sum()
             else:
                 kl_qp_sum = kl_qp * torch.Size(guide_site["fn"].batch_shape).numel()
-            elbo = elbo - kl_qp_sum
+            loss = add(kl_qp_sum)
         except NotImplementedError:
-            elbo = elbo + site_log_prob(model_site).sum() - _entropy_term(guide_site).sum()
+            loss = subtract(site_log_prob(model_site).sum())
+            loss = add(_entropy_term(guide_site).sum())
     for name, guide_site in scored_sites(guide_trace):
         if name not in model_trace.nodes:
             assert guide_site["infer"].get("is_auxiliary")
-            elbo = elbo - _entropy_term(guide_site).sum()
-    return -elbo
+            loss = add(_entropy_term(guide_site).sum())
+    return 0 if loss is None else loss
 
 
 def meanfield_differentiable_loss(elbo, model, guide, *args, **kwargs):

@@ -166,12 +166,15 @@ class ReparamTrace_ELBO(ELBO):
     def _particle_elbo(self, model_trace, guide_trace):
         """The ELBO of one (possibly vectorized) particle, with Trace_ELBO's surrogate terms if needed."""
         validate = is_validation_enabled()
-        elbo, surrogate = 0.0, 0.0
+        # The sums start from the first term, not from 0.0: 0.0 + t is t to the bit (the sign of a
+        # zero aside), and so is its gradient, without an operation and an autograd node per sum.
+        elbo, surrogate = None, 0.0
         for name, site in scored_sites(model_trace):
             site["log_prob"] = site_log_prob(site)
             if validate:
                 warn_if_nan(site["log_prob"], f"log_prob at site '{name}'")
-            elbo = elbo + site["log_prob"].sum()
+            log_p = site["log_prob"].sum()
+            elbo = log_p if elbo is None else elbo + log_p
         scored = []
         for name, site in scored_sites(guide_trace):
             fn = site["fn"]
@@ -192,7 +195,7 @@ class ReparamTrace_ELBO(ELBO):
                 # has_rsample=False).
                 entropy = 0.0 if is_identically_zero(parts.entropy_term) else parts.entropy_term.sum()
                 log_q = log_q.detach() + (entropy - entropy.detach() if torch.is_tensor(entropy) else 0.0)
-            elbo = elbo - log_q
+            elbo = 0.0 - log_q if elbo is None else elbo - log_q
             if not is_identically_zero(parts.score_function):
                 scored.append((site, parts))
         if validate:
@@ -204,14 +207,17 @@ class ReparamTrace_ELBO(ELBO):
             for site, parts in scored:
                 term = (log_r.sum_to(site["cond_indep_stack"]) * parts.score_function).sum()
                 surrogate = surrogate + term - term.detach()
-        return elbo + surrogate
+        if elbo is None:
+            elbo = 0.0
+        return elbo + surrogate if torch.is_tensor(surrogate) else elbo
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """The negative ELBO (nats) as a tensor that gradients flow through."""
-        elbo = 0.0
+        elbo = None
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo = elbo + self._particle_elbo(model_trace, guide_trace)
-        loss = -elbo / self.num_particles
+            particle = self._particle_elbo(model_trace, guide_trace)
+            elbo = particle if elbo is None else elbo + particle  # 0.0 + t is t: no operation for it
+        loss = -elbo if self.num_particles == 1 else -elbo / self.num_particles  # t / 1 is t
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(loss)
         if is_validation_enabled():  # a host synchronisation: not in TorchSVI's unvalidated hot loop
