@@ -4,6 +4,8 @@ Each test compiles a small graph with torch.compile (a few seconds on the CPU).
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -12,8 +14,11 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from pyrogen.config import AUTO_COMPILE_MIN_STEPS, default_config
 from pyrogen.infer import CompiledLoss, ELBOModule, ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
+from pyrogen.training import VAETrainer
+from pyrogen.training.vae import auto_compile
 from tests.conftest import requires_fashion_mnist
 from tests.test_training import make_trainer, small_config
 
@@ -135,3 +140,82 @@ def test_missing_cxx_compiler_is_a_one_line_cli_error(tmp_path):
         "needs a working C++ compiler (e.g. apt-get install g++). Train without compile instead"
     ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_compile_setting_accepts_modes_and_the_booleans_of_older_runs():
+    from pyrogen.config import compile_mode
+    from pyrogen.errors import DataError
+
+    assert [compile_mode(v) for v in ("auto", "on", "off", True, False)] == ["auto", "on", "off", "on", "off"]
+    assert default_config()["train"]["compile"] == "auto"
+    with pytest.raises(DataError, match=r"train.compile must be one of \('auto', 'on', 'off'\)"):
+        compile_mode("fast")
+
+
+def test_auto_compiles_long_runs_where_a_compiler_works(monkeypatch):
+    from pyrogen.training import vae as vae_training
+
+    works = vae_training.compiler_works("cpu")
+    assert works == (shutil.which("g++") is not None or shutil.which("c++") is not None)
+    n = AUTO_COMPILE_MIN_STEPS
+    assert not auto_compile(n - 1, "cpu")
+    assert auto_compile(n, "cpu") == works
+    assert not auto_compile(10 * n, "cpu", blocked=True)
+    monkeypatch.setattr(vae_training, "compiler_works", lambda device: False)
+    assert not auto_compile(10 * n, "cpu")
+
+
+def test_auto_counts_the_steps_left_and_leaves_blocked_settings_eager(monkeypatch):
+    from pyrogen.training import vae as vae_training
+
+    monkeypatch.setattr(vae_training, "compiler_works", lambda device: True)
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    config = small_config()  # compile "auto"
+    config["train"].update(batch_size=10, epochs=2)  # 4 steps per epoch
+    trainer = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
+    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 9)
+    trainer.fit(2)  # 8 steps: eager
+    assert not trainer.compile and not isinstance(trainer.svi.loss_module, CompiledLoss)
+    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 4)
+    monkeypatch.setattr(vae_training.TorchSVI, "step", lambda self, *a, **k: torch.tensor(0.0))
+    trainer.fit(3)  # 4 steps left: compiled (steps stubbed: only the choice is under test)
+    assert trainer.compile and isinstance(trainer.svi.loss_module, CompiledLoss)
+    config["train"].update(aggressive=True)
+    aggressive = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
+    assert aggressive.compile_blocked()
+
+
+@requires_fashion_mnist
+def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fashion_mnist_small, monkeypatch,
+                                                                              capsys):
+    from pyrogen.training import vae as vae_training
+
+    def broken_compile(graph, **options):
+        def run(*args):
+            raise torch._dynamo.exc.BackendCompilerFailed(
+                graph, RuntimeError("InvalidCxxCompiler: No working C++ compiler found"), None)
+        return run
+
+    train, test = fashion_mnist_small
+    data = (train.subset(300), test.subset(100))
+    results = []
+    for mode in ("off", "auto"):
+        config = small_config(compile=mode)
+        trainer = make_trainer(config, data)
+        trainer.progress = True
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            m.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 1)
+            m.setattr(vae_training, "compiler_works", lambda device: True)
+            m.setattr(torch, "compile", broken_compile)
+            trainer.fit(1)
+        results.append((trainer, capsys.readouterr().err))
+    (eager, _), (fallback, err) = results
+    notes = [line for line in err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
+    assert len(notes) == 1 and re.search(r"pyrogen: --compile auto: torch.compile could not compile the "
+                                         r"recorded loss \(.*\); training eagerly$", notes[0]), err
+    assert not fallback.compile
+    # Nothing was drawn or updated by the failed attempt: the run is the eager run, bit for bit.
+    assert fallback.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
+    for a, b in zip(fallback.vae.parameters(), eager.vae.parameters()):
+        assert torch.equal(a, b)

@@ -119,21 +119,24 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
     }
     if high > 0:
         summary["advice"] = (
-            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: their importance-"
-            "sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is narrower "
-            "than the posterior or misplaced; more importance samples (--num-samples) help only "
-            "slowly, a better guide (more training, IWAE training, a richer posterior family) helps."
-        )
+            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: " + _ADVICE)
     return summary
 
 
+_ADVICE = ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is "
+           "narrower than the posterior or misplaced; more importance samples (--eval-samples) help only "
+           "slowly, a better guide (more training, IWAE training, a richer posterior family) helps.")
+
+
 def format_khat_summary(summary):
-    """One or two lines for the command line: the share of high :math:`\\hat k` and any advice."""
+    """One line for the command line: the share of high :math:`\\hat k`, then the advice once, if any."""
     line = (f"Pareto k-hat: {100 * summary['share_above_threshold']:.1f}% of "
             f"{summary['num_examples']} examples above {summary['threshold']}")
     if summary["khat_max"] is not None:
         line += f" (median {summary['khat_median']:.2f}, max {summary['khat_max']:.2f})"
-    return line + ("\n" + summary["advice"] if summary["advice"] else "")
+    if summary["advice"]:  # the advice's own first clause repeats the share: only its explanation follows
+        return f"{line}: {_ADVICE}"
+    return line + "."
 
 
 @torch.no_grad()
