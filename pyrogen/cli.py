@@ -177,13 +177,18 @@ def build_parser():
     ev.add_argument("--num-samples", type=_positive_int, default=None, dest="deprecated_num_samples",
                     help=argparse.SUPPRESS)  # the old name of --eval-samples, kept working
     ev.add_argument("--test-size", type=_positive_int, default=None, help="evaluate the first N test images")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="random seed of the importance samples; results go to "
+                         "RUN_DIR/evaluations/log-px-K<K>-seed<SEED>-epoch<E>-test<N>.json (default: 0)")
     _add_device(ev)
 
     sm = commands.add_parser("sample", help="draw samples from a run's model as a PNG grid",
                              description="Decode draws z ~ p(z) and save the mean images as a PNG grid.")
     sm.add_argument("run_dir", metavar="RUN_DIR")
     sm.add_argument("-n", "--num-samples", type=_positive_int, default=64, help="images (default: 64)")
-    sm.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/samples.png)")
+    sm.add_argument("--out", default=None,
+                    help="PNG path (default: RUN_DIR/samples-epoch<E>-n<N>-seed<SEED>.png, titled; a number "
+                         "is appended rather than overwrite an earlier picture)")
     sm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_device(sm)
 
@@ -232,13 +237,19 @@ def _report(result):
         print(format_khat_summary(result["psis"]))
 
 
-def _evaluate(trainer, num_samples):
+def _evaluate(trainer, num_samples, seed=0, command="pyrogen train"):
+    """Evaluate ``trainer``'s model on its test data, seeded; the result goes to a file of the run named
+    by its settings (K, seed, epoch, test images), so no evaluation replaces another."""
+    import datetime
+
     import pyro
 
     from pyrogen.evaluation.psis import MIN_SAMPLES, khat_summary, log_likelihood_with_khat
+    from pyrogen.files import log_px_evaluation_name
 
     if num_samples and trainer.config.get("kind") == "ae":
         trainer.evaluate(num_samples)  # raises: a point-mass guide has no importance weights
+    pyro.set_rng_seed(seed)
     if num_samples < MIN_SAMPLES:
         result = trainer.evaluate(num_samples)
     else:  # log p(x) and the Pareto k-hat of its importance weights, from the same draws
@@ -246,14 +257,45 @@ def _evaluate(trainer, num_samples):
         vae = trainer.vae.eval()
         with pyro.validation_enabled(False):
             ll = log_likelihood_with_khat(vae.model, vae.guide, trainer.test_data, num_samples,
-                                          batch_size=trainer.config["eval"]["batch_size"])
+                                          batch_size=trainer.config["eval"]["batch_size"],
+                                          progress=trainer.progress)
         vae.train()
         result.update(log_px=ll["log_px"], psis=khat_summary(ll["khat"]))
-    result["num_samples"] = num_samples
-    result["epoch"] = trainer.epoch
+    num_examples = trainer.test_data.shape[0]
+    result.update(num_samples=num_samples, seed=seed, epoch=trainer.epoch, num_examples=num_examples,
+                  written_by=command, written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     if trainer.run is not None:
-        trainer.run.write_json("evaluation.json", result)
+        trainer.run.write_json(log_px_evaluation_name(num_samples, seed, trainer.epoch, num_examples), result)
     return result
+
+
+def _binarized_note(config):
+    """The line under a reconstruction grid that says how its inputs were binarized, or None."""
+    binarize = config.get("data", {}).get("binarize", "none")
+    if binarize in (None, "none"):
+        return None
+    return (f"inputs binarized: each test pixel drawn once from Bernoulli(grey level), seed 12345 "
+            f"(training: {binarize})")
+
+
+def _write_training_pictures(trainer):
+    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled."""
+    import torch
+
+    from pyrogen.plotting import plot_image_grid, plot_reconstruction_pairs
+
+    if trainer.run is None:
+        return []
+    vae = trainer.vae.eval()
+    with torch.no_grad():
+        samples = vae.sample(64)
+        x = trainer.test_data[:32]
+        recon = vae.reconstruct(x)
+    vae.train()
+    return [plot_image_grid(samples, trainer.run.file("samples.png"),
+                            f"Mean images of 64 draws z ~ p(z), end of training (epoch {trainer.epoch})"),
+            plot_reconstruction_pairs(x, recon, trainer.run.file("reconstructions.png"),
+                                      note=_binarized_note(trainer.config))]
 
 
 def _train(args):
@@ -410,7 +452,7 @@ def _train_vae(args):
     trainer.fit()
     if not distributed.is_main_process():
         return 0
-    for path in trainer.write_pictures():
+    for path in _write_training_pictures(trainer):
         print(f"wrote {path}")
     _report(_evaluate(trainer, trainer.config["eval"]["num_samples"]))
     return 0
@@ -432,17 +474,29 @@ def _evaluate_run(args):
         print("pyrogen: warning: 'evaluate --num-samples' is deprecated; use --eval-samples, the name "
               "'train' uses for the same K", file=sys.stderr)
         num_samples = args.deprecated_num_samples
-    _report(_evaluate(trainer, num_samples))
+    _report(_evaluate(trainer, num_samples, seed=args.seed, command="pyrogen evaluate"))
     return 0
 
 
 def _sample_quality_run(args):
+    import datetime
+
     from pyrogen.evaluation.sample_quality import evaluate_run
+    from pyrogen.files import sample_quality_name
+    from pyrogen.runs import open_run
 
     r = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed, device=args.device)
     print(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
           f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
           f"feature network {r['feature_net']})")
+    run = open_run(args.run_dir, device="cpu")
+    if run.kind != "features":
+        epoch = run.checkpoint["epoch"]
+        saved = dict(r, num_samples=args.num_samples, seed=args.seed, epoch=epoch, written_by="pyrogen sample-quality",
+                     written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+        name = sample_quality_name(args.num_samples, args.seed, epoch)
+        run.dir.write_json(name, saved)
+        print(f"wrote {run.dir.file(name)}")
     return 0
 
 
@@ -454,11 +508,21 @@ def _sample_run(args):
     from pyrogen.files import RunDir
     from pyrogen.runs import open_run
 
-    vae = open_run(args.run_dir, device=args.device).model()
+    from pyrogen.files import unused_path
+    from pyrogen.plotting import plot_image_grid
+
+    run = open_run(args.run_dir, device=args.device)
+    vae = run.model()
     pyro.set_rng_seed(args.seed)
     images = vae.sample(args.num_samples)
-    out = os.path.abspath(args.out or os.path.join(args.run_dir, "samples.png"))
-    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
+    if args.out:  # the user's own file, written as it always was
+        out = os.path.abspath(args.out)
+        path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images)
+    else:  # named by its settings, and never over an earlier picture
+        epoch = run.checkpoint["epoch"]
+        path = plot_image_grid(
+            images, unused_path(run.dir.file(f"samples-epoch{epoch}-n{args.num_samples}-seed{args.seed}.png")),
+            f"Mean images of {args.num_samples} draws z ~ p(z), seed {args.seed}, checkpoint of epoch {epoch}")
     print(f"wrote {path}")
     return 0
 

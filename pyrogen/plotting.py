@@ -97,6 +97,38 @@ def _prior_quantiles(vae, probs):
         return torch.quantile(draws, probs, dim=0)
 
 
+def plot_image_grid(images, path, title, ncol=8, note=None, dpi=100):
+    """Images ``(N, C, H, W)`` in [0, 1] as one titled grid, ``ncol`` per row, at 55 pixels per image.
+
+    :param str note: a second line under the title (e.g. how the inputs were binarized).
+    """
+    top = 0.35 if note is None else 0.6
+    figsize = _grid_figsize(math.ceil(images.shape[0] / ncol), ncol, top=top)
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, images, ncol, title if note is None else f"{title}\n{note}", figsize, top=top)
+    return _save(fig, path, dpi)
+
+
+def plot_reconstruction_pairs(x, recon, path, ncol=8, note=None, dpi=100):
+    """Inputs ``x`` and their reconstructions ``recon`` as row pairs: a row of inputs, below it theirs.
+
+    :param str note: a second line under the title (e.g. how the inputs were binarized).
+    """
+    rows = math.ceil(x.shape[0] / ncol)
+    pad = rows * ncol - x.shape[0]
+    blank = torch.ones((pad,) + x.shape[1:], device=x.device)
+    xs, rs = torch.cat([x, blank]), torch.cat([recon.to(x.device), blank])
+    interleaved = torch.cat([torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]])
+                             for r in range(rows)]).flatten(0, 1)
+    top = 0.35 if note is None else 0.6
+    figsize = _grid_figsize(2 * rows, ncol, left=1.1, top=top)
+    title = "Inputs (rows marked input) and their reconstructions (the row below each)"
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, interleaved, ncol, title if note is None else f"{title}\n{note}", figsize, left=1.1, top=top,
+               row_labels=["input", "reconstruction"] * rows)
+    return _save(fig, path, dpi)
+
+
 @torch.no_grad()
 def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
     """Inputs with their reconstructions below them, row by row.

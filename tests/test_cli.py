@@ -19,11 +19,12 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     assert main(["train", "vae", "--out", str(out), "--eval-samples", "20"] + TINY) == 0
     printed = capsys.readouterr().out
     assert "test ELBO" in printed and "log p(x)" in printed and "(K = 20)" in printed
-    for name in ("config.json", "metrics.csv", "checkpoint.pt", "samples.png", "reconstructions.png",
-                 "evaluation.json"):
+    trained = "evaluations/log-px-K20-seed0-epoch1-test50.json"
+    for name in ("config.json", "metrics.csv", "checkpoint.pt", "samples.png", "reconstructions.png", trained):
         assert (out / name).stat().st_size > 0, name
-    evaluation = json.loads((out / "evaluation.json").read_text())
+    evaluation = json.loads((out / trained).read_text())
     assert evaluation["log_px"] >= evaluation["elbo"] - 1.0  # nats; IS estimate is not below the ELBO
+    assert (evaluation["num_samples"], evaluation["written_by"]) == (20, "pyrogen train")
 
     assert main(["evaluate", str(out), "--eval-samples", "5", "--no-progress"]) == 0
     assert "(K = 5)" in capsys.readouterr().out
@@ -32,6 +33,18 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "(K = 6)" in printed.out
     assert "'evaluate --num-samples' is deprecated; use --eval-samples" in printed.err
+    # Every evaluation is kept under its settings: training's K = 20 is not replaced by later ones.
+    assert sorted(p.name for p in (out / "evaluations").iterdir()) == [
+        "log-px-K20-seed0-epoch1-test50.json", "log-px-K5-seed0-epoch1-test50.json",
+        "log-px-K6-seed0-epoch1-test50.json"]
+    assert json.loads((out / trained).read_text()) == evaluation
+    # Samples without --out get a name of their settings and never replace a picture.
+    training_samples = (out / "samples.png").read_bytes()
+    for _ in range(2):
+        assert main(["sample", str(out), "-n", "16"]) == 0
+    assert (out / "samples.png").read_bytes() == training_samples
+    assert sorted(p.name for p in out.glob("samples-*.png")) == ["samples-epoch1-n16-seed0-2.png",
+                                                                 "samples-epoch1-n16-seed0.png"]
 
     assert main(["sample", str(out), "-n", "16", "--out", str(tmp_path / "s.png")]) == 0
     # 16 images in rows of 8 with 2-pixel padding: 2 x 8 cells of 30 pixels plus the border.

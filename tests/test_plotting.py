@@ -136,3 +136,24 @@ def test_curve_panels_sort_columns_by_their_words():
         "Sample quality": ["fid"],
     }
 
+
+
+def test_training_grids_are_large_titled_and_say_their_layout_and_binarization(tmp_path, monkeypatch):
+    from pyrogen import plotting
+    from pyrogen.cli import _binarized_note
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, path, dpi: figures.append((fig, dpi)) or path)
+    x = torch.rand(12, 1, 28, 28)
+    note = _binarized_note({"data": {"binarize": "dynamic"}})
+    assert note.startswith("inputs binarized:") and "(training: dynamic)" in note
+    assert _binarized_note({"data": {"binarize": "none"}}) is None
+    plotting.plot_reconstruction_pairs(x, x.flip(0), tmp_path / "r.png", note=note)
+    plotting.plot_image_grid(torch.rand(64, 1, 28, 28), tmp_path / "s.png", "Mean images of 64 draws")
+    (recon, dpi), (samples, _) = figures
+    assert recon._suptitle.get_text().splitlines() == [
+        "Inputs (rows marked input) and their reconstructions (the row below each)", note]
+    assert [t.get_text() for t in recon.axes[0].get_yticklabels()] == ["input", "reconstruction"] * 2
+    assert samples._suptitle.get_text() == "Mean images of 64 draws"
+    # 55 pixels per 28-pixel image: about twice the 242-pixel grid of before.
+    assert samples.get_size_inches()[0] * dpi >= 8 * 55

@@ -320,4 +320,16 @@ def test_sample_quality_of_a_run_directory(tmp_path, monkeypatch, capsys):
     assert "pyrogen: error: no feature network weights" in capsys.readouterr().err
     F.save_network(F.FashionMNISTClassifier(), *F.default_paths(), info={"recipe": F.FEATURE_RECIPE})
     assert main(["sample-quality", str(run), "-n", "100", "--device", "cpu"]) == 0
-    assert "100 samples vs 100 test images, k = 3, feature network " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "100 samples vs 100 test images, k = 3, feature network " in printed
+    # Kept in the run under its settings, and shown by the report.
+    saved = run / "evaluations" / "sample-quality-n100-seed0-epoch1.json"
+    assert f"wrote {saved}" in printed
+    result = json.loads(saved.read_text())
+    assert result["num_fake"] == 100 and result["written_by"] == "pyrogen sample-quality"
+    from pyrogen.report import build_report
+
+    page = build_report(str(run))
+    assert "Sample quality (pyrogen sample-quality)" in page
+    assert "evaluations/sample-quality-n100-seed0-epoch1.json" in page
+    assert f"{result['frechet_distance']:.4f}".rstrip("0").rstrip(".") in page
