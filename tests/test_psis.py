@@ -125,3 +125,12 @@ def test_summary_and_data_set_evaluation():
     assert calm["advice"] is None and calm["khat_max"] is None and calm["share_good"] == 1.0
     with pytest.raises(ValueError, match="num_samples must be at least 21"):
         log_likelihood_with_khat(lg.model, lg.guide, x, num_samples=10)
+
+
+def test_data_set_evaluation_shows_a_bar_with_the_time_left(capsys):
+    lg = LinearGaussian()
+    log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10, progress=True)
+    err = capsys.readouterr().err
+    assert "log p(x), K = 50" in err and "30/30" in err and "<" in err  # tqdm's [elapsed<remaining]
+    log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10)
+    assert capsys.readouterr().err == ""

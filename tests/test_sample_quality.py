@@ -264,6 +264,14 @@ def test_training_recipe_is_reproducible():
     assert info["recipe"] == recipe and 0 <= info["test_accuracy"] <= 1
 
 
+def test_feature_training_shows_a_bar_within_each_epoch(capsys):
+    x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    F.train_classifier(x, y, recipe=dict(F.FEATURE_RECIPE, epochs=1, batch_size=32), progress=True)
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err and "4/4" in captured.err and "loss=" in captured.err
+    assert captured.out.startswith("epoch 1/1: train loss")  # the epoch's line, once the bar is gone
+
+
 def test_extract_features_batches_agree_with_one_call():
     net = F.FashionMNISTClassifier().features
     x = torch.rand(25, 1, 28, 28)
