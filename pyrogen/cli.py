@@ -274,8 +274,7 @@ def _binarized_note(config):
     binarize = config.get("data", {}).get("binarize", "none")
     if binarize in (None, "none"):
         return None
-    return (f"inputs binarized: each test pixel drawn once from Bernoulli(grey level), seed 12345 "
-            f"(training: {binarize})")
+    return "inputs binarized: each pixel drawn once from Bernoulli(grey level)"
 
 
 def _write_training_pictures(trainer):

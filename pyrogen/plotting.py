@@ -415,6 +415,7 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     xname = "epoch" if "epoch" in columns else None
     xs_all = set()
     for ax, (title, unit, members) in zip(axes, panels):
+        ys_all = []
         for col, label in members:
             pts = [(r[xname] if xname else i + 1, r[col]) for i, r in enumerate(rows)
                    if isinstance(r.get(col), (int, float)) and math.isfinite(r.get(col))
@@ -422,11 +423,14 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
             if pts:
                 xs, ys = zip(*pts)
                 xs_all.update(xs)
+                ys_all += ys
                 ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xname or "row")
         ax.set_ylabel(unit)
-        if unit == "count":
+        if unit == "count" and ys_all and max(ys_all) - min(ys_all) < 4:  # whole counts, not 0.945..1.050
+            ax.set_yticks(range(math.floor(min(ys_all)) - 1, math.ceil(max(ys_all)) + 2))
+        elif unit == "count":
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
