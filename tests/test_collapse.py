@@ -240,7 +240,7 @@ def test_cli_trains_an_autoencoder_and_refuses_its_log_px_in_one_line(tmp_path, 
     with open(tmp_path / "ae" / "metrics.csv") as f:
         row = next(csv.DictReader(f))
     assert set(row) >= {"test_objective", "active_units"}
-    assert main(["evaluate", str(tmp_path / "ae"), "--num-samples", "10", "--no-progress"]) == 2
+    assert main(["evaluate", str(tmp_path / "ae"), "--eval-samples", "10", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("pyrogen: error: cannot estimate log p(x) of an autoencoder run: guide site 'z' is a "
                    "point mass (Delta): importance sampling needs a guide with a density over z, and a "

@@ -165,7 +165,7 @@ def test_auto_compiles_long_runs_where_a_compiler_works(monkeypatch):
     assert not auto_compile(10 * n, "cpu")
 
 
-def test_auto_counts_the_steps_left_and_leaves_blocked_settings_eager(monkeypatch):
+def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatch):
     from pyrogen.training import vae as vae_training
 
     monkeypatch.setattr(vae_training, "compiler_works", lambda device: True)
@@ -176,9 +176,9 @@ def test_auto_counts_the_steps_left_and_leaves_blocked_settings_eager(monkeypatc
     monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 9)
     trainer.fit(2)  # 8 steps: eager
     assert not trainer.compile and not isinstance(trainer.svi.loss_module, CompiledLoss)
-    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 4)
+    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 12)
     monkeypatch.setattr(vae_training.TorchSVI, "step", lambda self, *a, **k: torch.tensor(0.0))
-    trainer.fit(3)  # 4 steps left: compiled (steps stubbed: only the choice is under test)
+    trainer.fit(3)  # a run of 12 steps: compiled (steps stubbed: only the choice is under test)
     assert trainer.compile and isinstance(trainer.svi.loss_module, CompiledLoss)
     config["train"].update(aggressive=True)
     aggressive = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)

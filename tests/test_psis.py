@@ -131,6 +131,6 @@ def test_data_set_evaluation_shows_a_bar_with_the_time_left(capsys):
     lg = LinearGaussian()
     log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10, progress=True)
     err = capsys.readouterr().err
-    assert "log p(x), K = 50" in err and "30/30" in err and "<" in err  # tqdm's [elapsed<remaining]
+    assert "log p(x), K = 50" in err and "/30 [" in err and "<" in err  # tqdm's done/total [elapsed<left]
     log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10)
     assert capsys.readouterr().err == ""

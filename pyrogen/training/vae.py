@@ -161,10 +161,14 @@ class VAETrainer(FitLoop):
                     or getattr(self.elbo, "dreg", False))
 
     def fit(self, epochs=None):
-        """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the steps left."""
+        """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the run's length.
+
+        The length counts every step of the run, those already taken included, so that a
+        resumed run makes the choice its uninterrupted self made and continues it exactly.
+        """
         target = self.config["train"]["epochs"] if epochs is None else epochs
         if self.compile_mode == "auto":
-            steps = max(target - self.epoch, 0) * self.steps_per_epoch()
+            steps = target * self.steps_per_epoch()
             compile = auto_compile(steps, self.loader.device, blocked=self.compile_blocked())
             if compile != self.compile:
                 self.compile = compile
