@@ -7,6 +7,7 @@ destroys earlier results.
 """
 
 import errno
+import glob
 import gzip
 import json
 import os
@@ -22,6 +23,7 @@ import torch
 from pyrogen import cli, files
 from pyrogen.cli import main
 from pyrogen.files import RunDir
+from pyrogen.runs import open_run
 from tests.conftest import requires_fashion_mnist
 
 TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
@@ -102,7 +104,7 @@ BAD_OPTIONS = [
                                             "got 1000000000"),
     (["sample", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
     (["plot", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
-    (["evaluate", "RUN", "--num-samples", "0"], "argument --num-samples: expected a positive integer, got 0"),
+    (["evaluate", "RUN", "--eval-samples", "0"], "argument --eval-samples: expected a positive integer, got 0"),
     (["train", "vae", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
 ]
 if not torch.cuda.is_available():
@@ -165,7 +167,7 @@ def test_a_run_that_never_finished_an_epoch_is_restarted_by_resume(vae_run, tmp_
     out = copy_run(vae_run, tmp_path)
     for name in os.listdir(out):
         if name != "config.json":
-            os.remove(out / name)
+            shutil.rmtree(out / name) if os.path.isdir(out / name) else os.remove(out / name)
     assert main(["train", "vae", "--out", str(out), "--epochs", "1"] + TINY) == 2
     assert "already holds a run; pass --resume to continue it (it never finished an epoch" in one_error_line(capsys)
     assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "1", "--no-progress"]) == 0
@@ -214,15 +216,16 @@ def test_evaluate_prints_its_result_before_a_failed_write(vae_run, tmp_path, cap
     real = files.atomic_write
 
     def full_disk(path, write, binary=True):
-        if os.path.basename(path) == "evaluation.json":
+        if os.path.basename(os.path.dirname(path)) == "evaluations":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, write, binary)
 
     monkeypatch.setattr(files, "atomic_write", full_disk)
-    assert main(["evaluate", str(out), "--num-samples", "5", "--no-progress", "--device", "cpu"]) == 2
+    assert main(["evaluate", str(out), "--eval-samples", "5", "--no-progress", "--device", "cpu"]) == 2
     printed = capsys.readouterr()
     assert "test ELBO" in printed.out and "(K = 5)" in printed.out
-    assert printed.err == (f"pyrogen: error: cannot write {str(out / 'evaluation.json')!r}: No space left on "
+    written = out / "evaluations" / f"log-px-K5-seed0-epoch1-test{open_run(out).config['data']['test_size']}.json"
+    assert printed.err == (f"pyrogen: error: cannot write {str(written)!r}: No space left on "
                            "device; the evaluation above was not saved\n")
     assert snapshot(out) == before
 
@@ -277,7 +280,7 @@ def test_foreign_or_inconsistent_run_files_are_one_line(vae_run, gan_run, tmp_pa
     out = copy_run(vae_run, tmp_path)
     change(str(out), gan_run)
     before = snapshot(out)
-    args = {"evaluate": ["evaluate", str(out), "--num-samples", "2", "--no-progress", "--device", "cpu"],
+    args = {"evaluate": ["evaluate", str(out), "--eval-samples", "2", "--no-progress", "--device", "cpu"],
             "sample": ["sample", str(out), "-n", "2", "--device", "cpu"],
             "resume": ["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]}[command]
     assert main(args) == 2
@@ -394,7 +397,7 @@ def test_a_read_only_run_directory_is_one_line(vae_run, tmp_path, command, capsy
     monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(os, "access", lambda p, mode, **k: False if mode & os.W_OK else real_access(p, mode, **k))
     args = {"resume": ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"],
-            "evaluate": ["evaluate", out, "--num-samples", "2", "--no-progress", "--device", "cpu"],
+            "evaluate": ["evaluate", out, "--eval-samples", "2", "--no-progress", "--device", "cpu"],
             "sample": ["sample", out, "-n", "2", "--device", "cpu"],
             "plot": ["plot", out, "--num-points", "20", "--device", "cpu"],
             "report": ["report", out]}[command]
@@ -456,10 +459,11 @@ def test_evaluate_an_autoencoder_reports_its_objective_and_refuses_only_log_px(t
     capsys.readouterr()
     assert main(["evaluate", out, "--no-progress", "--device", "cpu"]) == 0
     assert "test objective log p(x|z) + log p(z) at the code" in capsys.readouterr().out
-    assert "objective" in json.loads(open(os.path.join(out, "evaluation.json")).read())
+    [written] = glob.glob(os.path.join(out, "evaluations", "log-px-K0-*.json"))
+    assert "objective" in json.loads(open(written).read())
     before = snapshot(out)
-    assert main(["evaluate", out, "--num-samples", "10", "--no-progress", "--device", "cpu"]) == 2
-    assert one_error_line(capsys).startswith("pyrogen: error: argument --num-samples: an autoencoder run has no "
+    assert main(["evaluate", out, "--eval-samples", "10", "--no-progress", "--device", "cpu"]) == 2
+    assert one_error_line(capsys).startswith("pyrogen: error: argument --eval-samples: an autoencoder run has no "
                                              "log p(x)")
     assert snapshot(out) == before
 

@@ -100,17 +100,29 @@ class ReparamTrace_ELBO(ELBO):
             check_if_enumerated(guide_trace)
         return model_trace, guide_trace
 
-    def _particle_elbo(self, model_trace, guide_trace):
-        """The ELBO of one (possibly vectorized) particle, with Trace_ELBO's surrogate terms if needed."""
+    def _particle_elbo(self, model_trace, guide_trace, elbo=0.0, skip=frozenset()):
+        """The ELBO of one (possibly vectorized) particle, with Trace_ELBO's surrogate terms if needed.
+
+        ``elbo`` is a term already computed (a closed-form KL) and ``skip`` the latent sites it covers,
+        whose log-densities are then left out of the model's and the guide's sums.
+        """
         validate = is_validation_enabled()
-        elbo, surrogate = 0.0, 0.0
+        surrogate = 0.0
         for name, site in scored_sites(model_trace):
+            if name in skip:
+                if validate:  # for the site-shape check only
+                    site["log_prob"] = site_log_prob(site)
+                continue
             site["log_prob"] = site_log_prob(site)
             if validate:
                 warn_if_nan(site["log_prob"], f"log_prob at site '{name}'")
             elbo = elbo + site["log_prob"].sum()
         scored = []
         for name, site in scored_sites(guide_trace):
+            if name in skip:
+                if validate:  # for the site-shape check only
+                    site["log_prob"] = site_log_prob(site)
+                continue
             fn = site["fn"]
             if not site["is_observed"] and not fn.has_rsample:
                 raise ValueError(
@@ -174,7 +186,7 @@ def _log_r(model_trace, guide_trace):
     model_trace, guide_trace = prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
     stacks = get_plate_stacks(model_trace)
     for name, site in model_trace.nodes.items():
-        if site["type"] == "sample":
+        if site["type"] == "sample" and "log_prob" in site:  # a site of a closed-form KL has none
             term = site["log_prob"]
             if not site["is_observed"]:
                 term = term - guide_trace.nodes[name]["log_prob"]
