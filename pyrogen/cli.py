@@ -104,6 +104,30 @@ MAX_SAMPLES = 100000
 """The most images ``pyrogen sample`` draws into one grid."""
 MAX_STEP_ELEMENTS = 2**28
 """The most pixels one training step may hold (particles x batch x pixels): 1 GiB of float32 per tensor."""
+BYTES_PER_PARAMETER = 16
+"""float32 weight, gradient and Adam's two moments: what one trained parameter holds in memory."""
+
+
+def _memory_bytes():
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _check_mlp_fits(hidden, latent_dim, pixels=28 * 28):
+    """Refuse, before anything is built, MLP widths whose training state cannot fit in half the memory."""
+    widths = [pixels, *hidden]
+    encoder = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + (widths[-1] + 1) * 2 * latent_dim
+    back = [latent_dim, *reversed(hidden), pixels]
+    decoder = sum((a + 1) * b for a, b in zip(back, back[1:]))
+    needed, available = (encoder + decoder) * BYTES_PER_PARAMETER, _memory_bytes() // 2
+    if needed > available:
+        raise PyrogenError(
+            f"argument --hidden: expected networks whose weights, gradients and Adam state fit in half this "
+            f"machine's memory ({available / 2**30:.1f} GiB), got --hidden {' '.join(map(str, hidden))} "
+            f"--latent-dim {latent_dim}: {encoder + decoder:,} parameters, {needed / 2**30:.1f} GiB")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -833,6 +857,8 @@ def _train_vae(args):
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
         _check_objective_options(args)
+        if args.architecture == "mlp":
+            _check_mlp_fits(args.hidden, args.latent_dim)
         flow = {"flow": args.flow} if getattr(args, "flow", None) else {}
         if getattr(args, "layers", 1) == 2:
             if flow:

@@ -91,6 +91,9 @@ BAD_OPTIONS = [
     (["train", "vae", "--hidden", "1000000"], "argument --hidden: expected a positive integer <= 65536, got 1000000"),
     (["train", "vae", "--latent-dim", "1000000000"],
      "argument --latent-dim: expected a positive integer <= 65536, got 1000000000"),
+    (["train", "vae", "--hidden", "65536", "65536", "--latent-dim", "65536"],
+     "argument --hidden: expected networks whose weights, gradients and Adam state fit in half this machine's "
+     "memory ("),
     (["train", "vae", "--eval-samples", "-3"], "argument --eval-samples: expected an integer >= 0, got '-3'"),
     (["train", "vae", "--num-particles", "1000000"],
      "argument --num-particles: expected at most 3423 particles for --batch-size 100 (a step's 1000000 x 100 "
@@ -503,6 +506,27 @@ def _train_process(out, epochs, delay=None):
                              "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
 
 
+def _slow_train_process(out, epochs, marker):
+    """A training process whose every step appends a dot to ``marker`` and then sleeps 50 ms."""
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("PYROGEN_TEST_WRITE_DELAY", None)
+    code = (
+        "import sys, time, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from pyrogen.training.vae import VAETrainer\n"
+        "step = VAETrainer.train_step\n"
+        "def slow(self, *a, **k):\n"
+        "    result = step(self, *a, **k)\n"
+        f"    open({marker!r}, 'a').write('.')\n"
+        "    time.sleep(0.05)\n"
+        "    return result\n"
+        "VAETrainer.train_step = slow\n"
+        "from pyrogen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs),
+                             "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
+
+
 def _wait_for(predicate, process, timeout=120):
     end = time.monotonic() + timeout
     while not predicate():
@@ -554,6 +578,25 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight
     assert all(torch.equal(a["optim"]["state"][i]["exp_avg"], b["optim"]["state"][i]["exp_avg"])
                for i in a["optim"]["state"])
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_kill_in_the_middle_of_an_epoch_resumes_bit_for_bit(straight_run, tmp_path, sig, capsys, one_thread):
+    """Killed after step 15 of 20 (10 steps an epoch): epoch 2 is half done and is redone from epoch 1's checkpoint."""
+    out, marker = str(tmp_path / "killed"), str(tmp_path / "steps")
+    process = _slow_train_process(out, 2, marker)
+    _wait_for(lambda: os.path.exists(marker) and len(open(marker).read()) >= 15, process)
+    process.send_signal(sig)
+    status = process.wait(60)
+    assert status == (143 if sig == signal.SIGTERM else -signal.SIGKILL), process.stderr.read()
+    assert RunDir(out).load_checkpoint()["epoch"] == 1 and [r["epoch"] for r in RunDir(out).read_metrics()] == [1]
+    capsys.readouterr()
+    assert main(["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"]) == 0
+    a, b = RunDir(straight_run).load_checkpoint(), RunDir(out).load_checkpoint()
+    assert b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+    assert RunDir(out).read_metrics()[1]["train_elbo"] == RunDir(straight_run).read_metrics()[1]["train_elbo"]
 
 
 # ---------------------------------------------------------------- item 13: the Python API
