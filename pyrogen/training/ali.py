@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images, static_binarize
-from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
@@ -101,17 +101,11 @@ class AdversarialPairTrainer(FitLoop):
     # --------------------------------------------------------------- training
     divergence_advice = "Try lower learning rates, spectral normalisation or another loss."
 
-    def diverged(self, where, what):
-        return TrainingDivergedError(f"{self.config['kind'].upper()} training diverged at {where}: {what}; "
-                                     f"stopping. {self.kept_checkpoint()}. {self.divergence_advice}")
+    bounded_statistics = ("loss_d", "loss_g")
 
-    def check_window(self, means, where):
-        super().check_window(means, where)
-        limit = self.config["train"]["divergence_threshold"]
-        for name in ("loss_d", "loss_g"):
-            if abs(means[name]) > limit:
-                raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
-                                           f"{limit:g}")
+    @property
+    def divergence_subject(self):
+        return f"{self.config['kind'].upper()} training"
 
     def step_weight(self, batch):
         return 1  # the estimators' statistics are batch means already
@@ -259,7 +253,12 @@ def build_ali_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
+    return _resume(build_ali_trainer, run_dir, device, progress, data)
+
+
+def _resume(build, run_dir, device, progress, data):
+    """The trainer ``build`` makes from a run's checkpointed configuration, with the checkpoint's state."""
     run = open_run(run_dir, device)
-    trainer = build_ali_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
+    trainer = build(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
     trainer.load_state_dict(run.checkpoint)
     return trainer

@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
-from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.errors import DataError
 from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.adversarial import Adversarial
@@ -247,17 +247,8 @@ class GANTrainer(FitLoop):
     divergence_advice = ("Try lower learning rates (--lr-g, --lr-d), spectral normalisation (--norm spectral) "
                          "or another loss.")
 
-    def diverged(self, where, what):
-        return TrainingDivergedError(f"GAN training diverged at {where}: {what}; stopping. "
-                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
-
-    def check_window(self, means, where):
-        super().check_window(means, where)
-        limit = self.config["train"]["divergence_threshold"]
-        for name in ("loss_d", "loss_g"):
-            if abs(means[name]) > limit:
-                raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
-                                           f"{limit:g}")
+    divergence_subject = "GAN training"
+    bounded_statistics = ("loss_d", "loss_g")
 
     def batches(self):
         """Groups of ``d_steps`` consecutive batches, one group per generator step."""
