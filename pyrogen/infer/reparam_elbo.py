@@ -38,6 +38,16 @@ def site_log_prob(site):
     return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
+def check_reparameterized(name, site):
+    """Refuse a latent guide site without pathwise gradients, naming it (a ``ValueError``)."""
+    if not site["fn"].has_rsample:
+        raise ValueError(
+            f"guide site {name!r} draws from {type(site['fn']).__name__}, which is not "
+            "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
+            "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
+        )
+
+
 def _check_shapes(model_trace, guide_trace, max_plate_nesting):
     """Pyro's site-shape checks (``pyro.util.check_site_shape``), as ``get_importance_trace`` runs them."""
     for trace in (model_trace, guide_trace):
@@ -124,12 +134,8 @@ class ReparamTrace_ELBO(ELBO):
                     site["log_prob"] = site_log_prob(site)
                 continue
             fn = site["fn"]
-            if not site["is_observed"] and not fn.has_rsample:
-                raise ValueError(
-                    f"guide site {name!r} draws from {type(fn).__name__}, which is not "
-                    "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
-                    "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
-                )
+            if not site["is_observed"]:
+                check_reparameterized(name, site)
             parts = fn.score_parts(site["value"], *site["args"], **site["kwargs"])
             parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["log_prob"] = parts.log_prob

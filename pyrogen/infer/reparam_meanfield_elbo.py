@@ -7,7 +7,7 @@ from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
 from pyro.infer.util import is_validation_enabled
 from torch.distributions import kl_divergence
 
-from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, scored_sites
+from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, check_reparameterized, scored_sites
 
 
 class ReparamTraceMeanField_ELBO(ReparamTrace_ELBO, TraceMeanField_ELBO):
@@ -54,6 +54,7 @@ class ReparamTraceMeanField_ELBO(ReparamTrace_ELBO, TraceMeanField_ELBO):
             model_site = model_trace.nodes.get(name)
             if model_site is None or model_site["type"] != "sample" or model_site["is_observed"]:
                 continue  # an auxiliary guide site: its log q stays in the Monte Carlo sum
+            check_reparameterized(name, guide_site)
             try:
                 kl = kl_divergence(guide_site["fn"], model_site["fn"])
             except NotImplementedError:
