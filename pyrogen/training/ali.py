@@ -22,7 +22,6 @@ and ``reconstructions.png`` (test inputs above, G(E(x)) below).
 (:mod:`pyrogen.training.aae`) share.
 """
 
-import math
 
 import pyro
 import torch
@@ -33,10 +32,10 @@ from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
-from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.infer.gan_losses import get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
-from pyrogen.training.gan import _FLAG_TEXT, mean_pairwise_distance
+from pyrogen.training.gan import _FLAG_TEXT, game_health_flags, mean_pairwise_distance
 from pyrogen.training.loop import FitLoop
 
 
@@ -157,12 +156,7 @@ class AdversarialPairTrainer(FitLoop):
         return {}
 
     def health_flags(self, row):
-        cfg, flags = self.config["train"], []
-        if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
-            flags.append("mode-collapse")
-        if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
-            flags.append("d-overpowering")
-        return flags
+        return game_health_flags(row, self.config["train"], self.loss)
 
     def epoch_report(self, stats, seconds):
         self.vae.eval()

@@ -74,6 +74,18 @@ from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open
 from pyrogen.training.loop import FitLoop
 
 
+def game_health_flags(row, train_cfg, loss):
+    """The adversarial game's warnings for a metrics row: ``mode-collapse`` (sample diversity below
+    ``collapse_threshold``) and ``d-overpowering`` (discriminator accuracy at or above
+    ``overpower_accuracy``; not for the Wasserstein critic, whose accuracy means nothing)."""
+    flags = []
+    if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < train_cfg["collapse_threshold"]:
+        flags.append("mode-collapse")
+    if not isinstance(loss, WassersteinGPLoss) and row["d_accuracy"] >= train_cfg["overpower_accuracy"]:
+        flags.append("d-overpowering")
+    return flags
+
+
 class GeneratorEMA:
     """An exponential moving average of a generator's weights (Karras et al. 2018; Yazıcı et al. 2019).
 
@@ -312,11 +324,7 @@ class GANTrainer(FitLoop):
         cfg, flags = self.config["train"], []
         if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
             flags.append("class-collapse")
-        if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
-            flags.append("mode-collapse")
-        if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
-            flags.append("d-overpowering")
-        return flags
+        return flags + game_health_flags(row, cfg, self.loss)
 
     def epoch_report(self, stats, seconds):
         """Fixed-noise samples and their diversity (rank 0), the health flags, a summary line."""
