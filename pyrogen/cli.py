@@ -4,7 +4,7 @@
 
     pyrogen train vae --out runs/vae --epochs 10
     pyrogen train vae --out runs/vae --epochs 20 --resume
-    pyrogen evaluate runs/vae --num-samples 1000
+    pyrogen evaluate runs/vae --eval-samples 1000
     pyrogen sample runs/vae -n 64
     pyrogen plot runs/vae
     pyrogen report runs/vae
@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 
 from pyrogen import distributed
 from pyrogen.data import BINARIZATIONS, DATASETS
@@ -103,6 +104,30 @@ MAX_SAMPLES = 100000
 """The most images ``pyrogen sample`` draws into one grid."""
 MAX_STEP_ELEMENTS = 2**28
 """The most pixels one training step may hold (particles x batch x pixels): 1 GiB of float32 per tensor."""
+BYTES_PER_PARAMETER = 16
+"""float32 weight, gradient and Adam's two moments: what one trained parameter holds in memory."""
+
+
+def _memory_bytes():
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _check_mlp_fits(hidden, latent_dim, pixels=28 * 28):
+    """Refuse, before anything is built, MLP widths whose training state cannot fit in half the memory."""
+    widths = [pixels, *hidden]
+    encoder = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + (widths[-1] + 1) * 2 * latent_dim
+    back = [latent_dim, *reversed(hidden), pixels]
+    decoder = sum((a + 1) * b for a, b in zip(back, back[1:]))
+    needed, available = (encoder + decoder) * BYTES_PER_PARAMETER, _memory_bytes() // 2
+    if needed > available:
+        raise PyrogenError(
+            f"argument --hidden: expected networks whose weights, gradients and Adam state fit in half this "
+            f"machine's memory ({available / 2**30:.1f} GiB), got --hidden {' '.join(map(str, hidden))} "
+            f"--latent-dim {latent_dim}: {encoder + decoder:,} parameters, {needed / 2**30:.1f} GiB")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,13 +174,22 @@ def _sampler(text):
     return text
 
 
+def _add_threads(p):
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads of torch (torch.set_num_threads); torch's default, one per core, "
+                        "stalls when anything else runs on the machine, so give fewer on a shared one "
+                        "(default: torch's)")
+
+
 def _add_device(p):
     p.add_argument("--device", default="auto", type=_device,
                    help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
 
 
 def _add_vae_options(p):
+    from pyrogen.config import AUTO_COMPILE_MIN_STEPS
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
     from pyrogen.networks import ARCHITECTURES
     from pyrogen.training.vae import ELBO_CHOICES
@@ -211,10 +245,12 @@ def _add_vae_options(p):
     g.add_argument("--tc-beta", type=float, default=None, metavar="B",
                    help="with --elbo tc: β, the weight of the total correlation (default: 6)")
     g.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; seeded runs are reproducible")
-    g.add_argument("--compile", action="store_true",
+    g.add_argument("--compile", choices=["auto", "on", "off"], nargs="?", const="on", default="auto",
                    help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
-                        "faster steps after a compilation of about 15 s on the CPU; needs a C++ compiler "
-                        "(see docs/performance)")
+                        "steps about 20%% faster after a compilation of about 4 s on a 2-core CPU. auto: on "
+                        f"when a C++ compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps (a failed compilation "
+                        "falls back to the eager step with one line), off for --aggressive and under torchrun; "
+                        "a bare --compile is on (default: auto; see docs/performance)")
     _add_optim_options(p)
     g.add_argument("--eval-samples", type=_non_negative_int, default=1000,
                    help="importance samples K for the final log p(x) on the test set; 0 skips it "
@@ -365,10 +401,15 @@ def build_parser():
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
         description="Evaluate a run's checkpoint on its test data: ELBO and log p(x), nats per example.")
     ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument("--num-samples", type=_positive_int, default=None,
+    ev.add_argument("--eval-samples", type=_positive_int, default=None,
                     help="importance samples K per example (default: 1000; not for an autoencoder run, "
                          "whose test objective is evaluated)")
+    ev.add_argument("--num-samples", type=_positive_int, default=None, dest="deprecated_num_samples",
+                    help=argparse.SUPPRESS)  # the old name of --eval-samples, kept working
     ev.add_argument("--test-size", type=_positive_int, default=None, help="evaluate the first N test images")
+    ev.add_argument("--seed", type=_non_negative_int, default=0,
+                    help="random seed of the importance samples; results go to "
+                         "RUN_DIR/evaluations/log-px-K<K>-seed<SEED>-epoch<E>-test<N>.json (default: 0)")
     _add_device(ev)
 
     sm = commands.add_parser("sample", help="draw samples from a run's model as a PNG grid",
@@ -376,7 +417,9 @@ def build_parser():
     sm.add_argument("run_dir", metavar="RUN_DIR")
     sm.add_argument("-n", "--num-samples", type=_bounded_int(MAX_SAMPLES), default=64, help="images (default: 64)")
     sm.add_argument("--out", default=None,
-                    help="PNG path (default: RUN_DIR/samples.png, or RUN_DIR/samples_gmmK.png with --sampler gmm:K)")
+                    help="PNG path (default: RUN_DIR/samples-epoch<E>-n<N>-seed<SEED>.png, with -gmm<K> after "
+                         "'samples' for --sampler gmm:K and -label<C> for --label C; titled; a number is appended "
+                         "rather than overwrite an earlier picture)")
     sm.add_argument("--sampler", type=_sampler, default="prior", metavar="prior|gmm:K",
                     help="where codes come from: the model's prior p(z), or gmm:K, a K-component Gaussian mixture "
                          "fitted to the codes of the training images (Ghosh et al. 2020; the way to sample an "
@@ -414,6 +457,7 @@ def build_parser():
                     "Pareto k-hat diagnostic, metrics, training curves and the run's pictures.")
     rp.add_argument("run_dir", metavar="RUN_DIR")
     rp.add_argument("--out", default=None, help="HTML path (default: RUN_DIR/report.html)")
+    _add_threads(rp)
     return parser
 
 
@@ -431,13 +475,18 @@ def _report(result):
         print(format_khat_summary(result["psis"]))
 
 
-def _evaluate(trainer, num_samples):
+def _evaluate(trainer, num_samples, seed=0, command="pyrogen train"):
+    """Evaluate ``trainer``'s model on its test data, seeded; the result goes to a file of the run named
+    by its settings (K, seed, epoch, test images), so no evaluation replaces another."""
+    import datetime
+
     import pyro
 
     from pyrogen.evaluation.psis import MIN_SAMPLES, khat_summary, log_likelihood_with_khat
 
     if num_samples and trainer.config.get("kind") == "ae":
         trainer.evaluate(num_samples)  # raises: a point-mass guide has no importance weights
+    pyro.set_rng_seed(seed)
     if num_samples < MIN_SAMPLES:
         result = trainer.evaluate(num_samples)
     else:  # log p(x) and the Pareto k-hat of its importance weights, from the same draws
@@ -445,23 +494,57 @@ def _evaluate(trainer, num_samples):
         vae = trainer.vae.eval()
         with pyro.validation_enabled(False):
             ll = log_likelihood_with_khat(vae.model, vae.guide, trainer.test_data, num_samples,
-                                          batch_size=trainer.config["eval"]["batch_size"])
+                                          batch_size=trainer.config["eval"]["batch_size"],
+                                          progress=trainer.progress)
         vae.train()
         result.update(log_px=ll["log_px"], psis=khat_summary(ll["khat"]))
-    result["num_samples"] = num_samples
-    result["epoch"] = trainer.epoch
+    num_examples = trainer.test_data.shape[0]
+    result.update(num_samples=num_samples, seed=seed, epoch=trainer.epoch, num_examples=num_examples,
+                  written_by=command, written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     return result
 
 
 def _write_evaluation(trainer, result):
-    """Write ``evaluation.json`` after the result was printed, so a failed write loses nothing."""
+    """Write the evaluation into the run after it was printed, so a failed write loses nothing: its file
+    is named by its settings (K, seed, epoch, test images), so no evaluation replaces another."""
+    from pyrogen.files import log_px_evaluation_name
+
     if trainer.run is None:
         return
-    path = trainer.run.file("evaluation.json")
+    name = log_px_evaluation_name(result["num_samples"], result["seed"], result["epoch"], result["num_examples"])
     try:
-        trainer.run.write_json("evaluation.json", result)
+        trainer.run.write_json(name, result)
     except OSError as e:
-        raise PyrogenError(f"cannot write {path!r}: {e.strerror or e}; the evaluation above was not saved") from None
+        raise PyrogenError(f"cannot write {trainer.run.file(name)!r}: {e.strerror or e}; "
+                           "the evaluation above was not saved") from None
+
+
+def _binarized_note(config):
+    """The line under a reconstruction grid that says how its inputs were binarized, or None."""
+    binarize = config.get("data", {}).get("binarize", "none")
+    if binarize in (None, "none"):
+        return None
+    return "inputs binarized: each pixel drawn once from Bernoulli(grey level)"
+
+
+def _write_training_pictures(trainer):
+    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled."""
+    import torch
+
+    from pyrogen.plotting import plot_image_grid, plot_reconstruction_pairs
+
+    if trainer.run is None:
+        return []
+    vae = trainer.vae.eval()
+    with torch.no_grad():
+        samples = vae.sample(64)
+        x = trainer.test_data[:32]
+        recon = vae.reconstruct(x)
+    vae.train()
+    return [plot_image_grid(samples, trainer.run.file("samples.png"),
+                            f"Mean images of 64 draws z ~ p(z), end of training (epoch {trainer.epoch})"),
+            plot_reconstruction_pairs(x, recon, trainer.run.file("reconstructions.png"),
+                                      note=_binarized_note(trainer.config))]
 
 
 def _train(args):
@@ -606,7 +689,7 @@ def _add_adversarial_pair_options(p, kind):
     g.add_argument("--probe-size", type=_non_negative_int, default=2000,
                    help="training and test images of the linear probe of the codes after every epoch; 0 is off "
                         "(default: 2000)")
-    g.add_argument("--seed", type=int, default=0, help="random seed; seeded runs are reproducible")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; seeded runs are reproducible")
     _add_device(p)
 
 
@@ -664,7 +747,8 @@ def _add_feature_options(p):
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="default: $PYROGEN_CACHE, else $XDG_CACHE_HOME/pyrogen, else ~/.cache/pyrogen")
     p.add_argument("--force", action="store_true", help="retrain even if a valid cached network exists")
-    p.add_argument("--no-progress", action="store_true", help="print nothing per epoch")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_threads(p)
 
 
 def _train_features(args):
@@ -773,6 +857,8 @@ def _train_vae(args):
             raise PyrogenError("--eval-samples must be 0 for an autoencoder: its guide is a point mass, "
                                "which has no importance weights, so log p(x) cannot be estimated")
         _check_objective_options(args)
+        if args.architecture == "mlp":
+            _check_mlp_fits(args.hidden, args.latent_dim)
         flow = {"flow": args.flow} if getattr(args, "flow", None) else {}
         if getattr(args, "layers", 1) == 2:
             if flow:
@@ -814,7 +900,7 @@ def _train_vae(args):
     if trainer.decay is not None:  # He et al. evaluate the best-validation weights
         trainer.decay.restore_best()
         print(f"evaluating the best validation epoch's weights (epoch {trainer.decay.best_epoch + 1})")
-    for path in trainer.write_pictures():
+    for path in _write_training_pictures(trainer):
         print(f"wrote {path}")
     result = _evaluate(trainer, trainer.config["eval"]["num_samples"])
     _report(result)
@@ -838,7 +924,7 @@ def _train_cvae(args):
             ("--architecture conv", args.architecture != "mlp"), ("--prior", args.prior != "normal"),
             ("--posterior", args.posterior != "normal"), ("--kl-schedule", args.kl_schedule != "constant"),
             ("--kl-weight", args.kl_weight != 1.0), ("--free-bits", args.free_bits > 0),
-            ("--aggressive", args.aggressive), ("--compile", args.compile)) if used]
+            ("--aggressive", args.aggressive), ("--compile", args.compile == "on")) if used]
         if unsupported:
             raise PyrogenError(f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
                                f"KL weight 1), which does not take {', '.join(unsupported)}")
@@ -873,30 +959,47 @@ def _evaluate_run(args):
         resume_trainer = resume_ali_trainer if kind == "ali" else resume_aae_trainer
     if kind == "gan":
         raise PyrogenError("a GAN's generator is an implicit model with no density, so it has no ELBO or "
-                           "log p(x); score its samples with pyrogen.evaluation.evaluate_samples "
+                           f"log p(x); score its samples with 'pyrogen sample-quality {args.run_dir}' "
                            "(Fréchet distance, precision and recall) instead")
     trainer = _load_trainer(resume_trainer, args.run_dir, device=args.device, progress=not args.no_progress)
     if args.test_size:
         trainer.test_data = trainer.test_data[: args.test_size]
-    num_samples = args.num_samples
+    num_samples = args.eval_samples
+    if args.deprecated_num_samples is not None:
+        print("pyrogen: warning: 'evaluate --num-samples' is deprecated; use --eval-samples, the name "
+              "'train' uses for the same K", file=sys.stderr)
+        num_samples = args.deprecated_num_samples
     if trainer.config.get("kind") == "ae":  # no importance weights: its objective, and no log p(x)
         if num_samples is not None:
-            raise PyrogenError("argument --num-samples: an autoencoder run has no log p(x) to estimate (its guide "
-                               "is a point mass); omit --num-samples to evaluate its test objective")
+            raise PyrogenError("argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
+                               "is a point mass); omit --eval-samples to evaluate its test objective")
         num_samples = 0
-    result = _evaluate(trainer, 1000 if num_samples is None else num_samples)
+    result = _evaluate(trainer, 1000 if num_samples is None else num_samples, seed=args.seed,
+                       command="pyrogen evaluate")
     _report(result)
     _write_evaluation(trainer, result)
     return 0
 
 
 def _sample_quality_run(args):
+    import datetime
+
     from pyrogen.evaluation.sample_quality import evaluate_run
+    from pyrogen.files import sample_quality_name
+    from pyrogen.runs import open_run
 
     r = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed, device=args.device)
     print(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
           f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
           f"feature network {r['feature_net']})")
+    run = open_run(args.run_dir, device="cpu")
+    if run.kind != "features":
+        epoch = run.checkpoint["epoch"]
+        saved = dict(r, num_samples=args.num_samples, seed=args.seed, epoch=epoch, written_by="pyrogen sample-quality",
+                     written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+        name = sample_quality_name(args.num_samples, args.seed, epoch)
+        run.dir.write_json(name, saved)
+        print(f"wrote {run.dir.file(name)}")
     return 0
 
 
@@ -908,16 +1011,21 @@ def _sample_run(args):
     from pyrogen.files import RunDir
     from pyrogen.runs import open_run
 
-    from pyrogen.files import check_not_run_file
+    from pyrogen.files import check_not_run_file, unused_path
+    from pyrogen.plotting import plot_image_grid
 
     if args.out is not None:
         check_not_run_file(args.out)
     run = open_run(args.run_dir, device=args.device)
-    name, nrow = "samples.png", 8
+    stem, nrow = "samples", 8
     if args.sampler == "prior":
         vae = run.model()
         pyro.set_rng_seed(args.seed)
         images, nrow = _conditional_samples(vae, args)
+        what = "draws z ~ p(z)"
+        if getattr(vae, "num_classes", None) is not None:
+            stem += "-by-class" if args.label is None else f"-label{args.label}"
+            what += ", one row per class" if args.label is None else f" of class {args.label}"
     else:
         from pyrogen.evaluation.gmm_sampler import fit_run_gmm
 
@@ -925,9 +1033,15 @@ def _sample_run(args):
         sampler = fit_run_gmm(run, n_components=components, seed=args.seed)
         pyro.set_rng_seed(args.seed)
         images = sampler.sample_images(args.num_samples)
-        name = f"samples_gmm{components}.png"
-    out = os.path.abspath(args.out or os.path.join(args.run_dir, name))
-    path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images, nrow=nrow)
+        stem, what = f"samples-gmm{components}", f"draws z from a {components}-component mixture fitted to the codes"
+    if args.out:  # the user's own file, written as it always was
+        out = os.path.abspath(args.out)
+        path = RunDir(os.path.dirname(out)).save_image(os.path.basename(out), images, nrow=nrow)
+    else:  # named by its settings, and never over an earlier picture
+        epoch = run.checkpoint["epoch"]
+        path = plot_image_grid(
+            images, unused_path(run.dir.file(f"{stem}-epoch{epoch}-n{args.num_samples}-seed{args.seed}.png")),
+            f"Mean images of {images.shape[0]} {what}, seed {args.seed}, checkpoint of epoch {epoch}", ncol=nrow)
     print(f"wrote {path}")
     return 0
 
@@ -988,6 +1102,8 @@ def _interrupted(args, e):
 
 
 def main(argv=None):
+    import torch
+
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate_run, "sample": _sample_run,
                 "plot": _plot_run, "report": _report_run,
@@ -995,8 +1111,15 @@ def main(argv=None):
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:  # SIGTERM stops like Ctrl-C: temporary files removed, one line said
         signal.signal(signal.SIGTERM, _terminate)
+    threads = torch.get_num_threads()
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings():
+            # ArviZ announces its refactor in five lines at import; nothing a user of pyrogen can act on
+            warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
+                                    category=FutureWarning)
+            if getattr(args, "threads", None):
+                torch.set_num_threads(args.threads)
+            return handlers[args.command](args)
     except PyrogenError as e:
         print(f"pyrogen: error: {e}", file=sys.stderr)
         return 2
@@ -1016,3 +1139,4 @@ def main(argv=None):
     finally:
         if previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous)
+        torch.set_num_threads(threads)  # main() called from Python leaves torch as it found it

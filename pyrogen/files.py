@@ -216,6 +216,7 @@ class RunDir:
             return json.load(f)
 
     def write_json(self, name, obj):
+        os.makedirs(os.path.dirname(self.file(name)), exist_ok=True)  # names may lie in a folder of the run
         atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=True), binary=False)
 
     @property
@@ -278,3 +279,27 @@ def _number(text):
         except (TypeError, ValueError):
             pass
     return text
+
+
+EVALUATIONS_DIR = "evaluations"
+"""Folder of a run directory with one JSON file per evaluation, named by its settings, so none replaces another."""
+
+
+def log_px_evaluation_name(num_samples, seed, epoch, num_examples):
+    """``evaluations/log-px-K1000-seed0-epoch10-test10000.json``: where an evaluation of these settings goes."""
+    return f"{EVALUATIONS_DIR}/log-px-K{num_samples}-seed{seed}-epoch{epoch}-test{num_examples}.json"
+
+
+def sample_quality_name(num_samples, seed, epoch):
+    """``evaluations/sample-quality-n10000-seed0-epoch10.json``: where a sample-quality result goes."""
+    return f"{EVALUATIONS_DIR}/sample-quality-n{num_samples}-seed{seed}-epoch{epoch}.json"
+
+
+def unused_path(path):
+    """``path`` if nothing is there, else the first free ``stem-2.ext``, ``stem-3.ext``, ...: nothing is overwritten."""
+    stem, ext = os.path.splitext(os.fspath(path))
+    candidate, n = os.fspath(path), 1
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{stem}-{n}{ext}"
+    return candidate

@@ -30,7 +30,6 @@ it and resume bit for bit. :func:`add_optim_arguments` and
 :func:`config_from_args` are the command-line side.
 """
 
-import argparse
 import copy
 import dataclasses
 import math
@@ -353,44 +352,3 @@ class PlateauDecay:
         self.best_loss, self.best_epoch, self.reference = state["best_loss"], state["best_epoch"], state["reference"]
         self.not_improved, self.decays = state["not_improved"], state["decays"]
         self.best_state = None if state["best_state"] is None else copy.deepcopy(state["best_state"])
-
-
-# --- command line --------------------------------------------------------------------------------
-
-def add_optim_arguments(parser, lr=True):
-    """Add ``--recipe --optimizer --momentum --loss-reduction --clip-norm --init --lr-decay`` (and ``--lr``).
-
-    Every option defaults to None, meaning "as the recipe says"; read them back
-    with :func:`config_from_args`. Pass ``lr=False`` when the parser already
-    has ``--lr`` (then give it ``default=None`` too, or the recipe's lr is overridden).
-    """
-    g = parser.add_argument_group("optimisation (He et al. 2019's text recipe: --recipe he2019)")
-    g.add_argument("--recipe", choices=RECIPES, default="default",
-                   help="default: Adam 1e-3, summed loss, PyTorch init; he2019: SGD 1.0 on the per-example "
-                        "mean loss, clip 5, U(-0.01, 0.01) init, plateau decay (options below override)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    if lr:
-        g.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
-    g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0)")
-    g.add_argument("--loss-reduction", choices=REDUCTIONS, default=None,
-                   help="sum: loss in nats per batch; mean: nats per example (metrics are per example either way)")
-    g.add_argument("--clip-norm", type=float, default=None, metavar="C",
-                   help="clip the global gradient norm at C, in the aggressive inner loop too (0: off)")
-    g.add_argument("--init", choices=INITS, default=None,
-                   help="uniform: every weight U(-0.01, 0.01), embeddings U(-0.1, 0.1)")
-    g.add_argument("--lr-decay", dest="lr_decay", action=argparse.BooleanOptionalAction, default=None,
-                   help="halve the lr after --decay-epochs epochs without validation improvement, "
-                        "reloading the best checkpoint, at most --max-decay times")
-    g.add_argument("--decay-epochs", type=int, default=None)
-    g.add_argument("--max-decay", type=int, default=None)
-    g.add_argument("--decay-start-epoch", type=int, default=None)
-    return g
-
-
-def config_from_args(args):
-    """The :class:`OptimConfig` of parsed arguments (see :func:`add_optim_arguments`)."""
-    return OptimConfig.from_recipe(
-        getattr(args, "recipe", "default") or "default",
-        optimizer=args.optimizer, lr=getattr(args, "lr", None), momentum=args.momentum,
-        loss_reduction=args.loss_reduction, clip_norm=args.clip_norm, init=args.init, decay=args.lr_decay,
-        decay_epochs=args.decay_epochs, max_decay=args.max_decay, decay_start_epoch=args.decay_start_epoch)

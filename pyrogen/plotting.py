@@ -97,6 +97,38 @@ def _prior_quantiles(vae, probs):
         return torch.quantile(draws, probs, dim=0)
 
 
+def plot_image_grid(images, path, title, ncol=8, note=None, dpi=100):
+    """Images ``(N, C, H, W)`` in [0, 1] as one titled grid, ``ncol`` per row, at 55 pixels per image.
+
+    :param str note: a second line under the title (e.g. how the inputs were binarized).
+    """
+    top = 0.35 if note is None else 0.6
+    figsize = _grid_figsize(math.ceil(images.shape[0] / ncol), ncol, top=top)
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, images, ncol, title if note is None else f"{title}\n{note}", figsize, top=top)
+    return _save(fig, path, dpi)
+
+
+def plot_reconstruction_pairs(x, recon, path, ncol=8, note=None, dpi=100):
+    """Inputs ``x`` and their reconstructions ``recon`` as row pairs: a row of inputs, below it theirs.
+
+    :param str note: a second line under the title (e.g. how the inputs were binarized).
+    """
+    rows = math.ceil(x.shape[0] / ncol)
+    pad = rows * ncol - x.shape[0]
+    blank = torch.ones((pad,) + x.shape[1:], device=x.device)
+    xs, rs = torch.cat([x, blank]), torch.cat([recon.to(x.device), blank])
+    interleaved = torch.cat([torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]])
+                             for r in range(rows)]).flatten(0, 1)
+    top = 0.35 if note is None else 0.6
+    figsize = _grid_figsize(2 * rows, ncol, left=1.1, top=top)
+    title = "Inputs (rows marked input) and their reconstructions (the row below each)"
+    fig = Figure(figsize=figsize)
+    _show_grid(fig, interleaved, ncol, title if note is None else f"{title}\n{note}", figsize, left=1.1, top=top,
+               row_labels=["input", "reconstruction"] * rows)
+    return _save(fig, path, dpi)
+
+
 @torch.no_grad()
 def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
     """Inputs with their reconstructions below them, row by row.
@@ -282,48 +314,78 @@ def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0)
 
 
 CURVE_PANELS = (
-    ("ELBO and log p(x) (nats per example)", ("elbo", "log_px", "iwae", "log_likelihood")),
-    ("KL and reconstruction (nats per example)", ("kl", "recon", "reconstruction", "nll", "rate",
-                                                  "distortion")),
-    ("Losses (GAN: discriminator and generator)", ("loss",)),
-    ("Posterior collapse", ("mi", "mutual_info", "mutual_information", "active_units", "au")),
-    ("Schedules", ("kl_weight", "beta", "lr", "aggressive")),
-    ("Sample quality", ("fid", "kid", "precision", "recall", "density", "coverage", "is")),
-    ("Class coverage of GAN samples (entropy in nats, classes above 2%)", ("class_entropy", "classes_covered")),
-    ("Codes and reconstructions (probe accuracy, MSE per pixel)", ("probe_accuracy", "recon_error")),
+    ("nats per example", (("elbo", "ELBO"), ("log_px", "log p(x)"), ("iwae", "IWAE bound"),
+                          ("log_likelihood", "log p(x)"))),
+    ("nats per example", (("kl", "KL(q||p)"), ("rate", "rate"))),
+    ("nats per example", (("recon", "reconstruction"), ("reconstruction", "reconstruction"),
+                          ("nll", "reconstruction"), ("distortion", "distortion"))),
+    ("loss", (("loss", "loss"),)),
+    ("nats", (("mi", "mutual information I(x; z)"), ("mutual_info", "mutual information I(x; z)"),
+              ("mutual_information", "mutual information I(x; z)"))),
+    ("count", (("active_units", "active units"), ("au", "active units"))),
+    ("weight", (("kl_weight", "KL weight"), ("beta", "KL weight"))),
+    ("learning rate", (("lr", "learning rate"),)),
+    ("1 = on, 0 = off", (("aggressive", "aggressive training"),)),
+    ("distance", (("fid", "Fréchet distance"), ("kid", "kernel distance"))),
+    ("share", (("precision", "precision"), ("recall", "recall"), ("density", "density"),
+               ("coverage", "coverage"))),
+    ("score", (("is", "inception score"),)),
 )
-"""Training-curve panels and the name parts that put a ``metrics.csv`` column in each.
+"""Training-curve panels, one quantity (one unit) each: ``(y-axis unit, ((name part, label), ...))``.
 
 A column goes into the panel of the longest part that appears in its name
 as whole underscore-separated words (``test_kl`` and ``kl_train`` go into
-the KL panel, ``test_kl_weight`` into the schedules, ``test_log_px`` into
+the KL panel, ``test_kl_weight`` into the KL weight's, ``test_log_px`` into
 the ELBO panel), so columns added later by other models find their panel.
+A panel's title names the quantities of the columns it holds, and nothing else.
 """
 
 _NOT_CURVES = {"epoch", "step", "seconds", "time", "method"}
+_ROLES = {"d": "discriminator", "g": "generator", "train": "train", "test": "test"}
+
+
+def _curve_label(column, part, label):
+    """A legend entry: ``test_elbo`` -> "test ELBO", ``loss_d`` -> "discriminator loss"."""
+    words = f"_{column}_".replace(f"_{part}_", "_", 1).strip("_").split("_")
+    roles = [_ROLES.get(w.lower(), w) for w in words if w]
+    return " ".join(roles + [label])
 
 
 def curve_panels(columns):
-    """Group metric column names into :data:`CURVE_PANELS`: a list of ``(title, [columns])``."""
-    panels = {title: [] for title, _ in CURVE_PANELS}
+    """Group metric columns into panels of :data:`CURVE_PANELS`.
+
+    :returns: a list of ``(title, y-axis unit, [(column, legend label), ...])``, only for panels
+        with columns; the title lists the quantities present (e.g. "ELBO", or "ELBO and log p(x)").
+    """
+    panels = [[] for _ in CURVE_PANELS]
     for col in columns:
         if col in _NOT_CURVES:
             continue
         name = f"_{col.lower()}_"
-        matches = [(len(part), -i, title) for i, (title, parts) in enumerate(CURVE_PANELS)
-                   for part in parts if f"_{part}_" in name]
+        matches = [(len(part), -i, i, part, label) for i, (_, parts) in enumerate(CURVE_PANELS)
+                   for part, label in parts if f"_{part}_" in name]
         if matches:
-            panels[max(matches)[2]].append(col)
-    return [(title, cols) for title, cols in panels.items() if cols]
+            _, _, i, part, label = max(matches)
+            panels[i].append((col, part, label))
+    out = []
+    for (unit, _), members in zip(CURVE_PANELS, panels):
+        if not members:
+            continue
+        quantities = list(dict.fromkeys(label for _, _, label in members))
+        title = " and ".join(quantities)
+        if unit == "loss":
+            title = "losses" if len(members) > 1 else "loss"
+        out.append((title[0].upper() + title[1:], unit, [(c, _curve_label(c, p, lab)) for c, p, lab in members]))
+    return out
 
 
 def plot_training_curves(rows, path, figsize=None, dpi=100):
-    """Training curves from the rows of ``metrics.csv``, one panel per kind of metric.
+    """Training curves from the rows of ``metrics.csv``, one panel per quantity.
 
     Plots whichever known columns exist (see :data:`CURVE_PANELS`) against
-    the epoch (or the row number when there is no ``epoch`` column): ELBO and
-    log p(x); KL and reconstruction; GAN losses; collapse diagnostics;
-    schedules; sample quality.
+    the epoch (or the row number when there is no ``epoch`` column), one
+    quantity and unit per axis, with readable legends and whole-number epochs.
+    Panels fill two columns; an odd last panel spans both, so no panel is empty.
 
     :param rows: list of dicts (:meth:`pyrogen.runs.RunDir.read_metrics`) or a run directory.
     :param figsize: inches; default 5.5 wide per panel, in up to two columns, 3.6 high per row.
@@ -337,7 +399,8 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
         raise DataError("no metrics to plot: metrics.csv is missing or empty")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     numeric = [c for c in columns
-               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
+               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                      and math.isfinite(r.get(c)) for r in rows)]
     panels = curve_panels(numeric)
     if not panels:
         raise DataError(f"metrics.csv has no column to plot (columns: {', '.join(columns)})")
@@ -345,23 +408,39 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     nrows = math.ceil(len(panels) / ncols)
     figsize = figsize or (5.5 * ncols, 3.6 * nrows)
     fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    grid = fig.add_gridspec(nrows, ncols)
+    axes = [fig.add_subplot(grid[i // ncols, i % ncols] if not (i == len(panels) - 1 and i % ncols == 0)
+                            else grid[i // ncols, :])
+            for i in range(len(panels))]
     xname = "epoch" if "epoch" in columns else None
-    for ax, (title, cols) in zip(axes, panels):
-        for col in cols:
+    xs_all = set()
+    for ax, (title, unit, members) in zip(axes, panels):
+        ys_all = []
+        for col, label in members:
             pts = [(r[xname] if xname else i + 1, r[col]) for i, r in enumerate(rows)
-                   if isinstance(r.get(col), (int, float))
+                   if isinstance(r.get(col), (int, float)) and math.isfinite(r.get(col))
                    and (not xname or isinstance(r.get(xname), (int, float)))]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=col)
+                xs_all.update(xs)
+                ys_all += ys
+                ax.plot(xs, ys, marker="o" if len(pts) < 30 else None, markersize=3, label=label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xname or "row")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(unit)
+        if unit == "count" and ys_all and max(ys_all) - min(ys_all) < 4:  # whole counts, not 0.945..1.050
+            ax.set_yticks(range(math.floor(min(ys_all)) - 1, math.ceil(max(ys_all)) + 2))
+        elif unit == "count":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    lo, hi = (min(xs_all), max(xs_all)) if xs_all else (1, 1)
+    for ax in axes:
+        if hi - lo <= 12:  # few epochs: a tick at each, and a margin of half an epoch
+            ax.set_xticks(range(math.floor(lo), math.ceil(hi) + 1))
+            ax.set_xlim(lo - 0.5, hi + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path, dpi)
 
 

@@ -13,10 +13,11 @@ import datetime
 import glob
 import html
 import os
+import re
 import tempfile
 
 from pyrogen.errors import DataError
-from pyrogen.files import atomic_write
+from pyrogen.files import EVALUATIONS_DIR, atomic_write
 from pyrogen.runs import open_run
 
 SECTIONS = ("Settings", "Evaluation", "Metrics", "Training curves", "Pictures")
@@ -36,10 +37,14 @@ CAPTIONS = {
 }
 _ORDER = list(CAPTIONS)
 TRAINING_CAPTIONS = {
-    "samples.png": "Mean images of draws from the prior p(z), written at the end of training.",
-    "reconstructions.png": "Test inputs (upper half) and their reconstructions (lower half), written "
-                           "at the end of training.",
+    "samples.png": "Mean images of draws from the prior p(z), written by pyrogen train at the end of training.",
+    "reconstructions.png": "Test inputs and their reconstructions (each row of inputs above its row of "
+                           "reconstructions), written by pyrogen train at the end of training.",
 }
+SUPERSEDED_BY_PLOTS = {"samples.png": "prior_samples.png", "reconstructions.png": "reconstructions.png"}
+"""Training's grids that ``pyrogen plot`` draws again: the report shows one picture of each kind."""
+_SAMPLE_NAME = re.compile(r"samples-epoch(\d+)-n(\d+)-seed(-?\d+)(?:-(\d+))?\.png$")
+
 PSIS_LABELS = {
     "share_above_threshold": "share of examples with k-hat above the threshold",
     "share_good": "share of examples with k-hat below 0.5",
@@ -100,36 +105,111 @@ def _section(title, body):
     return f"<section><h2 id='{title.lower().replace(' ', '-')}'>{_esc(title)}</h2>\n{body}\n</section>"
 
 
+def used_settings(config):
+    """``(key, value)`` pairs of the settings that shaped the run: unset (None) values and the options
+    of schedules and modes the run did not use are left out."""
+    train = config.get("train", {})
+    unused = set()
+    schedule = train.get("kl_schedule")
+    if schedule is not None:
+        unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
+                   "linear": {"kl_weight", "kl_cycles"},
+                   "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())
+    if "aggressive" in train and not train["aggressive"]:
+        unused.add("aggressive_patience")
+    if "gp_weight" in train and train.get("loss") != "wgan-gp":
+        unused.add("gp_weight")
+    labels = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
+    return [(labels.get(k, k), v) for k, v in _flatten(config)
+            if v is not None and not (k.startswith("train.") and k[len("train."):] in unused)]
+
+
 def _settings(run):
-    return _key_value_table(_flatten(run.config))
+    return _key_value_table(used_settings(run.config))
+
+
+def _evaluations(run, prefix):
+    """The run's evaluation files of one kind, oldest checkpoint first: ``[(relative path, dict)]``."""
+    found = []
+    for path in glob.glob(os.path.join(run.path, EVALUATIONS_DIR, f"{prefix}*.json")):
+        rel = os.path.relpath(path, run.path)
+        found.append((rel, _read_evaluation(run, rel)))
+    if prefix == "log-px" and os.path.isfile(run.file("evaluation.json")):  # the single file of older runs
+        found.append(("evaluation.json", _read_evaluation(run, "evaluation.json")))
+    return sorted(found, key=lambda f: (f[1].get("epoch", 0), f[1].get("num_samples", 0), f[0]))
+
+
+def _read_evaluation(run, rel):
+    """One evaluation file as a dict; a file that is not the JSON object pyrogen wrote is one-line error."""
+    try:
+        result = run.read_json(rel)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{run.file(rel)!r} is not valid JSON: {str(e).splitlines()[0]}; "
+                        "rewrite it with 'pyrogen evaluate'") from None
+    if not isinstance(result, dict) or not isinstance(result.get("psis", {}), dict):
+        raise DataError(f"{run.file(rel)!r} holds no evaluation (expected the JSON object "
+                        "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+    return result
+
+
+def _written(result):
+    who = result.get("written_by", "an older pyrogen")
+    when = result.get("written_at")
+    return f"written by {who}" + (f" on {when}" if when else "")
 
 
 def _evaluation(run):
-    if not os.path.isfile(run.file("evaluation.json")):
+    results = _evaluations(run, "log-px")
+    quality = _evaluations(run, "sample-quality")
+    if not results and not quality:
         return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
                 f"{_esc(run.path)}</code>.</p>")
-    try:
-        result = run.read_json("evaluation.json")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{run.file('evaluation.json')!r} is not valid JSON: {str(e).splitlines()[0]}; "
-                        "rewrite it with 'pyrogen evaluate'") from None
-    if not isinstance(result, dict) or not isinstance(result.get("psis", {}), dict):
-        raise DataError(f"{run.file('evaluation.json')!r} holds no evaluation (expected the JSON object "
-                        "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
-    psis = result.pop("psis", None)
-    labels = {"elbo": "test ELBO (nats per example)",
-              "log_px": "importance-sampled log p(x) (nats per example)",
-              "num_samples": "importance samples K per example", "epoch": "epoch"}
-    body = _key_value_table([(labels.get(k, k), v) for k, v in result.items()], key="figure")
-    if psis:
-        advice = psis.pop("advice", None)
-        body += "<h3>Pareto k&#770; of the importance weights (PSIS)</h3>"
-        body += ("<p>Above 0.7 an example's importance-sampled log p(x) is not to be trusted "
-                 "(Yao, Vehtari, Simpson and Gelman 2018).</p>")
-        body += _key_value_table([(PSIS_LABELS.get(k, k), v) for k, v in psis.items()], key="figure")
-        if advice:
-            body += f"<p class='warning'>{_esc(advice)}</p>"
+    body = "" if results else f"<p class='note'>No log p(x) yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
+    labels = {"elbo": "test ELBO (nats per example)", "objective": "test objective (nats per example)",
+              "log_px": "importance-sampled log p(x) (nats per example)"}
+    for rel, result in results:
+        result = dict(result)
+        psis = result.pop("psis", None)
+        k, epoch = result.get("num_samples"), result.get("epoch")
+        heading = f"K = {k}" + ("" if k else " (test ELBO only)")
+        if "seed" in result:
+            heading += f", seed {result['seed']}"
+        if "num_examples" in result:
+            heading += f", {result['num_examples']} test images"
+        body += f"<h3>{_esc(heading)}, checkpoint of epoch {_esc(epoch)}</h3>"
+        body += f"<p class='note'><code>{_esc(rel)}</code>, {_esc(_written(result))}.</p>"
+        body += _key_value_table([(labels[key], result[key]) for key in labels if key in result], key="figure")
+        if psis:
+            advice = psis.pop("advice", None)
+            body += "<h4>Pareto k&#770; of the importance weights (PSIS)</h4>"
+            body += ("<p>Above 0.7 an example's importance-sampled log p(x) is not to be trusted "
+                     "(Yao, Vehtari, Simpson and Gelman 2018).</p>")
+            body += _key_value_table([(PSIS_LABELS.get(k, k), v) for k, v in psis.items()], key="figure")
+            if advice:
+                body += f"<p class='warning'>{_esc(advice)}</p>"
+    if quality:
+        body += "<h3>Sample quality (pyrogen sample-quality)</h3>"
+        cols = [("epoch", "checkpoint of epoch"), ("num_fake", "samples"), ("num_real", "test images"),
+                ("seed", "seed"), ("frechet_distance", "Fréchet distance"), ("precision", "precision"),
+                ("recall", "recall"), ("k", "k"), ("feature_net", "feature network")]
+        head = "".join(f"<th>{_esc(label)}</th>" for _, label in cols) + "<th class='key'>file</th>"
+        rows = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c, _ in cols)
+                       + f"<td class='key'><code>{_esc(rel)}</code>, {_esc(_written(r))}</td></tr>"
+                       for rel, r in quality)
+        body += f"<div class='scroll'><table><tr>{head}</tr>{rows}</table></div>"
     return body
+
+
+def _picture_caption(name):
+    """The caption of a picture in the run directory itself, from its name."""
+    if name in TRAINING_CAPTIONS:
+        return TRAINING_CAPTIONS[name]
+    match = _SAMPLE_NAME.match(name)
+    if match:
+        epoch, n, seed, _ = match.groups()
+        return (f"Mean images of {n} draws from the prior p(z), seed {seed}, checkpoint of epoch {epoch}, "
+                "written by pyrogen sample.")
+    return ""
 
 
 def _metrics(rows):
@@ -164,8 +244,10 @@ def _pictures(run):
              if os.path.basename(p) != "training_curves.png"]
     pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
                 for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
-    pictures += [(p, TRAINING_CAPTIONS.get(os.path.basename(p), ""))
-                 for p in sorted(glob.glob(os.path.join(run.path, "*.png")))]
+    drawn_again = {os.path.basename(p) for p in plots}
+    pictures += [(p, _picture_caption(os.path.basename(p)))
+                 for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
+                 if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
     figures = [] if plots else [
         f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>"]
     inside = os.path.realpath(run.path) + os.sep

@@ -371,4 +371,6 @@ def test_cli_trains_resumes_and_samples_a_gan(tmp_path, monkeypatch, tiny_data, 
     with pytest.raises(RunDirError):
         RunDir.create(out, {})
     assert cli.main(["evaluate", out, "--device", "cpu"]) == 2
-    assert "a GAN's generator is an implicit model with no density" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a GAN's generator is an implicit model with no density" in err
+    assert f"score its samples with 'pyrogen sample-quality {out}'" in err

@@ -288,11 +288,11 @@ def test_cli_trains_an_autoencoder_and_refuses_its_log_px_in_one_line(tmp_path, 
     with open(tmp_path / "ae" / "metrics.csv") as f:
         row = next(csv.DictReader(f))
     assert set(row) >= {"test_objective", "active_units"}
-    assert main(["evaluate", str(tmp_path / "ae"), "--num-samples", "10", "--no-progress"]) == 2
+    assert main(["evaluate", str(tmp_path / "ae"), "--eval-samples", "10", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     # the one-line refusal of issue 15 (item 12): only log p(x) is refused, the objective is evaluated
-    assert err == ("pyrogen: error: argument --num-samples: an autoencoder run has no log p(x) to estimate "
-                   "(its guide is a point mass); omit --num-samples to evaluate its test objective")
+    assert err == ("pyrogen: error: argument --eval-samples: an autoencoder run has no log p(x) to estimate "
+                   "(its guide is a point mass); omit --eval-samples to evaluate its test objective")
 
 
 @requires_fashion_mnist

@@ -4,6 +4,8 @@ Each test compiles a small graph with torch.compile (a few seconds on the CPU).
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -12,16 +14,19 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyrogen.infer import CompiledLoss, ELBOModule, ReparamTrace_ELBO, TorchSVI
+from pyrogen.config import AUTO_COMPILE_MIN_STEPS, default_config
+from pyrogen.infer import CompiledLoss, ELBOModule, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
 from pyrogen.models import VAE
+from pyrogen.training import VAETrainer
+from pyrogen.training.vae import auto_compile
 from tests.conftest import requires_fashion_mnist
 from tests.test_training import make_trainer, small_config
 
 
-def _train(compile, x, steps=4):
+def _train(compile, x, steps=4, elbo=ReparamTrace_ELBO):
     pyro.set_rng_seed(0)
     vae = VAE(latent_dim=4, hidden=(24,)).to(x.device)
-    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), ReparamTrace_ELBO(),
+    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), elbo(),
                    compile=compile)
     with pyro.validation_enabled(False):
         losses = [svi.step(x) for _ in range(steps)]
@@ -30,14 +35,16 @@ def _train(compile, x, steps=4):
     return torch.stack(losses), [p.detach().clone() for p in vae.parameters()], torch.rand(3, device=x.device)
 
 
+@pytest.mark.parametrize("elbo", [ReparamTrace_ELBO, ReparamTraceMeanField_ELBO])
 @pytest.mark.parametrize("device, tolerance", [
     ("cpu", {"rtol": 1e-4, "atol": 1e-5}),
     pytest.param("cuda", {"rtol": 1e-3, "atol": 1e-4}, marks=pytest.mark.cuda),
 ])
-def test_compiled_steps_match_eager_steps_and_draw_the_same_noise(device, tolerance):
+def test_compiled_steps_match_eager_steps_and_draw_the_same_noise(device, tolerance, elbo):
+    # both estimators of --elbo auto record: the closed-form KL reads no value on the host
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3, device=device))
-    eager_losses, eager_params, eager_next = _train(False, x)
-    compiled_losses, compiled_params, compiled_next = _train(True, x)
+    eager_losses, eager_params, eager_next = _train(False, x, elbo=elbo)
+    compiled_losses, compiled_params, compiled_next = _train(True, x, elbo=elbo)
     # Same random draws (fallback_random), so only fused-kernel rounding differs.
     torch.testing.assert_close(compiled_losses, eager_losses, rtol=tolerance["rtol"] / 10, atol=1e-2)
     for a, b in zip(compiled_params, eager_params):
@@ -136,3 +143,82 @@ def test_missing_cxx_compiler_is_a_one_line_cli_error(tmp_path):
         "needs a working C++ compiler (e.g. apt-get install g++). Train without compile instead"
     ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_compile_setting_accepts_modes_and_the_booleans_of_older_runs():
+    from pyrogen.config import compile_mode
+    from pyrogen.errors import DataError
+
+    assert [compile_mode(v) for v in ("auto", "on", "off", True, False)] == ["auto", "on", "off", "on", "off"]
+    assert default_config()["train"]["compile"] == "auto"
+    with pytest.raises(DataError, match=r"train.compile must be one of \('auto', 'on', 'off'\)"):
+        compile_mode("fast")
+
+
+def test_auto_compiles_long_runs_where_a_compiler_works(monkeypatch):
+    from pyrogen.training import vae as vae_training
+
+    works = vae_training.compiler_works("cpu")
+    assert works == (shutil.which("g++") is not None or shutil.which("c++") is not None)
+    n = AUTO_COMPILE_MIN_STEPS
+    assert not auto_compile(n - 1, "cpu")
+    assert auto_compile(n, "cpu") == works
+    assert not auto_compile(10 * n, "cpu", blocked=True)
+    monkeypatch.setattr(vae_training, "compiler_works", lambda device: False)
+    assert not auto_compile(10 * n, "cpu")
+
+
+def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatch):
+    from pyrogen.training import vae as vae_training
+
+    monkeypatch.setattr(vae_training, "compiler_works", lambda device: True)
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    config = small_config()  # compile "auto"
+    config["train"].update(batch_size=10, epochs=2)  # 4 steps per epoch
+    trainer = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
+    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 9)
+    trainer.fit(2)  # 8 steps: eager
+    assert not trainer.compile and not isinstance(trainer.svi.loss_module, CompiledLoss)
+    monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 12)
+    monkeypatch.setattr(vae_training.TorchSVI, "step", lambda self, *a, **k: torch.tensor(0.0))
+    trainer.fit(3)  # a run of 12 steps: compiled (steps stubbed: only the choice is under test)
+    assert trainer.compile and isinstance(trainer.svi.loss_module, CompiledLoss)
+    config["train"].update(aggressive=True)
+    aggressive = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
+    assert aggressive.compile_blocked()
+
+
+@requires_fashion_mnist
+def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fashion_mnist_small, monkeypatch,
+                                                                              capsys):
+    from pyrogen.training import vae as vae_training
+
+    def broken_compile(graph, **options):
+        def run(*args):
+            raise torch._dynamo.exc.BackendCompilerFailed(
+                graph, RuntimeError("InvalidCxxCompiler: No working C++ compiler found"), None)
+        return run
+
+    train, test = fashion_mnist_small
+    data = (train.subset(300), test.subset(100))
+    results = []
+    for mode in ("off", "auto"):
+        config = small_config(compile=mode)
+        trainer = make_trainer(config, data)
+        trainer.progress = True
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            m.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 1)
+            m.setattr(vae_training, "compiler_works", lambda device: True)
+            m.setattr(torch, "compile", broken_compile)
+            trainer.fit(1)
+        results.append((trainer, capsys.readouterr().err))
+    (eager, _), (fallback, err) = results
+    notes = [line for line in err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
+    assert len(notes) == 1 and re.search(r"pyrogen: --compile auto: torch.compile could not compile the "
+                                         r"recorded loss \(.*\); training eagerly$", notes[0]), err
+    assert not fallback.compile
+    # Nothing was drawn or updated by the failed attempt: the run is the eager run, bit for bit.
+    assert fallback.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
+    for a, b in zip(fallback.vae.parameters(), eager.vae.parameters()):
+        assert torch.equal(a, b)

@@ -7,6 +7,7 @@ destroys earlier results.
 """
 
 import errno
+import glob
 import gzip
 import json
 import os
@@ -22,6 +23,7 @@ import torch
 from pyrogen import cli, files
 from pyrogen.cli import main
 from pyrogen.files import RunDir
+from pyrogen.runs import open_run
 from tests.conftest import requires_fashion_mnist
 
 TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
@@ -89,6 +91,9 @@ BAD_OPTIONS = [
     (["train", "vae", "--hidden", "1000000"], "argument --hidden: expected a positive integer <= 65536, got 1000000"),
     (["train", "vae", "--latent-dim", "1000000000"],
      "argument --latent-dim: expected a positive integer <= 65536, got 1000000000"),
+    (["train", "vae", "--hidden", "65536", "65536", "--latent-dim", "65536"],
+     "argument --hidden: expected networks whose weights, gradients and Adam state fit in half this machine's "
+     "memory ("),
     (["train", "vae", "--eval-samples", "-3"], "argument --eval-samples: expected an integer >= 0, got '-3'"),
     (["train", "vae", "--num-particles", "1000000"],
      "argument --num-particles: expected at most 3423 particles for --batch-size 100 (a step's 1000000 x 100 "
@@ -102,7 +107,7 @@ BAD_OPTIONS = [
                                             "got 1000000000"),
     (["sample", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
     (["plot", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
-    (["evaluate", "RUN", "--num-samples", "0"], "argument --num-samples: expected a positive integer, got 0"),
+    (["evaluate", "RUN", "--eval-samples", "0"], "argument --eval-samples: expected a positive integer, got 0"),
     (["train", "vae", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
 ]
 if not torch.cuda.is_available():
@@ -165,7 +170,7 @@ def test_a_run_that_never_finished_an_epoch_is_restarted_by_resume(vae_run, tmp_
     out = copy_run(vae_run, tmp_path)
     for name in os.listdir(out):
         if name != "config.json":
-            os.remove(out / name)
+            shutil.rmtree(out / name) if os.path.isdir(out / name) else os.remove(out / name)
     assert main(["train", "vae", "--out", str(out), "--epochs", "1"] + TINY) == 2
     assert "already holds a run; pass --resume to continue it (it never finished an epoch" in one_error_line(capsys)
     assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "1", "--no-progress"]) == 0
@@ -214,15 +219,16 @@ def test_evaluate_prints_its_result_before_a_failed_write(vae_run, tmp_path, cap
     real = files.atomic_write
 
     def full_disk(path, write, binary=True):
-        if os.path.basename(path) == "evaluation.json":
+        if os.path.basename(os.path.dirname(path)) == "evaluations":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, write, binary)
 
     monkeypatch.setattr(files, "atomic_write", full_disk)
-    assert main(["evaluate", str(out), "--num-samples", "5", "--no-progress", "--device", "cpu"]) == 2
+    assert main(["evaluate", str(out), "--eval-samples", "5", "--no-progress", "--device", "cpu"]) == 2
     printed = capsys.readouterr()
     assert "test ELBO" in printed.out and "(K = 5)" in printed.out
-    assert printed.err == (f"pyrogen: error: cannot write {str(out / 'evaluation.json')!r}: No space left on "
+    written = out / "evaluations" / f"log-px-K5-seed0-epoch1-test{open_run(out).config['data']['test_size']}.json"
+    assert printed.err == (f"pyrogen: error: cannot write {str(written)!r}: No space left on "
                            "device; the evaluation above was not saved\n")
     assert snapshot(out) == before
 
@@ -277,7 +283,7 @@ def test_foreign_or_inconsistent_run_files_are_one_line(vae_run, gan_run, tmp_pa
     out = copy_run(vae_run, tmp_path)
     change(str(out), gan_run)
     before = snapshot(out)
-    args = {"evaluate": ["evaluate", str(out), "--num-samples", "2", "--no-progress", "--device", "cpu"],
+    args = {"evaluate": ["evaluate", str(out), "--eval-samples", "2", "--no-progress", "--device", "cpu"],
             "sample": ["sample", str(out), "-n", "2", "--device", "cpu"],
             "resume": ["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]}[command]
     assert main(args) == 2
@@ -394,7 +400,7 @@ def test_a_read_only_run_directory_is_one_line(vae_run, tmp_path, command, capsy
     monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(os, "access", lambda p, mode, **k: False if mode & os.W_OK else real_access(p, mode, **k))
     args = {"resume": ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"],
-            "evaluate": ["evaluate", out, "--num-samples", "2", "--no-progress", "--device", "cpu"],
+            "evaluate": ["evaluate", out, "--eval-samples", "2", "--no-progress", "--device", "cpu"],
             "sample": ["sample", out, "-n", "2", "--device", "cpu"],
             "plot": ["plot", out, "--num-points", "20", "--device", "cpu"],
             "report": ["report", out]}[command]
@@ -456,10 +462,11 @@ def test_evaluate_an_autoencoder_reports_its_objective_and_refuses_only_log_px(t
     capsys.readouterr()
     assert main(["evaluate", out, "--no-progress", "--device", "cpu"]) == 0
     assert "test objective log p(x|z) + log p(z) at the code" in capsys.readouterr().out
-    assert "objective" in json.loads(open(os.path.join(out, "evaluation.json")).read())
+    [written] = glob.glob(os.path.join(out, "evaluations", "log-px-K0-*.json"))
+    assert "objective" in json.loads(open(written).read())
     before = snapshot(out)
-    assert main(["evaluate", out, "--num-samples", "10", "--no-progress", "--device", "cpu"]) == 2
-    assert one_error_line(capsys).startswith("pyrogen: error: argument --num-samples: an autoencoder run has no "
+    assert main(["evaluate", out, "--eval-samples", "10", "--no-progress", "--device", "cpu"]) == 2
+    assert one_error_line(capsys).startswith("pyrogen: error: argument --eval-samples: an autoencoder run has no "
                                              "log p(x)")
     assert snapshot(out) == before
 
@@ -495,6 +502,27 @@ def _train_process(out, epochs, delay=None):
     if delay:
         env["PYROGEN_TEST_WRITE_DELAY"] = str(delay)
     code = "import torch, sys; torch.set_num_threads(1); from pyrogen.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs),
+                             "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _slow_train_process(out, epochs, marker):
+    """A training process whose every step appends a dot to ``marker`` and then sleeps 50 ms."""
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("PYROGEN_TEST_WRITE_DELAY", None)
+    code = (
+        "import sys, time, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from pyrogen.training.vae import VAETrainer\n"
+        "step = VAETrainer.train_step\n"
+        "def slow(self, *a, **k):\n"
+        "    result = step(self, *a, **k)\n"
+        f"    open({marker!r}, 'a').write('.')\n"
+        "    time.sleep(0.05)\n"
+        "    return result\n"
+        "VAETrainer.train_step = slow\n"
+        "from pyrogen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
     return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs),
                              "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
 
@@ -550,6 +578,25 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight
     assert all(torch.equal(a["optim"]["state"][i]["exp_avg"], b["optim"]["state"][i]["exp_avg"])
                for i in a["optim"]["state"])
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_kill_in_the_middle_of_an_epoch_resumes_bit_for_bit(straight_run, tmp_path, sig, capsys, one_thread):
+    """Killed after step 15 of 20 (10 steps an epoch): epoch 2 is half done and is redone from epoch 1's checkpoint."""
+    out, marker = str(tmp_path / "killed"), str(tmp_path / "steps")
+    process = _slow_train_process(out, 2, marker)
+    _wait_for(lambda: os.path.exists(marker) and len(open(marker).read()) >= 15, process)
+    process.send_signal(sig)
+    status = process.wait(60)
+    assert status == (143 if sig == signal.SIGTERM else -signal.SIGKILL), process.stderr.read()
+    assert RunDir(out).load_checkpoint()["epoch"] == 1 and [r["epoch"] for r in RunDir(out).read_metrics()] == [1]
+    capsys.readouterr()
+    assert main(["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"]) == 0
+    a, b = RunDir(straight_run).load_checkpoint(), RunDir(out).load_checkpoint()
+    assert b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
+    assert RunDir(out).read_metrics()[1]["train_elbo"] == RunDir(straight_run).read_metrics()[1]["train_elbo"]
 
 
 # ---------------------------------------------------------------- item 13: the Python API

@@ -130,3 +130,12 @@ def test_the_checker_sees_function_local_imports():
     assert "pyrogen.runs" in GRAPH["pyrogen.evaluation.sample_quality"]  # inside a function
     assert "pyrogen.distributed" in GRAPH["pyrogen.cli"]  # "from pyrogen import distributed"
     assert layer("pyrogen.training.gan") > layer("pyrogen.evaluation.sample_quality")
+
+
+def test_argument_parsing_lives_only_in_the_command_line():
+    parsers = sorted(m for m, path in MODULES.items()
+                     if any(isinstance(node, (ast.Import, ast.ImportFrom))
+                            and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import)
+                                               else [node.module])
+                            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    assert parsers == ["pyrogen.cli"]

@@ -116,7 +116,7 @@ def test_training_curves_plot_whichever_known_columns_exist(tmp_path):
     gan_rows = [{"epoch": e, "loss_d": 1.0 / e, "loss_g": 0.5 * e, "fid": 30.0 - e} for e in range(1, 4)]
     _check_png(plotting.plot_training_curves(gan_rows, tmp_path / "g.png"), (11.0, 3.6))  # two panels
     mixed = [dict(r, kl=10.0, test_kl=11.0, mi=2.0, active_units=7, kl_weight=0.5) for r in vae_rows]
-    _check_png(plotting.plot_training_curves(mixed, tmp_path / "m.png"), (11.0, 7.2))  # four panels
+    _check_png(plotting.plot_training_curves(mixed, tmp_path / "m.png"), (11.0, 10.8))  # five panels
     with pytest.raises(DataError, match="no metrics to plot"):
         plotting.plot_training_curves([], tmp_path / "e.png")
     with pytest.raises(DataError, match=r"no column to plot \(columns: epoch, method\)"):
@@ -124,15 +124,70 @@ def test_training_curves_plot_whichever_known_columns_exist(tmp_path):
 
 
 def test_curve_panels_sort_columns_by_their_words():
-    panels = dict(plotting.curve_panels(
+    panels = (plotting.curve_panels(
         ["epoch", "train_elbo", "test_log_px", "kl", "test_kl", "kl_weight", "test_kl_weight", "loss_d", "d_loss",
          "mi", "active_units", "fid", "seconds", "unknown"]))
+    panels = {title: (unit, members) for title, unit, members in panels}
     assert panels == {
-        "ELBO and log p(x) (nats per example)": ["train_elbo", "test_log_px"],
-        "KL and reconstruction (nats per example)": ["kl", "test_kl"],
-        "Losses (GAN: discriminator and generator)": ["loss_d", "d_loss"],
-        "Posterior collapse": ["mi", "active_units"],
-        "Schedules": ["kl_weight", "test_kl_weight"],
-        "Sample quality": ["fid"],
+        "ELBO and log p(x)": ("nats per example", [("train_elbo", "train ELBO"), ("test_log_px", "test log p(x)")]),
+        "KL(q||p)": ("nats per example", [("kl", "KL(q||p)"), ("test_kl", "test KL(q||p)")]),
+        "Losses": ("loss", [("loss_d", "discriminator loss"), ("d_loss", "discriminator loss")]),
+        "Mutual information I(x; z)": ("nats", [("mi", "mutual information I(x; z)")]),
+        "Active units": ("count", [("active_units", "active units")]),
+        "KL weight": ("weight", [("kl_weight", "KL weight"), ("test_kl_weight", "test KL weight")]),
+        "Fréchet distance": ("distance", [("fid", "Fréchet distance")]),
     }
 
+
+def _curve_figure(rows, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, path, dpi: figures.append(fig) or path)
+    plotting.plot_training_curves(rows, tmp_path / "c.png")
+    return figures[0]
+
+
+def test_curve_panels_are_honest_about_the_columns_present(tmp_path, monkeypatch):
+    rows = [{"epoch": e, "step": 20 * e, "train_elbo": -300.0 + e, "test_elbo": -290.0 + e, "kl": 20.0 + e,
+             "mi": 3.0, "active_units": 12 + e, "seconds": 2.5} for e in (1, 2, 3)]
+    fig = _curve_figure(rows, tmp_path, monkeypatch)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    # No log p(x) and no reconstruction in the metrics: the titles do not promise them.
+    assert [ax.get_title() for ax in axes] == ["ELBO", "KL(q||p)", "Mutual information I(x; z)", "Active units"]
+    assert [ax.get_ylabel() for ax in axes] == ["nats per example", "nats per example", "nats", "count"]
+    assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes] == [
+        ["train ELBO", "test ELBO"], ["KL(q||p)"], ["mutual information I(x; z)"], ["active units"]]
+    assert all(list(ax.get_xticks()) == [1, 2, 3] for ax in axes)  # whole epochs
+    assert len(fig.axes) == 4  # no empty panel
+    assert all(float(t).is_integer() for t in axes[3].get_yticks())  # a count has whole ticks
+
+
+def test_one_epoch_of_a_gan_has_whole_epoch_ticks_and_an_odd_panel_spans_the_row(tmp_path, monkeypatch):
+    fig = _curve_figure([{"epoch": 1, "loss_d": 1.2, "loss_g": 0.8, "fid": 40.0, "kl_weight": 1.0}], tmp_path,
+                        monkeypatch)
+    assert [ax.get_title() for ax in fig.axes] == ["Losses", "KL weight", "Fréchet distance"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["discriminator loss", "generator loss"]
+    assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)
+    last, first = fig.axes[-1].get_position(), fig.axes[0].get_position()
+    assert last.width > 1.5 * first.width  # the third panel fills its row instead of leaving a blank one
+
+
+
+def test_training_grids_are_large_titled_and_say_their_layout_and_binarization(tmp_path, monkeypatch):
+    from pyrogen import plotting
+    from pyrogen.cli import _binarized_note
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda fig, path, dpi: figures.append((fig, dpi)) or path)
+    x = torch.rand(12, 1, 28, 28)
+    note = _binarized_note({"data": {"binarize": "dynamic"}})
+    assert note == "inputs binarized: each pixel drawn once from Bernoulli(grey level)"
+    assert _binarized_note({"data": {"binarize": "none"}}) is None
+    plotting.plot_reconstruction_pairs(x, x.flip(0), tmp_path / "r.png", note=note)
+    plotting.plot_image_grid(torch.rand(64, 1, 28, 28), tmp_path / "s.png", "Mean images of 64 draws")
+    (recon, dpi), (samples, _) = figures
+    assert recon._suptitle.get_text().splitlines() == [
+        "Inputs (rows marked input) and their reconstructions (the row below each)", note]
+    assert [t.get_text() for t in recon.axes[0].get_yticklabels()] == ["input", "reconstruction"] * 2
+    assert samples._suptitle.get_text() == "Mean images of 64 draws"
+    # 55 pixels per 28-pixel image: about twice the 242-pixel grid of before.
+    assert samples.get_size_inches()[0] * dpi >= 8 * 55

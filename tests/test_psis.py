@@ -119,7 +119,18 @@ def test_summary_and_data_set_evaluation():
     assert summary["khat_max"] == pytest.approx(1.2) and summary["num_examples"] == 4
     text = format_khat_summary(summary)
     assert text.startswith("Pareto k-hat: 50.0% of 4 examples above 0.7 (median")
+    # The share is stated once, followed by the advice's explanation: one line.
+    assert text.count("50.0%") == 1 and "\n" not in text and "not to be trusted" in text
     calm = khat_summary(torch.tensor([-math.inf, -math.inf]))
     assert calm["advice"] is None and calm["khat_max"] is None and calm["share_good"] == 1.0
     with pytest.raises(ValueError, match="num_samples must be at least 21"):
         log_likelihood_with_khat(lg.model, lg.guide, x, num_samples=10)
+
+
+def test_data_set_evaluation_shows_a_bar_with_the_time_left(capsys):
+    lg = LinearGaussian()
+    log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10, progress=True)
+    err = capsys.readouterr().err
+    assert "log p(x), K = 50" in err and "/30 [" in err and "<" in err  # tqdm's done/total [elapsed<left]
+    log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10)
+    assert capsys.readouterr().err == ""

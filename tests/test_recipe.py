@@ -15,10 +15,8 @@ from pyrogen.optim import (
     OptimConfig,
     PerExampleLoss,
     PlateauDecay,
-    add_optim_arguments,
     attach_gradient_clipping,
     build_optimizer,
-    config_from_args,
     initialize_,
     reduce_loss,
     split_validation,
@@ -41,13 +39,18 @@ def test_recipe_settings_and_command_line():
     default = OptimConfig()
     assert (default.optimizer, default.lr, default.loss_reduction, default.clip_norm, default.init, default.decay) == (
         "adam", 1e-3, "sum", None, "default", False)
-    import argparse
+    from pyrogen.cli import _optim_settings, build_parser
 
-    p = argparse.ArgumentParser()
-    add_optim_arguments(p)
-    assert config_from_args(p.parse_args(["--recipe", "he2019"])) == he
-    mixed = config_from_args(p.parse_args(["--recipe", "he2019", "--optimizer", "adam", "--lr", "1e-3", "--clip-norm", "0"]))
-    assert (mixed.optimizer, mixed.lr, mixed.clip_norm, mixed.init, mixed.loss_reduction) == ("adam", 1e-3, None, "uniform", "mean")
+    def settings(*options):
+        return _optim_settings(build_parser().parse_args(["train", "vae", "--out", "x", "--validation-size", "10",
+                                                          *options]))
+
+    he_cli = settings("--recipe", "he2019")
+    assert (he_cli["optimizer"], he_cli["lr"], he_cli["clip_norm"], he_cli["init"], he_cli["loss_reduction"],
+            he_cli["lr_decay_epochs"]) == ("sgd", 1.0, 5.0, "uniform", "mean", 2)
+    mixed = settings("--recipe", "he2019", "--optimizer", "adam", "--lr", "1e-3", "--clip-norm", "0")
+    assert (mixed["optimizer"], mixed["lr"], mixed["clip_norm"], mixed["init"], mixed["loss_reduction"]) == (
+        "adam", 1e-3, None, "uniform", "mean")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="recipe must be one of"):

@@ -28,15 +28,15 @@ def run_dir(tmp_path_factory):
 
 @requires_fashion_mnist
 def test_evaluate_reports_khat(run_dir, capsys):
-    assert main(["evaluate", str(run_dir), "--num-samples", "50", "--no-progress"]) == 0
+    assert main(["evaluate", str(run_dir), "--eval-samples", "50", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"Pareto k-hat: \d+\.\d% of 60 examples above 0.7", printed), printed
-    psis = json.loads((run_dir / "evaluation.json").read_text())["psis"]
+    psis = json.loads((run_dir / "evaluations/log-px-K50-seed0-epoch2-test60.json").read_text())["psis"]
     assert psis["num_examples"] == 60 and psis["threshold"] == 0.7
     assert 0 <= psis["share_above_threshold"] <= 1 and psis["khat_max"] >= psis["khat_median"]
     assert (psis["advice"] is not None) == (psis["share_above_threshold"] > 0)
     # Too few draws for a Pareto fit: log p(x) without k-hat.
-    assert main(["evaluate", str(run_dir), "--num-samples", "5", "--no-progress"]) == 0
+    assert main(["evaluate", str(run_dir), "--eval-samples", "5", "--no-progress"]) == 0
     assert "Pareto" not in capsys.readouterr().out
 
 
@@ -53,7 +53,7 @@ def test_plot_writes_every_picture(run_dir, capsys):
 
 @requires_fashion_mnist
 def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys):
-    assert main(["evaluate", str(run_dir), "--num-samples", "30", "--no-progress"]) == 0
+    assert main(["evaluate", str(run_dir), "--eval-samples", "30", "--no-progress"]) == 0
     assert main(["plot", str(run_dir), "--num-points", "60"]) == 0
     capsys.readouterr()
     assert main(["report", str(run_dir)]) == 0
@@ -64,13 +64,22 @@ def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys)
     assert page.index("Settings") < page.index("Evaluation") < page.index("Metrics") < page.index("Pictures")
     assert "model.latent_dim" in page and "train.epochs" in page  # settings
     assert "Pareto k&#770;" in page and "importance-sampled log p(x)" in page  # evaluation
+    # Every evaluation on disk, each headed by the K it used (not the config's eval.num_samples).
+    assert sorted(re.findall(r"<h3>K = (\d+)(?: \(test ELBO only\))?, seed 0, 60 test images, checkpoint of epoch 2</h3>", page),
+                  key=int) == sorted({m.split("-")[2][1:] for m in
+                                      (p.name for p in (run_dir / "evaluations").iterdir())}, key=int)
+    # Settings the run did not use are left out; K of the final evaluation is labelled as such.
+    assert "kl_cycles" not in page and "kl_warmup_epochs" not in page and "data.root" not in page
+    assert "eval.num_samples (K of the evaluation at the end of training)" in page
     assert page.count("<tr>") >= 1 + 2  # the metrics table: header and two epochs
     # Offline: every picture is inline, nothing is fetched.
     sources = re.findall(r"src='([^']*)'", page)
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert not re.search(r"(href|src)=['\"]?(https?:|//)", page)
-    # The curves, the six model pictures of `pyrogen plot` and the two grids of training.
-    assert len(sources) == 1 + 6 + 2
+    # The curves and the six model pictures of `pyrogen plot`, whose reconstructions and prior samples
+    # supersede training's two grids: each kind of grid appears once.
+    assert len(sources) == 1 + 6
+    assert "plots/prior_samples.png" in page and "<code>samples.png</code>" not in page
     for s in sources:
         assert base64.b64decode(s.split(",", 1)[1]).startswith(b"\x89PNG")
 

@@ -264,6 +264,14 @@ def test_training_recipe_is_reproducible():
     assert info["recipe"] == recipe and 0 <= info["test_accuracy"] <= 1
 
 
+def test_feature_training_shows_a_bar_within_each_epoch(capsys):
+    x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    F.train_classifier(x, y, recipe=dict(F.FEATURE_RECIPE, epochs=1, batch_size=32), progress=True)
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err and "4/4" in captured.err and "loss=" in captured.err
+    assert captured.out.startswith("epoch 1/1: train loss")  # the epoch's line, once the bar is gone
+
+
 def test_extract_features_batches_agree_with_one_call():
     net = F.FashionMNISTClassifier().features
     x = torch.rand(25, 1, 28, 28)
@@ -320,4 +328,16 @@ def test_sample_quality_of_a_run_directory(tmp_path, monkeypatch, capsys):
     assert "pyrogen: error: no feature network weights" in capsys.readouterr().err
     F.save_network(F.FashionMNISTClassifier(), *F.default_paths(), info={"recipe": F.FEATURE_RECIPE})
     assert main(["sample-quality", str(run), "-n", "100", "--device", "cpu"]) == 0
-    assert "100 samples vs 100 test images, k = 3, feature network " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "100 samples vs 100 test images, k = 3, feature network " in printed
+    # Kept in the run under its settings, and shown by the report.
+    saved = run / "evaluations" / "sample-quality-n100-seed0-epoch1.json"
+    assert f"wrote {saved}" in printed
+    result = json.loads(saved.read_text())
+    assert result["num_fake"] == 100 and result["written_by"] == "pyrogen sample-quality"
+    from pyrogen.report import build_report
+
+    page = build_report(str(run))
+    assert "Sample quality (pyrogen sample-quality)" in page
+    assert "evaluations/sample-quality-n100-seed0-epoch1.json" in page
+    assert f"{result['frechet_distance']:.4f}".rstrip("0").rstrip(".") in page

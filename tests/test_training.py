@@ -205,3 +205,10 @@ def test_resume_trainer_needs_a_checkpoint(tmp_path):
     RunDir.create(tmp_path, small_config())
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         resume_trainer(tmp_path)
+
+
+def test_the_epoch_line_names_metrics_in_one_case_and_counts_as_integers():
+    from pyrogen.training.vae import epoch_line
+
+    line = epoch_line(3, -293.156, {"elbo": -270.671}, {"kl": 25.1, "mi": 3.214, "active_units": 50}, 2.71)
+    assert line == "epoch 3: train ELBO -293.16, test ELBO -270.67, KL 25.10, MI 3.21, active units 50 (2.7 s)"

@@ -366,7 +366,7 @@ def _is_mean_field(estimator):
     from pyro.infer import TraceMeanField_ELBO
 
     if isinstance(estimator, str):
-        return estimator == "TraceMeanField_ELBO"
+        return estimator in ("TraceMeanField_ELBO", "ReparamTraceMeanField_ELBO")
     return isinstance(estimator, TraceMeanField_ELBO)
 
 

@@ -119,7 +119,7 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
         if test_images is not None:
             line += f", test accuracy {classifier_accuracy(classifier, test_images, test_labels):.4f}"
         if progress:
-            print(line, flush=True)
+            tqdm.write(line)
     classifier.eval()
     info = {"recipe": recipe, "train_seconds": round(time.perf_counter() - start, 1),
             "torch": torch.__version__}

@@ -130,11 +130,7 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
     }
     if high > 0:
         summary["advice"] = (
-            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: their importance-"
-            "sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is narrower "
-            "than the posterior or misplaced; more importance samples (--num-samples) help only "
-            "slowly, a better guide (more training, IWAE training, a richer posterior family) helps."
-        )
+            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: " + _ADVICE)
         if summary["num_nonfinite"]:
             summary["advice"] += (
                 f" {summary['num_nonfinite']} example(s) had an infinite importance weight or none "
@@ -143,18 +139,25 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
     return summary
 
 
+_ADVICE = ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is "
+           "narrower than the posterior or misplaced; more importance samples (--eval-samples) help only "
+           "slowly, a better guide (more training, IWAE training, a richer posterior family) helps.")
+
+
 def format_khat_summary(summary):
-    """One or two lines for the command line: the share of high :math:`\\hat k` and any advice."""
+    """One line for the command line: the share of high :math:`\\hat k`, then the advice once, if any."""
     line = (f"Pareto k-hat: {100 * summary['share_above_threshold']:.1f}% of "
             f"{summary['num_examples']} examples above {summary['threshold']}")
     if summary["khat_max"] is not None:
         line += f" (median {summary['khat_median']:.2f}, max {summary['khat_max']:.2f})"
-    return line + ("\n" + summary["advice"] if summary["advice"] else "")
+    if summary["advice"]:  # the advice's own first clause repeats the share: only its explanation follows
+        return f"{line}: {summary['advice'].split(': ', 1)[1]}"
+    return line + "."
 
 
 @torch.no_grad()
 def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=100, chunk_size=100,
-                             **kwargs):
+                             progress=False, **kwargs):
     """Importance-sampled log p(x) and :math:`\\hat k` of every example of a data set.
 
     The same draws serve both: each batch's ``(K, B)`` log weights from
@@ -163,17 +166,24 @@ def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=10
 
     :param torch.Tensor data: N examples, on the model's device.
     :param int num_samples: K draws per example, at least :data:`MIN_SAMPLES`.
+    :param bool progress: show a progress bar over the examples, with the time left
+        (K = 1000 takes minutes for 10,000 images on a CPU).
     :returns: dict with ``"log_px"`` (mean over the data set, nats per example),
         ``"log_px_per_example"`` ``(N,)`` and ``"khat"`` ``(N,)``.
     """
+    from tqdm.auto import tqdm
+
     if num_samples < MIN_SAMPLES:
         raise ValueError(f"num_samples must be at least {MIN_SAMPLES} for PSIS, got {num_samples}")
     log_px, khat = [], []
-    for i in range(0, data.shape[0], batch_size):
-        lp, lw = log_likelihood(model, guide, data[i : i + batch_size], num_samples, chunk_size,
-                                return_log_weights=True, **kwargs)
-        log_px.append(lp.cpu())
-        khat.append(pareto_khat(lw))
+    with tqdm(total=data.shape[0], desc=f"log p(x), K = {num_samples}", unit="image", disable=not progress,
+              leave=False) as bar:
+        for i in range(0, data.shape[0], batch_size):
+            lp, lw = log_likelihood(model, guide, data[i : i + batch_size], num_samples, chunk_size,
+                                    return_log_weights=True, **kwargs)
+            log_px.append(lp.cpu())
+            khat.append(pareto_khat(lw))
+            bar.update(lp.shape[0])
     log_px = torch.cat(log_px)
     return {"log_px": log_px.double().mean().item(), "log_px_per_example": log_px,
             "khat": torch.cat(khat)}

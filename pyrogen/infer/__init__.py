@@ -6,11 +6,11 @@ from pyrogen.infer.adversarial_inference import AdversarialInference, EncoderSit
 from pyrogen.infer.compiled_loss import CompiledLoss
 from pyrogen.infer.gan_losses import GAN_LOSSES, GANLoss
 from pyrogen.infer.iwae import IWAE_ELBO
-from pyrogen.infer.meanfield_elbo import MeanField_ELBO
 from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO
+from pyrogen.infer.reparam_meanfield_elbo import ReparamTraceMeanField_ELBO
 from pyrogen.infer.tc_elbo import TCELBO
 from pyrogen.infer.torch_svi import ELBOModule, TorchSVI, module_local
 
-__all__ = ["ReparamTrace_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss",
+__all__ = ["ReparamTrace_ELBO", "ReparamTraceMeanField_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss",
            "Adversarial", "GANLoss", "GAN_LOSSES", "AdversarialInference", "EncoderSiteError",
-           "AdversarialAutoencoder", "IWAE_ELBO", "TCELBO", "MeanField_ELBO"]
+           "AdversarialAutoencoder", "IWAE_ELBO", "TCELBO"]

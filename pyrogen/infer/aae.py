@@ -49,8 +49,7 @@ from pyro import poutine
 from torch import nn
 
 from pyrogen.errors import DataError
-from pyrogen.infer.adversarial import default_optimizer
-from pyrogen.infer.adversarial_inference import _owners_parameters, checked_code_site, guide_code
+from pyrogen.infer.adversarial_inference import checked_code_site, guide_code, pair_optimizers
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.infer.torch_svi import module_local
 
@@ -85,17 +84,9 @@ class AdversarialAutoencoder:
             raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
         if not adversarial_weight >= 0:
             raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
-        if autoencoder_optim is None:
-            params = _owners_parameters(model, guide)
-            if not params:
-                raise TypeError("autoencoder_optim is needed when neither model nor guide is a method of an "
-                                "nn.Module with parameters")
-            autoencoder_optim = torch.optim.Adam(params, lr=1e-3)
-        if discriminator_optim is None:
-            discriminator_optim = default_optimizer(discriminator.parameters())
-        for name, optim in (("autoencoder_optim", autoencoder_optim), ("discriminator_optim", discriminator_optim)):
-            if not isinstance(optim, torch.optim.Optimizer):
-                raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(optim).__name__}")
+        autoencoder_optim, discriminator_optim = pair_optimizers(
+            model, guide, discriminator, autoencoder_optim, discriminator_optim, "autoencoder_optim",
+            lambda params: torch.optim.Adam(params, lr=1e-3))
         self.model, self.guide = module_local(model), module_local(guide)
         self.discriminator = discriminator
         self.autoencoder_optim, self.discriminator_optim = autoencoder_optim, discriminator_optim

@@ -108,6 +108,24 @@ def checked_code_site(trace, site="z"):
     return msg
 
 
+def pair_optimizers(model, guide, discriminator, optim, discriminator_optim, name, default):
+    """The two optimizers of a model/guide pair trained against ``discriminator``: given ones are checked,
+    missing ones are ``default(params)`` over the pair's module parameters and
+    :func:`~pyrogen.infer.adversarial.default_optimizer` over the discriminator's."""
+    if optim is None:
+        params = _owners_parameters(model, guide)
+        if not params:
+            raise TypeError(f"{name} is needed when neither model nor guide is a method of an "
+                            "nn.Module with parameters")
+        optim = default(params)
+    if discriminator_optim is None:
+        discriminator_optim = default_optimizer(discriminator.parameters())
+    for label, value in ((name, optim), ("discriminator_optim", discriminator_optim)):
+        if not isinstance(value, torch.optim.Optimizer):
+            raise TypeError(f"{label} must be a torch.optim.Optimizer, got {type(value).__name__}")
+    return optim, discriminator_optim
+
+
 def _owners_parameters(*fns):
     params, seen = [], set()
     for fn in fns:
@@ -192,17 +210,8 @@ class AdversarialInference:
             raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
         if model_x not in MODEL_X:
             raise DataError(f"model_x must be one of {MODEL_X}, got {model_x!r}")
-        if generator_optim is None:
-            params = _owners_parameters(model, guide)
-            if not params:
-                raise TypeError("generator_optim is needed when neither model nor guide is a method of an "
-                                "nn.Module with parameters")
-            generator_optim = default_optimizer(params)
-        if discriminator_optim is None:
-            discriminator_optim = default_optimizer(discriminator.parameters())
-        for name, optim in (("generator_optim", generator_optim), ("discriminator_optim", discriminator_optim)):
-            if not isinstance(optim, torch.optim.Optimizer):
-                raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(optim).__name__}")
+        generator_optim, discriminator_optim = pair_optimizers(
+            model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer)
         self.model, self.guide = module_local(model), module_local(guide)
         self.discriminator = discriminator
         self.generator_optim, self.discriminator_optim = generator_optim, discriminator_optim

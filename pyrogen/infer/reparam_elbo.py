@@ -97,6 +97,16 @@ def site_log_prob(site):
     return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
+def check_reparameterized(name, site):
+    """Refuse a latent guide site without pathwise gradients, naming it (a ``ValueError``)."""
+    if not site["fn"].has_rsample:
+        raise ValueError(
+            f"guide site {name!r} draws from {type(site['fn']).__name__}, which is not "
+            "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
+            "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
+        )
+
+
 def _check_shapes(model_trace, guide_trace, max_plate_nesting):
     """Pyro's site-shape checks (``pyro.util.check_site_shape``), as ``get_importance_trace`` runs them."""
     for trace in (model_trace, guide_trace):
@@ -163,13 +173,21 @@ class ReparamTrace_ELBO(ELBO):
         check_if_enumerated(guide_trace)
         return model_trace, guide_trace
 
-    def _particle_elbo(self, model_trace, guide_trace):
-        """The ELBO of one (possibly vectorized) particle, with Trace_ELBO's surrogate terms if needed."""
+    def _particle_elbo(self, model_trace, guide_trace, elbo=None, skip=frozenset()):
+        """The ELBO of one (possibly vectorized) particle, with Trace_ELBO's surrogate terms if needed.
+
+        ``elbo`` is a term already computed (a closed-form KL; None: none) and ``skip`` the latent
+        sites it covers, whose log-densities are then left out of the model's and the guide's sums.
+        """
         validate = is_validation_enabled()
         # The sums start from the first term, not from 0.0: 0.0 + t is t to the bit (the sign of a
         # zero aside), and so is its gradient, without an operation and an autograd node per sum.
-        elbo, surrogate = None, 0.0
+        surrogate = 0.0
         for name, site in scored_sites(model_trace):
+            if name in skip:
+                if validate:  # for the site-shape check only
+                    site["log_prob"] = site_log_prob(site)
+                continue
             site["log_prob"] = site_log_prob(site)
             if validate:
                 warn_if_nan(site["log_prob"], f"log_prob at site '{name}'")
@@ -177,13 +195,13 @@ class ReparamTrace_ELBO(ELBO):
             elbo = log_p if elbo is None else elbo + log_p
         scored = []
         for name, site in scored_sites(guide_trace):
+            if name in skip:
+                if validate:  # for the site-shape check only
+                    site["log_prob"] = site_log_prob(site)
+                continue
             fn = site["fn"]
-            if not site["is_observed"] and not fn.has_rsample:
-                raise ValueError(
-                    f"guide site {name!r} draws from {type(fn).__name__}, which is not "
-                    "reparameterized; ReparamTrace_ELBO needs pathwise gradients. Use "
-                    "pyro.infer.Trace_ELBO (score-function gradients) or a reparameterized family."
-                )
+            if not site["is_observed"]:
+                check_reparameterized(name, site)
             parts = fn.score_parts(site["value"], *site["args"], **site["kwargs"])
             parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["log_prob"] = parts.log_prob
@@ -242,6 +260,8 @@ def _log_r(model_trace, guide_trace):
     log_r = MultiFrameTensor()
     stacks = get_plate_stacks(model_trace)  # subsample sites left out, as Trace_ELBO's pruned traces do
     for name, site in scored_sites(model_trace):
+        if "log_prob" not in site:  # a site of a closed-form KL has none
+            continue
         term = site["log_prob"]
         if not site["is_observed"]:
             term = term - guide_trace.nodes[name]["log_prob"]

@@ -3,13 +3,10 @@
 import functools
 
 import torch
-from pyro.infer import TraceMeanField_ELBO
 from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss
-from pyrogen.infer.meanfield_elbo import meanfield_differentiable_loss
-from pyrogen.optim import PerExampleLoss
 
 
 def module_local(fn):
@@ -33,29 +30,6 @@ def module_local(fn):
     return functools.partial(body, owner)
 
 
-def differentiable_loss_of(elbo):
-    """``elbo.differentiable_loss``, or its lean equal for a plain :class:`pyro.infer.TraceMeanField_ELBO`.
-
-    Pyro's ``TraceMeanField_ELBO`` (that class exactly: a subclass may override
-    its loss) is computed by
-    :func:`~pyrogen.infer.meanfield_elbo.meanfield_differentiable_loss`, which
-    gives the same value and gradients on the same draws without computing
-    what the loss does not read, and is Pyro's own method under validation.
-    A :class:`~pyrogen.optim.PerExampleLoss` (``loss_reduction="mean"``) around
-    one is divided by the batch size after it, as its own method does.
-    """
-    if type(elbo) is TraceMeanField_ELBO:
-        return functools.partial(meanfield_differentiable_loss, elbo)
-    if type(elbo) is PerExampleLoss and type(elbo.loss) is TraceMeanField_ELBO:
-        return functools.partial(_per_example, functools.partial(meanfield_differentiable_loss, elbo.loss))
-    return elbo.differentiable_loss
-
-
-def _per_example(differentiable_loss, model, guide, x, *args, **kwargs):
-    """:meth:`PerExampleLoss.differentiable_loss <pyrogen.optim.PerExampleLoss.differentiable_loss>` of another loss."""
-    return differentiable_loss(model, guide, x, *args, **kwargs) / x.shape[0]
-
-
 class ELBOModule(nn.Module):
     """An ELBO of a model/guide pair as a torch loss module: ``forward(*args)`` is the loss.
 
@@ -71,10 +45,9 @@ class ELBOModule(nn.Module):
             modules = list({id(m): m for m in owners if isinstance(m, nn.Module)}.values())
         self.owners = nn.ModuleList(modules)
         self.model, self.guide, self.elbo = module_local(model), module_local(guide), elbo
-        self._differentiable_loss = differentiable_loss_of(elbo)
 
     def forward(self, *args, **kwargs):
-        return self._differentiable_loss(self.model, self.guide, *args, **kwargs)
+        return self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
 
 
 class TorchSVI:
@@ -91,8 +64,7 @@ class TorchSVI:
     :param guide: a Pyro guide (callable).
     :param torch.optim.Optimizer optim: holds every parameter that model and guide use.
     :param loss: an ELBO with ``differentiable_loss``, e.g.
-        :class:`~pyrogen.infer.ReparamTrace_ELBO` or :class:`pyro.infer.TraceMeanField_ELBO`
-        (computed by :func:`differentiable_loss_of`: the same values and gradients, less work).
+        :class:`~pyrogen.infer.ReparamTrace_ELBO` or :class:`pyro.infer.TraceMeanField_ELBO`.
     :param bool compile: record the loss as one graph per batch shape and compile
         it (:class:`~pyrogen.infer.CompiledLoss`), for models whose sample sites
         and control flow do not depend on the data's values. The first step of
@@ -135,4 +107,4 @@ class TorchSVI:
     @torch.no_grad()
     def evaluate_loss(self, *args, **kwargs):
         """The loss without a gradient step, as a detached tensor."""
-        return differentiable_loss_of(self.loss)(self.model, self.guide, *args, **kwargs)
+        return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)

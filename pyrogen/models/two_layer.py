@@ -21,13 +21,11 @@ import math
 import pyro
 import torch
 from pyro import distributions as dist
-from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from pyrogen.distributions import ParameterHead, get_likelihood
-from pyrogen.errors import DataError
-from pyrogen.models.vae import _kl_scale
+from pyrogen.models.vae import _kl_scale, check_observations
 from pyrogen.networks import MLP, MLPDecoder
 
 
@@ -120,15 +118,8 @@ class TwoLayerVAE(PyroModule):
         return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
 
     def _observations(self, x):
-        if x.dim() < 1 or x[0].numel() != math.prod(self.image_shape):
-            raise DataError(
-                f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "
-                f"(B, {math.prod(self.image_shape)}), got {tuple(x.shape)}"
-            )
-        x = x.reshape((x.shape[0],) + self.image_shape)
-        if is_validation_enabled():
-            self.likelihood.check(x)
-        return x
+        return check_observations(x, self.image_shape, self.likelihood,
+                                  next(self.parameters(), torch.empty(0)).dtype)
 
     @pyro_method
     def model(self, x=None, batch_size=1, kl_weight=1.0):

@@ -66,6 +66,30 @@ def _kl_scale(kl_weight):
     return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
 
 
+
+def check_observations(x, image_shape, likelihood, dtype=torch.float32):
+    """``x`` as images ``(B, *image_shape)``, checked: a non-empty tensor of ``dtype`` (the model's parameters'),
+    one image of ``image_shape`` per row (flattened rows are reshaped), and, under Pyro's validation, in
+    ``likelihood``'s support; anything else is a :class:`~pyrogen.errors.DataError` naming ``x``."""
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise DataError(f"x must hold at least one image, got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise DataError(f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
+                        f"{x.dtype}" + (" (scale grey levels with x.float() / 255)" if x.dtype == torch.uint8
+                                        else f" (convert with x.to({dtype}))"))
+    if x.dim() < 1 or x[0].numel() != torch.Size(image_shape).numel():
+        raise DataError(
+            f"x must have shape (B, {', '.join(map(str, image_shape))}) or "
+            f"(B, {torch.Size(image_shape).numel()}), got {tuple(x.shape)}"
+        )
+    x = x.reshape((x.shape[0],) + image_shape)
+    if is_validation_enabled():
+        likelihood.check(x)
+    return x
+
+
 class VAE(PyroModule):
     """A variational autoencoder whose :meth:`model` and :meth:`guide` are plain Pyro code.
 
@@ -185,24 +209,8 @@ class VAE(PyroModule):
         return q if self.flow is None else self.flow(q, h)
 
     def _observations(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise DataError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
-        if x.dim() < 1 or x.shape[0] == 0:
-            raise DataError(f"x must hold at least one image, got shape {tuple(x.shape)}")
-        dtype = next(self.decoder.parameters(), torch.empty(0)).dtype
-        if x.dtype != dtype:
-            raise DataError(f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
-                            f"{x.dtype}" + (" (scale grey levels with x.float() / 255)" if x.dtype == torch.uint8
-                                            else f" (convert with x.to({dtype}))"))
-        if x.dim() < 1 or x[0].numel() != torch.Size(self.image_shape).numel():
-            raise DataError(
-                f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "
-                f"(B, {torch.Size(self.image_shape).numel()}), got {tuple(x.shape)}"
-            )
-        x = x.reshape((x.shape[0],) + self.image_shape)
-        if is_validation_enabled():
-            self.likelihood.check(x)
-        return x
+        return check_observations(x, self.image_shape, self.likelihood,
+                                  next(self.decoder.parameters(), torch.empty(0)).dtype)
 
     @pyro_method
     def model(self, x=None, batch_size=1, kl_weight=1.0):

@@ -14,8 +14,7 @@ KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
 import torch
 
 from pyrogen.infer.aae import AdversarialAutoencoder
-from pyrogen.runs import open_run
-from pyrogen.training.ali import AdversarialPairTrainer, _build
+from pyrogen.training.ali import AdversarialPairTrainer, _build, _resume
 
 
 class AAETrainer(AdversarialPairTrainer):
@@ -46,7 +45,4 @@ def build_aae_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_aae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an adversarial-autoencoder run's trainer from its directory and load its last checkpoint."""
-    run = open_run(run_dir, device)
-    trainer = build_aae_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer
+    return _resume(build_aae_trainer, run_dir, device, progress, data)

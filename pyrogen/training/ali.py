@@ -22,21 +22,20 @@ and ``reconstructions.png`` (test inputs above, G(E(x)) below).
 (:mod:`pyrogen.training.aae`) share.
 """
 
-import math
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images, static_binarize
-from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
-from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.infer.gan_losses import get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
-from pyrogen.training.gan import _FLAG_TEXT, mean_pairwise_distance
+from pyrogen.training.gan import _FLAG_TEXT, game_health_flags, mean_pairwise_distance
 from pyrogen.training.loop import FitLoop
 
 
@@ -101,17 +100,11 @@ class AdversarialPairTrainer(FitLoop):
     # --------------------------------------------------------------- training
     divergence_advice = "Try lower learning rates, spectral normalisation or another loss."
 
-    def diverged(self, where, what):
-        return TrainingDivergedError(f"{self.config['kind'].upper()} training diverged at {where}: {what}; "
-                                     f"stopping. {self.kept_checkpoint()}. {self.divergence_advice}")
+    bounded_statistics = ("loss_d", "loss_g")
 
-    def check_window(self, means, where):
-        super().check_window(means, where)
-        limit = self.config["train"]["divergence_threshold"]
-        for name in ("loss_d", "loss_g"):
-            if abs(means[name]) > limit:
-                raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
-                                           f"{limit:g}")
+    @property
+    def divergence_subject(self):
+        return f"{self.config['kind'].upper()} training"
 
     def step_weight(self, batch):
         return 1  # the estimators' statistics are batch means already
@@ -163,12 +156,7 @@ class AdversarialPairTrainer(FitLoop):
         return {}
 
     def health_flags(self, row):
-        cfg, flags = self.config["train"], []
-        if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
-            flags.append("mode-collapse")
-        if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
-            flags.append("d-overpowering")
-        return flags
+        return game_health_flags(row, self.config["train"], self.loss)
 
     def epoch_report(self, stats, seconds):
         self.vae.eval()
@@ -259,7 +247,12 @@ def build_ali_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
+    return _resume(build_ali_trainer, run_dir, device, progress, data)
+
+
+def _resume(build, run_dir, device, progress, data):
+    """The trainer ``build`` makes from a run's checkpointed configuration, with the checkpoint's state."""
     run = open_run(run_dir, device)
-    trainer = build_ali_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
+    trainer = build(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
     trainer.load_state_dict(run.checkpoint)
     return trainer

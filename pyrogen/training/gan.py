@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
-from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.errors import DataError
 from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.adversarial import Adversarial
@@ -72,6 +72,18 @@ from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_gan_networks
 from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
+
+
+def game_health_flags(row, train_cfg, loss):
+    """The adversarial game's warnings for a metrics row: ``mode-collapse`` (sample diversity below
+    ``collapse_threshold``) and ``d-overpowering`` (discriminator accuracy at or above
+    ``overpower_accuracy``; not for the Wasserstein critic, whose accuracy means nothing)."""
+    flags = []
+    if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < train_cfg["collapse_threshold"]:
+        flags.append("mode-collapse")
+    if not isinstance(loss, WassersteinGPLoss) and row["d_accuracy"] >= train_cfg["overpower_accuracy"]:
+        flags.append("d-overpowering")
+    return flags
 
 
 class GeneratorEMA:
@@ -247,17 +259,8 @@ class GANTrainer(FitLoop):
     divergence_advice = ("Try lower learning rates (--lr-g, --lr-d), spectral normalisation (--norm spectral) "
                          "or another loss.")
 
-    def diverged(self, where, what):
-        return TrainingDivergedError(f"GAN training diverged at {where}: {what}; stopping. "
-                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
-
-    def check_window(self, means, where):
-        super().check_window(means, where)
-        limit = self.config["train"]["divergence_threshold"]
-        for name in ("loss_d", "loss_g"):
-            if abs(means[name]) > limit:
-                raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
-                                           f"{limit:g}")
+    divergence_subject = "GAN training"
+    bounded_statistics = ("loss_d", "loss_g")
 
     def batches(self):
         """Groups of ``d_steps`` consecutive batches, one group per generator step."""
@@ -321,11 +324,7 @@ class GANTrainer(FitLoop):
         cfg, flags = self.config["train"], []
         if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
             flags.append("class-collapse")
-        if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < cfg["collapse_threshold"]:
-            flags.append("mode-collapse")
-        if not isinstance(self.loss, WassersteinGPLoss) and row["d_accuracy"] >= cfg["overpower_accuracy"]:
-            flags.append("d-overpowering")
-        return flags
+        return flags + game_health_flags(row, cfg, self.loss)
 
     def epoch_report(self, stats, seconds):
         """Fixed-noise samples and their diversity (rank 0), the health flags, a summary line."""

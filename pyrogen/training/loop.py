@@ -65,6 +65,11 @@ class FitLoop(distributed.RankZeroRun):
     """
 
     divergence_advice = "Try a lower learning rate (--lr)."
+    divergence_subject = "training"
+    """What diverged, as the error's first words ("GAN training", ...)."""
+    bounded_statistics = ()
+    """Statistics whose window mean must stay within ``config["train"]["divergence_threshold"]`` in magnitude
+    (the losses of an adversarial game, which can run away while staying finite)."""
 
     def __init__(self, loader=None, config=None, run=None, progress=True, estimator=None):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -101,10 +106,17 @@ class FitLoop(distributed.RankZeroRun):
         return window.tolist(), count
 
     def check_window(self, means, where):
-        """Stop on a NaN or infinite statistic (``means``: the window's per-unit means)."""
+        """Stop on a NaN or infinite statistic (``means``: the window's per-unit means), or on one of
+        :attr:`bounded_statistics` beyond the divergence threshold."""
         for name, value in means.items():
             if not math.isfinite(value):
                 raise self.diverged(where, f"{name} is {value}")
+        if self.bounded_statistics:
+            limit = self.config["train"]["divergence_threshold"]
+            for name in self.bounded_statistics:
+                if abs(means[name]) > limit:
+                    raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
+                                               f"{limit:g}")
 
     def postfix(self, means):
         """The progress bar's figures for a window's means."""
@@ -133,8 +145,8 @@ class FitLoop(distributed.RankZeroRun):
 
     def diverged(self, where, what):
         """The error that stops a run that diverged at ``where`` because ``what``."""
-        return TrainingDivergedError(f"training diverged at {where}: {what}; stopping. {self.kept_checkpoint()}. "
-                                     f"{self.divergence_advice}")
+        return TrainingDivergedError(f"{self.divergence_subject} diverged at {where}: {what}; stopping. "
+                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
 
     def kept_checkpoint(self):
         if self.run and self.epoch:  # --resume continues with the run's settings: new ones need a new run

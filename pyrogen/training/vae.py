@@ -12,6 +12,8 @@ Every figure is in nats per example; "ELBO" is the bound itself (higher is
 better), the loss its negation.
 """
 
+import sys
+
 import pyro
 import torch
 from pyro.distributions import Independent
@@ -19,7 +21,14 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
-from pyrogen.config import DEFAULT_DATA, DEFAULT_EVAL, DEFAULT_TRAIN, default_config  # noqa: F401
+from pyrogen.config import (  # noqa: F401
+    AUTO_COMPILE_MIN_STEPS,
+    DEFAULT_DATA,
+    DEFAULT_EVAL,
+    DEFAULT_TRAIN,
+    compile_mode,
+    default_config,
+)
 from pyrogen.data import DeviceLoader, check_images, static_binarize
 from pyrogen.distributions import (
     LatentFamilyError,
@@ -29,10 +38,10 @@ from pyrogen.distributions import (
     has_analytic_kl,
     kl_method,
 )
-from pyrogen.errors import DataError, PyrogenError, TrainingDivergedError
+from pyrogen.errors import CompilationError, DataError, PyrogenError, TrainingDivergedError
 from pyrogen.evaluation import evaluate_dataset, log_importance_weights
 from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
-from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, TorchSVI
+from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
 from pyrogen.infer.aggressive import AggressiveSVI, AggressiveSwitch
 from pyrogen.infer.kl_schedule import FreeBitsELBO, build_kl_schedule
 from pyrogen.models.autoencoder import Autoencoder
@@ -50,7 +59,7 @@ from pyrogen.optim import (
 from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
-ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": TraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
+ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
 """The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
 KL where registered; ``"iwae"``: the importance-weighted bound of ``num_particles`` draws per example
 (``dreg``: doubly reparameterized guide gradients); ``"tc"``: β-TC-VAE's objective (``tc_beta``) with the
@@ -73,7 +82,7 @@ def _prior_family(vae):
     return getattr(vae, "prior_family", None) or get_family("normal")
 
 
-def resolve_elbo(vae, elbo="auto", compile=False):
+def resolve_elbo(vae, elbo="auto"):
     """``(name, reason)``: the objective of :data:`ELBOS` that ``elbo`` names for ``vae``, and why.
 
     ``"auto"`` is ``"meanfield"`` (KL(q||p) in closed form) when every latent
@@ -82,20 +91,13 @@ def resolve_elbo(vae, elbo="auto", compile=False):
     mean-field, and ``"trace"`` (Monte Carlo KL) otherwise: for families
     without a closed form, for the two-layer model (its guide draws z2 given
     z1, so no site's KL can be taken alone) and for an autoencoder (a point
-    mass has no KL), and with ``compile`` (:class:`pyro.infer.TraceMeanField_ELBO`
-    reads its loss with ``.item()``, which the recording of
-    :class:`~pyrogen.infer.CompiledLoss` cannot do; ``"meanfield"`` is then refused).
-    Any other name is returned as is, with ``reason`` None.
+    mass has no KL). Both are one differentiable tensor, so ``--compile`` can
+    record either. Any other name is returned as is, with ``reason`` None.
     """
     if elbo not in ELBO_CHOICES:
         raise DataError(f"elbo must be one of {list(ELBO_CHOICES)}, got {elbo!r}")
-    if elbo == "meanfield" and compile:
-        raise DataError("--compile records the loss as one graph, but TraceMeanField_ELBO reads its value with "
-                        ".item() while computing it; use --elbo trace (or auto) with --compile, or drop --compile")
     if elbo != "auto":
         return elbo, None
-    if compile:
-        return "trace", "--compile cannot record TraceMeanField_ELBO (it reads its loss with .item())"
     if isinstance(vae, Autoencoder):
         return "trace", "an autoencoder's point-mass guide has no KL to take in closed form"
     if isinstance(vae, TwoLayerVAE):
@@ -104,6 +106,47 @@ def resolve_elbo(vae, elbo="auto", compile=False):
     if has_analytic_kl(q, p):
         return "meanfield", f"KL between the {q.name} guide and the {p.name} prior has a closed form"
     return "trace", f"KL between the {q.name} guide and the {p.name} prior has no registered closed form"
+
+
+def compiler_works(device):
+    """Whether ``torch.compile`` can build kernels on ``device``: a C++ compiler that runs (CPU), Triton (CUDA)."""
+    device = torch.device(device)
+    try:
+        if device.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()  # runs "$CXX --version"; raises if no compiler of torch's search works
+            return True
+        if device.type == "cuda":
+            from torch.utils._triton import has_triton
+
+            return has_triton()
+    except Exception:  # noqa: BLE001 - any failure of the probe means: do not compile
+        return False
+    return False
+
+
+def auto_compile(steps, device, blocked=False):
+    """``--compile auto``'s choice for a run of ``steps`` more steps: compile where a compiler works
+    and ``steps`` >= :data:`AUTO_COMPILE_MIN_STEPS`; ``blocked`` (a setting that cannot compile) means no."""
+    return not blocked and steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device)
+
+
+EPOCH_LINE_NAMES = {"elbo": "test ELBO", "objective": "test objective", "log_px": "test log p(x)",
+                    "kl": "KL", "mi": "MI", "active_units": "active units"}
+"""How the per-epoch line names the metrics-row columns (one case throughout)."""
+
+
+def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
+    """The line printed after an epoch: ELBOs and KL in nats per example, MI in nats, counts as integers."""
+    parts = [f"train ELBO {train_elbo:.2f}"]
+    for key, value in {**test, **diagnostics}.items():
+        name = EPOCH_LINE_NAMES.get(key, key.replace("_", " "))
+        if isinstance(value, int) or key == "active_units":
+            parts.append(f"{name} {int(value)}")
+        else:
+            parts.append(f"{name} {value:.2f}")
+    return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
 class VAETrainer(FitLoop):
@@ -137,7 +180,7 @@ class VAETrainer(FitLoop):
         self.validation_data = validation_data  # held out of the training data, binarized like the test data
         vae.likelihood.check_binarize(data_cfg["binarize"])
         self._check_support()
-        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"], bool(train_cfg.get("compile")))
+        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"])
         self.elbo = self._make_elbo(train_cfg)
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
@@ -157,14 +200,12 @@ class VAETrainer(FitLoop):
         self.optim = self._optimizer(vae.parameters(), fused=train_data.device.type in ("cpu", "cuda"))
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
-        self.compile = bool(train_cfg.get("compile", False))
-        if self.compile and train_cfg.get("aggressive"):
+        self.compile_mode = compile_mode(train_cfg.get("compile", "off"))
+        if self.compile_mode == "on" and train_cfg.get("aggressive"):
             raise DataError("--compile applies to the standard SVI step; drop --compile or --aggressive")
-        self.svi = TorchSVI(vae.model, vae.guide, self.optim, self.loss, compile=self.compile)
+        self.compile = self.compile_mode == "on"  # "auto" decides in fit(), when the run's length is known
+        self._build_svi()
         if self.world_size > 1:
-            # The same parameters take part in every step (an autoencoder leaves its scale head
-            # unused throughout), which static_graph lets DDP learn once instead of every step.
-            self.svi.distribute(static_graph=True)
             distributed.seed_rank_noise(train_cfg["seed"], 0)
         self.switch = None
         if train_cfg.get("aggressive"):
@@ -216,6 +257,38 @@ class VAETrainer(FitLoop):
         if name == "trace" and particles > 1 and train_cfg.get("vectorize_particles", False):
             return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
         return ELBOS[name](num_particles=particles)
+
+    def _build_svi(self):
+        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile)
+        if self.world_size > 1:
+            # The same parameters take part in every step (an autoencoder leaves its scale head
+            # unused throughout), which static_graph lets DDP learn once instead of every step.
+            self.svi.distribute(static_graph=True)
+
+    def compile_blocked(self):
+        """Settings under which ``--compile auto`` means off: aggressive training (its own inner
+        loop), several processes, an ELBO that refuses recording (DReG)."""
+        return bool(self.config["train"].get("aggressive") or self.world_size > 1
+                    or getattr(self.elbo, "dreg", False))
+
+    def fit(self, epochs=None):
+        """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the run's length.
+
+        The length counts every step of the run, those already taken included, so that a
+        resumed run makes the choice its uninterrupted self made and continues it exactly.
+        """
+        target = self.config["train"]["epochs"] if epochs is None else epochs
+        if self.compile_mode == "auto":
+            steps = target * self.steps_per_epoch()
+            compile = auto_compile(steps, self.loader.device, blocked=self.compile_blocked())
+            if compile != self.compile:
+                self.compile = compile
+                self._build_svi()
+                if compile and self.progress:
+                    tqdm.write(f"Compiling the ELBO for this run's {steps} steps (--compile auto: on when a C++ "
+                               f"compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps); "
+                               "the first step takes a few seconds longer.")
+        return super().fit(epochs)
 
     def _make_aggressive(self, train_cfg):
         """He et al.'s aggressive training: encoder and generator get their own Adam."""
@@ -329,7 +402,23 @@ class VAETrainer(FitLoop):
                                      f"{self.kept_checkpoint()}. {self.divergence_advice}")
 
     def train_step(self, x):
-        """One SVI step on minibatch ``x`` at the KL weight of this point of training; returns the loss."""
+        """One SVI step on minibatch ``x`` at the KL weight of this point of training; returns the loss.
+
+        Under ``--compile auto`` a compilation that fails (no working compiler after all) is
+        said in one line and the step, and the rest of the run, go eagerly: nothing was drawn
+        or updated by the failed attempt, so the run is the eager run.
+        """
+        if self.compile and self.compile_mode == "auto":
+            try:
+                return self._svi_step(x)
+            except CompilationError as e:
+                reason = str(e).split(";")[0]
+                tqdm.write(f"pyrogen: --compile auto: {reason}; training eagerly", file=sys.stderr)
+                self.compile = False
+                self._build_svi()
+        return self._svi_step(x)
+
+    def _svi_step(self, x):
         kl_weight = self.kl_schedule(self.epoch + self.batch_in_epoch / len(self.loader))
         if kl_weight == 1.0:
             loss = self.svi.step(x)
@@ -358,10 +447,25 @@ class VAETrainer(FitLoop):
     def should_stop(self):
         return self.decay is not None and self.decay.finished
 
+    def kl_sentence(self):
+        """One plain sentence on how the training ELBO gets KL(q||p) (None for an autoencoder)."""
+        if self.kl_method is None:
+            return None
+        name = type(self.elbo).__name__
+        why = f", picked by --elbo auto because {self.elbo_reason}" if self.elbo_reason else ""
+        if self.kl_method == "analytic":
+            return f"KL(q||p) is computed in closed form ({name}){why}."
+        if why:
+            return f"KL(q||p) is estimated by Monte Carlo at the sampled z ({name}){why}."
+        if isinstance(self.elbo, ReparamTrace_ELBO) and self.elbo_name == "trace":
+            return ("KL(q||p) is estimated by Monte Carlo at the sampled z (Trace_ELBO's estimator); "
+                    "--elbo meanfield uses the closed form.")
+        return (f"KL(q||p) is estimated by Monte Carlo at the sampled z: no closed form is registered for "
+                f"guide {_posterior_family(self.vae).name!r} and prior {_prior_family(self.vae).name!r}.")
+
     def on_fit_start(self):
         if self.progress and self.kl_method:
-            why = f", picked by --elbo auto because {self.elbo_reason}" if self.elbo_reason else ""
-            tqdm.write(f"KL(q||p): {self.kl_method} ({type(self.elbo).__name__}){why}.")
+            tqdm.write(self.kl_sentence())
 
     def epoch_report(self, stats, seconds):
         """Test ELBO and collapse diagnostics (rank 0), the aggressive switch, a summary line."""
@@ -385,10 +489,7 @@ class VAETrainer(FitLoop):
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
         if self.progress:
-            tqdm.write(f"epoch {self.epoch}: train ELBO {train_elbo:.2f}, "
-                       + ", ".join(f"test {k} {v:.2f}" for k, v in test.items())
-                       + "".join(f", {k} {v:.2f}" for k, v in diagnostics.items())
-                       + f" ({seconds:.1f} s)")
+            tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds))
         return row
 
     def write_pictures(self, num=64):
