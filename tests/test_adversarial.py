@@ -201,12 +201,12 @@ def _projection(g, z):
     raise AssertionError("no batch norm")
 
 
-def test_dcgan_generator_normalises_its_projection_per_feature_map_as_dcgan():
-    # issue 18: DCGAN's BatchNorm2d after the projection shares each map's statistics over its 7x7
-    # positions; pyrogen's BatchNorm1d had one per map and position
+def test_dcgan_generator_projection_norm_per_feature_or_per_map():
+    # issue 18: pyrogen's default BatchNorm1d has statistics per map and position; DCGAN's
+    # BatchNorm2d ("channel") shares each map's statistics over its 7x7 positions
     torch.manual_seed(0)
-    g = DCGANGenerator(16, channels=8).train()
-    assert g.projection_norm == "channel" and Generator(16).config["projection_norm"] == "channel"
+    assert DCGANGenerator(16).projection_norm == "feature" and Generator(16).config["projection_norm"] == "feature"
+    g = DCGANGenerator(16, channels=8, projection_norm="channel").train()
     assert [type(m) for m in g.net if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))] == [nn.BatchNorm2d] * 2
     z = torch.randn(32, 16)
     h = _projection(g, z).detach().double()
@@ -218,14 +218,14 @@ def test_dcgan_generator_normalises_its_projection_per_feature_map_as_dcgan():
     torch.testing.assert_close(h.mean((0, 2, 3)), torch.zeros(16, dtype=torch.double), atol=1e-6, rtol=0)
     torch.testing.assert_close(h.var((0, 2, 3), unbiased=False), gamma.square() * v / (v + eps), atol=0, rtol=1e-5)
     assert h.mean(0).abs().max() > 0.1
-    legacy = _projection(DCGANGenerator(16, channels=8, projection_norm="feature").train(), torch.randn(32, 16))
-    torch.testing.assert_close(legacy.mean(0), torch.zeros(16, 7, 7), atol=1e-5, rtol=0)  # every position's own
+    default = _projection(DCGANGenerator(16, channels=8).train(), torch.randn(32, 16))
+    torch.testing.assert_close(default.mean(0), torch.zeros(16, 7, 7), atol=1e-5, rtol=0)  # every position's own
 
 
 def test_dcgan_projection_is_pytorch_examples_transposed_convolution():
     # ConvTranspose2d(nz, 2c, 7) on a 1x1 input (pytorch/examples' first layer) is the linear projection
     torch.manual_seed(0)
-    g = DCGANGenerator(16, channels=8)
+    g = DCGANGenerator(16, channels=8, projection_norm="channel")
     conv = nn.ConvTranspose2d(16, 16, 7, 1, 0, bias=False)
     with torch.no_grad():
         g.net[0].weight.copy_(conv.weight.reshape(16, -1).T)
@@ -233,13 +233,15 @@ def test_dcgan_projection_is_pytorch_examples_transposed_convolution():
     torch.testing.assert_close(g.net[1](g.net[0](z)), conv(z[:, :, None, None]))
 
 
-def test_runs_without_projection_norm_in_their_config_keep_per_feature_batch_norm():
+def test_runs_without_projection_norm_in_their_config_load_with_per_feature_batch_norm():
     config = default_gan_config(latent_dim=16, channels=8)
-    assert config["model"]["projection_norm"] == "channel"
-    legacy = Generator(16, channels=8, projection_norm="feature")
-    del config["model"]["projection_norm"]  # a config.json written before issue 18
+    assert config["model"]["projection_norm"] == "feature"
     from pyrogen.models.registry import build_gan_networks
 
+    config["model"]["projection_norm"] = "channel"
+    assert isinstance(build_gan_networks(config)[0].network.net[2], nn.BatchNorm2d)
+    legacy = Generator(16, channels=8)
+    del config["model"]["projection_norm"]  # a config.json written before the key existed
     gen, _ = build_gan_networks(config)
     assert gen.network.projection_norm == "feature"
     gen.load_state_dict(legacy.state_dict())  # an old checkpoint's weights fit
