@@ -80,8 +80,8 @@ def reference_networks(latent_dim=LATENT_DIM, ngf=64, ndf=64, projection_norm="c
 
     :param str projection_norm: ``"channel"`` (DCGAN: ``BatchNorm2d`` after G's first layer, statistics
         per channel over batch and positions) or ``"feature"`` (the ablation: ``BatchNorm1d`` over the
-        flattened ``(2 ngf) x 7 x 7`` features, statistics per channel and position, as pyrogen's generator
-        had before issue 18).
+        flattened ``(2 ngf) x 7 x 7`` features, statistics per channel and position, as pyrogen's
+        generator by default).
     """
     if projection_norm == "channel":
         norm = nn.BatchNorm2d(ngf * 2)
@@ -148,7 +148,7 @@ class PyrogenDCGAN:
         from pyrogen.training.gan import build_gan_trainer, default_gan_config
 
         config = default_gan_config()
-        if projection_norm:  # the ablation: pyrogen's generator before issue 18
+        if projection_norm:  # the ablation: another batch norm after G's projection than the default's
             config["model"]["projection_norm"] = projection_norm
         n = train_images.shape[0]
         config["data"].update(train_size=n if n < 60000 else None)
@@ -170,10 +170,10 @@ class PyrogenDCGAN:
 LOOPS = {
     "pyrogen": lambda train, test, seed, run_dir=None: PyrogenDCGAN(train, test, seed, run_dir),
     "reference": lambda train, test, seed, run_dir=None: ReferenceDCGAN(train, seed),
-    # ablations: per-feature batch norm after G's projection (pyrogen's default before issue 18),
-    # in pyrogen's loop and in the reference's
-    "pyrogen-bn1d": lambda train, test, seed, run_dir=None: PyrogenDCGAN(train, test, seed,
-                                                                       projection_norm="feature"),
+    # ablations of the one difference between the two generators, the batch norm after G's projection:
+    # pyrogen with DCGAN's per-map BatchNorm2d, the reference with pyrogen's per-feature BatchNorm1d
+    "pyrogen-bn2d": lambda train, test, seed, run_dir=None: PyrogenDCGAN(train, test, seed,
+                                                                       projection_norm="channel"),
     "reference-bn1d": lambda train, test, seed, run_dir=None: ReferenceDCGAN(train, seed, projection_norm="feature"),
 }
 
@@ -247,7 +247,7 @@ def plot(rows, loops, path):
 
     fig = Figure(figsize=(10, 3.2))
     axes = fig.subplots(1, 3)
-    colours = {"pyrogen": "tab:blue", "reference": "tab:orange", "pyrogen-bn1d": "tab:red",
+    colours = {"pyrogen": "tab:blue", "reference": "tab:orange", "pyrogen-bn2d": "tab:purple",
                "reference-bn1d": "tab:green"}
     for ax, key, title in zip(axes, ("fd", "precision", "recall"),
                               ("Fréchet distance (lower is better)", "precision", "recall")):
@@ -311,7 +311,7 @@ def main(argv=None):
     p.add_argument("--train-size", type=int, default=None, help="first N training images (default: all 60,000)")
     p.add_argument("--num-samples", type=int, default=10000, help="generated and real (test) images per score")
     p.add_argument("--loops", nargs="+", choices=list(LOOPS), default=["pyrogen", "reference"],
-                   help="pyrogen, reference, and the ablations pyrogen-bn1d and reference-bn1d")
+                   help="pyrogen, reference, and the ablations pyrogen-bn2d and reference-bn1d")
     p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval"],
                    help="how generators are sampled for scoring (see the module docs)")
     p.add_argument("--quick", action="store_true",
