@@ -16,9 +16,13 @@ Two loops train on the same Fashion-MNIST images for the same epochs and seeds:
   forward and backward passes, then G's update through the same fake batch;
   Adam 2e-4, betas (0.5, 0.999), batch 64.
 
+The generators differ in one place, the batch norm after G's projection of z
+(pyrogen's default ``BatchNorm1d`` per feature, DCGAN's ``BatchNorm2d`` per
+map); the ablation loops ``pyrogen-bn2d`` and ``reference-bn1d`` swap it.
+
 After every epoch each generator draws ``--num-samples`` images from the same
-noise (in eval mode, batch-norm running statistics, as ``pyrogen sample`` draws
-them; and, as a second figure, in train mode, batch statistics over chunks of 64,
+noise in eval mode (batch-norm running statistics, as ``pyrogen sample`` draws
+them; ``--modes eval train`` adds train mode, batch statistics over chunks of 64,
 as pytorch/examples draws its grids), and they are scored against the first
 ``--num-samples`` test images in the features of pyrogen's cached Fashion-MNIST
 classifier (``pyrogen train features``): Fréchet distance (lower is better),
@@ -29,14 +33,16 @@ mean Fréchet distances, pyrogen over reference (target <= 1.10).
 ::
 
     python benchmarks/gan_quality.py --quick                 # 1 seed, 1 epoch, 5,000 images: minutes
-    python benchmarks/gan_quality.py --epochs 3 --seeds 0 1 2 --train-size 20000 \\
+    # the committed figures (docs/gan.rst): one process per seed, then one table and picture
+    python benchmarks/gan_quality.py --epochs 3 --seeds 0 --train-size 10000 --num-samples 5000 \\
+        --loops pyrogen-bn2d reference pyrogen --out benchmarks/results/gan_quality_seed0.json
+    python benchmarks/gan_quality.py --merge benchmarks/results/gan_quality_seed{0,1,2}.json \\
         --out benchmarks/results/gan_quality.json --plot docs/_static/gan/gan_quality.png
 
 One thread per process by default (``--threads``). The JSON holds every
 (loop, seed, epoch) row with its training seconds; ``--keep-run RUN_DIR`` also
 keeps the first seed's pyrogen run as an ordinary run directory (metrics,
-checkpoint, sample grids), which ``pyrogen sample`` and the tutorial's picture
-script (``docs/tutorials/ae_vae_gan_pictures.py``) read.
+checkpoint, sample grids) for ``pyrogen sample`` and ``pyrogen sample-quality``.
 """
 
 import argparse
@@ -328,7 +334,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     start = time.perf_counter()
     if args.merge:
-        parts = [json.load(open(path)) for path in args.merge]
+        parts = []
+        for path in args.merge:
+            try:
+                with open(path) as f:
+                    parts.append(json.load(f))
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"--merge: cannot read {path!r} as a gan_quality.py --out file ({e})") from None
         shas = {part["feature_net"]["sha256"] for part in parts}
         if len(shas) != 1:
             raise SystemExit(f"--merge: the files were scored by different feature networks {sorted(shas)}")
