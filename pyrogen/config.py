@@ -118,7 +118,8 @@ def conditional_gan_config(config, num_classes=10):
     of the discriminator's ``hidden`` widths (norm ``"spectral"`` or ``"none"``; batch norm becomes none)."""
     m, d = config["model"], config["discriminator"]
     model = ConditionalGenerator(num_classes, m["latent_dim"], tuple(m["image_shape"]), m["architecture"],
-                                 tuple(m["hidden"]), m["channels"]).config
+                                 tuple(m["hidden"]), m["channels"],
+                                 projection_norm=m.get("projection_norm", "feature")).config
     norm = "none" if d["norm"] == "batch" else d["norm"]
     return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
 

@@ -191,6 +191,64 @@ def test_dcgan_networks_shapes_range_and_init():
     assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.02)
 
 
+def _projection(g, z):
+    """The DCGAN generator's projection block up to its batch norm's output (before the ReLU)."""
+    h = z
+    for m in g.net:
+        h = m(h)
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            return h.reshape(z.shape[0], -1, 7, 7)
+    raise AssertionError("no batch norm")
+
+
+def test_dcgan_generator_projection_norm_per_feature_or_per_map():
+    # issue 18: pyrogen's default BatchNorm1d has statistics per map and position; DCGAN's
+    # BatchNorm2d ("channel") shares each map's statistics over its 7x7 positions
+    torch.manual_seed(0)
+    assert DCGANGenerator(16).projection_norm == "feature" and Generator(16).config["projection_norm"] == "feature"
+    g = DCGANGenerator(16, channels=8, projection_norm="channel").train()
+    assert [type(m) for m in g.net if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))] == [nn.BatchNorm2d] * 2
+    z = torch.randn(32, 16)
+    h = _projection(g, z).detach().double()
+    # train mode, shift 0 at initialisation: each map has mean 0 and (biased) variance
+    # gamma^2 v / (v + eps) over batch and positions together, v the map's variance before the norm,
+    # while single positions keep their own means
+    v = g.net[1](g.net[0](z)).detach().double().var((0, 2, 3), unbiased=False)
+    gamma, eps = g.net[2].weight.detach().double(), g.net[2].eps
+    torch.testing.assert_close(h.mean((0, 2, 3)), torch.zeros(16, dtype=torch.double), atol=1e-6, rtol=0)
+    torch.testing.assert_close(h.var((0, 2, 3), unbiased=False), gamma.square() * v / (v + eps), atol=0, rtol=1e-5)
+    assert h.mean(0).abs().max() > 0.1
+    default = _projection(DCGANGenerator(16, channels=8).train(), torch.randn(32, 16))
+    torch.testing.assert_close(default.mean(0), torch.zeros(16, 7, 7), atol=1e-5, rtol=0)  # every position's own
+
+
+def test_dcgan_projection_is_pytorch_examples_transposed_convolution():
+    # ConvTranspose2d(nz, 2c, 7) on a 1x1 input (pytorch/examples' first layer) is the linear projection
+    torch.manual_seed(0)
+    g = DCGANGenerator(16, channels=8, projection_norm="channel")
+    conv = nn.ConvTranspose2d(16, 16, 7, 1, 0, bias=False)
+    with torch.no_grad():
+        g.net[0].weight.copy_(conv.weight.reshape(16, -1).T)
+    z = torch.randn(5, 16)
+    torch.testing.assert_close(g.net[1](g.net[0](z)), conv(z[:, :, None, None]))
+
+
+def test_runs_without_projection_norm_in_their_config_load_with_per_feature_batch_norm():
+    config = default_gan_config(latent_dim=16, channels=8)
+    assert config["model"]["projection_norm"] == "feature"
+    from pyrogen.models.registry import build_gan_networks
+
+    config["model"]["projection_norm"] = "channel"
+    assert isinstance(build_gan_networks(config)[0].network.net[2], nn.BatchNorm2d)
+    legacy = Generator(16, channels=8)
+    del config["model"]["projection_norm"]  # a config.json written before the key existed
+    gen, _ = build_gan_networks(config)
+    assert gen.network.projection_norm == "feature"
+    gen.load_state_dict(legacy.state_dict())  # an old checkpoint's weights fit
+    with pytest.raises(DataError, match=r"^projection_norm must be one of \('channel', 'feature'\), got 'layer'$"):
+        DCGANGenerator(16, projection_norm="layer")
+
+
 def test_discriminator_sees_data_rescaled_to_minus_one_one():
     d = build_discriminator("mlp", image_shape=(1, 2, 2), hidden=(4,))
     seen = []

@@ -79,6 +79,7 @@ def build_gan_networks(config):
     """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration
     with ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
     model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
+    model.setdefault("projection_norm", "feature")  # runs made before the key existed
     d = config["discriminator"]
     if "num_classes" in model:
         return (ConditionalGenerator(**model),
