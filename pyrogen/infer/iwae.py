@@ -153,10 +153,12 @@ class IWAE_ELBO(ELBO):
     parameters keep the IWAE gradient exactly. It is computed from the
     surrogate :math:`\\sum_k \\mathrm{stop}(\\tilde w_k^2)\\log w_k +
     \\mathrm{stop}(\\tilde w_k - \\tilde w_k^2)\\log p_\\theta(x, \\mathrm{stop}(z_k))`,
-    whose value is replaced by the bound's: it costs one more pass of the model
-    (on the detached draws) and of the guide (with its parameters stopped, replayed on
-    the draws, so a hierarchical guide :math:`q(z_1|x)q(z_2|z_1)` keeps every
-    pathwise dependence). The parameters stopped are those of the
+    whose value is replaced by the bound's. In eager mode the model runs once
+    (:meth:`_dreg_one_pass`: the second term's gradients come from scaling each particle's
+    gradient through the draws in the backward pass); a ``make_fx`` recording runs it a
+    second time on the detached draws. The guide runs once more (with its parameters
+    stopped, replayed on the draws, so a hierarchical guide :math:`q(z_1|x)q(z_2|z_1)`
+    keeps every pathwise dependence). The parameters stopped are those of the
     :class:`torch.nn.Module` that owns the guide (when the guide is its method) and every
     ``pyro.param``. With K = 1 it is the "sticking the landing" gradient of the
     ELBO (Roeder, Wu and Duvenaud 2017). Guides must be reparameterized.
