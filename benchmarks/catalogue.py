@@ -35,6 +35,7 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
+from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
 from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset, khat_summary, log_likelihood_with_khat
@@ -86,6 +87,19 @@ register("planar", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), flow="plan
          "q(z|x) through 10 planar steps, Monte Carlo KL")
 register("vampprior", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), prior="vamp:500"),
          lambda a: Trace_ELBO(), "VampPrior, 500 pseudo-inputs, Monte Carlo KL")
+
+
+def _vae_log_variance_head(args):
+    """The ``vae`` row with pythae's scale head: the encoder's linear output a is log sigma^2, sigma = exp(a / 2)
+    (Kingma and Welling 2014, appendix C.2; pythae's ``log_covariance``), not pyrogen's a = log sigma.
+    Same module construction order and draws as ``vae``, so one seed's run differs from ``vae`` only there."""
+    vae = _vae(args)
+    vae.encoder[1].transforms["scale"] = ComposeTransform([AffineTransform(0.0, 0.5), ExpTransform()])
+    return vae
+
+
+register("vae-logvar-head", _vae_log_variance_head, lambda a: TraceMeanField_ELBO(),
+         "as vae, sigma = exp(a/2): pythae's log-variance head")
 
 
 # pythae (clementchadebec/benchmark_VAE) with the same networks, scored by pyrogen's estimators.

@@ -7,8 +7,11 @@ dots per inch, so the PNG is exactly ``figsize * dpi`` pixels (no tight
 cropping). Image grids use :func:`torchvision.utils.make_grid`.
 
 The model functions take a :class:`~pyrogen.models.VAE` (or anything with
-its ``encode``, ``decode``, ``prior`` and ``latent_dim``); the codes of an
-input are the mean of q(z|x).
+its ``posterior``, ``decode``, ``prior``, ``image_shape`` and ``latent_dim``); the codes of an
+input are the mean of q(z|x). A :class:`~pyrogen.models.TwoLayerVAE` is shown through its
+lower code z1, the one its decoder reads (:class:`LowerLayer`): codes are the mean of
+q(z1|x), prior draws and quantiles those of the marginal
+:math:`p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2`.
 """
 
 import io
@@ -21,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from pyrogen.errors import DataError
 from pyrogen.files import atomic_write
+from pyrogen.models.two_layer import TwoLayerVAE
 
 GRID_CELL = 0.55
 """Inches per image in a grid figure."""
@@ -61,6 +65,47 @@ def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0
         side.set_visible(False)
     fig.suptitle(title, fontsize=10, y=1 - 0.08 / h, va="top")
     return ax
+
+
+class _MarginalPrior:
+    """Draws of :math:`z_1 \\sim p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2` (no density, no quantile function)."""
+
+    def __init__(self, vae):
+        self.vae = vae
+
+    def sample(self, sample_shape=torch.Size()):
+        z2 = self.vae.prior().sample(sample_shape)
+        params = self.vae.decoder2(z2)
+        return torch.distributions.Normal(params["loc"], params["scale"]).sample()
+
+
+class LowerLayer:
+    """A :class:`~pyrogen.models.TwoLayerVAE` as the plots see a VAE: through its lower code z1.
+
+    ``posterior(x)`` is :math:`q(z_1 \\mid x)` (a diagonal Normal, event shape ``(latent_dims[0],)``),
+    ``prior()`` draws from the marginal :math:`p(z_1)` (ancestral: :math:`z_2 \\sim p(z_2)`, then
+    :math:`z_1 \\sim p(z_1 \\mid z_2)`), ``decode(z1)`` is the model's, ``latent_dim`` is dim z1.
+    """
+
+    def __init__(self, vae):
+        self.vae = vae
+        self.latent_dim = vae.latent_dims[0]
+        self.image_shape = vae.image_shape
+
+    def posterior(self, x):
+        params = self.vae.encode(x)
+        return torch.distributions.Independent(torch.distributions.Normal(params["loc"], params["scale"]), 1)
+
+    def prior(self):
+        return _MarginalPrior(self.vae)
+
+    def decode(self, z1):
+        return self.vae.decode(z1)
+
+
+def _view(vae):
+    """The model as the plots read it: a two-layer VAE through :class:`LowerLayer`, any other as it is."""
+    return LowerLayer(vae) if isinstance(vae, TwoLayerVAE) else vae
 
 
 def _check_images(x, vae, name="x"):
@@ -136,6 +181,7 @@ def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
     :param x: images ``(N, C, H, W)``; the first ``num`` are shown.
     :returns: ``path``. Picture: ``2 * ceil(num / ncol)`` rows of ``ncol`` images.
     """
+    vae = _view(vae)
     _check_images(x, vae)
     x = x[:num]
     recon = vae.decode(_codes(vae, x))
@@ -158,6 +204,7 @@ def plot_prior_samples(vae, path, num=64, ncol=8, dpi=100):
 
     Uses the global random state (seed it with ``pyro.set_rng_seed``).
     """
+    vae = _view(vae)
     images = vae.decode(vae.prior().sample((num,)))
     figsize = _grid_figsize(math.ceil(num / ncol), ncol)
     fig = Figure(figsize=figsize)
@@ -175,6 +222,7 @@ def plot_latent_traversals(vae, path, x=None, dims=None, num_steps=11, max_dims=
     ``max_dims`` with the largest variance of the posterior mean over ``x``
     (the most active units, Burda, Grosse and Salakhutdinov 2016).
     """
+    vae = _view(vae)
     if x is not None:
         _check_images(x, vae)
     if dims is None:
@@ -215,6 +263,7 @@ def plot_interpolations(vae, x_start, x_end, path, num_steps=10, method="linear"
     :param x_start: images ``(N, C, H, W)``.
     :param x_end: images of the same shape.
     """
+    vae = _view(vae)
     _check_images(x_start, vae, "x_start")
     _check_images(x_end, vae, "x_end")
     if x_start.shape != x_end.shape:
@@ -251,6 +300,7 @@ def plot_manifold(vae, path, num=20, dpi=100):
 
     :raises DataError: if the latent space is not 2-D.
     """
+    vae = _view(vae)
     if vae.latent_dim != 2:
         raise DataError(f"the manifold plot needs a 2-D latent space, got latent_dim = {vae.latent_dim}")
     probs = (torch.arange(num) + 0.5) / num
@@ -283,6 +333,7 @@ def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0)
     :param labels: integer classes ``(N,)``.
     :param class_names: names of the classes, e.g. :data:`pyrogen.data.FASHION_MNIST_CLASSES`.
     """
+    vae = _view(vae)
     _check_images(x, vae)
     labels = torch.as_tensor(labels).reshape(-1).cpu()
     if labels.shape[0] != x.shape[0]:
@@ -472,7 +523,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     paths = []
     config = run.config
     if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
-        vae = run.model()
+        vae = _view(run.model())
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)

@@ -13,7 +13,7 @@ from pyrogen import plotting
 from pyrogen.data import FASHION_MNIST_CLASSES
 from pyrogen.errors import DataError
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
-from pyrogen.models import VAE
+from pyrogen.models import VAE, TwoLayerVAE
 
 pytestmark = requires_fashion_mnist
 CELL = plotting.GRID_CELL
@@ -191,3 +191,27 @@ def test_training_grids_are_large_titled_and_say_their_layout_and_binarization(t
     assert samples._suptitle.get_text() == "Mean images of 64 draws"
     # 55 pixels per 28-pixel image: about twice the 242-pixel grid of before.
     assert samples.get_size_inches()[0] * dpi >= 8 * 55
+
+
+def test_a_two_layer_vae_is_plotted_through_its_lower_code(trained, tmp_path):
+    """TwoLayerVAE (which has no ``posterior`` nor ``latent_dim``): every model plot is written, from
+    z1, the code its decoder reads; codes are the means of q(z1|x), and prior draws are those of the
+    marginal p(z1): z2 ~ N(0, I), z1 ~ p(z1|z2), the same numbers as drawing them by hand."""
+    _, x, labels = trained
+    torch.manual_seed(0)
+    vae = TwoLayerVAE(latent_dims=(6, 3), hidden=((32,), (16,))).eval()
+    view = plotting._view(vae)
+    assert view.latent_dim == 6 and plotting._view(view) is view
+    torch.testing.assert_close(plotting._codes(view, x[:10]), vae.encode(x[:10])["loc"])
+    torch.manual_seed(1)
+    drawn = view.prior().sample((4,))
+    torch.manual_seed(1)
+    params = vae.decoder2(vae.prior().sample((4,)))
+    torch.testing.assert_close(drawn, torch.distributions.Normal(params["loc"], params["scale"]).sample())
+    assert drawn.shape == (4, 6)
+    _check_png(plotting.plot_reconstructions(vae, x, tmp_path / "r.png", num=12, ncol=6), _grid(4, 6, left=1.1))
+    _check_png(plotting.plot_prior_samples(vae, tmp_path / "s.png", num=20, ncol=5), _grid(4, 5))
+    _check_png(plotting.plot_latent_traversals(vae, tmp_path / "t.png", x=x, num_steps=7, max_dims=3),
+               _grid(3, 7, left=0.6))
+    _check_png(plotting.plot_interpolations(vae, x[:3], x[3:6], tmp_path / "i.png", num_steps=6), _grid(3, 8))
+    _check_png(plotting.plot_latent_codes(vae, x, labels, tmp_path / "c.png"), (7.0, 6.0))

@@ -9,9 +9,9 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, kl_method
-from pyrogen.evaluation import log_importance_weights
+from pyrogen.evaluation import log_importance_weights, log_likelihood
 from pyrogen.models import VAE
-from pyrogen.models.priors import VampPrior
+from pyrogen.models.priors import UniformMixture, VampPrior
 from pyrogen.testing import check_model_guide
 from pyrogen.training import VAETrainer, default_config
 
@@ -108,3 +108,49 @@ def test_bad_vamp_priors_are_refused():
     with pytest.raises(LatentFamilyError, match="guide family 'uniform' draws z outside the support of prior"):
         check_latent_pair(VAE(latent_dim=2, hidden=(8,), prior="vamp:3", posterior="uniform").prior_family,
                           "uniform")
+
+
+@pytest.mark.parametrize("posterior", ["normal", "laplace"])
+def test_blocked_log_density_equals_the_one_pass_mixture_to_rounding(posterior):
+    """UniformMixture's block-by-block logsumexp (values and components split; a diagonal Normal
+    by matrix products) equals MixtureSameFamily's one pass to float32 rounding (1e-5 nats),
+    gradients included, and no block of the general route holds more than max_elements floats."""
+    vae = _vae(posterior=posterior)
+    params = vae.encoder(vae.vamp.pseudo_inputs())
+    one_pass = dist.MixtureSameFamily(dist.Categorical(logits=torch.zeros(K)), vae.base_family(**params))
+    blocks = []
+
+    def family(**p):
+        q = vae.base_family(**p)
+        blocks.append(p["loc"].shape[0])
+        return q
+
+    z = (torch.randn(4, 6, D) * 2).requires_grad_()
+    expected = one_pass.log_prob(z)
+    expected_grad, = torch.autograd.grad(expected.sum(), z)
+    for max_elements in (1, 2 * D, 5 * D, 3 * K * D, 10**6):
+        blocks.clear()
+        blocked = UniformMixture(family, params, max_elements=max_elements)
+        value = blocked.log_prob(z)
+        assert value.shape == (4, 6) and value.dtype == z.dtype
+        assert torch.allclose(value, expected, atol=1e-5, rtol=0)
+        grad, = torch.autograd.grad(value.sum(), z)
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
+        if posterior == "laplace":
+            rows = max(1, min(24, max_elements // D))
+            assert all(rows * k * D <= max(max_elements, D) for k in blocks[1:])  # blocks[0]: built once
+    assert blocks == [K]  # 10**6 floats: one block, MixtureSameFamily's own pass (no further family call)
+
+
+@pytest.mark.parametrize("posterior", ["normal", "laplace"])
+def test_vamp_log_px_does_not_depend_on_the_block_size(posterior):
+    """log p(x) with K = 500 draws, 50 at a time: the same (1e-4 nats) with blocks of 64 floats
+    (every component apart) as with one block; same seed, so the same draws."""
+    vae = _vae(posterior=posterior)
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    values = []
+    for max_elements in (64, 10**8):
+        vae.vamp.max_elements = max_elements
+        torch.manual_seed(5)
+        values.append(log_likelihood(vae.model, vae.guide, x, num_samples=500, chunk_size=50))
+    assert values[0].shape == (3,) and torch.allclose(values[0], values[1], atol=1e-4, rtol=0)

@@ -150,6 +150,19 @@ def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold
     :returns: dict ``{"kl": nats per example, "mi": nats, "mi_cap": nats (the
         estimator's ceiling), "active_units": int}``; ``mi`` is NaN for a guide whose
         density can be evaluated only at its own draws (planar and radial flows).
+
+    A site whose guide distribution depends on an earlier draw (``"z2"`` of
+    :class:`~pyrogen.models.TwoLayerVAE`, drawn from :math:`q(z_2 \\mid z_1)`) is
+    diagnosed at **one** draw :math:`z_1 \\sim q(z_1 \\mid x)` per example, not through
+    the marginal :math:`q(z_2 \\mid x) = \\int q(z_2 \\mid z_1)\\, q(z_1 \\mid x)\\, dz_1`,
+    which has no closed form: the KL is then a one-draw estimate of
+    :math:`\\mathbb{E}_{q(z_1|x)} \\mathrm{KL}(q(z_2 \\mid z_1) \\,\\|\\, p(z_2))`, an upper
+    bound on :math:`\\mathrm{KL}(q(z_2 \\mid x) \\,\\|\\, p(z_2))` (convexity of the KL); the
+    MI, with q(z2|z1) at the drawn z1 in place of q(z2|x), estimates
+    :math:`I_q(z_1; z_2) \\ge I_q(x; z_2)` (z2 depends on x only through z1);
+    and the posterior means :math:`\\mathbb{E}[z_2 \\mid z_1]` vary with the z1 draw as well
+    as with x, so active units of z2 may be over-counted. The training loop reports the
+    lower site ``"z1"`` only, whose q(z1|x) depends on x alone.
     """
     if mi not in ("full", "batch"):
         raise ValueError(f"mi must be 'full' or 'batch', got {mi!r}")

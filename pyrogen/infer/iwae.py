@@ -99,6 +99,29 @@ def _detached_trace(trace):
     return out
 
 
+class _Weights:
+    """Holds the normalized weights :math:`\\tilde w` ``(K, B)`` once the forward pass has them."""
+
+    weights = None
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by the holder's weights, reshaped to
+    ``shape`` (``-1`` marks the particle dimension, ``-2`` the examples', 1 elsewhere)."""
+
+    @staticmethod
+    def forward(ctx, value, holder, shape):
+        ctx.holder, ctx.shape = holder, shape
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        w = ctx.holder.weights
+        shape = [w.shape[0] if d == -1 else w.shape[1] if d == -2 else 1 for d in ctx.shape]
+        # the particle dimension comes before the examples' in every site, so w's order is kept
+        return grad * w.reshape(shape).to(grad.dtype), None, None
+
+
 class IWAE_ELBO(ELBO):
     """Importance-weighted bound :math:`\\mathcal{L}_K` per example of ``pyro.plate("data")``.
 
@@ -130,10 +153,12 @@ class IWAE_ELBO(ELBO):
     parameters keep the IWAE gradient exactly. It is computed from the
     surrogate :math:`\\sum_k \\mathrm{stop}(\\tilde w_k^2)\\log w_k +
     \\mathrm{stop}(\\tilde w_k - \\tilde w_k^2)\\log p_\\theta(x, \\mathrm{stop}(z_k))`,
-    whose value is replaced by the bound's: it costs one more pass of the model
-    (on the detached draws) and of the guide (with its parameters stopped, replayed on
-    the draws, so a hierarchical guide :math:`q(z_1|x)q(z_2|z_1)` keeps every
-    pathwise dependence). The parameters stopped are those of the
+    whose value is replaced by the bound's. In eager mode the model runs once
+    (:meth:`_dreg_one_pass`: the second term's gradients come from scaling each particle's
+    gradient through the draws in the backward pass); a ``make_fx`` recording runs it a
+    second time on the detached draws. The guide runs once more (with its parameters
+    stopped, replayed on the draws, so a hierarchical guide :math:`q(z_1|x)q(z_2|z_1)`
+    keeps every pathwise dependence). The parameters stopped are those of the
     :class:`torch.nn.Module` that owns the guide (when the guide is its method) and every
     ``pyro.param``. With K = 1 it is the "sticking the landing" gradient of the
     ELBO (Roeder, Wu and Duvenaud 2017). Guides must be reparameterized.
@@ -144,6 +169,10 @@ class IWAE_ELBO(ELBO):
     :param bool dreg: the doubly reparameterized guide gradient.
     :param str data_plate: name of the plate whose elements each get their own bound.
     """
+
+    one_pass = True
+    """DReG: one pass of the model with a per-particle gradient scale (eager), instead of two
+    (the second on the detached draws); the same gradients. False forces the two passes."""
 
     def __init__(self, num_particles=5, max_plate_nesting=float("inf"), dreg=False, data_plate="data"):
         if int(num_particles) < 1:
@@ -242,12 +271,16 @@ class IWAE_ELBO(ELBO):
         particles_model, particles_guide = self._particles(model), self._particles(guide)
         guide_trace = poutine.trace(particles_guide).get_trace(*args, **kwargs)
         self._check_reparameterized(guide_trace)
-        model_trace = poutine.trace(poutine.replay(particles_model, trace=guide_trace)).get_trace(*args, **kwargs)
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
         # log q_{stop(phi)}(z_k | x): the guide replayed on the draws with its parameters detached
         stopped_trace = poutine.trace(
             poutine.replay(self._particles(stop_parameters(guide)), trace=guide_trace)).get_trace(*args, **kwargs)
+        if mode is None and self.one_pass:
+            loss = self._dreg_one_pass(particles_model, guide_trace, stopped_trace, args, kwargs)
+            if loss is not None:
+                return loss
+        model_trace = poutine.trace(poutine.replay(particles_model, trace=guide_trace)).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
         # log p_theta(x, stop(z_k)): the model's gradient without a path to the guide
         detached_model_trace = poutine.trace(
             poutine.replay(particles_model, trace=_detached_trace(guide_trace))).get_trace(*args, **kwargs)
@@ -257,6 +290,43 @@ class IWAE_ELBO(ELBO):
         log_w = log_p - log_q
         weights = torch.softmax(log_w.detach(), 0)
         surrogate = (weights**2 * log_w + (weights - weights**2) * log_p_detached_z).sum(0) * scale
+        bound = (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])) * scale
+        total = surrogate.sum()
+        return -(bound.sum() + total - total.detach())
+
+    def _dreg_one_pass(self, particles_model, guide_trace, stopped_trace, args, kwargs):
+        """DReG with one pass of the model: the surrogate
+        :math:`\\sum_k \\mathrm{stop}(\\tilde w_k) \\log p_\\theta(x, h(z_k)) - \\mathrm{stop}(\\tilde w_k^2) \\log q_{\\mathrm{stop}(\\phi)}(z_k \\mid x)`,
+        where :math:`h` is the identity whose backward multiplies the gradient of particle k by
+        :math:`\\tilde w_k` (known once the weights are). The model's parameters get
+        :math:`\\sum_k \\tilde w_k \\nabla_\\theta \\log p_\\theta(x, z_k)`, the draws
+        :math:`\\tilde w_k^2\\, \\partial \\log w_k / \\partial z_k`: the gradients of the two-pass
+        surrogate, whose second model pass (on the detached draws) it saves. Eager only: a
+        recording (``make_fx``) keeps the two passes, whose stop-gradients it can see, and so
+        does a guide site without its own particle and example dimensions (returns None then).
+        """
+        holder = _Weights()
+        depth = self.max_plate_nesting + 1
+        hooked = guide_trace.copy()
+        for name, site in scored_sites(guide_trace, observed=False):
+            frames = [f for f in site["cond_indep_stack"] if f.name == self.data_plate and f.dim is not None]
+            value = site["value"]
+            batch_dims = value.dim() - len(site["fn"].event_shape)
+            if not frames or batch_dims < depth:
+                return None  # a site without its own particle and example dimensions: the two passes
+            shape = [1] * value.dim()
+            shape[batch_dims - depth] = -1  # the particles
+            shape[batch_dims + frames[0].dim] = -2  # the examples
+            hooked.nodes[name] = dict(site, value=_ScaleGradient.apply(value, holder, tuple(shape)))
+        model_trace = poutine.trace(poutine.replay(particles_model, trace=hooked)).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, depth)
+        log_p, scale = self._per_example(model_trace, observed=True)
+        log_q, _ = self._per_example(stopped_trace, observed=False)
+        log_w = log_p - log_q
+        weights = torch.softmax(log_w.detach(), 0)
+        holder.weights = weights
+        surrogate = (weights * log_p - weights**2 * log_q).sum(0) * scale
         bound = (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])) * scale
         total = surrogate.sum()
         return -(bound.sum() + total - total.detach())
