@@ -35,7 +35,6 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
-from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
 from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset, khat_summary, log_likelihood_with_khat
@@ -66,8 +65,8 @@ def register(name, build=None, loss=None, note="", train_step=None):
     return ROWS[name]
 
 
-def _vae(args):
-    return VAE(latent_dim=LATENT, hidden=(HIDDEN,))
+def _vae(args, **options):
+    return VAE(latent_dim=LATENT, hidden=(HIDDEN,), scale_head=args.scale_head, **options)
 
 
 def _two_layer(args):
@@ -81,25 +80,17 @@ register("iwae-dreg-50", _vae, lambda a: IWAE_ELBO(num_particles=50, dreg=True),
 register("two-layer-vae", _two_layer, lambda a: Trace_ELBO(), "two stochastic layers (100, 50), ELBO")
 register("two-layer-iwae-50", _two_layer, lambda a: IWAE_ELBO(num_particles=50), "two stochastic layers, K = 50")
 register("tc-vae", _vae, lambda a: TCELBO(beta=6.0, dataset_size=a.train_size), "beta-TC-VAE, beta = 6, MWS")
-register("iaf", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), flow="iaf:2"), lambda a: Trace_ELBO(),
+register("iaf", lambda a: _vae(a, flow="iaf:2"), lambda a: Trace_ELBO(),
          "q(z|x) through 2 inverse autoregressive steps, Monte Carlo KL")
-register("planar", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), flow="planar:10"), lambda a: Trace_ELBO(),
+register("planar", lambda a: _vae(a, flow="planar:10"), lambda a: Trace_ELBO(),
          "q(z|x) through 10 planar steps, Monte Carlo KL")
-register("vampprior", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), prior="vamp:500"),
+register("vampprior", lambda a: _vae(a, prior="vamp:500"),
          lambda a: Trace_ELBO(), "VampPrior, 500 pseudo-inputs, Monte Carlo KL")
 
 
-def _vae_log_variance_head(args):
-    """The ``vae`` row with pythae's scale head: the encoder's linear output a is log sigma^2, sigma = exp(a / 2)
-    (Kingma and Welling 2014, appendix C.2; pythae's ``log_covariance``), not pyrogen's a = log sigma.
-    Same module construction order and draws as ``vae``, so one seed's run differs from ``vae`` only there."""
-    vae = _vae(args)
-    vae.encoder[1].transforms["scale"] = ComposeTransform([AffineTransform(0.0, 0.5), ExpTransform()])
-    return vae
-
-
-register("vae-logvar-head", _vae_log_variance_head, lambda a: TraceMeanField_ELBO(),
-         "as vae, sigma = exp(a/2): pythae's log-variance head")
+register("vae-log-scale", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), scale_head="log-scale"),
+         lambda a: TraceMeanField_ELBO(),
+         "as vae with sigma = exp(a), the head pyrogen had before log-variance (sigma = exp(a/2)) became its default")
 
 
 # pythae (clementchadebec/benchmark_VAE) with the same networks, scored by pyrogen's estimators.
@@ -237,6 +228,9 @@ def main(argv=None):
     p.add_argument("--chunk-size", type=int, default=500, help="importance samples per vectorized pass")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale-head", choices=["log-variance", "log-scale"], default="log-variance",
+                   help="the normal guide's scale head of the one-layer rows (VAE(scale_head=...)); the README's "
+                        "rows other than vae were measured with log-scale, the default before 2026-12-03")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="also write the results to this file")

@@ -103,12 +103,13 @@ class PlainVAE(nn.Module):
             self.decoder = build_decoder("conv", d, (1, 28, 28), 1, (400,))
 
     def _encode(self, x):
-        """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``."""
+        """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``: the scale head's output is log σ², halved here
+        (pytorch/examples' ``std = exp(0.5 * logvar)``, pyrogen's default ``scale_head="log-variance"``)."""
         if self.architecture == "mlp":
             h = F.softplus(self.enc(x.flatten(1)))
         else:
             h = self.body(x.reshape(-1, 1, 28, 28))
-        return self.loc(h), self.scale(h)
+        return self.loc(h), 0.5 * self.scale(h)
 
     def _logits(self, z):
         """Bernoulli logits ``(B, 784)``."""
@@ -147,8 +148,8 @@ class PlainVAE(nn.Module):
 def pythae_vae(plain):
     """pythae's ``VAE`` on the layers of an (MLP) :class:`PlainVAE`: its forward, its loss.
 
-    pythae's encoder returns the log-variance, so the scale head of ``plain`` (a log
-    standard deviation) is reused with its output doubled, and ``plain.as_pyrogen()`` still maps it.
+    pythae's encoder returns the log-variance, which the scale head of ``plain`` gives (as
+    pyrogen's default log-variance head does), so ``plain.as_pyrogen()`` still maps it.
     """
 
     class Encoder(BaseEncoder):
@@ -158,7 +159,7 @@ def pythae_vae(plain):
 
         def forward(self, x):
             h = F.softplus(self.enc(x.flatten(1)))
-            return ModelOutput(embedding=self.loc(h), log_covariance=2 * self.scale(h))
+            return ModelOutput(embedding=self.loc(h), log_covariance=self.scale(h))
 
     class Decoder(BaseDecoder):
         def __init__(self):

@@ -77,3 +77,24 @@ def test_same_code_on_cuda(x):
     vae = VAE(latent_dim=2, hidden=(16,)).to("cuda")
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     assert svi.step(x.cuda()) > 0
+
+
+def test_the_default_scale_head_is_the_log_variance_and_old_runs_keep_the_log_scale():
+    from pyrogen.config import default_config
+    from pyrogen.errors import DataError
+    from pyrogen.models.registry import build_model
+
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=3, hidden=(8,))
+    h = torch.randn(5, 8)
+    a = vae.encoder[1].layers["scale"](h)
+    torch.testing.assert_close(vae.encoder[1](h)["scale"], torch.exp(a / 2))  # a = log σ²
+    config = default_config(latent_dim=3, hidden=(8,))
+    assert config["model"]["scale_head"] == "log-variance"
+    del config["model"]["scale_head"]  # a configuration written before the option existed
+    old = build_model(config)
+    old.load_state_dict(vae.state_dict())
+    torch.testing.assert_close(old.encoder[1](h)["scale"], torch.exp(a))  # σ = exp(a), as it was trained
+    assert "scale_head" not in VAE(latent_dim=3, hidden=(8,), posterior="laplace").config  # normal guides only
+    with pytest.raises(DataError, match=r"scale_head must be one of \['log-variance', 'log-scale'\], got 'log'"):
+        VAE(scale_head="log")

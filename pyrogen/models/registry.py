@@ -59,10 +59,14 @@ CONDITIONAL_MODELS = {"cvae": ConditionalVAE}
 def build_model(config):
     """The (untrained) model/guide pair of a VAE-family, adversarial-pair or conditional run configuration."""
     kind = config.get("kind", "vae")
+    model = dict(config["model"])
+    if kind in MODELS or kind in ADVERSARIAL_PAIRS:
+        if "model" not in model and model.get("posterior", "normal") == "normal":
+            model.setdefault("scale_head", "log-scale")  # runs made before the key existed: σ = exp(a)
     if kind in MODELS:
-        return make_model(kind, **config["model"])
+        return make_model(kind, **model)
     table = MODELS if kind in MODELS else ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS
-    model = {k: (tuple(v) if isinstance(v, list) and k == "hidden" else v) for k, v in config["model"].items()}
+    model = {k: (tuple(v) if isinstance(v, list) and k == "hidden" else v) for k, v in model.items()}
     return table[kind](**model)
 
 
