@@ -26,8 +26,8 @@ is the authors' text set-up and ``OptimConfig()`` pyrogen's default
 (PyTorch initialisation, Adam 1e-3 on the batch-summed loss, no clipping, no decay).
 Every object here is a plain Python object with ``state_dict`` /
 ``load_state_dict`` where it holds state, so a training loop can checkpoint
-it and resume bit for bit. :func:`add_optim_arguments` and
-:func:`config_from_args` are the command-line side.
+it and resume bit for bit. Their command-line options (``--recipe``,
+``--optimizer``, ...) are defined in :mod:`pyrogen.cli`.
 """
 
 import copy
