@@ -130,7 +130,8 @@ def build(method, recipe_name, args, seed):
 
         vae = PixelCNNVAE(args.latent_dim, hidden=(args.hidden,), channels=args.channels, num_layers=args.layers)
     else:
-        vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout)
+        vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout,
+                          heads=args.heads)
     initialize_(vae, config)
     if method == "free-bits":
         loss = FreeBitsELBO(args.free_bits)  # analytic KL per dimension
@@ -304,6 +305,10 @@ def main(argv=None):
     p.add_argument("--embed-dim", type=int, default=None)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--heads", choices=["pyrogen", "he2019"], default="he2019",
+                   help="he2019 (default): bias-free (loc, log σ²) encoder head and bias-free decoder maps, as "
+                        "their code; pyrogen: ParameterHead (loc, log σ with biases), which under SGD lr 1.0 "
+                        "lets MI decay once aggressive mode ends")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-size", type=int, default=5000, help="sequences drawn for training (validation included)")
@@ -314,8 +319,9 @@ def main(argv=None):
     p.add_argument("--free-bits", type=float, default=0.1)
     p.add_argument("--aggressive-patience", type=int, default=1,
                    help="epochs of no validation-MI gain before leaving aggressive mode (He et al.: 1 text, 5 images)")
-    p.add_argument("--elbo", choices=["trace", "meanfield"], default="trace",
-                   help="trace: one-draw KL (pyrogen's default); meanfield: analytic KL, as He et al.")
+    p.add_argument("--elbo", choices=["trace", "meanfield"], default="meanfield",
+                   help="meanfield (default): analytic KL, as He et al.'s code; trace: one-draw KL (pyrogen's "
+                        "default elsewhere)")
     p.add_argument("--eval-samples", type=int, default=500)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
