@@ -302,7 +302,7 @@ def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressi
              "--eval-samples", "0"]
     out = tmp_path / "vae"
     assert main(["train", "vae", "--out", str(out), *small, "--kl-schedule", "cyclical", "--kl-cycles", "1",
-                 "--free-bits", "0.1", "--aggressive", "--aggressive-patience", "1"]) == 0
+                 "--free-bits", "0.1", "--aggressive", "--aggressive-patience", "1", "--validation-size", "50"]) == 0
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1]
@@ -310,6 +310,15 @@ def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressi
         assert {"test_elbo", "kl", "mi", "active_units", "aggressive"} <= set(r)
         assert float(r["kl"]) >= 0 and 0 <= int(r["active_units"]) <= 2
     assert int(rows[0]["aggressive"]) == 1  # the first epoch sets the best MI, so it stays on
+    assert "validation_mi" in rows[0]  # the switch reads the validation split
+
+
+def test_cli_refuses_aggressive_mode_without_a_validation_split(tmp_path, capsys):
+    assert main(["train", "vae", "--out", str(tmp_path / "agg"), "--aggressive", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pyrogen: error: --aggressive leaves aggressive mode when the mutual information of a validation "
+                   "split stops improving, never the test set's; give --validation-size N"]
+    assert not (tmp_path / "agg").exists()
 
 
 def _fit_sequence_vae(aggressive, train_x, epochs=2, batch_size=50, seed=0):
