@@ -292,7 +292,8 @@ def picture(args, data, path):
     print("wrote", plot_posterior_mean_space(panels, path, dpi=110))
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark (also read by ``collapse_switchoff.py``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", choices=["lstm", "fashion-mnist"], default="lstm",
                    help="fashion-mnist: statically binarized images and a PixelCNN decoder (--hidden is the MLP "
@@ -338,10 +339,20 @@ def main(argv=None):
                    help="instead of the table: He et al.'s posterior-mean picture, standard beside aggressive")
     p.add_argument("--picture-iterations", nargs="+", type=int, default=[1, 100, 300, 1000, 2000])
     p.add_argument("--picture-samples", type=int, default=500, help="importance samples per sequence (latent > 1)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None, parser=None):
+    """Parsed options with the ``--config`` defaults filled in."""
+    args = (parser or build_parser()).parse_args(argv)
     for k, v in CONFIGS[args.config].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.quick:
         args.methods, args.recipes, args.seeds = ["standard", "aggressive"], ["he2019"], args.seeds[:1]
         args.train_size, args.val_size, args.test_size, args.epochs, args.eval_samples = 1800, 300, 500, 5, 100
