@@ -285,7 +285,7 @@ def _add_optim_options(p):
                    help="decay only from 0-based epoch E on (default: 15, He et al.'s)")
     g.add_argument("--validation-size", type=_non_negative_int, default=0, metavar="N",
                    help="hold N random training images out as a validation split for the lr decay and the "
-                        "aggressive switch, which otherwise reads the test set's MI (default: 0)")
+                        "aggressive switch; both need it, neither reads the test set (default: 0)")
 
 
 def _optim_settings(args):
@@ -325,8 +325,8 @@ def _add_collapse_options(p):
                    help="free bits: KL per latent dimension, averaged over the minibatch, floored at NATS "
                         "(Kingma et al. 2016; analytic KL); 0 is off (default: 0)")
     g.add_argument("--aggressive", action="store_true",
-                   help="aggressive inference-network training (He et al. 2019) until the held-out mutual "
-                        "information stops improving")
+                   help="aggressive inference-network training (He et al. 2019) until the mutual "
+                        "information of the validation split (--validation-size, required) stops improving")
     g.add_argument("--aggressive-patience", type=_positive_int, default=5,
                    help="epochs in which MI fails to beat its best before aggressive mode ends (default: 5)")
 
@@ -878,6 +878,9 @@ def _train_vae(args):
         if args.tc_beta is not None:
             config["train"]["tc_beta"] = args.tc_beta
         if args.kind == "vae":
+            if args.aggressive and not args.validation_size:
+                raise PyrogenError("--aggressive leaves aggressive mode when the mutual information of a "
+                                   "validation split stops improving, never the test set's; give --validation-size N")
             config["train"].update(kl_schedule=args.kl_schedule, kl_weight=args.kl_weight,
                                    kl_warmup_epochs=args.kl_warmup_epochs, kl_cycles=args.kl_cycles,
                                    free_bits=args.free_bits, aggressive=args.aggressive,

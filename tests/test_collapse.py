@@ -302,7 +302,7 @@ def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressi
              "--eval-samples", "0"]
     out = tmp_path / "vae"
     assert main(["train", "vae", "--out", str(out), *small, "--kl-schedule", "cyclical", "--kl-cycles", "1",
-                 "--free-bits", "0.1", "--aggressive", "--aggressive-patience", "1"]) == 0
+                 "--free-bits", "0.1", "--aggressive", "--aggressive-patience", "1", "--validation-size", "50"]) == 0
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1]
@@ -310,6 +310,15 @@ def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressi
         assert {"test_elbo", "kl", "mi", "active_units", "aggressive"} <= set(r)
         assert float(r["kl"]) >= 0 and 0 <= int(r["active_units"]) <= 2
     assert int(rows[0]["aggressive"]) == 1  # the first epoch sets the best MI, so it stays on
+    assert "validation_mi" in rows[0]  # the switch reads the validation split
+
+
+def test_cli_refuses_aggressive_mode_without_a_validation_split(tmp_path, capsys):
+    assert main(["train", "vae", "--out", str(tmp_path / "agg"), "--aggressive", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pyrogen: error: --aggressive leaves aggressive mode when the mutual information of a validation "
+                   "split stops improving, never the test set's; give --validation-size N"]
+    assert not (tmp_path / "agg").exists()
 
 
 def _fit_sequence_vae(aggressive, train_x, epochs=2, batch_size=50, seed=0):
@@ -368,3 +377,43 @@ def test_sequence_vae_decoder_dropout_acts_in_training_only():
     assert torch.equal(plain.logits(z, x), c)
     with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1\.0"):
         SequenceVAE(vocab_size=7, seq_len=5, dropout=1.0)
+
+
+def test_he2019_heads_are_bias_free_and_parameterise_the_log_variance():
+    vae = SequenceVAE(vocab_size=7, seq_len=5, latent_dim=2, embed_dim=8, hidden=6, heads="he2019")
+    head = vae.encoder[1]
+    assert head.linear.bias is None and vae.decoder.init.bias is None and vae.decoder.out.bias is None
+    h = torch.randn(3, 6)
+    raw = h @ head.linear.weight.T
+    params = head(h)
+    assert torch.equal(params["loc"], raw[:, :2])
+    assert torch.allclose(params["scale"], torch.exp(0.5 * raw[:, 2:]), rtol=0, atol=0)
+    # the default keeps ParameterHead (log σ with a bias) and biased decoder maps
+    plain = SequenceVAE(vocab_size=7, seq_len=5, latent_dim=2, embed_dim=8, hidden=6)
+    assert plain.decoder.init.bias is not None and plain.decoder.out.bias is not None
+    with pytest.raises(ValueError, match=r"heads must be 'pyrogen' or 'he2019', got 'x'"):
+        SequenceVAE(vocab_size=7, seq_len=5, heads="x")
+
+
+def test_sgd_step_on_log_sigma_is_four_times_smaller_with_the_log_variance_head():
+    """One SGD step of lr η on a loss with ∂L/∂log σ = g moves log σ by −η g (|h|² + 1) through
+    ParameterHead (weight and bias) and by −η g |h|²/4 through LogVarHead (log σ = w·h / 2)."""
+    from pyrogen.distributions import ParameterHead
+    from pyrogen.models.sequence import LogVarHead
+
+    torch.manual_seed(0)
+    h = torch.randn(1, 5, dtype=torch.float64)
+    lr, g = 0.1, 0.7
+    moves = {}
+    for name, head in (("pyrogen", ParameterHead(5, "normal", 1)), ("he2019", LogVarHead(5, 1))):
+        head = head.double()
+        before = head(h)["scale"].log().detach()
+        (g * head(h)["scale"].log()).sum().backward()
+        with torch.no_grad():
+            for p in head.parameters():
+                if p.grad is not None:  # ParameterHead's loc layer is not on the path
+                    p -= lr * p.grad
+        moves[name] = (head(h)["scale"].log() - before).item()
+    sq = (h ** 2).sum().item()
+    assert moves["pyrogen"] == pytest.approx(-lr * g * (sq + 1), rel=1e-9)
+    assert moves["he2019"] == pytest.approx(-lr * g * sq / 4, rel=1e-9)

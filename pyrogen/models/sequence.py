@@ -27,12 +27,12 @@ from pyrogen.errors import DataError
 class _LSTMDecoder(nn.Module):
     """Logits of :math:`p(x_t \\mid x_{<t}, z)` for all t by teacher forcing: ``(N, T, V)``."""
 
-    def __init__(self, vocab_size, latent_dim, embed_dim, hidden, dropout=0.0):
+    def __init__(self, vocab_size, latent_dim, embed_dim, hidden, dropout=0.0, bias=True):
         super().__init__()
         self.embed = nn.Embedding(vocab_size + 1, embed_dim)  # token vocab_size is <bos>
-        self.init = nn.Linear(latent_dim, hidden)
+        self.init = nn.Linear(latent_dim, hidden, bias=bias)
         self.lstm = nn.LSTM(embed_dim + latent_dim, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, vocab_size)
+        self.out = nn.Linear(hidden, vocab_size, bias=bias)
         self.dropout_in, self.dropout_out = nn.Dropout(dropout), nn.Dropout(dropout)
         self.bos = vocab_size
 
@@ -73,6 +73,26 @@ class _LSTMEncoder(nn.Module):
         return h[-1]
 
 
+class LogVarHead(nn.Module):
+    """He et al.'s Gaussian head: one bias-free linear map to ``(loc, log σ²)``, ``scale = exp(log σ² / 2)``.
+
+    Same family as :class:`~pyrogen.distributions.ParameterHead` for
+    ``"normal"`` (whose scale is ``exp`` of its own bias-carrying linear
+    output, i.e. log σ), but a different parameterisation: a weight update of
+    the same size moves log σ half as far, so under plain SGD the effective
+    step on log σ is 4 times smaller (the gradient reaching the weights is
+    halved too). ``forward`` returns ``{"loc", "scale"}``, each ``(..., latent_dim)``.
+    """
+
+    def __init__(self, in_features, latent_dim):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * latent_dim, bias=False)
+
+    def forward(self, h):
+        loc, logvar = self.linear(h).chunk(2, -1)
+        return {"loc": loc, "scale": torch.exp(0.5 * logvar)}
+
+
 class SequenceVAE(PyroModule):
     """VAE over fixed-length token sequences with an LSTM encoder and an autoregressive LSTM decoder.
 
@@ -90,19 +110,26 @@ class SequenceVAE(PyroModule):
     :param float dropout: dropout rate on the decoder's input embeddings and LSTM
         outputs while training (He et al. 2019 use 0.5 in both places), which
         weakens the autoregressive path and so pushes the decoder towards z.
+    :param str heads: ``"pyrogen"`` -- :class:`~pyrogen.distributions.ParameterHead`
+        (loc and log σ from linear maps with biases), decoder maps with biases;
+        ``"he2019"`` -- their code's: :class:`LogVarHead` (bias-free, log σ²)
+        and bias-free ``z -> c0`` and output maps.
     """
 
-    def __init__(self, vocab_size, seq_len, latent_dim=32, embed_dim=32, hidden=64, dropout=0.0):
+    def __init__(self, vocab_size, seq_len, latent_dim=32, embed_dim=32, hidden=64, dropout=0.0, heads="pyrogen"):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if heads not in ("pyrogen", "he2019"):
+            raise ValueError(f"heads must be 'pyrogen' or 'he2019', got {heads!r}")
         self.vocab_size, self.seq_len, self.latent_dim = vocab_size, seq_len, latent_dim
         self.config = {"vocab_size": vocab_size, "seq_len": seq_len, "latent_dim": latent_dim,
-                       "embed_dim": embed_dim, "hidden": hidden, "dropout": dropout}
+                       "embed_dim": embed_dim, "hidden": hidden, "dropout": dropout, "heads": heads}
         self.family = get_family("normal")
         body = _LSTMEncoder(vocab_size, embed_dim, hidden)
-        self.encoder = nn.Sequential(body, ParameterHead(hidden, self.family, latent_dim))
-        self.decoder = _LSTMDecoder(vocab_size, latent_dim, embed_dim, hidden, dropout)
+        head = LogVarHead(hidden, latent_dim) if heads == "he2019" else ParameterHead(hidden, self.family, latent_dim)
+        self.encoder = nn.Sequential(body, head)
+        self.decoder = _LSTMDecoder(vocab_size, latent_dim, embed_dim, hidden, dropout, bias=heads != "he2019")
         for name, value in self.family.prior_params(latent_dim).items():
             self.register_buffer("prior_" + name, value)
 
