@@ -71,7 +71,7 @@ def test_recipe_he2019_sets_every_option_and_refuses_to_decay_on_the_test_set(tm
 
 @requires_fashion_mnist
 def test_plateau_decay_resumes_bit_for_bit_through_the_cli(tmp_path):
-    args = TINY + ["--recipe", "he2019", "--lr", "0.5", "--lr-decay-epochs", "1", "--decay-start-epoch", "0",
+    args = TINY + ["--recipe", "he2019", "--lr", "1.0", "--lr-decay-epochs", "1", "--decay-start-epoch", "0",
                    "--max-decay", "3", "--validation-size", "50", "--batch-size", "25"]
     assert main(["train", "vae", "--out", str(tmp_path / "a"), "--epochs", "4"] + args) == 0
     assert main(["train", "vae", "--out", str(tmp_path / "b"), "--epochs", "2"] + args) == 0
@@ -80,7 +80,7 @@ def test_plateau_decay_resumes_bit_for_bit_through_the_cli(tmp_path):
     a, b = open_run(tmp_path / "a").checkpoint, open_run(tmp_path / "b").checkpoint
     config = a["config"]["train"]
     assert (config["optimizer"], config["lr"], config["loss_reduction"], config["clip_norm"], config["init"]) == (
-        "sgd", 0.5, "mean", 5.0, "uniform")
+        "sgd", 1.0, "mean", 5.0, "uniform")
     assert a["decay"]["decays"] >= 1, a["decay"]  # the run did decay, so the state that resumed mattered
     assert a["epoch"] == b["epoch"]
     for name, value in a["model"].items():

@@ -103,18 +103,22 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
         classifier.train()
         perm = torch.randperm(n, generator=gen)
         running = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress,
-                   leave=False, mininterval=0.5)
-        for step in bar:
-            idx = perm[step * bs : (step + 1) * bs]
-            loss = nn.functional.cross_entropy(classifier(train_images[idx]), train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{running / (step + 1):.3f}")
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress,
+                   leave=False)
+        with bar:
+            for step in range(steps_per_epoch):
+                idx = perm[step * bs : (step + 1) * bs]
+                loss = nn.functional.cross_entropy(classifier(train_images[idx]), train_labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += loss.item()
+                if (step + 1) % 20 == 0 or step + 1 == steps_per_epoch:
+                    bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+                    bar.update(step + 1 - bar.n)
+                    if step + 1 == steps_per_epoch:
+                        bar.refresh()  # the whole epoch shown, whatever tqdm's refresh interval skipped
         line = f"epoch {epoch + 1}/{recipe['epochs']}: train loss {running / steps_per_epoch:.4f}"
         if test_images is not None:
             line += f", test accuracy {classifier_accuracy(classifier, test_images, test_labels):.4f}"
