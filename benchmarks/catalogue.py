@@ -15,9 +15,10 @@ statically binarized test set (seed 12345) with the same estimators:
 
 Rows are a registry (:data:`ROWS`): ``register(name, build, loss, note)``
 adds one.
-When ``pythae`` is importable, its VAE and IWAE (n = 50) train with the same
+When ``pythae`` is importable, its VAE, IWAE (n = 50), VAMP (500 pseudo-inputs)
+and VAE_IAF (2 MADE blocks) train by pythae's own losses with the same
 784-400-50 networks and are scored by the same estimators through a Pyro
-wrapper of their encoder and decoder.
+wrapper of their encoder, decoder, learned prior (VAMP) and flow (VAE_IAF).
 
     python benchmarks/catalogue.py --full --epochs 100          # the lead's run (hours on a CPU)
     python benchmarks/catalogue.py --epochs 1 --train-size 1000 --test-size 100 --log-px-samples 50
@@ -40,6 +41,7 @@ from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset, khat_summary, log_likelihood_with_khat
 from pyrogen.infer import IWAE_ELBO, TCELBO, TorchSVI
 from pyrogen.models import VAE, TwoLayerVAE
+from pyrogen.models.priors import UniformMixture
 
 LATENT, HIDDEN = 50, 400
 
@@ -97,7 +99,7 @@ register("vae-log-scale", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), sca
 try:
     import pythae  # noqa: F401
     from pythae.data.datasets import DatasetOutput
-    from pythae.models import IWAE, VAE as PythaeVAE, IWAEConfig, VAEConfig
+    from pythae.models import IWAE, VAE as PythaeVAE, VAE_IAF, VAMP, IWAEConfig, VAE_IAF_Config, VAEConfig, VAMPConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
 except ImportError:
@@ -127,33 +129,105 @@ if pythae is not None:
             return ModelOutput(reconstruction=torch.sigmoid(self.logits(z)))
 
     class _PythaeAsPyro(nn.Module):
-        """A pythae model's encoder and decoder as a Pyro model/guide pair (sites "z", "x")."""
+        """A pythae model's encoder and decoder as a Pyro model/guide pair (sites "z", "x").
+
+        p(z) is :meth:`prior` (N(0, I) here), q(z|x) is :meth:`posterior` (the encoder's
+        diagonal Normal, sigma = exp(log_covariance / 2), pythae's head); subclasses swap either.
+        """
 
         def __init__(self, model):
             super().__init__()
             self.inner = model
 
+        def prior(self, x):
+            return dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1)
+
+        def posterior(self, x):
+            out = self.inner.encoder(x)
+            return dist.Normal(out.embedding, (0.5 * out.log_covariance).exp()).to_event(1)
+
         def model(self, x):
             with pyro.plate("data", x.shape[0]):
-                z = pyro.sample("z", dist.Normal(x.new_zeros(LATENT), 1.0).to_event(1))
+                z = pyro.sample("z", self.prior(x))
                 logits = self.inner.decoder.logits(z)
                 pyro.sample("x", dist.Bernoulli(logits=logits, validate_args=False).to_event(3), obs=x)
 
         def guide(self, x):
-            out = self.inner.encoder(x)
             with pyro.plate("data", x.shape[0]):
-                pyro.sample("z", dist.Normal(out.embedding, (0.5 * out.log_covariance).exp()).to_event(1))
+                pyro.sample("z", self.posterior(x))
+
+    class _PythaeVampAsPyro(_PythaeAsPyro):
+        """pythae's VAMP: p(z) is its learned VampPrior, (1/K) sum_k N(z; mu(u_k), diag sigma(u_k)^2),
+        u_k = hardtanh_[0,1](W e_k + b) its K pseudo-inputs (``VAMP.pseudo_inputs`` of the one-hot
+        ``VAMP.idle_input``) through its own encoder; the density of ``VAMP._log_p_z`` plus the
+        -D/2 log(2 pi) that pythae drops (it cancels against the same term it drops from log q).
+        Evaluated in blocks by pyrogen's :class:`~pyrogen.models.priors.UniformMixture`."""
+
+        def prior(self, x):
+            vamp = self.inner
+            u = vamp.pseudo_inputs(vamp.idle_input.to(x.device)).reshape((vamp.number_components,) + vamp.input_dim)
+            out = vamp.encoder(u)
+            return UniformMixture(lambda loc, scale: dist.Normal(loc, scale).to_event(1),
+                                  {"loc": out.embedding, "scale": (0.5 * out.log_covariance).exp()})
+
+    class _PythaeIAFTransform(torch.distributions.Transform):
+        """pythae's IAF (``VAE_IAF.iaf_flow``, unconditioned: the same flow for every x) as a
+        :class:`torch.distributions.Transform` z0 -> zK, so that q(zK|x) = q0(z0|x) |det dzK/dz0|^-1
+        is a :class:`pyro.distributions.TransformedDistribution` with a log-density.
+
+        The forward map is pythae's ``IAF.inverse`` (its sampling direction: per MADE block,
+        after a flip, z <- z * exp(s(z)) + m(z)), whose ``log_abs_det_jac`` is sum_i s_i: the
+        Jacobian is triangular because pythae's MADE masks make (m_i, s_i) depend on z_<i only.
+        The inverse is pythae's ``IAF.forward`` (sequential, d passes per block), used only at
+        values that are not the last draw (the cache, ``cache_size=1``, covers every ELBO and
+        importance weight here). Extra leading dimensions are flattened, since pythae's flow
+        takes ``(N, d)``."""
+
+        domain = torch.distributions.constraints.real_vector
+        codomain = torch.distributions.constraints.real_vector
+        bijective = True
+
+        def __init__(self, flow):
+            super().__init__(cache_size=1)
+            self.flow = flow
+            self._last = None  # (z0, zK, log|det dzK/dz0|) of the last forward call
+
+        def _call(self, z0):
+            out = self.flow.inverse(z0.reshape(-1, z0.shape[-1]))
+            zk, logdet = out.out.reshape(z0.shape), out.log_abs_det_jac.reshape(z0.shape[:-1])
+            self._last = (z0, zk, logdet)
+            return zk
+
+        def _inverse(self, zk):
+            return self.flow(zk.reshape(-1, zk.shape[-1])).out.reshape(zk.shape)
+
+        def log_abs_det_jacobian(self, z0, zk):
+            if self._last is not None and self._last[0] is z0 and self._last[1] is zk:
+                return self._last[2]
+            return self.flow.inverse(z0.reshape(-1, z0.shape[-1])).log_abs_det_jac.reshape(z0.shape[:-1])
+
+    class _PythaeIAFAsPyro(_PythaeAsPyro):
+        """pythae's VAE_IAF: q(z|x) is the encoder's Normal pushed through its IAF
+        (:class:`_PythaeIAFTransform`), scored with the flow's log-determinant as pythae's own
+        loss and ``get_nll`` score it; p(z) = N(0, I)."""
+
+        def posterior(self, x):
+            return dist.TransformedDistribution(super().posterior(x), [_PythaeIAFTransform(self.inner.iaf_flow)])
 
     def _pythae(kind):
         def build(args):
+            common = dict(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce")
+            nets = dict(encoder=_PythaeEncoder(), decoder=_PythaeDecoder())
             if kind == "vae":
-                config = VAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce")
-                model = PythaeVAE(config, encoder=_PythaeEncoder(), decoder=_PythaeDecoder())
-            else:
-                config = IWAEConfig(input_dim=(1, 28, 28), latent_dim=LATENT, reconstruction_loss="bce",
-                                    number_samples=50)
-                model = IWAE(config, encoder=_PythaeEncoder(), decoder=_PythaeDecoder())
-            return _PythaeAsPyro(model)
+                return _PythaeAsPyro(PythaeVAE(VAEConfig(**common), **nets))
+            if kind == "iwae":
+                return _PythaeAsPyro(IWAE(IWAEConfig(**common, number_samples=50), **nets))
+            if kind == "vamp":
+                return _PythaeVampAsPyro(VAMP(VAMPConfig(**common, number_components=500), **nets))
+            # as close to pyrogen's iaf:2 as pythae allows: 2 MADE blocks of one hidden layer of
+            # 10 d = 500 ReLU units (Pyro's AutoRegressiveNN default); pythae's flow has no context h(x)
+            config = VAE_IAF_Config(**common, n_made_blocks=2, n_hidden_in_made=1, hidden_size=10 * LATENT)
+            return _PythaeIAFAsPyro(VAE_IAF(config, **nets))
 
         return build
 
@@ -166,6 +240,9 @@ if pythae is not None:
 
     register("pythae-vae", _pythae("vae"), note="pythae 0.1.2 VAE, same networks", train_step=_pythae_step)
     register("pythae-iwae-50", _pythae("iwae"), note="pythae 0.1.2 IWAE, n = 50", train_step=_pythae_step)
+    register("pythae-vamp", _pythae("vamp"), note="pythae 0.1.2 VAMP, 500 pseudo-inputs", train_step=_pythae_step)
+    register("pythae-iaf", _pythae("iaf"), train_step=_pythae_step,
+             note="pythae 0.1.2 VAE_IAF, 2 MADE blocks (1 x 500 hidden), flow not conditioned on x")
 
 
 def run(row, train, test, args):
