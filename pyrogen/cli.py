@@ -194,12 +194,7 @@ def _add_vae_options(p):
     from pyrogen.networks import ARCHITECTURES
     from pyrogen.training.vae import ELBO_CHOICES
 
-    p.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
-                        "must not already hold a run unless --resume is given")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR from its last checkpoint, exactly; model, data "
-                        "and optimizer options are then read from the run, and --epochs is the new total")
+    _add_run_options(p, resumed=" model, data and optimizer options are then read from the run, and")
     g = p.add_argument_group("model")
     g.add_argument("--latent-dim", type=_bounded_int(MAX_WIDTH), default=50, help="dimension of z (default: 50)")
     g.add_argument("--architecture", choices=ARCHITECTURES, default="mlp",
@@ -557,16 +552,22 @@ def _train(args):
     return _train_vae(args)
 
 
+def _add_run_options(p, pictures="pictures", resumed=""):
+    """``--out RUN_DIR`` and ``--resume``, the options every ``pyrogen train`` kind shares."""
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help=f"run directory for config.json, metrics.csv, checkpoint.pt and {pictures}; "
+                        "must not already hold a run unless --resume is given")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the run in RUN_DIR from its last checkpoint, exactly;{resumed} "
+                        "--epochs is the new total")
+
+
 def _add_gan_options(p):
     """Options of ``pyrogen train gan``."""
     from pyrogen.infer.gan_losses import GAN_LOSSES
     from pyrogen.models.gan import ARCHITECTURES, NORMS
 
-    p.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="run directory for config.json, metrics.csv, checkpoint.pt and sample grids; "
-                        "must not already hold a run unless --resume is given")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR from its last checkpoint, exactly; --epochs is the new total")
+    _add_run_options(p, pictures="sample grids")
     g = p.add_argument_group("networks")
     g.add_argument("--architecture", choices=ARCHITECTURES, default="dcgan",
                    help="generator and discriminator (default: dcgan)")
@@ -641,11 +642,7 @@ def _add_adversarial_pair_options(p, kind):
     from pyrogen.networks import ARCHITECTURES
 
     ali = kind == "ali"
-    p.add_argument("--out", required=True, metavar="RUN_DIR",
-                   help="run directory for config.json, metrics.csv, checkpoint.pt and pictures; "
-                        "must not already hold a run unless --resume is given")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR from its last checkpoint, exactly; --epochs is the new total")
+    _add_run_options(p)
     g = p.add_argument_group("the VAE pair")
     g.add_argument("--latent-dim", type=_positive_int, default=64 if ali else 8,
                    help=f"dimension of z (default: {64 if ali else 8})")
