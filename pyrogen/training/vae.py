@@ -492,19 +492,6 @@ class VAETrainer(FitLoop):
             tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds))
         return row
 
-    def write_pictures(self, num=64):
-        """Prior samples and reconstructions (inputs above, reconstructions below) as PNG grids."""
-        if self.run is None:
-            return []
-        self.vae.eval()
-        with torch.no_grad():
-            samples = self.vae.sample(num)
-            x = self.test_data[:num // 2]
-            recon = self.vae.reconstruct(x)
-        self.vae.train()
-        return [self.run.save_image("samples.png", samples),
-                self.run.save_image("reconstructions.png", torch.cat([x, recon]))]
-
 
 def optim_config(train_cfg):
     """The :class:`~pyrogen.optim.OptimConfig` of a run's ``config["train"]`` (keys absent in old runs: defaults)."""
