@@ -20,11 +20,17 @@ Rows:
   ``Trace_ELBO`` (and so pyrogen's default) computes: the same-estimator reference.
 * ``plain-default-adam``: the first hand-written loop with ``torch.optim.Adam``'s
   defaults, as such a loop is usually written.
-* ``pyrogen``: :class:`~pyrogen.training.VAETrainer`'s default step, i.e.
-  :class:`~pyrogen.infer.TorchSVI` on ``vae.model``/``vae.guide`` with the
+* ``pyrogen``: :class:`~pyrogen.training.VAETrainer`'s eager step (``--compile off``),
+  i.e. :class:`~pyrogen.infer.TorchSVI` on ``vae.model``/``vae.guide`` with the
   objective ``--elbo auto`` picks (:func:`~pyrogen.training.vae.resolve_elbo`):
   :class:`~pyrogen.infer.ReparamTraceMeanField_ELBO` (analytic KL,
-  ``TraceMeanField_ELBO``'s values); compare with ``plain``.
+  ``TraceMeanField_ELBO``'s values), running the model's and guide's Python at
+  every step; compare with ``plain``.
+* ``pyrogen-record``: the same step recorded once as a graph of tensor operations
+  and replayed (``TorchSVI(..., compile="record")``, ``--compile record``), the
+  default trainer's step for runs shorter than
+  :data:`~pyrogen.config.AUTO_COMPILE_MIN_STEPS`: the eager step's numbers bit for
+  bit; its recording time is printed, not counted in the median.
 * ``pyrogen-pyro-meanfield``: the same step on Pyro's own ``TraceMeanField_ELBO``
   (its ``differentiable_loss``, with the ``.item()`` inside).
 * ``pyrogen-trace``: ``--elbo trace``, :class:`~pyrogen.infer.ReparamTrace_ELBO`
@@ -248,8 +254,9 @@ def main():
             with pyro.validation_enabled(False):
                 svi.loss_module(torch.zeros(batch, 1, 28, 28, device=device)).backward()  # records and compiles
             vae.zero_grad(set_to_none=True)
-            print(f"pyrogen-compile{'-cudagraphs' if compile_options else ''}: recorded and compiled in "
-                  f"{time.perf_counter() - start:.1f} s", flush=True)
+            name = "pyrogen-record: recorded" if compile == "record" else (
+                f"pyrogen-compile{'-cudagraphs' if compile_options else ''}: recorded and compiled")
+            print(f"{name} in {time.perf_counter() - start:.1f} s", flush=True)
         if not autocast:
             return vae, svi.step
 
@@ -259,8 +266,8 @@ def main():
 
         return vae, step
 
-    rows = ["plain", "plain-mc-kl", "plain-default-adam", "pyrogen", "pyrogen-pyro-meanfield", "pyrogen-trace",
-            "pyrogen-compile"] + (["pyrogen-compile-cudagraphs"] if args.cudagraphs else []) + (
+    rows = ["plain", "plain-mc-kl", "plain-default-adam", "pyrogen", "pyrogen-record", "pyrogen-pyro-meanfield",
+            "pyrogen-trace", "pyrogen-compile"] + (["pyrogen-compile-cudagraphs"] if args.cudagraphs else []) + (
             ["plain-bf16", "pyrogen-bf16"] if args.autocast else []) + ["pyro-tutorial"] + (
             ["pythae"] if args.architecture == "mlp" and not args.no_pythae else [])
     if args.rows:
@@ -293,6 +300,7 @@ def main():
         "plain-mc-kl": lambda: hand_written("mc_kl_loss", fused=True),
         "plain-default-adam": lambda: hand_written("loss"),  # Adam's defaults
         "pyrogen": lambda: pyrogen_loop(),
+        "pyrogen-record": lambda: pyrogen_loop(compile="record"),
         "pyrogen-pyro-meanfield": lambda: pyrogen_loop(elbo="pyro-meanfield"),
         "pyrogen-trace": lambda: pyrogen_loop(elbo="trace"),
         "pyrogen-compile": lambda: pyrogen_loop(compile=True),

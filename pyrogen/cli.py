@@ -240,12 +240,15 @@ def _add_vae_options(p):
     g.add_argument("--tc-beta", type=float, default=None, metavar="B",
                    help="with --elbo tc: β, the weight of the total correlation (default: 6)")
     g.add_argument("--seed", type=_non_negative_int, default=0, help="random seed; seeded runs are reproducible")
-    g.add_argument("--compile", choices=["auto", "on", "off"], nargs="?", const="on", default="auto",
-                   help="record the ELBO as one graph per batch shape and compile it with torch.compile: "
-                        "steps about 20%% faster after a compilation of about 4 s on a 2-core CPU. auto: on "
-                        f"when a C++ compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps (a failed compilation "
-                        "falls back to the eager step with one line), off for --aggressive and under torchrun; "
-                        "a bare --compile is on (default: auto; see docs/performance)")
+    g.add_argument("--compile", choices=["auto", "on", "record", "off"], nargs="?", const="on", default="auto",
+                   help="record: record the ELBO's tensor operations once per batch shape and replay them "
+                        "(the eager step's numbers bit for bit, without Pyro's per-step Python; under a second "
+                        "to record); on: also compile the recording with torch.compile (fastest step, 15-30 s "
+                        "to compile the first time on a 2-core CPU); off: run the model and guide every step. "
+                        f"auto: on when a C++ compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} "
+                        "steps, record otherwise, off for --aggressive, under torchrun and with --dreg (a failed "
+                        "recording or compilation falls back to the eager step with one line); a bare --compile "
+                        "is on (default: auto; see docs/performance)")
     _add_optim_options(p)
     g.add_argument("--eval-samples", type=_non_negative_int, default=1000,
                    help="importance samples K for the final log p(x) on the test set; 0 skips it "
@@ -924,7 +927,7 @@ def _train_cvae(args):
             ("--architecture conv", args.architecture != "mlp"), ("--prior", args.prior != "normal"),
             ("--posterior", args.posterior != "normal"), ("--kl-schedule", args.kl_schedule != "constant"),
             ("--kl-weight", args.kl_weight != 1.0), ("--free-bits", args.free_bits > 0),
-            ("--aggressive", args.aggressive), ("--compile", args.compile == "on")) if used]
+            ("--aggressive", args.aggressive), (f"--compile {args.compile}", args.compile in ("on", "record"))) if used]
         if unsupported:
             raise PyrogenError(f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
                                f"KL weight 1), which does not take {', '.join(unsupported)}")

@@ -35,3 +35,9 @@ class TrainingDivergedError(PyrogenError, FloatingPointError):
 
 class CompilationError(PyrogenError, RuntimeError):
     """``torch.compile`` could not compile a recorded loss (on the CPU: no working C++ compiler)."""
+
+
+class RecordingError(CompilationError, ValueError):
+    """A loss cannot be recorded as a graph of tensor operations (:class:`~pyrogen.infer.RecordedLoss`):
+    it uses a gradient-carrying tensor that is not a module's parameter, its Python branches on values,
+    or the recorded graph does not reproduce it."""

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from pyrogen.config import AUTO_COMPILE_MIN_STEPS, default_config
-from pyrogen.infer import CompiledLoss, ELBOModule, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
+from pyrogen.infer import (CompiledLoss, ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO,
+                           TorchSVI)
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from pyrogen.training.vae import auto_compile
@@ -149,9 +150,10 @@ def test_compile_setting_accepts_modes_and_the_booleans_of_older_runs():
     from pyrogen.config import compile_mode
     from pyrogen.errors import DataError
 
-    assert [compile_mode(v) for v in ("auto", "on", "off", True, False)] == ["auto", "on", "off", "on", "off"]
+    assert [compile_mode(v) for v in ("auto", "on", "record", "off", True, False)] == [
+        "auto", "on", "record", "off", "on", "off"]
     assert default_config()["train"]["compile"] == "auto"
-    with pytest.raises(DataError, match=r"train.compile must be one of \('auto', 'on', 'off'\)"):
+    with pytest.raises(DataError, match=r"train.compile must be one of \('auto', 'on', 'record', 'off'\)"):
         compile_mode("fast")
 
 
@@ -161,11 +163,11 @@ def test_auto_compiles_long_runs_where_a_compiler_works(monkeypatch):
     works = vae_training.compiler_works("cpu")
     assert works == (shutil.which("g++") is not None or shutil.which("c++") is not None)
     n = AUTO_COMPILE_MIN_STEPS
-    assert not auto_compile(n - 1, "cpu")
-    assert auto_compile(n, "cpu") == works
-    assert not auto_compile(10 * n, "cpu", blocked=True)
+    assert auto_compile(n - 1, "cpu") == "record"  # shorter runs replay the recorded graph
+    assert auto_compile(n, "cpu") == (True if works else "record")
+    assert auto_compile(10 * n, "cpu", blocked=True) is False
     monkeypatch.setattr(vae_training, "compiler_works", lambda device: False)
-    assert not auto_compile(10 * n, "cpu")
+    assert auto_compile(10 * n, "cpu") == "record"
 
 
 def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatch):
@@ -177,8 +179,8 @@ def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatc
     config["train"].update(batch_size=10, epochs=2)  # 4 steps per epoch
     trainer = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
     monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 9)
-    trainer.fit(2)  # 8 steps: eager
-    assert not trainer.compile and not isinstance(trainer.svi.loss_module, CompiledLoss)
+    trainer.fit(2)  # 8 steps: recorded, not compiled
+    assert trainer.compile == "record" and type(trainer.svi.loss_module) is RecordedLoss
     monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 12)
     monkeypatch.setattr(vae_training.TorchSVI, "step", lambda self, *a, **k: torch.tensor(0.0))
     trainer.fit(3)  # a run of 12 steps: compiled (steps stubbed: only the choice is under test)

@@ -40,6 +40,7 @@ import torch
 from pyro import distributions as dist
 from torch import nn
 from torch.distributions import biject_to, constraints, kl_divergence
+from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
 from pyrogen.distributions.erlang import Erlang
 from pyrogen.distributions.gompertz import Gompertz
@@ -317,6 +318,7 @@ class ParameterHead(nn.Module):
         self.layers = nn.ModuleDict()
         self.transforms = {}
         self.shapes = {}
+        self._lean = {}
         for name, constraint in self.family.constraints.items():
             transform = biject_to(constraint)
             shape = transform.inverse_shape(self.family.param_shape(name, latent_dim))
@@ -325,8 +327,54 @@ class ParameterHead(nn.Module):
             self.shapes[name] = tuple(shape)
 
     def forward(self, h):
-        return {name: self.transforms[name](layer(h).reshape(h.shape[:-1] + self.shapes[name]))
-                for name, layer in self.layers.items()}
+        out = {}
+        for name, layer in self.layers.items():
+            transform = self.transforms[name]
+            lean = self._lean.get(name)
+            if lean is None or lean[0] is not transform:  # the transforms may be replaced after __init__
+                lean = self._lean[name] = (transform, lean_transform(transform))
+            out[name] = lean[1](layer(h).reshape(h.shape[:-1] + self.shapes[name]))
+        return out
+
+
+def lean_transform(transform):
+    """``transform``'s forward map as a function with its no-op steps left out, equal to it bit for bit.
+
+    :func:`~torch.distributions.biject_to` maps onto ``constraints.positive`` by
+    ``ComposeTransform([ExpTransform(), AffineTransform(0.0, 1.0)])``, whose affine
+    part adds 0 and multiplies by 1: two tensor operations (and two autograd nodes)
+    that change no value, at every encoder call. Here an affine step with a plain
+    ``loc`` of 0 (resp. ``scale`` of 1) skips the addition (resp. the multiplication),
+    composites are unrolled, ``ExpTransform`` is ``torch.exp``; any other transform
+    is called as it is. (x + 0.0 differs from x only for x = -0.0, whose exp is the
+    same 1; no transform here reads the sign of a zero.)
+    """
+    if type(transform) is ComposeTransform:
+        steps = [lean_transform(part) for part in transform.parts]
+        steps = [step for step in steps if step is not _identity]
+
+        def composed(x):
+            for step in steps:
+                x = step(x)
+            return x
+
+        return steps[0] if len(steps) == 1 else (_identity if not steps else composed)
+    if type(transform) is ExpTransform:
+        return torch.exp
+    if type(transform) is AffineTransform and transform.event_dim == 0:
+        loc, scale = transform.loc, transform.scale
+        if isinstance(loc, (int, float)) and isinstance(scale, (int, float)):
+            if loc == 0 and scale == 1:
+                return _identity
+            if loc == 0:
+                return lambda x: x * scale
+            if scale == 1:
+                return lambda x: x + loc
+    return transform
+
+
+def _identity(x):
+    return x
 
 
 def has_analytic_kl(posterior, prior, latent_dim=3):

@@ -1,14 +1,17 @@
-"""A loss module captured once as a graph of torch operations, then compiled.
+"""A loss module captured once as a graph of torch operations, then replayed or compiled.
 
 A Pyro model pays for its flexibility in Python at every step: each
 ``pyro.sample`` statement walks the effect-handler stack, builds distribution
 objects and expands them to the plates. When the model's structure does not
 depend on the values of its inputs (the same sample sites, plates and control
 flow at every step, as in a VAE), that Python work computes the same graph of
-tensor operations each time. :class:`CompiledLoss` records the graph once per
+tensor operations each time. :class:`RecordedLoss` records the graph once per
 input signature with :func:`torch.fx.experimental.proxy_tensor.make_fx`, with
-the parameters as inputs, and hands it to :func:`torch.compile`, which fuses
-its element-wise operations and compiles the backward pass with it. Pyro's
+the parameters as inputs, and replays it at every later call: the same ATen
+operations in the same order, so the same values and gradients bit for bit as
+the eager module, without the Python around them and without a compiler.
+:class:`CompiledLoss` hands the recorded graph to :func:`torch.compile`, which
+fuses its element-wise operations and compiles the backward pass with it. Pyro's
 effect handlers themselves cannot be traced by ``torch.compile`` (their
 messages are ``TypedDict``\\ s, a graph break at every site), so the recording
 happens below them, at the level of ATen operations.
@@ -28,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from pyrogen.errors import CompilationError
+from pyrogen.errors import CompilationError, RecordingError
 
 
 def _signature(args, kwargs):
@@ -74,7 +77,7 @@ def _check_leaves(loss, parameters):
         seen.add(node)
         variable = getattr(node, "variable", None)
         if variable is not None and id(variable) not in known:
-            raise ValueError(
+            raise RecordingError(
                 f"the loss uses a tensor that needs a gradient but is not a parameter or buffer of the "
                 f"loss module (shape {tuple(variable.shape)}), e.g. a pyro.param; compiling would freeze "
                 "it. Make it an nn.Parameter of the model, or train without compile"
@@ -82,45 +85,55 @@ def _check_leaves(loss, parameters):
         stack.extend(next_node for next_node, _ in node.next_functions)
 
 
-class CompiledLoss(nn.Module):
-    """``loss_module``'s forward pass, recorded once per input signature and compiled.
+class RecordedLoss(nn.Module):
+    """``loss_module``'s forward pass, recorded once per input signature as a graph of ATen operations and replayed.
 
-    Calling it with the same argument shapes (and the same non-tensor
-    arguments) as before reuses the compiled graph; a new signature records and
-    compiles a new one (about 15 s for a small VAE on a 2-core CPU), up to
-    ``max_graphs``, after which new signatures run ``loss_module`` eagerly with
-    a warning. Pass a value that changes every step, such as a KL weight, as a
-    0-dimensional tensor so that it is an input of the graph, not a constant.
+    Calling it with the same argument shapes (and the same non-tensor arguments)
+    as before runs the recorded graph: the tensor operations the module's Python
+    code issued when recorded, in the same order, on the current parameters and
+    inputs, drawing fresh noise from torch's global generator as the module does.
+    Values, gradients and the random stream are the eager module's, bit for bit;
+    what is left out is the Python that computed the graph (for a Pyro model: the
+    effect handlers, the distribution objects, the plates). A new signature is
+    recorded anew (well under a second for a small VAE), up to ``max_graphs``,
+    after which new signatures run ``loss_module`` eagerly with a warning. Pass a
+    value that changes every step, such as a KL weight, as a 0-dimensional
+    tensor so that it is an input of the graph, not a constant.
 
-    The recording runs the module once on real inputs, under a forked random
-    state (the global generator does not move) and with Pyro's validation off,
-    and keeps what the Python code did on that call: the model must not branch
-    on the values of its inputs, and validate the data before training.
-    Every tensor that needs a gradient must be a parameter of ``loss_module``
-    (a ``pyro.param`` of the param store, say, would be frozen into the graph),
-    which is checked when recording.
+    The recording runs the module on real inputs, under a forked random state
+    (the global generator does not move) and with Pyro's validation off, and
+    keeps what the Python code did on that call: the model must not branch on
+    the values of its inputs, and validate the data before training. Every
+    tensor that needs a gradient must be a parameter or buffer of
+    ``loss_module`` (a ``pyro.param`` of the param store, say, would be frozen
+    into the graph), which is checked when recording; and the graph, run from
+    the same random state as the module, must return the module's loss to the
+    bit, or the recording is refused.
 
     :param torch.nn.Module loss_module: returns a scalar loss, e.g. a
         :class:`~pyrogen.infer.ELBOModule`.
-    :param int max_graphs: how many signatures to compile.
-    :param compile_options: passed to :func:`torch.compile` as ``options``
-        (inductor settings); ``fallback_random`` defaults to True.
-    :raises pyrogen.errors.CompilationError: at the first call of a signature,
-        when ``torch.compile`` fails (on the CPU: no working C++ compiler).
+    :param int max_graphs: how many signatures to record.
+    :raises pyrogen.errors.RecordingError: at the first call of a signature, when the
+        loss cannot be recorded or the recorded graph does not reproduce it.
     """
 
-    def __init__(self, loss_module, max_graphs=8, **compile_options):
+    verify = True  # whether a recording must reproduce the eager loss to the bit
+
+    def __init__(self, loss_module, max_graphs=8):
         super().__init__()
         if max_graphs < 1:
             raise ValueError(f"max_graphs must be at least 1, got {max_graphs}")
         self.loss_module = loss_module
         self.max_graphs = max_graphs
-        self.compile_options = {"fallback_random": True, **compile_options}
         self._graphs = {}
         self._warned = False
 
+    def _prepare(self, graph):
+        """What runs the recorded graph: the graph itself (here), or its compilation."""
+        return graph
+
     def _capture(self, args, kwargs):
-        """Record and compile the loss for this signature; returns ``run(tensor_inputs) -> loss``.
+        """Record the loss for this signature; returns ``run(tensor_inputs) -> loss``.
 
         The module's parameters and buffers are looked up once, here: optimizer
         steps and ``load_state_dict`` update them in place, so the same tensors
@@ -136,10 +149,31 @@ class CompiledLoss(nn.Module):
         inputs = _tensor_inputs(args, kwargs)
         devices = sorted({t.device.index or 0 for t in values if t.device.type == "cuda"})
         with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
-            _check_leaves(self.loss_module(*args, **kwargs), [*values, *inputs])
-            graph = make_fx(loss, pre_dispatch=True)([t.detach() for t in values], [t.detach() for t in inputs])
-        compiled = torch.compile(graph, dynamic=False, options=self.compile_options)
-        return functools.partial(compiled, values)
+            rng = torch.random.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+            eager = self.loss_module(*args, **kwargs)
+            _check_leaves(eager, [*values, *inputs])
+            try:
+                graph = make_fx(loss, pre_dispatch=True)([t.detach() for t in values],
+                                                         [t.detach() for t in inputs])
+            except Exception as e:  # noqa: BLE001 - whatever stops the recording, the eager module still runs
+                reason = (str(e).strip().splitlines() or [""])[0]
+                raise RecordingError(f"could not record the loss as a graph ({type(e).__name__}: {reason}); "
+                                     "train without recording (compile off)") from e
+            if self.verify:
+                torch.random.set_rng_state(rng[0])
+                for d, state_d in zip(devices, rng[1]):
+                    torch.cuda.set_rng_state(state_d, d)
+                with torch.no_grad():
+                    replayed = graph(values, inputs)
+                if not torch.equal(replayed, eager.detach()):
+                    raise RecordingError(
+                        f"the recorded graph returned {replayed.item()!r} where the module returned "
+                        f"{eager.item()!r} on the same draws; the loss's Python code depends on more than "
+                        "its inputs' shapes. Train without recording (compile off)")
+        return functools.partial(self._prepare(graph), values)
+
+    def _first_call(self, run, inputs):
+        return run(inputs)
 
     def forward(self, *args, **kwargs):
         key = _signature(args, kwargs)
@@ -147,19 +181,52 @@ class CompiledLoss(nn.Module):
         if run is None:
             if len(self._graphs) >= self.max_graphs:
                 if not self._warned:
-                    warnings.warn(f"CompiledLoss: more than {self.max_graphs} argument signatures; "
+                    warnings.warn(f"{type(self).__name__}: more than {self.max_graphs} argument signatures; "
                                   "new ones run eagerly", RuntimeWarning, stacklevel=2)
                     self._warned = True
                 return self.loss_module(*args, **kwargs)
             run = self._capture(args, kwargs)
-            try:  # torch.compile compiles lazily, at the first call
-                loss = run(_tensor_inputs(args, kwargs))
-            except torch._dynamo.exc.BackendCompilerFailed as e:
-                reason = str(e).strip().splitlines()[0]
-                raise CompilationError(
-                    f"torch.compile could not compile the recorded loss ({reason}); on the CPU it needs a "
-                    "working C++ compiler (e.g. apt-get install g++). Train without compile instead"
-                ) from None
+            loss = self._first_call(run, _tensor_inputs(args, kwargs))
             self._graphs[key] = run
             return loss
         return run(_tensor_inputs(args, kwargs))
+
+
+class CompiledLoss(RecordedLoss):
+    """``loss_module``'s forward pass, recorded once per input signature (:class:`RecordedLoss`) and compiled.
+
+    The recorded graph goes to :func:`torch.compile` (inductor), which fuses its
+    element-wise operations and compiles its backward pass: about 15 s for a
+    small VAE on a 2-core CPU the first time, a few seconds when inductor's
+    on-disk cache already holds the kernels. Values agree with the eager
+    module's to rounding (fused kernels reorder floating-point operations), and
+    the random stream is the same (``fallback_random``), so a seeded compiled
+    run draws the same noise as the eager run and resumes from a checkpoint exactly.
+
+    :param torch.nn.Module loss_module: returns a scalar loss, e.g. a
+        :class:`~pyrogen.infer.ELBOModule`.
+    :param int max_graphs: how many signatures to compile.
+    :param compile_options: passed to :func:`torch.compile` as ``options``
+        (inductor settings); ``fallback_random`` defaults to True.
+    :raises pyrogen.errors.CompilationError: at the first call of a signature,
+        when ``torch.compile`` fails (on the CPU: no working C++ compiler).
+    """
+
+    verify = False  # fused kernels round differently
+
+    def __init__(self, loss_module, max_graphs=8, **compile_options):
+        super().__init__(loss_module, max_graphs=max_graphs)
+        self.compile_options = {"fallback_random": True, **compile_options}
+
+    def _prepare(self, graph):
+        return torch.compile(graph, dynamic=False, options=self.compile_options)
+
+    def _first_call(self, run, inputs):
+        try:  # torch.compile compiles lazily, at the first call
+            return run(inputs)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            reason = str(e).strip().splitlines()[0]
+            raise CompilationError(
+                f"torch.compile could not compile the recorded loss ({reason}); on the CPU it needs a "
+                "working C++ compiler (e.g. apt-get install g++). Train without compile instead"
+            ) from None

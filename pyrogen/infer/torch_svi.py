@@ -6,7 +6,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from pyrogen.infer.compiled_loss import CompiledLoss
+from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
 
 
 def module_local(fn):
@@ -65,20 +65,27 @@ class TorchSVI:
     :param torch.optim.Optimizer optim: holds every parameter that model and guide use.
     :param loss: an ELBO with ``differentiable_loss``, e.g.
         :class:`~pyrogen.infer.ReparamTrace_ELBO` or :class:`pyro.infer.TraceMeanField_ELBO`.
-    :param bool compile: record the loss as one graph per batch shape and compile
-        it (:class:`~pyrogen.infer.CompiledLoss`), for models whose sample sites
-        and control flow do not depend on the data's values. The first step of
-        each shape pays the compilation.
+    :param compile: ``False`` (the default) runs the model and guide's Python at
+        every step. ``"record"`` records the loss as one graph of tensor operations
+        per batch shape and replays it (:class:`~pyrogen.infer.RecordedLoss`): the
+        eager step's values, gradients and random draws bit for bit, without Pyro's
+        per-step Python, no compiler needed. ``True`` records the graph and compiles
+        it (:class:`~pyrogen.infer.CompiledLoss`); the first step of each shape pays
+        the compilation. Both are for models whose sample sites and control flow do
+        not depend on the data's values.
     """
 
     def __init__(self, model, guide, optim, loss, compile=False):
         if not isinstance(optim, torch.optim.Optimizer):
             raise TypeError(f"optim must be a torch.optim.Optimizer, got {type(optim).__name__}")
+        if compile not in (False, True, "record"):
+            raise ValueError(f"compile must be False, True or 'record', got {compile!r}")
         self.optim = optim
         self.loss = loss
         elbo_module = ELBOModule(model, guide, loss)
         self.model, self.guide = elbo_module.model, elbo_module.guide
-        self.loss_module = CompiledLoss(elbo_module) if compile else elbo_module
+        self.loss_module = (RecordedLoss(elbo_module) if compile == "record" else
+                            CompiledLoss(elbo_module) if compile else elbo_module)
         self._gradient_scale = 1.0
 
     def distribute(self, **ddp_options):

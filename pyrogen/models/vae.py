@@ -88,7 +88,7 @@ def check_observations(x, image_shape, likelihood, dtype=torch.float32):
         raise DataError(f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
                         f"{x.dtype}" + (" (scale grey levels with x.float() / 255)" if x.dtype == torch.uint8
                                         else f" (convert with x.to({dtype}))"))
-    if x.dim() < 1 or x[0].numel() != torch.Size(image_shape).numel():
+    if x.shape[1:].numel() != torch.Size(image_shape).numel():  # sizes only: no tensor operation per call
         raise DataError(
             f"x must have shape (B, {', '.join(map(str, image_shape))}) or "
             f"(B, {torch.Size(image_shape).numel()}), got {tuple(x.shape)}"
@@ -227,8 +227,9 @@ class VAE(PyroModule):
         return q if self.flow is None else self.flow(q, h)
 
     def _observations(self, x):
+        parameter = next(self.decoder.parameters(), None)
         return check_observations(x, self.image_shape, self.likelihood,
-                                  next(self.decoder.parameters(), torch.empty(0)).dtype)
+                                  torch.float32 if parameter is None else parameter.dtype)
 
     @pyro_method
     def model(self, x=None, batch_size=1, kl_weight=1.0):

@@ -127,9 +127,13 @@ def compiler_works(device):
 
 
 def auto_compile(steps, device, blocked=False):
-    """``--compile auto``'s choice for a run of ``steps`` more steps: compile where a compiler works
-    and ``steps`` >= :data:`AUTO_COMPILE_MIN_STEPS`; ``blocked`` (a setting that cannot compile) means no."""
-    return not blocked and steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device)
+    """``--compile auto``'s choice for a run of ``steps`` steps, as :class:`~pyrogen.infer.TorchSVI`'s
+    ``compile``: ``True`` (compile) where a compiler works and ``steps`` >= :data:`AUTO_COMPILE_MIN_STEPS`,
+    ``"record"`` (replay the recorded graph) otherwise, ``False`` (eager) when ``blocked`` (a setting
+    that cannot be recorded)."""
+    if blocked:
+        return False
+    return True if steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device) else "record"
 
 
 EPOCH_LINE_NAMES = {"elbo": "test ELBO", "objective": "test objective", "log_px": "test log p(x)",
@@ -201,9 +205,11 @@ class VAETrainer(FitLoop):
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.get("compile", "off"))
-        if self.compile_mode == "on" and train_cfg.get("aggressive"):
-            raise DataError("--compile applies to the standard SVI step; drop --compile or --aggressive")
-        self.compile = self.compile_mode == "on"  # "auto" decides in fit(), when the run's length is known
+        if self.compile_mode in ("on", "record") and train_cfg.get("aggressive"):
+            raise DataError(f"--compile {self.compile_mode} applies to the standard SVI step; "
+                            "drop --compile or --aggressive")
+        # TorchSVI's compile: False (eager), "record" or True; "auto" decides in fit(), when the run's length is known
+        self.compile = {"on": True, "record": "record"}.get(self.compile_mode, False)
         self._build_svi()
         if self.world_size > 1:
             distributed.seed_rank_noise(train_cfg["seed"], 0)
@@ -284,10 +290,10 @@ class VAETrainer(FitLoop):
             if compile != self.compile:
                 self.compile = compile
                 self._build_svi()
-                if compile and self.progress:
+                if compile is True and self.progress:
                     tqdm.write(f"Compiling the ELBO for this run's {steps} steps (--compile auto: on when a C++ "
                                f"compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps); "
-                               "the first step takes a few seconds longer.")
+                               "the first step takes some seconds longer.")
         return super().fit(epochs)
 
     def _make_aggressive(self, train_cfg):
