@@ -35,7 +35,7 @@ from torch.distributions.transforms import AffineTransform, ComposeTransform
 from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, get_likelihood
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
-from pyrogen.models.priors import VampPrior
+from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
 from pyrogen.networks import build_decoder, build_encoder
 
 
@@ -154,11 +154,13 @@ class VAE(PyroModule):
 
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
-                 encoder=None, decoder=None, flow=None, scale_head="log-variance"):
+                 encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh"):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         if scale_head not in SCALE_HEADS:
             raise DataError(f"scale_head must be one of {list(SCALE_HEADS)}, got {scale_head!r}")
+        if pseudo_inputs not in PSEUDO_INPUTS:
+            raise DataError(f"pseudo_inputs must be one of {list(PSEUDO_INPUTS)}, got {pseudo_inputs!r}")
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.base_family = get_family(posterior)
@@ -205,7 +207,9 @@ class VAE(PyroModule):
             self.posterior_family = dataclasses.replace(
                 self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True)
             self.config["flow"] = self.flow.spec
-        self.vamp = VampPrior(int(vamp.group(1)), self.image_shape) if vamp else None
+        self.vamp = VampPrior(int(vamp.group(1)), self.image_shape, pseudo_inputs) if vamp else None
+        if vamp:
+            self.config["pseudo_inputs"] = pseudo_inputs
         if self.vamp is None:
             for name, value in self.prior_family.prior_params(latent_dim).items():
                 self.register_buffer("prior_" + name, value)
