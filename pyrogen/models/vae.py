@@ -154,7 +154,8 @@ class VAE(PyroModule):
 
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
-                 encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh"):
+                 encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
+                 iaf_context=False, iaf_step="affine"):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         if scale_head not in SCALE_HEADS:
@@ -203,10 +204,12 @@ class VAE(PyroModule):
                     "a VampPrior is a mixture of the guide's distribution at the pseudo-inputs, whose density at "
                     "new points needs the flow's inverse (planar and radial flows have none in closed form); "
                     "use the VampPrior with a flow-free guide")
-            self.flow = AmortizedFlow(flow, latent_dim, body.out_features)
+            self.flow = AmortizedFlow(flow, latent_dim, body.out_features, iaf_context=iaf_context, iaf_step=iaf_step)
             self.posterior_family = dataclasses.replace(
                 self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True)
             self.config["flow"] = self.flow.spec
+            if self.flow.kind == "iaf":
+                self.config.update(iaf_context=iaf_context, iaf_step=iaf_step)
         self.vamp = VampPrior(int(vamp.group(1)), self.image_shape, pseudo_inputs) if vamp else None
         if vamp:
             self.config["pseudo_inputs"] = pseudo_inputs
