@@ -1,23 +1,25 @@
 """Ablations of pyrogen's VampPrior and IAF rows against pythae's, one difference at a time (issue 19).
 
 Each row below is a catalogue row (:mod:`catalogue`) that differs from pyrogen's
-``vampprior`` or ``iaf`` row in one respect of pythae's ``VAMP`` / ``VAE_IAF``;
+VampPrior or IAF as they were before 2026-12-03 (now the catalogue's ``vampprior-sigmoid``
+and ``iaf-context-gated`` rows) in one or two respects of pythae's ``VAMP`` / ``VAE_IAF``;
 the command line is the catalogue's, e.g.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 5 /work/pythae-venv/bin/python benchmarks/vamp_iaf_ablation.py \\
         --rows iaf-no-context --epochs 10 --train-size 10000 --test-size 1000 --log-px-samples 1000 --threads 1
 
-VampPrior rows (the default now is ``vampprior``: hard-tanh pseudo-inputs with a shared bias):
+VampPrior rows (the default now, the catalogue's ``vampprior``: hard-tanh pseudo-inputs with a shared bias):
 
-* ``vamp-sigmoid``: pseudo-inputs sigmoid(logits) starting near 0.5, pyrogen's parameterization before;
+* ``vampprior-sigmoid`` (a catalogue row): pseudo-inputs sigmoid(logits) starting near 0.5, pyrogen's before;
 * ``vamp-hardtanh-no-bias``: hardtanh(w_k), no shared bias b, w_k started where w_k + b starts.
 
-IAF rows (pyrogen's ``iaf``: Pyro's conditional MADE on (z, h(x)), hidden 10 d = 500, stable gated
+IAF rows (against ``iaf-context-gated``: Pyro's conditional MADE on (z, h(x)), hidden 10 d = 500, stable gated
 step sigma * z + (1 - sigma) * m with sigma = sigmoid(s + 2), a random variable order per step):
 
 * ``iaf-no-context``: the same steps, not conditioned on h(x) (pythae's flow has no context);
 * ``iaf-unstable``: conditioned, with the affine step z * exp(s) + m (log-scale clipped to [-5, 3]);
-* ``iaf-no-context-unstable``: no context and the affine step, random orders;
+* ``iaf-no-context-unstable``: no context and the affine step, random orders (the default now, the
+  catalogue's ``iaf``, up to the random-number stream: the steps are built after the VAE's);
 * ``iaf-unstable-flip``: context and the affine step, orders 1..d then d..1;
 * ``iaf-pythae-like``: no context, affine step, orders 1..d then d..1 (pythae's flip between blocks).
 """
@@ -61,8 +63,6 @@ def _vamp_no_bias(args):
     return vae
 
 
-register("vamp-sigmoid", lambda a: _vae(a, prior="vamp:500", pseudo_inputs="sigmoid"), lambda a: Trace_ELBO(),
-         "VampPrior, sigmoid pseudo-inputs near 0.5 (pyrogen before)")
 register("vamp-hardtanh-no-bias", _vamp_no_bias, lambda a: Trace_ELBO(), "VampPrior, hardtanh(w_k), no shared bias")
 register("iaf-no-context", _iaf(context=False), lambda a: Trace_ELBO(), "IAF 2 steps, stable, no context h(x)")
 register("iaf-unstable", _iaf(stable=False), lambda a: Trace_ELBO(), "IAF 2 steps, context, z exp(s) + m")
