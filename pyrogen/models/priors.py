@@ -154,8 +154,9 @@ class VampPrior(nn.Module):
     :math:`U(-1/\\sqrt K, 1/\\sqrt K)` as :class:`torch.nn.Linear` draws them, so the
     pseudo-inputs start in :math:`[0, 2/\\sqrt K]` (about half of the pixels clipped to 0).
     A pixel moves by up to Adam's step in w plus its step in b per update (about 2 lr),
-    where the sigmoid's pixel moves by at most lr/4: on Fashion-MNIST (10 epochs, K = 500)
-    this gains 0.7 nats of log p(x) over the sigmoid (``benchmarks/catalogue.py``, README).
+    where the sigmoid's pixel moves by at most lr/4: on Fashion-MNIST (10 epochs, K = 500,
+    seed 0) log p(x) rises from −247.82 nats (sigmoid) to −247.00 (pythae's VAMP: −247.05),
+    and over three seeds it is level with pythae's (``benchmarks/catalogue.py``, README).
 
     With ``pseudo_inputs="sigmoid"`` (runs made before the option) :math:`u_k = \\sigma(\\ell_k)`,
     ``pseudo_logits`` :math:`\\ell \\sim \\mathcal N(0, 0.01^2)`, so the pseudo-inputs start near 0.5.

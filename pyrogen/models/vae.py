@@ -132,6 +132,16 @@ class VAE(PyroModule):
         encoder's linear output a (:data:`SCALE_HEADS`): ``"log-variance"``,
         σ = exp(a / 2), the default (Kingma and Welling 2014; pythae), or
         ``"log-scale"``, σ = exp(a), which runs made before the option keep.
+    :param str pseudo_inputs: with ``prior="vamp:K"``, how the pseudo-inputs are kept in [0, 1]
+        (:data:`~pyrogen.models.priors.PSEUDO_INPUTS`): ``"hardtanh"``, pythae's clipped linear
+        layer starting near 0, the default, or ``"sigmoid"``, starting near 0.5, which runs made
+        before the option keep. Ignored without a VampPrior.
+    :param bool iaf_context: with ``flow="iaf:K"``, whether the flow's networks also see the
+        encoder's features h(x) (Kingma et al. 2016) or, the default, z only (pythae's ``VAE_IAF``).
+    :param str iaf_step: with ``flow="iaf:K"``, ``"affine"`` (the default), z exp(s) + m, or
+        ``"gated"``, sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m (:data:`~pyrogen.models.flows.IAF_STEPS`).
+        Runs made before the two options keep the context and the gated step; without both the
+        IAF gains 1.3–1.5 nats of log p(x) on Fashion-MNIST (:mod:`pyrogen.models.flows`).
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
