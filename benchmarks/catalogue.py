@@ -83,11 +83,15 @@ register("two-layer-vae", _two_layer, lambda a: Trace_ELBO(), "two stochastic la
 register("two-layer-iwae-50", _two_layer, lambda a: IWAE_ELBO(num_particles=50), "two stochastic layers, K = 50")
 register("tc-vae", _vae, lambda a: TCELBO(beta=6.0, dataset_size=a.train_size), "beta-TC-VAE, beta = 6, MWS")
 register("iaf", lambda a: _vae(a, flow="iaf:2"), lambda a: Trace_ELBO(),
-         "q(z|x) through 2 inverse autoregressive steps, Monte Carlo KL")
+         "q(z|x) through 2 IAF steps z exp(s) + m, no context (the default), Monte Carlo KL")
+register("iaf-context-gated", lambda a: _vae(a, flow="iaf:2", iaf_context=True, iaf_step="gated"),
+         lambda a: Trace_ELBO(), "as iaf with the context h(x) and the gated step (pyrogen's IAF before 2026-12-03)")
 register("planar", lambda a: _vae(a, flow="planar:10"), lambda a: Trace_ELBO(),
          "q(z|x) through 10 planar steps, Monte Carlo KL")
 register("vampprior", lambda a: _vae(a, prior="vamp:500"),
          lambda a: Trace_ELBO(), "VampPrior, 500 pseudo-inputs, Monte Carlo KL")
+register("vampprior-sigmoid", lambda a: _vae(a, prior="vamp:500", pseudo_inputs="sigmoid"), lambda a: Trace_ELBO(),
+         "as vampprior with sigmoid pseudo-inputs near 0.5 (pyrogen's before 2026-12-03)")
 
 
 register("vae-log-scale", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), scale_head="log-scale"),

@@ -29,19 +29,29 @@ from pyrogen.training import VAETrainer, default_config
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
 
 SPECS = ["iaf:2", "planar:3", "radial:3"]
+IAF_OPTIONS = {"": {}, "+context": {"iaf_context": True}, "+gated": {"iaf_step": "gated"},
+               "+context+gated": {"iaf_context": True, "iaf_step": "gated"}}
+"""The IAF's variants, named by a suffix: the default (no context, affine step) and the others."""
+FLOWS = SPECS + [f"iaf:2{suffix}" for suffix in IAF_OPTIONS if suffix]
 D, H = 3, 5
 
 
-def _flow(spec):
+def _options(name):
+    spec, _, suffix = name.partition("+")
+    return spec, IAF_OPTIONS["+" + suffix if suffix else ""]
+
+
+def _flow(name):
+    spec, options = _options(name)
     torch.manual_seed(0)
-    flow = AmortizedFlow(spec, D, H)
+    flow = AmortizedFlow(spec, D, H, **options)
     with torch.no_grad():  # move away from the near-identity initialisation
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
     return flow
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", FLOWS)
 def test_each_log_determinant_equals_the_autograd_jacobians(spec):
     flow = _flow(spec)
     torch.manual_seed(1)
@@ -57,7 +67,7 @@ def test_each_log_determinant_equals_the_autograd_jacobians(spec):
             x[i] = y[0].detach()  # the next step's input
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", FLOWS)
 def test_flow_density_is_base_density_minus_the_composed_log_determinant(spec):
     flow = _flow(spec)
     torch.manual_seed(2)
@@ -83,10 +93,11 @@ def test_flow_density_is_base_density_minus_the_composed_log_determinant(spec):
     assert q.batch_shape == (4,) and q.event_shape == (D,) and q.has_rsample
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_a_vae_with_a_flow_passes_the_model_guide_checks_and_trains(spec):
+@pytest.mark.parametrize("name", FLOWS)
+def test_a_vae_with_a_flow_passes_the_model_guide_checks_and_trains(name):
+    spec, options = _options(name)
     torch.manual_seed(0)
-    vae = VAE(latent_dim=D, hidden=(16,), flow=spec)
+    vae = VAE(latent_dim=D, hidden=(16,), flow=spec, **options)
     x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
     before, after = check_model_guide(vae.model, vae.guide, x, num_steps=20, lr=1e-2)
     assert after < before
@@ -97,6 +108,51 @@ def test_a_vae_with_a_flow_passes_the_model_guide_checks_and_trains(spec):
     rebuilt.load_state_dict(vae.state_dict())
     assert sorted(rebuilt.state_dict()) == sorted(vae.state_dict())
     assert vae.reconstruct(x).shape == x.shape
+    if spec.startswith("iaf"):
+        assert (vae.config["iaf_context"], vae.config["iaf_step"]) == (
+            options.get("iaf_context", False), options.get("iaf_step", "affine"))
+    else:
+        assert "iaf_context" not in vae.config and "iaf_step" not in vae.config
+
+
+def test_the_default_iaf_step_is_affine_without_context_and_the_gated_step_contracts():
+    """Default: z_k = z_{k-1} exp(s) + m with (m, s) from the MADE of z_{k-1} alone (two different
+    contexts give the same z_k), log|det| = sum_i s_i; "gated": sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m,
+    whose per-coordinate scale lies in (0, 1)."""
+    torch.manual_seed(1)
+    z = torch.randn(6, D)
+    for t in _flow("iaf:2").transforms:
+        m, s = t.arn(z)
+        first, second = (ts[0] for ts in (_flow("iaf:2").conditioned(torch.randn(6, H)) for _ in range(2)))
+        assert torch.allclose(t(z), z * s.clamp(-5, 3).exp() + m, atol=1e-6)
+        assert torch.allclose(first(z), second(z)) and torch.allclose(first(z), _flow("iaf:2").transforms[0](z))
+        assert torch.allclose(t.log_abs_det_jacobian(z, t(z)), s.clamp(-5, 3).sum(-1), atol=1e-5)
+    for t in _flow("iaf:2+gated").transforms:
+        m, s = t.arn(z)
+        gate = torch.sigmoid(s + 2.0)
+        assert torch.allclose(t(z), gate * z + (1 - gate) * m, atol=1e-6)
+        assert (t.log_abs_det_jacobian(z, t(z)) < 0).all()  # every scale in (0, 1)
+    context = torch.randn(6, H)
+    a, b = (_flow("iaf:2+context").conditioned(c)[0] for c in (context, context + 1))
+    assert not torch.allclose(a(z), b(z))  # with the context, h(x) moves the step
+
+
+def test_an_iaf_run_made_before_the_options_keeps_the_context_and_the_gated_step():
+    """A configuration with flow "iaf:K" and neither key (saved before 2026-12-03) rebuilds the IAF
+    it trained (context h(x), gated step), and its state dict loads; new configurations record both keys."""
+    from pyrogen.models.registry import build_model
+
+    torch.manual_seed(0)
+    old = VAE(latent_dim=D, hidden=(16,), flow="iaf:2", iaf_context=True, iaf_step="gated")
+    config = {k: v for k, v in old.config.items() if k not in ("iaf_context", "iaf_step")}
+    rebuilt = build_model({"kind": "vae", "model": config})
+    assert (rebuilt.flow.iaf_context, rebuilt.flow.iaf_step) == (True, "gated")
+    rebuilt.load_state_dict(old.state_dict())
+    x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
+    z = torch.randn(4, D)
+    assert torch.allclose(rebuilt.posterior(x).log_prob(z), old.posterior(x).log_prob(z), atol=1e-5)
+    new = build_model({"kind": "vae", "model": VAE(latent_dim=D, hidden=(16,), flow="iaf:2").config})
+    assert (new.flow.iaf_context, new.flow.iaf_step) == (False, "affine")
 
 
 def test_the_guide_site_is_the_flow():
@@ -138,6 +194,10 @@ def test_bad_flows_are_refused():
     with pytest.raises(LatentFamilyError, match="but Autoencoder has a guide of its own"):
         Autoencoder(latent_dim=2, hidden=(8,), flow="iaf:1")
     assert parse_flow("radial:10") == ("radial", 10)
+    with pytest.raises(LatentFamilyError, match=r"^iaf_step must be one of \['affine', 'gated'\], got 'stable'$"):
+        VAE(latent_dim=2, hidden=(8,), flow="iaf:1", iaf_step="stable")
+    with pytest.raises(LatentFamilyError, match=r"^iaf_context must be True or False, got 'yes'$"):
+        VAE(latent_dim=2, hidden=(8,), flow="iaf:1", iaf_context="yes")
     assert "flow" not in VAE(latent_dim=2, hidden=(8,)).config  # configs of flow-free runs are unchanged
 
 

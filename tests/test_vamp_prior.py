@@ -9,6 +9,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from pyrogen.distributions import LatentFamilyError, check_guide_family, check_latent_pair, kl_method
+from pyrogen.errors import DataError
 from pyrogen.evaluation import log_importance_weights, log_likelihood
 from pyrogen.models import VAE
 from pyrogen.models.priors import UniformMixture, VampPrior
@@ -24,7 +25,7 @@ def _vae(**kw):
     torch.manual_seed(0)
     vae = VAE(latent_dim=D, hidden=(16,), prior=f"vamp:{K}", **kw)
     with torch.no_grad():
-        vae.vamp.pseudo_logits.normal_(0, 2)  # pseudo-images that differ, so the components do
+        vae.vamp.pseudo_weight.uniform_(-0.5, 1.5)  # pseudo-images that differ, so the components do
     return vae
 
 
@@ -90,16 +91,65 @@ def test_vamp_kl_is_monte_carlo_and_meanfield_is_refused():
     assert VAETrainer(VAE(**config["model"]), x, x, config, progress=False).kl_method == "monte-carlo"
 
 
-def test_pseudo_inputs_are_images_and_can_start_from_data():
-    prior = VampPrior(4, (1, 3, 3))
+@pytest.mark.parametrize("kind", ["hardtanh", "sigmoid"])
+def test_pseudo_inputs_are_images_and_can_start_from_data(kind):
+    prior = VampPrior(4, (1, 3, 3), pseudo_inputs=kind)
     u = prior.pseudo_inputs()
-    assert u.shape == (4, 1, 3, 3) and ((u > 0) & (u < 1)).all()
+    assert u.shape == (4, 1, 3, 3) and ((u >= 0) & (u <= 1)).all()
     images = torch.rand(10, 1, 3, 3).clamp(0.01, 0.99)
     prior.init_from(images)
     assert torch.allclose(prior.pseudo_inputs(), images[:4], atol=1e-5)
 
 
+def test_hardtanh_pseudo_inputs_are_pythaes_clipped_linear_layer_and_start_near_zero():
+    """u = hardtanh_[0,1](W e_k + b): pythae's VAMP.pseudo_inputs (nn.Linear(K, CHW) on the one-hot rows,
+    then Hardtanh(0, 1)) with the same weights gives the same images; at the start w, b ~ U(-1/sqrt K, 1/sqrt K)
+    as nn.Linear draws them, so u lies in [0, 2/sqrt K], and P(w + b <= 0) = 1/2: of the 500 x 784 pixels
+    the share clipped to 0 is within 5 standard errors of 1/2 (the pixels of one bias are not independent:
+    SE from the 784 per-pixel shares, sd <= 1/2 / sqrt(784))."""
+    torch.manual_seed(0)
+    num, shape = 500, (1, 28, 28)
+    prior = VampPrior(num, shape)
+    bound = 1 / math.sqrt(num)
+    assert prior.pseudo_weight.abs().max() <= bound and prior.pseudo_bias.abs().max() <= bound
+    assert prior.pseudo_weight.shape == (num,) + shape and prior.pseudo_bias.shape == shape
+    u = prior.pseudo_inputs()
+    assert u.min() == 0 and u.max() <= 2 * bound
+    assert abs((u == 0).float().mean() - 0.5) < 5 * 0.5 / math.sqrt(784)
+    linear = torch.nn.Linear(num, 784)
+    with torch.no_grad():
+        linear.weight.copy_(prior.pseudo_weight.reshape(num, 784).T)
+        linear.bias.copy_(prior.pseudo_bias.reshape(784))
+    pythae_u = torch.nn.Hardtanh(0.0, 1.0)(linear(torch.eye(num))).reshape((num,) + shape)
+    assert torch.allclose(u, pythae_u, atol=1e-6)
+    # the bias is shared: its gradient is the sum of the unclipped components' gradients
+    u.sum().backward()
+    inside = ((prior.pseudo_weight + prior.pseudo_bias) > 0) & ((prior.pseudo_weight + prior.pseudo_bias) < 1)
+    assert torch.equal(prior.pseudo_weight.grad, inside.float())
+    assert torch.equal(prior.pseudo_bias.grad, inside.float().sum(0))
+
+
+def test_a_vamp_run_made_before_the_option_keeps_its_sigmoid_pseudo_inputs():
+    """A configuration without "pseudo_inputs" (saved before the hard tanh became the default) rebuilds
+    the sigmoid pseudo-inputs, so its checkpoint (pseudo_logits) loads and means what it meant."""
+    from pyrogen.models.registry import build_model
+
+    torch.manual_seed(0)
+    old = VAE(latent_dim=D, hidden=(16,), prior=f"vamp:{K}", pseudo_inputs="sigmoid")
+    config = {key: value for key, value in old.config.items() if key != "pseudo_inputs"}
+    rebuilt = build_model({"kind": "vae", "model": config})
+    assert rebuilt.vamp.kind == "sigmoid" and rebuilt.config["pseudo_inputs"] == "sigmoid"
+    rebuilt.load_state_dict(old.state_dict())
+    assert torch.equal(rebuilt.vamp.pseudo_inputs(), old.vamp.pseudo_inputs())
+    new = VAE(latent_dim=D, hidden=(16,), prior=f"vamp:{K}")
+    assert new.config["pseudo_inputs"] == "hardtanh"
+    assert build_model({"kind": "vae", "model": new.config}).vamp.kind == "hardtanh"
+    assert "pseudo_inputs" not in VAE(latent_dim=D, hidden=(16,)).config
+
+
 def test_bad_vamp_priors_are_refused():
+    with pytest.raises(DataError, match=r"^pseudo_inputs must be one of \['hardtanh', 'sigmoid'\], got 'tanh'$"):
+        VAE(latent_dim=2, hidden=(8,), prior="vamp:3", pseudo_inputs="tanh")
     for spec in ("vamp:0", "vamp:x", "vamp"):
         with pytest.raises(LatentFamilyError, match="'vamp:K' with K >= 1"):
             VAE(latent_dim=2, hidden=(8,), prior=spec)

@@ -63,6 +63,11 @@ def build_model(config):
     if kind in MODELS or kind in ADVERSARIAL_PAIRS:
         if "model" not in model and model.get("posterior", "normal") == "normal":
             model.setdefault("scale_head", "log-scale")  # runs made before the key existed: σ = exp(a)
+        if "model" not in model and str(model.get("prior", "")).startswith("vamp:"):
+            model.setdefault("pseudo_inputs", "sigmoid")  # VampPriors made before the key existed
+        if "model" not in model and str(model.get("flow", "")).startswith("iaf:"):
+            model.setdefault("iaf_context", True)  # IAFs made before the keys existed: h(x) and the gated step
+            model.setdefault("iaf_step", "gated")
     if kind in MODELS:
         return make_model(kind, **model)
     table = MODELS if kind in MODELS else ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS

@@ -35,7 +35,7 @@ from torch.distributions.transforms import AffineTransform, ComposeTransform
 from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, get_likelihood
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
-from pyrogen.models.priors import VampPrior
+from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
 from pyrogen.networks import build_decoder, build_encoder
 
 
@@ -132,6 +132,16 @@ class VAE(PyroModule):
         encoder's linear output a (:data:`SCALE_HEADS`): ``"log-variance"``,
         σ = exp(a / 2), the default (Kingma and Welling 2014; pythae), or
         ``"log-scale"``, σ = exp(a), which runs made before the option keep.
+    :param str pseudo_inputs: with ``prior="vamp:K"``, how the pseudo-inputs are kept in [0, 1]
+        (:data:`~pyrogen.models.priors.PSEUDO_INPUTS`): ``"hardtanh"``, pythae's clipped linear
+        layer starting near 0, the default, or ``"sigmoid"``, starting near 0.5, which runs made
+        before the option keep. Ignored without a VampPrior.
+    :param bool iaf_context: with ``flow="iaf:K"``, whether the flow's networks also see the
+        encoder's features h(x) (Kingma et al. 2016) or, the default, z only (pythae's ``VAE_IAF``).
+    :param str iaf_step: with ``flow="iaf:K"``, ``"affine"`` (the default), z exp(s) + m, or
+        ``"gated"``, sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m (:data:`~pyrogen.models.flows.IAF_STEPS`).
+        Runs made before the two options keep the context and the gated step; without both the
+        IAF gains 1.3–1.5 nats of log p(x) on Fashion-MNIST (:mod:`pyrogen.models.flows`).
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
@@ -154,11 +164,14 @@ class VAE(PyroModule):
 
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
-                 encoder=None, decoder=None, flow=None, scale_head="log-variance"):
+                 encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
+                 iaf_context=False, iaf_step="affine"):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         if scale_head not in SCALE_HEADS:
             raise DataError(f"scale_head must be one of {list(SCALE_HEADS)}, got {scale_head!r}")
+        if pseudo_inputs not in PSEUDO_INPUTS:
+            raise DataError(f"pseudo_inputs must be one of {list(PSEUDO_INPUTS)}, got {pseudo_inputs!r}")
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.base_family = get_family(posterior)
@@ -201,11 +214,15 @@ class VAE(PyroModule):
                     "a VampPrior is a mixture of the guide's distribution at the pseudo-inputs, whose density at "
                     "new points needs the flow's inverse (planar and radial flows have none in closed form); "
                     "use the VampPrior with a flow-free guide")
-            self.flow = AmortizedFlow(flow, latent_dim, body.out_features)
+            self.flow = AmortizedFlow(flow, latent_dim, body.out_features, iaf_context=iaf_context, iaf_step=iaf_step)
             self.posterior_family = dataclasses.replace(
                 self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True)
             self.config["flow"] = self.flow.spec
-        self.vamp = VampPrior(int(vamp.group(1)), self.image_shape) if vamp else None
+            if self.flow.kind == "iaf":
+                self.config.update(iaf_context=iaf_context, iaf_step=iaf_step)
+        self.vamp = VampPrior(int(vamp.group(1)), self.image_shape, pseudo_inputs) if vamp else None
+        if vamp:
+            self.config["pseudo_inputs"] = pseudo_inputs
         if self.vamp is None:
             for name, value in self.prior_family.prior_params(latent_dim).items():
                 self.register_buffer("prior_" + name, value)
