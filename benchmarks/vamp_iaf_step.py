@@ -3,7 +3,10 @@
 pyrogen: :class:`pyrogen.models.VAE` (784-400-50, Softplus) with ``prior="vamp:500"``
 or ``flow="iaf:2"`` (the defaults: hard-tanh pseudo-inputs; IAF steps z exp(s) + m
 without context), trained by :class:`pyrogen.infer.TorchSVI` with
-:class:`pyro.infer.Trace_ELBO`, as the catalogue's ``vampprior`` and ``iaf`` rows.
+:class:`pyro.infer.Trace_ELBO` (rows ``pyrogen vamp``, ``pyrogen iaf``: the eager step), and
+the step ``pyrogen train vae`` takes for them (rows ``... recorded``: ``--elbo auto``'s
+:class:`pyrogen.infer.ReparamTrace_ELBO`, fused Adam, and ``--compile auto``'s recorded
+graph, :class:`pyrogen.infer.RecordedLoss`).
 pythae: its ``VAMP`` (500 components) and ``VAE_IAF`` (2 MADE blocks of one 500-unit
 layer) with the same encoder and decoder (benchmarks/catalogue.py's wrapper), one step
 of its own loss, ``loss.backward()`` and Adam. Same batch of B binarized Fashion-MNIST
@@ -31,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import catalogue  # noqa: E402  (the pythae wrappers with pyrogen's networks)
 
 from pyrogen.data import load_fashion_mnist  # noqa: E402
-from pyrogen.infer import TorchSVI  # noqa: E402
+from pyrogen.infer import ReparamTrace_ELBO, TorchSVI  # noqa: E402
 from pyrogen.models import VAE  # noqa: E402
 
 
@@ -53,6 +56,10 @@ def main(argv=None):
         vae = VAE(latent_dim=catalogue.LATENT, hidden=(catalogue.HIDDEN,), **options)
         svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3), Trace_ELBO())
         contenders[f"pyrogen {kind}"] = lambda svi=svi: svi.step(x)
+        vae = VAE(latent_dim=catalogue.LATENT, hidden=(catalogue.HIDDEN,), **options)
+        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
+                       ReparamTrace_ELBO(), compile="record")
+        contenders[f"pyrogen {kind} recorded"] = lambda svi=svi: svi.step(x)
         wrapped = catalogue._pythae(kind)(argparse.Namespace())
         optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-3)
         contenders[f"pythae {kind}"] = lambda w=wrapped, o=optimizer: catalogue._pythae_step(w, o, x)
@@ -70,9 +77,9 @@ def main(argv=None):
     print(f"training step, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), {args.blocks} "
           f"interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}")
     for name, ms in times.items():
-        reference = times[name.replace("pyrogen", "pythae")]
+        reference = times["pythae " + name.split()[1]]
         ratio = statistics.median(a / b for a, b in zip(ms, reference))
-        print(f"  {name:13s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.1f}' for m in ms)})"
+        print(f"  {name:22s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.1f}' for m in ms)})"
               f"  ratio to pythae's same model {ratio:.2f} (median of per-block ratios)")
     return times
 
