@@ -228,7 +228,7 @@ def _add_vae_options(p):
                    help="Monte Carlo draws L per example and step (drawn in one vectorized run by --elbo "
                         "trace); K, the importance samples per example, of --elbo iwae (default: 1)")
     g.add_argument("--lr", type=_positive_float, default=None,
-                   help="learning rate (default: 1e-3; 1.0 with --recipe he2019)")
+                   help="learning rate (default: 1e-3; 1.0 with --recipe he2019, 1e-3 with he2019-image)")
     g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
                    help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
                         "form, else trace, and says which at the start; trace: Monte Carlo KL (Trace_ELBO); "
@@ -259,12 +259,17 @@ def _add_vae_options(p):
 def _add_optim_options(p):
     from pyrogen.optim import INITS, OPTIMIZERS, RECIPES, REDUCTIONS
 
-    g = p.add_argument_group("optimisation (pyrogen.optim; --recipe he2019 is He et al. 2019's text set-up)")
+    g = p.add_argument_group("optimisation (pyrogen.optim; --recipe he2019-image is He et al. 2019's image set-up, "
+                             "he2019 their text set-up)")
     g.add_argument("--recipe", choices=RECIPES, default="default",
-                   help="default: Adam 1e-3 on the batch-summed loss, PyTorch init, no clipping or decay; he2019: "
-                        "SGD lr 1.0 on the per-example mean loss, clip 5, U(-0.01, 0.01) init, lr halved after 2 "
-                        "epochs without a better validation ELBO from epoch 15, at most 5 times (needs "
-                        "--validation-size); the options below override it (default: default)")
+                   help="default: Adam 1e-3 on the batch-summed loss, PyTorch init, no clipping or decay; "
+                        "he2019-image (their image.py): Adam 1e-3 on the per-example mean loss, clip 5, PyTorch "
+                        "init, lr halved after 20 epochs above the best validation ELBO, at most 5 times; he2019 "
+                        "(their text.py, never used on images by them): SGD lr 1.0 on the per-example mean loss, "
+                        "clip 5, U(-0.01, 0.01) init, lr halved after 2 epochs without a better validation ELBO "
+                        "from epoch 15, at most 5 times. Both need --validation-size and keep the image VAE's "
+                        "encoder head (linear maps with biases to loc and log-variance, as their image encoder); "
+                        "the options below override them (default: default)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer (default: adam)")
     g.add_argument("--loss-reduction", choices=REDUCTIONS, default=None,
                    help="differentiate the ELBO summed over the batch (sum) or averaged (mean, a step B times "
@@ -280,7 +285,7 @@ def _add_optim_options(p):
     g.add_argument("--max-decay", type=_positive_int, default=None, metavar="M",
                    help="stop training after the M-th decay (default: 5)")
     g.add_argument("--decay-start-epoch", type=_non_negative_int, default=None, metavar="E",
-                   help="decay only from 0-based epoch E on (default: 15, He et al.'s)")
+                   help="decay only from 0-based epoch E on (default: 15, text.py's; 0 with --recipe he2019-image)")
     g.add_argument("--validation-size", type=_non_negative_int, default=0, metavar="N",
                    help="hold N random training images out as a validation split for the lr decay and the "
                         "aggressive switch; both need it, neither reads the test set (default: 0)")
@@ -304,7 +309,8 @@ def _optim_settings(args):
     return {"recipe": args.recipe, "optimizer": c.optimizer, "lr": c.lr, "momentum": c.momentum,
             "loss_reduction": c.loss_reduction, "clip_norm": c.clip_norm, "init": c.init,
             "lr_decay_epochs": c.decay_epochs if c.decay else 0, "max_decay": c.max_decay,
-            "decay_start_epoch": c.decay_start_epoch, "validation_size": args.validation_size}
+            "decay_start_epoch": c.decay_start_epoch, "decay_reference": c.decay_reference,
+            "validation_size": args.validation_size}
 
 
 def _add_collapse_options(p):

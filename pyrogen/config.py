@@ -25,9 +25,12 @@ DEFAULT_TRAIN = {
     # ("sum", nats per batch) or averaged ("mean") over the batch, the global gradient norm clipped at clip_norm
     # (None: off), "default" or "uniform" init, and the lr halved after lr_decay_epochs epochs (0: off) without
     # a better validation ELBO, at most max_decay times from decay_start_epoch, reloading the best weights;
-    # validation_size training examples are held out for that and for the aggressive switch
+    # decay_reference: "last" counts epochs above the last loss that did not rise (text.py), "best" epochs above
+    # the best (image.py, "he2019-image"); validation_size training examples are held out for the decay and
+    # for the aggressive switch
     "recipe": "default", "optimizer": "adam", "momentum": 0.0, "loss_reduction": "sum", "clip_norm": None,
-    "init": "default", "lr_decay_epochs": 0, "max_decay": 5, "decay_start_epoch": 15, "validation_size": 0,
+    "init": "default", "lr_decay_epochs": 0, "max_decay": 5, "decay_start_epoch": 15, "decay_reference": "last",
+    "validation_size": 0,
     # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
     # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
     "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,

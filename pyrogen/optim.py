@@ -21,8 +21,16 @@ collapse in variational autoencoders"; code: ``jxhe/vae-lagging-encoder``,
   best-validation checkpoint and restart the optimisers, at most 5 times;
   the best-validation checkpoint is the one evaluated (:class:`PlateauDecay`).
 
+Their image experiments (``image.py``, Omniglot) are optimised differently:
+Adam at 1e-3 (encoder and decoder each), the per-example mean loss, clipping
+at 5 (inner loop too), the networks' own initialisation (He-normal
+convolutions, a Xavier-uniform ``nn.Linear(512, 2 * nz)`` *with* a zero bias
+mapping to (μ, log σ²)), and the rate halved after 20 epochs in which the
+validation loss was above its best, from the first epoch, at most 5 times,
+reloading the best checkpoint: ``OptimConfig.from_recipe("he2019-image")``.
+
 :class:`OptimConfig` collects these choices; ``OptimConfig.from_recipe("he2019")``
-is the authors' text set-up and ``OptimConfig()`` pyrogen's default
+is the authors' text set-up, ``"he2019-image"`` their image set-up and ``OptimConfig()`` pyrogen's default
 (PyTorch initialisation, Adam 1e-3 on the batch-summed loss, no clipping, no decay).
 Every object here is a plain Python object with ``state_dict`` /
 ``load_state_dict`` where it holds state, so a training loop can checkpoint
@@ -42,7 +50,8 @@ from torch import nn
 OPTIMIZERS = ("adam", "sgd")
 REDUCTIONS = ("sum", "mean")
 INITS = ("default", "uniform")
-RECIPES = ("default", "he2019")
+RECIPES = ("default", "he2019", "he2019-image")
+DECAY_REFERENCES = ("last", "best")
 
 
 @dataclasses.dataclass
@@ -59,7 +68,8 @@ class OptimConfig:
     :param str init: ``"default"`` (PyTorch's initialisation) or ``"uniform"``
         (:func:`uniform_init_` with ``init_scale`` and ``embedding_init_scale``).
     :param bool decay: learning-rate decay on plateau (:class:`PlateauDecay`)
-        with ``decay_factor``, ``decay_epochs``, ``max_decay`` and ``decay_start_epoch``.
+        with ``decay_factor``, ``decay_epochs``, ``max_decay``, ``decay_start_epoch``
+        and ``decay_reference`` (``"last"``: ``text.py``'s rule, ``"best"``: ``image.py``'s).
     """
 
     optimizer: str = "adam"
@@ -75,11 +85,13 @@ class OptimConfig:
     decay_epochs: int = 2
     max_decay: int = 5
     decay_start_epoch: int = 15
+    decay_reference: str = "last"
 
     def __post_init__(self):
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
                                      ("loss_reduction", self.loss_reduction, REDUCTIONS),
-                                     ("init", self.init, INITS)):
+                                     ("init", self.init, INITS),
+                                     ("decay_reference", self.decay_reference, DECAY_REFERENCES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         if not self.lr > 0:
@@ -96,7 +108,13 @@ class OptimConfig:
         """The settings of ``recipe`` (one of :data:`RECIPES`), with ``overrides`` on top.
 
         ``"he2019"``: SGD lr 1.0, per-example mean loss, clip 5, uniform init
-        (0.01; embeddings 0.1), plateau decay (×0.5 after 2 epochs, ≤ 5 times, from epoch 15).
+        (0.01; embeddings 0.1), plateau decay (×0.5 after 2 epochs, ≤ 5 times, from epoch 15):
+        their ``text.py``.
+
+        ``"he2019-image"``: Adam lr 1e-3, per-example mean loss, clip 5, the
+        networks' own initialisation, plateau decay ×0.5 after 20 epochs above
+        the best validation loss (``decay_reference="best"``), ≤ 5 times, from
+        epoch 0: their ``image.py``.
         """
         if recipe == "default":
             base = {}
@@ -104,6 +122,10 @@ class OptimConfig:
             base = dict(optimizer="sgd", lr=1.0, momentum=0.0, loss_reduction="mean", clip_norm=5.0,
                         init="uniform", init_scale=0.01, embedding_init_scale=0.1, decay=True,
                         decay_factor=0.5, decay_epochs=2, max_decay=5, decay_start_epoch=15)
+        elif recipe == "he2019-image":
+            base = dict(optimizer="adam", lr=1e-3, momentum=0.0, loss_reduction="mean", clip_norm=5.0,
+                        init="default", decay=True, decay_factor=0.5, decay_epochs=20, max_decay=5,
+                        decay_start_epoch=0, decay_reference="best")
         else:
             raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
         merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
@@ -261,9 +283,12 @@ class PlateauDecay:
     best-validation state and follows ``text.py`` exactly:
 
     * a loss below the best so far makes the current state the best checkpoint;
-    * a loss above the *reference* (the last loss that did not rise, or the loss
-      at the last decay) counts one epoch without improvement; otherwise the
-      count resets and the loss becomes the reference;
+    * a loss above the *reference* counts one epoch without improvement;
+      otherwise the count resets and the loss becomes the reference. With
+      ``reference="last"`` (``text.py``) the reference is the last loss that
+      did not rise, or the loss at the last decay; with ``reference="best"``
+      (``image.py``) it is the best loss so far, so the count is the epochs
+      since the best one (reset at a decay);
     * after ``patience`` such epochs, once ``epoch >= start_epoch``: multiply
       every optimiser's learning rate by ``factor``, load the best checkpoint
       into the module, clear the optimisers' state (He et al. build new
@@ -276,10 +301,14 @@ class PlateauDecay:
     :param optimizers: one optimiser or a list (encoder and decoder).
     :param bool decay: False keeps only the best-checkpoint bookkeeping (never
         decays), for recipes that evaluate the best epoch without decaying.
+    :param str reference: ``"last"`` or ``"best"`` (:data:`DECAY_REFERENCES`), as above.
     :returns: from :meth:`step`, ``"improved"``, ``"plateau"``, ``"decayed"`` or ``"finished"``.
     """
 
-    def __init__(self, module, optimizers, factor=0.5, patience=2, max_decay=5, start_epoch=15, decay=True):
+    def __init__(self, module, optimizers, factor=0.5, patience=2, max_decay=5, start_epoch=15, decay=True,
+                 reference="last"):
+        if reference not in DECAY_REFERENCES:
+            raise ValueError(f"reference must be one of {list(DECAY_REFERENCES)}, got {reference!r}")
         if not 0 < factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
         if patience < 1 or max_decay < 1:
@@ -287,7 +316,7 @@ class PlateauDecay:
         self.module = module
         self.optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
         self.factor, self.patience, self.max_decay = float(factor), int(patience), int(max_decay)
-        self.start_epoch, self.decay = int(start_epoch), bool(decay)
+        self.start_epoch, self.decay, self.reference_rule = int(start_epoch), bool(decay), reference
         self.best_loss = math.inf
         self.best_epoch = None
         self.best_state = None
@@ -298,7 +327,7 @@ class PlateauDecay:
     @classmethod
     def from_config(cls, module, optimizers, config):
         return cls(module, optimizers, config.decay_factor, config.decay_epochs, config.max_decay,
-                   config.decay_start_epoch, decay=config.decay)
+                   config.decay_start_epoch, decay=config.decay, reference=config.decay_reference)
 
     @property
     def finished(self):
@@ -320,6 +349,8 @@ class PlateauDecay:
             result = "improved"
         if not self.decay:
             return result
+        if self.reference_rule == "best":  # image.py: compared with the best loss, updated just above
+            self.reference = self.best_loss
         if loss > self.reference:
             self.not_improved += 1
             if self.not_improved >= self.patience and epoch >= self.start_epoch:

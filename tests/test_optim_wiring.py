@@ -91,3 +91,25 @@ def test_plateau_decay_resumes_bit_for_bit_through_the_cli(tmp_path):
         assert torch.equal(value, b["decay"]["best_state"][name]), name
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(a["metrics"]) == strip(b["metrics"])
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("recipe", ["he2019", "he2019-image"])
+def test_image_vae_under_he_recipes_keeps_their_image_encoders_head(tmp_path, recipe):
+    """He et al.'s image encoder (ResNetEncoderV2) ends in ``nn.Linear(512, 2 * nz)`` *with* a bias, read as
+    (μ, log σ²); only their text encoder's map is bias-free. Neither recipe swaps the image VAE's head."""
+    from pyrogen.distributions import ParameterHead
+
+    out = tmp_path / recipe
+    assert main(["train", "vae", "--out", str(out), "--epochs", "1", "--recipe", recipe,
+                 "--validation-size", "50"] + TINY) == 0
+    run = open_run(out, "cpu")
+    assert run.checkpoint["config"]["train"]["recipe"] == recipe
+    head = run.model().encoder[-1]
+    assert type(head) is ParameterHead and set(head.layers) == {"loc", "scale"}
+    assert all(layer.bias is not None for layer in head.layers.values())
+    h = torch.randn(3, head.layers["loc"].in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        params = head(h)
+        assert torch.equal(params["loc"], head.layers["loc"](h))
+        torch.testing.assert_close(params["scale"], torch.exp(0.5 * head.layers["scale"](h)), rtol=1e-6, atol=0)

@@ -51,6 +51,17 @@ def test_recipe_settings_and_command_line():
     mixed = settings("--recipe", "he2019", "--optimizer", "adam", "--lr", "1e-3", "--clip-norm", "0")
     assert (mixed["optimizer"], mixed["lr"], mixed["clip_norm"], mixed["init"], mixed["loss_reduction"]) == (
         "adam", 1e-3, None, "uniform", "mean")
+    image = OptimConfig.from_recipe("he2019-image")  # image.py: Adam for encoder and decoder, clip_grad = 5.0,
+    # loss.mean(), the networks' own init, decay_epoch = 20 from epoch 0 (no start), max_decay = 5
+    assert (image.optimizer, image.lr, image.loss_reduction, image.clip_norm, image.init) == (
+        "adam", 1e-3, "mean", 5.0, "default")
+    assert (image.decay, image.decay_factor, image.decay_epochs, image.max_decay, image.decay_start_epoch,
+            image.decay_reference) == (True, 0.5, 20, 5, 0, "best")
+    assert he.decay_reference == "last"
+    image_cli = settings("--recipe", "he2019-image")
+    assert (image_cli["optimizer"], image_cli["lr"], image_cli["clip_norm"], image_cli["init"],
+            image_cli["loss_reduction"], image_cli["lr_decay_epochs"], image_cli["decay_start_epoch"],
+            image_cli["decay_reference"]) == ("adam", 1e-3, 5.0, "default", "mean", 20, 0, "best")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="recipe must be one of"):
@@ -207,6 +218,45 @@ def test_plateau_decay_follows_the_authors_rule_and_resumes_bit_for_bit():
     decay.restore_best()
     for k, v in model.state_dict().items():
         assert torch.equal(v, decay.best_state[k])
+
+
+def _image_py_decay_epochs(losses, decay_epoch, max_decay):
+    """The epochs at which He et al.'s ``image.py`` halves the rate, its loop transcribed (loss = -val ELBO)."""
+    best_loss, not_improved, decays, out = 1e4, 0, 0, []
+    for epoch, loss in enumerate(losses):
+        if loss < best_loss:
+            best_loss = loss
+        if loss > best_loss:
+            not_improved += 1
+            if not_improved >= decay_epoch:
+                not_improved, decays = 0, decays + 1
+                out.append(epoch)
+        else:
+            not_improved = 0
+        if decays == max_decay:
+            break
+    return out
+
+
+def test_plateau_decay_with_the_best_as_reference_follows_image_py():
+    # after the decay at epoch 2 (loss 6.0), 5.5 and 5.4 are below that loss but above the best, 4.0:
+    # image.py counts them (decay again at 4), text.py's rule compares with 6.0 and resets
+    losses = [4.0, 5.0, 6.0, 5.5, 5.4, 5.3, 3.0, 3.5, 3.6]
+    assert _image_py_decay_epochs(losses, 2, 5) == [2, 4, 8]
+
+    def decay_epochs(reference):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 2)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        decay = PlateauDecay(model, opt, patience=2, max_decay=5, start_epoch=0, reference=reference)
+        return [e for e, o in enumerate(_decay_run(losses, model, opt, decay)) if o in ("decayed", "finished")]
+
+    assert decay_epochs("best") == [2, 4, 8]
+    assert decay_epochs("last") == [2, 8]
+    config = OptimConfig.from_recipe("he2019-image")
+    assert PlateauDecay.from_config(nn.Linear(1, 1), [], config).reference_rule == "best"
+    with pytest.raises(ValueError, match=r"reference must be one of \['last', 'best'\], got 'mean'"):
+        PlateauDecay(nn.Linear(1, 1), [], reference="mean")
 
 
 def test_plateau_decay_reloads_the_best_checkpoint_and_restarts_the_optimizer():

@@ -506,7 +506,8 @@ def optim_config(train_cfg):
         optimizer=train_cfg.get("optimizer", "adam"), lr=train_cfg["lr"], momentum=train_cfg.get("momentum", 0.0),
         loss_reduction=train_cfg.get("loss_reduction", "sum"), clip_norm=train_cfg.get("clip_norm"),
         init=train_cfg.get("init", "default"), decay=decay_epochs > 0, decay_epochs=max(1, decay_epochs),
-        max_decay=train_cfg.get("max_decay", 5), decay_start_epoch=train_cfg.get("decay_start_epoch", 15))
+        max_decay=train_cfg.get("max_decay", 5), decay_start_epoch=train_cfg.get("decay_start_epoch", 15),
+        decay_reference=train_cfg.get("decay_reference", "last"))
 
 
 def build_trainer(config, run=None, device="auto", progress=True):
