@@ -75,9 +75,10 @@ from torch import nn
 from pyrogen.distributions import LatentFamilyError
 
 FLOWS = ("iaf", "planar", "radial")
+"""The flow kinds a spec ``"kind:K"`` may name."""
+
 IAF_STEPS = ("affine", "gated")
 """The IAF's steps: ``"affine"``, z exp(s) + m (the default), or ``"gated"``, sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m."""
-"""The flow kinds a spec ``"kind:K"`` may name."""
 
 
 def parse_flow(spec):
