@@ -22,6 +22,7 @@ and ``reconstructions.png`` (test inputs above, G(E(x)) below).
 (:mod:`pyrogen.training.aae`) share.
 """
 
+import contextlib
 
 import pyro
 import torch
@@ -116,17 +117,29 @@ class AdversarialPairTrainer(FitLoop):
         return (*self.vae.parameters(), *self.discriminator.parameters())
 
     # --------------------------------------------------------------- evaluation
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """The pair in eval mode (batch norm's running statistics), restored afterwards."""
+        was = self.vae.training
+        self.vae.eval()
+        try:
+            yield
+        finally:
+            self.vae.train(was)
+
     @torch.no_grad()
     def codes(self, x):
         """Codes E(x) (the mean of q(z|x)) of images ``x``, in batches, in eval mode."""
         bs = self.config["eval"]["batch_size"]
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), self._eval_mode():
             return torch.cat([self.estimator.encode(x[i : i + bs]) for i in range(0, x.shape[0], bs)])
 
     @torch.no_grad()
     def reconstruct(self, x):
-        """G(E(x)): the decoder's mean at the codes."""
-        return self.vae.decode(self.codes(x)).reshape(x.shape)
+        """G(E(x)): the decoder's mean at the codes, in eval mode."""
+        codes = self.codes(x)
+        with self._eval_mode():
+            return self.vae.decode(codes).reshape(x.shape)
 
     def evaluate(self, num_samples=0):
         """Test ELBO of the pair and, if ``num_samples`` > 0, importance-sampled log p(x): nats per
@@ -148,8 +161,9 @@ class AdversarialPairTrainer(FitLoop):
 
     @torch.no_grad()
     def samples(self):
-        """Decoded fixed noise: mean images E[x|z]."""
-        return self.vae.decode(self.fixed_noise)
+        """Decoded fixed noise: mean images E[x|z], in eval mode."""
+        with self._eval_mode():
+            return self.vae.decode(self.fixed_noise)
 
     def extra_metrics(self):
         """Held-out figures a subclass adds to the row (before the shared ones)."""
@@ -215,12 +229,15 @@ class ALITrainer(AdversarialPairTrainer):
     def _check_model_x(self):
         """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
         devices = [self.fixed_noise.device] if self.fixed_noise.device.type == "cuda" else []
+        self.vae.eval()  # batch norm: running statistics, untouched, and a batch of 1 is allowed
         with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
             try:
                 self.estimator.model_pairs(1)
             except DataError as e:
                 raise DataError(f"model_x {self.config['train']['model_x']!r} does not work with the "
                                 f"{self.config['model']['likelihood']} likelihood: {e}") from None
+            finally:
+                self.vae.train()
 
 
 def _build(trainer_class, config, run, device, progress, data):
