@@ -184,7 +184,9 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     encoder and decoder with batch norm (``architecture="dcgan"``), a stochastic normal encoder
     (reparameterized), a discriminator with a convolutional x branch (``disc_architecture``: None for
     the pair's, ``"dcgan"`` for the ``"dcgan"`` and ``"conv"`` pairs, else ``"mlp"``) and dropout 0.2
-    before every layer of every branch, no batch norm in it. ``benchmarks/ali_quality.py`` measures them
+    before every layer of every branch, no batch norm in it. With a logit output (``bernoulli-relaxed``,
+    ``bernoulli``) ``train["init_output_bias"]`` starts the decoder's output bias at the log-odds of the
+    training images' mean pixel, as ALI does (:func:`pyrogen.training.ali.init_output_bias_`). ``benchmarks/ali_quality.py`` measures them
     against a hand-written ALI; the earlier defaults (MLP pair of width 400, MLP discriminator of width
     256, no dropout, Adam 2e-4) collapsed (docs/adversarial_inference.rst).
 
@@ -193,8 +195,11 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     """
     if model_x not in ("sample", "mean"):
         raise DataError(f"model_x must be 'sample' or 'mean', got {model_x!r}")
+    train = dict(DEFAULT_ALI_TRAIN, model_x=model_x)
+    if likelihood in ("bernoulli", "bernoulli-relaxed"):  # logit outputs: ALI's data-dependent output bias
+        train["init_output_bias"] = True
     config = _adversarial_pair_config(
-        "ali", dict(DEFAULT_ALI_TRAIN, model_x=model_x), loss,
+        "ali", train, loss,
         dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
              prior=prior, posterior=posterior))
     if disc_architecture is None:

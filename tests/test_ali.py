@@ -302,3 +302,24 @@ def test_dcgan_pair_maps_extra_batch_dimensions_and_reconstructs_in_eval_mode():
     assert torch.isfinite(ali.step(x)["loss_g"])
     vae.eval()  # batch norm's running statistics: one image's reconstruction does not depend on the others
     assert torch.allclose(ali.reconstruct(x)[:1], ali.reconstruct(x[:1]), atol=1e-6)
+
+
+def test_init_output_bias_starts_the_generator_at_the_data_mean_pixel():
+    import math
+
+    from pyrogen.config import default_ali_config
+    from pyrogen.training.ali import init_output_bias_
+
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed")
+    data = torch.full((10, 1, 28, 28), 0.2)
+    init_output_bias_(vae, data)
+    assert torch.allclose(vae.decoder.net[-1].bias, torch.tensor([math.log(0.2 / 0.8)]))
+    with torch.no_grad():
+        vae.decoder.net[-1].weight.zero_()  # the bias alone: every pixel's mean is the data's
+        assert torch.allclose(vae.eval().decode(torch.randn(3, 4)), torch.full((3, 1, 28, 28), 0.2), atol=1e-6)
+    assert default_ali_config()["train"]["init_output_bias"] is True
+    assert "init_output_bias" not in default_ali_config(likelihood="continuous-bernoulli")["train"]
+    with pytest.raises(DataError, match=r"^init_output_bias needs a decoder output that is a logit \(likelihood one "
+                                        r"of \('bernoulli', 'bernoulli-relaxed'\)\), got likelihood 'laplace'$"):
+        init_output_bias_(VAE(latent_dim=4, hidden=(8,), likelihood="laplace"), data)

@@ -23,6 +23,7 @@ and ``reconstructions.png`` (test inputs above, G(E(x)) below).
 """
 
 import contextlib
+import math
 
 import pyro
 import torch
@@ -225,6 +226,8 @@ class ALITrainer(AdversarialPairTrainer):
         self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
                                               d_steps=cfg["d_steps"], model_x=cfg["model_x"])
         self._check_model_x()
+        if cfg.get("init_output_bias", False):  # runs made before the key existed: the layer's own initialisation
+            init_output_bias_(vae, train_data)
 
     def _check_model_x(self):
         """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
@@ -238,6 +241,32 @@ class ALITrainer(AdversarialPairTrainer):
                                 f"{self.config['model']['likelihood']} likelihood: {e}") from None
             finally:
                 self.vae.train()
+
+
+OUTPUT_BIAS_LIKELIHOODS = ("bernoulli", "bernoulli-relaxed")
+"""Likelihoods whose decoder output is a logit with mean :math:`\\sigma(\\text{logit})`."""
+
+
+@torch.no_grad()
+def init_output_bias_(vae, train_data):
+    """ALI's data-dependent initialisation (Dumoulin et al. 2017, ``experiments/ali_svhn.py``): the bias of the
+    decoder's last layer starts at the log-odds :math:`\\log(m / (1 - m))` of the training images' mean
+    pixel :math:`m`, so that the generator's first images have the data's mean grey level (0.286 on
+    Fashion-MNIST) instead of :math:`\\sigma(0) = 0.5`, which the discriminator tells from data at once.
+
+    :raises DataError: for a likelihood whose decoder output is not a logit (:data:`OUTPUT_BIAS_LIKELIHOODS`)
+        or a decoder whose last weighted layer has no bias.
+    """
+    name = vae.config.get("likelihood")
+    if name not in OUTPUT_BIAS_LIKELIHOODS:
+        raise DataError(f"init_output_bias needs a decoder output that is a logit (likelihood one of "
+                        f"{OUTPUT_BIAS_LIKELIHOODS}), got likelihood {name!r}")
+    layers = [m for m in vae.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d,
+                                                                 torch.nn.ConvTranspose2d))]
+    if not layers or layers[-1].bias is None:
+        raise DataError("init_output_bias needs a decoder whose last layer has a bias")
+    m = train_data.float().mean().clamp(1e-3, 1 - 1e-3).item()
+    layers[-1].bias.fill_(math.log(m / (1 - m)))
 
 
 def _build(trainer_class, config, run, device, progress, data):
