@@ -46,8 +46,8 @@ committed figures (docs/adversarial_inference.rst).
 
     python benchmarks/ali_quality.py --quick     # 1 seed, 1 epoch, 2,000 images: about a minute
     # the committed figures (docs/adversarial_inference.rst)
-    python benchmarks/ali_quality.py --epochs 4 --seeds 0 1 2 --train-size 10000 \\
-        --out benchmarks/results/ali_quality.json
+    python benchmarks/ali_quality.py --epochs 4 --seeds 0 1 --train-size 10000 \\
+        --loops pyrogen reference pyrogen-mlp --out benchmarks/results/ali_quality.json
 
 One thread per process by default (``--threads``). ``--keep-run RUN_DIR`` keeps the first seed's
 pyrogen run as an ordinary run directory (metrics, checkpoint, pictures).
@@ -306,10 +306,31 @@ def report(rows, args, manifest, start):
         atomic_write(args.out, lambda f: json.dump(out, f, indent=2), binary=False)
 
 
+def merge(args):
+    """``--merge``: the rows of several ``--out`` files in one table (same feature network and sizes)."""
+    rows, parts = {}, []
+    for path in args.merge:
+        try:
+            with open(path) as f:
+                parts.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--merge: cannot read {path!r} as an ali_quality.py --out file ({e})") from None
+        for r in parts[-1]["rows"]:
+            rows[(r["loop"], r["seed"], r["epoch"])] = r
+    for key in ("train_size", "test_size", "epochs"):
+        values = {part["args"][key] for part in parts}
+        if len(values) != 1:
+            raise SystemExit(f"--merge: the files differ in {key}: {sorted(values)}")
+        setattr(args, key, values.pop())
+    if len({part["feature_net"]["sha256"] for part in parts}) != 1:
+        raise SystemExit("--merge: the files were scored by different feature networks")
+    report(list(rows.values()), args, parts[0]["feature_net"], time.perf_counter())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--train-size", type=int, default=10000, help="first N training images (default: 10,000)")
     p.add_argument("--test-size", type=int, default=2000,
                    help="test images scored, training images of the probe, samples of the FD (default: 2,000)")
@@ -318,7 +339,12 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write every row and the summary as JSON here")
     p.add_argument("--keep-run", default=None, metavar="RUN_DIR", help="keep the first seed's pyrogen run here")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="train nothing: tabulate (and --out) the rows of these --out files together; a later "
+                        "file's row replaces an earlier one's of the same loop, seed and epoch")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args)
     if args.quick:
         args.seeds, args.epochs, args.train_size, args.test_size = args.seeds[:1], 1, 2000, 1000
     start = time.perf_counter()
