@@ -230,6 +230,26 @@ class PyrogenLoop:
             vae.train()
 
 
+class RunLoop:
+    """A finished ``pyrogen train ali`` run directory, scored like the loops (``--score-run``)."""
+
+    def __init__(self, run_dir):
+        from pyrogen.runs import open_run
+
+        run = open_run(run_dir, "cpu")
+        if run.kind != "ali":
+            raise SystemExit(f"--score-run: {run_dir!r} holds a {run.kind!r} run, not an ali run")
+        self.vae, self.epochs, self.flags = run.model(), run.dir.read_metrics()[-1]["epoch"], ""
+
+    @torch.no_grad()
+    def codes(self, x):
+        return torch.cat([self.vae.encode(x[i : i + 500])["loc"] for i in range(0, len(x), 500)])
+
+    @torch.no_grad()
+    def decode(self, z):
+        return torch.cat([self.vae.decode(z[i : i + 500]) for i in range(0, len(z), 500)])
+
+
 LOOPS = {
     "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed, run_dir=run_dir),
     "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
@@ -342,6 +362,9 @@ def main(argv=None):
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="train nothing: tabulate (and --out) the rows of these --out files together; a later "
                         "file's row replaces an earlier one's of the same loop, seed and epoch")
+    p.add_argument("--score-run", default=None, metavar="RUN_DIR",
+                   help="train nothing: print the four figures of a `pyrogen train ali` run (e.g. a --keep-run "
+                        "trained on with `pyrogen train ali --resume`)")
     args = p.parse_args(argv)
     if args.merge:
         return merge(args)
@@ -365,6 +388,12 @@ def main(argv=None):
     log(f"feature network sha256 {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}, "
         f"{TRAIN_COMMAND}); {n} training images, {m} test images, {args.epochs} epoch(s), seeds {args.seeds}, "
         f"{torch.get_num_threads()} thread(s)")
+    if args.score_run:
+        loop = RunLoop(args.score_run)
+        row = score(loop, ctx)
+        print(f"{args.score_run} after {loop.epochs} epochs: class agreement {row['agreement']:.3f}, recon MSE "
+              f"{row['mse']:.4f}, probe {row['probe']:.3f}, FD {row['fd']:.1f}")
+        return
     rows = []
     for seed in args.seeds:  # the loops alternate within each seed: load drifts hit both alike
         for name in args.loops:
