@@ -658,8 +658,8 @@ def _add_adversarial_pair_options(p, kind):
     g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
     g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal", help="latent family of q(z|x)")
     g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256, 256],
-                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs" + (" on x (after its convolutions), "
-                                         "on z and joint" if ali else "") + " (default: 256 256)")
+                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs"
+                   + (" on x (after its convolutions), on z and joint" if ali else "") + " (default: 256 256)")
     if ali:
         g.add_argument("--disc-architecture", choices=["dcgan", "mlp"], default=None,
                        help="the discriminator's branch on x: dcgan (two convolutions) or mlp (default: dcgan for "

@@ -186,9 +186,10 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     the pair's, ``"dcgan"`` for the ``"dcgan"`` and ``"conv"`` pairs, else ``"mlp"``) and dropout 0.2
     before every layer of every branch, no batch norm in it. With a logit output (``bernoulli-relaxed``,
     ``bernoulli``) ``train["init_output_bias"]`` starts the decoder's output bias at the log-odds of the
-    training images' mean pixel, as ALI does (:func:`pyrogen.training.ali.init_output_bias_`). ``benchmarks/ali_quality.py`` measures them
-    against a hand-written ALI; the earlier defaults (MLP pair of width 400, MLP discriminator of width
-    256, no dropout, Adam 2e-4) collapsed (docs/adversarial_inference.rst).
+    training images' mean pixel, as ALI does (:func:`pyrogen.training.ali.init_output_bias_`).
+    ``benchmarks/ali_quality.py`` measures them against a hand-written ALI; the earlier defaults (MLP
+    pair of width 400, continuous Bernoulli, MLP discriminator of width 256, no dropout, Adam 2e-4)
+    collapsed (docs/adversarial_inference.rst).
 
     ``model_x`` is ``"mean"`` (the decoder's mean, BiGAN's deterministic generator; any likelihood)
     or ``"sample"`` (a reparameterized draw of the likelihood).
