@@ -655,18 +655,26 @@ def _add_adversarial_pair_options(p, kind):
     g = p.add_argument_group("the VAE pair")
     g.add_argument("--latent-dim", type=_positive_int, default=64 if ali else 8,
                    help=f"dimension of z (default: {64 if ali else 8})")
-    g.add_argument("--architecture", choices=ARCHITECTURES, default="mlp", help="encoder/decoder (default: mlp)")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], metavar="WIDTH",
-                   help="hidden widths of the encoder, mirrored by the decoder (default: 400)")
-    default_likelihood = "continuous-bernoulli" if ali else "bernoulli"
+    architecture, hidden = ("dcgan", 256) if ali else ("mlp", 400)
+    g.add_argument("--architecture", choices=ARCHITECTURES, default=architecture,
+                   help=f"encoder/decoder; dcgan: convolutions with batch norm, ALI's (default: {architecture})")
+    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[hidden], metavar="WIDTH",
+                   help=f"hidden widths of the encoder, mirrored by the decoder; for conv and dcgan, the width of "
+                        f"the linear layer after the convolutions (default: {hidden})")
+    default_likelihood = "bernoulli-relaxed" if ali else "bernoulli"  # ALI: the sigmoid mean (default_ali_config)
     g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default=default_likelihood,
                    help=f"p(x|z) (default: {default_likelihood})")
     g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
     g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal", help="latent family of q(z|x)")
-    g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256] if ali else [256, 256],
-                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs (default: "
-                                         f"{'256' if ali else '256 256'})")
+    g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256, 256],
+                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs"
+                   + (" on x (after its convolutions), on z and joint" if ali else "") + " (default: 256 256)")
     if ali:
+        g.add_argument("--disc-architecture", choices=["dcgan", "mlp"], default=None,
+                       help="the discriminator's branch on x: dcgan (two convolutions) or mlp (default: dcgan for "
+                            "the dcgan and conv pairs, else mlp)")
+        g.add_argument("--disc-dropout", type=float, default=0.2,
+                       help="dropout before every layer of the discriminator, as ALI's; 0 is none (default: 0.2)")
         g.add_argument("--model-x", choices=["sample", "mean"], default="mean",
                        help="the model's x in its pairs: the decoder mean E[x|z] (BiGAN's generator; any "
                             "likelihood) or a reparameterized draw of p(x|z) (not the Bernoulli) (default: mean)")
@@ -685,13 +693,15 @@ def _add_adversarial_pair_options(p, kind):
     g.add_argument("--epochs", type=_positive_int, default=10, help="epochs in total (default: 10)")
     g.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size (default: 100)")
     if ali:
-        g.add_argument("--lr-g", type=_positive_float, default=2e-4,
-                       help="Adam learning rate of generator and encoder (default: 2e-4)")
+        g.add_argument("--lr-g", type=_positive_float, default=1e-4,
+                       help="Adam learning rate of generator and encoder (default: 1e-4, ALI's)")
     else:
         g.add_argument("--lr", type=_positive_float, default=1e-3, help="autoencoder's Adam learning rate (default: 1e-3)")
         g.add_argument("--adversarial-weight", type=float, default=1.0,
                        help="weight of the code discriminator's generator loss; 0 is a plain autoencoder (default: 1)")
-    g.add_argument("--lr-d", type=_positive_float, default=2e-4, help="discriminator's Adam learning rate (default: 2e-4)")
+    lr_d = "1e-4" if ali else "2e-4"
+    g.add_argument("--lr-d", type=_positive_float, default=float(lr_d),
+                   help=f"discriminator's Adam learning rate (default: {lr_d})")
     g.add_argument("--probe-size", type=_non_negative_int, default=2000,
                    help="training and test images of the linear probe of the codes after every epoch; 0 is off "
                         "(default: 2000)")
@@ -714,7 +724,10 @@ def _train_adversarial_pair(args):
                      likelihood=args.likelihood, prior=args.prior, posterior=args.posterior, loss=args.loss,
                      disc_hidden=tuple(args.disc_hidden))
         if args.kind == "ali":
-            config = default_ali_config(model_x=args.model_x, **model)
+            if not 0 <= args.disc_dropout < 1:
+                raise DataError(f"--disc-dropout must be a probability in [0, 1), got {args.disc_dropout}")
+            config = default_ali_config(model_x=args.model_x, disc_architecture=args.disc_architecture,
+                                        disc_dropout=args.disc_dropout, **model)
             config["train"].update(lr_g=args.lr_g)
         else:
             if not args.adversarial_weight >= 0:

@@ -211,3 +211,115 @@ def test_bad_inputs_are_one_line_errors():
     _, guide = linear_pair(gen, enc)
     with pytest.raises(DataError, match=r"^x must be a floating-point tensor batch of real examples$"):
         AdversarialInference(model, guide, disc, *_optims(gen, enc, disc)).step(torch.ones(4, 2, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------- ALI's recipe: the defaults since ali_quality.py
+
+
+def test_joint_discriminator_dropout_acts_in_training_only_before_every_layer():
+    torch.manual_seed(0)
+    disc = JointDiscriminator((1, 28, 28), 16, (32,), (32, 32), (64,), architecture="dcgan", channels=8, dropout=0.2)
+    layers = [m for part in (disc.phi_x, disc.phi_z, disc.joint) for m in part]
+    weighted = [i for i, m in enumerate(layers) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert len(weighted) == 2 + 1 + 2 + 2  # two convolutions and a linear on x, two on z, joint layer and output
+    assert all(isinstance(layers[i - 1], nn.Dropout) and layers[i - 1].p == 0.2 for i in weighted)
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in disc.modules())
+    x, z = torch.rand(64, 1, 28, 28), torch.randn(64, 16)
+    disc.eval()
+    assert torch.equal(disc(x, z), disc(x, z))  # dropout off: deterministic scores
+    disc.train()
+    a, b = disc(x, z), disc(x, z)
+    assert a.shape == (64,) and not torch.equal(a, b)
+    # without dropout a training-mode score is the eval-mode one
+    plain = JointDiscriminator((1, 28, 28), 16, (32,), (32,), (32,), architecture="dcgan", channels=8)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    assert torch.equal(plain.train()(x, z), plain.eval()(x, z))
+
+
+def test_joint_discriminator_mlp_without_dropout_keeps_its_old_parameter_names():
+    disc = JointDiscriminator((1, 4, 4), 3, (8,), (8,), (8,))
+    assert list(disc.state_dict()) == ["phi_x.0.weight", "phi_x.0.bias", "phi_z.0.weight", "phi_z.0.bias",
+                                       "joint.0.weight", "joint.0.bias", "joint.2.weight", "joint.2.bias"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dropout": 1.0}, "dropout must be a probability in [0, 1), got 1.0"),
+    ({"architecture": "resnet"}, "architecture must be one of ('dcgan', 'mlp') for a joint discriminator, "
+                                 "got 'resnet'"),
+])  # fmt: skip
+def test_joint_discriminator_bad_options_are_one_line_errors(kwargs, message):
+    with pytest.raises(DataError) as e:
+        JointDiscriminator((1, 28, 28), 4, **kwargs)
+    assert str(e.value) == message
+
+
+def test_ali_defaults_are_alis_recipe_and_old_configs_keep_their_discriminator():
+    from pyrogen.config import default_ali_config
+    from pyrogen.models.registry import build_model, build_pair_discriminator
+    from pyrogen.networks import DCGANDecoder, DCGANEncoder
+
+    config = default_ali_config()
+    assert config["model"]["architecture"] == "dcgan" and list(config["model"]["hidden"]) == [256]
+    assert config["model"]["likelihood"] == "bernoulli-relaxed" and config["data"]["binarize"] == "none"
+    assert config["discriminator"] == {"x_hidden": [256, 256], "z_hidden": [256, 256], "joint_hidden": [256, 256],
+                                       "norm": "none", "architecture": "dcgan", "channels": 32, "dropout": 0.2}
+    assert (config["train"]["lr_g"], config["train"]["lr_d"], config["train"]["betas"]) == (1e-4, 1e-4, [0.5, 0.999])
+    assert config["train"]["batch_size"] == 100
+    vae = build_model(config)
+    assert isinstance(vae.encoder[0], DCGANEncoder) and isinstance(vae.decoder, DCGANDecoder)
+    disc = build_pair_discriminator(config)
+    assert disc.architecture == "dcgan" and disc.dropout == 0.2
+    # a configuration written before the keys existed: the MLP discriminator without dropout it meant
+    old = default_ali_config(architecture="mlp", hidden=(400,), disc_hidden=(256,))
+    for key in ("architecture", "channels", "dropout"):
+        del old["discriminator"][key]
+    disc = build_pair_discriminator(old)
+    assert disc.architecture == "mlp" and not any(isinstance(m, nn.Dropout) for m in disc.modules())
+    assert [m.out_features for m in disc.modules() if isinstance(m, nn.Linear)] == [256, 256, 256, 1]
+    with pytest.raises(DataError, match=r"^disc_dropout must be a probability in \[0, 1\), got -0\.1$"):
+        default_ali_config(disc_dropout=-0.1)
+
+
+def test_continuous_bernoulli_mean_cannot_draw_a_black_background():
+    """Why the ALI default's generator output is the sigmoid (bernoulli-relaxed), not the continuous
+    Bernoulli's mean: at logit -1000 the latter is still 0.0627 (torch clamps λ at float32's eps), while
+    about half of Fashion-MNIST's pixels are exactly 0."""
+    from pyrogen.distributions import get_likelihood
+
+    logits = torch.full((1, 1, 2, 2), -1000.0)
+    assert get_likelihood("continuous-bernoulli").mean(logits).min() > 0.06
+    assert get_likelihood("bernoulli-relaxed").mean(logits).max() == 0.0
+
+
+def test_dcgan_pair_maps_extra_batch_dimensions_and_reconstructs_in_eval_mode():
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=5, architecture="dcgan", hidden=(32,), likelihood="continuous-bernoulli")
+    x = torch.rand(6, 1, 28, 28)
+    assert vae.encoder[0](x.expand(2, 6, 1, 28, 28)).shape == (2, 6, 32)
+    assert vae.decoder(torch.randn(3, 4, 5)).shape == (3, 4, 1, 28, 28)
+    disc = JointDiscriminator((1, 28, 28), 5, (16,), (16,), (16,), architecture="dcgan", channels=4, dropout=0.2)
+    ali = AdversarialInference(vae.model, vae.guide, disc, model_x="mean")
+    assert torch.isfinite(ali.step(x)["loss_g"])
+    vae.eval()  # batch norm's running statistics: one image's reconstruction does not depend on the others
+    assert torch.allclose(ali.reconstruct(x)[:1], ali.reconstruct(x[:1]), atol=1e-6)
+
+
+def test_init_output_bias_starts_the_generator_at_the_data_mean_pixel():
+    import math
+
+    from pyrogen.config import default_ali_config
+    from pyrogen.training.ali import init_output_bias_
+
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed")
+    data = torch.full((10, 1, 28, 28), 0.2)
+    init_output_bias_(vae, data)
+    assert torch.allclose(vae.decoder.net[-1].bias, torch.tensor([math.log(0.2 / 0.8)]))
+    with torch.no_grad():
+        vae.decoder.net[-1].weight.zero_()  # the bias alone: every pixel's mean is the data's
+        assert torch.allclose(vae.eval().decode(torch.randn(3, 4)), torch.full((3, 1, 28, 28), 0.2), atol=1e-6)
+    assert default_ali_config()["train"]["init_output_bias"] is True
+    assert "init_output_bias" not in default_ali_config(likelihood="continuous-bernoulli")["train"]
+    with pytest.raises(DataError, match=r"^init_output_bias needs a decoder output that is a logit \(likelihood one "
+                                        r"of \('bernoulli', 'bernoulli-relaxed'\)\), got likelihood 'laplace'$"):
+        init_output_bias_(VAE(latent_dim=4, hidden=(8,), likelihood="laplace"), data)

@@ -105,3 +105,17 @@ def test_cli_trains_reopens_and_refuses_bernoulli_draws(tmp_path, capsys, one_th
     err = capsys.readouterr().err
     assert err.startswith("pyrogen: error: model_x 'sample'") and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_ali_defaults_are_alis_recipe_and_bad_dropout_is_one_line(tmp_path, capsys):
+    from pyrogen.cli import build_parser
+
+    args = build_parser().parse_args(["train", "ali", "--out", "x"])
+    assert (args.architecture, args.hidden, args.likelihood) == ("dcgan", [256], "bernoulli-relaxed")
+    assert (args.disc_architecture, args.disc_dropout, args.disc_hidden) == (None, 0.2, [256, 256])
+    assert (args.lr_g, args.lr_d, args.batch_size) == (1e-4, 1e-4, 100)
+    aae = build_parser().parse_args(["train", "aae", "--out", "x"])
+    assert (aae.architecture, aae.lr_d) == ("mlp", 2e-4)  # the adversarial autoencoder keeps its defaults
+    assert main(["train", "ali", "--out", str(tmp_path / "bad"), "--disc-dropout", "1", "--no-progress"]) == 2
+    assert capsys.readouterr().err == "pyrogen: error: --disc-dropout must be a probability in [0, 1), got 1.0\n"
+    assert not (tmp_path / "bad").exists()

@@ -13,6 +13,9 @@ made by this script, with the command in the tutorial. Two rows of 32 images:
   autoencoder's decoded code, the VAE's decoded posterior mean and ALI's
   G(E(x)), the decoder's mean at the encoder's mean code.
 
+``--ali-only`` draws ALI's panels alone (test images, G(E(x)), samples; no
+``--gan-run``, nothing trained), for redrawing ALI without the other columns.
+
 ::
 
     python benchmarks/gan_quality.py --keep-run runs/gan-quality ...
@@ -55,13 +58,19 @@ def grid(images, nrow=8):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gan-run", required=True, help="a `pyrogen train gan` run directory (DCGAN players)")
+    p.add_argument("--gan-run", help="a `pyrogen train gan` run directory (DCGAN players)")
+    p.add_argument("--ali-only", action="store_true",
+                   help="draw only ALI's panels: 32 test images, their G(E(x)) and 32 samples")
     p.add_argument("--ali-run", required=True, help="a `pyrogen train ali` run directory")
     p.add_argument("--out", default="ae_vae_gan.png")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    if args.ali_only:
+        return draw_ali_only(args)
+    if args.gan_run is None:
+        raise SystemExit("--gan-run is needed unless --ali-only")
     gan_run, ali_run = open_run(args.gan_run, "cpu"), open_run(args.ali_run, "cpu")  # refuse bad paths first
     for run, kind in ((gan_run, "gan"), (ali_run, "ali")):
         if run.kind != kind:
@@ -104,6 +113,40 @@ def main(argv=None):
             ax.imshow(grid(images.reshape(-1, 1, 28, 28)), cmap="gray", vmin=0, vmax=1)
             ax.set_title(name if row else f"{label}: {name}", fontsize=9)
             ax.set_axis_off()
+    save_grey(fig, args.out)
+
+
+def draw_ali_only(args):
+    """ALI's panels of the picture, alone: test images, G(E(x)) and samples from prior draws."""
+    ali_run = open_run(args.ali_run, "cpu")
+    if ali_run.kind != "ali":
+        raise SystemExit(f"{ali_run.path}: a {ali_run.kind!r} run; expected a `pyrogen train ali` run")
+    ali = ali_run.model()  # eval mode: batch norm's running statistics
+    x = load_fashion_mnist("test").images[:32]
+    epochs = ali_run.dir.read_metrics()[-1]["epoch"]
+    with torch.no_grad():
+        panels = {
+            "test images": x,
+            f"ALI: G(E(x)) (z: {ali.latent_dim}, {epochs} epochs)": ali.decode(ali.encode(x)["loc"]).reshape(x.shape),
+            "ALI: samples G(z), z ~ N(0, I)": ali.decode(torch.randn(32, ali.latent_dim,
+                                                                     generator=torch.Generator().manual_seed(1))),
+        }
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 2.4))
+    for ax, (name, images) in zip(fig.subplots(1, 3), panels.items()):
+        ax.imshow(grid(images.reshape(-1, 1, 28, 28)), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    save_grey(fig, args.out)
+
+
+def save_grey(fig, path):
+    """Write ``fig`` as an 8-bit grey PNG, atomically."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -111,8 +154,8 @@ def main(argv=None):
 
     grey = io.BytesIO()  # the figure is grey throughout: one 8-bit channel keeps the PNG small
     Image.open(io.BytesIO(buf.getvalue())).convert("L").save(grey, format="png", optimize=True)
-    atomic_write(args.out, lambda f: f.write(grey.getvalue()))
-    print(f"wrote {args.out} ({len(grey.getvalue()) // 1024} KB)")
+    atomic_write(path, lambda f: f.write(grey.getvalue()))
+    print(f"wrote {path} ({len(grey.getvalue()) // 1024} KB)")
 
 
 if __name__ == "__main__":

@@ -470,45 +470,86 @@ class JointDiscriminator(nn.Module):
 
     .. math:: D(x, z) = f\\big([\\phi_x(x), \\phi_z(z)]\\big),
 
-    with :math:`\\phi_x` an MLP on the flattened example (mapped to ``2x - 1`` when
+    with :math:`\\phi_x` a network on the example (mapped to ``2x - 1`` when
     ``unit_interval``), :math:`\\phi_z` an MLP on z and :math:`f` an MLP on their
-    concatenation to one score, LeakyReLU(0.2) throughout, as in ALI's joint
-    discriminator. No batch norm, so WGAN-GP's per-example penalty is valid.
+    concatenation to one score, LeakyReLU(0.2) throughout, as ALI's joint
+    discriminator (their ``x_discriminator``, ``z_discriminator`` and ``joint_discriminator``).
+    :math:`\\phi_x` is
+
+    * ``architecture="mlp"``: linear layers of widths ``x_hidden`` on the flattened example;
+    * ``architecture="dcgan"`` (images ``(C, H, W)``, sides divisible by 4): two stride-2
+      convolutions of ``channels`` and ``2 * channels`` maps (H -> H/2 -> H/4), then linear
+      layers of widths ``x_hidden``; weights from N(0, 0.02).
+
+    ``dropout`` > 0 puts a ``Dropout(dropout)`` before every convolution and linear layer of all
+    three parts, the input layers included, as ALI's experiments do (0.2 in every discriminator
+    branch; ``experiments/ali_svhn.py``): it is active in training mode only, so the scores of
+    ``eval()`` are deterministic. No batch norm, so WGAN-GP's per-example penalty is valid.
 
     :param tuple x_shape: shape of one example.
     :param int latent_dim: dimension of z.
-    :param tuple x_hidden: widths of :math:`\\phi_x` (may be empty: the raw example).
+    :param tuple x_hidden: widths of :math:`\\phi_x`'s linear layers (may be empty: the raw example,
+        or the convolutions' flattened maps).
     :param tuple z_hidden: widths of :math:`\\phi_z` (may be empty: the raw code).
     :param tuple joint_hidden: widths of :math:`f` before its output layer.
     :param bool unit_interval: examples lie in [0, 1] (images); False for real-valued data.
     :param str norm: ``"none"`` or ``"spectral"``.
+    :param str architecture: ``"mlp"`` or ``"dcgan"`` (:math:`\\phi_x`, see above).
+    :param int channels: feature maps of the first convolution of ``"dcgan"``.
+    :param float dropout: dropout probability in [0, 1) before every layer (0: none).
 
     ``forward(x, z)`` maps ``(B, *x_shape)`` and ``(B, latent_dim)`` to scores ``(B,)``.
     """
 
     def __init__(self, x_shape, latent_dim, x_hidden=(256,), z_hidden=(256,), joint_hidden=(256,),
-                 unit_interval=True, norm="none"):
+                 unit_interval=True, norm="none", architecture="mlp", channels=32, dropout=0.0):
         super().__init__()
         if norm not in ("spectral", "none"):
             raise DataError(f"norm must be 'spectral' or 'none' for a joint discriminator, got {norm!r}")
+        if architecture not in ARCHITECTURES:
+            raise DataError(f"architecture must be one of {ARCHITECTURES} for a joint discriminator, "
+                            f"got {architecture!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise DataError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         self.x_shape, self.latent_dim, self.unit_interval = tuple(x_shape), latent_dim, unit_interval
+        self.architecture, self.dropout = architecture, float(dropout)
+
+        def drop():
+            return [nn.Dropout(dropout)] if dropout > 0 else []
 
         def mlp(width, hidden):
             layers = []
             for h in hidden:
-                layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+                layers += [*drop(), nn.Linear(width, h), nn.LeakyReLU(0.2)]
                 width = h
-            return nn.Sequential(*layers), width
+            return layers, width
 
-        self.phi_x, wx = mlp(math.prod(self.x_shape), x_hidden)
-        self.phi_z, wz = mlp(latent_dim, z_hidden)
+        if architecture == "dcgan":
+            if len(self.x_shape) != 3 or self.x_shape[1] % 4 or self.x_shape[2] % 4:
+                raise DataError(f"the dcgan joint discriminator needs images (C, H, W) with sides divisible by 4, "
+                                f"got {self.x_shape}")
+            c, h, w = self.x_shape
+            convs = [*drop(), nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(0.2),
+                     *drop(), nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten()]
+            layers, wx = mlp(2 * channels * (h // 4) * (w // 4), x_hidden)
+            self.phi_x = nn.Sequential(*convs, *layers)
+        else:
+            layers, wx = mlp(math.prod(self.x_shape), x_hidden)
+            self.phi_x = nn.Sequential(*layers)
+        layers, wz = mlp(latent_dim, z_hidden)
+        self.phi_z = nn.Sequential(*layers)
         joint, width = mlp(wx + wz, joint_hidden)
-        self.joint = nn.Sequential(*joint, nn.Linear(width, 1))
+        self.joint = nn.Sequential(*joint, *drop(), nn.Linear(width, 1))
+        if architecture == "dcgan":
+            dcgan_init_(self)
         if norm == "spectral":
             _spectral(self)
 
     def forward(self, x, z):
-        x = x.reshape(x.shape[0], -1)
+        if self.architecture == "dcgan":
+            x = x.reshape((x.shape[0],) + self.x_shape)
+        else:
+            x = x.reshape(x.shape[0], -1)
         if self.unit_interval:
             x = 2 * x - 1
         return self.joint(torch.cat([self.phi_x(x), self.phi_z(z)], -1)).squeeze(-1)

@@ -78,9 +78,11 @@ def build_model(config):
 def build_pair_discriminator(config):
     """The (untrained) discriminator of an ``"ali"`` (on pairs (x, z)) or ``"aae"`` (on codes z) run."""
     d, model = config["discriminator"], config["model"]
-    if config["kind"] == "ali":
+    if config["kind"] == "ali":  # runs made before "architecture" and "dropout" existed: an MLP without dropout
         return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
-                                  tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"])
+                                  tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"],
+                                  architecture=d.get("architecture", "mlp"), channels=d.get("channels", 32),
+                                  dropout=d.get("dropout", 0.0))
     return LatentDiscriminator(model["latent_dim"], tuple(d["hidden"]))
 
 

@@ -22,6 +22,8 @@ and ``reconstructions.png`` (test inputs above, G(E(x)) below).
 (:mod:`pyrogen.training.aae`) share.
 """
 
+import contextlib
+import math
 
 import pyro
 import torch
@@ -116,17 +118,29 @@ class AdversarialPairTrainer(FitLoop):
         return (*self.vae.parameters(), *self.discriminator.parameters())
 
     # --------------------------------------------------------------- evaluation
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """The pair in eval mode (batch norm's running statistics), restored afterwards."""
+        was = self.vae.training
+        self.vae.eval()
+        try:
+            yield
+        finally:
+            self.vae.train(was)
+
     @torch.no_grad()
     def codes(self, x):
         """Codes E(x) (the mean of q(z|x)) of images ``x``, in batches, in eval mode."""
         bs = self.config["eval"]["batch_size"]
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), self._eval_mode():
             return torch.cat([self.estimator.encode(x[i : i + bs]) for i in range(0, x.shape[0], bs)])
 
     @torch.no_grad()
     def reconstruct(self, x):
-        """G(E(x)): the decoder's mean at the codes."""
-        return self.vae.decode(self.codes(x)).reshape(x.shape)
+        """G(E(x)): the decoder's mean at the codes, in eval mode."""
+        codes = self.codes(x)
+        with self._eval_mode():
+            return self.vae.decode(codes).reshape(x.shape)
 
     def evaluate(self, num_samples=0):
         """Test ELBO of the pair and, if ``num_samples`` > 0, importance-sampled log p(x): nats per
@@ -148,8 +162,9 @@ class AdversarialPairTrainer(FitLoop):
 
     @torch.no_grad()
     def samples(self):
-        """Decoded fixed noise: mean images E[x|z]."""
-        return self.vae.decode(self.fixed_noise)
+        """Decoded fixed noise: mean images E[x|z], in eval mode."""
+        with self._eval_mode():
+            return self.vae.decode(self.fixed_noise)
 
     def extra_metrics(self):
         """Held-out figures a subclass adds to the row (before the shared ones)."""
@@ -211,16 +226,47 @@ class ALITrainer(AdversarialPairTrainer):
         self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
                                               d_steps=cfg["d_steps"], model_x=cfg["model_x"])
         self._check_model_x()
+        if cfg.get("init_output_bias", False):  # runs made before the key existed: the layer's own initialisation
+            init_output_bias_(vae, train_data)
 
     def _check_model_x(self):
         """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
         devices = [self.fixed_noise.device] if self.fixed_noise.device.type == "cuda" else []
+        self.vae.eval()  # batch norm: running statistics, untouched, and a batch of 1 is allowed
         with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
             try:
                 self.estimator.model_pairs(1)
             except DataError as e:
                 raise DataError(f"model_x {self.config['train']['model_x']!r} does not work with the "
                                 f"{self.config['model']['likelihood']} likelihood: {e}") from None
+            finally:
+                self.vae.train()
+
+
+OUTPUT_BIAS_LIKELIHOODS = ("bernoulli", "bernoulli-relaxed")
+"""Likelihoods whose decoder output is a logit with mean :math:`\\sigma(\\text{logit})`."""
+
+
+@torch.no_grad()
+def init_output_bias_(vae, train_data):
+    """ALI's data-dependent initialisation (Dumoulin et al. 2017, ``experiments/ali_svhn.py``): the bias of the
+    decoder's last layer starts at the log-odds :math:`\\log(m / (1 - m))` of the training images' mean
+    pixel :math:`m`, so that the generator's first images have the data's mean grey level (0.286 on
+    Fashion-MNIST) instead of :math:`\\sigma(0) = 0.5`, which the discriminator tells from data at once.
+
+    :raises DataError: for a likelihood whose decoder output is not a logit (:data:`OUTPUT_BIAS_LIKELIHOODS`)
+        or a decoder whose last weighted layer has no bias.
+    """
+    name = vae.config.get("likelihood")
+    if name not in OUTPUT_BIAS_LIKELIHOODS:
+        raise DataError(f"init_output_bias needs a decoder output that is a logit (likelihood one of "
+                        f"{OUTPUT_BIAS_LIKELIHOODS}), got likelihood {name!r}")
+    layers = [m for m in vae.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d,
+                                                                 torch.nn.ConvTranspose2d))]
+    if not layers or layers[-1].bias is None:
+        raise DataError("init_output_bias needs a decoder whose last layer has a bias")
+    m = train_data.float().mean().clamp(1e-3, 1 - 1e-3).item()
+    layers[-1].bias.fill_(math.log(m / (1 - m)))
 
 
 def _build(trainer_class, config, run, device, progress, data):
