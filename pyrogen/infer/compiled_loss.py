@@ -159,6 +159,10 @@ class RecordedLoss(nn.Module):
                 reason = (str(e).strip().splitlines() or [""])[0]
                 raise RecordingError(f"could not record the loss as a graph ({type(e).__name__}: {reason}); "
                                      "train without recording (compile off)") from e
+            # Operations whose results nothing reads (a plate's index range, a dtype probe) go; in-place
+            # ones, the random draws among them, are impure to FX and stay.
+            graph.graph.eliminate_dead_code()
+            graph.recompile()
             if self.verify:
                 torch.random.set_rng_state(rng[0])
                 for d, state_d in zip(devices, rng[1]):
