@@ -243,8 +243,8 @@ def _add_vae_options(p):
     g.add_argument("--compile", choices=["auto", "on", "record", "off"], nargs="?", const="on", default="auto",
                    help="record: record the ELBO's tensor operations once per batch shape and replay them "
                         "(the eager step's numbers bit for bit, without Pyro's per-step Python; under a second "
-                        "to record); on: also compile the recording with torch.compile (fastest step, 15-30 s "
-                        "to compile the first time on a 2-core CPU); off: run the model and guide every step. "
+                        "to record); on: also compile the recording with torch.compile (fastest step, about 10 s "
+                        "to compile the first time on a 2-core CPU, 2 s once inductor's cache holds it); off: run the model and guide every step. "
                         f"auto: on when a C++ compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} "
                         "steps, record otherwise, off for --aggressive, under torchrun and with --dreg (a failed "
                         "recording or compilation falls back to the eager step with one line); a bare --compile "

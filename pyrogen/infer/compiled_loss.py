@@ -200,9 +200,9 @@ class CompiledLoss(RecordedLoss):
     """``loss_module``'s forward pass, recorded once per input signature (:class:`RecordedLoss`) and compiled.
 
     The recorded graph goes to :func:`torch.compile` (inductor), which fuses its
-    element-wise operations and compiles its backward pass: about 15 s for a
-    small VAE on a 2-core CPU the first time, a few seconds when inductor's
-    on-disk cache already holds the kernels. Values agree with the eager
+    element-wise operations and compiles its backward pass: about 10 s for a
+    small VAE on a quiet 2-core CPU the first time (several times that on a loaded
+    one), about 2 s when inductor's on-disk cache already holds the kernels. Values agree with the eager
     module's to rounding (fused kernels reorder floating-point operations), and
     the random stream is the same (``fallback_random``), so a seeded compiled
     run draws the same noise as the eager run and resumes from a checkpoint exactly.
