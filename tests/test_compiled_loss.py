@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
@@ -68,23 +67,6 @@ def test_loss_changes_with_the_tensor_kl_weight_without_recompiling():
         eager = ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO())(x, kl_weight=0.1).item()
     assert values[0] == pytest.approx(eager, rel=1e-5)
     assert values[0] != pytest.approx(values[1], rel=1e-3)
-
-
-def test_a_param_store_parameter_is_refused_not_frozen():
-    loc = torch.nn.Linear(1, 1)
-
-    def model(x):
-        z = pyro.sample("z", dist.Normal(pyro.param("m", torch.zeros(1)), 1.0).to_event(1))
-        pyro.sample("x", dist.Normal(loc(z), 1.0).to_event(1), obs=x)
-
-    def guide(x):
-        pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
-
-    loss = CompiledLoss(ELBOModule(model, guide, ReparamTrace_ELBO(), modules=[loc]))
-    with pytest.raises(ValueError, match=r"the loss uses a tensor that needs a gradient but is not a "
-                                         r"parameter or buffer of the loss module \(shape \(1,\)\), e\.g\. a "
-                                         r"pyro\.param; compiling would freeze it"):
-        loss(torch.zeros(1))
 
 
 def test_signatures_beyond_max_graphs_run_eagerly_with_a_warning():

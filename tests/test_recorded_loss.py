@@ -11,7 +11,7 @@ from torch.distributions import biject_to, constraints
 from pyrogen.distributions import FAMILIES, ParameterHead
 from pyrogen.distributions.families import lean_transform
 from pyrogen.errors import DataError, RecordingError
-from pyrogen.infer import ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
+from pyrogen.infer import CompiledLoss, ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from tests.test_training import small_config
@@ -41,7 +41,8 @@ def test_recorded_steps_are_the_eager_steps_bit_for_bit(elbo):
     assert torch.equal(after, eager_next)
 
 
-def test_a_param_store_parameter_is_refused_not_frozen():
+@pytest.mark.parametrize("recorder", [RecordedLoss, CompiledLoss])
+def test_a_param_store_parameter_is_refused_not_frozen(recorder):
     loc = torch.nn.Linear(1, 1)
 
     def model(x):
@@ -51,7 +52,7 @@ def test_a_param_store_parameter_is_refused_not_frozen():
     def guide(x):
         pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
 
-    loss = RecordedLoss(ELBOModule(model, guide, ReparamTrace_ELBO(), modules=[loc]))
+    loss = recorder(ELBOModule(model, guide, ReparamTrace_ELBO(), modules=[loc]))
     with pytest.raises(RecordingError, match=r"^the loss uses a tensor that needs a gradient but is not a "
                                              r"parameter or buffer of the loss module \(shape \(1,\)\)"):
         loss(torch.zeros(1))
