@@ -66,6 +66,7 @@ and memory bandwidth are still shared). ``--rows`` times a subset of the loops.
 
 import argparse
 import itertools
+import math
 import statistics
 import time
 
@@ -362,6 +363,9 @@ def main():
           f"torch threads {torch.get_num_threads()}, {args.clock} clock, median of {len(per_step['plain'])} blocks "
           f"of {args.block} steps")
 
+    def to_same_estimator(ms):  # "–" when the plain-mc-kl row was left out (--rows)
+        return "–" if math.isnan(same_estimator) else f"{ms / same_estimator / 1e3:.2f}x"
+
     def reach(name):
         return f"{reached[name]:.1f} s" if reached[name] is not None else "not reached"
 
@@ -371,7 +375,7 @@ def main():
         for name, times in per_step.items():
             ms = statistics.median(times) * 1e3
             print(f"| {name} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
-                  f"| {ms / same_estimator / 1e3:.2f}x | {reach(name)} |")
+                  f"| {to_same_estimator(ms)} | {reach(name)} |")
         return
     print(f"| loop | ms / step | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} | test ELBO "
           f"| test log p(x), K = {args.eval_samples} |")
@@ -383,7 +387,7 @@ def main():
             result = evaluate_dataset(model.model, model.guide, test_x, batch_size=500,
                                       num_samples=args.eval_samples)
         ms = statistics.median(per_step[name]) * 1e3
-        print(f"| {name} | {ms:.2f} | {ms / reference / 1e3:.2f}x | {ms / same_estimator / 1e3:.2f}x "
+        print(f"| {name} | {ms:.2f} | {ms / reference / 1e3:.2f}x | {to_same_estimator(ms)} "
               f"| {reach(name)} | {result['elbo']:.2f} | {result['log_px']:.2f} |")
 
 if __name__ == "__main__":
