@@ -49,6 +49,12 @@ committed figures (docs/adversarial_inference.rst).
     python benchmarks/ali_quality.py --epochs 4 --seeds 0 1 --train-size 10000 \\
         --loops pyrogen reference pyrogen-mlp --out benchmarks/results/ali_quality.json
 
+``--set SECTION.KEY=JSON`` changes the pyrogen loop's configuration (the options that tell it from
+the reference, docs/adversarial_inference.rst), ``--score-from`` skips the scoring of the early epochs::
+
+    python benchmarks/ali_quality.py --epochs 20 --seeds 0 --train-size 10000 --loops pyrogen \\
+        --score-from 16 --set 'train.update="simultaneous"' --out benchmarks/results/ali_quality_simultaneous.json
+
 One thread per process by default (``--threads``). ``--keep-run RUN_DIR`` keeps the first seed's
 pyrogen run as an ordinary run directory (metrics, checkpoint, pictures).
 """
