@@ -49,6 +49,12 @@ committed figures (docs/adversarial_inference.rst).
     python benchmarks/ali_quality.py --epochs 4 --seeds 0 1 --train-size 10000 \\
         --loops pyrogen reference pyrogen-mlp --out benchmarks/results/ali_quality.json
 
+``--set SECTION.KEY=JSON`` changes the pyrogen loop's configuration (the options that tell it from
+the reference, docs/adversarial_inference.rst), ``--score-from`` skips the scoring of the early epochs::
+
+    python benchmarks/ali_quality.py --epochs 20 --seeds 0 --train-size 10000 --loops pyrogen \\
+        --score-from 16 --set 'train.update="simultaneous"' --out benchmarks/results/ali_quality_simultaneous.json
+
 One thread per process by default (``--threads``). ``--keep-run RUN_DIR`` keeps the first seed's
 pyrogen run as an ordinary run directory (metrics, checkpoint, pictures).
 """
@@ -191,7 +197,8 @@ class PyrogenLoop:
     """``pyrogen train ali`` (defaults, or the old MLP ones), one :meth:`ALITrainer.fit` epoch per
     :meth:`train_epoch`."""
 
-    def __init__(self, train_images, train_labels, test_images, test_labels, seed, old=None, run_dir=None):
+    def __init__(self, train_images, train_labels, test_images, test_labels, seed, old=None, run_dir=None,
+                 settings=None):
         from pyrogen.config import default_ali_config
         from pyrogen.runs import start_run
         from pyrogen.training.ali import build_ali_trainer
@@ -202,6 +209,9 @@ class PyrogenLoop:
             config["train"].update(lr_g=2e-4, lr_d=2e-4)
         else:
             config = default_ali_config()
+        for key, value in settings or ():  # --set SECTION.KEY=JSON
+            section, name = key.split(".", 1)
+            config[section][name] = value
         n = train_images.shape[0]
         config["data"].update(train_size=n if n < 60000 else None)
         config["train"].update(seed=seed, probe_size=0)  # the benchmark probes itself, as for the reference
@@ -251,7 +261,8 @@ class RunLoop:
 
 
 LOOPS = {
-    "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed, run_dir=run_dir),
+    "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
+        tr, ytr, te, yte, seed, run_dir=run_dir, settings=settings),
     "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
                                                                           old="continuous-bernoulli"),
     "pyrogen-mlp-sigmoid": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
@@ -279,12 +290,16 @@ def score(loop, ctx):
 
 def run_one(name, seed, args, ctx, log):
     keep = args.keep_run if name == "pyrogen" and seed == args.seeds[0] else None
-    loop = LOOPS[name](ctx["train"], ctx["train_labels"], ctx["test"], ctx["test_labels"], seed, keep)
+    loop = LOOPS[name](ctx["train"], ctx["train_labels"], ctx["test"], ctx["test_labels"], seed, keep,
+                       **({"settings": args.set} if name == "pyrogen" and args.set else {}))
     rows, seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()
         loop.train_epoch()
         seconds += time.perf_counter() - t
+        if epoch < args.score_from:
+            log(f"{name} seed {seed} epoch {epoch}: {seconds:.0f} s training (scored from epoch {args.score_from})")
+            continue
         row = {"loop": name, "seed": seed, "epoch": epoch, "train_seconds": round(seconds, 1), **score(loop, ctx),
                "flags": getattr(loop, "flags", "")}
         rows.append(row)
@@ -347,6 +362,18 @@ def merge(args):
     report(list(rows.values()), args, parts[0]["feature_net"], time.perf_counter())
 
 
+def _setting(text):
+    """``SECTION.KEY=JSON`` (``--set``) as ``("SECTION.KEY", value)``."""
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key or key.split(".", 1)[0] not in ("train", "model", "discriminator", "data"):
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=JSON with SECTION one of train, model, "
+                                         f"discriminator, data; got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key}: the value {value!r} is not JSON (quote strings)") from None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4)
@@ -365,6 +392,11 @@ def main(argv=None):
     p.add_argument("--score-run", default=None, metavar="RUN_DIR",
                    help="train nothing: print the four figures of a `pyrogen train ali` run (e.g. a --keep-run "
                         "trained on with `pyrogen train ali --resume`)")
+    p.add_argument("--set", nargs="+", type=_setting, default=[], metavar="SECTION.KEY=JSON",
+                   help="change the pyrogen loop's configuration, e.g. train.update='\"simultaneous\"' "
+                        "model.hidden=[256]")
+    p.add_argument("--score-from", type=int, default=1, metavar="EPOCH",
+                   help="score only after this epoch and the later ones (default: 1, every epoch)")
     args = p.parse_args(argv)
     if args.merge:
         return merge(args)

@@ -153,7 +153,9 @@ DEFAULT_ALI_TRAIN = {
 images feed the linear probe of the codes after every epoch (0 turns it off). Adam at 1e-4 with
 betas (0.5, 0.999) for both players and batch 100 are ALI's (Dumoulin et al. 2017; their Blocks
 ``Adam(learning_rate=1e-4, beta1=0.5)``, whose default ``beta2=0.001`` is Blocks' 1 - 0.999); runs made
-before this default was measured (``benchmarks/ali_quality.py``) stored their 2e-4 and keep it."""
+before this default was measured (``benchmarks/ali_quality.py``) stored their 2e-4 and keep it.
+An optional ``"update"`` (absent: ``"alternating"``; ``"simultaneous"`` is ALI's algorithm) is passed to
+:class:`~pyrogen.infer.AdversarialInference`; docs/adversarial_inference.rst measures both."""
 
 DEFAULT_AAE_TRAIN = {
     "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",

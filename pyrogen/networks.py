@@ -123,6 +123,23 @@ class ConvDecoder(nn.Module):
         return self.net(z).unflatten(0, batch_shape)
 
 
+DCGAN_LAYOUTS = ("dcgan", "ali")
+"""Layouts of :class:`DCGANEncoder` and :class:`DCGANDecoder` (see their docs)."""
+
+DECODER_ACTIVATIONS = ("relu", "leaky")
+
+
+def _check_dcgan_options(layout, slope, init_std, activation=None):
+    if layout not in DCGAN_LAYOUTS:
+        raise ValueError(f"layout must be one of {DCGAN_LAYOUTS}, got {layout!r}")
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < 1:
+        raise ValueError(f"slope must be a number in [0, 1), got {slope!r}")
+    if isinstance(init_std, bool) or not isinstance(init_std, (int, float)) or not init_std > 0:
+        raise ValueError(f"init_std must be a positive number, got {init_std!r}")
+    if activation is not None and activation not in DECODER_ACTIVATIONS:
+        raise ValueError(f"decoder_activation must be one of {DECODER_ACTIVATIONS}, got {activation!r}")
+
+
 class DCGANEncoder(nn.Module):
     """ALI's and DCGAN's convolutional encoder scaled to 28x28: two stride-2 convolutions (28 -> 14 -> 7)
     and a linear layer to ``hidden`` features, batch norm and LeakyReLU(0.2) after each but the first
@@ -130,25 +147,43 @@ class DCGANEncoder(nn.Module):
 
     The encoder of ALI's convolutional experiments (Dumoulin et al. 2017, appendix A; their
     ``experiments/ali_svhn.py``) has the same layout at 32x32 with more layers: convolutions, batch
-    norm and leaky ReLU down to a 1x1 map, then the code's mean and log-scale.
+    norm and leaky ReLU down to a 1x1 map, then the code's mean and log-scale. ``layout="ali"`` is
+    that layout at 28x28 (``benchmarks/ali_quality.py``'s reference): batch norm after the first
+    convolution too, and the last layer a (H/4 x W/4) convolution to a 1x1 map of ``hidden`` channels,
+    which computes the same function class as the linear layer of ``"dcgan"`` (a convolution whose
+    kernel covers the whole map is a linear layer on the flattened map).
 
     :param int channels: feature maps of the first convolution (the second has twice as many).
+    :param str layout: ``"dcgan"`` (default) or ``"ali"`` (see above).
+    :param float slope: the leaky ReLU's negative slope (DCGAN's 0.2; ALI's Blocks ``LeakyRectifier`` 0.01).
+    :param float init_std: standard deviation of the initial weights (DCGAN's 0.02; ALI's 0.01).
     """
 
-    def __init__(self, image_shape, hidden=256, channels=32):
+    def __init__(self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02):
         super().__init__()
         c, h, w = image_shape
         if h % 4 or w % 4:
             raise ValueError(f"DCGANEncoder needs image sides divisible by 4, got {tuple(image_shape)}")
+        _check_dcgan_options(layout, slope, init_std)
         self.out_features = hidden
-        self.net = nn.Sequential(
-            nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(channels, 2 * channels, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * channels), nn.LeakyReLU(0.2),
-            nn.Flatten(),
-            nn.Linear(2 * channels * (h // 4) * (w // 4), hidden, bias=False), nn.BatchNorm1d(hidden),
-            nn.LeakyReLU(0.2),
-        )  # fmt: skip
-        _normal_init_(self)
+        if layout == "ali":
+            self.net = nn.Sequential(
+                nn.Conv2d(c, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.LeakyReLU(slope),
+                nn.Conv2d(channels, 2 * channels, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * channels),
+                nn.LeakyReLU(slope),
+                nn.Conv2d(2 * channels, hidden, (h // 4, w // 4), bias=False), nn.BatchNorm2d(hidden),
+                nn.LeakyReLU(slope), nn.Flatten(),
+            )  # fmt: skip
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(slope),
+                nn.Conv2d(channels, 2 * channels, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * channels),
+                nn.LeakyReLU(slope),
+                nn.Flatten(),
+                nn.Linear(2 * channels * (h // 4) * (w // 4), hidden, bias=False), nn.BatchNorm1d(hidden),
+                nn.LeakyReLU(slope),
+            )  # fmt: skip
+        _normal_init_(self, init_std)
 
     def forward(self, x):
         x, batch_shape = _flatten_batch(x, 3)
@@ -158,22 +193,49 @@ class DCGANEncoder(nn.Module):
 class DCGANDecoder(nn.Module):
     """DCGAN's generator as a decoder: a linear layer to ``hidden`` units and another to a 7x7 map,
     then two stride-2 transposed convolutions (7 -> 14 -> 28), batch norm and ReLU after every layer
-    but the last, whose ``out_channels`` maps are the likelihood's parameters; weights from N(0, 0.02)."""
+    but the last, whose ``out_channels`` maps are the likelihood's parameters; weights from N(0, 0.02).
 
-    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32):
+    ``layout="ali"`` is the generator of ALI's convolutional experiments (Dumoulin et al. 2017,
+    appendix A) at 28x28, ``benchmarks/ali_quality.py``'s reference: a transposed convolution from z
+    to a 7x7 map of ``hidden`` channels, stride-2 transposed convolutions to ``2 * channels`` maps at
+    14x14 and ``channels`` maps at 28x28, each with batch norm and the activation, then a 1x1
+    convolution to the ``out_channels`` maps.
+
+    :param str layout: ``"dcgan"`` (default) or ``"ali"`` (see above).
+    :param str activation: ``"relu"`` (DCGAN's generator) or ``"leaky"`` (ALI's, LeakyReLU(``slope``)).
+    :param float slope: the leaky ReLU's negative slope when ``activation="leaky"``.
+    :param float init_std: standard deviation of the initial weights (DCGAN's 0.02; ALI's 0.01).
+    """
+
+    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32, layout="dcgan",
+                 activation="relu", slope=0.2, init_std=0.02):
         super().__init__()
         c, h, w = image_shape
         if h % 4 or w % 4:
             raise ValueError(f"DCGANDecoder needs image sides divisible by 4, got {tuple(image_shape)}")
-        maps = 2 * channels * (h // 4) * (w // 4)
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, maps, bias=False), nn.BatchNorm1d(maps), nn.ReLU(),
-            nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
-            nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.ConvTranspose2d(channels, out_channels or c, 4, 2, 1),
-        )  # fmt: skip
-        _normal_init_(self)
+        _check_dcgan_options(layout, slope, init_std, activation)
+
+        def act():
+            return nn.ReLU() if activation == "relu" else nn.LeakyReLU(slope)
+
+        if layout == "ali":
+            self.net = nn.Sequential(
+                nn.Unflatten(1, (latent_dim, 1, 1)),
+                nn.ConvTranspose2d(latent_dim, hidden, (h // 4, w // 4), bias=False), nn.BatchNorm2d(hidden), act(),
+                nn.ConvTranspose2d(hidden, 2 * channels, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * channels), act(),
+                nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), act(),
+                nn.Conv2d(channels, out_channels or c, 1),
+            )  # fmt: skip
+        else:
+            maps = 2 * channels * (h // 4) * (w // 4)
+            self.net = nn.Sequential(
+                nn.Linear(latent_dim, hidden, bias=False), nn.BatchNorm1d(hidden), act(),
+                nn.Linear(hidden, maps, bias=False), nn.BatchNorm1d(maps), act(),
+                nn.Unflatten(1, (2 * channels, h // 4, w // 4)),
+                nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), act(),
+                nn.ConvTranspose2d(channels, out_channels or c, 4, 2, 1),
+            )  # fmt: skip
+        _normal_init_(self, init_std)
 
     def forward(self, z):
         z, batch_shape = _flatten_batch(z, 1)
@@ -195,24 +257,46 @@ def _normal_init_(module, std=0.02):
 ARCHITECTURES = ("mlp", "conv", "dcgan")
 
 
-def build_encoder(architecture, image_shape, hidden):
+DCGAN_OPTIONS = ("layout", "slope", "init_std", "decoder_activation")
+"""Keys of the ``network`` options of the ``"dcgan"`` architecture (:func:`build_encoder`)."""
+
+
+def _dcgan_options(architecture, network):
+    network = dict(network or {})
+    if network and architecture != "dcgan":
+        raise ValueError(f"network options are for the 'dcgan' architecture only, got architecture "
+                         f"{architecture!r} with {sorted(network)}")
+    unknown = sorted(set(network) - set(DCGAN_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown network option(s) {unknown}; expected some of {DCGAN_OPTIONS}")
+    return network
+
+
+def build_encoder(architecture, image_shape, hidden, network=None):
     """An encoder by name: ``"mlp"`` (``hidden``: tuple of widths), ``"conv"`` or ``"dcgan"``
-    (``hidden[-1]`` features; ``"dcgan"`` has batch norm, for ALI / BiGAN)."""
+    (``hidden[-1]`` features; ``"dcgan"`` has batch norm, for ALI / BiGAN). ``network``: options of
+    ``"dcgan"`` (:data:`DCGAN_OPTIONS`; ``layout``, ``slope`` and ``init_std`` reach the encoder)."""
+    network = _dcgan_options(architecture, network)
+    network.pop("decoder_activation", None)
     if architecture == "mlp":
         return MLPEncoder(image_shape, tuple(hidden))
     if architecture == "conv":
         return ConvEncoder(image_shape, hidden=hidden[-1])
     if architecture == "dcgan":
-        return DCGANEncoder(image_shape, hidden=hidden[-1])
+        return DCGANEncoder(image_shape, hidden=hidden[-1], **network)
     raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
 
 
-def build_decoder(architecture, latent_dim, image_shape, out_channels, hidden):
-    """A decoder by name, mirroring :func:`build_encoder`."""
+def build_decoder(architecture, latent_dim, image_shape, out_channels, hidden, network=None):
+    """A decoder by name, mirroring :func:`build_encoder` (``network["decoder_activation"]`` is the
+    decoder's ``activation``)."""
+    network = _dcgan_options(architecture, network)
+    if "decoder_activation" in network:
+        network["activation"] = network.pop("decoder_activation")
     if architecture == "mlp":
         return MLPDecoder(latent_dim, image_shape, out_channels, tuple(reversed(hidden)))
     if architecture == "conv":
         return ConvDecoder(latent_dim, image_shape, out_channels, hidden=hidden[-1])
     if architecture == "dcgan":
-        return DCGANDecoder(latent_dim, image_shape, out_channels, hidden=hidden[-1])
+        return DCGANDecoder(latent_dim, image_shape, out_channels, hidden=hidden[-1], **network)
     raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")

@@ -323,3 +323,133 @@ def test_init_output_bias_starts_the_generator_at_the_data_mean_pixel():
     with pytest.raises(DataError, match=r"^init_output_bias needs a decoder output that is a logit \(likelihood one "
                                         r"of \('bernoulli', 'bernoulli-relaxed'\)\), got likelihood 'laplace'$"):
         init_output_bias_(VAE(latent_dim=4, hidden=(8,), likelihood="laplace"), data)
+
+
+# ---------------------------------------------------------------------- the options that tell pyrogen's loop from ALI's
+
+
+def test_simultaneous_update_takes_both_gradients_from_one_scoring():
+    """update="simultaneous" is ALI's algorithm 1: one step of plain SGD equals, to float precision, the
+    step computed by hand from one scoring of the pairs (both losses' gradients at the old parameters)."""
+    import copy
+
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=4, hidden=(16,), likelihood="bernoulli-relaxed")
+    disc = JointDiscriminator((1, 28, 28), 4, (16,), (16,), (16,))
+    vae2, disc2 = copy.deepcopy(vae), copy.deepcopy(disc)
+    vae3, disc3 = copy.deepcopy(vae), copy.deepcopy(disc)
+    x = torch.rand(8, 1, 28, 28)
+
+    def sgd(params):
+        return torch.optim.SGD(params, lr=0.5)
+
+    ali = AdversarialInference(vae.model, vae.guide, disc, sgd(vae.parameters()), sgd(disc.parameters()),
+                               model_x="mean", update="simultaneous")
+    torch.manual_seed(1)
+    out = ali.step(x)
+    by_hand = AdversarialInference(vae2.model, vae2.guide, disc2, sgd(vae2.parameters()), sgd(disc2.parameters()),
+                                   model_x="mean")
+    torch.manual_seed(1)
+    (xq, zq), (xp, zp) = by_hand._pairs(x)
+    s_q, s_p = disc2(xq, zq), disc2(xp, zp)
+    loss_d = (F.softplus(-s_q) + F.softplus(s_p)).mean()
+    loss_g = (F.softplus(s_q) + F.softplus(-s_p)).mean()
+    grads_d = torch.autograd.grad(loss_d, list(disc2.parameters()), retain_graph=True)
+    grads_g = torch.autograd.grad(loss_g, list(vae2.parameters()), allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip([*disc2.parameters(), *vae2.parameters()], [*grads_d, *grads_g]):
+            if g is not None:
+                p -= 0.5 * g
+    assert torch.allclose(out["loss_d"], loss_d) and torch.allclose(out["loss_g"], loss_g)
+    for a, b in zip([*disc.parameters(), *vae.parameters()], [*disc2.parameters(), *vae2.parameters()]):
+        assert torch.allclose(a, b, atol=1e-6)
+    # the alternating update (the default) moves D alike but the players against the updated discriminator
+    alt = AdversarialInference(vae3.model, vae3.guide, disc3, sgd(vae3.parameters()), sgd(disc3.parameters()),
+                               model_x="mean")
+    assert alt.update == "alternating"
+    torch.manual_seed(1)
+    alt.step(x)
+    for a, b in zip(disc.parameters(), disc3.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(vae.parameters(), vae3.parameters())) > 1e-4
+    with pytest.raises(DataError, match=r"^update must be one of \('alternating', 'simultaneous'\), got 'both'$"):
+        AdversarialInference(vae.model, vae.guide, disc, model_x="mean", update="both")
+
+
+def test_ali_trainer_update_option_and_old_configs_alternate():
+    from pyrogen.config import default_ali_config
+    from pyrogen.training.ali import build_ali_trainer
+
+    torch.manual_seed(0)
+    data = (torch.rand(20, 1, 28, 28), None, torch.rand(10, 1, 28, 28), None)
+    config = default_ali_config(hidden=(16,))
+    config["train"].update(batch_size=10, num_fixed=4)
+    config["train"].pop("update", None)  # a run made before the key existed
+    assert build_ali_trainer(config, device="cpu", progress=False, data=data).estimator.update == "alternating"
+    config["train"]["update"] = "simultaneous"
+    assert build_ali_trainer(config, device="cpu", progress=False, data=data).estimator.update == "simultaneous"
+
+
+def test_ali_layout_last_encoder_convolution_is_the_dcgan_linear_layer():
+    """The encoder's convolution to a 1x1 map (ALI's layout) computes what the "dcgan" layout's linear
+    layer on the flattened 7x7 maps computes, with the kernel as its weight matrix."""
+    from pyrogen.networks import DCGANEncoder
+
+    torch.manual_seed(0)
+    ali = DCGANEncoder((1, 28, 28), hidden=16, channels=4, layout="ali")
+    conv = ali.net[6]
+    assert conv.kernel_size == (7, 7) and conv.out_channels == 16
+    linear = nn.Linear(8 * 7 * 7, 16, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.reshape(16, -1))
+    maps = torch.randn(5, 8, 7, 7)
+    assert torch.allclose(conv(maps).flatten(1), linear(maps.flatten(1)), atol=1e-5)
+
+
+def test_dcgan_network_options_and_defaults():
+    from pyrogen.networks import DCGANDecoder, DCGANEncoder
+
+    torch.manual_seed(0)
+    default = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed")
+    assert "network" not in default.config  # configs without the key build the networks they always did
+    assert [type(m).__name__ for m in default.decoder.net] == [
+        "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Unflatten", "ConvTranspose2d",
+        "BatchNorm2d", "ReLU", "ConvTranspose2d"]
+    assert {m.negative_slope for m in default.encoder.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
+    options = {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky"}
+    vae = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed", network=options)
+    assert vae.config["network"] == options
+    assert {m.negative_slope for m in vae.modules() if isinstance(m, nn.LeakyReLU)} == {0.01}
+    assert not any(isinstance(m, nn.ReLU) for m in vae.decoder.modules())
+    assert [type(m).__name__ for m in vae.encoder[0].net].count("BatchNorm2d") == 3  # the input layer's too
+    weights = torch.cat([m.weight.flatten() for m in vae.decoder.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(weights.std().item() - 0.01) < 0.0005  # 36,000+ draws of N(0, 0.01)
+    x = torch.rand(3, 1, 28, 28)
+    assert vae.decoder(vae.encoder[0](x)[..., :4]).shape == (3, 1, 28, 28)
+    assert DCGANDecoder(4, (1, 28, 28), hidden=16, layout="ali")(torch.randn(2, 3, 4)).shape == (2, 3, 1, 28, 28)
+    assert DCGANEncoder((1, 28, 28), hidden=16, layout="ali")(x).shape == (3, 16)
+    for network, message in [
+        ({"layot": "ali"}, "unknown network option(s) ['layot']; expected some of ('layout', 'slope', 'init_std', "
+                           "'decoder_activation')"),
+        ({"layout": "resnet"}, "layout must be one of ('dcgan', 'ali'), got 'resnet'"),
+        ({"decoder_activation": "tanh"}, "decoder_activation must be one of ('relu', 'leaky'), got 'tanh'"),
+        ({"init_std": 0}, "init_std must be a positive number, got 0"),
+    ]:
+        with pytest.raises(DataError) as e:
+            VAE(latent_dim=4, architecture="dcgan", hidden=(16,), network=network)
+        assert str(e.value) == message
+    with pytest.raises(DataError, match=r"^network options are for the 'dcgan' architecture only, got "
+                                        r"architecture 'mlp' with \['slope'\]$"):
+        VAE(latent_dim=4, hidden=(16,), network={"slope": 0.1})
+
+
+def test_joint_discriminator_slope_and_init_options():
+    torch.manual_seed(0)
+    disc = JointDiscriminator((1, 28, 28), 4, (64,), (64,), (64,), architecture="dcgan", slope=0.01, init_std=0.01)
+    assert {m.negative_slope for m in disc.modules() if isinstance(m, nn.LeakyReLU)} == {0.01}
+    weights = torch.cat([m.weight.flatten() for m in disc.modules() if isinstance(m, (nn.Linear, nn.Conv2d))])
+    assert abs(weights.std().item() - 0.01) < 0.0005
+    default = JointDiscriminator((1, 28, 28), 4, (64,), (64,), (64,), architecture="dcgan")
+    assert {m.negative_slope for m in default.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
+    with pytest.raises(DataError, match=r"^slope must be a number in \[0, 1\), got 1$"):
+        JointDiscriminator((1, 28, 28), 4, slope=1)

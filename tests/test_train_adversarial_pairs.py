@@ -32,10 +32,18 @@ def data_of(config, fashion_mnist_small):
     return train.images[:1000], train.labels[:1000], test_x, test.labels[:300]
 
 
+ALI_OPTIONS = {"update": "simultaneous"}, {"layout": "ali", "slope": 0.01, "init_std": 0.01,
+                                            "decoder_activation": "leaky"}
+
+
 @requires_fashion_mnist
-@pytest.mark.parametrize("kind", ["ali", "aae"])
-def test_resumed_run_matches_uninterrupted_bit_for_bit(kind, fashion_mnist_small, tmp_path, one_thread):
+@pytest.mark.parametrize("kind, options", [("ali", None), ("aae", None), ("ali", ALI_OPTIONS)],
+                         ids=["ali", "aae", "ali-reference-options"])
+def test_resumed_run_matches_uninterrupted_bit_for_bit(kind, options, fashion_mnist_small, tmp_path, one_thread):
     config = small_config(kind)
+    if options:  # ALI's simultaneous update and network options (benchmarks/ali_quality.py --set)
+        config["train"].update(options[0])
+        config["model"]["network"] = options[1]
     data = data_of(config, fashion_mnist_small)
     straight = BUILD[kind](config, RunDir.create(tmp_path / "a", config), "cpu", False, data)
     straight.fit(2)

@@ -81,6 +81,8 @@ from pyrogen.infer.gan_losses import (
 from pyrogen.infer.torch_svi import module_local
 
 MODEL_X = ("sample", "mean")
+UPDATES = ("alternating", "simultaneous")
+"""How :meth:`AdversarialInference.step` updates the two sides (see the class docs)."""
 
 
 class EncoderSiteError(PyrogenError, ValueError):
@@ -194,6 +196,14 @@ class AdversarialInference:
     :param str model_x: ``"sample"`` or ``"mean"``: which x of the model pairs (module docs).
     :param str x_site: the model's site of examples.
     :param str z_site: the code site of model and guide.
+    :param str update: ``"alternating"`` (the default): the discriminator is updated, then the
+        generator and the encoder descend their loss against the *updated* discriminator (a second
+        forward pass of D), as DCGAN's loop and :class:`~pyrogen.infer.Adversarial` do;
+        ``"simultaneous"``: ALI's algorithm (Dumoulin et al. 2017, algorithm 1; ``ali_algorithm`` of
+        their code): one forward pass of D scores the pairs, the gradients of both losses
+        :math:`\\nabla_{\\theta_D} \\ell_D` and :math:`\\nabla_{\\theta_{G,E}} \\ell_{G,E}` are taken
+        from those same scores and both optimizers step at once. With ``d_steps`` > 1 the first
+        ``d_steps - 1`` discriminator updates come before, alone, in both modes.
 
     :meth:`step` returns the dict of :class:`~pyrogen.infer.Adversarial`: ``loss_d``,
     ``loss_g`` (the generator-and-encoder loss), ``d_real`` and ``d_fake`` (mean scores
@@ -201,7 +211,7 @@ class AdversarialInference:
     """
 
     def __init__(self, model, guide, discriminator, generator_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", d_steps=1, model_x="sample", x_site="x", z_site="z"):
+                 loss="nonsaturating", d_steps=1, model_x="sample", x_site="x", z_site="z", update="alternating"):
         if not callable(model) or not callable(guide):
             raise TypeError("model and guide must be callable Pyro programs")
         if not isinstance(discriminator, nn.Module):
@@ -210,6 +220,8 @@ class AdversarialInference:
             raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
         if model_x not in MODEL_X:
             raise DataError(f"model_x must be one of {MODEL_X}, got {model_x!r}")
+        if update not in UPDATES:
+            raise DataError(f"update must be one of {UPDATES}, got {update!r}")
         generator_optim, discriminator_optim = pair_optimizers(
             model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer)
         self.model, self.guide = module_local(model), module_local(guide)
@@ -218,7 +230,9 @@ class AdversarialInference:
         self.loss = get_gan_loss(loss)
         encoder_generator_loss(self.loss, torch.zeros(1), torch.zeros(1))  # refuse an unknown loss now
         self.d_steps, self.model_x, self.x_site, self.z_site = d_steps, model_x, x_site, z_site
+        self.update = update
         self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self._g_params = [p for group in generator_optim.param_groups for p in group["params"] if p.requires_grad]
 
     # ------------------------------------------------------------------ pairs
     def data_pairs(self, x, **kwargs):
@@ -278,6 +292,8 @@ class AdversarialInference:
         """
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise DataError("x must be a floating-point tensor batch of real examples")
+        if self.update == "simultaneous":
+            return self._simultaneous_step(x, **kwargs)
         for i in range(self.d_steps):
             if i == self.d_steps - 1:
                 real, fake = self._pairs(x, **kwargs)  # kept with their graphs for the players' update
@@ -299,6 +315,33 @@ class AdversarialInference:
                 p.requires_grad_(True)
         self.generator_optim.step()
         return self._stats(loss_d, loss_g, real_scores, fake_scores)
+
+    def _simultaneous_step(self, x, **kwargs):
+        """ALI's update: both players' gradients from one scoring of the pairs, both optimizers stepped."""
+        for _ in range(self.d_steps - 1):  # extra discriminator updates first, alone
+            with torch.no_grad():
+                real, fake = self._pairs(x, **kwargs)
+            self.discriminator_optim.zero_grad(set_to_none=True)
+            self._discriminator_loss(real, fake)[0].backward()
+            self.discriminator_optim.step()
+        real, fake = self._pairs(x, **kwargs)
+        real_scores, fake_scores = self.loss.check(self.discriminator(*real), self.discriminator(*fake))
+        loss_d = self.loss.discriminator_loss(real_scores, fake_scores)
+        real_d, fake_d = self._detach(real), self._detach(fake)  # the penalty acts on D only
+        packed = _PackedPairs(self.discriminator, tuple(real_d[0].shape[1:]), tuple(real_d[1].shape[1:]))
+        penalty = self.loss.penalty(packed, packed.pack(*real_d), packed.pack(*fake_d))
+        if penalty is not None:
+            loss_d = loss_d + penalty
+        loss_g = encoder_generator_loss(self.loss, real_scores, fake_scores)
+        grads_d = torch.autograd.grad(loss_d, self._d_params, retain_graph=True, allow_unused=True)
+        grads_g = torch.autograd.grad(loss_g, self._g_params, allow_unused=True)
+        self.discriminator_optim.zero_grad(set_to_none=True)
+        self.generator_optim.zero_grad(set_to_none=True)
+        for p, g in zip([*self._d_params, *self._g_params], [*grads_d, *grads_g]):
+            p.grad = g
+        self.discriminator_optim.step()
+        self.generator_optim.step()
+        return self._stats(loss_d, loss_g, real_scores.detach(), fake_scores.detach())
 
     def evaluate_loss(self, x, **kwargs):
         """Both losses and the discriminator's statistics on a batch, updating nothing."""

@@ -59,16 +59,16 @@ ARCHITECTURES = ("dcgan", "mlp")
 NORMS = ("batch", "spectral", "none")
 
 
-def dcgan_init_(module):
-    """DCGAN's initialisation, in place: conv and linear weights ~ N(0, 0.02), batch-norm scales
-    ~ N(1, 0.02), biases 0."""
+def dcgan_init_(module, std=0.02):
+    """DCGAN's initialisation, in place: conv and linear weights ~ N(0, ``std``) (DCGAN's 0.02),
+    batch-norm scales ~ N(1, ``std``), biases 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
     return module
 
@@ -497,12 +497,16 @@ class JointDiscriminator(nn.Module):
     :param str architecture: ``"mlp"`` or ``"dcgan"`` (:math:`\\phi_x`, see above).
     :param int channels: feature maps of the first convolution of ``"dcgan"``.
     :param float dropout: dropout probability in [0, 1) before every layer (0: none).
+    :param float slope: the leaky ReLU's negative slope (0.2, DCGAN's; ALI's Blocks ``LeakyRectifier``: 0.01).
+    :param float init_std: weights from N(0, ``init_std``), biases 0; None (the default): N(0, 0.02)
+        for ``"dcgan"``, torch's own initialisation for ``"mlp"``.
 
     ``forward(x, z)`` maps ``(B, *x_shape)`` and ``(B, latent_dim)`` to scores ``(B,)``.
     """
 
     def __init__(self, x_shape, latent_dim, x_hidden=(256,), z_hidden=(256,), joint_hidden=(256,),
-                 unit_interval=True, norm="none", architecture="mlp", channels=32, dropout=0.0):
+                 unit_interval=True, norm="none", architecture="mlp", channels=32, dropout=0.0, slope=0.2,
+                 init_std=None):
         super().__init__()
         if norm not in ("spectral", "none"):
             raise DataError(f"norm must be 'spectral' or 'none' for a joint discriminator, got {norm!r}")
@@ -511,6 +515,11 @@ class JointDiscriminator(nn.Module):
                             f"got {architecture!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise DataError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < 1:
+            raise DataError(f"slope must be a number in [0, 1), got {slope!r}")
+        if init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
+                                     or not init_std > 0):
+            raise DataError(f"init_std must be a positive number or None, got {init_std!r}")
         self.x_shape, self.latent_dim, self.unit_interval = tuple(x_shape), latent_dim, unit_interval
         self.architecture, self.dropout = architecture, float(dropout)
 
@@ -520,7 +529,7 @@ class JointDiscriminator(nn.Module):
         def mlp(width, hidden):
             layers = []
             for h in hidden:
-                layers += [*drop(), nn.Linear(width, h), nn.LeakyReLU(0.2)]
+                layers += [*drop(), nn.Linear(width, h), nn.LeakyReLU(slope)]
                 width = h
             return layers, width
 
@@ -529,8 +538,8 @@ class JointDiscriminator(nn.Module):
                 raise DataError(f"the dcgan joint discriminator needs images (C, H, W) with sides divisible by 4, "
                                 f"got {self.x_shape}")
             c, h, w = self.x_shape
-            convs = [*drop(), nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(0.2),
-                     *drop(), nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten()]
+            convs = [*drop(), nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(slope),
+                     *drop(), nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(slope), nn.Flatten()]
             layers, wx = mlp(2 * channels * (h // 4) * (w // 4), x_hidden)
             self.phi_x = nn.Sequential(*convs, *layers)
         else:
@@ -540,8 +549,8 @@ class JointDiscriminator(nn.Module):
         self.phi_z = nn.Sequential(*layers)
         joint, width = mlp(wx + wz, joint_hidden)
         self.joint = nn.Sequential(*joint, *drop(), nn.Linear(width, 1))
-        if architecture == "dcgan":
-            dcgan_init_(self)
+        if architecture == "dcgan" or init_std is not None:
+            dcgan_init_(self, 0.02 if init_std is None else init_std)
         if norm == "spectral":
             _spectral(self)
 

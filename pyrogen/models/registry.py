@@ -82,7 +82,8 @@ def build_pair_discriminator(config):
         return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
                                   tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"],
                                   architecture=d.get("architecture", "mlp"), channels=d.get("channels", 32),
-                                  dropout=d.get("dropout", 0.0))
+                                  dropout=d.get("dropout", 0.0), slope=d.get("slope", 0.2),
+                                  init_std=d.get("init_std"))
     return LatentDiscriminator(model["latent_dim"], tuple(d["hidden"]))
 
 

@@ -142,6 +142,9 @@ class VAE(PyroModule):
         ``"gated"``, sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m (:data:`~pyrogen.models.flows.IAF_STEPS`).
         Runs made before the two options keep the context and the gated step; without both the
         IAF gains 1.3–1.5 nats of log p(x) on Fashion-MNIST (:mod:`pyrogen.models.flows`).
+    :param dict network: options of the ``"dcgan"`` architecture's encoder and decoder
+        (:data:`pyrogen.networks.DCGAN_OPTIONS`: ``layout``, ``slope``, ``init_std``,
+        ``decoder_activation``); None (the default) for the networks' own defaults.
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
@@ -165,7 +168,7 @@ class VAE(PyroModule):
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
                  encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
-                 iaf_context=False, iaf_step="affine"):
+                 iaf_context=False, iaf_step="affine", network=None):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         if scale_head not in SCALE_HEADS:
@@ -189,7 +192,12 @@ class VAE(PyroModule):
             "likelihood": likelihood if isinstance(likelihood, str) else type(likelihood).__name__,
             "prior": self.prior_family.name, "posterior": self.base_family.name,
         }  # fmt: skip
-        body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden)
+        if network:  # options of the named architecture's networks; absent from older configs
+            self.config["network"] = dict(network)
+        try:
+            body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden, network)
+        except ValueError as e:
+            raise DataError(str(e)) from None
         head = ParameterHead(body.out_features, self.base_family, latent_dim)
         if self.base_family.name == "normal":
             self.config["scale_head"] = scale_head
@@ -197,9 +205,12 @@ class VAE(PyroModule):
                 head.transforms["scale"] = ComposeTransform([AffineTransform(0.0, 0.5), head.transforms["scale"]])
         self.encoder = torch.nn.Sequential(body, head)
         out_channels = self.likelihood.num_params * self.image_shape[0]
-        self.decoder = decoder if decoder is not None else build_decoder(
-            architecture, latent_dim, image_shape, out_channels, hidden
-        )
+        try:
+            self.decoder = decoder if decoder is not None else build_decoder(
+                architecture, latent_dim, image_shape, out_channels, hidden, network
+            )
+        except ValueError as e:
+            raise DataError(str(e)) from None
         self.flow = None
         if flow is not None:
             if self.base_family.support is not torch.distributions.constraints.real_vector:

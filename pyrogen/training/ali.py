@@ -224,7 +224,8 @@ class ALITrainer(AdversarialPairTrainer):
         self.optim = torch.optim.Adam(vae.parameters(), lr=cfg["lr_g"], betas=betas)
         optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
         self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
-                                              d_steps=cfg["d_steps"], model_x=cfg["model_x"])
+                                              d_steps=cfg["d_steps"], model_x=cfg["model_x"],
+                                              update=cfg.get("update", "alternating"))  # runs made before the key
         self._check_model_x()
         if cfg.get("init_output_bias", False):  # runs made before the key existed: the layer's own initialisation
             init_output_bias_(vae, train_data)
