@@ -183,7 +183,7 @@ class DCGANEncoder(nn.Module):
                 nn.Linear(2 * channels * (h // 4) * (w // 4), hidden, bias=False), nn.BatchNorm1d(hidden),
                 nn.LeakyReLU(slope),
             )  # fmt: skip
-        _normal_init_(self, init_std)
+        dcgan_init_(self, init_std)
 
     def forward(self, x):
         x, batch_shape = _flatten_batch(x, 3)
@@ -235,15 +235,16 @@ class DCGANDecoder(nn.Module):
                 nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), act(),
                 nn.ConvTranspose2d(channels, out_channels or c, 4, 2, 1),
             )  # fmt: skip
-        _normal_init_(self, init_std)
+        dcgan_init_(self, init_std)
 
     def forward(self, z):
         z, batch_shape = _flatten_batch(z, 1)
         return self.net(z).unflatten(0, batch_shape)
 
 
-def _normal_init_(module, std=0.02):
-    """DCGAN's initialisation: weights ~ N(0, std), batch-norm scales ~ N(1, std), biases 0."""
+def dcgan_init_(module, std=0.02):
+    """DCGAN's initialisation, in place: conv and linear weights ~ N(0, ``std``) (DCGAN's 0.02),
+    batch-norm scales ~ N(1, ``std``), biases 0. Returns ``module``."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, std)
@@ -252,6 +253,7 @@ def _normal_init_(module, std=0.02):
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
+    return module
 
 
 ARCHITECTURES = ("mlp", "conv", "dcgan")

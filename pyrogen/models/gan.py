@@ -53,24 +53,10 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from pyrogen.errors import DataError
 from pyrogen.models.conditional import check_labels
-from pyrogen.networks import _flatten_batch
+from pyrogen.networks import _flatten_batch, dcgan_init_
 
 ARCHITECTURES = ("dcgan", "mlp")
 NORMS = ("batch", "spectral", "none")
-
-
-def dcgan_init_(module, std=0.02):
-    """DCGAN's initialisation, in place: conv and linear weights ~ N(0, ``std``) (DCGAN's 0.02),
-    batch-norm scales ~ N(1, ``std``), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
-    return module
 
 
 def _check_norm(norm):
