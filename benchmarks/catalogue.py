@@ -43,6 +43,24 @@ from pyrogen.infer import IWAE_ELBO, TCELBO, TorchSVI
 from pyrogen.models import VAE, TwoLayerVAE
 from pyrogen.models.priors import UniformMixture
 
+
+def interleaved_times(contenders, blocks, steps):
+    """Milliseconds per step of each ``contenders[name]()`` (one training step), timed in ``blocks``
+    interleaved blocks of ``steps`` steps after two warm-up steps each, with Pyro's validation off:
+    ``{name: [ms per step of each block]}`` (``iwae_step.py``, ``vamp_iaf_step.py``)."""
+    times = {name: [] for name in contenders}
+    with pyro.validation_enabled(False):
+        for step in contenders.values():
+            step(), step()
+        for _ in range(blocks):
+            for name, step in contenders.items():
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                times[name].append(1000 * (time.perf_counter() - start) / steps)
+    return times
+
+
 LATENT, HIDDEN = 50, 400
 
 

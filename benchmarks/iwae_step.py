@@ -21,9 +21,7 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
-import pyro
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,16 +61,7 @@ def main(argv=None):
     optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-3)
     contenders["pythae"] = lambda: catalogue._pythae_step(wrapped, optimizer, x)
 
-    times = {name: [] for name in contenders}
-    with pyro.validation_enabled(False):
-        for step in contenders.values():
-            step(), step()
-        for _ in range(args.blocks):
-            for name, step in contenders.items():
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    step()
-                times[name].append(1000 * (time.perf_counter() - start) / args.steps)
+    times = catalogue.interleaved_times(contenders, args.blocks, args.steps)
     print(f"IWAE step, K = {args.particles}, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), "
           f"{args.blocks} interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}")
     for name, ms in times.items():
