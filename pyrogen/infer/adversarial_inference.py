@@ -271,11 +271,17 @@ class AdversarialInference:
     # ------------------------------------------------------------------ losses
     def _discriminator_loss(self, real, fake):
         real_scores, fake_scores = self.loss.check(self.discriminator(*real), self.discriminator(*fake))
+        total = self._scored_discriminator_loss(real_scores, fake_scores, real, fake)
+        return total, real_scores.detach(), fake_scores.detach()
+
+    def _scored_discriminator_loss(self, real_scores, fake_scores, real, fake):
+        """The discriminator's loss from its scores of the ``real`` and ``fake`` pairs, plus the loss's
+        penalty (WGAN-GP's) taken at the detached pairs: the penalty acts on the discriminator only."""
         loss = self.loss.discriminator_loss(real_scores, fake_scores)
+        real, fake = self._detach(real), self._detach(fake)
         packed = _PackedPairs(self.discriminator, tuple(real[0].shape[1:]), tuple(real[1].shape[1:]))
         penalty = self.loss.penalty(packed, packed.pack(*real), packed.pack(*fake))
-        total = loss if penalty is None else loss + penalty
-        return total, real_scores.detach(), fake_scores.detach()
+        return loss if penalty is None else loss + penalty
 
     _stats = Adversarial._stats  # the same step statistics as the GAN loop's
 
@@ -326,12 +332,7 @@ class AdversarialInference:
             self.discriminator_optim.step()
         real, fake = self._pairs(x, **kwargs)
         real_scores, fake_scores = self.loss.check(self.discriminator(*real), self.discriminator(*fake))
-        loss_d = self.loss.discriminator_loss(real_scores, fake_scores)
-        real_d, fake_d = self._detach(real), self._detach(fake)  # the penalty acts on D only
-        packed = _PackedPairs(self.discriminator, tuple(real_d[0].shape[1:]), tuple(real_d[1].shape[1:]))
-        penalty = self.loss.penalty(packed, packed.pack(*real_d), packed.pack(*fake_d))
-        if penalty is not None:
-            loss_d = loss_d + penalty
+        loss_d = self._scored_discriminator_loss(real_scores, fake_scores, real, fake)
         loss_g = encoder_generator_loss(self.loss, real_scores, fake_scores)
         grads_d = torch.autograd.grad(loss_d, self._d_params, retain_graph=True, allow_unused=True)
         grads_g = torch.autograd.grad(loss_g, self._g_params, allow_unused=True)
