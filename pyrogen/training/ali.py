@@ -233,15 +233,14 @@ class ALITrainer(AdversarialPairTrainer):
     def _check_model_x(self):
         """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
         devices = [self.fixed_noise.device] if self.fixed_noise.device.type == "cuda" else []
-        self.vae.eval()  # batch norm: running statistics, untouched, and a batch of 1 is allowed
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
+        # eval mode: batch norm's running statistics, untouched, and a batch of 1 is allowed
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), \
+                self._eval_mode():
             try:
                 self.estimator.model_pairs(1)
             except DataError as e:
                 raise DataError(f"model_x {self.config['train']['model_x']!r} does not work with the "
                                 f"{self.config['model']['likelihood']} likelihood: {e}") from None
-            finally:
-                self.vae.train()
 
 
 OUTPUT_BIAS_LIKELIHOODS = ("bernoulli", "bernoulli-relaxed")
