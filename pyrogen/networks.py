@@ -19,6 +19,8 @@ import math
 
 from torch import nn
 
+from pyrogen.errors import DataError
+
 
 def _flatten_batch(x, event_dims):
     batch_shape = x.shape[: x.dim() - event_dims]
@@ -129,11 +131,16 @@ DCGAN_LAYOUTS = ("dcgan", "ali")
 DECODER_ACTIVATIONS = ("relu", "leaky")
 
 
+def check_slope(slope):
+    """Refuse a leaky ReLU slope outside [0, 1) in one line (:class:`~pyrogen.errors.DataError`)."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < 1:
+        raise DataError(f"slope must be a number in [0, 1), got {slope!r}")
+
+
 def _check_dcgan_options(layout, slope, init_std, activation=None):
     if layout not in DCGAN_LAYOUTS:
         raise ValueError(f"layout must be one of {DCGAN_LAYOUTS}, got {layout!r}")
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < 1:
-        raise ValueError(f"slope must be a number in [0, 1), got {slope!r}")
+    check_slope(slope)
     if isinstance(init_std, bool) or not isinstance(init_std, (int, float)) or not init_std > 0:
         raise ValueError(f"init_std must be a positive number, got {init_std!r}")
     if activation is not None and activation not in DECODER_ACTIVATIONS:

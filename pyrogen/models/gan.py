@@ -53,7 +53,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from pyrogen.errors import DataError
 from pyrogen.models.conditional import check_labels
-from pyrogen.networks import _flatten_batch, dcgan_init_
+from pyrogen.networks import _flatten_batch, check_slope, dcgan_init_
 
 ARCHITECTURES = ("dcgan", "mlp")
 NORMS = ("batch", "spectral", "none")
@@ -501,8 +501,7 @@ class JointDiscriminator(nn.Module):
                             f"got {architecture!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise DataError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < 1:
-            raise DataError(f"slope must be a number in [0, 1), got {slope!r}")
+        check_slope(slope)
         if init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
                                      or not init_std > 0):
             raise DataError(f"init_std must be a positive number or None, got {init_std!r}")
