@@ -260,9 +260,75 @@ class RunLoop:
         return torch.cat([self.vae.decode(z[i : i + 500]) for i in range(0, len(z), 500)])
 
 
+RECIPE = (
+    ("model.network", {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky",
+                       "centre_input": False}),
+    ("model.scale_head", "log-scale"),
+    ("discriminator.x_hidden", [256]), ("discriminator.z_hidden", [256, 256]),
+    ("discriminator.joint_hidden", [512, 512]), ("discriminator.slope", 0.01), ("discriminator.init_std", 0.01),
+    ("train.update", "simultaneous"),
+)
+"""The ``--set`` settings that make ``pyrogen train ali`` the reference loop's networks and update
+(``pyrogen-recipe``; :func:`check_same_networks` checks the networks)."""
+
+
+def _configured(settings):
+    from pyrogen.config import default_ali_config
+
+    config = default_ali_config()
+    for key, value in settings:
+        section, name = key.split(".", 1)
+        config[section][name] = value
+    return config
+
+
+@torch.no_grad()
+def check_same_networks(images, settings=RECIPE):
+    """Copy a :class:`ReferenceALI`'s weights into the pyrogen pair and joint discriminator that
+    ``settings`` configure, and return the largest absolute difference of their outputs on ``images``
+    (mean and scale of q(z|x), decoded images and discriminator scores, in training mode without
+    dropout and in eval mode): about 1e-6 when the two compute the same functions."""
+    from pyrogen.models.registry import build_model, build_pair_discriminator
+
+    config = _configured(settings)
+    ref, vae, disc = ReferenceALI(), build_model(config), build_pair_discriminator(config)
+    weighted = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+
+    def layers(*modules):
+        return [m for module in modules for m in module.modules() if isinstance(m, weighted)]
+
+    pairs = [*zip(layers(ref.encoder)[:-1], layers(vae.encoder[0])), *zip(layers(ref.decoder), layers(vae.decoder)),
+             *zip(layers(ref.d_x, ref.d_z, ref.d_xz), layers(disc.phi_x, disc.phi_z, disc.joint))]
+    if len(pairs) != len(layers(ref)) - 1 or len(layers(vae, disc)) != len(layers(ref)) + 1:
+        raise AssertionError("the pyrogen networks do not have the reference's layers")
+    for src, dst in pairs:
+        for name, value in src.state_dict().items():
+            dst.state_dict()[name].copy_(value.reshape(dst.state_dict()[name].shape))
+    head, last = vae.encoder[1].layers, ref.encoder[-1]
+    for i, name in enumerate(("loc", "scale")):
+        head[name].weight.copy_(last.weight[i * ref.nz : (i + 1) * ref.nz, :, 0, 0])
+        head[name].bias.copy_(last.bias[i * ref.nz : (i + 1) * ref.nz])
+    z = torch.randn(images.shape[0], ref.nz, generator=torch.Generator().manual_seed(0))
+    worst = 0.0
+    for mode in ("train", "eval"):
+        for m in (ref, vae, disc):
+            m.train(mode == "train")
+        for m in [*ref.modules(), *disc.modules()]:
+            if isinstance(m, nn.Dropout):
+                m.eval()
+        mu, log_sigma = ref.encoder(images).flatten(1).chunk(2, dim=1)
+        q = vae.posterior(images).base_dist
+        outputs = [(mu, q.loc), (log_sigma.exp(), q.scale), (ref.decode(z), vae.decode(z).reshape(images.shape)),
+                   (ref.discriminate(images, z), disc(images, z))]
+        worst = max([worst, *((a - b).abs().max().item() for a, b in outputs)])
+    return worst
+
+
 LOOPS = {
     "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
         tr, ytr, te, yte, seed, run_dir=run_dir, settings=settings),
+    "pyrogen-recipe": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
+        tr, ytr, te, yte, seed, run_dir=run_dir, settings=[*RECIPE, *(settings or ())]),
     "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
                                                                           old="continuous-bernoulli"),
     "pyrogen-mlp-sigmoid": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,

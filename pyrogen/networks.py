@@ -158,21 +158,26 @@ class DCGANEncoder(nn.Module):
     that layout at 28x28 (``benchmarks/ali_quality.py``'s reference): batch norm after the first
     convolution too, and the last layer a (H/4 x W/4) convolution to a 1x1 map of ``hidden`` channels,
     which computes the same function class as the linear layer of ``"dcgan"`` (a convolution whose
-    kernel covers the whole map is a linear layer on the flattened map).
+    kernel covers the whole map is a linear layer on the flattened map); batch-norm scales start at 1.
 
     :param int channels: feature maps of the first convolution (the second has twice as many).
     :param str layout: ``"dcgan"`` (default) or ``"ali"`` (see above).
     :param float slope: the leaky ReLU's negative slope (DCGAN's 0.2; ALI's Blocks ``LeakyRectifier`` 0.01).
     :param float init_std: standard deviation of the initial weights (DCGAN's 0.02; ALI's 0.01).
+    :param bool centre_input: map images from [0, 1] to [-1, 1] (``2x - 1``) before the first
+        convolution, as DCGAN's data are (the default), or take them as they are, as ALI's encoder does.
     """
 
-    def __init__(self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02):
+    def __init__(self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02,
+                 centre_input=True):
         super().__init__()
         c, h, w = image_shape
         if h % 4 or w % 4:
             raise ValueError(f"DCGANEncoder needs image sides divisible by 4, got {tuple(image_shape)}")
         _check_dcgan_options(layout, slope, init_std)
-        self.out_features = hidden
+        if not isinstance(centre_input, bool):
+            raise ValueError(f"centre_input must be True or False, got {centre_input!r}")
+        self.out_features, self.centre_input = hidden, centre_input
         if layout == "ali":
             self.net = nn.Sequential(
                 nn.Conv2d(c, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.LeakyReLU(slope),
@@ -190,11 +195,13 @@ class DCGANEncoder(nn.Module):
                 nn.Linear(2 * channels * (h // 4) * (w // 4), hidden, bias=False), nn.BatchNorm1d(hidden),
                 nn.LeakyReLU(slope),
             )  # fmt: skip
-        dcgan_init_(self, init_std)
+        dcgan_init_(self, init_std, norm_std=0.0 if layout == "ali" else None)  # ALI's batch norm: scales 1
 
     def forward(self, x):
         x, batch_shape = _flatten_batch(x, 3)
-        return self.net(2 * x - 1).unflatten(0, batch_shape)  # images in [0, 1] -> [-1, 1], as DCGAN's
+        if self.centre_input:
+            x = 2 * x - 1  # images in [0, 1] -> [-1, 1], as DCGAN's
+        return self.net(x).unflatten(0, batch_shape)
 
 
 class DCGANDecoder(nn.Module):
@@ -206,7 +213,7 @@ class DCGANDecoder(nn.Module):
     appendix A) at 28x28, ``benchmarks/ali_quality.py``'s reference: a transposed convolution from z
     to a 7x7 map of ``hidden`` channels, stride-2 transposed convolutions to ``2 * channels`` maps at
     14x14 and ``channels`` maps at 28x28, each with batch norm and the activation, then a 1x1
-    convolution to the ``out_channels`` maps.
+    convolution to the ``out_channels`` maps; batch-norm scales start at 1.
 
     :param str layout: ``"dcgan"`` (default) or ``"ali"`` (see above).
     :param str activation: ``"relu"`` (DCGAN's generator) or ``"leaky"`` (ALI's, LeakyReLU(``slope``)).
@@ -242,23 +249,28 @@ class DCGANDecoder(nn.Module):
                 nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), act(),
                 nn.ConvTranspose2d(channels, out_channels or c, 4, 2, 1),
             )  # fmt: skip
-        dcgan_init_(self, init_std)
+        dcgan_init_(self, init_std, norm_std=0.0 if layout == "ali" else None)  # ALI's batch norm: scales 1
 
     def forward(self, z):
         z, batch_shape = _flatten_batch(z, 1)
         return self.net(z).unflatten(0, batch_shape)
 
 
-def dcgan_init_(module, std=0.02):
+def dcgan_init_(module, std=0.02, norm_std=None):
     """DCGAN's initialisation, in place: conv and linear weights ~ N(0, ``std``) (DCGAN's 0.02),
-    batch-norm scales ~ N(1, ``std``), biases 0. Returns ``module``."""
+    batch-norm scales ~ N(1, ``norm_std``) (None: ``std``, as DCGAN's code; 0: exactly 1, as ALI's
+    Blocks ``BatchNormalization``), biases 0. Returns ``module``."""
+    norm_std = std if norm_std is None else norm_std
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, std)
+            if norm_std > 0:
+                nn.init.normal_(m.weight, 1.0, norm_std)
+            else:
+                nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return module
 
@@ -266,7 +278,7 @@ def dcgan_init_(module, std=0.02):
 ARCHITECTURES = ("mlp", "conv", "dcgan")
 
 
-DCGAN_OPTIONS = ("layout", "slope", "init_std", "decoder_activation")
+DCGAN_OPTIONS = ("layout", "slope", "init_std", "decoder_activation", "centre_input")
 """Keys of the ``network`` options of the ``"dcgan"`` architecture (:func:`build_encoder`)."""
 
 
@@ -284,7 +296,8 @@ def _dcgan_options(architecture, network):
 def build_encoder(architecture, image_shape, hidden, network=None):
     """An encoder by name: ``"mlp"`` (``hidden``: tuple of widths), ``"conv"`` or ``"dcgan"``
     (``hidden[-1]`` features; ``"dcgan"`` has batch norm, for ALI / BiGAN). ``network``: options of
-    ``"dcgan"`` (:data:`DCGAN_OPTIONS`; ``layout``, ``slope`` and ``init_std`` reach the encoder)."""
+    ``"dcgan"`` (:data:`DCGAN_OPTIONS`; ``layout``, ``slope``, ``init_std`` and ``centre_input`` reach the
+    encoder)."""
     network = _dcgan_options(architecture, network)
     network.pop("decoder_activation", None)
     if architecture == "mlp":
@@ -300,6 +313,7 @@ def build_decoder(architecture, latent_dim, image_shape, out_channels, hidden, n
     """A decoder by name, mirroring :func:`build_encoder` (``network["decoder_activation"]`` is the
     decoder's ``activation``)."""
     network = _dcgan_options(architecture, network)
+    network.pop("centre_input", None)
     if "decoder_activation" in network:
         network["activation"] = network.pop("decoder_activation")
     if architecture == "mlp":

@@ -430,7 +430,8 @@ def test_dcgan_network_options_and_defaults():
     assert DCGANEncoder((1, 28, 28), hidden=16, layout="ali")(x).shape == (3, 16)
     for network, message in [
         ({"layot": "ali"}, "unknown network option(s) ['layot']; expected some of ('layout', 'slope', 'init_std', "
-                           "'decoder_activation')"),
+                           "'decoder_activation', 'centre_input')"),
+        ({"centre_input": 1}, "centre_input must be True or False, got 1"),
         ({"layout": "resnet"}, "layout must be one of ('dcgan', 'ali'), got 'resnet'"),
         ({"decoder_activation": "tanh"}, "decoder_activation must be one of ('relu', 'leaky'), got 'tanh'"),
         ({"init_std": 0}, "init_std must be a positive number, got 0"),
@@ -441,6 +442,47 @@ def test_dcgan_network_options_and_defaults():
     with pytest.raises(DataError, match=r"^network options are for the 'dcgan' architecture only, got "
                                         r"architecture 'mlp' with \['slope'\]$"):
         VAE(latent_dim=4, hidden=(16,), network={"slope": 0.1})
+
+
+def test_ali_layout_starts_as_alis_networks():
+    """ALI's Blocks networks: batch-norm scales start at exactly 1, the encoder's last layer (pyrogen's
+    parameter head) at N(0, init_std) with zero biases; ``centre_input=False`` feeds the images as they are."""
+    torch.manual_seed(0)
+    options = {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky", "centre_input": False}
+    vae = VAE(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed", network=options)
+    norms = [m for m in vae.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert len(norms) == 6 and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    head = torch.cat([layer.weight.flatten() for layer in vae.encoder[1].layers.values()])
+    assert abs(head.std().item() - 0.01) < 0.0005  # 32,768 draws of N(0, 0.01)
+    assert all(not layer.bias.any() for layer in vae.encoder[1].layers.values())
+    x = torch.rand(5, 1, 28, 28)
+    centred = VAE(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed",
+                  network=dict(options, centre_input=True))
+    centred.load_state_dict(vae.state_dict())
+    body, centred_body = vae.encoder[0].eval(), centred.encoder[0].eval()
+    torch.testing.assert_close(body(2 * x - 1), centred_body(x), rtol=0, atol=0)
+    assert not torch.allclose(body(x), centred_body(x))
+    dcgan = VAE(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed")
+    scales = torch.cat([m.weight for m in dcgan.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))])
+    assert 0.005 < scales.std().item() < 0.05  # DCGAN's layout keeps N(1, 0.02)
+
+
+def test_recipe_settings_build_the_reference_networks():
+    """``benchmarks/ali_quality.py``'s RECIPE configures ``pyrogen train ali`` with the hand-written
+    reference's networks: with the reference's weights copied in, every output agrees to float rounding;
+    with the log-variance head (σ = exp(a / 2)) instead of the log-scale one it does not."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "ali_quality.py"
+    spec = importlib.util.spec_from_file_location("ali_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 28, 28)
+    assert bench.check_same_networks(images) < 1e-5
+    other_head = [s for s in bench.RECIPE if s[0] != "model.scale_head"]
+    assert bench.check_same_networks(images, other_head) > 1e-2
 
 
 def test_joint_discriminator_slope_and_init_options():

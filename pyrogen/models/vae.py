@@ -36,7 +36,7 @@ from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, 
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
 from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
-from pyrogen.networks import build_decoder, build_encoder
+from pyrogen.networks import build_decoder, build_encoder, dcgan_init_
 
 
 def _positive_int(value):
@@ -144,7 +144,9 @@ class VAE(PyroModule):
         IAF gains 1.3–1.5 nats of log p(x) on Fashion-MNIST (:mod:`pyrogen.models.flows`).
     :param dict network: options of the ``"dcgan"`` architecture's encoder and decoder
         (:data:`pyrogen.networks.DCGAN_OPTIONS`: ``layout``, ``slope``, ``init_std``,
-        ``decoder_activation``); None (the default) for the networks' own defaults.
+        ``decoder_activation``); None (the default) for the networks' own defaults. ``init_std``
+        also starts the encoder's parameter head (the code's mean and scale layers) at N(0, ``init_std``)
+        with zero biases, as ALI's last encoder layer (their 1x1 convolution to the mean and log-scale).
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
@@ -199,6 +201,8 @@ class VAE(PyroModule):
         except ValueError as e:
             raise DataError(str(e)) from None
         head = ParameterHead(body.out_features, self.base_family, latent_dim)
+        if network and "init_std" in network and encoder is None:  # the whole encoder, its last layer included
+            dcgan_init_(head, network["init_std"])
         if self.base_family.name == "normal":
             self.config["scale_head"] = scale_head
             if scale_head == "log-variance":  # a = log σ², σ = exp(a / 2) (Kingma and Welling 2014, appendix C.2)
