@@ -3,11 +3,14 @@
 Two loops train on the same Fashion-MNIST images for the same epochs and seeds:
 
 * **pyrogen**: ``pyrogen train ali`` with its defaults, through the Python trainer
-  (:func:`pyrogen.training.ali.build_ali_trainer` on :func:`pyrogen.config.default_ali_config`);
-  ``pyrogen-mlp`` is the same trainer with the defaults before this benchmark (MLP pair of
-  width 400, continuous-Bernoulli mean as generator output, MLP discriminator of width 256
-  without dropout, Adam 2e-4), ``pyrogen-mlp-sigmoid`` those with the sigmoid output
-  (``bernoulli-relaxed``) of the present defaults;
+  (:func:`pyrogen.training.ali.build_ali_trainer` on :func:`pyrogen.config.default_ali_config`), which
+  build the reference's networks exactly (:func:`check_same_networks`: with the reference's weights
+  copied in, every output agrees to float rounding) and take ALI's simultaneous update;
+  ``pyrogen-dcgan`` is the same trainer with the defaults before that (:data:`PREVIOUS`: DCGAN's layout
+  of the pair, a joint discriminator of width 256, the alternating update); ``pyrogen-mlp`` the
+  defaults before this benchmark (MLP pair of width 400, continuous-Bernoulli mean as generator
+  output, MLP discriminator of width 256 without dropout, Adam 2e-4), ``pyrogen-mlp-sigmoid`` those
+  with the sigmoid output (``bernoulli-relaxed``);
 * **reference**: ALI written by hand after the authors' convolutional recipe (Dumoulin et al.,
   "Adversarially Learned Inference", ICLR 2017, appendix A; ``experiments/ali_svhn.py`` of
   github.com/IshmaelBelghazi/ALI), scaled from 32x32 to 28x28:
@@ -205,13 +208,11 @@ class PyrogenLoop:
 
         if old:  # the defaults before this benchmark, with the likelihood ``old`` names
             config = default_ali_config(architecture="mlp", hidden=(400,), disc_hidden=(256,), disc_dropout=0.0,
-                                        likelihood=old)
+                                        likelihood=old, update="alternating")
             config["train"].update(lr_g=2e-4, lr_d=2e-4)
         else:
             config = default_ali_config()
-        for key, value in settings or ():  # --set SECTION.KEY=JSON
-            section, name = key.split(".", 1)
-            config[section][name] = value
+        _apply(config, settings)
         n = train_images.shape[0]
         config["data"].update(train_size=n if n < 60000 else None)
         config["train"].update(seed=seed, probe_size=0)  # the benchmark probes itself, as for the reference
@@ -260,37 +261,38 @@ class RunLoop:
         return torch.cat([self.vae.decode(z[i : i + 500]) for i in range(0, len(z), 500)])
 
 
-RECIPE = (
-    ("model.network", {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky",
-                       "centre_input": False}),
-    ("model.scale_head", "log-scale"),
-    ("discriminator.x_hidden", [256]), ("discriminator.z_hidden", [256, 256]),
-    ("discriminator.joint_hidden", [512, 512]), ("discriminator.slope", 0.01), ("discriminator.init_std", 0.01),
-    ("train.update", "simultaneous"),
+PREVIOUS = (
+    ("model.network", None), ("model.scale_head", "log-variance"), ("discriminator.x_hidden", [256, 256]),
+    ("discriminator.z_hidden", [256, 256]), ("discriminator.joint_hidden", [256, 256]),
+    ("discriminator.slope", None), ("discriminator.init_std", None), ("train.update", "alternating"),
 )
-"""The ``--set`` settings that make ``pyrogen train ali`` the reference loop's networks and update
-(``pyrogen-recipe``; :func:`check_same_networks` checks the networks)."""
+"""The ``--set`` settings that turn the present defaults back into the earlier ones (``pyrogen-dcgan``):
+DCGAN's layout of the pair (2x - 1 inputs, a linear layer after the convolutions, LeakyReLU(0.2) and ReLU,
+N(0, 0.02)), the log-variance head, a joint discriminator of width 256 throughout and the alternating
+update. A ``None`` value removes the key."""
 
 
-def _configured(settings):
-    from pyrogen.config import default_ali_config
-
-    config = default_ali_config()
-    for key, value in settings:
+def _apply(config, settings):
+    for key, value in settings or ():  # --set SECTION.KEY=JSON; null removes the key
         section, name = key.split(".", 1)
-        config[section][name] = value
+        if value is None:
+            config[section].pop(name, None)
+        else:
+            config[section][name] = value
     return config
 
 
 @torch.no_grad()
-def check_same_networks(images, settings=RECIPE):
-    """Copy a :class:`ReferenceALI`'s weights into the pyrogen pair and joint discriminator that
-    ``settings`` configure, and return the largest absolute difference of their outputs on ``images``
+def check_same_networks(images, settings=()):
+    """Copy a :class:`ReferenceALI`'s weights into the pyrogen pair and joint discriminator of
+    ``pyrogen train ali`` (its defaults, changed by ``settings``), and return the largest absolute difference of their outputs on ``images``
     (mean and scale of q(z|x), decoded images and discriminator scores, in training mode without
     dropout and in eval mode): about 1e-6 when the two compute the same functions."""
     from pyrogen.models.registry import build_model, build_pair_discriminator
 
-    config = _configured(settings)
+    from pyrogen.config import default_ali_config
+
+    config = _apply(default_ali_config(), settings)
     ref, vae, disc = ReferenceALI(), build_model(config), build_pair_discriminator(config)
     weighted = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -327,8 +329,8 @@ def check_same_networks(images, settings=RECIPE):
 LOOPS = {
     "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
         tr, ytr, te, yte, seed, run_dir=run_dir, settings=settings),
-    "pyrogen-recipe": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
-        tr, ytr, te, yte, seed, run_dir=run_dir, settings=[*RECIPE, *(settings or ())]),
+    "pyrogen-dcgan": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
+        tr, ytr, te, yte, seed, run_dir=run_dir, settings=[*PREVIOUS, *(settings or ())]),
     "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
                                                                           old="continuous-bernoulli"),
     "pyrogen-mlp-sigmoid": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
@@ -357,7 +359,7 @@ def score(loop, ctx):
 def run_one(name, seed, args, ctx, log):
     keep = args.keep_run if name == "pyrogen" and seed == args.seeds[0] else None
     loop = LOOPS[name](ctx["train"], ctx["train_labels"], ctx["test"], ctx["test_labels"], seed, keep,
-                       **({"settings": args.set} if name == "pyrogen" and args.set else {}))
+                       **({"settings": args.set} if name in ("pyrogen", "pyrogen-dcgan") and args.set else {}))
     rows, seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()

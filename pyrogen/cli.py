@@ -666,15 +666,24 @@ def _add_adversarial_pair_options(p, kind):
                    help=f"p(x|z) (default: {default_likelihood})")
     g.add_argument("--prior", choices=sorted(FAMILIES), default="normal", help="latent family of p(z)")
     g.add_argument("--posterior", choices=sorted(FAMILIES), default="normal", help="latent family of q(z|x)")
-    g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256, 256],
-                   metavar="WIDTH", help="hidden widths of the discriminator's MLPs"
-                   + (" on x (after its convolutions), on z and joint" if ali else "") + " (default: 256 256)")
+    if ali:
+        g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=None, metavar="WIDTH",
+                       help="hidden widths of each of the discriminator's MLPs, on x (after its convolutions), on "
+                            "z and joint (default: ALI's 256 on x, 256 256 on z and 512 512 joint with the dcgan "
+                            "pair; else 256 256)")
+    else:
+        g.add_argument("--disc-hidden", type=_positive_int, nargs="+", default=[256, 256], metavar="WIDTH",
+                       help="hidden widths of the discriminator's MLP (default: 256 256)")
     if ali:
         g.add_argument("--disc-architecture", choices=["dcgan", "mlp"], default=None,
                        help="the discriminator's branch on x: dcgan (two convolutions) or mlp (default: dcgan for "
                             "the dcgan and conv pairs, else mlp)")
         g.add_argument("--disc-dropout", type=float, default=0.2,
                        help="dropout before every layer of the discriminator, as ALI's; 0 is none (default: 0.2)")
+        g.add_argument("--update", choices=["simultaneous", "alternating"], default="simultaneous",
+                       help="ALI's simultaneous update (both players' gradients from one scoring of the pairs) or "
+                            "DCGAN's alternating one (the players against the updated discriminator) "
+                            "(default: simultaneous)")
         g.add_argument("--model-x", choices=["sample", "mean"], default="mean",
                        help="the model's x in its pairs: the decoder mean E[x|z] (BiGAN's generator; any "
                             "likelihood) or a reparameterized draw of p(x|z) (not the Bernoulli) (default: mean)")
@@ -722,12 +731,12 @@ def _train_adversarial_pair(args):
     def make_config():
         model = dict(latent_dim=args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden),
                      likelihood=args.likelihood, prior=args.prior, posterior=args.posterior, loss=args.loss,
-                     disc_hidden=tuple(args.disc_hidden))
+                     disc_hidden=None if args.disc_hidden is None else tuple(args.disc_hidden))
         if args.kind == "ali":
             if not 0 <= args.disc_dropout < 1:
                 raise DataError(f"--disc-dropout must be a probability in [0, 1), got {args.disc_dropout}")
             config = default_ali_config(model_x=args.model_x, disc_architecture=args.disc_architecture,
-                                        disc_dropout=args.disc_dropout, **model)
+                                        disc_dropout=args.disc_dropout, update=args.update, **model)
             config["train"].update(lr_g=args.lr_g)
         else:
             if not args.adversarial_weight >= 0:

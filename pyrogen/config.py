@@ -154,8 +154,8 @@ images feed the linear probe of the codes after every epoch (0 turns it off). Ad
 betas (0.5, 0.999) for both players and batch 100 are ALI's (Dumoulin et al. 2017; their Blocks
 ``Adam(learning_rate=1e-4, beta1=0.5)``, whose default ``beta2=0.001`` is Blocks' 1 - 0.999); runs made
 before this default was measured (``benchmarks/ali_quality.py``) stored their 2e-4 and keep it.
-An optional ``"update"`` (absent: ``"alternating"``; ``"simultaneous"`` is ALI's algorithm) is passed to
-:class:`~pyrogen.infer.AdversarialInference`; docs/adversarial_inference.rst measures both."""
+:func:`default_ali_config` adds ``"update"`` (``"simultaneous"``, ALI's algorithm, or ``"alternating"``,
+which runs made before the key existed keep), passed to :class:`~pyrogen.infer.AdversarialInference`."""
 
 DEFAULT_AAE_TRAIN = {
     "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",
@@ -175,52 +175,85 @@ def _adversarial_pair_config(kind, train, loss, model):
     return config
 
 
+ALI_NETWORK = {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky", "centre_input": False}
+"""The ``"dcgan"`` pair's options (:data:`pyrogen.networks.DCGAN_OPTIONS`) that make it the encoder and
+generator of ALI's convolutional experiments (Dumoulin et al. 2017, appendix A; their
+``experiments/ali_svhn.py``) at 28x28: convolutions with batch norm down to a 1x1 map and back, leaky
+ReLU(0.01) (Blocks' ``LeakyRectifier``), weights N(0, 0.01), batch-norm scales 1, images fed as they are."""
+
+ALI_DISCRIMINATOR = {"x_hidden": [256], "z_hidden": [256, 256], "joint_hidden": [512, 512], "slope": 0.01,
+                     "init_std": 0.01}
+"""ALI's joint discriminator at 28x28 with the :data:`ALI_NETWORK` pair: D_x two stride-2 convolutions
+and a (7x7) layer of 256 units, D_z two layers of 256, D_xz two layers of 512 and the score; leaky
+ReLU(0.01) and weights N(0, 0.01), as the encoder's."""
+
+
 def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed",
                        prior="normal", posterior="normal", loss="nonsaturating", model_x="mean",
-                       disc_hidden=(256, 256), disc_architecture=None, disc_dropout=0.2):
+                       disc_hidden=None, disc_architecture=None, disc_dropout=0.2, update="simultaneous"):
     """An ALI / BiGAN run: the VAE pair of :func:`default_config` as generator and encoder, and a
     :class:`~pyrogen.models.gan.JointDiscriminator` (``"discriminator"``: widths of the linear layers on x,
     on z and joint, the architecture on x, its first convolution's channels, the dropout).
 
     The generator is the decoder's mean (``model_x="mean"``), so the likelihood only names its output
     function: ``"bernoulli-relaxed"``, grey levels in [0, 1] and mean :math:`\\sigma(\\text{logits})`, is
-    ALI's sigmoid output. The continuous Bernoulli's mean (the earlier default) cannot go below 0.063
+    ALI's sigmoid output. The continuous Bernoulli's mean (an earlier default) cannot go below 0.063
     (:math:`\\lambda / (2\\lambda - 1) + 1 / (2 \\operatorname{artanh}(1 - 2\\lambda))`, about
     :math:`1 / |\\text{logit}|` for dark pixels, with torch's :math:`\\lambda` clamped at float32's eps), so its
     images never reach Fashion-MNIST's black background, which alone tells them from data.
 
-    The defaults are ALI's convolutional recipe (Dumoulin et al. 2017) scaled to 28x28: DCGAN-style
-    encoder and decoder with batch norm (``architecture="dcgan"``), a stochastic normal encoder
-    (reparameterized), a discriminator with a convolutional x branch (``disc_architecture``: None for
-    the pair's, ``"dcgan"`` for the ``"dcgan"`` and ``"conv"`` pairs, else ``"mlp"``) and dropout 0.2
-    before every layer of every branch, no batch norm in it. With a logit output (``bernoulli-relaxed``,
-    ``bernoulli``) ``train["init_output_bias"]`` starts the decoder's output bias at the log-odds of the
-    training images' mean pixel, as ALI does (:func:`pyrogen.training.ali.init_output_bias_`).
-    ``benchmarks/ali_quality.py`` measures them against a hand-written ALI; the earlier defaults (MLP
-    pair of width 400, continuous Bernoulli, MLP discriminator of width 256, no dropout, Adam 2e-4)
-    collapsed (docs/adversarial_inference.rst).
+    The defaults are ALI's convolutional recipe (Dumoulin et al. 2017, appendix A) at 28x28, the
+    networks and update of ``benchmarks/ali_quality.py``'s hand-written reference, which
+    ``check_same_networks`` there shows pyrogen builds exactly: with ``architecture="dcgan"`` the pair
+    takes :data:`ALI_NETWORK` and the normal encoder outputs its log-scale (``scale_head="log-scale"``,
+    :math:`\\sigma = \\exp(a)`); the discriminator has a convolutional x branch (``disc_architecture``:
+    None for the pair's, ``"dcgan"`` for the ``"dcgan"`` and ``"conv"`` pairs, else ``"mlp"``), the widths
+    and initialisation of :data:`ALI_DISCRIMINATOR`, dropout 0.2 before every layer of every branch and
+    no batch norm; ``update="simultaneous"`` is ALI's algorithm (both players' gradients from one scoring
+    of the pairs). With a logit output (``bernoulli-relaxed``, ``bernoulli``)
+    ``train["init_output_bias"]`` starts the decoder's output bias at the log-odds of the training
+    images' mean pixel, as ALI does (:func:`pyrogen.training.ali.init_output_bias_`).
+
+    ``disc_hidden`` (a tuple of widths) sets all three branches' widths alike; None (the default) is
+    :data:`ALI_DISCRIMINATOR`'s for the dcgan pair, else 256 256. Runs made before a default was changed
+    stored their settings and keep them (docs/adversarial_inference.rst has the history and figures).
 
     ``model_x`` is ``"mean"`` (the decoder's mean, BiGAN's deterministic generator; any likelihood)
-    or ``"sample"`` (a reparameterized draw of the likelihood).
+    or ``"sample"`` (a reparameterized draw of the likelihood). ``update`` is ``"simultaneous"`` or
+    ``"alternating"`` (:class:`~pyrogen.infer.AdversarialInference`).
     """
     if model_x not in ("sample", "mean"):
         raise DataError(f"model_x must be 'sample' or 'mean', got {model_x!r}")
-    train = dict(DEFAULT_ALI_TRAIN, model_x=model_x)
+    if update not in ("simultaneous", "alternating"):
+        raise DataError(f"update must be 'simultaneous' or 'alternating', got {update!r}")
+    train = dict(DEFAULT_ALI_TRAIN, model_x=model_x, update=update)
     if likelihood in ("bernoulli", "bernoulli-relaxed"):  # logit outputs: ALI's data-dependent output bias
         train["init_output_bias"] = True
-    config = _adversarial_pair_config(
-        "ali", train, loss,
-        dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
-             prior=prior, posterior=posterior))
+    recipe = architecture == "dcgan"
+    model = dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
+                 prior=prior, posterior=posterior)
+    if recipe:
+        model["network"] = dict(ALI_NETWORK)
+        if posterior == "normal":
+            model["scale_head"] = "log-scale"  # ALI's encoder outputs mu and log sigma
+    config = _adversarial_pair_config("ali", train, loss, model)
     if disc_architecture is None:
         disc_architecture = "dcgan" if architecture in ("dcgan", "conv") else "mlp"
     if disc_architecture not in ARCHITECTURES:
         raise DataError(f"disc_architecture must be one of {ARCHITECTURES}, got {disc_architecture!r}")
     if isinstance(disc_dropout, bool) or not isinstance(disc_dropout, (int, float)) or not 0 <= disc_dropout < 1:
         raise DataError(f"disc_dropout must be a probability in [0, 1), got {disc_dropout!r}")
-    width = list(disc_hidden)
-    config["discriminator"] = {"x_hidden": width, "z_hidden": width, "joint_hidden": width, "norm": "none",
-                               "architecture": disc_architecture, "channels": 32, "dropout": float(disc_dropout)}
+    d = {"norm": "none", "architecture": disc_architecture, "channels": 32, "dropout": float(disc_dropout)}
+    if disc_hidden is not None:
+        width = list(disc_hidden)
+        d.update(x_hidden=width, z_hidden=width, joint_hidden=list(width))
+    elif recipe and disc_architecture == "dcgan":
+        d.update({k: list(v) if isinstance(v, list) else v for k, v in ALI_DISCRIMINATOR.items()})
+    else:
+        d.update(x_hidden=[256, 256], z_hidden=[256, 256], joint_hidden=[256, 256])
+    if recipe and "slope" not in d:
+        d.update(slope=ALI_DISCRIMINATOR["slope"], init_std=ALI_DISCRIMINATOR["init_std"])
+    config["discriminator"] = d
     config["eval"]["num_samples"] = 0  # a decoder mean has no density: no importance-sampled log p(x)
     return config
 

@@ -261,14 +261,25 @@ def test_ali_defaults_are_alis_recipe_and_old_configs_keep_their_discriminator()
     config = default_ali_config()
     assert config["model"]["architecture"] == "dcgan" and list(config["model"]["hidden"]) == [256]
     assert config["model"]["likelihood"] == "bernoulli-relaxed" and config["data"]["binarize"] == "none"
-    assert config["discriminator"] == {"x_hidden": [256, 256], "z_hidden": [256, 256], "joint_hidden": [256, 256],
-                                       "norm": "none", "architecture": "dcgan", "channels": 32, "dropout": 0.2}
+    assert config["model"]["network"] == {"layout": "ali", "slope": 0.01, "init_std": 0.01,
+                                          "decoder_activation": "leaky", "centre_input": False}
+    assert config["model"]["scale_head"] == "log-scale" and config["train"]["update"] == "simultaneous"
+    assert config["discriminator"] == {"x_hidden": [256], "z_hidden": [256, 256], "joint_hidden": [512, 512],
+                                       "norm": "none", "architecture": "dcgan", "channels": 32, "dropout": 0.2,
+                                       "slope": 0.01, "init_std": 0.01}
     assert (config["train"]["lr_g"], config["train"]["lr_d"], config["train"]["betas"]) == (1e-4, 1e-4, [0.5, 0.999])
     assert config["train"]["batch_size"] == 100
     vae = build_model(config)
     assert isinstance(vae.encoder[0], DCGANEncoder) and isinstance(vae.decoder, DCGANDecoder)
     disc = build_pair_discriminator(config)
     assert disc.architecture == "dcgan" and disc.dropout == 0.2
+    assert [m.out_features for m in disc.modules() if isinstance(m, nn.Linear)] == [256, 256, 256, 512, 512, 1]
+    mlp = default_ali_config(architecture="mlp", hidden=(400,))  # not ALI's convolutional recipe
+    assert "network" not in mlp["model"] and mlp["model"]["scale_head"] == "log-variance"
+    assert mlp["discriminator"]["joint_hidden"] == [256, 256] and "slope" not in mlp["discriminator"]
+    assert default_ali_config(disc_hidden=(64,))["discriminator"]["joint_hidden"] == [64]
+    with pytest.raises(DataError, match=r"^update must be 'simultaneous' or 'alternating', got 'both'$"):
+        default_ali_config(update="both")
     # a configuration written before the keys existed: the MLP discriminator without dropout it meant
     old = default_ali_config(architecture="mlp", hidden=(400,), disc_hidden=(256,))
     for key in ("architecture", "channels", "dropout"):
@@ -467,10 +478,11 @@ def test_ali_layout_starts_as_alis_networks():
     assert 0.005 < scales.std().item() < 0.05  # DCGAN's layout keeps N(1, 0.02)
 
 
-def test_recipe_settings_build_the_reference_networks():
-    """``benchmarks/ali_quality.py``'s RECIPE configures ``pyrogen train ali`` with the hand-written
-    reference's networks: with the reference's weights copied in, every output agrees to float rounding;
-    with the log-variance head (σ = exp(a / 2)) instead of the log-scale one it does not."""
+def test_ali_defaults_build_the_reference_networks():
+    """``pyrogen train ali``'s defaults build ``benchmarks/ali_quality.py``'s hand-written reference
+    networks: with the reference's weights copied in, every output agrees to float rounding; with the
+    log-variance head (σ = exp(a / 2)) instead of the log-scale one it does not, and the earlier
+    defaults (``PREVIOUS``) do not have the reference's layers."""
     import importlib.util
     import pathlib
 
@@ -481,8 +493,9 @@ def test_recipe_settings_build_the_reference_networks():
     torch.manual_seed(0)
     images = torch.rand(8, 1, 28, 28)
     assert bench.check_same_networks(images) < 1e-5
-    other_head = [s for s in bench.RECIPE if s[0] != "model.scale_head"]
-    assert bench.check_same_networks(images, other_head) > 1e-2
+    assert bench.check_same_networks(images, [("model.scale_head", "log-variance")]) > 1e-2
+    with pytest.raises(AssertionError, match="^the pyrogen networks do not have the reference's layers$"):
+        bench.check_same_networks(images, bench.PREVIOUS)
 
 
 def test_joint_discriminator_slope_and_init_options():
