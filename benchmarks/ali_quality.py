@@ -401,6 +401,24 @@ def report(rows, args, manifest, start):
             print(f"| {name} | {e} | {m['agreement']:.3f} ({lo['agreement']:.3f}-{hi['agreement']:.3f}) | "
                   f"{m['mse']:.4f} | {m['probe']:.3f} ({lo['probe']:.3f}-{hi['probe']:.3f}) | {m['fd']:.1f} | "
                   f"{m['flagged']}/{len(sel)} | {m['train_seconds']:.0f} |")
+    if args.window:  # one figure per loop over the late epochs: one epoch of a GAN swings too much to compare
+        first, last = args.window
+        print()
+        print(f"Means over epochs {first}-{last} and the seeds (each seed's class agreement in brackets):")
+        print()
+        print("| loop | class agreement | probe accuracy | recon MSE | FD | rows |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in loops:
+            sel = [r for r in rows if r["loop"] == name and first <= r["epoch"] <= last]
+            if not sel:
+                continue
+            m = {k: sum(r[k] for r in sel) / len(sel) for k in ("agreement", "mse", "probe", "fd")}
+            per_seed = ", ".join(
+                f"{sum(r['agreement'] for r in sel if r['seed'] == s) / sum(1 for r in sel if r['seed'] == s):.3f}"
+                for s in seeds if any(r["seed"] == s for r in sel))
+            print(f"| {name} | {m['agreement']:.3f} ({per_seed}) | {m['probe']:.3f} | {m['mse']:.4f} | {m['fd']:.1f} | "
+                  f"{len(sel)} |")
+            summary.append({"loop": name, "epochs": [first, last], "n": len(sel), **m})
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.out:
         out = {"feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
@@ -463,6 +481,8 @@ def main(argv=None):
     p.add_argument("--set", nargs="+", type=_setting, default=[], metavar="SECTION.KEY=JSON",
                    help="change the pyrogen loop's configuration, e.g. train.update='\"simultaneous\"' "
                         "model.hidden=[256]")
+    p.add_argument("--window", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"),
+                   help="also print each loop's means over epochs FIRST-LAST and the seeds")
     p.add_argument("--score-from", type=int, default=1, metavar="EPOCH",
                    help="score only after this epoch and the later ones (default: 1, every epoch)")
     args = p.parse_args(argv)
