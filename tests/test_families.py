@@ -294,3 +294,17 @@ def test_constraints_are_bijected_not_clamped():
     head(h)["concentration"].sum().backward()
     assert (h.grad != 0).all()
     assert isinstance(head.transforms["concentration"], type(biject_to(constraints.positive)))
+
+
+def test_prior_takes_torchs_default_dtype():
+    """A VAE built under float64 as torch's default dtype has a float64 prior (as torch.zeros would),
+    so its model runs in float64; float32 stays the default."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        vae = VAE(latent_dim=3, hidden=(8,))
+        assert vae.prior().sample().dtype == torch.float64
+        assert vae.decode(vae.prior().sample((2,))).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    assert VAE(latent_dim=3, hidden=(8,)).prior().sample().dtype == torch.float32

@@ -129,8 +129,9 @@ class LatentFamily:
         shape = self.shapes.get(name)
         return torch.Size(shape(latent_dim) if shape is not None else (latent_dim,))
 
-    def prior_params(self, latent_dim, device=None, dtype=torch.float32):
-        """The standard prior's parameters as tensors (shape ``(latent_dim,)`` unless :attr:`shapes` says)."""
+    def prior_params(self, latent_dim, device=None, dtype=None):
+        """The standard prior's parameters as tensors (shape ``(latent_dim,)`` unless :attr:`shapes` says) of
+        ``dtype`` (None: torch's default dtype, as torch.zeros has it)."""
         params = {}
         for k, v in self.prior.items():
             if callable(v):
