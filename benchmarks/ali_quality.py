@@ -5,7 +5,8 @@ Two loops train on the same Fashion-MNIST images for the same epochs and seeds:
 * **pyrogen**: ``pyrogen train ali`` with its defaults, through the Python trainer
   (:func:`pyrogen.training.ali.build_ali_trainer` on :func:`pyrogen.config.default_ali_config`), which
   build the reference's networks exactly (:func:`check_same_networks`: with the reference's weights
-  copied in, every output agrees to float rounding) and take ALI's simultaneous update;
+  copied in, every output agrees to float rounding) and take ALI's simultaneous update exactly
+  (:func:`check_same_step`: from the same weights, batches and noise, the same gradients and steps);
   ``pyrogen-dcgan`` is the same trainer with the defaults before that (:data:`PREVIOUS`: DCGAN's layout
   of the pair, a joint discriminator of width 256, the alternating update); ``pyrogen-mlp`` the
   defaults before this benchmark (MLP pair of width 400, continuous-Bernoulli mean as generator
@@ -161,28 +162,30 @@ class ReferenceLoop:
         self.shuffle = torch.Generator().manual_seed(seed + 1)
         self.flags = ""  # the hand-written loop has no health checks
 
+    def step(self, x):
+        """ALI's update on the batch ``x``; returns the discriminator's accuracy on its pairs."""
+        ali, b = self.ali, x.shape[0]
+        z_hat = ali.encode(x)                               # data pairs (x, z ~ q(z|x))
+        z = torch.randn(b, ali.nz)
+        x_tilde = ali.decode(z)                             # model pairs (x ~ G(z), z ~ p(z))
+        scores = ali.discriminate(torch.cat([x, x_tilde]), torch.cat([z_hat, z]))
+        s_q, s_p = scores[:b], scores[b:]
+        loss_d = (F.softplus(-s_q) + F.softplus(s_p)).mean()
+        loss_g = (F.softplus(s_q) + F.softplus(-s_p)).mean()
+        d_params, g_params = ali.discriminator_parameters(), ali.player_parameters()
+        grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True)
+        grads_g = torch.autograd.grad(loss_g, g_params)
+        for p, g in zip([*d_params, *g_params], [*grads_d, *grads_g]):
+            p.grad = g
+        self.opt_d.step()
+        self.opt_g.step()
+        return ((s_q > 0).float().mean() + (s_p < 0).float().mean()).item() / 2
+
     def train_epoch(self):
-        ali = self.ali.train()
+        self.ali.train()
         n = self.data.shape[0]
         perm = torch.randperm(n, generator=self.shuffle)
-        d_acc = []
-        for i in range(n // BATCH_SIZE):
-            x = self.data[perm[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]]
-            z_hat = ali.encode(x)                               # data pairs (x, z ~ q(z|x))
-            z = torch.randn(BATCH_SIZE, ali.nz)
-            x_tilde = ali.decode(z)                             # model pairs (x ~ G(z), z ~ p(z))
-            scores = ali.discriminate(torch.cat([x, x_tilde]), torch.cat([z_hat, z]))
-            s_q, s_p = scores[:BATCH_SIZE], scores[BATCH_SIZE:]
-            loss_d = (F.softplus(-s_q) + F.softplus(s_p)).mean()
-            loss_g = (F.softplus(s_q) + F.softplus(-s_p)).mean()
-            d_params, g_params = ali.discriminator_parameters(), ali.player_parameters()
-            grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True)
-            grads_g = torch.autograd.grad(loss_g, g_params)
-            for p, g in zip([*d_params, *g_params], [*grads_d, *grads_g]):
-                p.grad = g
-            self.opt_d.step()
-            self.opt_g.step()
-            d_acc.append(((s_q > 0).float().mean() + (s_p < 0).float().mean()).item() / 2)
+        d_acc = [self.step(self.data[perm[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]]) for i in range(n // BATCH_SIZE)]
         self.d_accuracy = sum(d_acc) / len(d_acc)
 
     @torch.no_grad()
@@ -282,35 +285,41 @@ def _apply(config, settings):
     return config
 
 
-@torch.no_grad()
-def check_same_networks(images, settings=()):
-    """Copy a :class:`ReferenceALI`'s weights into the pyrogen pair and joint discriminator of
-    ``pyrogen train ali`` (its defaults, changed by ``settings``), and return the largest absolute difference of their outputs on ``images``
-    (mean and scale of q(z|x), decoded images and discriminator scores, in training mode without
-    dropout and in eval mode): about 1e-6 when the two compute the same functions."""
-    from pyrogen.models.registry import build_model, build_pair_discriminator
+_WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
-    from pyrogen.config import default_ali_config
 
-    config = _apply(default_ali_config(), settings)
-    ref, vae, disc = ReferenceALI(), build_model(config), build_pair_discriminator(config)
-    weighted = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+def _layers(*modules):
+    return [m for module in modules for m in module.modules() if isinstance(m, _WEIGHTED)]
 
-    def layers(*modules):
-        return [m for module in modules for m in module.modules() if isinstance(m, weighted)]
 
-    pairs = [*zip(layers(ref.encoder)[:-1], layers(vae.encoder[0])), *zip(layers(ref.decoder), layers(vae.decoder)),
-             *zip(layers(ref.d_x, ref.d_z, ref.d_xz), layers(disc.phi_x, disc.phi_z, disc.joint))]
-    if len(pairs) != len(layers(ref)) - 1 or len(layers(vae, disc)) != len(layers(ref)) + 1:
+def _corresponding_layers(ref, vae, disc):
+    """The pairs (reference layer, pyrogen layer), in order; raises when the layers differ."""
+    pairs = [*zip(_layers(ref.encoder)[:-1], _layers(vae.encoder[0])), *zip(_layers(ref.decoder), _layers(vae.decoder)),
+             *zip(_layers(ref.d_x, ref.d_z, ref.d_xz), _layers(disc.phi_x, disc.phi_z, disc.joint))]
+    if len(pairs) != len(_layers(ref)) - 1 or len(_layers(vae, disc)) != len(_layers(ref)) + 1:
         raise AssertionError("the pyrogen networks do not have the reference's layers")
-    for src, dst in pairs:
+    return pairs
+
+
+@torch.no_grad()
+def _copy_reference(ref, vae, disc):
+    """Copy a :class:`ReferenceALI`'s weights (and batch-norm statistics) into pyrogen's pair and
+    joint discriminator, in place: the encoder's last 1x1 convolution becomes the loc and scale heads."""
+    for src, dst in _corresponding_layers(ref, vae, disc):
         for name, value in src.state_dict().items():
             dst.state_dict()[name].copy_(value.reshape(dst.state_dict()[name].shape))
     head, last = vae.encoder[1].layers, ref.encoder[-1]
     for i, name in enumerate(("loc", "scale")):
         head[name].weight.copy_(last.weight[i * ref.nz : (i + 1) * ref.nz, :, 0, 0])
         head[name].bias.copy_(last.bias[i * ref.nz : (i + 1) * ref.nz])
-    z = torch.randn(images.shape[0], ref.nz, generator=torch.Generator().manual_seed(0))
+
+
+@torch.no_grad()
+def _largest_difference(ref, vae, disc, images):
+    """The largest absolute difference of the two sides' outputs on ``images`` (mean and scale of
+    q(z|x), decoded images, discriminator scores), in training mode without dropout and in eval mode;
+    leaves everything in training mode."""
+    z = torch.randn(images.shape[0], ref.nz, generator=torch.Generator().manual_seed(0), dtype=images.dtype)
     worst = 0.0
     for mode in ("train", "eval"):
         for m in (ref, vae, disc):
@@ -323,7 +332,69 @@ def check_same_networks(images, settings=()):
         outputs = [(mu, q.loc), (log_sigma.exp(), q.scale), (ref.decode(z), vae.decode(z).reshape(images.shape)),
                    (ref.discriminate(images, z), disc(images, z))]
         worst = max([worst, *((a - b).abs().max().item() for a, b in outputs)])
+    for m in (ref, vae, disc):
+        m.train()
     return worst
+
+
+def check_same_networks(images, settings=()):
+    """Copy a :class:`ReferenceALI`'s weights into the pyrogen pair and joint discriminator of
+    ``pyrogen train ali`` (its defaults, changed by ``settings``), and return the largest absolute
+    difference of their outputs on ``images`` (mean and scale of q(z|x), decoded images and
+    discriminator scores, in training mode without dropout and in eval mode): about 1e-6 when the two
+    compute the same functions."""
+    from pyrogen.config import default_ali_config
+    from pyrogen.models.registry import build_model, build_pair_discriminator
+
+    config = _apply(default_ali_config(), settings)
+    ref, vae, disc = ReferenceALI(), build_model(config), build_pair_discriminator(config)
+    _copy_reference(ref, vae, disc)
+    return _largest_difference(ref, vae, disc, images)
+
+
+def check_same_step(train_images, steps=3, seed=0, settings=(), batch_size=BATCH_SIZE):
+    """Train the reference loop and ``pyrogen train ali``'s trainer (defaults, changed by ``settings``)
+    for ``steps`` steps of ``batch_size`` images from
+    the same weights, on the same batches with the same noise, in float64 with dropout off, and return
+    ``(largest gradient difference after the first step, largest output difference after the last)``:
+    both about 1e-12 when pyrogen's estimator, losses and optimizers take ALI's update exactly."""
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the noise both loops draw, too
+    try:
+        return _same_step(train_images.double(), steps, seed, settings, batch_size)
+    finally:
+        torch.set_default_dtype(previous_dtype)
+
+
+def _same_step(images, steps, seed, settings, batch_size):
+    from pyrogen.config import default_ali_config
+    from pyrogen.training.ali import build_ali_trainer
+
+    config = _apply(default_ali_config(), settings)
+    config["data"].update(train_size=images.shape[0])
+    config["train"].update(seed=seed, probe_size=0, batch_size=batch_size)
+    torch.manual_seed(seed)
+    trainer = build_ali_trainer(config, device="cpu", progress=False,
+                                data=(images, None, images[:batch_size], None))
+    ref_loop = ReferenceLoop(images, seed)
+    ref, vae, disc = ref_loop.ali.double(), trainer.vae.double(), trainer.discriminator.double()
+    _copy_reference(ref, vae, disc)
+    for m in [*ref.modules(), *disc.modules()]:
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    grad_difference = None
+    for i in range(steps):
+        x = images[i * batch_size : (i + 1) * batch_size]
+        torch.manual_seed(seed + 100 + i)
+        ref_loop.step(x)
+        torch.manual_seed(seed + 100 + i)
+        trainer.estimator.step(x)
+        if grad_difference is None:
+            grad_difference = max(
+                (a.grad.reshape(-1) - b.grad.reshape(-1)).abs().max().item()
+                for src, dst in _corresponding_layers(ref, vae, disc)
+                for a, b in zip(src.parameters(), dst.parameters()))
+    return grad_difference, _largest_difference(ref, vae, disc, images[:batch_size])
 
 
 LOOPS = {
