@@ -377,7 +377,7 @@ def _same_step(images, steps, seed, settings, batch_size):
     trainer = build_ali_trainer(config, device="cpu", progress=False,
                                 data=(images, None, images[:batch_size], None))
     ref_loop = ReferenceLoop(images, seed)
-    ref, vae, disc = ref_loop.ali.double(), trainer.vae.double(), trainer.discriminator.double()
+    ref, vae, disc = ref_loop.ali, trainer.vae, trainer.discriminator  # float64: built under that default
     _copy_reference(ref, vae, disc)
     for m in [*ref.modules(), *disc.modules()]:
         if isinstance(m, nn.Dropout):

@@ -244,14 +244,13 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     if isinstance(disc_dropout, bool) or not isinstance(disc_dropout, (int, float)) or not 0 <= disc_dropout < 1:
         raise DataError(f"disc_dropout must be a probability in [0, 1), got {disc_dropout!r}")
     d = {"norm": "none", "architecture": disc_architecture, "channels": 32, "dropout": float(disc_dropout)}
-    if disc_hidden is not None:
-        width = list(disc_hidden)
-        d.update(x_hidden=width, z_hidden=width, joint_hidden=list(width))
-    elif recipe and disc_architecture == "dcgan":
-        d.update({k: list(v) if isinstance(v, list) else v for k, v in ALI_DISCRIMINATOR.items()})
+    if disc_hidden is None and recipe and disc_architecture == "dcgan":
+        widths = {k: ALI_DISCRIMINATOR[k] for k in ("x_hidden", "z_hidden", "joint_hidden")}
     else:
-        d.update(x_hidden=[256, 256], z_hidden=[256, 256], joint_hidden=[256, 256])
-    if recipe and "slope" not in d:
+        width = (256, 256) if disc_hidden is None else disc_hidden
+        widths = dict.fromkeys(("x_hidden", "z_hidden", "joint_hidden"), width)
+    d.update({k: list(v) for k, v in widths.items()})  # a list of its own for each branch
+    if recipe:  # ALI's slope and initialisation, whatever the widths
         d.update(slope=ALI_DISCRIMINATOR["slope"], init_std=ALI_DISCRIMINATOR["init_std"])
     config["discriminator"] = d
     config["eval"]["num_samples"] = 0  # a decoder mean has no density: no importance-sampled log p(x)
