@@ -53,7 +53,7 @@ def layer(module):
                 if best is None or len(prefix) > best[1]:
                     best = (index, len(prefix))
     if best is None:
-        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/test_layers.py "
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/integration/test_layers.py "
                              "and to docs/architecture.rst")
     return best[0]
 
