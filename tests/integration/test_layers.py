@@ -16,7 +16,7 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
@@ -25,7 +25,7 @@ LAYERS = [
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
     ("training", ["pyrogen.training"]),
     ("plotting and report", ["pyrogen.plotting", "pyrogen.report"]),
-    ("cli", ["pyrogen.cli", "pyrogen.__main__"]),
+    ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
 """Lowest first: (name, module prefixes). A prefix covers a package and everything in it."""
 
