@@ -28,7 +28,7 @@ from tests.conftest import requires_fashion_mnist
 
 TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
         "--eval-samples", "0", "--device", "cpu"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def snapshot(path):
