@@ -2,7 +2,7 @@
 as one line, pyrogen-only temporaries, and disk errors that name the real file.
 
 No data set and no training: each case builds the files it needs. The command-line cases are in
-``tests/test_faults_round2.py``.
+``tests/integration/test_faults_round2.py``.
 """
 
 import errno
