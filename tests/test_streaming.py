@@ -74,3 +74,47 @@ def test_refusals(memmap, tmp_path):
 def test_choose_stream():
     assert choose_stream(10, stream=True) and not choose_stream(2**60, stream=False)
     assert choose_stream(2**60) and not choose_stream(1)
+
+
+def _vae_trainer(train, test, run=None, stream_config=None):
+    import pyro
+
+    from pyrogen.models import VAE
+    from pyrogen.training import VAETrainer, default_config
+
+    config = default_config(latent_dim=4, hidden=(32,))
+    config["train"].update(epochs=2, batch_size=50, compile="off")
+    config["eval"]["num_samples"] = 0
+    pyro.set_rng_seed(0)
+    return VAETrainer(VAE(**config["model"]), train, test, config, run=run, progress=False)
+
+
+def test_a_vae_trains_bit_for_bit_alike_streamed_or_in_memory_and_resumes_exactly(tmp_path):
+    from pyrogen.data import static_binarize
+    from pyrogen.runs import RunDir
+
+    np.save(tmp_path / "x.npy", (np.random.RandomState(2).rand(250, 1, 28, 28) * 255).astype(np.uint8))
+    source = open_source(tmp_path / "x.npy", test_fraction=0.2)
+    (train, test), (reader, _) = source.splits(), source.splits(stream=True)
+    test_x = static_binarize(test.images, 12345)
+    in_memory = _vae_trainer(train.images, test_x).fit()
+    streamed = _vae_trainer(reader, test_x)
+    assert isinstance(streamed.loader, StreamingLoader)
+    rows = streamed.fit()
+    key = ("train_elbo", "test_elbo", "kl")
+    assert [[r[k] for k in key] for r in rows] == [[r[k] for k in key] for r in in_memory]
+    first = _vae_trainer(reader, test_x, RunDir.create(tmp_path / "run", {"kind": "vae"}))
+    first.fit(1)
+    state = RunDir.open(tmp_path / "run").load_checkpoint()
+    resumed = _vae_trainer(reader, test_x)
+    resumed.load_state_dict(state)
+    assert [[r[k] for k in key] for r in resumed.fit()] == [[r[k] for k in key] for r in rows]
+
+
+def test_a_trainer_refuses_images_of_another_shape_than_the_models():
+    images = torch.rand(100, 28, 28)
+    with pytest.raises(DataError, match=r"training data holds examples of shape \(28, 28\) .* the model takes "
+                                        r"\(1, 28, 28\)"):
+        _vae_trainer(images, torch.rand(10, 1, 28, 28))
+    with pytest.raises(DataError, match=r"test data holds examples of shape \(3, 28, 28\)"):
+        _vae_trainer(torch.rand(100, 1, 28, 28), torch.rand(10, 3, 28, 28))

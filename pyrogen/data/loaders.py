@@ -319,7 +319,8 @@ class StreamingLoader:
             reader, batch_size=None, sampler=_Batches(self), num_workers=num_workers,
             pin_memory=self._device.type == "cuda", persistent_workers=num_workers > 0,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
-            worker_init_fn=_worker_init if num_workers > 0 else None)
+            worker_init_fn=_worker_init if num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed))  # its workers' seeds drawn from it, not the global stream
 
     @property
     def device(self):
