@@ -3,7 +3,7 @@
 # the Debian package dataset-fashion-mnist (the data, in /usr/share/datasets/fashion-mnist),
 # a virtual environment in .venv, and pyrogen with its test and docs extras.
 # With --browser, or on CI (CI set, as .ci/run is run), also Debian's chromium, for
-# tests/test_browser.py (which skips, saying so, where it is absent).
+# tests/integration/test_browser.py (which skips, saying so, where it is absent).
 # torch==2.14.1 and torchvision==0.29.1 are pinned in pyproject.toml: pip takes them from
 # this machine kind's local disk.
 set -euo pipefail

@@ -35,7 +35,18 @@ def check_images(x, name="x"):
 
 
 def static_binarize(x, seed=0):
-    """One fixed Bernoulli draw per pixel: ``x_bin ~ Bernoulli(x)`` with a seeded generator."""
+    """One fixed Bernoulli draw per pixel: ``x_bin ~ Bernoulli(x)`` with a seeded generator.
+
+    :param torch.Tensor x: floating-point probabilities in [0, 1].
+    :raises DataError: when ``x`` is not such a tensor.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise DataError(f"static_binarize needs a floating-point tensor of probabilities in [0, 1], got "
+                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+        low, high = x.min().item(), x.max().item()
+        raise DataError(f"static_binarize needs probabilities in [0, 1], got values from {low:g} to {high:g} "
+                        "(scale the images to [0, 1] first)")
     g = torch.Generator(device=x.device).manual_seed(seed)
     return torch.bernoulli(x, generator=g)
 
