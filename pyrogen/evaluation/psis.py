@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from pyrogen.evaluation._arviz import import_arviz
 from pyrogen.evaluation.likelihood import log_likelihood
 
 KHAT_THRESHOLD = 0.7
@@ -71,7 +72,7 @@ def pareto_smooth(log_weights):
     :raises ValueError: if the shape is not ``(K, B)``, K is below :data:`MIN_SAMPLES`,
         or a weight is NaN.
     """
-    import arviz as az
+    az = import_arviz()
 
     log_weights = _check_log_weights(log_weights)
     lw = log_weights.detach().to("cpu", torch.float64).numpy().T.copy()  # (B, K): ArviZ's layout
