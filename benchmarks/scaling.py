@@ -12,24 +12,21 @@ storage once), divided by M, is the activation memory per example; parameters,
 gradients and Adam's two moments are the fixed part. The largest batch that fits in
 ``--budget-gb`` (2 GB) is (budget - fixed) / per-example, rounded down.
 
-    python benchmarks/scaling.py --threads 1
-    python benchmarks/scaling.py --batch-sizes 100 1024 --latent-sizes 50 --blocks 4
+    python -m benchmarks.scaling --threads 1
+    python -m benchmarks.scaling --batch-sizes 100 1024 --latent-sizes 50 --blocks 4
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import pyro
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_step import PlainVAE  # noqa: E402  (the hand-written reference of the step benchmark)
+from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of the step benchmark
 
-from pyrogen.infer import ReparamTrace_ELBO, TorchSVI  # noqa: E402
-from pyrogen.models import VAE  # noqa: E402
+from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.models import VAE
 
 
 def saved_bytes(loss_fn, x):

@@ -39,6 +39,7 @@ a loss summed over the batch, as Pyro's ELBOs return it, becomes nats per exampl
 """
 
 import math
+import numbers
 import time
 
 import pyro
@@ -46,8 +47,21 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
-from pyrogen.errors import TrainingDivergedError
+from pyrogen.checks import is_count
+from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
+
+
+def _statistic(name, value):
+    """One statistic of a step as a 0-dimensional tensor; a one-line ``TypeError`` for anything but a number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        return value if value.dim() == 0 else value.reshape(())
+    if isinstance(value, numbers.Real):
+        return torch.tensor(value, dtype=torch.float64)
+    what = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+            else f"{value!r} ({type(value).__name__})")
+    raise TypeError(f"the training step returned {what} as {name!r}; a step (estimator.step or train_step) must "
+                    "return its loss as a number or a one-element tensor, or a dict of them")
 
 
 class FitLoop(distributed.RankZeroRun):
@@ -171,6 +185,15 @@ class FitLoop(distributed.RankZeroRun):
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
         distributed.seed_rank_noise(self.config["train"].get("seed", 0), self.epoch)
 
+    def log_every(self):
+        """``config["train"]["log_every"]``, the steps between reads of the statistics, checked."""
+        train = self.config.get("train") if isinstance(self.config, dict) else None
+        value = train.get("log_every") if isinstance(train, dict) else None
+        if not is_count(value):
+            raise DataError(f"FitLoop needs config['train']['log_every'], a positive integer (steps between "
+                            f"reads of the statistics), got {value!r}")
+        return int(value)
+
     # ------------------------------------------------------------------ the loop
     def train_epoch(self, bar=None):
         """One pass over the training data; returns the epoch's mean statistics (trainers may say otherwise)."""
@@ -178,7 +201,7 @@ class FitLoop(distributed.RankZeroRun):
 
     def epoch_stats(self, bar=None):
         """One pass over :meth:`batches`; returns the epoch's mean statistics (floats), what :meth:`fit` reports."""
-        log_every, steps = self.config["train"]["log_every"], self.steps_per_epoch()
+        log_every, steps = self.log_every(), self.steps_per_epoch()
         names, sums, seen = None, None, 0
         window, count = None, 0  # statistics summed on the device since the last read
         with pyro.validation_enabled(False):
@@ -188,8 +211,7 @@ class FitLoop(distributed.RankZeroRun):
                 if not isinstance(out, dict):
                     out = {"loss": out}
                 names = list(out)
-                values = torch.stack([v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)
-                                      for v in out.values()])
+                values = torch.stack([_statistic(name, v) for name, v in out.items()])
                 window = values if window is None else window + values
                 count += self.step_weight(batch)
                 self.step += 1

@@ -16,7 +16,7 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
@@ -25,7 +25,7 @@ LAYERS = [
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
     ("training", ["pyrogen.training"]),
     ("plotting and report", ["pyrogen.plotting", "pyrogen.report"]),
-    ("cli", ["pyrogen.cli", "pyrogen.__main__"]),
+    ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
 """Lowest first: (name, module prefixes). A prefix covers a package and everything in it."""
 
@@ -53,7 +53,7 @@ def layer(module):
                 if best is None or len(prefix) > best[1]:
                     best = (index, len(prefix))
     if best is None:
-        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/test_layers.py "
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/integration/test_layers.py "
                              "and to docs/architecture.rst")
     return best[0]
 

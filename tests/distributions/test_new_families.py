@@ -31,7 +31,7 @@ from pyrogen.distributions import (
 from pyrogen.distributions.erlang import Erlang
 from pyrogen.evaluation import log_importance_weights
 from pyrogen.models import VAE
-from tests.test_families import ORIGINAL, _test_function
+from tests.distributions.test_families import ORIGINAL, _test_function
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
 

@@ -28,7 +28,7 @@ from tests.conftest import requires_fashion_mnist
 
 TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
         "--eval-samples", "0", "--device", "cpu"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def snapshot(path):
@@ -490,10 +490,12 @@ def test_a_refused_pickle_never_suggests_weights_only_false(tmp_path):
 
 
 def test_stale_temporary_files_are_removed(tmp_path):
-    (tmp_path / ".checkpoint.pt.abc123.tmp").write_bytes(b"x" * 100)
+    """Only atomic_write's own names go (issue 27 item 4: a user's '.my.notes.tmp' stays)."""
+    (tmp_path / ".checkpoint.pt.pyrogen-abc123.tmp").write_bytes(b"x" * 100)
     (tmp_path / "keep.tmp").write_text("not ours")
-    assert files.remove_stale_temporaries(tmp_path) == [".checkpoint.pt.abc123.tmp"]
-    assert sorted(os.listdir(tmp_path)) == ["keep.tmp"]
+    (tmp_path / ".my.notes.tmp").write_text("not ours either")
+    assert files.remove_stale_temporaries(tmp_path) == [".checkpoint.pt.pyrogen-abc123.tmp"]
+    assert sorted(os.listdir(tmp_path)) == [".my.notes.tmp", "keep.tmp"]
 
 
 def _train_process(out, epochs, delay=None):

@@ -23,7 +23,7 @@ import torch
 import pyrogen
 from tests.conftest import requires_fashion_mnist
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 sphinx = pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install -e '.[docs]'")

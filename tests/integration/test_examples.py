@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import requires_fashion_mnist
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # Command-line flags that shrink each example to seconds; every example must be listed here.
 TINY = {

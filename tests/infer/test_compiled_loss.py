@@ -20,7 +20,7 @@ from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from pyrogen.training.vae import auto_compile
 from tests.conftest import requires_fashion_mnist
-from tests.test_training import make_trainer, small_config
+from tests.training.test_vae import make_trainer, small_config
 
 
 def _train(compile, x, steps=4, elbo=ReparamTrace_ELBO):

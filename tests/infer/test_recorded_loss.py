@@ -14,7 +14,7 @@ from pyrogen.errors import DataError, RecordingError
 from pyrogen.infer import CompiledLoss, ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
-from tests.test_training import small_config
+from tests.training.test_vae import small_config
 
 
 def _train(compile, x, elbo, steps=4):

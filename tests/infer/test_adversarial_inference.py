@@ -14,6 +14,8 @@ from pyrogen.infer.gan_losses import GAN_LOSSES, get_gan_loss
 from pyrogen.models import VAE
 from pyrogen.models.gan import JointDiscriminator
 
+from benchmarks.references.ali import PREVIOUS, check_same_networks, check_same_step
+
 A = torch.tensor([[2.0, 0.5], [0.0, 1.0]])
 B = torch.tensor([1.0, -1.0])
 
@@ -478,43 +480,30 @@ def test_ali_layout_starts_as_alis_networks():
     assert 0.005 < scales.std().item() < 0.05  # DCGAN's layout keeps N(1, 0.02)
 
 
-def _ali_benchmark():
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "ali_quality.py"
-    spec = importlib.util.spec_from_file_location("ali_quality", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_ali_defaults_step_as_the_reference():
     """From the same weights, batches and noise (float64, dropout off), the trainer of ``pyrogen train
     ali``'s defaults and the benchmark's hand-written ALI take the same gradients and, after three
     steps of 20 images, compute the same functions (to float64 rounding); with the alternating update they do not."""
-    bench = _ali_benchmark()
     torch.manual_seed(1)
     images = torch.rand(60, 1, 28, 28)
-    grad_difference, output_difference = bench.check_same_step(images, batch_size=20)
+    grad_difference, output_difference = check_same_step(images, batch_size=20)
     assert grad_difference < 1e-12 and output_difference < 1e-10
     assert torch.get_default_dtype() == torch.float32  # restored
-    alternating = bench.check_same_step(images, steps=1, batch_size=20, settings=[("train.update", "alternating")])
+    alternating = check_same_step(images, steps=1, batch_size=20, settings=[("train.update", "alternating")])
     assert alternating[1] > 1e-4
 
 
 def test_ali_defaults_build_the_reference_networks():
-    """``pyrogen train ali``'s defaults build ``benchmarks/ali_quality.py``'s hand-written reference
+    """``pyrogen train ali``'s defaults build ``benchmarks.references.ali``'s hand-written reference
     networks: with the reference's weights copied in, every output agrees to float rounding; with the
     log-variance head (σ = exp(a / 2)) instead of the log-scale one it does not, and the earlier
     defaults (``PREVIOUS``) do not have the reference's layers."""
-    bench = _ali_benchmark()
     torch.manual_seed(0)
     images = torch.rand(8, 1, 28, 28)
-    assert bench.check_same_networks(images) < 1e-5
-    assert bench.check_same_networks(images, [("model.scale_head", "log-variance")]) > 1e-2
+    assert check_same_networks(images) < 1e-5
+    assert check_same_networks(images, [("model.scale_head", "log-variance")]) > 1e-2
     with pytest.raises(AssertionError, match="^the pyrogen networks do not have the reference's layers$"):
-        bench.check_same_networks(images, bench.PREVIOUS)
+        check_same_networks(images, PREVIOUS)
 
 
 def test_joint_discriminator_slope_and_init_options():
