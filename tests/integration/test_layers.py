@@ -16,7 +16,8 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
+                    "pyrogen.precision", "pyrogen.tracking"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
