@@ -200,6 +200,10 @@ class AdversarialPairTrainer(FitLoop):
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
 
+    def epoch_images(self):
+        """The epoch's samples and test reconstructions (originals above), for the trackers."""
+        return {"samples": self._images, "reconstructions": self._recon} if self._images is not None else {}
+
     def write_epoch_files(self, row):
         self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)
         self.run.save_image("samples.png", self._images)

@@ -347,6 +347,10 @@ class GANTrainer(FitLoop):
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
 
+    def epoch_images(self):
+        """The epoch's fixed-noise samples, for the trackers (:mod:`pyrogen.tracking`)."""
+        return {"samples": self._images} if self._images is not None else {}
+
     def write_epoch_files(self, row):
         nrow = self.per_class if self.num_classes else 8  # conditional: one row per class
         self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images, nrow=nrow)

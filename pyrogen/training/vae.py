@@ -158,6 +158,17 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _check_data(vae, x, name):
+    """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
+    or counts, whose own check (``_check_support``) says what its support is."""
+    likelihood = getattr(vae, "likelihood", None)
+    if likelihood is None or likelihood.data_kind not in ("real", "counts"):
+        return check_images(x, name)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
+                        + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__))
+
+
 class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
@@ -181,8 +192,8 @@ class VAETrainer(FitLoop):
         self.vae = vae
         train_cfg, data_cfg = config["train"], config["data"]
         if not is_reader(train_data):
-            check_images(train_data, "training data")
-        check_images(test_data, "test data")
+            _check_data(vae, train_data, "training data")
+        _check_data(vae, test_data, "test data")
         self.loader = make_loader(
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
             seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
@@ -339,6 +350,7 @@ class VAETrainer(FitLoop):
         data = data if self.loader.binarize != "dynamic" else data.round()
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
+        self.vae.likelihood.adapt(data)  # e.g. the typical library size that generated counts take
 
     def state_dict(self):
         state = {**super().state_dict(), "model": self.vae.state_dict(), "optim": self.optim.state_dict()}
