@@ -3,10 +3,12 @@
 import functools
 
 import torch
+from pyro.infer.util import is_validation_enabled
 from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
+from pyrogen.infer.reparam_elbo import nan_check
 
 
 def module_local(fn):
@@ -106,7 +108,8 @@ class TorchSVI:
     def step(self, *args, **kwargs):
         """One gradient step; returns this process's loss (negative ELBO, nats) as a detached tensor."""
         self.optim.zero_grad(set_to_none=True)
-        loss = self.loss_module(*args, **kwargs)
+        with nan_check(is_validation_enabled()):  # no host read per step: the caller reads the loss
+            loss = self.loss_module(*args, **kwargs)
         (loss * self._gradient_scale if self._gradient_scale != 1.0 else loss).backward()
         self.optim.step()
         return loss.detach()
@@ -114,4 +117,5 @@ class TorchSVI:
     @torch.no_grad()
     def evaluate_loss(self, *args, **kwargs):
         """The loss without a gradient step, as a detached tensor."""
-        return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        with nan_check(is_validation_enabled()):
+            return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
