@@ -163,3 +163,31 @@ def test_a_data_plate_that_is_not_there_or_not_the_batch_is_one_line():
                                          r"size 4 but x holds 3 examples \(x.shape\[0\]\); name the plate over the "
                                          r"examples with data_plate=$"):
         log_likelihood(model, guide, x, num_samples=2, data_plate="features")
+
+
+# --- IWAE_ELBO with a plate of another name ----------------------------------------------------------
+
+def test_iwae_with_a_plate_not_named_data_names_the_option():
+    # Before: "a latent shared by all examples", which this latent is not, and no word of data_plate=
+    def model(x):
+        with pyro.plate("batch", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("batch", x.shape[0]):
+            pyro.sample("z", dist.Normal(pyro.param("loc", torch.zeros(x.shape[0])), 1.0))
+
+    x = torch.tensor([0.1, -0.4, 1.2])
+    with pytest.raises(ValueError) as info:
+        IWAE_ELBO(num_particles=3, max_plate_nesting=1).loss(model, guide, x)
+    assert str(info.value) == (
+        "IWAE_ELBO bounds each element of pyro.plate('data') separately, but site 'z' is not inside that plate "
+        "(its plates: ['batch']); name the plate over the examples with IWAE_ELBO(data_plate=...), or, for a "
+        "latent shared by all examples (no per-example bound), use pyro.infer.RenyiELBO(alpha=0)")
+    # named, it is the per-example bound: here RenyiELBO(alpha=0)'s, as every site is in the plate
+    pyro.set_rng_seed(2)
+    ours = IWAE_ELBO(num_particles=3, max_plate_nesting=1, data_plate="batch").loss(model, guide, x)
+    pyro.set_rng_seed(2)
+    renyi = pyro.infer.RenyiELBO(alpha=0, num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    assert ours == pytest.approx(renyi.loss(model, guide, x), rel=1e-6)

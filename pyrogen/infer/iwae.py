@@ -17,10 +17,19 @@ the log-mean-exp is taken per example, and the subsample scale multiplies
 the per-example bound afterwards, as :class:`pyro.infer.Trace_ELBO` multiplies
 the per-example ELBO.
 
-:class:`pyro.infer.RenyiELBO` with ``alpha=0`` computes the same bound after
-summing the log-weights over every plate, i.e. it bounds the whole minibatch
-as one latent variable, :math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k \\prod_b w_{k,b}`,
-which is looser by a margin that grows with B (pyro-ppl/pyro issue 3104).
+:class:`pyro.infer.RenyiELBO` with ``alpha=0`` sums the log-weights only over
+the plates that not every site shares (``pyro.infer.util.get_dependent_plate_dims``,
+Pyro 1.4 and later) and takes the log-mean-exp per element of the plates that
+every site shares. So when every sample site is inside the data plate and the
+plate does not subsample, its bound is this one, draw for draw. It differs in
+two cases: a latent outside the data plate (a global latent) makes the data
+plate a dependent plate, and RenyiELBO then bounds the whole minibatch as one
+latent variable, :math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k \\prod_b w_{k,b}`,
+looser by a margin that grows with B (pyro-ppl/pyro issue 3104), where
+:class:`IWAE_ELBO` refuses; and a subsampled data plate, whose N/B scale
+RenyiELBO applies to the log-weights inside the log-mean-exp (estimating
+:math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k w_k^{N/B}`), where :class:`IWAE_ELBO`
+multiplies the per-example bound by it.
 """
 
 import math
@@ -135,7 +144,8 @@ class IWAE_ELBO(ELBO):
     ``(K, B)``. The bound of each example is ``logsumexp`` over K minus
     :math:`\\log K`; the loss is minus their sum (times N/B when subsampled),
     in nats per batch. Every sample site must be inside the plate named
-    ``data_plate``; a latent shared by all examples has no per-example bound
+    ``data_plate`` (``"data"`` by default: pass the name of your plate over the
+    examples); a latent shared by all examples has no per-example bound
     (use :class:`pyro.infer.RenyiELBO` with ``alpha=0`` for a global latent).
 
     Gradients. The default is the IWAE gradient of the bound,
@@ -201,10 +211,12 @@ class IWAE_ELBO(ELBO):
         for name, site in scored_sites(trace, observed=observed):
             frames = [f for f in site["cond_indep_stack"] if f.name == self.data_plate]
             if not frames or frames[0].dim is None:
+                plates = [f.name for f in site["cond_indep_stack"] if f.vectorized and f.name != PARTICLE_PLATE]
                 raise ValueError(
-                    f"IWAE_ELBO bounds each element of pyro.plate({self.data_plate!r}) separately, but "
-                    f"site {name!r} is not inside that plate (a latent shared by all examples has no "
-                    "per-example bound; use pyro.infer.RenyiELBO(alpha=0) for it)"
+                    f"IWAE_ELBO bounds each element of pyro.plate({self.data_plate!r}) separately, but site "
+                    f"{name!r} is not inside that plate (its plates: {plates}); name the plate over the examples "
+                    f"with IWAE_ELBO(data_plate=...), or, for a latent shared by all examples (no per-example "
+                    "bound), use pyro.infer.RenyiELBO(alpha=0)"
                 )
             frame = frames[0]
             scale = frame.full_size / frame.size if frame.full_size is not None else 1.0
