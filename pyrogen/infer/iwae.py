@@ -41,11 +41,11 @@ from pyro import poutine
 from pyro.distributions.util import is_validation_enabled, scale_and_mask
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
-from pyro.util import check_model_guide_match
+from pyro.util import check_model_guide_match, warn_if_nan
 from torch import nn
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
-from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, scored_sites
+from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, nan_check, scored_sites, warn_if_nan_loss
 from pyrogen.infer.torch_svi import module_local
 
 PARTICLE_PLATE = "num_particles_vectorized"
@@ -273,7 +273,7 @@ class IWAE_ELBO(ELBO):
         if not self.dreg or not torch.is_grad_enabled():
             log_w, scale = self.log_weights(model, guide, *args, **kwargs)
             bound = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
-            return -(bound * scale).sum()
+            return warn_if_nan_loss(-(bound * scale).sum())
         mode = get_proxy_mode()
         if mode is not None and not getattr(mode, "pre_dispatch", False):
             raise NotImplementedError(
@@ -291,7 +291,7 @@ class IWAE_ELBO(ELBO):
         if mode is None and self.one_pass:
             loss = self._dreg_one_pass(particles_model, guide_trace, stopped_trace, args, kwargs)
             if loss is not None:
-                return loss
+                return warn_if_nan_loss(loss)
         model_trace = poutine.trace(poutine.replay(particles_model, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
@@ -306,7 +306,7 @@ class IWAE_ELBO(ELBO):
         surrogate = (weights**2 * log_w + (weights - weights**2) * log_p_detached_z).sum(0) * scale
         bound = (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])) * scale
         total = surrogate.sum()
-        return -(bound.sum() + total - total.detach())
+        return warn_if_nan_loss(-(bound.sum() + total - total.detach()))
 
     def _dreg_one_pass(self, particles_model, guide_trace, stopped_trace, args, kwargs):
         """DReG with one pass of the model: the surrogate
@@ -346,8 +346,14 @@ class IWAE_ELBO(ELBO):
         total = surrogate.sum()
         return -(bound.sum() + total - total.detach())
 
-    # the loss as a float, and the loss with its (IWAE or DReG) gradients, from differentiable_loss
-    loss = ReparamTrace_ELBO.loss
+    def loss(self, model, guide, *args, **kwargs):
+        """Minus the bound (nats) as a float, warning when it is NaN; computed without gradients, so a guide
+        that is not reparameterized can be evaluated (only training needs pathwise gradients)."""
+        with torch.no_grad(), nan_check(False):
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        return warn_if_nan(loss.item(), "loss")
+
+    # the loss with its (IWAE or DReG) gradients, from differentiable_loss
     loss_and_grads = ReparamTrace_ELBO.loss_and_grads
 
 
