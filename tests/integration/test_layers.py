@@ -24,7 +24,7 @@ LAYERS = [
     ("infer", ["pyrogen.infer"]),
     ("configurations and runs", ["pyrogen.config", "pyrogen.runs"]),
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
-    ("training", ["pyrogen.training"]),
+    ("training", ["pyrogen.training", "pyrogen.lightning"]),
     ("plotting and report", ["pyrogen.plotting", "pyrogen.plotting_tables", "pyrogen.report"]),
     ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
