@@ -94,13 +94,6 @@ class AdversarialPairTrainer(GameTrainer):
     def divergence_subject(self):
         return f"{self.config['kind'].upper()} training"
 
-    def parameters(self):
-        return (*self.vae.parameters(), *self.discriminator.parameters())
-
-    def named_parameters(self):
-        return (*(("model." + n, p) for n, p in self.vae.named_parameters()),
-                *(("discriminator." + n, p) for n, p in self.discriminator.named_parameters()))
-
     # --------------------------------------------------------------- evaluation
     @contextlib.contextmanager
     def _eval_mode(self):

@@ -118,6 +118,14 @@ class GameTrainer(FitLoop):
         """``{checkpoint key: object with state_dict}``: the players and their optimizers."""
         raise NotImplementedError
 
+    def named_parameters(self):
+        """The players' parameters, named by their checkpoint key (``"discriminator.net.0.weight"``, ...)."""
+        return [(f"{key}.{name}", p) for key, module in self.checkpointed().items()
+                if isinstance(module, torch.nn.Module) for name, p in module.named_parameters()]
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
     def state_dict(self):
         return {**super().state_dict(), **{k: v.state_dict() for k, v in self.checkpointed().items()},
                 "fixed_noise": self.fixed_noise}

@@ -261,10 +261,6 @@ class GANTrainer(GameTrainer):
             window = distributed.all_reduce_sum(window) / self.world_size
         return [v * count for v in (window / count).tolist()], count
 
-    def named_parameters(self):
-        return (*(("generator." + n, p) for n, p in self.generator.named_parameters()),
-                *(("discriminator." + n, p) for n, p in self.discriminator.named_parameters()))
-
     def on_fit_start(self):
         super().on_fit_start()
         if self.classifier is None and self.rank == 0:
