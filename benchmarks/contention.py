@@ -18,10 +18,10 @@ training time (``seconds`` in its ``metrics.csv``) and the whole command's wall 
 alone and then beside ``--competitors`` other trainings that run for as long as it does,
 and prints the ratio of its wall time.
 
-    python benchmarks/contention.py jobs                                  # the timed run (about 10 min)
-    python benchmarks/contention.py jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
-    python benchmarks/contention.py quickstart --competitors 2            # about 20 min on 2 cores
-    python benchmarks/contention.py quickstart --epochs 1 --train-size 300 --test-size 300  # smoke run
+    python -m benchmarks.contention jobs                                  # the timed run (about 10 min)
+    python -m benchmarks.contention jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
+    python -m benchmarks.contention quickstart --competitors 2            # about 20 min on 2 cores
+    python -m benchmarks.contention quickstart --epochs 1 --train-size 300 --test-size 300  # smoke run
 
 Never run two of these at once, nor beside other work: the figures are ratios of times.
 """

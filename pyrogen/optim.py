@@ -42,7 +42,6 @@ import copy
 import dataclasses
 import math
 from collections import defaultdict
-from typing import Optional
 
 import torch
 from torch import nn
@@ -76,7 +75,7 @@ class OptimConfig:
     lr: float = 1e-3
     momentum: float = 0.0
     loss_reduction: str = "sum"
-    clip_norm: Optional[float] = None
+    clip_norm: float | None = None
     init: str = "default"
     init_scale: float = 0.01
     embedding_init_scale: float = 0.1

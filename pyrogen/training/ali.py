@@ -29,6 +29,7 @@ import pyro
 import torch
 
 from pyrogen.data import DeviceLoader, check_images, static_binarize
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
@@ -65,6 +66,8 @@ class AdversarialPairTrainer(GameTrainer):
         self.vae, self.discriminator = vae, discriminator
         self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
                                    seed=cfg["seed"] + 1, drop_last=True, device=train_data.device)
+        check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
             raise DataError(f"batch_size {cfg['batch_size']} exceeds the {train_data.shape[0]} training images")
         vae.likelihood.check_binarize(config["data"]["binarize"])
@@ -166,6 +169,10 @@ class AdversarialPairTrainer(GameTrainer):
         return (f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **self._extra}.items())
                 + f", recon error {row['recon_error']:.4f}, probe accuracy {row['probe_accuracy']:.3f}, "
                 f"diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)")
+
+    def epoch_images(self):
+        """The epoch's samples and test reconstructions (originals above), for the trackers."""
+        return {"samples": self.images, "reconstructions": self._recon} if self.images is not None else {}
 
     def write_epoch_files(self, row):
         super().write_epoch_files(row)

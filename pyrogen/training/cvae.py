@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.evaluation import elbo as elbo_per_example
 from pyrogen.evaluation.sample_quality import conditional_accuracy
@@ -52,6 +53,8 @@ class CVAETrainer(FitLoop):
         self.cvae, self.test_data, self.test_labels = cvae, test_data, test_labels
         self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
                                    seed=cfg["seed"] + 1, device=train_data.device, labels=train_labels)
+        check_example_shape(train_data.shape[1:], cvae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], cvae.image_shape, "test data")
         cvae.likelihood.check_binarize(config["data"]["binarize"])
         cvae.likelihood.check(test_data, "test data")
         lr = 1e-3 if cfg.get("lr") is None else cfg["lr"]  # None: the recipe's default (Adam, 1e-3)

@@ -189,6 +189,10 @@ class GameTrainer(FitLoop):
             tqdm.write(f"warning: epoch {self.epoch}: {FLAG_TEXT[flag]}")
         return row
 
+    def epoch_images(self):
+        """The epoch's fixed-noise samples, for the trackers (:mod:`pyrogen.tracking`)."""
+        return {"samples": self.images} if self.images is not None else {}
+
     def grid_columns(self):
         """Columns of the sample grids."""
         return 8

@@ -61,6 +61,7 @@ import torch
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.adversarial_game import check_players
@@ -162,6 +163,9 @@ class GANTrainer(GameTrainer):
         self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=cfg["seed"] + 1, drop_last=True,
                                    device=train_data.device, rank=self.rank, world_size=self.world_size,
                                    labels=train_labels)
+        if getattr(generator, "image_shape", None) is not None:
+            check_example_shape(train_data.shape[1:], generator.image_shape, "training data")
+            check_example_shape(test_data.shape[1:], generator.image_shape, "test data")
         if cfg["batch_size"] % self.world_size:
             raise DataError(f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
                             f"{self.world_size}: the GAN losses are means over each process's share, which "

@@ -38,6 +38,7 @@ Statistics are per unit of :meth:`FitLoop.step_weight` (per example by default:
 a loss summed over the batch, as Pyro's ELBOs return it, becomes nats per example).
 """
 
+import contextlib
 import math
 import numbers
 import time
@@ -51,6 +52,7 @@ from pyrogen.checks import is_count
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
+from pyrogen.precision import Precision
 from pyrogen.runs import open_run
 
 
@@ -90,6 +92,10 @@ class FitLoop(distributed.RankZeroRun):
     """A learning-rate decay with ``finished`` and ``state_dict``/``load_state_dict`` (e.g.
     :class:`~pyrogen.optim.PlateauDecay`): checkpointed with the loop's state, and :meth:`fit` stops
     once it has finished."""
+    handles_precision = False
+    """Whether :meth:`train_step` applies :attr:`precision` itself (autocast around its forward passes and,
+    under ``"fp16"``, the gradient scaler), as :class:`~pyrogen.infer.TorchSVI` does when given it. If not,
+    the loop runs each step under the precision's autocast, which serves ``"bf16"``; ``"fp16"`` then is refused."""
 
     def __init__(self, loader=None, config=None, run=None, progress=True, estimator=None):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -97,6 +103,19 @@ class FitLoop(distributed.RankZeroRun):
         self.run, self.progress = run, progress and self.rank == 0
         self.epoch, self.step, self.metrics = 0, 0, []
         self.batch_in_epoch = 0  # index of the batch train_step is given, within its epoch
+        self.trackers = []  # experiment trackers (pyrogen.tracking), told each epoch's row on rank 0
+        self.epoch_started = None  # perf_counter() at the start of the epoch being trained or reported
+        self._precision = None
+
+    @property
+    def precision(self):
+        """The :class:`~pyrogen.precision.Precision` of ``config["train"]["precision"]`` (``"32"`` when
+        absent) on the loader's device; built on first use."""
+        if self._precision is None:
+            train = self.config.get("train") if isinstance(self.config, dict) else None
+            name = train.get("precision", "32") if isinstance(train, dict) else "32"
+            self._precision = Precision(name, getattr(self.loader, "device", None) or "cpu")
+        return self._precision
 
     # ------------------------------------------------------------------ hooks
     def batches(self):
@@ -109,6 +128,15 @@ class FitLoop(distributed.RankZeroRun):
     def train_step(self, batch):
         """One optimisation step on ``batch``; returns its loss, or a dict of named statistics (like SVI.step)."""
         return self.estimator.step(batch)
+
+    def step_context(self):
+        """The context each :meth:`train_step` runs in: the precision's autocast, unless the trainer
+        :attr:`handles_precision` itself (a no-op at ``"32"`` either way)."""
+        return contextlib.nullcontext() if self.handles_precision else self.precision.autocast()
+
+    def epoch_images(self):
+        """``{name: images (N, C, H, W) in [0, 1]}`` of the epoch just finished, for the trackers' image grids."""
+        return {}
 
     def step_weight(self, batch):
         """What a step's statistics are summed over: the batch's examples (1 for a non-tensor batch)."""
@@ -203,6 +231,8 @@ class FitLoop(distributed.RankZeroRun):
                  "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
         if self.decay is not None:
             state["decay"] = self.decay.state_dict()
+        if self.precision.enabled:  # a float32 run's checkpoint stays as it was
+            state["precision"] = self.precision.state_dict()
         return state
 
     def load_state_dict(self, state):
@@ -212,6 +242,8 @@ class FitLoop(distributed.RankZeroRun):
             self.decay.load_state_dict(state["decay"])
         set_rng_state(state["rng"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+        if "precision" in state:
+            self.precision.load_state_dict(state["precision"])
         distributed.seed_rank_noise(self.config["train"].get("seed", 0), self.epoch)
 
     def log_every(self):
@@ -236,7 +268,8 @@ class FitLoop(distributed.RankZeroRun):
         with pyro.validation_enabled(False):
             for i, batch in enumerate(self.batches(), 1):
                 self.batch_in_epoch = i - 1
-                out = self.train_step(batch)
+                with self.step_context():
+                    out = self.train_step(batch)
                 if not isinstance(out, dict):
                     out = {"loss": out}
                 names = list(out)
@@ -259,9 +292,12 @@ class FitLoop(distributed.RankZeroRun):
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
         epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        if self.precision.scaler is not None and not self.handles_precision:
+            raise DataError(f"precision 'fp16' needs a gradient scaler in the training step, which "
+                            f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)")
         self.on_fit_start()
         while self.epoch < epochs and not self.should_stop():
-            start = time.perf_counter()
+            start = self.epoch_started = time.perf_counter()
             bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
                        disable=not self.progress, leave=False)
             with bar:
@@ -278,6 +314,10 @@ class FitLoop(distributed.RankZeroRun):
                 self.write_epoch_files(row)
                 self.run.save_checkpoint(self.state_dict())
                 self.run.write_metrics(self.metrics)
+            if self.trackers and self.rank == 0:
+                images = self.epoch_images()
+                for tracker in self.trackers:
+                    tracker.log_epoch(self.epoch, row, images)
             distributed.barrier()
         return self.metrics
 

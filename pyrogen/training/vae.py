@@ -29,7 +29,8 @@ from pyrogen.config import (  # noqa: F401
     compile_mode,
     default_config,
 )
-from pyrogen.data import DeviceLoader, check_images, static_binarize
+from pyrogen.data import check_images, static_binarize
+from pyrogen.data.loaders import check_example_shape, is_reader, make_loader
 from pyrogen.distributions import (
     LatentFamilyError,
     check_guide_family,
@@ -70,6 +71,10 @@ TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dim
 training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
 
 ELBO_CHOICES = ("auto", *ELBOS)
+
+STREAM_CHECK_EXAMPLES = 10_000
+"""Streamed training data are checked against the likelihood's support on their first this many examples
+(the whole set is read only batch by batch, in training)."""
 """What ``config["train"]["elbo"]`` may name."""
 
 
@@ -152,11 +157,24 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _check_data(vae, x, name):
+    """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
+    or counts, whose own check (``_check_support``) says what its support is."""
+    likelihood = getattr(vae, "likelihood", None)
+    if likelihood is None or likelihood.data_kind not in ("real", "counts"):
+        return check_images(x, name)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
+                        + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__))
+
+
 class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
     :param VAE vae: the model (its ``model`` and ``guide`` are trained).
-    :param torch.Tensor train_data: training images in [0, 1] on the device.
+    :param train_data: training images in [0, 1] on the device, or a streaming reader
+        (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`)
+        whose batches :class:`~pyrogen.data.loaders.StreamingLoader` serves on the test data's device.
     :param torch.Tensor test_data: test images, already binarized if the likelihood needs it.
     :param dict config: the run configuration (see :func:`default_config`).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
@@ -172,13 +190,16 @@ class VAETrainer(FitLoop):
         super().__init__(config=config, run=run, progress=progress)
         self.vae = vae
         train_cfg, data_cfg = config["train"], config["data"]
-        check_images(train_data, "training data")
-        check_images(test_data, "test data")
-        self.loader = DeviceLoader(
+        if not is_reader(train_data):
+            _check_data(vae, train_data, "training data")
+        _check_data(vae, test_data, "test data")
+        self.loader = make_loader(
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
-            seed=train_cfg["seed"] + 1, device=train_data.device,
-            rank=self.rank, world_size=self.world_size,
+            seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
+            rank=self.rank, world_size=self.world_size, num_workers=data_cfg.get("num_workers"),
         )  # fmt: skip
+        check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         self.test_data = test_data
         self.validation_data = validation_data  # held out of the training data, binarized like the test data
         vae.likelihood.check_binarize(data_cfg["binarize"])
@@ -200,7 +221,7 @@ class VAETrainer(FitLoop):
             num_cycles=train_cfg.get("kl_cycles", 4))
         self.optim_config = optim_config(train_cfg)
         initialize_(vae, self.optim_config)
-        self.optim = self._optimizer(vae.parameters(), fused=train_data.device.type in ("cpu", "cuda"))
+        self.optim = self._optimizer(vae.parameters(), fused=self.loader.device.type in ("cpu", "cuda"))
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.get("compile", "off"))
@@ -253,7 +274,7 @@ class VAETrainer(FitLoop):
                 raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
                                 f"which the guide {family.name!r} does not have")
             return TCELBO(beta=train_cfg.get("tc_beta", DEFAULT_TRAIN["tc_beta"]),
-                          dataset_size=self.loader.data.shape[0], num_particles=particles)
+                          dataset_size=self.loader.num_examples, num_particles=particles)
         if name == "meanfield" and two_layer:
             raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
                             "q(z2|z1), after z1; use --elbo auto or trace")
@@ -309,8 +330,9 @@ class VAETrainer(FitLoop):
 
     def _random_batch(self):
         """A fresh random training minibatch (the inner loop's data), binarized like the loader's."""
-        data, g = self.loader.data, self.inner_generator
-        x = data[torch.randint(data.shape[0], (self.loader.batch_size,), device=data.device, generator=g)]
+        g = self.inner_generator
+        x = self.loader.examples(torch.randint(self.loader.num_examples, (self.loader.batch_size,),
+                                               device=self.loader.device, generator=g))
         return torch.bernoulli(x, generator=g) if self.loader.binarize == "dynamic" else x
 
     def _check_support(self):
@@ -318,10 +340,14 @@ class VAETrainer(FitLoop):
 
         Dynamically binarized batches are 0/1 by construction; rounding the
         grey levels gives data of the same support without drawing random numbers.
+        Streamed training data are checked on their first :data:`STREAM_CHECK_EXAMPLES` examples.
         """
-        data = self.loader.data if self.loader.binarize != "dynamic" else self.loader.data.round()
+        data = self.loader.sample(STREAM_CHECK_EXAMPLES) if is_reader(getattr(self.loader, "reader", None)) \
+            else self.loader.data
+        data = data if self.loader.binarize != "dynamic" else data.round()
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
+        self.vae.likelihood.adapt(data)  # e.g. the typical library size that generated counts take
 
     def state_dict(self):
         state = {**super().state_dict(), "model": self.vae.state_dict(), "optim": self.optim.state_dict()}

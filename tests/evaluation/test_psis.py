@@ -134,3 +134,17 @@ def test_data_set_evaluation_shows_a_bar_with_the_time_left(capsys):
     assert "log p(x), K = 50" in err and "/30 [" in err and "<" in err  # tqdm's done/total [elapsed<left]
     log_likelihood_with_khat(lg.model, lg.guide, lg.data(30), num_samples=50, batch_size=10)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("above, grade, lower_estimate", [(1, "few", False), (4, "few", False), (5, "some", True),
+                                                          (49, "some", True), (50, "most", True),
+                                                          (81, "most", True), (100, "most", True)])
+def test_the_advice_is_graded_by_the_share_above_the_threshold(above, grade, lower_estimate):
+    """Issue 27: the sentence at 1% of the examples is not the one at 81% (few < 5% <= some < 50% <= most)."""
+    summary = khat_summary(torch.tensor([0.9] * above + [0.2] * (100 - above)))
+    advice = summary["advice"]
+    assert advice.startswith(f"Pareto k-hat > 0.7 for {grade} of the examples ({above:.1f}%): "), advice
+    assert ("a lower estimate, not a converged one" in advice) == lower_estimate
+    assert ("a better guide" in advice) == lower_estimate and "not to be trusted" in advice
+    line = format_khat_summary(summary)
+    assert line.count(f"{above:.1f}%") == 1 and "\n" not in line

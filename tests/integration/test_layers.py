@@ -16,14 +16,15 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
+                    "pyrogen.precision", "pyrogen.tracking"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
     ("infer", ["pyrogen.infer"]),
     ("configurations and runs", ["pyrogen.config", "pyrogen.runs"]),
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
-    ("training", ["pyrogen.training"]),
+    ("training", ["pyrogen.training", "pyrogen.lightning"]),
     ("plotting and report", ["pyrogen.plotting", "pyrogen.report"]),
     ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
