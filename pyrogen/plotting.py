@@ -551,6 +551,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
             return unused_path(os.path.join(folder, name))
     paths = []
     config = run.config
+    rows = run.dir.read_metrics()  # read (and checked) before any picture is drawn
     if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
         vae = _view(run.model())
         _, test, labels = run.data()
@@ -570,7 +571,6 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None
         paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
                                        new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
-    rows = run.dir.read_metrics()
     if rows:
         paths.append(plot_training_curves(rows, new_name(out_dir, "training_curves.png"), dpi=dpi))
     return paths

@@ -19,6 +19,7 @@ from pyro.distributions import Delta
 
 from pyrogen.checks import check_count
 from pyrogen.errors import DataError
+from pyrogen.evaluation.progress import EvaluationProgress
 from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
 
@@ -173,10 +174,12 @@ def elbo(model, guide, x, num_particles=1, **kwargs):
 
 
 @torch.no_grad()
-def evaluate_dataset(model, guide, data, batch_size=500, num_samples=0, **kwargs):
+def evaluate_dataset(model, guide, data, batch_size=500, num_samples=0, progress=False, **kwargs):
     """Mean test ELBO and (when ``num_samples`` > 0) importance-sampled log p(x) over a data set.
 
     :param torch.Tensor data: examples, already on the model's device.
+    :param bool progress: show a progress bar over the examples, and after the first batch a line
+        with the estimated time when it is long (:class:`~pyrogen.evaluation.progress.EvaluationProgress`).
     :returns: dict with ``"elbo"`` and, if computed, ``"log_px"``, in nats per example.
     """
     _check_batch(data, "data")
@@ -184,11 +187,14 @@ def evaluate_dataset(model, guide, data, batch_size=500, num_samples=0, **kwargs
     if num_samples:
         _check_count(num_samples, "num_samples")
     totals = {"elbo": 0.0, "log_px": 0.0}
-    for i in range(0, data.shape[0], batch_size):
-        x = data[i : i + batch_size]
-        totals["elbo"] += elbo(model, guide, x, **kwargs).sum().item()
-        if num_samples:
-            totals["log_px"] += log_likelihood(model, guide, x, num_samples, **kwargs).sum().item()
+    what = f"ELBO and log p(x), K = {num_samples}" if num_samples else "ELBO"
+    with EvaluationProgress(data.shape[0], what, enabled=progress) as bar:
+        for i in range(0, data.shape[0], batch_size):
+            x = data[i : i + batch_size]
+            totals["elbo"] += elbo(model, guide, x, **kwargs).sum().item()
+            if num_samples:
+                totals["log_px"] += log_likelihood(model, guide, x, num_samples, **kwargs).sum().item()
+            bar.update(x.shape[0])
     n = data.shape[0]
     out = {"elbo": totals["elbo"] / n}
     if num_samples:
