@@ -388,16 +388,17 @@ class RunDir:
         """Path of a file inside the run directory."""
         return os.path.join(self.path, name)
 
-    def resolve(self, name):
+    def resolve(self, name, doing="read"):
         """The real path of the run's file ``name``, checked to lie inside the run directory.
 
+        :param str doing: ``"read"`` or ``"write"``, for the message.
         :raises RunFileError: if ``name`` is, or passes through, a symbolic link that leaves the directory.
         """
         path = self.file(name)
         real, root = os.path.realpath(path), os.path.realpath(self.path)
         if os.path.commonpath([real, root]) != root:
             raise RunFileError(f"{path!r} is a link to {real!r}, outside the run directory {self.path!r}; "
-                               "refusing to read it (expected the run's own file)")
+                               f"refusing to {doing} it (expected the run's own file)")
         return real
 
     def open_file(self, name):
@@ -488,6 +489,8 @@ class RunDir:
         return parse_json(data, self.file(name))
 
     def write_json(self, name, obj):
+        """Write ``obj`` as the run's JSON file ``name`` (atomically; never through a link leaving the run)."""
+        self.resolve(name, "write")
         os.makedirs(os.path.dirname(self.file(name)), exist_ok=True)  # names may lie in a folder of the run
         atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=True), binary=False)
 
@@ -521,6 +524,7 @@ class RunDir:
             writer.writerows(rows)
 
         self.lock()
+        self.resolve(METRICS_FILE, "write")
         atomic_write(self.file(METRICS_FILE), write, binary=False)
 
     def read_metrics(self):
@@ -559,6 +563,7 @@ class RunDir:
         if self.pending_config is not None:  # the first checkpoint of a new run: now it is one
             self.write_json(CONFIG_FILE, self.pending_config)
             self.pending_config = None
+        self.resolve(CHECKPOINT_FILE, "write")
         save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location="cpu"):
@@ -578,6 +583,7 @@ class RunDir:
 
         buf = io.BytesIO()
         save_image(images.detach().float().cpu(), buf, nrow=nrow, format="png")
+        self.resolve(name, "write")
         atomic_write(self.file(name), lambda f: f.write(buf.getvalue()))
         return self.file(name)
 
