@@ -244,3 +244,16 @@ def test_conv_architectures_refuse_flat_vectors_in_one_line():
 def test_all_registered_likelihoods_build():
     for name in LIKELIHOODS:
         assert get_likelihood(name).bind((5,)).event_dim == 1
+
+
+def test_the_encoder_can_see_log1p_counts():
+    torch.manual_seed(0)
+    plain = VAE(latent_dim=2, image_shape=(7,), hidden=(8,), likelihood="negative-binomial")
+    logged = VAE(latent_dim=2, image_shape=(7,), hidden=(8,), likelihood="negative-binomial", input_transform="log1p")
+    assert logged.config["input_transform"] == "log1p" and "input_transform" not in plain.config
+    logged.encoder[0].net.load_state_dict(plain.encoder[0].state_dict())
+    logged.encoder[1].load_state_dict(plain.encoder[1].state_dict())
+    x = torch.poisson(torch.full((4, 7), 30.0))
+    assert torch.equal(logged.encode(x)["loc"], plain.encode(torch.log1p(x))["loc"])
+    with pytest.raises(DataError, match=r"^input_transform must be one of \['none', 'log1p'\], got 'log'$"):
+        VAE(image_shape=(7,), input_transform="log")
