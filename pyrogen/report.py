@@ -108,7 +108,7 @@ def _section(title, body):
 def used_settings(config):
     """``(key, value)`` pairs of the settings that shaped the run: unset (None) values and the options
     of schedules and modes the run did not use are left out."""
-    train = config.get("train", {})
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     unused = set()
     schedule = train.get("kl_schedule")
     if schedule is not None:
@@ -121,7 +121,7 @@ def used_settings(config):
         unused.add("gp_weight")
     labels = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
     return [(labels.get(k, k), v) for k, v in _flatten(config)
-            if v is not None and not (k.startswith("train.") and k[len("train."):] in unused)]
+            if v is not None and k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)]
 
 
 def _settings(run):
@@ -268,10 +268,10 @@ def build_report(run_dir):
 
     :raises RunDirError: if ``run_dir`` holds no run.
     """
-    run = open_run(run_dir, device="cpu").dir  # the report reads files only: no model, no checkpoint
+    opened = open_run(run_dir, device="cpu")  # the report reads files only: no model, no checkpoint
+    run = opened.dir
     rows = run.read_metrics()
-    config = run.config
-    title = f"pyrogen run: {config.get('kind', 'model')} in {os.path.abspath(run.path)}"
+    title = f"pyrogen run: {opened.kind} in {os.path.abspath(run.path)}"
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     sections = [
         _section("Settings", _settings(run)),
