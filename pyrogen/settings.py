@@ -384,7 +384,8 @@ def migrate(config):
     train = cls(**{**defaults, **legacy, **_known(cls, train)})
     evaluation = None
     if "eval" in config or TRAIN_LAYOUT[kind] == "vae":
-        evaluation = EvalConfig(**{**DEFAULT_EVAL, **_known(EvalConfig, _section_dict(config, "eval", "the evaluation settings"))})
+        given = _section_dict(config, "eval", "the evaluation settings")
+        evaluation = EvalConfig(**{**DEFAULT_EVAL, **_known(EvalConfig, given)})
     discriminator = None
     if "discriminator" in config:
         d = _section_dict(config, "discriminator", "the discriminator's settings")

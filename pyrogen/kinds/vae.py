@@ -13,9 +13,9 @@ from pyrogen.kinds.base import RunKind, lazy
 
 def add_options(p):
     """Options of ``pyrogen train vae`` and ``pyrogen train ae``."""
-    from pyrogen.settings import AUTO_COMPILE_MIN_STEPS, COMPILE_MODES
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
     from pyrogen.networks import ARCHITECTURES
+    from pyrogen.settings import AUTO_COMPILE_MIN_STEPS, COMPILE_MODES
     from pyrogen.training.vae import ELBO_CHOICES
 
     O.add_run(p, resumed=" model, data and optimizer options are then read from the run, and")
@@ -59,7 +59,8 @@ def add_options(p):
                    help="record: record the ELBO's tensor operations once per batch shape and replay them "
                         "(the eager step's numbers bit for bit, without Pyro's per-step Python; under a second "
                         "to record); on: also compile the recording with torch.compile (fastest step, about 10 s "
-                        "to compile the first time on a 2-core CPU, 2 s once inductor's cache holds it); off: run the model and guide every step. "
+                        "to compile the first time on a 2-core CPU, 2 s once inductor's cache holds it); off: run "
+                        "the model and guide every step. "
                         f"auto: on when a C++ compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} "
                         "steps, record otherwise, off for --aggressive, under torchrun and with --dreg (a failed "
                         "recording or compilation falls back to the eager step with one line); a bare --compile "

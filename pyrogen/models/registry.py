@@ -94,8 +94,8 @@ PAIR_DISCRIMINATORS = {"ali": _joint_discriminator, "aae": _latent_discriminator
 
 
 def build_gan_networks(config):
-    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration
-    with ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
+    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration with
+    ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
     settings = migrate({"kind": "gan", **config})
     model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.model.to_dict().items()}
     d = settings.discriminator.to_dict()
