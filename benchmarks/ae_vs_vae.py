@@ -7,7 +7,7 @@ and writes, under ``--out`` (default ``docs/_static/collapse``):
 * ``prior_samples.png`` -- E[x|z] for the same 64 draws z ~ N(0, I), AE left, VAE right;
 * ``latent_2d.png`` -- the codes (AE) and posterior means (VAE) of test images, coloured by class.
 
-    python benchmarks/ae_vs_vae.py --epochs 5 --train-size 20000
+    python -m benchmarks.ae_vs_vae --epochs 5 --train-size 20000
 """
 
 import argparse
@@ -16,13 +16,13 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import torch
+from torchvision.utils import make_grid
 
-from pyrogen.runs import atomic_write  # noqa: E402
-from pyrogen.training import build_trainer, default_config, load_data  # noqa: E402
+from pyrogen.runs import atomic_write
+from pyrogen.training import build_trainer, default_config, load_data
 
 CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 

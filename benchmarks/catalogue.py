@@ -20,14 +20,13 @@ and VAE_IAF (2 MADE blocks) train by pythae's own losses with the same
 784-400-50 networks and are scored by the same estimators through a Pyro
 wrapper of their encoder, decoder, learned prior (VAMP) and flow (VAE_IAF).
 
-    python benchmarks/catalogue.py --full --epochs 100          # the lead's run (hours on a CPU)
-    python benchmarks/catalogue.py --epochs 1 --train-size 1000 --test-size 100 --log-px-samples 50
-    python benchmarks/catalogue.py --rows vae iwae-5 --epochs 5
+    python -m benchmarks.catalogue --full --epochs 100          # the lead's run (hours on a CPU)
+    python -m benchmarks.catalogue --epochs 1 --train-size 1000 --test-size 100 --log-px-samples 50
+    python -m benchmarks.catalogue --rows vae iwae-5 --epochs 5
 """
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 

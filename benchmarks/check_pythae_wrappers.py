@@ -2,7 +2,7 @@
 
 Run with pythae installed (a side environment; pythae is never a dependency):
 
-    PYTHONPATH=. python benchmarks/check_pythae_wrappers.py
+    PYTHONPATH=. python -m benchmarks.check_pythae_wrappers
 
 * VAMP: the wrapper's prior log-density equals pythae's ``VAMP._log_p_z`` plus the
   -D/2 log(2 pi) that pythae drops (tolerance 1e-4 nats);
@@ -15,13 +15,10 @@ Run with pythae installed (a side environment; pythae is never a dependency):
 """
 
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import catalogue  # noqa: E402
+from benchmarks import catalogue
 
 D = catalogue.LATENT
 

@@ -10,7 +10,7 @@ rate but not at lr 1.0, the decay is a matter of step size, not of a lagging
 inference network. Takes every option of ``collapse.py`` (``--heads``,
 ``--elbo``, ``--train-size``, ``--seeds`` ...):
 
-    python benchmarks/collapse_switchoff.py --heads pyrogen --elbo trace --train-size 3000 --seeds 0 \\
+    python -m benchmarks.collapse_switchoff --heads pyrogen --elbo trace --train-size 3000 --seeds 0 \\
         --post-epochs 10 --variants lr1 lr0.25 lr0.0625
 """
 
@@ -19,8 +19,8 @@ import time
 
 import pyro
 import torch
-from collapse import build, build_parser, make_data, parse_args
 
+from benchmarks.collapse import build, build_parser, make_data, parse_args
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.diagnostics import collapse_diagnostics
 from pyrogen.infer import TorchSVI

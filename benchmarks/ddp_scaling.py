@@ -12,8 +12,8 @@ evaluation at the end of an epoch is not in it). The first epoch is left out
 when there are several (it pays for start-up). Prints a Markdown table of
 seconds per epoch, training examples per second and speed-up over one process.
 
-    python benchmarks/ddp_scaling.py --processes 1 2 --epochs 3
-    python benchmarks/ddp_scaling.py --kind gan --batch-size 64 --epochs 3
+    python -m benchmarks.ddp_scaling --processes 1 2 --epochs 3
+    python -m benchmarks.ddp_scaling --kind gan --batch-size 64 --epochs 3
 
 On the CPU the gloo backend averages gradients; with N processes sharing the
 same cores, the speed-up measures how well the per-process Python overhead

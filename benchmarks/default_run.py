@@ -10,28 +10,24 @@ epochs, trains one epoch of the hand-written PyTorch VAE of
 both alike. Training time counts the steps only (pyrogen's per-epoch
 evaluation is reported apart); pyrogen's first epoch includes its recording (or compilation).
 
-    python benchmarks/default_run.py --threads 1                 # the README's job: 10 epochs, 60,000 images
-    python benchmarks/default_run.py --epochs 1 --train-size 2000 --threads 1   # a smoke run
-    python benchmarks/default_run.py --threads 1 --compile on    # the same job compiled
+    python -m benchmarks.default_run --threads 1                 # the README's job: 10 epochs, 60,000 images
+    python -m benchmarks.default_run --epochs 1 --train-size 2000 --threads 1   # a smoke run
+    python -m benchmarks.default_run --threads 1 --compile on    # the same job compiled
 
 It prints one line per epoch and the whole-run ratio pyrogen / plain, with and
 without the first epoch (recording or compilation).
 """
 
 import argparse
-import os
-import sys
 import time
 
 import pyro
 import torch
 
+from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of benchmarks.vae_step
 from pyrogen.config import default_config
 from pyrogen.data import DeviceLoader
 from pyrogen.training.vae import build_trainer
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_step import PlainVAE  # noqa: E402  (the hand-written reference of vae_step.py)
 
 
 def main():

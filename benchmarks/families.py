@@ -15,8 +15,8 @@ logistic rows score the 256 levels k/255 as probabilities. **The three
 kinds of log p(x) are not comparable with each other**: only compare latent
 families within one likelihood.
 
-    python benchmarks/families.py                         # the table in docs/families.rst
-    python benchmarks/families.py --epochs 1 --train-size 1000 --test-size 200   # a quick look
+    python -m benchmarks.families                         # the table in docs/families.rst
+    python -m benchmarks.families --epochs 1 --train-size 1000 --test-size 200   # a quick look
 """
 
 import argparse

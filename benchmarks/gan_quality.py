@@ -32,11 +32,11 @@ mean Fréchet distances, pyrogen over reference (target <= 1.10).
 
 ::
 
-    python benchmarks/gan_quality.py --quick                 # 1 seed, 1 epoch, 5,000 images: minutes
+    python -m benchmarks.gan_quality --quick                 # 1 seed, 1 epoch, 5,000 images: minutes
     # the committed figures (docs/gan.rst): one process per seed, then one table and picture
-    python benchmarks/gan_quality.py --epochs 3 --seeds 0 --train-size 10000 --num-samples 5000 \\
+    python -m benchmarks.gan_quality --epochs 3 --seeds 0 --train-size 10000 --num-samples 5000 \\
         --loops pyrogen-bn2d reference pyrogen --out benchmarks/results/gan_quality_seed0.json
-    python benchmarks/gan_quality.py --merge benchmarks/results/gan_quality_seed{0,1,2}.json \\
+    python -m benchmarks.gan_quality --merge benchmarks/results/gan_quality_seed{0,1,2}.json \\
         --out benchmarks/results/gan_quality.json --plot docs/_static/gan/gan_quality.png
 
 One thread per process by default (``--threads``). The JSON holds every

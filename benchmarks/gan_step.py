@@ -13,8 +13,8 @@ each after its own warm-up; the figure is the median over ``--rounds`` blocks of
 the time per step, and the ratio is pyrogen's median over the plain median (and,
 more robust to a machine whose load drifts, the median of the ratios of adjacent blocks).
 
-    python benchmarks/gan_step.py                       # DCGAN, batch 64
-    python benchmarks/gan_step.py --architecture mlp --batch-size 64
+    python -m benchmarks.gan_step                       # DCGAN, batch 64
+    python -m benchmarks.gan_step --architecture mlp --batch-size 64
 """
 
 import argparse

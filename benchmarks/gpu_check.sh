@@ -60,8 +60,8 @@ section() {
 if [ "$device" = cuda ]; then
   section "CUDA tests" "$python" -m pytest -q -m cuda -p no:cacheprovider
 fi
-section "VAE step, MLP" "$python" benchmarks/vae_step.py --device "$device" "${vae_mlp[@]}" "${extra[@]}" --autocast bf16
-section "VAE step, conv" "$python" benchmarks/vae_step.py --device "$device" --architecture conv "${vae_conv[@]}" "${extra[@]}"
-section "GAN step, DCGAN" "$python" benchmarks/gan_step.py --device "$device" "${gan[@]}"
+section "VAE step, MLP" "$python" -m benchmarks.vae_step --device "$device" "${vae_mlp[@]}" "${extra[@]}" --autocast bf16
+section "VAE step, conv" "$python" -m benchmarks.vae_step --device "$device" --architecture conv "${vae_conv[@]}" "${extra[@]}"
+section "GAN step, DCGAN" "$python" -m benchmarks.gan_step --device "$device" "${gan[@]}"
 echo "figures written to $out"
 exit $status

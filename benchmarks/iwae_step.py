@@ -13,23 +13,20 @@ threads; the ratio is taken within each block (so load that changes between bloc
 cancels), and the median over blocks is printed. Needs pythae (an optional peer, in a
 side environment: ``pip install pythae``)::
 
-    PYTHONPATH=. /work/pythae-venv/bin/python benchmarks/iwae_step.py
-    PYTHONPATH=. /work/pythae-venv/bin/python benchmarks/iwae_step.py --particles 5 --blocks 10 --dreg
+    PYTHONPATH=. /work/pythae-venv/bin/python -m benchmarks.iwae_step
+    PYTHONPATH=. /work/pythae-venv/bin/python -m benchmarks.iwae_step --particles 5 --blocks 10 --dreg
 """
 
 import argparse
 import os
 import statistics
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import catalogue  # noqa: E402  (the pythae wrapper with pyrogen's networks)
-
-from pyrogen.data import load_fashion_mnist  # noqa: E402
-from pyrogen.infer import IWAE_ELBO, TorchSVI  # noqa: E402
-from pyrogen.models import VAE  # noqa: E402
+from benchmarks import catalogue  # the pythae wrapper with pyrogen's networks
+from pyrogen.data import load_fashion_mnist
+from pyrogen.infer import IWAE_ELBO, TorchSVI
+from pyrogen.models import VAE
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ and Welling; weights untrained, which does not change the cost) and (b) the
 PSIS fit (ArviZ's ``psislw``) on those weights, and prints the medians and
 their ratio b / a.
 
-    .venv/bin/python benchmarks/psis_overhead.py --examples 200 --samples 1000 --repeats 5
+    .venv/bin/python -m benchmarks.psis_overhead --examples 200 --samples 1000 --repeats 5
 """
 
 import argparse

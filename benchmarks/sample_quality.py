@@ -15,8 +15,8 @@ Samples: the AE and VAE decode draws z ~ N(0, I) to their mean images E[x|z]
 (the AE's code distribution need not match that prior); the GAN gives G(z).
 All models use MLPs so that the CPU budget buys several epochs::
 
-    python benchmarks/sample_quality.py --seconds 60 --num-samples 10000
-    python benchmarks/sample_quality.py --models --run myvae=runs/vae --run mygan=runs/gan
+    python -m benchmarks.sample_quality --seconds 60 --num-samples 10000
+    python -m benchmarks.sample_quality --models --run myvae=runs/vae --run mygan=runs/gan
 
 Writes the table as Markdown to stdout and, with ``--out``, as JSON.
 """
@@ -33,7 +33,7 @@ import torch
 from pyrogen.data import load_fashion_mnist
 from pyrogen.evaluation import evaluate_samples
 from pyrogen.evaluation.features import TRAIN_COMMAND, cache_dir, load_classifier
-from pyrogen.runs import RunDir, atomic_write
+from pyrogen.runs import atomic_write
 
 DEFAULT_MODELS = ["ae", "vae", "gan-nonsaturating", "gan-wgan-gp", "gan-hinge", "gan-least-squares", "gan-minimax"]
 

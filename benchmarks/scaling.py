@@ -12,24 +12,20 @@ storage once), divided by M, is the activation memory per example; parameters,
 gradients and Adam's two moments are the fixed part. The largest batch that fits in
 ``--budget-gb`` (2 GB) is (budget - fixed) / per-example, rounded down.
 
-    python benchmarks/scaling.py --threads 1
-    python benchmarks/scaling.py --batch-sizes 100 1024 --latent-sizes 50 --blocks 4
+    python -m benchmarks.scaling --threads 1
+    python -m benchmarks.scaling --batch-sizes 100 1024 --latent-sizes 50 --blocks 4
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import pyro
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_step import PlainVAE  # noqa: E402  (the hand-written reference of the step benchmark)
-
-from pyrogen.infer import ReparamTrace_ELBO, TorchSVI  # noqa: E402
-from pyrogen.models import VAE  # noqa: E402
+from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of the step benchmark
+from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.models import VAE
 
 
 def saved_bytes(loss_fn, x):
@@ -69,7 +65,7 @@ def main():
     print(f"MLP 784-400-d VAE, Bernoulli, L = 1, torch threads {torch.get_num_threads()}, "
           f"{args.blocks} interleaved blocks x {args.steps} steps")
     print("| latent | M | pyrogen ms / step | examples / s | ratio to hand-written | "
-          "activations per example | largest M in %g GB |" % args.budget_gb)
+          f"activations per example | largest M in {args.budget_gb:g} GB |")
     print("|---|---|---|---|---|---|---|")
     for latent in args.latent_sizes:
         for batch in args.batch_sizes:

@@ -1,4 +1,4 @@
-"""pyrogen's SVI step against a hand-written PyTorch VAE and Pyro's tutorial loop.
+r"""pyrogen's SVI step against a hand-written PyTorch VAE and Pyro's tutorial loop.
 
 Same network for all (784-400-50 MLP with softplus, Bernoulli likelihood,
 Gaussian q(z|x) with exp-scale head), same data path (Fashion-MNIST with
@@ -7,9 +7,9 @@ every ``--block`` steps, so drifting machine load hits them alike; the time per
 step is the median over blocks. After the same number of epochs each model is scored by
 the same test ELBO and importance-sampled log p(x) (K = 100), nats per example.
 
-    python benchmarks/vae_step.py --epochs 5
-    python benchmarks/vae_step.py --architecture conv --epochs 1 --train-size 10000   # step times only
-    python benchmarks/vae_step.py --batch-size 1024 --epochs 5     # the other batch sizes: 256, 1024
+    python -m benchmarks.vae_step --epochs 5
+    python -m benchmarks.vae_step --architecture conv --epochs 1 --train-size 10000   # step times only
+    python -m benchmarks.vae_step --batch-size 1024 --epochs 5     # the other batch sizes: 256, 1024
 
 Rows:
 
@@ -61,7 +61,7 @@ also counts the time the thread waits for a core: with ``--threads 1`` the
 ratios then measure the work of each step, not the machine's load (caches
 and memory bandwidth are still shared). ``--rows`` times a subset of the loops.
 
-    OMP_NUM_THREADS=1 python benchmarks/vae_step.py --threads 1 --clock cpu --rows pyrogen pyrogen-pyro-meanfield
+    OMP_NUM_THREADS=1 python -m benchmarks.vae_step --threads 1 --clock cpu --rows pyrogen pyrogen-pyro-meanfield
 """
 
 import argparse
@@ -73,83 +73,21 @@ import time
 import pyro
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from benchmarks.references.plain_vae import PlainVAE
 from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
-from pyrogen.networks import build_decoder, build_encoder
 from pyrogen.training.vae import ELBOS, resolve_elbo
 
 try:  # an optional peer for the comparison, never a dependency
+    from pythae.data.datasets import DatasetOutput
     from pythae.models import VAE as PythaeVAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
-    from pythae.data.datasets import DatasetOutput
 except ImportError:
     PythaeVAE = None
-
-
-class PlainVAE(nn.Module):
-    """The network of ``VAE(latent_dim=50, hidden=(400,), architecture=...)`` with a hand-written loss.
-
-    ``"mlp"``: the layers written out (784-400-50, softplus); ``"conv"``: pyrogen's own
-    convolutional encoder body and decoder (:mod:`pyrogen.networks`) with two linear heads.
-    """
-
-    def __init__(self, architecture="mlp", latent_dim=50):
-        super().__init__()
-        self.architecture, d = architecture, latent_dim
-        if architecture == "mlp":
-            self.enc, self.loc, self.scale = nn.Linear(784, 400), nn.Linear(400, d), nn.Linear(400, d)
-            self.dec1, self.dec2 = nn.Linear(d, 400), nn.Linear(400, 784)
-        else:
-            self.body = build_encoder("conv", (1, 28, 28), (400,))
-            self.loc, self.scale = nn.Linear(self.body.out_features, d), nn.Linear(self.body.out_features, d)
-            self.decoder = build_decoder("conv", d, (1, 28, 28), 1, (400,))
-
-    def _encode(self, x):
-        """``(mu, log_sigma)`` of q(z|x), each ``(B, 50)``: the scale head's output is log σ², halved here
-        (pytorch/examples' ``std = exp(0.5 * logvar)``, pyrogen's default ``scale_head="log-variance"``)."""
-        if self.architecture == "mlp":
-            h = F.softplus(self.enc(x.flatten(1)))
-        else:
-            h = self.body(x.reshape(-1, 1, 28, 28))
-        return self.loc(h), 0.5 * self.scale(h)
-
-    def _logits(self, z):
-        """Bernoulli logits ``(B, 784)``."""
-        if self.architecture == "mlp":
-            return self.dec2(F.softplus(self.dec1(z)))
-        return self.decoder(z).flatten(1)
-
-    def loss(self, x):
-        """Negative ELBO (nats, summed over the batch) with the analytic Gaussian KL."""
-        mu, log_sigma = self._encode(x)
-        z = mu + log_sigma.exp() * torch.randn_like(mu)
-        nll = F.binary_cross_entropy_with_logits(self._logits(z), x.flatten(1), reduction="sum")
-        kl = 0.5 * (mu.pow(2) + (2 * log_sigma).exp() - 1 - 2 * log_sigma).sum()
-        return nll + kl
-
-    def mc_kl_loss(self, x):
-        """The same negative ELBO with KL(q||p) estimated at the drawn z, as Trace_ELBO does."""
-        mu, log_sigma = self._encode(x)
-        eps = torch.randn_like(mu)
-        z = mu + log_sigma.exp() * eps
-        nll = F.binary_cross_entropy_with_logits(self._logits(z), x.flatten(1), reduction="sum")
-        log_q_minus_log_p = (0.5 * (z.pow(2) - eps.pow(2)) - log_sigma).sum()
-        return nll + log_q_minus_log_p
-
-    def as_pyrogen(self):
-        """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
-        vae = VAE(latent_dim=self.loc.out_features, hidden=(400,))
-        names = {"encoder.0.net.0": self.enc, "encoder.1.layers.loc": self.loc,
-                 "encoder.1.layers.scale": self.scale, "decoder.net.0": self.dec1,
-                 "decoder.net.2": self.dec2}
-        state = {f"{k}.{p}": getattr(m, p).detach().clone() for k, m in names.items() for p in ("weight", "bias")}
-        vae.load_state_dict(dict(vae.state_dict(), **state))
-        return vae
 
 
 def pythae_vae(plain):
@@ -370,7 +308,8 @@ def main():
         return f"{reached[name]:.1f} s" if reached[name] is not None else "not reached"
 
     if args.architecture == "conv":
-        print(f"| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} |")
+        print("| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl "
+              f"| to ELBO {args.target_elbo:g} |")
         print("|---|---|---|---|---|---|")
         for name, times in per_step.items():
             ms = statistics.median(times) * 1e3

@@ -5,7 +5,7 @@ VampPrior or IAF as they were before 2026-12-03 (now the catalogue's ``vampprior
 and ``iaf-context-gated`` rows) in one or two respects of pythae's ``VAMP`` / ``VAE_IAF``;
 the command line is the catalogue's, e.g.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 5 /work/pythae-venv/bin/python benchmarks/vamp_iaf_ablation.py \\
+    PYTHONPATH=. OMP_NUM_THREADS=1 nice -n 5 /work/pythae-venv/bin/python -m benchmarks.vamp_iaf_ablation \\
         --rows iaf-no-context --epochs 10 --train-size 10000 --test-size 1000 --log-px-samples 1000 --threads 1
 
 VampPrior rows (the default now, the catalogue's ``vampprior``: hard-tanh pseudo-inputs with a shared bias):
@@ -31,8 +31,8 @@ from pyro.distributions import transforms as T
 from pyro.infer import Trace_ELBO
 from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 
-import catalogue
-from catalogue import HIDDEN, LATENT, _vae, register
+from benchmarks import catalogue
+from benchmarks.catalogue import HIDDEN, LATENT, _vae, register
 
 
 def _iaf(context=True, stable=True, flip=False):

@@ -17,23 +17,20 @@ steps per contender, after two warm-up steps each; the ratio pyrogen / pythae is
 within each block and the median over blocks printed, so load that changes between
 blocks cancels. Needs pythae (side environment)::
 
-    PYTHONPATH=. /work/pythae-venv/bin/python benchmarks/vamp_iaf_step.py
+    PYTHONPATH=. /work/pythae-venv/bin/python -m benchmarks.vamp_iaf_step
 """
 
 import argparse
 import os
 import statistics
-import sys
 
 import torch
 from pyro.infer import Trace_ELBO
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import catalogue  # noqa: E402  (the pythae wrappers with pyrogen's networks)
-
-from pyrogen.data import load_fashion_mnist  # noqa: E402
-from pyrogen.infer import ReparamTrace_ELBO, TorchSVI  # noqa: E402
-from pyrogen.models import VAE  # noqa: E402
+from benchmarks import catalogue  # the pythae wrappers with pyrogen's networks
+from pyrogen.data import load_fashion_mnist
+from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+from pyrogen.models import VAE
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ plain links to those projects' documentation search pages (see
   the examples (``plot_gallery`` off): at a size that fits a docs build their
   figures are an untrained model's blur, and at their defaults they take minutes
   each. The figures on the pages are committed PNGs from full runs, and
-  ``tests/test_examples.py`` runs every example at a tiny size.
+  ``tests/integration/test_examples.py`` runs every example at a tiny size.
 """
 
 import importlib

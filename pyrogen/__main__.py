@@ -1,3 +1,3 @@
-from pyrogen.cli import main
+from pyrogen._entry import main
 
 raise SystemExit(main())

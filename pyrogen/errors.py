@@ -29,6 +29,11 @@ class RunDirError(PyrogenError, FileExistsError):
     """A run directory already holds a run, or holds none where one is needed."""
 
 
+class RunFileError(RunDirError, ValueError):
+    """A file of a run cannot be read as pyrogen wrote it: a link that leaves the run directory,
+    not a regular file, not UTF-8, invalid or too deeply nested JSON, or values of the wrong type."""
+
+
 class TrainingDivergedError(PyrogenError, FloatingPointError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -500,6 +500,19 @@ PLOTS_DIR = "plots"
 
 
 @torch.no_grad()
+def _new_folder(path):
+    """Make and return ``path``, or ``path-2``, ``path-3``, ... if taken (an empty folder is used as it is)."""
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else f"{path}-{n}"
+        try:
+            os.mkdir(candidate)  # claims the name: two plots at once get two folders
+            return candidate
+        except FileExistsError:
+            if os.path.isdir(candidate) and not os.path.islink(candidate) and not os.listdir(candidate):
+                return candidate
+    raise DataError(f"{path!r}: 9,999 folders of pictures exist already; pass --out for another folder")
+
+
 def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=100):
     """Every picture of a run: what ``pyrogen plot RUN_DIR`` writes.
 
@@ -509,17 +522,33 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     images) and ``training_curves.png``; for other kinds of run the training
     curves only. Test images are the run's own (binarized as in training).
 
-    :param out_dir: where to write (default ``RUN_DIR/plots``).
+    Nothing is replaced: by default the pictures go to ``RUN_DIR/plots``, or, where an earlier
+    ``pyrogen plot`` filled it, to the first free ``plots-2``, ``plots-3``, ...; in a given
+    ``out_dir`` a name already taken becomes ``NAME-2.png``, ``NAME-3.png``, ...
+
+    :param out_dir: where to write (default: a new ``RUN_DIR/plots`` folder, as above).
     :param int seed: seeds the prior draws, so the pictures are reproducible.
     :returns: list of the paths written.
     """
     import pyro
 
     from pyrogen.data import FASHION_MNIST_CLASSES
+    from pyrogen.files import unused_path
     from pyrogen.runs import open_run
 
     run = open_run(run_dir, device)
-    out_dir = os.fspath(out_dir) if out_dir is not None else run.dir.file(PLOTS_DIR)
+    if out_dir is None:
+        folder = []
+
+        def new_name(_, name):  # the folder is made with the first picture, after the model loaded
+            if not folder:
+                folder.append(_new_folder(run.dir.file(PLOTS_DIR)))
+            return os.path.join(folder[0], name)
+    else:
+        out_dir = os.fspath(out_dir)
+
+        def new_name(folder, name):
+            return unused_path(os.path.join(folder, name))
     paths = []
     if run.record.configured and run.record.vae_pair:  # a VAE, or the VAE pair ALI and the AAE train
         vae = _view(run.model())
@@ -527,22 +556,22 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)
         pairs = min(8, test.shape[0] // 2)
-        paths.append(plot_reconstructions(vae, test[pick[:16]], os.path.join(out_dir, "reconstructions.png"),
+        paths.append(plot_reconstructions(vae, test[pick[:16]], new_name(out_dir, "reconstructions.png"),
                                           dpi=dpi))
-        paths.append(plot_prior_samples(vae, os.path.join(out_dir, "prior_samples.png"), dpi=dpi))
-        paths.append(plot_latent_traversals(vae, os.path.join(out_dir, "latent_traversals.png"),
+        paths.append(plot_prior_samples(vae, new_name(out_dir, "prior_samples.png"), dpi=dpi))
+        paths.append(plot_latent_traversals(vae, new_name(out_dir, "latent_traversals.png"),
                                             x=test[: num_points], dpi=dpi))
         if pairs:
             paths.append(plot_interpolations(vae, test[pick[:pairs]], test[pick[pairs : 2 * pairs]],
-                                             os.path.join(out_dir, "interpolations.png"), dpi=dpi))
+                                             new_name(out_dir, "interpolations.png"), dpi=dpi))
         if vae.latent_dim == 2:
-            paths.append(plot_manifold(vae, os.path.join(out_dir, "manifold.png"), dpi=dpi))
+            paths.append(plot_manifold(vae, new_name(out_dir, "manifold.png"), dpi=dpi))
         names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
         paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
-                                       os.path.join(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
+                                       new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
     rows = run.dir.read_metrics()
     if rows:
-        paths.append(plot_training_curves(rows, os.path.join(out_dir, "training_curves.png"), dpi=dpi))
+        paths.append(plot_training_curves(rows, new_name(out_dir, "training_curves.png"), dpi=dpi))
     return paths
 
 

@@ -1,27 +1,35 @@
-"""One self-contained HTML page about a run: settings, evaluation, metrics, curves and pictures.
+"""One self-contained HTML page about a run: results first (evaluation, curves, pictures, metrics), then settings.
 
-``pyrogen report RUN_DIR`` writes ``RUN_DIR/report.html``. The page needs
-nothing but a browser: the style is inline and every picture is embedded as
-a base64 ``data:`` URI, so it reads offline and survives being mailed or
-copied on its own. The training curves are drawn afresh from
-``metrics.csv``; the other pictures are the PNG files already in the run
-directory and its ``plots/`` folder (``pyrogen plot RUN_DIR`` makes them).
+``pyrogen report RUN_DIR`` writes ``RUN_DIR/report.html`` (or, when an earlier
+report is there, the first free ``report-2.html``, ``report-3.html``, ...: no
+report replaces another). The page needs nothing but a browser: the style is
+inline and every picture is embedded as a base64 ``data:`` URI, so it reads
+offline and survives being mailed or copied on its own. The training curves
+are drawn afresh from ``metrics.csv``; the other pictures are the PNG files
+already in the run directory and in the latest of its ``plots/``,
+``plots-2/``, ... folders (``pyrogen plot RUN_DIR`` makes them). The settings
+section lists those that differ from what ``pyrogen train KIND`` uses without
+options, with the full table folded below. Every file is read through
+:meth:`pyrogen.files.RunDir.open_file`: nothing is read through a link that
+leaves the run directory.
 """
 
 import base64
 import datetime
 import glob
 import html
+import json
+import numbers
 import os
 import re
 import tempfile
 
-from pyrogen.errors import DataError
-from pyrogen.files import EVALUATIONS_DIR, atomic_write
+from pyrogen.errors import DataError, RunDirError, RunFileError
+from pyrogen.files import EVALUATIONS_DIR, atomic_write, check_not_run_file
 from pyrogen.runs import open_run
 
-SECTIONS = ("Settings", "Evaluation", "Metrics", "Training curves", "Pictures")
-"""The page's sections, in order; each is an ``<h2>`` with an ``id`` of its name in lower case."""
+SECTIONS = ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
+"""The page's sections, in order (results first); each is an ``<h2>`` with an ``id`` of its name in lower case."""
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
@@ -105,9 +113,8 @@ def _section(title, body):
     return f"<section><h2 id='{title.lower().replace(' ', '-')}'>{_esc(title)}</h2>\n{body}\n</section>"
 
 
-def used_settings(config):
-    """``(key, value)`` pairs of the settings that shaped the run: unset (None) values and the options
-    of schedules and modes the run did not use are left out."""
+def _used_pairs(config):
+    """``(key, value)`` of the settings that shaped the run, keys as flattened (``"train.epochs"``)."""
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     unused = set()
     schedule = train.get("kl_schedule")
@@ -119,13 +126,64 @@ def used_settings(config):
         unused.add("aggressive_patience")
     if "gp_weight" in train and train.get("loss") != "wgan-gp":
         unused.add("gp_weight")
-    labels = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
-    return [(labels.get(k, k), v) for k, v in _flatten(config)
+    return [(k, v) for k, v in _flatten(config)
             if v is not None and k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)]
 
 
-def _settings(run):
-    return _key_value_table(used_settings(run.config))
+_LABELS = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
+
+
+def used_settings(config):
+    """``(key, value)`` pairs of the settings that shaped the run: unset (None) values and the options
+    of schedules and modes the run did not use are left out."""
+    return [(_LABELS.get(k, k), v) for k, v in _used_pairs(config)]
+
+
+def default_settings(config):
+    """The configuration that ``pyrogen train KIND`` writes without options, for the kind of ``config``
+    (a class-conditional GAN: the conditional one), or None where pyrogen knows no defaults for it."""
+    from pyrogen.errors import PyrogenError
+    from pyrogen.kinds import get_kind
+    from pyrogen.settings import migrate
+
+    try:
+        record = get_kind(migrate(config).kind)
+    except PyrogenError:  # an unknown kind or layout: the full table only
+        return None
+    if record.defaults_like is None:
+        return None
+    return json.loads(json.dumps(record.defaults_like(config)))  # tuples as lists, as config.json holds them
+
+
+def changed_settings(config):
+    """``(key, value, default)`` of the settings in :func:`used_settings` that differ from
+    :func:`default_settings` (default None where the kind's defaults lack the key); None without defaults."""
+    defaults = default_settings(config)
+    if defaults is None:
+        return None
+    flat = dict(_flatten(defaults))
+    missing = object()
+    return [(_LABELS.get(k, k), v, flat.get(k)) for k, v in _used_pairs(json.loads(json.dumps(config)))
+            if flat.get(k, missing) != v]
+
+
+def _settings(config, record):
+    kind = record.name
+    full = used_settings(config)
+    changed = changed_settings(config)
+    folded = (f"<details><summary>All {len(full)} settings</summary>{_key_value_table(full)}</details>")
+    if changed is None:
+        return f"<p class='note'>No defaults are known for runs of kind {_esc(kind)}.</p>{_key_value_table(full)}"
+    command = record.usage
+    if not changed:
+        head = f"<p>Every setting is the default of <code>pyrogen train {_esc(command)}</code>.</p>"
+    else:
+        rows = "".join(f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td>"
+                       f"<td class='key'>{_esc('unset' if d is None else _fmt(d))}</td></tr>" for k, v, d in changed)
+        head = (f"<p>The settings that differ from the defaults of <code>pyrogen train {_esc(command)}</code>:</p>"
+                "<table><tr><th class='key'>setting</th><th class='key'>value</th><th class='key'>default</th>"
+                f"</tr>{rows}</table>")
+    return head + folded
 
 
 def _evaluations(run, prefix):
@@ -139,16 +197,30 @@ def _evaluations(run, prefix):
     return sorted(found, key=lambda f: (f[1].get("epoch", 0), f[1].get("num_samples", 0), f[0]))
 
 
+_WHOLE = ("epoch", "num_samples", "seed", "num_examples", "num_fake", "num_real", "k")
+_FIGURES = ("elbo", "objective", "log_px", "frechet_distance", "precision", "recall")
+
+
 def _read_evaluation(run, rel):
-    """One evaluation file as a dict; a file that is not the JSON object pyrogen wrote is one-line error."""
-    try:
-        result = run.read_json(rel)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{run.file(rel)!r} is not valid JSON: {str(e).splitlines()[0]}; "
-                        "rewrite it with 'pyrogen evaluate'") from None
+    """One evaluation file as a dict; a file that is not the JSON object pyrogen wrote is one line.
+
+    :raises RunFileError: for a link leaving the run, or a file that is not UTF-8 JSON.
+    :raises DataError: for JSON that is not an evaluation, or whose counts or figures have other types.
+    """
+    result = run.read_json(rel)
     if not isinstance(result, dict) or not isinstance(result.get("psis", {}), dict):
         raise DataError(f"{run.file(rel)!r} holds no evaluation (expected the JSON object "
                         "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+    for key in _WHOLE:
+        value = result.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DataError(f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a whole number "
+                            "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+    for key in _FIGURES:
+        value = result.get(key, 0.0)
+        if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+            raise DataError(f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a number "
+                            "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
     return result
 
 
@@ -158,13 +230,23 @@ def _written(result):
     return f"written by {who}" + (f" on {when}" if when else "")
 
 
-def _evaluation(run):
+def _evaluation(run, record):
     results = _evaluations(run, "log-px")
     quality = _evaluations(run, "sample-quality")
+    if not record.has_density and not quality:
+        return ("<p class='note'>No sample-quality scores yet: run <code>pyrogen sample-quality "
+                f"{_esc(run.path)}</code> (Fréchet distance, precision and recall; a GAN's generator has no "
+                "density, so no ELBO or log p(x)).</p>")
+    if record.evaluate is None and record.has_density and not results and not quality:
+        return ("<p class='note'>No evaluation: <code>pyrogen evaluate</code> does not take conditional VAE runs "
+                "yet; their test ELBO given the labels is the test_elbo column of the metrics below.</p>")
     if not results and not quality:
         return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
                 f"{_esc(run.path)}</code>.</p>")
-    body = "" if results else f"<p class='note'>No log p(x) yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
+    body = ""
+    if not results and record.evaluate is not None:
+        what = "test objective" if record.evaluate == "objective" else "log p(x)"
+        body = f"<p class='note'>No {what} yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
     labels = {"elbo": "test ELBO (nats per example)", "objective": "test objective (nats per example)",
               "log_px": "importance-sampled log p(x) (nats per example)"}
     for rel, result in results:
@@ -236,11 +318,23 @@ def _curves(rows):
             return f"<figure>{_img(f.read(), 'training curves')}</figure>"
 
 
-def _pictures(run):
+def plot_folders(run):
+    """The run's folders of ``pyrogen plot`` pictures, earliest first: ``plots``, ``plots-2``, ..."""
+    found = []
+    for name in os.listdir(run.path):
+        match = re.fullmatch(re.escape(PLOTS_DIR) + r"(?:-(\d+))?", name)
+        if match and os.path.isdir(run.file(name)) and not os.path.islink(run.file(name)):
+            found.append((int(match.group(1) or 1), name))
+    return [name for _, name in sorted(found)]
+
+
+def _pictures(run, record):
     def rank(name):
         return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
 
-    plots = [p for p in glob.glob(os.path.join(run.path, PLOTS_DIR, "*.png"))
+    folders = plot_folders(run)
+    latest = folders[-1] if folders else PLOTS_DIR
+    plots = [p for p in glob.glob(os.path.join(run.path, latest, "*.png"))
              if os.path.basename(p) != "training_curves.png"]
     pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
                 for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
@@ -248,51 +342,84 @@ def _pictures(run):
     pictures += [(p, _picture_caption(os.path.basename(p)))
                  for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
                  if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
-    figures = [] if plots else [
-        f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>"]
-    inside = os.path.realpath(run.path) + os.sep
+    figures = []
+    if not folders and record.vae_pair:
+        figures.append(f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>")
+    elif len(folders) > 1:
+        figures.append(f"<p class='note'>The pictures of the latest <code>pyrogen plot</code>, in "
+                       f"<code>{_esc(latest)}/</code>; earlier ones are in "
+                       f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
     for path, caption in pictures:
-        # only the run's own pictures: a symbolic link could point anywhere (a system file, say)
-        if os.path.islink(path) or not os.path.isfile(path) or not os.path.realpath(path).startswith(inside):
-            continue
         rel = os.path.relpath(path, run.path)
-        with open(path, "rb") as f:
-            img = _img(f.read(), rel)
+        try:  # only the run's own pictures: a symbolic link could point anywhere (a system file, say)
+            if os.path.islink(path):
+                continue
+            with run.open_file(rel) as f:
+                img = _img(f.read(), rel)
+        except RunFileError:
+            continue
         figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}"
                        "</figcaption></figure>")
-    return "\n".join(figures)
+    return "\n".join(figures) or "<p class='note'>No pictures.</p>"
+
+
+def _plural(count, word):
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def build_report(run_dir):
     """The HTML page of a run, as a string (see :data:`SECTIONS`).
 
-    :raises RunDirError: if ``run_dir`` holds no run.
+    :raises RunDirError: if ``run_dir`` holds no run, or holds the feature network's cache.
+    :raises RunFileError: if a file of the run is a link that leaves it, or is not what pyrogen wrote.
     """
     opened = open_run(run_dir, device="cpu")  # the report reads files only: no model, no checkpoint
+    if not opened.record.configured:
+        raise RunDirError(f"{opened.path!r} holds the feature network's cache, not a training run; its test "
+                          "accuracy is in its manifest ('pyrogen train features' prints it)")
     run = opened.dir
+    config = run.config
+    record = opened.record
     rows = run.read_metrics()
-    title = f"pyrogen run: {opened.kind} in {os.path.abspath(run.path)}"
+    title = f"pyrogen run: {record.name} in {os.path.abspath(run.path)}"
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    sections = [
-        _section("Settings", _settings(run)),
-        _section("Evaluation", _evaluation(run)),
-        _section("Metrics", _metrics(rows)),
-        _section("Training curves", _curves(rows)),
-        _section("Pictures", _pictures(run)),
-    ]
+    bodies = {
+        "Evaluation": _evaluation(run, record),
+        "Training curves": _curves(rows),
+        "Pictures": _pictures(run, record),
+        "Metrics": _metrics(rows),
+        "Settings": _settings(config, record),
+    }
+    sections = [_section(title_, bodies[title_]) for title_ in SECTIONS]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>\n"
             f"<h1>{_esc(title)}</h1><p class='note'>Written {_esc(stamp)} by <code>pyrogen report</code>; "
-            f"{len(rows)} epochs recorded.</p>\n" + "\n".join(sections) + "\n</body></html>\n")
+            f"{_plural(len(rows), 'epoch')} recorded.</p>\n" + "\n".join(sections) + "\n</body></html>\n")
 
 
 def write_report(run_dir, out=None):
-    """Write :func:`build_report`'s page atomically; returns its path.
+    """Write :func:`build_report`'s page atomically; returns its path. Nothing is replaced.
 
-    :param out: the HTML file (default ``RUN_DIR/report.html``).
+    :param out: the HTML file; by default ``RUN_DIR/report.html``, or where an earlier report is
+        there the first free ``report-2.html``, ``report-3.html``, ...
+    :raises RunDirError: if ``out`` exists already, or is one of a run's own files.
     """
-    page = build_report(run_dir)
-    out = os.fspath(out) if out is not None else os.path.join(os.fspath(run_dir), REPORT_FILE)
-    atomic_write(out, lambda f: f.write(page.encode("utf-8")))
-    return out
-
+    page = build_report(run_dir).encode("utf-8")
+    if out is not None:
+        out = os.fspath(out)
+        check_not_run_file(out)
+        try:
+            atomic_write(out, lambda f: f.write(page), replace=False)
+        except FileExistsError:
+            raise RunDirError(f"--out {out!r} exists already; expected a new file name (an earlier report "
+                              "is never replaced)") from None
+        return out
+    stem, ext = os.path.splitext(os.path.join(os.fspath(run_dir), REPORT_FILE))
+    for n in range(1, 10_000):
+        out = stem + ("" if n == 1 else f"-{n}") + ext
+        try:
+            atomic_write(out, lambda f: f.write(page), replace=False)  # claims the name, or finds it taken
+            return out
+        except FileExistsError:
+            continue
+    raise RunDirError(f"{os.fspath(run_dir)!r} holds 9,999 reports already; pass --out for another file")

@@ -74,7 +74,8 @@ DEFAULT_TRAIN = {
 }  # fmt: skip
 DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
                 "train_size": None, "test_size": None, "source": None}
-"""``source``: None for the built-in data set named by ``dataset``, else the JSON record of a user's data source."""
+"""``source``: None for the built-in data set named by ``dataset``, else the JSON record of a user's data source.
+(:class:`DataConfig` also reads ``num_workers``, the streaming loader's worker processes, None where absent.)"""
 DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
 
 DEFAULT_GAN_TRAIN = {
@@ -184,11 +185,14 @@ class DataConfig(Section):
     train_size: object = None
     test_size: object = None
     source: object = None
+    num_workers: object = None
 
     def to_dict(self):
         out = Section.to_dict(self)
         if self.binarize is None:  # a GAN's data: grey levels, no binarize key
             del out["binarize"]
+        if self.num_workers is None:  # written only where set
+            del out["num_workers"]
         return out
 
     def check(self):

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Installs everything pyrogen needs on a fresh Debian machine, idempotently:
 # the Debian package dataset-fashion-mnist (the data, in /usr/share/datasets/fashion-mnist),
-# a virtual environment in .venv, and pyrogen with its test and docs extras.
+# a virtual environment in .venv, and pyrogen with its test and docs extras at the exact
+# versions of constraints.txt (pyproject.toml states the supported ranges).
 # With --browser, or on CI (CI set, as .ci/run is run), also Debian's chromium, for
-# tests/test_browser.py (which skips, saying so, where it is absent).
-# torch==2.14.1 and torchvision==0.29.1 are pinned in pyproject.toml: pip takes them from
-# this machine kind's local disk.
+# tests/integration/test_browser.py (which skips, saying so, where it is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+say() { echo "install.sh: $*"; }
+
+# Runs "$@" with its output kept aside: shown only if the command fails.
+quietly() {
+  local log
+  log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
 
 apt_packages=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -19,15 +32,20 @@ fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  say "installing Debian packages: ${apt_packages[*]} (apt-get update first; a minute or so)"
+  # env passes DEBIAN_FRONTEND through sudo: no debconf questions or notes about missing frontends.
+  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}"
 fi
 
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment .venv with $("$python_bin" --version 2>&1)"
   "$python_bin" -m venv .venv
 fi
-# (sed drops pip's notes about this machine's unused local package folders; pipefail keeps pip's status.)
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,docs]" 2>&1 \
-  | sed '/^WARNING: Location/d'
-.venv/bin/python -c "import pyrogen, torch, torchvision, pyro, arviz"
+say "installing pyrogen and its test and docs extras into .venv at the versions of constraints.txt" \
+    "(torch among them: a few minutes the first time, seconds after)"
+quietly .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test,docs]"
+say "checking that pyrogen, torch, torchvision, pyro and arviz import"
+.venv/bin/python -c "import pyrogen, torch, torchvision, pyro; from pyrogen.evaluation._arviz import import_arviz; import_arviz()"
+say "done: .venv/bin/pytest -q runs the tests"

@@ -61,7 +61,10 @@ def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys)
     page = (run_dir / "report.html").read_text()
     for title in SECTIONS:
         assert f"<h2 id='{title.lower().replace(' ', '-')}'>{title}</h2>" in page
-    assert page.index("Settings") < page.index("Evaluation") < page.index("Metrics") < page.index("Pictures")
+    # Results first, settings last (issue 27): the order of SECTIONS, and SECTIONS' order is that one.
+    assert SECTIONS == ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
+    heads = [page.index(f"<h2 id='{t.lower().replace(' ', '-')}'>") for t in SECTIONS]
+    assert heads == sorted(heads)
     assert "model.latent_dim" in page and "train.epochs" in page  # settings
     assert "Pareto k&#770;" in page and "importance-sampled log p(x)" in page  # evaluation
     # Every evaluation on disk, each headed by the K it used (not the config's eval.num_samples).
@@ -79,7 +82,9 @@ def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys)
     # The curves and the six model pictures of `pyrogen plot`, whose reconstructions and prior samples
     # supersede training's two grids: each kind of grid appears once.
     assert len(sources) == 1 + 6
-    assert "plots/prior_samples.png" in page and "<code>samples.png</code>" not in page
+    # The module's second 'pyrogen plot' went to plots-2 (nothing replaced): the report shows the latest.
+    assert "plots-2/prior_samples.png" in page and "<code>samples.png</code>" not in page
+    assert "<code>plots-2/</code>; earlier ones are in <code>plots/</code>" in page
     for s in sources:
         assert base64.b64decode(s.split(",", 1)[1]).startswith(b"\x89PNG")
 

@@ -18,7 +18,7 @@ made by this script, with the command in the tutorial. Two rows of 32 images:
 
 ::
 
-    python benchmarks/gan_quality.py --keep-run runs/gan-quality ...
+    python -m benchmarks.gan_quality --keep-run runs/gan-quality ...
     pyrogen train ali --out runs/ali
     python docs/tutorials/ae_vae_gan_pictures.py --gan-run runs/gan-quality --ali-run runs/ali \\
         --out docs/_static/tutorials/ae_vae_gan.png

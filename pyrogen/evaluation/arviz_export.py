@@ -34,6 +34,7 @@ import torch
 from pyro.infer import Predictive
 
 from pyrogen.errors import DataError
+from pyrogen.evaluation._arviz import import_arviz
 from pyrogen.infer.torch_svi import module_local
 
 IMAGE_DIMS = ("channel", "row", "col")
@@ -128,7 +129,7 @@ def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z",
 
 def _inference_data(groups, coords, dims, num_samples):
     """The one place that builds ArviZ objects (ArviZ 0.23: ``az.from_dict`` -> ``InferenceData``)."""
-    import arviz as az
+    az = import_arviz()
 
     # The log-likelihood variable shares its name with the observed one but not its dims.
     loglik_dims = {k: ["example"] for k in groups["log_likelihood"]}

@@ -34,6 +34,7 @@ Example::
     (torch.Size([5, 2]), torch.Size([5, 1, 28, 28]))
 """
 
+import math
 
 import torch
 from pyro import distributions as dist

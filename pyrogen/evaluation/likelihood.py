@@ -17,10 +17,10 @@ import torch
 from pyro import poutine
 from pyro.distributions import Delta
 
+from pyrogen.checks import check_count
 from pyrogen.errors import DataError
 from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
-
 
 _SAMPLES = "_importance_samples"
 
@@ -125,8 +125,7 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=None,
 
 
 def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{name} must be a positive integer, got {value!r}")
+    return check_count(value, name)
 
 
 def _check_batch(x, name):
@@ -150,8 +149,9 @@ def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_
 
     :returns: tensor ``(B,)``; with ``return_log_weights`` also the ``(K, B)`` log weights.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    _check_count(num_samples, "num_samples")
+    _check_count(chunk_size, "chunk_size")
+    _check_batch(x, "x")
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(module_local(model), module_local(guide), x, **kwargs)
     chunks = [

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from pyrogen.evaluation._arviz import import_arviz
 from pyrogen.evaluation.likelihood import log_likelihood
 
 KHAT_THRESHOLD = 0.7
@@ -71,7 +72,7 @@ def pareto_smooth(log_weights):
     :raises ValueError: if the shape is not ``(K, B)``, K is below :data:`MIN_SAMPLES`,
         or a weight is NaN.
     """
-    import arviz as az
+    az = import_arviz()
 
     log_weights = _check_log_weights(log_weights)
     lw = log_weights.detach().to("cpu", torch.float64).numpy().T.copy()  # (B, K): ArviZ's layout
@@ -129,8 +130,7 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
         "advice": None,
     }
     if high > 0:
-        summary["advice"] = (
-            f"Pareto k-hat > {threshold} for {100 * high:.1f}% of the examples: " + _ADVICE)
+        summary["advice"] = khat_advice(high, threshold)
         if summary["num_nonfinite"]:
             summary["advice"] += (
                 f" {summary['num_nonfinite']} example(s) had an infinite importance weight or none "
@@ -139,9 +139,39 @@ def khat_summary(khat, threshold=KHAT_THRESHOLD):
     return summary
 
 
-_ADVICE = ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018). The guide q(z|x) is "
-           "narrower than the posterior or misplaced; more importance samples (--eval-samples) help only "
-           "slowly, a better guide (more training, IWAE training, a richer posterior family) helps.")
+KHAT_GRADES = ((0.05, "few"), (0.5, "some"), (1.0, "most"))
+"""``(upper share, word)``: the share of examples above the threshold, graded for :func:`khat_advice`
+(below 5%: few; below 50%: some; else most)."""
+
+
+def khat_grade(share):
+    """``"few"``, ``"some"`` or ``"most"`` for a share in (0, 1] of examples above the threshold."""
+    return next(word for bound, word in KHAT_GRADES if share < bound or bound == 1.0)
+
+
+def khat_advice(share, threshold=KHAT_THRESHOLD):
+    """The sentence about a share in (0, 1] of examples whose :math:`\\hat k` exceeds ``threshold``.
+
+    Graded by :func:`khat_grade`: for few examples (under 5%) it names their estimates as the ones in
+    doubt; for some (under 50%) and most it says that the test set's log p(x) is a lower estimate, not a
+    converged one, and how to improve the guide. The first clause, up to ``": "``, states the share (the
+    command line drops it).
+    """
+    grade = khat_grade(share)
+    head = f"Pareto k-hat > {threshold} for {grade} of the examples ({100 * share:.1f}%): "
+    if grade == "few":
+        return head + ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018); the other "
+                       "examples' estimates are.")
+    if grade == "some":
+        return head + ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018), so the test "
+                       "set's figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE)
+    return head + ("the importance-sampled log p(x) is not to be trusted for most of the test set (Yao et al. "
+                   "2018): its figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE)
+
+
+_GUIDE_ADVICE = ("The guide q(z|x) is narrower than the posterior or misplaced; more importance samples "
+                 "(--eval-samples) help only slowly, a better guide (more training, IWAE training, a richer "
+                 "posterior family) helps.")
 
 
 def format_khat_summary(summary):

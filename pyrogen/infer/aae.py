@@ -46,15 +46,14 @@ Example::
 
 import torch
 from pyro import poutine
-from torch import nn
 
 from pyrogen.errors import DataError
-from pyrogen.infer.adversarial_inference import checked_code_site, guide_code, pair_optimizers
-from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.infer.adversarial_game import AdversarialGame, check_players, owners
+from pyrogen.infer.adversarial_inference import checked_code_site, code_mean, pair_optimizers
 from pyrogen.infer.torch_svi import module_local
 
 
-class AdversarialAutoencoder:
+class AdversarialAutoencoder(AdversarialGame):
     """Reconstruction of x plus a discriminator on z that pushes the aggregate posterior towards p(z).
 
     :param model: a Pyro model ``model(x, **kwargs)`` with a latent site ``z_site`` and an observed
@@ -75,25 +74,29 @@ class AdversarialAutoencoder:
     """
 
     def __init__(self, model, guide, discriminator, autoencoder_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", adversarial_weight=1.0, d_steps=1, x_site="x", z_site="z"):
+                 loss="nonsaturating", adversarial_weight=1.0, d_steps=1, x_site="x", z_site="z",
+                 track_grad_norms=False):
         if not callable(model) or not callable(guide):
             raise TypeError("model and guide must be callable Pyro programs")
-        if not isinstance(discriminator, nn.Module):
-            raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
-        if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
-            raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
+        check_players(discriminator, d_steps)
         if not adversarial_weight >= 0:
             raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
         autoencoder_optim, discriminator_optim = pair_optimizers(
             model, guide, discriminator, autoencoder_optim, discriminator_optim, "autoencoder_optim",
             lambda params: torch.optim.Adam(params, lr=1e-3))
+        super().__init__(discriminator, autoencoder_optim, discriminator_optim, loss, d_steps, track_grad_norms)
         self.model, self.guide = module_local(model), module_local(guide)
-        self.discriminator = discriminator
-        self.autoencoder_optim, self.discriminator_optim = autoencoder_optim, discriminator_optim
-        self.loss = get_gan_loss(loss)
-        self.adversarial_weight, self.d_steps = float(adversarial_weight), d_steps
+        self.adversarial_weight = float(adversarial_weight)
         self.x_site, self.z_site = x_site, z_site
-        self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self._modules = [*owners(model, guide), discriminator]
+
+    @property
+    def autoencoder_optim(self):
+        """The optimizer of the encoder and the decoder: the game's generator side."""
+        return self.generator_optim
+
+    def modules(self):
+        return self._modules
 
     def _autoencode(self, x, **kwargs):
         """Codes z ~ q(z|x) (with graph), -log p(x|z) per example, and the model's prior at ``z``."""
@@ -113,20 +116,32 @@ class AdversarialAutoencoder:
         recon = -log_px.sum() / x.shape[0]
         return z_msg["value"], recon, trace.nodes[self.z_site]["fn"]
 
-    def _discriminator_loss(self, z_prior, z_codes):
-        real_scores, fake_scores = self.loss.check(self.discriminator(z_prior), self.discriminator(z_codes))
-        loss = self.loss.discriminator_loss(real_scores, fake_scores)
-        penalty = self.loss.penalty(self.discriminator, z_prior, z_codes)
-        total = loss if penalty is None else loss + penalty
-        return total, real_scores.detach(), fake_scores.detach()
+    # ------------------------------------------------------------------ the game
+    def begin(self, x, kwargs):
+        """The batch's codes (with their graph), its reconstruction term, the prior, and the codes detached."""
+        z, recon, prior = self._autoencode(x, **kwargs)
+        return z, recon, prior, z.detach()
 
-    def _stats(self, recon, loss_g, loss_d, real_scores, fake_scores):
-        th = self.loss.threshold
-        accuracy = ((real_scores > th).float().mean() + (fake_scores <= th).float().mean()) / 2
+    def views(self, state, i):
+        """Fresh prior draws ("real") against the batch's codes ("fake")."""
+        return (state[2].sample().detach(),), (state[3],), None
+
+    def generator_objective(self, state, kept):
+        loss_g = self.loss.generator_loss(self.discriminator(state[0]))
+        return state[1] + self.adversarial_weight * loss_g, loss_g
+
+    def evaluation_views(self, x, kwargs):
+        z, recon, prior = self._autoencode(x, **kwargs)
+        return (z, recon, prior, z), (prior.sample(),), (z,)
+
+    def evaluation_generator_loss(self, state, fake, real_scores, fake_scores):
+        return self.loss.generator_loss(fake_scores)
+
+    def statistics(self, state, loss_d, loss_g, real_scores, fake_scores):
+        """The game's statistics after ``loss`` (:math:`\\mathcal{L}_\\text{AE}`) and ``loss_recon``."""
+        recon, game = state[1], super().statistics(state, loss_d, loss_g, real_scores, fake_scores)
         return {"loss": (recon + self.adversarial_weight * loss_g).detach(), "loss_recon": recon.detach(),
-                "loss_g": loss_g.detach(), "loss_d": loss_d.detach(),
-                "d_real": self.loss.score_mean(real_scores), "d_fake": self.loss.score_mean(fake_scores),
-                "d_accuracy": accuracy}
+                "loss_g": game.pop("loss_g"), **game}
 
     def step(self, x, **kwargs):
         """``d_steps`` discriminator updates (fresh prior draws each, the batch's codes), then one
@@ -136,42 +151,9 @@ class AdversarialAutoencoder:
         :param kwargs: passed to the guide and the model after x.
         :returns: dict of detached scalar tensors (see the class docs).
         """
-        z, recon, prior = self._autoencode(x, **kwargs)
-        codes = z.detach()
-        for _ in range(self.d_steps):
-            self.discriminator_optim.zero_grad(set_to_none=True)
-            loss_d, real_scores, fake_scores = self._discriminator_loss(prior.sample().detach(), codes)
-            loss_d.backward()
-            self.discriminator_optim.step()
-        for p in self._d_params:
-            p.requires_grad_(False)
-        try:
-            self.autoencoder_optim.zero_grad(set_to_none=True)
-            loss_g = self.loss.generator_loss(self.discriminator(z))
-            (recon + self.adversarial_weight * loss_g).backward()
-        finally:
-            for p in self._d_params:
-                p.requires_grad_(True)
-        self.autoencoder_optim.step()
-        return self._stats(recon, loss_g, loss_d, real_scores, fake_scores)
-
-    def evaluate_loss(self, x, **kwargs):
-        """The losses and the discriminator's statistics on a batch, updating nothing."""
-        with torch.no_grad():
-            z, recon, prior = self._autoencode(x, **kwargs)
-            z_prior = prior.sample()
-        has_penalty = isinstance(self.loss, WassersteinGPLoss) and self.loss.gp_weight > 0
-        with torch.enable_grad() if has_penalty else torch.no_grad():
-            loss_d, real_scores, fake_scores = self._discriminator_loss(z_prior, z)
-        with torch.no_grad():
-            loss_g = self.loss.generator_loss(fake_scores)
-        return self._stats(recon, loss_g, loss_d, real_scores, fake_scores)
+        return super().step(x, **kwargs)
 
     @torch.no_grad()
     def encode(self, x, **kwargs):
         """Codes ``(B, latent_dim)``: the mean of q(z|x) (its value for a point mass)."""
-        msg = guide_code(self.guide, x, self.z_site, **kwargs)
-        try:
-            return msg["fn"].mean
-        except NotImplementedError:
-            return msg["value"]
+        return code_mean(self.guide, x, self.z_site, **kwargs)

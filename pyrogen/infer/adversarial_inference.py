@@ -66,17 +66,24 @@ Example::
 
 import torch
 from pyro import poutine
-from torch import nn
 
 from pyrogen.errors import DataError, PyrogenError
-from pyrogen.infer.adversarial import Adversarial, _describe, default_optimizer
+from pyrogen.infer.adversarial_game import (
+    AdversarialGame,
+    check_players,
+    default_optimizer,
+    describe,
+    game_optimizers,
+    grad_norm,
+    owners,
+    owners_parameters,
+)
 from pyrogen.infer.gan_losses import (
     HingeLoss,
     LeastSquaresLoss,
     MinimaxLoss,
     NonSaturatingLoss,
     WassersteinGPLoss,
-    get_gan_loss,
 )
 from pyrogen.infer.torch_svi import module_local
 
@@ -97,6 +104,16 @@ def guide_code(guide, x, site="z", **kwargs):
     return checked_code_site(poutine.trace(guide).get_trace(x, **kwargs), site)
 
 
+def code_mean(guide, x, site="z", **kwargs):
+    """Codes E(x): the mean of the guide's ``site`` distribution for ``x`` (its value for a point mass
+    or a family without a mean)."""
+    msg = guide_code(guide, x, site, **kwargs)
+    try:
+        return msg["fn"].mean
+    except NotImplementedError:
+        return msg["value"]
+
+
 def checked_code_site(trace, site="z"):
     """The message of a guide trace's code site, checked as :func:`guide_code` does."""
     if site not in trace.nodes or trace.nodes[site]["type"] != "sample":
@@ -105,7 +122,7 @@ def checked_code_site(trace, site="z"):
     if msg["is_observed"]:
         raise EncoderSiteError(f"site {site!r} of the guide is observed; the guide must sample the code")
     if not getattr(msg["fn"], "has_rsample", False):
-        raise EncoderSiteError(f"site {site!r} of the guide is drawn from {_describe(msg['fn'])}, which is neither "
+        raise EncoderSiteError(f"site {site!r} of the guide is drawn from {describe(msg['fn'])}, which is neither "
                                "reparameterized (rsample) nor a Delta, so no gradient reaches the encoder")
     return msg
 
@@ -113,38 +130,17 @@ def checked_code_site(trace, site="z"):
 def pair_optimizers(model, guide, discriminator, optim, discriminator_optim, name, default):
     """The two optimizers of a model/guide pair trained against ``discriminator``: given ones are checked,
     missing ones are ``default(params)`` over the pair's module parameters and
-    :func:`~pyrogen.infer.adversarial.default_optimizer` over the discriminator's."""
-    if optim is None:
-        params = _owners_parameters(model, guide)
-        if not params:
-            raise TypeError(f"{name} is needed when neither model nor guide is a method of an "
-                            "nn.Module with parameters")
-        optim = default(params)
-    if discriminator_optim is None:
-        discriminator_optim = default_optimizer(discriminator.parameters())
-    for label, value in ((name, optim), ("discriminator_optim", discriminator_optim)):
-        if not isinstance(value, torch.optim.Optimizer):
-            raise TypeError(f"{label} must be a torch.optim.Optimizer, got {type(value).__name__}")
-    return optim, discriminator_optim
-
-
-def _owners_parameters(*fns):
-    params, seen = [], set()
-    for fn in fns:
-        owner = getattr(fn, "__self__", None)
-        if isinstance(owner, nn.Module):
-            for p in owner.parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-    return params
+    :func:`~pyrogen.infer.adversarial_game.default_optimizer` over the discriminator's."""
+    return game_optimizers(owners_parameters(model, guide) or None, discriminator, optim, discriminator_optim, name,
+                           f"{name} is needed when neither model nor guide is a method of an nn.Module with "
+                           "parameters", default)
 
 
 def _mean(fn):
     try:
         return fn.mean
     except NotImplementedError:
-        raise DataError(f"the model's x site ({_describe(fn)}) has no mean; use model_x='sample'") from None
+        raise DataError(f"the model's x site ({describe(fn)}) has no mean; use model_x='sample'") from None
 
 
 class _PackedPairs:
@@ -178,7 +174,7 @@ def encoder_generator_loss(loss, real_scores, fake_scores):
                     "minimax, nonsaturating, least-squares, wgan-gp, hinge")
 
 
-class AdversarialInference:
+class AdversarialInference(AdversarialGame):
     """ALI / BiGAN: a model and its guide trained together against a joint discriminator D(x, z).
 
     :param model: the generator, a Pyro model called as ``model(batch_size=B, **kwargs)`` with
@@ -211,28 +207,26 @@ class AdversarialInference:
     """
 
     def __init__(self, model, guide, discriminator, generator_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", d_steps=1, model_x="sample", x_site="x", z_site="z", update="alternating"):
+                 loss="nonsaturating", d_steps=1, model_x="sample", x_site="x", z_site="z", update="alternating",
+                 track_grad_norms=False):
         if not callable(model) or not callable(guide):
             raise TypeError("model and guide must be callable Pyro programs")
-        if not isinstance(discriminator, nn.Module):
-            raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
-        if isinstance(d_steps, bool) or not isinstance(d_steps, int) or d_steps < 1:
-            raise DataError(f"d_steps must be a positive integer, got {d_steps!r}")
+        check_players(discriminator, d_steps)
         if model_x not in MODEL_X:
             raise DataError(f"model_x must be one of {MODEL_X}, got {model_x!r}")
         if update not in UPDATES:
             raise DataError(f"update must be one of {UPDATES}, got {update!r}")
         generator_optim, discriminator_optim = pair_optimizers(
             model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer)
-        self.model, self.guide = module_local(model), module_local(guide)
-        self.discriminator = discriminator
-        self.generator_optim, self.discriminator_optim = generator_optim, discriminator_optim
-        self.loss = get_gan_loss(loss)
+        super().__init__(discriminator, generator_optim, discriminator_optim, loss, d_steps, track_grad_norms)
         encoder_generator_loss(self.loss, torch.zeros(1), torch.zeros(1))  # refuse an unknown loss now
-        self.d_steps, self.model_x, self.x_site, self.z_site = d_steps, model_x, x_site, z_site
-        self.update = update
-        self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self.model, self.guide = module_local(model), module_local(guide)
+        self.model_x, self.x_site, self.z_site, self.update = model_x, x_site, z_site, update
         self._g_params = [p for group in generator_optim.param_groups for p in group["params"] if p.requires_grad]
+        self._modules = [*owners(model, guide), discriminator]
+
+    def modules(self):
+        return self._modules
 
     # ------------------------------------------------------------------ pairs
     def data_pairs(self, x, **kwargs):
@@ -252,7 +246,7 @@ class AdversarialInference:
             x = _mean(msg["fn"])
         else:
             if not getattr(msg["fn"], "has_rsample", False):
-                raise DataError(f"site {self.x_site!r} of the model is drawn from {_describe(msg['fn'])}, which "
+                raise DataError(f"site {self.x_site!r} of the model is drawn from {describe(msg['fn'])}, which "
                                 "is not reparameterized; use model_x='mean' (the decoder mean) or a point mass")
             x = msg["value"]
         return x, trace.nodes[self.z_site]["value"]
@@ -268,26 +262,38 @@ class AdversarialInference:
                             "differ in shape")
         return real, fake
 
-    # ------------------------------------------------------------------ losses
-    def _discriminator_loss(self, real, fake):
-        real_scores, fake_scores = self.loss.check(self.discriminator(*real), self.discriminator(*fake))
-        total = self._scored_discriminator_loss(real_scores, fake_scores, real, fake)
-        return total, real_scores.detach(), fake_scores.detach()
-
-    def _scored_discriminator_loss(self, real_scores, fake_scores, real, fake):
-        """The discriminator's loss from its scores of the ``real`` and ``fake`` pairs, plus the loss's
-        penalty (WGAN-GP's) taken at the detached pairs: the penalty acts on the discriminator only."""
-        loss = self.loss.discriminator_loss(real_scores, fake_scores)
+    # ------------------------------------------------------------------ the game
+    def penalty_inputs(self, real, fake):
+        """WGAN-GP's penalty interpolates whole pairs, detached: it acts on the discriminator only."""
         real, fake = self._detach(real), self._detach(fake)
         packed = _PackedPairs(self.discriminator, tuple(real[0].shape[1:]), tuple(real[1].shape[1:]))
-        penalty = self.loss.penalty(packed, packed.pack(*real), packed.pack(*fake))
-        return loss if penalty is None else loss + penalty
-
-    _stats = Adversarial._stats  # the same step statistics as the GAN loop's
+        return packed, packed.pack(*real), packed.pack(*fake)
 
     @staticmethod
     def _detach(pair):
         return tuple(t.detach() for t in pair)
+
+    def begin(self, x, kwargs):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise DataError("x must be a floating-point tensor batch of real examples")
+        return x, kwargs
+
+    def views(self, state, i):
+        """Fresh data and model pairs; kept with their graphs for the players' update."""
+        real, fake = self._pairs(state[0], **state[1])
+        return self._detach(real), self._detach(fake), (real, fake)
+
+    def generator_objective(self, state, pairs):
+        real, fake = pairs
+        loss_g = encoder_generator_loss(self.loss, self.discriminator(*real), self.discriminator(*fake))
+        return loss_g, loss_g
+
+    def evaluation_views(self, x, kwargs):
+        real, fake = self._pairs(self.begin(x, kwargs)[0], **kwargs)
+        return None, real, fake
+
+    def evaluation_generator_loss(self, state, fake, real_scores, fake_scores):
+        return encoder_generator_loss(self.loss, real_scores, fake_scores)
 
     def step(self, x, **kwargs):
         """``d_steps`` discriminator updates, then one update of the generator and the encoder.
@@ -296,43 +302,16 @@ class AdversarialInference:
         :param kwargs: passed to the guide (after x) and to the model (after ``batch_size=B``).
         :returns: dict of detached scalar tensors (see the class docs).
         """
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise DataError("x must be a floating-point tensor batch of real examples")
-        if self.update == "simultaneous":
-            return self._simultaneous_step(x, **kwargs)
-        for i in range(self.d_steps):
-            if i == self.d_steps - 1:
-                real, fake = self._pairs(x, **kwargs)  # kept with their graphs for the players' update
-            else:
-                with torch.no_grad():
-                    real, fake = self._pairs(x, **kwargs)
-            self.discriminator_optim.zero_grad(set_to_none=True)
-            loss_d, real_scores, fake_scores = self._discriminator_loss(self._detach(real), self._detach(fake))
-            loss_d.backward()
-            self.discriminator_optim.step()
-        for p in self._d_params:
-            p.requires_grad_(False)
-        try:
-            self.generator_optim.zero_grad(set_to_none=True)
-            loss_g = encoder_generator_loss(self.loss, self.discriminator(*real), self.discriminator(*fake))
-            loss_g.backward()
-        finally:
-            for p in self._d_params:
-                p.requires_grad_(True)
-        self.generator_optim.step()
-        return self._stats(loss_d, loss_g, real_scores, fake_scores)
+        return super().step(x, **kwargs)
 
-    def _simultaneous_step(self, x, **kwargs):
-        """ALI's update: both players' gradients from one scoring of the pairs, both optimizers stepped."""
-        for _ in range(self.d_steps - 1):  # extra discriminator updates first, alone
-            with torch.no_grad():
-                real, fake = self._pairs(x, **kwargs)
-            self.discriminator_optim.zero_grad(set_to_none=True)
-            self._discriminator_loss(real, fake)[0].backward()
-            self.discriminator_optim.step()
-        real, fake = self._pairs(x, **kwargs)
+    def last_round(self, state):
+        """Alternating: the game's last round; simultaneous: ALI's update, both players' gradients from
+        one scoring of the pairs and both optimizers stepped."""
+        if self.update == "alternating":
+            return super().last_round(state)
+        real, fake = self._pairs(state[0], **state[1])
         real_scores, fake_scores = self.loss.check(self.discriminator(*real), self.discriminator(*fake))
-        loss_d = self._scored_discriminator_loss(real_scores, fake_scores, real, fake)
+        loss_d = self.scored_discriminator_loss(real_scores, fake_scores, real, fake)
         loss_g = encoder_generator_loss(self.loss, real_scores, fake_scores)
         grads_d = torch.autograd.grad(loss_d, self._d_params, retain_graph=True, allow_unused=True)
         grads_g = torch.autograd.grad(loss_g, self._g_params, allow_unused=True)
@@ -340,33 +319,20 @@ class AdversarialInference:
         self.generator_optim.zero_grad(set_to_none=True)
         for p, g in zip([*self._d_params, *self._g_params], [*grads_d, *grads_g]):
             p.grad = g
+        self._average_gradients(self.discriminator_optim)
+        self._average_gradients(self.generator_optim)
+        norms = {"grad_norm_d": grad_norm(self._d_params),
+                 "grad_norm_g": grad_norm(self._g_params)} if self.track_grad_norms else {}
         self.discriminator_optim.step()
         self.generator_optim.step()
-        return self._stats(loss_d, loss_g, real_scores.detach(), fake_scores.detach())
-
-    def evaluate_loss(self, x, **kwargs):
-        """Both losses and the discriminator's statistics on a batch, updating nothing."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise DataError("x must be a floating-point tensor batch of real examples")
-        with torch.no_grad():
-            real, fake = self._pairs(x, **kwargs)
-        has_penalty = isinstance(self.loss, WassersteinGPLoss) and self.loss.gp_weight > 0
-        with torch.enable_grad() if has_penalty else torch.no_grad():
-            loss_d, real_scores, fake_scores = self._discriminator_loss(real, fake)
-        with torch.no_grad():
-            loss_g = encoder_generator_loss(self.loss, real_scores, fake_scores)
-        return self._stats(loss_d, loss_g, real_scores, fake_scores)
+        return {**self.statistics(state, loss_d, loss_g, real_scores.detach(), fake_scores.detach()), **norms}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def encode(self, x, **kwargs):
         """Codes E(x) ``(B, latent_dim)``: the mean of the guide's ``z`` distribution (its value for a
         point mass or a family without a mean)."""
-        msg = guide_code(self.guide, x, self.z_site, **kwargs)
-        try:
-            return msg["fn"].mean
-        except NotImplementedError:
-            return msg["value"]
+        return code_mean(self.guide, x, self.z_site, **kwargs)
 
     @torch.no_grad()
     def reconstruct(self, x, **kwargs):

@@ -55,6 +55,13 @@ class GANLoss:
         """A regulariser added to the discriminator's loss; ``None`` when there is none."""
         return None
 
+    @property
+    def has_penalty(self):
+        """Whether :meth:`penalty` can add anything: a subclass that overrides it has one (the only test
+        of "has a penalty" the adversarial estimators make; it decides whether their evaluation enables
+        gradients, which a gradient penalty needs)."""
+        return type(self).penalty is not GANLoss.penalty
+
     def score_mean(self, scores):
         """The mean of D over a batch in the loss's own units (a probability or a raw score)."""
         return scores.mean()
@@ -172,6 +179,11 @@ class WassersteinGPLoss(GANLoss):
         (grad,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
         norms = grad.flatten(1).norm(2, dim=1)
         return self.gp_weight * (norms - 1).square().mean()
+
+    @property
+    def has_penalty(self):
+        """A penalty of weight 0 is none."""
+        return self.gp_weight > 0
 
     def __repr__(self):
         return f"{type(self).__name__}(gp_weight={self.gp_weight})"

@@ -7,6 +7,15 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
+from pyrogen.precision import Precision
+
+
+def _device_of(optim):
+    """The device of an optimizer's first parameter (the CPU for one without parameters)."""
+    for group in optim.param_groups:
+        for p in group["params"]:
+            return p.device
+    return torch.device("cpu")
 
 
 def module_local(fn):
@@ -73,15 +82,27 @@ class TorchSVI:
         it (:class:`~pyrogen.infer.CompiledLoss`); the first step of each shape pays
         the compilation. Both are for models whose sample sites and control flow do
         not depend on the data's values.
+    :param precision: a :class:`~pyrogen.precision.Precision` (or its name, ``"32"``, ``"bf16"``,
+        ``"fp16"``) for mixed-precision steps: the loss computed under autocast, the backward pass
+        and the optimizer step through its gradient scaler under ``"fp16"``. None or ``"32"``: the
+        float32 step, unchanged. Mixed precision runs the step eagerly (``compile=False``).
     """
 
-    def __init__(self, model, guide, optim, loss, compile=False):
+    def __init__(self, model, guide, optim, loss, compile=False, precision=None):
         if not isinstance(optim, torch.optim.Optimizer):
             raise TypeError(f"optim must be a torch.optim.Optimizer, got {type(optim).__name__}")
         if compile not in (False, True, "record"):
             raise ValueError(f"compile must be False, True or 'record', got {compile!r}")
+        if isinstance(precision, (str, int)):
+            precision = Precision(precision, _device_of(optim))
+        if precision is not None and not precision.enabled:
+            precision = None
+        if precision is not None and compile:
+            raise ValueError(f"compile={compile!r} records the float32 step; mixed precision "
+                             f"({precision.precision}) runs eagerly: give compile=False")
         self.optim = optim
         self.loss = loss
+        self.precision = precision
         elbo_module = ELBOModule(model, guide, loss)
         self.model, self.guide = elbo_module.model, elbo_module.guide
         self.loss_module = (RecordedLoss(elbo_module) if compile == "record" else
@@ -106,9 +127,21 @@ class TorchSVI:
     def step(self, *args, **kwargs):
         """One gradient step; returns this process's loss (negative ELBO, nats) as a detached tensor."""
         self.optim.zero_grad(set_to_none=True)
+        if self.precision is not None:
+            return self._mixed_step(*args, **kwargs)
         loss = self.loss_module(*args, **kwargs)
         (loss * self._gradient_scale if self._gradient_scale != 1.0 else loss).backward()
         self.optim.step()
+        return loss.detach()
+
+    def _mixed_step(self, *args, **kwargs):
+        """:meth:`step` under :attr:`precision`: the forward pass autocast, the backward pass outside it."""
+        with self.precision.autocast():
+            loss = self.loss_module(*args, **kwargs)
+        loss = loss.float()
+        self.precision.backward(loss * self._gradient_scale if self._gradient_scale != 1.0 else loss)
+        self.precision.step(self.optim)
+        self.precision.update()
         return loss.detach()
 
     @torch.no_grad()

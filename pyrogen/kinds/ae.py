@@ -27,7 +27,7 @@ KIND = RunKind(
     description="Train the autoencoder baseline (the VAE's networks, q(z|x) a point mass at the "
                 "encoder's output) by the same loop; its objective is log p(x|z) + log p(z) at "
                 "z = encoder(x), and it has no ELBO or importance-sampled log p(x).",
-    default_config=lazy("pyrogen.config:default_config"),
+    default_config=lambda **settings: lazy("pyrogen.config:default_config")("ae", **settings),
     trainer="pyrogen.training.vae:VAETrainer",
     build=lazy("pyrogen.training.vae:build_trainer"),
     model=lazy("pyrogen.models.registry:build_model"),

@@ -2,7 +2,7 @@
 
 import dataclasses
 import importlib
-from typing import Callable, Optional
+from collections.abc import Callable
 
 
 def lazy(target):
@@ -53,32 +53,43 @@ class RunKind:
     command: str
     help: str = ""
     description: str = ""
-    default_config: Optional[Callable] = None
-    trainer: Optional[str] = None
-    build: Optional[Callable] = None
-    model: Optional[Callable] = None
+    default_config: Callable | None = None
+    trainer: str | None = None
+    build: Callable | None = None
+    model: Callable | None = None
     weights: Callable = lambda checkpoint, use_ema: "model"
     data: str = "binarized"
-    add_options: Optional[Callable] = None
-    make_config: Optional[Callable] = None
-    variant: Optional[Callable] = None
-    finish: Optional[Callable] = None
+    add_options: Callable | None = None
+    make_config: Callable | None = None
+    variant: Callable | None = None
+    finish: Callable | None = None
     has_density: bool = True
     can_sample: bool = True
     conditional: bool = False
     adversarial: bool = False
     vae_pair: bool = True
-    evaluate: Optional[str] = "log_px"
+    evaluate: str | None = "log_px"
     evaluate_refusal: str = ""
-    resume_advice: Optional[str] = None
+    resume_advice: str | None = None
     fits_codes: bool = False
     """``sample --sampler gmm:K`` fits a mixture to its codes (a VAE's or an autoencoder's)."""
-    note_on_extending: Optional[Callable] = None
+    note_on_extending: Callable | None = None
     """``(settings, epochs) -> line or None``: what resuming beyond the run's ``epochs`` does differently."""
-    standalone: Optional[Callable] = None
+    usage: str = ""
+    """How ``pyrogen train`` names the kind (default: :attr:`command`; ``"vae --conditional"`` for the cvae)."""
+    defaults_like: Callable | None = None
+    """``(config) -> dict``: what ``pyrogen train`` without options writes for a run like ``config``
+    (default: :attr:`default_config` with no arguments)."""
+    standalone: Callable | None = None
     """``(args, progress)``: ``pyrogen train`` of a kind that makes no run directory (the feature network)."""
     configured: bool = True
     """False for the feature network's cache: no ``config.json``, a manifest instead."""
+
+    def __post_init__(self):
+        if not self.usage:
+            object.__setattr__(self, "usage", self.command)
+        if self.defaults_like is None and self.default_config is not None:
+            object.__setattr__(self, "defaults_like", lambda config: self.default_config())
 
     def trainer_class(self):
         """The trainer class (imported now)."""

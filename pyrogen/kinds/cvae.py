@@ -36,7 +36,7 @@ def finish(trainer, echo):
 
 
 KIND = RunKind(
-    name="cvae", command="vae",
+    name="cvae", command="vae", usage="vae --conditional",
     default_config=lazy("pyrogen.config:default_cvae_config"),
     trainer="pyrogen.training.cvae:CVAETrainer",
     build=lazy("pyrogen.training.cvae:build_cvae_trainer"),

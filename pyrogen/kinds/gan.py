@@ -73,6 +73,14 @@ def generator(config):
     return build_gan_networks(config)[0]
 
 
+def defaults_like(config):
+    """``pyrogen train gan``'s defaults; the class-conditional ones for a run whose generator takes labels."""
+    from pyrogen.config import conditional_gan_config, default_gan_config
+
+    conditional = isinstance(config.get("model"), dict) and "num_classes" in config["model"]
+    return conditional_gan_config(default_gan_config()) if conditional else default_gan_config()
+
+
 def finish(trainer, echo):
     echo(f"wrote {trainer.run.file('samples.png')}")
 
@@ -86,6 +94,7 @@ KIND = RunKind(
     trainer="pyrogen.training.gan:GANTrainer",
     build=lazy("pyrogen.training.gan:build_gan_trainer"),
     model=generator,
+    defaults_like=defaults_like,
     weights=lambda checkpoint, use_ema: "ema" if use_ema and "ema" in checkpoint else "generator",
     data="grey",
     add_options=add_options,

@@ -24,7 +24,9 @@ from pyro import distributions as dist
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
+from pyrogen.checks import check_count, sizes
 from pyrogen.distributions import ParameterHead, get_likelihood
+from pyrogen.errors import DataError
 from pyrogen.models.vae import _kl_scale, check_observations
 from pyrogen.networks import MLP, MLPDecoder
 
@@ -89,12 +91,18 @@ class TwoLayerVAE(PyroModule):
     def __init__(self, latent_dims=(100, 50), image_shape=(1, 28, 28), hidden=((100, 100), (50, 50)),
                  likelihood="bernoulli", activation=nn.Tanh):
         super().__init__()
-        self.latent_dims = tuple(int(d) for d in latent_dims)
-        if len(self.latent_dims) != 2 or len(hidden) != 2:
-            raise ValueError(f"latent_dims and hidden must each give two layers, got {latent_dims!r}, {hidden!r}")
-        self.image_shape = tuple(image_shape)
+        if sizes(latent_dims, 2) is None:
+            raise DataError(f"latent_dims must be two positive integers (dim z1, dim z2), got {latent_dims!r}")
+        if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2
+                or any(sizes(h) is None for h in hidden)):
+            raise DataError(f"hidden must be two sequences of positive integer widths (one per layer), "
+                            f"got {hidden!r}")
+        self.latent_dims = sizes(latent_dims, 2)
+        if sizes(image_shape, 3) is None:
+            raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
+        self.image_shape = sizes(image_shape, 3)
         self.likelihood = get_likelihood(likelihood)
-        hidden = tuple(tuple(h) for h in hidden)
+        hidden = tuple(sizes(h) for h in hidden)
         d1, d2 = self.latent_dims
         self.config = {
             "model": "two-layer", "latent_dims": list(self.latent_dims), "image_shape": list(self.image_shape),
@@ -166,6 +174,7 @@ class TwoLayerVAE(PyroModule):
     @torch.no_grad()
     def sample(self, num_samples):
         """Mean images E[x|z1] for ``z2 ~ p(z2)``, ``z1 ~ p(z1|z2)``: shape ``(n, C, H, W)``."""
+        num_samples = check_count(num_samples, "num_samples")
         z2 = self.prior().sample((num_samples,))
         return self.decode(_normal(self.decoder2(z2)).sample())
 

@@ -32,6 +32,7 @@ from pyro.distributions.util import is_validation_enabled
 from pyro.nn import PyroModule, pyro_method
 from torch.distributions.transforms import AffineTransform, ComposeTransform
 
+from pyrogen.checks import check_count, is_count, is_integer, sizes
 from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, get_likelihood
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
@@ -39,21 +40,25 @@ from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
 from pyrogen.networks import build_decoder, build_encoder, dcgan_init_
 
 
-def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder):
     """Refuse sizes that would only fail deep inside torch (or build a network with no units)."""
-    if not _positive_int(latent_dim):
+    if not is_count(latent_dim):
         raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list, torch.Size)) else None
-    if shape is None or len(shape) != 3 or not all(_positive_int(s) for s in shape):
+    if sizes(image_shape, 3) is None:
         raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
-    widths = (hidden,) if isinstance(hidden, int) else hidden
+    widths = (hidden,) if is_integer(hidden) else hidden
     if encoder is None or decoder is None:
-        if not isinstance(widths, (tuple, list)) or not widths or not all(_positive_int(h) for h in widths):
+        if not isinstance(widths, (tuple, list)) or not widths or not all(is_count(h) for h in widths):
             raise DataError(f"hidden must be a non-empty sequence of positive integer widths, got {hidden!r}")
+
+
+def _widths(hidden):
+    """``hidden`` as a tuple of Python ints where it holds integers (NumPy's included); as given otherwise."""
+    if is_integer(hidden):
+        return (int(hidden),)
+    if isinstance(hidden, (tuple, list)) and all(is_integer(h) for h in hidden):
+        return tuple(int(h) for h in hidden)
+    return hidden
 
 
 def _kl_scale(kl_weight):
@@ -173,6 +178,7 @@ class VAE(PyroModule):
                  iaf_context=False, iaf_step="affine", network=None):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
+        latent_dim, image_shape, hidden = int(latent_dim), sizes(image_shape, 3), _widths(hidden)
         if scale_head not in SCALE_HEADS:
             raise DataError(f"scale_head must be one of {list(SCALE_HEADS)}, got {scale_head!r}")
         if pseudo_inputs not in PSEUDO_INPUTS:
@@ -313,4 +319,5 @@ class VAE(PyroModule):
     @torch.no_grad()
     def sample(self, num_samples):
         """Mean images E[x|z] for ``num_samples`` draws z ~ p(z), shape ``(n, C, H, W)``."""
+        num_samples = check_count(num_samples, "num_samples")
         return self.decode(self.prior().sample((num_samples,)))

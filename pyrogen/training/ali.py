@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images, static_binarize
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
@@ -68,6 +69,8 @@ class AdversarialPairTrainer(FitLoop):
         self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
                                    seed=stream_seed("data_order", cfg["seed"]), drop_last=True,
                                    device=train_data.device)
+        check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
             raise DataError(f"batch_size {cfg['batch_size']} exceeds the {train_data.shape[0]} training images")
         vae.likelihood.check_binarize(config["data"]["binarize"])
@@ -198,6 +201,10 @@ class AdversarialPairTrainer(FitLoop):
         for flag in flags:
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
+
+    def epoch_images(self):
+        """The epoch's samples and test reconstructions (originals above), for the trackers."""
+        return {"samples": self._images, "reconstructions": self._recon} if self._images is not None else {}
 
     def write_epoch_files(self, row):
         self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)

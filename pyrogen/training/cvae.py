@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
 from pyrogen.evaluation import elbo as elbo_per_example
 from pyrogen.evaluation.sample_quality import conditional_accuracy
@@ -56,6 +57,8 @@ class CVAETrainer(FitLoop):
         self.loader = DeviceLoader(train_data, cfg.batch_size, binarize=self.settings.data.binarize,
                                    seed=stream_seed("data_order", cfg.seed), device=train_data.device,
                                    labels=train_labels)
+        check_example_shape(train_data.shape[1:], cvae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], cvae.image_shape, "test data")
         cvae.likelihood.check_binarize(self.settings.data.binarize)
         cvae.likelihood.check(test_data, "test data")
         lr = 1e-3 if cfg.lr is None else cfg.lr  # None: the recipe's default (Adam, 1e-3)

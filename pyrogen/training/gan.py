@@ -64,6 +64,7 @@ from tqdm.auto import tqdm
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
+from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
 from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
@@ -183,6 +184,9 @@ class GANTrainer(FitLoop):
                                    drop_last=True,
                                    device=train_data.device, rank=self.rank, world_size=self.world_size,
                                    labels=train_labels)
+        if getattr(generator, "image_shape", None) is not None:
+            check_example_shape(train_data.shape[1:], generator.image_shape, "training data")
+            check_example_shape(test_data.shape[1:], generator.image_shape, "test data")
         if cfg["batch_size"] % self.world_size:
             raise DataError(f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
                             f"{self.world_size}: the GAN losses are means over each process's share, which "
@@ -344,6 +348,10 @@ class GANTrainer(FitLoop):
         for flag in flags if self.rank == 0 else ():
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
+
+    def epoch_images(self):
+        """The epoch's fixed-noise samples, for the trackers (:mod:`pyrogen.tracking`)."""
+        return {"samples": self._images} if self._images is not None else {}
 
     def write_epoch_files(self, row):
         nrow = self.per_class if self.num_classes else 8  # conditional: one row per class

@@ -38,7 +38,9 @@ Statistics are per unit of :meth:`FitLoop.step_weight` (per example by default:
 a loss summed over the batch, as Pyro's ELBOs return it, becomes nats per example).
 """
 
+import contextlib
 import math
+import numbers
 import time
 
 import pyro
@@ -46,8 +48,22 @@ import torch
 from tqdm.auto import tqdm
 
 from pyrogen import distributed
-from pyrogen.errors import TrainingDivergedError
+from pyrogen.checks import is_count
+from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
+from pyrogen.precision import Precision
+
+
+def _statistic(name, value):
+    """One statistic of a step as a 0-dimensional tensor; a one-line ``TypeError`` for anything but a number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        return value if value.dim() == 0 else value.reshape(())
+    if isinstance(value, numbers.Real):
+        return torch.tensor(value, dtype=torch.float64)
+    what = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+            else f"{value!r} ({type(value).__name__})")
+    raise TypeError(f"the training step returned {what} as {name!r}; a step (estimator.step or train_step) must "
+                    "return its loss as a number or a one-element tensor, or a dict of them")
 
 
 class FitLoop(distributed.RankZeroRun):
@@ -70,6 +86,10 @@ class FitLoop(distributed.RankZeroRun):
     bounded_statistics = ()
     """Statistics whose window mean must stay within ``config["train"]["divergence_threshold"]`` in magnitude
     (the losses of an adversarial game, which can run away while staying finite)."""
+    handles_precision = False
+    """Whether :meth:`train_step` applies :attr:`precision` itself (autocast around its forward passes and,
+    under ``"fp16"``, the gradient scaler), as :class:`~pyrogen.infer.TorchSVI` does when given it. If not,
+    the loop runs each step under the precision's autocast, which serves ``"bf16"``; ``"fp16"`` then is refused."""
 
     def __init__(self, loader=None, config=None, run=None, progress=True, estimator=None):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -77,6 +97,19 @@ class FitLoop(distributed.RankZeroRun):
         self.run, self.progress = run, progress and self.rank == 0
         self.epoch, self.step, self.metrics = 0, 0, []
         self.batch_in_epoch = 0  # index of the batch train_step is given, within its epoch
+        self.trackers = []  # experiment trackers (pyrogen.tracking), told each epoch's row on rank 0
+        self.epoch_started = None  # perf_counter() at the start of the epoch being trained or reported
+        self._precision = None
+
+    @property
+    def precision(self):
+        """The :class:`~pyrogen.precision.Precision` of ``config["train"]["precision"]`` (``"32"`` when
+        absent) on the loader's device; built on first use."""
+        if self._precision is None:
+            train = self.config.get("train") if isinstance(self.config, dict) else None
+            name = train.get("precision", "32") if isinstance(train, dict) else "32"
+            self._precision = Precision(name, getattr(self.loader, "device", None) or "cpu")
+        return self._precision
 
     # ------------------------------------------------------------------ hooks
     def batches(self):
@@ -89,6 +122,15 @@ class FitLoop(distributed.RankZeroRun):
     def train_step(self, batch):
         """One optimisation step on ``batch``; returns its loss, or a dict of named statistics (like SVI.step)."""
         return self.estimator.step(batch)
+
+    def step_context(self):
+        """The context each :meth:`train_step` runs in: the precision's autocast, unless the trainer
+        :attr:`handles_precision` itself (a no-op at ``"32"`` either way)."""
+        return contextlib.nullcontext() if self.handles_precision else self.precision.autocast()
+
+    def epoch_images(self):
+        """``{name: images (N, C, H, W) in [0, 1]}`` of the epoch just finished, for the trackers' image grids."""
+        return {}
 
     def step_weight(self, batch):
         """What a step's statistics are summed over: the batch's examples (1 for a non-tensor batch)."""
@@ -161,15 +203,29 @@ class FitLoop(distributed.RankZeroRun):
     # ------------------------------------------------------------------ state
     def state_dict(self):
         """The loop's state (configuration, counters, loader, random state, metrics); trainers add theirs."""
-        return {"config": self.config, "epoch": self.epoch, "step": self.step,
-                "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
+        state = {"config": self.config, "epoch": self.epoch, "step": self.step,
+                 "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
+        if self.precision.enabled:  # a float32 run's checkpoint stays as it was
+            state["precision"] = self.precision.state_dict()
+        return state
 
     def load_state_dict(self, state):
         """Restore what :meth:`state_dict` saved; trainers load their own state first, then call this."""
         self.loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
+        if "precision" in state:
+            self.precision.load_state_dict(state["precision"])
         distributed.seed_rank_noise(self.config["train"].get("seed", 0), self.epoch)
+
+    def log_every(self):
+        """``config["train"]["log_every"]``, the steps between reads of the statistics, checked."""
+        train = self.config.get("train") if isinstance(self.config, dict) else None
+        value = train.get("log_every") if isinstance(train, dict) else None
+        if not is_count(value):
+            raise DataError(f"FitLoop needs config['train']['log_every'], a positive integer (steps between "
+                            f"reads of the statistics), got {value!r}")
+        return int(value)
 
     # ------------------------------------------------------------------ the loop
     def train_epoch(self, bar=None):
@@ -178,18 +234,18 @@ class FitLoop(distributed.RankZeroRun):
 
     def epoch_stats(self, bar=None):
         """One pass over :meth:`batches`; returns the epoch's mean statistics (floats), what :meth:`fit` reports."""
-        log_every, steps = self.config["train"]["log_every"], self.steps_per_epoch()
+        log_every, steps = self.log_every(), self.steps_per_epoch()
         names, sums, seen = None, None, 0
         window, count = None, 0  # statistics summed on the device since the last read
         with pyro.validation_enabled(False):
             for i, batch in enumerate(self.batches(), 1):
                 self.batch_in_epoch = i - 1
-                out = self.train_step(batch)
+                with self.step_context():
+                    out = self.train_step(batch)
                 if not isinstance(out, dict):
                     out = {"loss": out}
                 names = list(out)
-                values = torch.stack([v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)
-                                      for v in out.values()])
+                values = torch.stack([_statistic(name, v) for name, v in out.items()])
                 window = values if window is None else window + values
                 count += self.step_weight(batch)
                 self.step += 1
@@ -208,9 +264,12 @@ class FitLoop(distributed.RankZeroRun):
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
         epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        if self.precision.scaler is not None and not self.handles_precision:
+            raise DataError(f"precision 'fp16' needs a gradient scaler in the training step, which "
+                            f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)")
         self.on_fit_start()
         while self.epoch < epochs and not self.should_stop():
-            start = time.perf_counter()
+            start = self.epoch_started = time.perf_counter()
             bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
                        disable=not self.progress, leave=False)
             with bar:
@@ -225,5 +284,9 @@ class FitLoop(distributed.RankZeroRun):
                 self.write_epoch_files(row)
                 self.run.save_checkpoint(self.state_dict())
                 self.run.write_metrics(self.metrics)
+            if self.trackers and self.rank == 0:
+                images = self.epoch_images()
+                for tracker in self.trackers:
+                    tracker.log_epoch(self.epoch, row, images)
             distributed.barrier()
         return self.metrics

@@ -30,7 +30,8 @@ from pyrogen.config import (  # noqa: F401
     default_config,
     migrate,
 )
-from pyrogen.data import DeviceLoader, check_images, static_binarize
+from pyrogen.data import check_images, static_binarize
+from pyrogen.data.loaders import check_example_shape, is_reader, make_loader
 from pyrogen.distributions import (
     LatentFamilyError,
     check_guide_family,
@@ -75,6 +76,10 @@ TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dim
 training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
 
 ELBO_CHOICES = ("auto", *ELBOS)
+
+STREAM_CHECK_EXAMPLES = 10_000
+"""Streamed training data are checked against the likelihood's support on their first this many examples
+(the whole set is read only batch by batch, in training)."""
 """What ``config["train"]["elbo"]`` may name."""
 
 
@@ -161,7 +166,9 @@ class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
     :param VAE vae: the model (its ``model`` and ``guide`` are trained).
-    :param torch.Tensor train_data: training images in [0, 1] on the device.
+    :param train_data: training images in [0, 1] on the device, or a streaming reader
+        (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`)
+        whose batches :class:`~pyrogen.data.loaders.StreamingLoader` serves on the test data's device.
     :param torch.Tensor test_data: test images, already binarized if the likelihood needs it.
     :param dict config: the run configuration (see :func:`default_config`), of any layout; the trainer
         reads it through :func:`~pyrogen.settings.migrate` (:attr:`settings`, frozen) and never changes it.
@@ -179,13 +186,17 @@ class VAETrainer(FitLoop):
         self.vae = vae
         self.settings = migrate(config)
         train_cfg, data_cfg = self.settings.train, self.settings.data
-        check_images(train_data, "training data")
+        if not is_reader(train_data):
+            check_images(train_data, "training data")
         check_images(test_data, "test data")
-        self.loader = DeviceLoader(
+        self.loader = make_loader(
             train_data, train_cfg.batch_size, binarize=data_cfg.binarize,
-            seed=stream_seed("data_order", train_cfg.seed), device=train_data.device,
-            rank=self.rank, world_size=self.world_size,
+            seed=stream_seed("data_order", train_cfg.seed),
+            device=test_data.device if is_reader(train_data) else train_data.device,
+            rank=self.rank, world_size=self.world_size, num_workers=data_cfg.num_workers,
         )  # fmt: skip
+        check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
+        check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         self.test_data = test_data
         self.validation_data = validation_data  # held out of the training data, binarized like the test data
         vae.likelihood.check_binarize(data_cfg.binarize)
@@ -207,7 +218,7 @@ class VAETrainer(FitLoop):
         self.optim_config = optim_config(train_cfg)
         initialize_(vae, self.optim_config)
         self.optim = build_optimizer(vae.parameters(), self.optim_config,
-                                     fused=train_data.device.type in ("cpu", "cuda"))
+                                     fused=self.loader.device.type in ("cpu", "cuda"))
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.compile)
@@ -255,7 +266,7 @@ class VAETrainer(FitLoop):
                 raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
                                 f"which the guide {family.name!r} does not have")
             return TCELBO(beta=train_cfg.tc_beta,
-                          dataset_size=self.loader.data.shape[0], num_particles=particles)
+                          dataset_size=self.loader.num_examples, num_particles=particles)
         if name == "meanfield" and two_layer:
             raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
                             "q(z2|z1), after z1; use --elbo auto or trace")
@@ -312,8 +323,9 @@ class VAETrainer(FitLoop):
 
     def _random_batch(self):
         """A fresh random training minibatch (the inner loop's data), binarized like the loader's."""
-        data, g = self.loader.data, self.inner_generator
-        x = data[torch.randint(data.shape[0], (self.loader.batch_size,), device=data.device, generator=g)]
+        g = self.inner_generator
+        x = self.loader.examples(torch.randint(self.loader.num_examples, (self.loader.batch_size,),
+                                               device=self.loader.device, generator=g))
         return torch.bernoulli(x, generator=g) if self.loader.binarize == "dynamic" else x
 
     def _check_support(self):
@@ -321,8 +333,11 @@ class VAETrainer(FitLoop):
 
         Dynamically binarized batches are 0/1 by construction; rounding the
         grey levels gives data of the same support without drawing random numbers.
+        Streamed training data are checked on their first :data:`STREAM_CHECK_EXAMPLES` examples.
         """
-        data = self.loader.data if self.loader.binarize != "dynamic" else self.loader.data.round()
+        data = self.loader.sample(STREAM_CHECK_EXAMPLES) if is_reader(getattr(self.loader, "reader", None)) \
+            else self.loader.data
+        data = data if self.loader.binarize != "dynamic" else data.round()
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
 

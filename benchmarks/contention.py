@@ -1,0 +1,162 @@
+"""Trainings that share the CPU: each one's time as a ratio to the same training alone.
+
+``jobs`` starts 1, 2 and 3 copies of the same one-epoch training together (``pyrogen
+train vae``, 12,000 images by default) and reports, for each count, the mean time of a
+copy over the solo time, in three settings, one after another:
+
+* ``default``: the command as installed (``python -m pyrogen``: ``OMP_WAIT_POLICY=PASSIVE``
+  unless set, torch's default thread count);
+* ``threads1``: the same with ``--threads 1``;
+* ``spin``: torch's own policy, the command before the entry point set one
+  (``pyrogen.cli.main`` called directly, ``OMP_WAIT_POLICY`` removed from the environment).
+
+On 2 cores a fair share for 3 copies is 1.5x. Two times are read per copy: the epoch's
+training time (``seconds`` in its ``metrics.csv``) and the whole command's wall time
+(imports, data, evaluation included).
+
+``quickstart`` times the README's quickstart command (``pyrogen train vae --epochs 10``)
+alone and then beside ``--competitors`` other trainings that run for as long as it does,
+and prints the ratio of its wall time.
+
+    python -m benchmarks.contention jobs                                  # the timed run (about 10 min)
+    python -m benchmarks.contention jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
+    python -m benchmarks.contention quickstart --competitors 2            # about 20 min on 2 cores
+    python -m benchmarks.contention quickstart --epochs 1 --train-size 300 --test-size 300  # smoke run
+
+Never run two of these at once, nor beside other work: the figures are ratios of times.
+"""
+
+import argparse
+import csv
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SETTINGS = {
+    "default": ([sys.executable, "-m", "pyrogen"], [], None),
+    "threads1": ([sys.executable, "-m", "pyrogen"], ["--threads", "1"], None),
+    "spin": ([sys.executable, "-c", "import sys; from pyrogen.cli import main; sys.exit(main())"], [], "unset"),
+}
+"""name: (the command's start, extra options, OMP_WAIT_POLICY: None keeps the environment, 'unset' removes it)."""
+
+
+def _env(policy):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("OMP_NUM_THREADS", None)  # torch's default thread count is what is measured
+    if policy == "unset":
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
+def _train_args(args, out, epochs):
+    sizes = ["--train-size", str(args.train_size)] + (["--test-size", str(args.test_size)] if args.test_size else [])
+    return ["train", "vae", "--out", out, "--epochs", str(epochs), "--eval-samples", str(args.eval_samples),
+            "--no-progress", *sizes]
+
+
+def _start(setting, args, out, epochs):
+    command, extra, policy = SETTINGS[setting]
+    return subprocess.Popen(command + _train_args(args, out, epochs) + extra, env=_env(policy),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(proc, started):
+    _, err = proc.communicate()
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"contention.py: a training failed (exit {proc.returncode}):\n{err}")
+    return wall
+
+
+def _epoch_seconds(out):
+    with open(os.path.join(out, "metrics.csv"), newline="") as f:
+        return float(list(csv.DictReader(f))[0]["seconds"])
+
+
+def together(setting, count, args, tmp):
+    """Start ``count`` copies at once; returns ``(epoch seconds, wall seconds)`` of each."""
+    outs = [os.path.join(tmp, f"{setting}-{count}-{i}-{time.monotonic_ns()}") for i in range(count)]
+    started = time.perf_counter()
+    procs = [_start(setting, args, out, 1) for out in outs]
+    walls = [_wait(p, started) for p in procs]
+    return [_epoch_seconds(out) for out in outs], walls
+
+
+def jobs(args):
+    print(f"contention: {args.train_size} training images, 1 epoch, {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print("| setting | copies | epoch s (mean) | epoch / solo | wall s (mean) | wall / solo |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in args.settings:
+            solo = None
+            if 1 not in args.counts:
+                epochs, walls = together(setting, 1, args, tmp)
+                solo = (epochs[0], walls[0])
+            for count in sorted(args.counts):
+                epochs, walls = together(setting, count, args, tmp)
+                epoch, wall = sum(epochs) / count, sum(walls) / count
+                solo = solo or (epoch, wall)
+                print(f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {wall:.2f} | "
+                      f"{wall / solo[1]:.2f}x |", flush=True)
+
+
+def quickstart(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        _wait(_start("default", args, os.path.join(tmp, "quiet"), args.epochs), started)
+        quiet = time.perf_counter() - started
+        print(f"quickstart alone: {quiet:.1f} s", flush=True)
+        competitors, n = [], 0
+
+        def competitor():
+            nonlocal n
+            n += 1
+            return _start(args.competitor_setting, args, os.path.join(tmp, f"competitor-{n}"), 1000)
+
+        competitors = [competitor() for _ in range(args.competitors)]
+        time.sleep(args.head_start)  # the competitors are computing when the measured run starts
+        started = time.perf_counter()
+        measured = _start("default", args, os.path.join(tmp, "loaded"), args.epochs)
+        while measured.poll() is None:
+            time.sleep(0.5)
+            competitors = [c if c.poll() is None else competitor() for c in competitors]
+        loaded = _wait(measured, started)
+        for c in competitors:
+            c.terminate()
+            c.wait()
+        print(f"quickstart beside {args.competitors} trainings ({args.competitor_setting}): {loaded:.1f} s, "
+              f"{loaded / quiet:.2f}x alone")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("jobs", "quickstart"):
+        p = sub.add_parser(name)
+        p.add_argument("--train-size", type=int, default=12000 if name == "jobs" else None)
+        p.add_argument("--test-size", type=int, default=None)
+        p.add_argument("--eval-samples", type=int, default=0 if name == "jobs" else 1000)
+    sub.choices["jobs"].add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
+    sub.choices["jobs"].add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    q = sub.choices["quickstart"]
+    q.add_argument("--epochs", type=int, default=10)
+    q.add_argument("--competitors", type=int, default=2)
+    q.add_argument("--competitor-setting", choices=list(SETTINGS), default="spin",
+                   help="how the competing trainings run (default: spin, torch's own policy, as another "
+                        "user's job would)")
+    q.add_argument("--head-start", type=float, default=10.0, help="seconds the competitors run first")
+    args = parser.parse_args()
+    if args.what == "quickstart" and args.train_size is None:
+        args.train_size = 60000
+    jobs(args) if args.what == "jobs" else quickstart(args)
+
+
+if __name__ == "__main__":
+    main()

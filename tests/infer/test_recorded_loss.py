@@ -1,0 +1,176 @@
+"""RecordedLoss: the step's graph, recorded once and replayed, is the eager step bit for bit."""
+
+import re
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch.distributions import biject_to, constraints
+
+from pyrogen.distributions import FAMILIES, ParameterHead
+from pyrogen.distributions.families import lean_transform
+from pyrogen.errors import DataError, RecordingError
+from pyrogen.infer import (
+    CompiledLoss,
+    ELBOModule,
+    RecordedLoss,
+    ReparamTrace_ELBO,
+    ReparamTraceMeanField_ELBO,
+    TorchSVI,
+)
+from pyrogen.models import VAE
+from pyrogen.training import VAETrainer
+from tests.training.test_vae import small_config
+
+
+def _train(compile, x, elbo, steps=4):
+    pyro.set_rng_seed(0)
+    vae = VAE(latent_dim=4, hidden=(24,))
+    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), elbo(), compile=compile)
+    with pyro.validation_enabled(False):
+        losses = [svi.step(x) for _ in range(steps)]
+        # λ as a 0-d tensor is an input of the graph: two values, one recorded graph.
+        losses += [svi.step(x, kl_weight=torch.tensor(w)) for w in (0.2, 0.7)]
+    graphs = len(svi.loss_module._graphs) if compile else None
+    return torch.stack(losses), [p.detach().clone() for p in vae.parameters()], torch.rand(3), graphs
+
+
+@pytest.mark.parametrize("elbo", [ReparamTrace_ELBO, ReparamTraceMeanField_ELBO])
+def test_recorded_steps_are_the_eager_steps_bit_for_bit(elbo):
+    x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
+    eager_losses, eager_params, eager_next, _ = _train(False, x, elbo)
+    losses, params, after, graphs = _train("record", x, elbo)
+    assert graphs == 2  # λ = 1 (no scale at all) and tensor λ
+    assert torch.equal(losses, eager_losses)
+    assert all(torch.equal(a, b) for a, b in zip(params, eager_params))
+    # The same noise, drawn from the global generator; recording itself draws nothing.
+    assert torch.equal(after, eager_next)
+
+
+@pytest.mark.parametrize("recorder", [RecordedLoss, CompiledLoss])
+def test_a_param_store_parameter_is_refused_not_frozen(recorder):
+    loc = torch.nn.Linear(1, 1)
+
+    def model(x):
+        z = pyro.sample("z", dist.Normal(pyro.param("m", torch.zeros(1)), 1.0).to_event(1))
+        pyro.sample("x", dist.Normal(loc(z), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+
+    loss = recorder(ELBOModule(model, guide, ReparamTrace_ELBO(), modules=[loc]))
+    with pytest.raises(RecordingError, match=r"^the loss uses a tensor that needs a gradient but is not a "
+                                             r"parameter or buffer of the loss module \(shape \(1,\)\)"):
+        loss(torch.zeros(1))
+    assert issubclass(RecordingError, ValueError)  # what CompiledLoss raised before RecordingError existed
+
+
+def test_a_loss_whose_python_changes_between_calls_is_refused():
+    class Counting(torch.nn.Module):
+        """Its loss depends on how often it was called: the recording cannot reproduce it."""
+
+        def __init__(self):
+            super().__init__()
+            self.lin, self.calls = torch.nn.Linear(3, 1), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.lin(x).sum() * self.calls
+
+    with pytest.raises(RecordingError, match=r"^the recorded graph returned .* where the module returned .* on "
+                                             r"the same draws; the loss's Python code depends on more than its "
+                                             r"inputs' shapes\. Train without recording \(compile off\)$"):
+        RecordedLoss(Counting())(torch.ones(2, 3))
+
+
+def test_a_loss_that_cannot_be_recorded_says_why_in_one_line():
+    class HostRead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, x):
+            y = self.lin(x).sum()
+            return y * 2 if y.item() > 0 else y  # a branch on a value
+
+    with pytest.raises(RecordingError, match=r"^could not record the loss as a graph \(RuntimeError: It appears "
+                                             r"that you're trying to get value out of a tracing tensor with "
+                                             r"aten\.item\.default - erroring out!.*\); train without recording "
+                                             r"\(compile off\)$"):
+        RecordedLoss(HostRead())(torch.ones(2, 3))
+
+
+def test_torch_svi_refuses_an_unknown_compile_value():
+    vae = VAE(latent_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"^compile must be False, True or 'record', got 'fast'$"):
+        TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), ReparamTrace_ELBO(), compile="fast")
+
+
+def _trainer(compile, x):
+    config = small_config(compile=compile)
+    config["train"].update(batch_size=10, epochs=2)
+    pyro.set_rng_seed(0)
+    return VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
+
+
+def test_auto_records_short_runs_and_trains_exactly_as_the_eager_trainer():
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    eager = _trainer("off", x)  # each trainer seeds the global generator when built
+    eager.fit(2)
+    auto = _trainer("auto", x)
+    auto.fit(2)
+    assert auto.compile == "record" and type(auto.svi.loss_module) is RecordedLoss
+    assert [row["train_elbo"] for row in auto.metrics] == [row["train_elbo"] for row in eager.metrics]
+    assert all(torch.equal(a, b) for a, b in zip(auto.vae.parameters(), eager.vae.parameters()))
+
+
+def test_auto_falls_back_to_eager_in_one_line_when_recording_fails(monkeypatch, capsys):
+    from pyrogen.infer import compiled_loss
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("data-dependent control flow\nmore detail")
+
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    eager = _trainer("off", x)  # each trainer seeds the global generator when built
+    eager.fit(1)
+    monkeypatch.setattr(compiled_loss, "make_fx", refuse)
+    auto = _trainer("auto", x)
+    auto.progress = True
+    capsys.readouterr()
+    auto.fit(1)
+    notes = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
+    assert notes == ["pyrogen: --compile auto: could not record the loss as a graph (RuntimeError: "
+                     "data-dependent control flow); training eagerly"]
+    assert auto.compile is False
+    assert auto.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
+    assert all(torch.equal(a, b) for a, b in zip(auto.vae.parameters(), eager.vae.parameters()))
+
+
+def test_record_with_aggressive_training_is_refused():
+    config = small_config(compile="record", aggressive=True, validation_size=10)
+    config["train"]["batch_size"] = 10
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    with pytest.raises(DataError, match=re.escape("--compile record applies to the standard SVI step; "
+                                                  "drop --compile or --aggressive")):
+        VAETrainer(VAE(**config["model"]), x, x, config, validation_data=x[:10], progress=False)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parameter_heads_lean_transforms_equal_torchs_bit_for_bit(family):
+    torch.manual_seed(0)
+    head = ParameterHead(16, family, 3)
+    h = 4 * torch.randn(50, 16)
+    lean = head(h)
+    for name, layer in head.layers.items():
+        full = head.transforms[name](layer(h).reshape(h.shape[:-1] + head.shapes[name]))
+        assert torch.equal(lean[name], full), name
+
+
+def test_lean_transform_leaves_out_only_no_op_steps():
+    assert lean_transform(biject_to(constraints.positive)) is torch.exp  # exp, then + 0 and * 1: just exp
+    x = torch.linspace(-30, 30, 601)
+    for constraint in (constraints.real, constraints.positive, constraints.greater_than(2.0),
+                       constraints.interval(-1.0, 3.0), constraints.unit_interval):
+        transform = biject_to(constraint)
+        assert torch.equal(lean_transform(transform)(x), transform(x)), constraint
