@@ -534,7 +534,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
 
     from pyrogen.data import FASHION_MNIST_CLASSES
     from pyrogen.files import unused_path
-    from pyrogen.runs import open_run
+    from pyrogen.rundirs import open_run
 
     run = open_run(run_dir, device)
     if out_dir is None:

@@ -26,7 +26,7 @@ import tempfile
 
 from pyrogen.errors import DataError, RunDirError, RunFileError
 from pyrogen.files import EVALUATIONS_DIR, atomic_write, check_not_run_file
-from pyrogen.runs import open_run
+from pyrogen.rundirs import open_run
 
 SECTIONS = ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
 """The page's sections, in order (results first); each is an ``<h2>`` with an ``id`` of its name in lower case."""

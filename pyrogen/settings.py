@@ -32,6 +32,9 @@ from pyrogen.errors import DataError
 CONFIG_VERSION = 2
 """The layout :mod:`pyrogen.config` writes; :func:`migrate` reads it and every earlier one."""
 
+ELBO_NAMES = ("auto", "trace", "meanfield", "iwae", "tc")
+"""What ``train.elbo`` may name (:data:`pyrogen.training.vae.ELBOS` and ``"auto"``)."""
+
 COMPILE_MODES = ("auto", "on", "record", "off")
 """The one vocabulary of ``--compile`` and ``train.compile``, down to :class:`~pyrogen.infer.TorchSVI`
 (:func:`torch_svi_compile`)."""
@@ -387,7 +390,7 @@ def migrate(config):
     defaults = {f.name: _plain(f.default) for f in dataclasses.fields(cls)}
     train = cls(**{**defaults, **legacy, **_known(cls, train)})
     evaluation = None
-    if "eval" in config or TRAIN_LAYOUT[kind] == "vae":
+    if "eval" in config or TRAIN_SECTIONS[kind] is VAETrainConfig:  # the VAE family always has one
         given = _section_dict(config, "eval", "the evaluation settings")
         evaluation = EvalConfig(**{**DEFAULT_EVAL, **_known(EvalConfig, given)})
     discriminator = None

@@ -247,7 +247,7 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
     import pyro
 
     from pyrogen.data import load_dataset
-    from pyrogen.runs import open_run
+    from pyrogen.rundirs import open_run
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")

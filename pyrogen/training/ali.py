@@ -38,7 +38,7 @@ from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.infer.gan_losses import get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.gan import _FLAG_TEXT, game_health_flags, mean_pairwise_distance
 from pyrogen.training.loop import FitLoop
 

@@ -22,7 +22,7 @@ from pyrogen.evaluation.sample_quality import conditional_accuracy
 from pyrogen.infer import TorchSVI
 from pyrogen.models.registry import build_model
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_labelled_data, open_run, resolve_device
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device
 from pyrogen.settings import migrate
 from pyrogen.training.gan import load_class_classifier
 from pyrogen.training.loop import FitLoop
@@ -173,9 +173,9 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
 def resume_cvae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a conditional VAE run's trainer from its directory and load its last checkpoint."""
     if data is None:
-        from pyrogen import runs
+        from pyrogen import rundirs
 
-        return runs.resume_trainer(run_dir, device=device, progress=progress)
+        return rundirs.resume_trainer(run_dir, device=device, progress=progress)
     run = open_run(run_dir, device)
     trainer = build_cvae_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
     trainer.load_state_dict(run.checkpoint)

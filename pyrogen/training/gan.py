@@ -72,7 +72,7 @@ from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_gan_networks
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.rundirs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
 

@@ -60,8 +60,8 @@ from pyrogen.optim import (
     split_validation,
 )
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
-from pyrogen.settings import torch_svi_compile
+from pyrogen.rundirs import load_data, load_model, open_run, resolve_device  # noqa: F401
+from pyrogen.settings import ELBO_NAMES, torch_svi_compile
 from pyrogen.training.loop import FitLoop
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
@@ -75,7 +75,7 @@ TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dim
 """The metrics columns of :meth:`TCELBO.decomposition`'s terms under ``--elbo tc`` (nats per example,
 training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
 
-ELBO_CHOICES = ("auto", *ELBOS)
+ELBO_CHOICES = ELBO_NAMES
 
 STREAM_CHECK_EXAMPLES = 10_000
 """Streamed training data are checked against the likelihood's support on their first this many examples
@@ -557,7 +557,8 @@ def build_trainer(config, run=None, device="auto", progress=True):
 
 
 def resume_trainer(run_dir, device="auto", progress=True):
-    """Rebuild a run's trainer from its directory and load its last checkpoint (:func:`pyrogen.runs.resume_trainer`)."""
-    from pyrogen import runs
+    """Rebuild a run's trainer from its directory and load its last checkpoint (the generic
+    :func:`pyrogen.rundirs.resume_trainer`)."""
+    from pyrogen import rundirs
 
-    return runs.resume_trainer(run_dir, device=device, progress=progress)
+    return rundirs.resume_trainer(run_dir, device=device, progress=progress)
