@@ -20,7 +20,7 @@ SUPPRESS = "==SUPPRESS=="
 
 
 class OptionValueError(ValueError):
-    """An option's value that its type refuses; the message is the line after ``argument --NAME: ``."""
+    """An option's value that its type refuses; the message is the line after ``argument --NAME:``."""
 
 
 MAX_WIDTH = 65536
