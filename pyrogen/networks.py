@@ -333,6 +333,29 @@ def dcgan_init_(module, std=0.02, norm_std=None):
     return module
 
 
+INPUT_TRANSFORMS = ("none", "log1p")
+"""What an encoder does to its input first (:class:`InputTransform`)."""
+
+
+class InputTransform(nn.Module):
+    """An encoder that sees ``log1p(x)`` rather than ``x``: for counts, whose few large values would
+    otherwise dominate the first layer (scvi-tools' ``log_variational``; Lopez et al. 2018). Keeps the
+    wrapped encoder's ``out_features``.
+
+    :param nn.Module net: the encoder.
+    :param str transform: one of :data:`INPUT_TRANSFORMS` other than ``"none"``.
+    """
+
+    def __init__(self, net, transform="log1p"):
+        super().__init__()
+        if transform not in INPUT_TRANSFORMS[1:]:
+            raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {transform!r}")
+        self.net, self.transform, self.out_features = net, transform, net.out_features
+
+    def forward(self, x):
+        return self.net(x.log1p())
+
+
 ARCHITECTURES = ("mlp", "conv", "dcgan")
 
 

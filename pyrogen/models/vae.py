@@ -37,7 +37,7 @@ from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, 
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
 from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
-from pyrogen.networks import build_decoder, build_encoder, dcgan_init_
+from pyrogen.networks import INPUT_TRANSFORMS, InputTransform, build_decoder, build_encoder, dcgan_init_
 
 
 def _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder):
@@ -158,6 +158,8 @@ class VAE(PyroModule):
         ``decoder_activation``); None (the default) for the networks' own defaults. ``init_std``
         also starts the encoder's parameter head (the code's mean and scale layers) at N(0, ``init_std``)
         with zero biases, as ALI's last encoder layer (their 1x1 convolution to the mean and log-scale).
+    :param str input_transform: ``"none"`` (the default) or ``"log1p"``: the encoder sees log(1 + x), as
+        count data want (:class:`pyrogen.networks.InputTransform`); the likelihood still scores x.
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
@@ -181,7 +183,7 @@ class VAE(PyroModule):
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
                  encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
-                 iaf_context=False, iaf_step="affine", network=None):
+                 iaf_context=False, iaf_step="affine", network=None, input_transform="none"):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         latent_dim, image_shape, hidden = int(latent_dim), sizes(image_shape), _widths(hidden)
@@ -212,6 +214,11 @@ class VAE(PyroModule):
             body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden, network)
         except ValueError as e:
             raise DataError(str(e)) from None
+        if input_transform not in INPUT_TRANSFORMS:
+            raise DataError(f"input_transform must be one of {list(INPUT_TRANSFORMS)}, got {input_transform!r}")
+        if input_transform != "none":  # absent from older configs
+            body = InputTransform(body, input_transform)
+            self.config["input_transform"] = input_transform
         head = ParameterHead(body.out_features, self.base_family, latent_dim)
         if network and "init_std" in network and encoder is None:  # the whole encoder, its last layer included
             dcgan_init_(head, network["init_std"])

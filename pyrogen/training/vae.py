@@ -51,14 +51,13 @@ from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.optim import (
     OptimConfig,
     PlateauDecay,
-    attach_gradient_clipping,
     initialize_,
     loss_per_batch,
     reduce_loss,
     split_validation,
 )
 from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
-from pyrogen.training.loop import FitLoop
+from pyrogen.training.loop import FitLoop, resume_from
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
 """The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
@@ -158,11 +157,16 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _any_values(vae):
+    """Whether the model's likelihood scores values outside [0, 1] (real values, counts)."""
+    likelihood = getattr(vae, "likelihood", None)
+    return likelihood is not None and likelihood.data_kind in ("real", "counts")
+
+
 def _check_data(vae, x, name):
     """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
     or counts, whose own check (``_check_support``) says what its support is."""
-    likelihood = getattr(vae, "likelihood", None)
-    if likelihood is None or likelihood.data_kind not in ("real", "counts"):
+    if not _any_values(vae):
         return check_images(x, name)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
@@ -198,6 +202,7 @@ class VAETrainer(FitLoop):
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
             seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
             rank=self.rank, world_size=self.world_size, num_workers=data_cfg.get("num_workers"),
+            **({} if is_reader(train_data) or not _any_values(vae) else {"values": "any"}),
         )  # fmt: skip
         check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
@@ -238,7 +243,7 @@ class VAETrainer(FitLoop):
         if train_cfg.get("aggressive"):
             self._make_aggressive(train_cfg)
         else:
-            attach_gradient_clipping(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
+            self.clip_gradients(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
         self.decay = None
         if self.optim_config.decay:
             if validation_data is None:
@@ -250,9 +255,7 @@ class VAETrainer(FitLoop):
     def _optimizer(self, params, fused=False):
         """The configured ``torch.optim`` optimizer over ``params`` (Adam fused where the device allows)."""
         c = self.optim_config
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum)
-        return torch.optim.Adam(params, lr=c.lr, **({"fused": True} if fused else {}))
+        return self.make_optimizer(params, c.lr, optimizer=c.optimizer, momentum=c.momentum, fused=fused)
 
     def _make_elbo(self, train_cfg):
         """The estimator of the objective named by :attr:`elbo_name` (free bits replace it when set)."""
@@ -357,8 +360,6 @@ class VAETrainer(FitLoop):
         if self.switch is not None:
             state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
                                    "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
-        if self.decay is not None:
-            state["decay"] = self.decay.state_dict()
         return state
 
     def load_state_dict(self, state):
@@ -369,8 +370,6 @@ class VAETrainer(FitLoop):
             self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
             self.inner_generator.set_state(state["aggressive"]["generator"])
             self.svi.aggressive = state["aggressive"]["on"]
-        if self.decay is not None and "decay" in state:
-            self.decay.load_state_dict(state["decay"])
         super().load_state_dict(state)
 
     def evaluate(self, num_samples=0, data=None):
@@ -476,9 +475,6 @@ class VAETrainer(FitLoop):
     def parameters(self):
         return self.vae.parameters()
 
-    def should_stop(self):
-        return self.decay is not None and self.decay.finished
-
     def kl_sentence(self):
         """One plain sentence on how the training ELBO gets KL(q||p) (None for an autoencoder)."""
         if self.kl_method is None:
@@ -555,7 +551,4 @@ def build_trainer(config, run=None, device="auto", progress=True):
 
 def resume_trainer(run_dir, device="auto", progress=True):
     """Rebuild a run's trainer from its directory and load its last checkpoint."""
-    run = open_run(run_dir, device)
-    trainer = build_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer
+    return resume_from(build_trainer, run_dir, device, progress)

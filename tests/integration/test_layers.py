@@ -25,7 +25,7 @@ LAYERS = [
     ("configurations and runs", ["pyrogen.config", "pyrogen.runs"]),
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
     ("training", ["pyrogen.training", "pyrogen.lightning"]),
-    ("plotting and report", ["pyrogen.plotting", "pyrogen.report"]),
+    ("plotting and report", ["pyrogen.plotting", "pyrogen.plotting_tables", "pyrogen.report"]),
     ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
 """Lowest first: (name, module prefixes). A prefix covers a package and everything in it."""
