@@ -117,7 +117,7 @@ def remove_stale_temporaries(directory):
     :raises RunDirError: if another process holds the directory's lock.
     """
     removed = []
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or not _writes_runs():  # rank 0 of a distributed run writes, and cleans
         return removed
     lock_run_dir(directory)
     for name in sorted(os.listdir(directory)):
@@ -129,6 +129,11 @@ def remove_stale_temporaries(directory):
             except OSError:
                 pass
     return removed
+
+
+def _writes_runs():
+    """False in the processes of a distributed run other than rank 0 (which alone writes run files)."""
+    return distributed.rank() == 0 and os.environ.get("RANK", "0") == "0"
 
 
 _LOCKS = {}  # (st_dev, st_ino) of a locked directory -> the descriptor that holds its lock
@@ -145,7 +150,7 @@ def lock_run_dir(directory, what="output directory"):
     :returns: True if this call took the lock, False if this process held it already (or takes none).
     :raises RunDirError: if another process holds the lock: it is writing there.
     """
-    if fcntl is None or distributed.rank() != 0 or os.environ.get("RANK", "0") != "0":
+    if fcntl is None or not _writes_runs():
         return False
     directory = os.fspath(directory)
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
