@@ -145,7 +145,9 @@ def lock_run_dir(directory, what="output directory"):
     ``fcntl.flock`` on the directory itself: nothing is written to take the lock, and the
     kernel releases it when the process ends, however it ends (SIGKILL included). Locking a
     directory that this process holds already does nothing. Processes other than rank 0 of a
-    distributed run take no lock (rank 0 writes the run).
+    distributed run take no lock (rank 0 writes the run). The command line releases its locks when
+    it returns; a Python session that trained a run through the API holds the run's lock until it
+    ends or calls :func:`release_run_locks`.
 
     :returns: True if this call took the lock, False if this process held it already (or takes none).
     :raises RunDirError: if another process holds the lock: it is writing there.
