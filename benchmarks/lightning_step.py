@@ -15,6 +15,7 @@ blocks is printed. Target: at most 1.10x.
 
     python -m benchmarks.lightning_step --threads 2                       # the timed run (about 2 min)
     python -m benchmarks.lightning_step --blocks 2 --block 3 --train-size 1000   # smoke run (seconds)
+    python -m benchmarks.lightning_step --device cuda --precision bf16    # on a GPU (gpu_check.sh)
 """
 
 import argparse
@@ -37,6 +38,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--train-size", type=int, default=None, help="training images (default: all 60,000)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["32", "bf16"], default="32",
+                   help="both paths: Lightning's precision (bf16-mixed) and TorchSVI's (bf16)")
     args = p.parse_args(argv)
 
     import lightning.pytorch as pl
@@ -44,19 +48,24 @@ def main(argv=None):
     from pyrogen.lightning import SVIModule
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     images = load_fashion_mnist("train").images
     if args.train_size:
         images = images[: args.train_size]
+    images = images.to(device)
     torch.manual_seed(0)
-    vae = VAE(latent_dim=50, hidden=(400,))
-    twin = VAE(latent_dim=50, hidden=(400,))
+    vae = VAE(latent_dim=50, hidden=(400,)).to(device)
+    twin = VAE(latent_dim=50, hidden=(400,)).to(device)
     twin.load_state_dict(vae.state_dict())
-    svi = TorchSVI(twin.model, twin.guide, torch.optim.Adam(twin.parameters(), lr=1e-3), ReparamTrace_ELBO())
-    svi_batches = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=2)
+    svi = TorchSVI(twin.model, twin.guide, torch.optim.Adam(twin.parameters(), lr=1e-3), ReparamTrace_ELBO(),
+                   precision=args.precision)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    svi_batches = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=2, device=device)
     svi_iter = iter(svi_batches)
 
     def svi_block():
         nonlocal svi_iter
+        sync()
         start = time.perf_counter()
         for _ in range(args.block):
             try:
@@ -65,6 +74,7 @@ def main(argv=None):
                 svi_iter = iter(svi_batches)
                 x = next(svi_iter)
             svi.step(x)
+        sync()
         return time.perf_counter() - start
 
     times = {"lightning": [], "torchsvi": []}
@@ -81,6 +91,7 @@ def main(argv=None):
             self.count += 1
             if self.count % args.block:
                 return
+            sync()
             lightning = time.perf_counter() - self.start
             with pyro.validation_enabled(False):
                 torchsvi = svi_block()
@@ -90,16 +101,19 @@ def main(argv=None):
             self.start = time.perf_counter()
 
     module = SVIModule(vae.model, vae.guide, lr=1e-3)
-    loader = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=1)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=(args.blocks + 1) * args.block,
+    loader = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=1, device=device)
+    trainer = pl.Trainer(accelerator=args.device, devices=1,
+                         precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+                         max_steps=(args.blocks + 1) * args.block,
                          max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, use_distributed_sampler=False, callbacks=[Interleave()])
     with pyro.validation_enabled(False):
         trainer.fit(module, loader)
 
     ratios = [a / b for a, b in zip(times["lightning"], times["torchsvi"])]
-    print(f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, "
-          f"{args.threads} threads, {platform.machine()}, {len(ratios)} blocks of {args.block} steps")
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{args.threads} threads, {platform.machine()}"
+    print(f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, precision "
+          f"{args.precision}, {where}, {len(ratios)} blocks of {args.block} steps")
     print("| path | ms per step (median) |")
     print("|---|---|")
     for name, values in times.items():
