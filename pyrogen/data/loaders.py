@@ -35,6 +35,25 @@ def check_images(x, name="x"):
         raise DataError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
 
 
+LOADER_VALUES = ("unit-interval", "any")
+"""What :class:`DeviceLoader` accepts: images in [0, 1], or any finite values."""
+
+
+def check_finite(x, name="x"):
+    """Check a batch of examples of any values: a non-empty, finite, floating-point tensor.
+
+    :raises DataError: naming ``name`` and what is wrong.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise DataError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
+        raise DataError(f"{name} must hold at least one example, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise DataError(f"{name} holds NaN or infinite values")
+
+
 def static_binarize(x, seed=0):
     """One fixed Bernoulli draw per pixel: ``x_bin ~ Bernoulli(x)`` with a seeded generator.
 
@@ -72,11 +91,19 @@ class DeviceLoader:
         permutation and binarization (same ``seed``) and keeps its contiguous
         share of each global batch of ``batch_size`` examples, so the ranks
         together see exactly the batches a single process would.
+    :param str values: ``"unit-interval"`` (the default): the data must be images in [0, 1];
+        ``"any"``: any finite values (a table, counts), whose support the likelihood checks;
+        binarization needs ``"unit-interval"``.
     """
 
     def __init__(self, data, batch_size, binarize="none", shuffle=True, drop_last=False,
-                 seed=0, device=None, labels=None, rank=0, world_size=1):
-        check_images(data, "data")
+                 seed=0, device=None, labels=None, rank=0, world_size=1, values="unit-interval"):
+        if values not in LOADER_VALUES:
+            raise DataError(f"values must be one of {LOADER_VALUES}, got {values!r}")
+        if values == "any" and binarize == "none":
+            check_finite(data, "data")
+        else:
+            check_images(data, "data")
         n = data.shape[0]
         if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(

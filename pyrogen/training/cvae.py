@@ -58,7 +58,7 @@ class CVAETrainer(FitLoop):
         cvae.likelihood.check_binarize(config["data"]["binarize"])
         cvae.likelihood.check(test_data, "test data")
         lr = 1e-3 if cfg.get("lr") is None else cfg["lr"]  # None: the recipe's default (Adam, 1e-3)
-        self.optim = torch.optim.Adam(cvae.parameters(), lr=lr)
+        self.optim = self.make_optimizer(cvae.parameters(), lr)
         # Normal prior and guide: "auto" is the analytic KL, as for an unconditional VAE of those families
         elbo = "meanfield" if cfg["elbo"] == "auto" else cfg["elbo"]
         if elbo not in ("trace", "meanfield"):

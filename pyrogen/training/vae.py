@@ -163,11 +163,16 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _any_values(vae):
+    """Whether the model's likelihood scores values outside [0, 1] (real values, counts)."""
+    likelihood = getattr(vae, "likelihood", None)
+    return likelihood is not None and likelihood.data_kind in ("real", "counts")
+
+
 def _check_data(vae, x, name):
     """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
     or counts, whose own check (``_check_support``) says what its support is."""
-    likelihood = getattr(vae, "likelihood", None)
-    if likelihood is None or likelihood.data_kind not in ("real", "counts"):
+    if not _any_values(vae):
         return check_images(x, name)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
@@ -203,6 +208,7 @@ class VAETrainer(FitLoop):
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
             seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
             rank=self.rank, world_size=self.world_size, num_workers=data_cfg.get("num_workers"),
+            **({} if is_reader(train_data) or not _any_values(vae) else {"values": "any"}),
         )  # fmt: skip
         check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
