@@ -118,7 +118,7 @@ def _used_pairs(config):
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     unused = set()
     schedule = train.get("kl_schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
                    "linear": {"kl_weight", "kl_cycles"},
                    "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())

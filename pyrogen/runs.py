@@ -399,7 +399,8 @@ def report(run_dir, out=None, echo=print):
 
 
 def train_features(cache_dir=None, force=False, progress=True, echo=print):
-    """``pyrogen train features``: keep a valid cached network (unless ``force``), else train and cache one; say its test accuracy.
+    """``pyrogen train features``: keep a valid cached network (unless ``force``), else train and cache one;
+    say its test accuracy.
 
     :returns: the manifest (recipe, test accuracy, SHA-256 of the weights).
     """

@@ -25,8 +25,8 @@ LAYERS = [
     ("infer", ["pyrogen.infer"]),
     ("configurations, run kinds and run directories", ["pyrogen.config", "pyrogen.kinds", "pyrogen.rundirs"]),
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
-    ("training", ["pyrogen.training"]),
-    ("plotting and report", ["pyrogen.plotting", "pyrogen.report"]),
+    ("training", ["pyrogen.training", "pyrogen.lightning"]),
+    ("plotting and report", ["pyrogen.plotting", "pyrogen.plotting_tables", "pyrogen.report"]),
     ("runs", ["pyrogen.runs"]),
     ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
