@@ -40,7 +40,7 @@ from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where u
 from pyrogen.kinds import get_kind
 from pyrogen.models.features import FashionMNISTClassifier, default_paths, load_network, read_manifest
 from pyrogen.random_streams import stream_seed
-from pyrogen.settings import migrate, migrate_data
+from pyrogen.settings import kind_of, migrate, migrate_data
 
 RESUMABLE_KEYS = (("train", "epochs"),)
 """Settings that ``--resume`` may change after ``config.json`` was written (the new total of epochs),
@@ -143,11 +143,7 @@ class Run:
             return
         self.dir = RunDir.open(path)
         self.config = self.dir.config
-        try:
-            self.kind = migrate(self.config).kind
-        except DataError as e:
-            raise RunDirError(f"{self.dir.file(CONFIG_FILE)!r} is not a run configuration this pyrogen reads: "
-                              f"{e}") from None
+        self.kind = kind_of(self.config)  # the rest is validated where it is used (settings)
 
     @property
     def path(self):

@@ -13,6 +13,7 @@ Opening a run (:func:`open_run`, :class:`Run`), the data loaders and the run fil
 """
 
 import datetime
+import json
 import os
 import sys
 
@@ -55,11 +56,14 @@ from pyrogen.settings import migrate
 
 
 def _record_epochs(run, total):
-    """Write ``total`` as the run's ``train.epochs`` into its ``config.json`` (the rest as it was)."""
+    """Write ``total`` as the run's ``train.epochs`` into its ``config.json`` (the rest as it was; the
+    bytes :meth:`RunDir.write_json <pyrogen.files.RunDir.write_json>` writes, written as bytes)."""
     config = run.dir.config
     if config["train"]["epochs"] != total:
         config["train"]["epochs"] = total
-        run.dir.write_json(CONFIG_FILE, config)
+        run.dir.resolve(CONFIG_FILE, "write")  # never through a link that leaves the run
+        text = json.dumps(config, indent=2, sort_keys=True)
+        atomic_write(run.dir.file(CONFIG_FILE), lambda f: f.write(text.encode("utf-8")), binary=True)
 
 
 def _checkpoint_epochs(run):

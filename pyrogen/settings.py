@@ -364,6 +364,12 @@ def _known(cls, values):
     return {k: v for k, v in values.items() if k in names}
 
 
+def kind_of(config):
+    """The run kind of a configuration dict of any layout (``"vae"`` in runs made before the key), without
+    validating the rest (:func:`migrate` does)."""
+    return config.get("kind", "vae") if isinstance(config, dict) else None
+
+
 def migrate(config):
     """The current typed configuration (:class:`RunConfig`) of a configuration dict of any layout.
 
@@ -379,7 +385,7 @@ def migrate(config):
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
         raise DataError(f"the configuration's version must be an integer from 1 to {CONFIG_VERSION} (this "
                         f"pyrogen's), got {version!r}: it was written by a newer pyrogen")
-    kind = config.get("kind", "vae")
+    kind = kind_of(config)
     if kind not in TRAIN_SECTIONS:
         raise DataError(f"the configuration's kind must be one of {sorted(TRAIN_SECTIONS)}, got {kind!r}")
     model = _section_dict(config, "model", "the model's settings")
