@@ -265,6 +265,7 @@ def main(argv=None):
         row = evaluate(name, vae, test_x, train_x, labels_test, labels_train, args.clusters, args.particles,
                        args.seed + 7)
         row["train_loss_last_epoch"] = losses[-1]
+        row["train_loss_by_epoch"] = [round(v, 2) for v in losses]  # negative ELBO per cell, nats
         row["cpu_seconds"] = round(time.process_time() - start, 1)  # train + evaluate; not a speed figure
         rows.append(row)
         print(json.dumps(row), flush=True)

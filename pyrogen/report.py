@@ -122,7 +122,7 @@ def _used_pairs(config):
     train = config.get("train", {})
     unused = set()
     schedule = train.get("kl_schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
                    "linear": {"kl_weight", "kl_cycles"},
                    "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())

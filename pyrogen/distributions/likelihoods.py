@@ -655,6 +655,13 @@ def choose_likelihood(x, images=None, max_rows=100_000):
     :param int max_rows: the statistics read the first ``max_rows`` examples.
     :returns: ``(name, reason)``; the reason is a short clause with the figures that decided.
     :raises DataError: for empty data or NaN / infinite values.
+
+    Example::
+
+        >>> import torch
+        >>> name, reason = choose_likelihood(torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))
+        >>> auto_message(name, reason)
+        'likelihood auto: bernoulli (every value is 0 or 1)'
     """
     if not torch.is_tensor(x) or x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"likelihood 'auto' needs a tensor of examples (N, ...), got "

@@ -39,7 +39,13 @@ from pyrogen.distributions import (
     has_analytic_kl,
     kl_method,
 )
-from pyrogen.errors import CompilationError, DataError, PyrogenError, TrainingDivergedError
+from pyrogen.errors import (
+    CompilationError,
+    DataError,
+    PyrogenError,
+    RecordingMismatchError,
+    TrainingDivergedError,
+)
 from pyrogen.evaluation import evaluate_dataset, log_importance_weights
 from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
 from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
@@ -157,11 +163,16 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _any_values(vae):
+    """Whether the model's likelihood scores values outside [0, 1] (real values, counts)."""
+    likelihood = getattr(vae, "likelihood", None)
+    return likelihood is not None and likelihood.data_kind in ("real", "counts")
+
+
 def _check_data(vae, x, name):
     """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
     or counts, whose own check (``_check_support``) says what its support is."""
-    likelihood = getattr(vae, "likelihood", None)
-    if likelihood is None or likelihood.data_kind not in ("real", "counts"):
+    if not _any_values(vae):
         return check_images(x, name)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
@@ -197,6 +208,7 @@ class VAETrainer(FitLoop):
             train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
             seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
             rank=self.rank, world_size=self.world_size, num_workers=data_cfg.get("num_workers"),
+            **({} if is_reader(train_data) or not _any_values(vae) else {"values": "any"}),
         )  # fmt: skip
         check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
@@ -431,14 +443,19 @@ class VAETrainer(FitLoop):
 
         Under ``--compile auto`` a compilation that fails (no working compiler after all) is
         said in one line and the step, and the rest of the run, go eagerly: nothing was drawn
-        or updated by the failed attempt, so the run is the eager run.
+        or updated by the failed attempt, so the run is the eager run. Under every compile
+        setting, a recording that the guard finds stale (:class:`~pyrogen.errors.RecordingMismatchError`:
+        the model read a Python value that changed since it was recorded) is said in one line
+        and the run continues eagerly from that step, which the guard left untaken.
         """
-        if self.compile and self.compile_mode == "auto":
+        if self.compile:
             try:
                 return self._svi_step(x)
             except CompilationError as e:
+                if self.compile_mode != "auto" and not isinstance(e, RecordingMismatchError):
+                    raise
                 reason = str(e).split(";")[0]
-                tqdm.write(f"pyrogen: --compile auto: {reason}; training eagerly", file=sys.stderr)
+                tqdm.write(f"pyrogen: --compile {self.compile_mode}: {reason}; training eagerly", file=sys.stderr)
                 self.compile = False
                 self._build_svi()
         return self._svi_step(x)
