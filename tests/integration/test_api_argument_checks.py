@@ -46,6 +46,10 @@ def _fit(step, train):
     (lambda vae: _fit(torch.tensor(1.0), {"epochs": 1}), DataError,
      "FitLoop needs config['train']['log_every'], a positive integer (steps between reads of the statistics), "
      "got None"),
+    (lambda vae: _fit(torch.tensor(1.0), {"log_every": 1}), DataError,
+     "FitLoop.fit needs config['train']['epochs'], the epochs to train in total (a non-negative integer), got None"),
+    (lambda vae: _fit(torch.tensor(1.0), {"epochs": 1, "log_every": 0}), DataError,
+     "FitLoop needs config['train']['log_every'], a positive integer (steps between reads of the statistics), got 0"),
     (lambda vae: _fit("hello", {"epochs": 1, "log_every": 1}), TypeError,
      "the training step returned 'hello' (str) as 'loss'; a step (estimator.step or train_step) must return its "
      "loss as a number or a one-element tensor, or a dict of them"),
