@@ -91,7 +91,8 @@ def test_numpy_integers_are_sizes_across_the_package():
     from pyrogen.models.gan import ConditionalGenerator, Generator
 
     for model in (Generator(latent_dim=np.int64(3), architecture="mlp", hidden=(8,)),
-                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp", hidden=(8,)),
+                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp",
+                                       hidden=(8,)),
                   ConditionalVAE(num_classes=np.int64(3), latent_dim=np.int64(2), hidden=(8,))):
         json.dumps(model.config)  # NumPy integers would not serialize
         assert type(model.config["latent_dim"]) is int
