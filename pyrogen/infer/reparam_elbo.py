@@ -33,6 +33,11 @@ def nan_check(enabled):
         _CHECK_NAN.reset(token)
 
 
+def nan_checked():
+    """Whether a NaN loss warns here (outside :func:`nan_check` ``(False)``)."""
+    return _CHECK_NAN.get()
+
+
 def warn_if_nan_loss(loss):
     """Pyro's "Encountered NaN: loss" warning (and its backward hook), as Trace_ELBO's ``differentiable_loss``
     gives it; skipped inside :func:`nan_check` ``(False)`` and while ``make_fx`` records the loss (a recorded

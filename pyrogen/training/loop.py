@@ -51,6 +51,7 @@ from pyrogen import distributed
 from pyrogen.checks import is_count
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
+from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
 from pyrogen.runs import open_run
@@ -265,7 +266,7 @@ class FitLoop(distributed.RankZeroRun):
         log_every, steps = self.log_every(), self.steps_per_epoch()
         names, sums, seen = None, None, 0
         window, count = None, 0  # statistics summed on the device since the last read
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), nan_check(False):  # a NaN stops the run in one line, below
             for i, batch in enumerate(self.batches(), 1):
                 self.batch_in_epoch = i - 1
                 with self.step_context():

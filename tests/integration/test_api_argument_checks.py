@@ -103,3 +103,38 @@ def test_numpy_integers_are_sizes_across_the_package():
     loader = DeviceLoader(torch.rand(6, 1, 2, 2), np.int64(4), world_size=np.int64(2), rank=np.int64(1))
     assert loader.batch_size == 4 and len(loader) == 2
     assert erlang_family(np.int64(3)).name == "erlang:3"
+
+
+def test_a_nan_loss_in_the_fit_loop_is_its_one_line_not_a_warning_per_step():
+    # TorchSVI warns of a NaN loss as SVI does; under FitLoop, which stops on it in one line, it does not
+    import warnings
+
+    import pyro
+    import pyro.distributions as dist
+
+    from pyrogen.errors import TrainingDivergedError
+    from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.tensor(0.0))
+
+        def model(self, x):
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(0.0, 1.0))
+                loc = (z * float("nan"))[:, None, None, None].expand(x.shape)
+                pyro.sample("x", dist.Normal(loc, 1.0, validate_args=False).to_event(3), obs=x)
+
+        def guide(self, x):
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(self.loc, 1.0))
+
+    broken = Broken()
+    svi = TorchSVI(broken.model, broken.guide, torch.optim.SGD(broken.parameters(), lr=0.1), ReparamTrace_ELBO())
+    loop = FitLoop(DeviceLoader(torch.rand(4, 1, 2, 2), 2), {"train": {"epochs": 1, "log_every": 2}},
+                   progress=False, estimator=svi)
+    with warnings.catch_warnings(record=True) as record, pytest.raises(TrainingDivergedError, match="loss is nan"):
+        warnings.simplefilter("always")
+        loop.fit()
+    assert not [w for w in record if "Encountered NaN" in str(w.message)]
