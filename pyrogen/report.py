@@ -122,7 +122,7 @@ def _used_pairs(config):
     train = config.get("train", {})
     unused = set()
     schedule = train.get("kl_schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
                    "linear": {"kl_weight", "kl_cycles"},
                    "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())
@@ -287,15 +287,18 @@ def _evaluation(run, kind):
     return body
 
 
-def _picture_caption(name):
-    """The caption of a picture in the run directory itself, from its name."""
+def _picture_caption(name, kind="vae"):
+    """The caption of a picture in the run directory itself, from its name (a GAN's samples are G(z))."""
+    if kind == "gan" and name == "samples.png":
+        return "Samples G(z) of the generator, z ~ p(z), written by pyrogen train at the end of training."
     if name in TRAINING_CAPTIONS:
         return TRAINING_CAPTIONS[name]
     match = _SAMPLE_NAME.match(name)
     if match:
         epoch, n, seed, _ = match.groups()
-        return (f"Mean images of {n} draws from the prior p(z), seed {seed}, checkpoint of epoch {epoch}, "
-                "written by pyrogen sample.")
+        what = f"{n} samples G(z) of the generator, z ~ p(z)" if kind == "gan" else \
+            f"Mean images of {n} draws from the prior p(z)"
+        return f"{what}, seed {seed}, checkpoint of epoch {epoch}, written by pyrogen sample."
     return ""
 
 
@@ -344,7 +347,7 @@ def _pictures(run, kind):
     pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
                 for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
     drawn_again = {os.path.basename(p) for p in plots}
-    pictures += [(p, _picture_caption(os.path.basename(p)))
+    pictures += [(p, _picture_caption(os.path.basename(p), kind))
                  for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
                  if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
     figures = []

@@ -11,6 +11,7 @@ Burda et al. 2015).
 import numpy as np
 import torch
 
+from pyrogen.checks import is_integer
 from pyrogen.errors import DataError
 
 BINARIZATIONS = ("none", "static", "dynamic")
@@ -104,7 +105,7 @@ class DeviceLoader:
         else:
             check_images(data, "data")
         n = data.shape[0]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(
                 f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}"
             )
@@ -116,17 +117,17 @@ class DeviceLoader:
             data = static_binarize(data, seed)
         self.data = data
         self.labels = None if labels is None else labels.to(device)
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.binarize = binarize
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        if not is_integer(world_size) or world_size < 1:
             raise DataError(f"world_size must be a positive integer, got {world_size!r}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
+        if not is_integer(rank) or not 0 <= rank < world_size:
             raise DataError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
         if batch_size < world_size:
             raise DataError(f"batch_size {batch_size} is smaller than the number of processes {world_size}")
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = int(rank), int(world_size)
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     @property
@@ -334,7 +335,7 @@ class StreamingLoader:
         import os
 
         n = len(reader)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(
                 f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
         if binarize not in BINARIZATIONS:
@@ -346,7 +347,7 @@ class StreamingLoader:
             raise DataError("a streamed data set trains in a single process; run it without torchrun")
         if num_workers is None:
             num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
-        self.reader, self.batch_size, self.binarize = reader, batch_size, binarize
+        self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
         self.labels = reader.labels if labels is None else labels
         self._device = torch.device(device) if device is not None else torch.device("cpu")

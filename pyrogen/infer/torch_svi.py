@@ -83,7 +83,11 @@ class TorchSVI:
         per-step Python, no compiler needed. ``True`` records the graph and compiles
         it (:class:`~pyrogen.infer.CompiledLoss`); the first step of each shape pays
         the compilation. Both are for models whose sample sites and control flow do
-        not depend on the data's values.
+        not depend on the data's values and that read no Python value that changes
+        between steps (pass a changing KL weight as a tensor argument): a guard
+        repeats steps 2, 3, 10, 100 and every 1,000th eagerly on the same draws and
+        raises :class:`~pyrogen.errors.RecordingMismatchError`, the step untaken,
+        when they disagree (see :ref:`recorded-models`).
     :param precision: a :class:`~pyrogen.precision.Precision` (or its name, ``"32"``, ``"bf16"``,
         ``"fp16"``) for mixed-precision steps: the loss computed under autocast, the backward pass
         and the optimizer step through its gradient scaler under ``"fp16"``. None or ``"32"``: the

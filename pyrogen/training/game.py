@@ -23,6 +23,7 @@ The game's losses are bounded: a window whose mean ``|loss_d|`` or ``|loss_g|``
 passes ``divergence_threshold`` stops the run as a NaN does.
 """
 
+import contextlib
 import math
 
 import torch
@@ -102,6 +103,14 @@ class GameTrainer(FitLoop):
         self.real_diversity = float("nan")
         self.classifier = None  # the cached feature network's classifier, for class coverage
         self.images = None  # the epoch's fixed-noise samples, for the run directory
+
+    @contextlib.contextmanager
+    def fixed_stream(self, device):
+        """Inside, torch's random numbers come from the fixed noise's own stream (the run's seed + 3) and
+        draw nothing from the run's stream, which is restored afterwards."""
+        with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+            torch.manual_seed(self.config["train"]["seed"] + 3)
+            yield
 
     def game_loss(self):
         """The configured GAN loss (``gp_weight`` for WGAN-GP)."""

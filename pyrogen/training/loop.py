@@ -291,7 +291,16 @@ class FitLoop(distributed.RankZeroRun):
 
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
-        epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        if epochs is None:
+            train = self.config.get("train") if isinstance(self.config, dict) else None
+            epochs = train.get("epochs") if isinstance(train, dict) else None
+            where = "config['train']['epochs']"
+        else:
+            where = "epochs"
+        if not is_count(epochs, minimum=0):
+            raise DataError(f"FitLoop.fit needs {where}, the epochs to train in total (a non-negative integer), "
+                            f"got {epochs!r}")
+        epochs = int(epochs)
         if self.precision.scaler is not None and not self.handles_precision:
             raise DataError(f"precision 'fp16' needs a gradient scaler in the training step, which "
                             f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)")

@@ -39,7 +39,13 @@ from pyrogen.distributions import (
     has_analytic_kl,
     kl_method,
 )
-from pyrogen.errors import CompilationError, DataError, PyrogenError, TrainingDivergedError
+from pyrogen.errors import (
+    CompilationError,
+    DataError,
+    PyrogenError,
+    RecordingMismatchError,
+    TrainingDivergedError,
+)
 from pyrogen.evaluation import evaluate_dataset, log_importance_weights
 from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
 from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
@@ -437,14 +443,19 @@ class VAETrainer(FitLoop):
 
         Under ``--compile auto`` a compilation that fails (no working compiler after all) is
         said in one line and the step, and the rest of the run, go eagerly: nothing was drawn
-        or updated by the failed attempt, so the run is the eager run.
+        or updated by the failed attempt, so the run is the eager run. Under every compile
+        setting, a recording that the guard finds stale (:class:`~pyrogen.errors.RecordingMismatchError`:
+        the model read a Python value that changed since it was recorded) is said in one line
+        and the run continues eagerly from that step, which the guard left untaken.
         """
-        if self.compile and self.compile_mode == "auto":
+        if self.compile:
             try:
                 return self._svi_step(x)
             except CompilationError as e:
+                if self.compile_mode != "auto" and not isinstance(e, RecordingMismatchError):
+                    raise
                 reason = str(e).split(";")[0]
-                tqdm.write(f"pyrogen: --compile auto: {reason}; training eagerly", file=sys.stderr)
+                tqdm.write(f"pyrogen: --compile {self.compile_mode}: {reason}; training eagerly", file=sys.stderr)
                 self.compile = False
                 self._build_svi()
         return self._svi_step(x)
