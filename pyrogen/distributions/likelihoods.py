@@ -708,3 +708,15 @@ def choose_likelihood(x, images=None, max_rows=100_000):
 def auto_message(name, reason):
     """The line the command line prints for ``--likelihood auto``."""
     return f"likelihood auto: {name} ({reason})"
+
+
+def resolve_likelihood(likelihood, x, images=None):
+    """``likelihood`` as a registered name or :class:`Likelihood`, with ``"auto"`` chosen from the training
+    data ``x`` by :func:`choose_likelihood`.
+
+    :returns: ``(likelihood, message)``: the message is :func:`auto_message`'s line for ``"auto"``, else None.
+    """
+    if isinstance(likelihood, str) and likelihood == "auto":
+        name, reason = choose_likelihood(x, images)
+        return name, auto_message(name, reason)
+    return likelihood, None
