@@ -649,7 +649,8 @@ def choose_likelihood(x, images=None, max_rows=100_000):
     pooled variance is within 20% of the mean, else ``"zinb"`` when for more than half of the
     features (up to 50, on up to 1,000 examples) a zero-inflated negative binomial fitted by maximum
     likelihood beats the negative binomial by more than 3 nats, else ``"negative-binomial"``; any other
-    real values -> ``"student-t"`` when the median excess kurtosis of the features exceeds 1 (heavy tails), else ``"normal-feature"``.
+    real values -> ``"student-t"`` when the median excess kurtosis of the features exceeds 1 (heavy
+    tails), else ``"normal-feature"``.
 
     :param torch.Tensor x: the training data, ``(N, C, H, W)`` or ``(N, D)``.
     :param bool images: whether the examples are images (default: ``x`` has 4 dimensions).
