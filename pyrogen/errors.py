@@ -62,3 +62,9 @@ class RecordingError(CompilationError, ValueError):
     """A loss cannot be recorded as a graph of tensor operations (:class:`~pyrogen.infer.RecordedLoss`):
     it uses a gradient-carrying tensor that is not a module's parameter, its Python branches on values,
     or the recorded graph does not reproduce it."""
+
+
+class RecordingMismatchError(RecordingError):
+    """A recorded loss returned another value than its module's Python code on the same draws at a checked
+    step (:class:`~pyrogen.infer.RecordedLoss`): the code reads a Python value that changed since the
+    recording, which the graph replays as a constant."""

@@ -117,7 +117,7 @@ def remove_stale_temporaries(directory):
     :raises RunDirError: if another process holds the directory's lock.
     """
     removed = []
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or not _writes_runs():  # rank 0 of a distributed run writes, and cleans
         return removed
     lock_run_dir(directory)
     for name in sorted(os.listdir(directory)):
@@ -131,6 +131,11 @@ def remove_stale_temporaries(directory):
     return removed
 
 
+def _writes_runs():
+    """False in the processes of a distributed run other than rank 0 (which alone writes run files)."""
+    return distributed.rank() == 0 and os.environ.get("RANK", "0") == "0"
+
+
 _LOCKS = {}  # (st_dev, st_ino) of a locked directory -> the descriptor that holds its lock
 
 
@@ -140,12 +145,14 @@ def lock_run_dir(directory, what="output directory"):
     ``fcntl.flock`` on the directory itself: nothing is written to take the lock, and the
     kernel releases it when the process ends, however it ends (SIGKILL included). Locking a
     directory that this process holds already does nothing. Processes other than rank 0 of a
-    distributed run take no lock (rank 0 writes the run).
+    distributed run take no lock (rank 0 writes the run). The command line releases its locks when
+    it returns; a Python session that trained a run through the API holds the run's lock until it
+    ends or calls :func:`release_run_locks`.
 
     :returns: True if this call took the lock, False if this process held it already (or takes none).
     :raises RunDirError: if another process holds the lock: it is writing there.
     """
-    if fcntl is None or distributed.rank() != 0 or os.environ.get("RANK", "0") != "0":
+    if fcntl is None or not _writes_runs():
         return False
     directory = os.fspath(directory)
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -257,3 +257,46 @@ def test_the_encoder_can_see_log1p_counts():
     assert torch.equal(logged.encode(x)["loc"], plain.encode(torch.log1p(x))["loc"])
     with pytest.raises(DataError, match=r"^input_transform must be one of \['none', 'log1p'\], got 'log'$"):
         VAE(image_shape=(7,), input_transform="log")
+
+
+@pytest.mark.parametrize("name", ["normal-feature", "negative-binomial-library"])
+def test_the_trainer_fits_tables_and_counts(name):
+    """VAETrainer takes values outside [0, 1] under a likelihood of real values or counts, and its ELBO rises."""
+    from pyrogen.training import VAETrainer, default_config
+
+    counts = get_likelihood(name).data_kind == "counts"
+    x = _nb_matrix(n=240, d=7, theta=2.0) if counts else torch.randn(240, 7, generator=torch.Generator().manual_seed(0))
+    config = default_config(latent_dim=2, hidden=(16,), likelihood=name, image_shape=(7,))
+    assert config["data"]["binarize"] == "none"
+    config["train"].update(batch_size=40, lr=3e-3, epochs=4)
+    vae = VAE(**config["model"])
+    trainer = VAETrainer(vae, x[:200], x[200:], config, progress=False)
+    before = trainer.evaluate()["elbo"]
+    trainer.fit()
+    after = trainer.evaluate()["elbo"]
+    assert math.isfinite(after) and after > before
+    if counts:
+        typical = vae.likelihood.library_size(x[:200]).log().mean().item()
+        assert vae.likelihood.log_library.item() == pytest.approx(typical)  # adapt() saw the training totals
+
+
+def test_the_device_loader_takes_any_finite_values_when_told():
+    from pyrogen.data import DeviceLoader
+
+    loader = DeviceLoader(torch.tensor([[-3.0, 250.0], [1.0, 2.0]]), 1, values="any")
+    assert sorted(b.sum().item() for b in loader) == [3.0, 247.0]
+    with pytest.raises(DataError, match=r"^data holds NaN or infinite values$"):
+        DeviceLoader(torch.tensor([[0.5, math.nan]]), 1, values="any")
+    with pytest.raises(DataError, match=r"^data must lie in \[0, 1\], got values in \[0.5, 3\]$"):
+        DeviceLoader(torch.tensor([[0.5, 3.0]]), 1, binarize="dynamic", values="any")  # binarizing needs [0, 1]
+    with pytest.raises(DataError, match=r"^values must be one of \('unit-interval', 'any'\), got 'real'$"):
+        DeviceLoader(torch.tensor([[0.5, 3.0]]), 1, values="real")
+
+
+def test_resolve_likelihood_chooses_only_for_auto():
+    from pyrogen.distributions import resolve_likelihood
+
+    x = torch.poisson(torch.full((500, 4), 3.0), generator=torch.Generator().manual_seed(0))
+    assert resolve_likelihood("zinb", x) == ("zinb", None)
+    name, message = resolve_likelihood("auto", x)
+    assert name == "poisson" and message.startswith("likelihood auto: poisson (non-negative integers up to ")
