@@ -213,6 +213,7 @@ class ArrayReader:
         self._array = None
         if self.indices is None:
             self._n = np.load(path, mmap_mode="r").shape[0]
+        self.file_labels = labels  # of every example in the file
         self.labels = None if labels is None else (labels if indices is None else labels[torch.as_tensor(indices)])
 
     def __len__(self):
@@ -220,6 +221,11 @@ class ArrayReader:
 
     def __getstate__(self):
         return {**self.__dict__, "_array": None}  # each worker maps the file itself
+
+    def subset(self, n):
+        """The first ``n`` examples."""
+        indices = np.arange(len(self)) if self.indices is None else self.indices
+        return ArrayReader(self.path, self.shape, self.file_labels, indices[:n])
 
     def __getitem__(self, positions):
         if self._array is None:
@@ -251,6 +257,10 @@ class FolderReader:
 
     def __len__(self):
         return len(self.indices) if self.indices is not None else self.source.num_examples
+
+    def subset(self, n):
+        """The first ``n`` examples."""
+        return FolderReader(self.source, (np.arange(len(self)) if self.indices is None else self.indices)[:n])
 
     def __getitem__(self, positions):
         rows = np.asarray(positions, dtype=np.int64)

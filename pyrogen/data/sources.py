@@ -241,10 +241,19 @@ class Source:
                "class_names": None if self.class_names is None else list(self.class_names),
                "split": {"seed": self.split_seed, "fraction": self.test_fraction,
                          "test_data": None if self.test_source is None else self.test_source.record()}}
+        _RECORDED[_key(rec)] = self  # reopen() in this process takes this source, its data already read
         return rec
 
     def __repr__(self):
         return f"{type(self).__name__}({self.path!r}, shape={tuple(self.shape)}, n={self.num_examples})"
+
+
+_RECORDED = {}
+"""Sources whose record was taken in this process, by record: reopening one of them reads nothing again."""
+
+
+def _key(record):
+    return json.dumps(record, sort_keys=True)
 
 
 def _take(dataset, idx):
@@ -606,6 +615,8 @@ def reopen(record, path=None):
         raise DataError(f"the recorded data source has format {record.get('format')!r}; this pyrogen reads "
                         f"format {SOURCE_FORMAT}")
     where = os.path.abspath(os.fspath(path)) if path is not None else record["path"]
+    if where == record["path"] and _key(record) in _RECORDED:
+        return _RECORDED[_key(record)]
     hint = "pass --data NEW_PATH to point at a moved or copied original"
     if not os.path.exists(where):
         raise DataError(f"the run's data {where!r} are missing; {hint}")
@@ -639,3 +650,32 @@ def _moved_test_path(record, test_rec, where):
     """Where the test data are when the training data moved: the same place relative to them."""
     rel = os.path.relpath(test_rec["path"], os.path.dirname(record["path"]))
     return os.path.normpath(os.path.join(os.path.dirname(where), rel))
+
+
+def source_splits(record, path=None, stream=None, device=None, train_size=None, test_size=None):
+    """``(train, test)`` of the recorded source (see :func:`reopen` for ``record`` and ``path``).
+
+    The test set is an :class:`ImageDataset` in memory; the training set too, or a streaming reader
+    (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`) when
+    ``stream`` is True, or when ``stream`` is None and the source can stream (a ``.npy`` or a folder)
+    and its float32 tensor exceeds :data:`~pyrogen.data.loaders.STREAM_MEMORY_FRACTION` of the memory
+    available on ``device`` (:func:`~pyrogen.data.loaders.choose_stream`).
+
+    :param int train_size: keep only the first N training examples (None: all); likewise ``test_size``.
+    """
+    from pyrogen.data.loaders import choose_stream
+
+    source = reopen(record, path)
+    if stream is None:
+        can_stream = source.kind == "folder" or (source.kind == "array" and source.path.lower().endswith(".npy"))
+        stream = can_stream and choose_stream(source.nbytes, device)
+    train, test = source.splits(stream=bool(stream))
+    for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
+        if n is not None and not 1 <= n <= len(ds):
+            raise DataError(f"{key} must be between 1 and {len(ds)} (the {key[:-5]} examples of "
+                            f"{source.path!r}), got {n}")
+    if train_size is not None:
+        train = train.subset(train_size)
+    if test_size is not None:
+        test = test.subset(test_size)
+    return train, test
