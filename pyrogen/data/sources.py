@@ -179,6 +179,16 @@ class Source:
         :class:`~pyrogen.data.loaders.StreamingLoader`."""
         raise DataError(f"{self.kind} sources are read into memory; streaming reads .npy arrays and image folders")
 
+    def stat_signature(self):
+        """Sizes and modification times of the source's files (and its test source's): what a change
+        would alter, read without reading the data."""
+        paths = [os.path.join(self.path, f) for f in self.files] if self.kind == "folder" else [self.path]
+        try:
+            own = _digest([[p, st.st_size, st.st_mtime_ns] for p, st in ((p, os.stat(p)) for p in paths)])
+        except OSError:
+            return None
+        return [own, None if self.test_source is None else self.test_source.stat_signature()]
+
     @property
     def nbytes(self):
         """The float32 bytes of all examples in memory."""
@@ -241,7 +251,7 @@ class Source:
                "class_names": None if self.class_names is None else list(self.class_names),
                "split": {"seed": self.split_seed, "fraction": self.test_fraction,
                          "test_data": None if self.test_source is None else self.test_source.record()}}
-        _RECORDED[_key(rec)] = self  # reopen() in this process takes this source, its data already read
+        _RECORDED[_key(rec)] = (self, self.stat_signature())  # reopen() here takes it while its files are unchanged
         return rec
 
     def __repr__(self):
@@ -616,7 +626,9 @@ def reopen(record, path=None):
                         f"format {SOURCE_FORMAT}")
     where = os.path.abspath(os.fspath(path)) if path is not None else record["path"]
     if where == record["path"] and _key(record) in _RECORDED:
-        return _RECORDED[_key(record)]
+        source, signature = _RECORDED[_key(record)]
+        if signature is not None and source.stat_signature() == signature:
+            return source
     hint = "pass --data NEW_PATH to point at a moved or copied original"
     if not os.path.exists(where):
         raise DataError(f"the run's data {where!r} are missing; {hint}")
