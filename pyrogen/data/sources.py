@@ -538,6 +538,9 @@ class FashionMNISTSource(Source):
     def fingerprint(self):
         return {}
 
+    def stat_signature(self):
+        return None
+
     def splits(self, stream=False):
         from pyrogen.data.fashion_mnist import load_fashion_mnist
 
