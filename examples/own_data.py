@@ -21,7 +21,7 @@ The script prints the test ELBO of each epoch and draws reconstructions of test 
 inputs alternate with their reconstructions) and samples from the prior. With the defaults (10
 epochs of 4,500 images, one thread) it ended with a test ELBO of -987.16 nats per image, and made
 the figures below (the documentation build does not run it): the reconstructions keep each shape's
-kind, place and size, but only a trace of its colour, which a 16-dimensional code learns later.
+kind, place and size, but only a trace of its colour.
 
 .. image:: /_static/gallery/own_data_reconstructions.png
    :alt: own data reconstructions
