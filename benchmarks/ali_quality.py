@@ -4,11 +4,11 @@ Two loops train on the same Fashion-MNIST images for the same epochs and seeds:
 
 * **pyrogen**: ``pyrogen train ali`` with its defaults, through the Python trainer
   (:func:`pyrogen.training.ali.build_ali_trainer` on :func:`pyrogen.config.default_ali_config`), which
-  build the reference's networks exactly (:func:`benchmarks.references.ali.check_same_networks`: with the reference's weights
-  copied in, every output agrees to float rounding) and take ALI's simultaneous update exactly
-  (:func:`benchmarks.references.ali.check_same_step`: from the same weights, batches and noise, the same gradients and steps);
-  ``pyrogen-dcgan`` is the same trainer with the defaults before that (:data:`benchmarks.references.ali.PREVIOUS`: DCGAN's layout
-  of the pair, a joint discriminator of width 256, the alternating update); ``pyrogen-mlp`` the
+  build the reference's networks exactly (:func:`benchmarks.references.ali.check_same_networks`: with
+  the reference's weights copied in, every output agrees to float rounding) and take ALI's simultaneous
+  update exactly (:func:`benchmarks.references.ali.check_same_step`: from the same weights, batches and
+  noise, the same gradients and steps); ``pyrogen-dcgan`` is the same trainer with the defaults before
+  that (:data:`benchmarks.references.ali.PREVIOUS`: DCGAN's layout of the pair, a joint discriminator of width 256, the alternating update); ``pyrogen-mlp`` the
   defaults before this benchmark (MLP pair of width 400, continuous-Bernoulli mean as generator
   output, MLP discriminator of width 256 without dropout, Adam 2e-4), ``pyrogen-mlp-sigmoid`` those
   with the sigmoid output (``bernoulli-relaxed``);
@@ -72,12 +72,11 @@ import time
 import pyro
 import torch
 
+from benchmarks.references.ali import BATCH_SIZE, LATENT_DIM, PREVIOUS, ReferenceLoop, apply_settings
 from pyrogen.data import load_fashion_mnist
 from pyrogen.evaluation.features import TRAIN_COMMAND, load_classifier
 from pyrogen.evaluation.sample_quality import extract_features, frechet_distance, linear_probe_accuracy
 from pyrogen.files import atomic_write
-
-from benchmarks.references.ali import BATCH_SIZE, LATENT_DIM, PREVIOUS, ReferenceLoop, apply_settings
 
 
 class PyrogenLoop:

@@ -27,7 +27,6 @@ wrapper of their encoder, decoder, learned prior (VAMP) and flow (VAE_IAF).
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 

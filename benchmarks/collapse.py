@@ -43,7 +43,7 @@ set is touched once, at the end: log p(x) (importance sampling, K = 500 in
 chunks of 100), ELBO, KL, MI (aggregate posterior over the whole test set;
 its cap ln N beside it), active units, training time.
 
-    python -m benchmarks.collapse --quick                        # < 5 min of one core: standard, aggressive, he2019, seed 0
+    python -m benchmarks.collapse --quick       # < 5 min of one core: standard, aggressive, he2019, seed 0
     python -m benchmarks.collapse --seeds 0 1 2                  # the full table (hours on 2 cores)
     python -m benchmarks.collapse --methods standard aggressive --recipes he2019 --seeds 0 1 2
     python -m benchmarks.collapse --picture docs/_static/collapse/posterior_mean.png   # Figure 1/3

@@ -19,8 +19,8 @@ import time
 
 import pyro
 import torch
-from benchmarks.collapse import build, build_parser, make_data, parse_args
 
+from benchmarks.collapse import build, build_parser, make_data, parse_args
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.diagnostics import collapse_diagnostics
 from pyrogen.infer import TorchSVI

@@ -24,11 +24,10 @@ import time
 import pyro
 import torch
 
+from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of benchmarks.vae_step
 from pyrogen.config import default_config
 from pyrogen.data import DeviceLoader
 from pyrogen.training.vae import build_trainer
-
-from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of benchmarks.vae_step
 
 
 def main():

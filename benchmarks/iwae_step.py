@@ -24,7 +24,6 @@ import statistics
 import torch
 
 from benchmarks import catalogue  # the pythae wrapper with pyrogen's networks
-
 from pyrogen.data import load_fashion_mnist
 from pyrogen.infer import IWAE_ELBO, TorchSVI
 from pyrogen.models import VAE

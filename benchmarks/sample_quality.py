@@ -33,7 +33,7 @@ import torch
 from pyrogen.data import load_fashion_mnist
 from pyrogen.evaluation import evaluate_samples
 from pyrogen.evaluation.features import TRAIN_COMMAND, cache_dir, load_classifier
-from pyrogen.runs import RunDir, atomic_write
+from pyrogen.runs import atomic_write
 
 DEFAULT_MODELS = ["ae", "vae", "gan-nonsaturating", "gan-wgan-gp", "gan-hinge", "gan-least-squares", "gan-minimax"]
 

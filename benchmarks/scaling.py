@@ -24,7 +24,6 @@ import pyro
 import torch
 
 from benchmarks.references.plain_vae import PlainVAE  # the hand-written reference of the step benchmark
-
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
 
@@ -66,7 +65,7 @@ def main():
     print(f"MLP 784-400-d VAE, Bernoulli, L = 1, torch threads {torch.get_num_threads()}, "
           f"{args.blocks} interleaved blocks x {args.steps} steps")
     print("| latent | M | pyrogen ms / step | examples / s | ratio to hand-written | "
-          "activations per example | largest M in %g GB |" % args.budget_gb)
+          f"activations per example | largest M in {args.budget_gb:g} GB |")
     print("|---|---|---|---|---|---|---|")
     for latent in args.latent_sizes:
         for batch in args.batch_sizes:

@@ -1,4 +1,4 @@
-"""pyrogen's SVI step against a hand-written PyTorch VAE and Pyro's tutorial loop.
+r"""pyrogen's SVI step against a hand-written PyTorch VAE and Pyro's tutorial loop.
 
 Same network for all (784-400-50 MLP with softplus, Bernoulli likelihood,
 Gaussian q(z|x) with exp-scale head), same data path (Fashion-MNIST with
@@ -74,19 +74,18 @@ import pyro
 import torch
 import torch.nn.functional as F
 
+from benchmarks.references.plain_vae import PlainVAE
 from pyrogen.data import DeviceLoader, load_fashion_mnist, static_binarize
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE
 from pyrogen.training.vae import ELBOS, resolve_elbo
 
-from benchmarks.references.plain_vae import PlainVAE
-
 try:  # an optional peer for the comparison, never a dependency
+    from pythae.data.datasets import DatasetOutput
     from pythae.models import VAE as PythaeVAE, VAEConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
-    from pythae.data.datasets import DatasetOutput
 except ImportError:
     PythaeVAE = None
 
@@ -309,7 +308,8 @@ def main():
         return f"{reached[name]:.1f} s" if reached[name] is not None else "not reached"
 
     if args.architecture == "conv":
-        print(f"| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} |")
+        print("| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl "
+              f"| to ELBO {args.target_elbo:g} |")
         print("|---|---|---|---|---|---|")
         for name, times in per_step.items():
             ms = statistics.median(times) * 1e3

@@ -28,7 +28,6 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from benchmarks import catalogue  # the pythae wrappers with pyrogen's networks
-
 from pyrogen.data import load_fashion_mnist
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE

@@ -142,26 +142,39 @@ def lock_run_dir(directory, what="output directory"):
     directory that this process holds already does nothing. Processes other than rank 0 of a
     distributed run take no lock (rank 0 writes the run).
 
-    :raises RunDirError: if another process holds the lock: it is writing a run there.
+    :returns: True if this call took the lock, False if this process held it already (or takes none).
+    :raises RunDirError: if another process holds the lock: it is writing there.
     """
     if fcntl is None or distributed.rank() != 0 or os.environ.get("RANK", "0") != "0":
-        return
+        return False
     directory = os.fspath(directory)
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     info = os.fstat(fd)
     key = (info.st_dev, info.st_ino)
     if key in _LOCKS:
         os.close(fd)
-        return
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        raise RunDirError(f"{what} {directory!r} is in use: another pyrogen process is writing a run there; "
+        raise RunDirError(f"{what} {directory!r} is in use: another pyrogen process is writing there; "
                           "wait until it ends, or choose another directory (nothing was written)") from None
     _LOCKS[key] = fd
+    return True
+
+
+def release_run_lock(directory):
+    """Release the lock that :func:`lock_run_dir` took on ``directory`` in this process, if any."""
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return
+    fd = _LOCKS.pop((info.st_dev, info.st_ino), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def release_run_locks():

@@ -166,12 +166,13 @@ def initialize_(module, config):
 
 # --- optimiser, loss reduction, clipping ---------------------------------------------------------
 
-def build_optimizer(params, config):
-    """A ``torch.optim`` optimiser over ``params`` as ``config`` says (``Adam`` or momentum-``SGD``)."""
+def build_optimizer(params, config, fused=False):
+    """A ``torch.optim`` optimiser over ``params`` as ``config`` says (``Adam`` or momentum-``SGD``);
+    ``fused``: Adam's fused implementation (where the device has one: CPU and CUDA)."""
     params = list(params)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
-    return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.Adam(params, lr=config.lr, **({"fused": True} if fused else {}))
 
 
 class PerExampleLoss:

@@ -550,8 +550,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         def new_name(folder, name):
             return unused_path(os.path.join(folder, name))
     paths = []
-    config = run.config
-    if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
+    if run.record.configured and run.record.vae_pair:  # a VAE, or the VAE pair ALI and the AAE train
         vae = _view(run.model())
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)
@@ -567,7 +566,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
                                              new_name(out_dir, "interpolations.png"), dpi=dpi))
         if vae.latent_dim == 2:
             paths.append(plot_manifold(vae, new_name(out_dir, "manifold.png"), dpi=dpi))
-        names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None
+        names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
         paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
                                        new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
     rows = run.dir.read_metrics()

@@ -269,7 +269,7 @@ def assert_shapes_agree(model, guide, *args, **kwargs):
     model_trace, guide_trace = _traces(model, guide, args, kwargs)
     _assert_guide_in_support(model_trace, guide_trace)
     guide_sites = _sample_sites(guide_trace, observed=False)
-    for name, site in guide_sites.items():
+    for site in guide_sites.values():
         _check_log_prob_shape(site, "guide")
     for name, site in _sample_sites(model_trace).items():
         g = guide_sites.get(name)
@@ -395,7 +395,7 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
                 raise AssertionError(
                     f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it"
                 )
-        for key, (name, p) in params.items():
+        for key, (name, _) in params.items():
             if key not in seen_by_pyro and not torch_svi:
                 raise AssertionError(
                     f"parameter {name!r} of {owners[key]} is not registered with Pyro (make the "

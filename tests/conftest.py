@@ -33,7 +33,8 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def docs_html(tmp_path_factory):
-    """The documentation built once per session with ``sphinx-build -W`` (tests/integration/test_docs.py, test_browser.py)."""
+    """The documentation built once per session with ``sphinx-build -W``
+    (tests/integration/test_docs.py, test_browser.py)."""
     pytest.importorskip("sphinx", reason="the docs extra is not installed: pip install -e '.[docs]'")
     from sphinx.cmd.build import build_main
 

@@ -13,13 +13,13 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from pyrogen.errors import DataError
-from pyrogen.training.gan import build_gan_trainer, default_gan_config, resume_gan_trainer
 from pyrogen.infer import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss
-from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models import VAE
+from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.runs import RunDir
 from pyrogen.training import VAETrainer, default_config
+from pyrogen.training.gan import build_gan_trainer, default_gan_config, resume_gan_trainer
 
 
 def _config():

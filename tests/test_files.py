@@ -44,8 +44,8 @@ def test_a_second_writer_is_refused_while_the_first_lives_and_admitted_once_it_i
     try:
         with pytest.raises(RunDirError) as e:
             RunDir.create(out, {"kind": "vae"}, defer_config=True)
-        assert str(e.value) == (f"output directory {str(out)!r} is in use: another pyrogen process is writing a run "
-                                "there; wait until it ends, or choose another directory (nothing was written)")
+        assert str(e.value) == (f"output directory {str(out)!r} is in use: another pyrogen process is writing there; "
+                                "wait until it ends, or choose another directory (nothing was written)")
         with pytest.raises(RunDirError, match="is in use"):
             files.remove_stale_temporaries(out)  # a resume's first step: refused, and nothing deleted
         assert os.listdir(out) == []

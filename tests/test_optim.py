@@ -1,4 +1,5 @@
-"""He et al.'s (ICLR 2019) optimisation recipe: uniform init, loss reduction, clipping, plateau decay, and its effect."""
+"""He et al.'s (ICLR 2019) optimisation recipe: uniform init, loss reduction, clipping, plateau decay,
+and its effect."""
 
 import io
 

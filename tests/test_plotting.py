@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import requires_fashion_mnist
 from pyrogen import plotting
 from pyrogen.data import FASHION_MNIST_CLASSES
 from pyrogen.errors import DataError
 from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
 from pyrogen.models import VAE, TwoLayerVAE
+from tests.conftest import requires_fashion_mnist
 
 pytestmark = requires_fashion_mnist
 CELL = plotting.GRID_CELL

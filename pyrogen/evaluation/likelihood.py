@@ -22,7 +22,6 @@ from pyrogen.errors import DataError
 from pyrogen.infer.reparam_elbo import scored_sites, site_log_prob, trace_pair
 from pyrogen.infer.torch_svi import module_local
 
-
 _SAMPLES = "_importance_samples"
 
 

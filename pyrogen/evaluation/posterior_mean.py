@@ -50,7 +50,8 @@ def _vectorized(fn, num, dim):
 
 @torch.no_grad()
 def log_joint(model, x, z, site="z", max_plate_nesting=1, **kwargs):
-    """:math:`\\log p_\\theta(x, z)` for latents ``z`` of shape ``(K, B, D)`` and a batch ``x`` of B: ``(K, B)``, nats."""
+    """:math:`\\log p_\\theta(x, z)` for latents ``z`` of shape ``(K, B, D)`` and a batch ``x`` of B:
+    ``(K, B)``, nats."""
     if z.dim() != 3 or z.shape[1] != x.shape[0]:
         raise DataError(f"z must have shape (K, B, D) with B = {x.shape[0]}, got {tuple(z.shape)}")
     num = z.shape[0]
@@ -64,7 +65,8 @@ def log_joint(model, x, z, site="z", max_plate_nesting=1, **kwargs):
 
 @torch.no_grad()
 def grid_posterior_mean(model, x, grid, site="z", chunk_size=50, **kwargs):
-    """:math:`\\mathbb{E}_p[z|x]` of a 1-d latent by numerical integration on ``grid`` (a 1-d tensor of points): ``(B,)``.
+    """:math:`\\mathbb{E}_p[z|x]` of a 1-d latent by numerical integration on ``grid`` (a 1-d tensor of
+    points): ``(B,)``.
 
     The grid must cover the posterior's mass; its spacing cancels in the
     normalisation (uniform grids).

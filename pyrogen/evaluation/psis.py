@@ -154,7 +154,8 @@ def khat_advice(share, threshold=KHAT_THRESHOLD):
 
     Graded by :func:`khat_grade`: for few examples (under 5%) it names their estimates as the ones in
     doubt; for some (under 50%) and most it says that the test set's log p(x) is a lower estimate, not a
-    converged one, and how to improve the guide. The first clause, up to ``": "``, states the share (the command line drops it).
+    converged one, and how to improve the guide. The first clause, up to ``": "``, states the share (the
+    command line drops it).
     """
     grade = khat_grade(share)
     head = f"Pareto k-hat > {threshold} for {grade} of the examples ({100 * share:.1f}%): "

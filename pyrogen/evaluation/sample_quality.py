@@ -253,8 +253,8 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
     run = open_run(run_dir, device)
     model = run.model()
-    data = run.config.get("data", {})
-    real = load_dataset(data.get("dataset", "fashion-mnist"), "test", data.get("root")).images
+    data = run.settings.data
+    real = load_dataset(data.dataset, "test", data.root).images
     if num_samples > len(real):
         raise DataError(f"num_samples must be at most the {len(real)} test images, got {num_samples}")
     pyro.set_rng_seed(seed)

@@ -44,7 +44,8 @@ PARTICLE_PLATE = "num_particles_vectorized"
 
 
 class _DetachParams(Messenger):
-    """Detaches the value of every ``pyro.param`` statement: :math:`\\mathrm{stop}(\\phi)` for param-store parameters."""
+    """Detaches the value of every ``pyro.param`` statement: :math:`\\mathrm{stop}(\\phi)` for param-store
+    parameters."""
 
     def _pyro_post_param(self, msg):
         if isinstance(msg["value"], torch.Tensor):
@@ -242,7 +243,8 @@ class IWAE_ELBO(ELBO):
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
 
     def log_weights(self, model, guide, *args, **kwargs):
-        """Log-weights :math:`\\log w_{k,b}` of one vectorized run, shape ``(K, B)``, nats, and the data plate's scale N/B.
+        """Log-weights :math:`\\log w_{k,b}` of one vectorized run, shape ``(K, B)``, nats, and the data
+        plate's scale N/B.
 
         Gradients flow through them as in the plain IWAE estimator.
         """
@@ -296,7 +298,8 @@ class IWAE_ELBO(ELBO):
 
     def _dreg_one_pass(self, particles_model, guide_trace, stopped_trace, args, kwargs):
         """DReG with one pass of the model: the surrogate
-        :math:`\\sum_k \\mathrm{stop}(\\tilde w_k) \\log p_\\theta(x, h(z_k)) - \\mathrm{stop}(\\tilde w_k^2) \\log q_{\\mathrm{stop}(\\phi)}(z_k \\mid x)`,
+        :math:`\\sum_k \\mathrm{stop}(\\tilde w_k) \\log p_\\theta(x, h(z_k))
+        - \\mathrm{stop}(\\tilde w_k^2) \\log q_{\\mathrm{stop}(\\phi)}(z_k \\mid x)`,
         where :math:`h` is the identity whose backward multiplies the gradient of particle k by
         :math:`\\tilde w_k` (known once the weights are). The model's parameters get
         :math:`\\sum_k \\tilde w_k \\nabla_\\theta \\log p_\\theta(x, z_k)`, the draws

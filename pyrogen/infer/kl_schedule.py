@@ -36,7 +36,6 @@ from pyro.infer import ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
-
 MIN_KL_WEIGHT = 1e-4
 """The smallest λ a schedule returns: ``poutine.scale`` needs a positive scale, so λ = 0 becomes 1e-4."""
 

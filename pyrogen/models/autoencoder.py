@@ -20,8 +20,8 @@ exist, and one draw from it would estimate :math:`\\log p(x)` by
 """
 
 import pyro
-import torch
 import pyro.distributions as dist
+import torch
 from pyro.nn import pyro_method
 
 from pyrogen.models.vae import VAE

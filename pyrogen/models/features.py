@@ -10,16 +10,24 @@ its cache directory like any other run.
 """
 
 import hashlib
+import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import torch
 from torch import nn
 
-from pyrogen.errors import CheckpointError
-from pyrogen.files import atomic_write
+from pyrogen.errors import CheckpointError, RunFileError
+from pyrogen.files import (
+    TEMPORARY_MARK,
+    atomic_write,
+    lock_run_dir,
+    parse_json,
+    release_run_lock,
+)
 
 FEATURE_NET_NAME = "fashion_mnist_features"
 FEATURE_DIM = 128
@@ -82,7 +90,14 @@ def sha256_file(path):
 
 
 def save_network(module, path, manifest_path, info=None):
-    """Save ``module``'s state dict atomically and a manifest with its SHA-256 hash.
+    """Save ``module``'s state dict and a manifest with its SHA-256 hash, so that a crash leaves a valid pair.
+
+    The weights go first to a file named by their hash (``NAME-<sha256[:16]>.pt`` beside ``path``),
+    then the manifest, which names that file, replaces the old manifest in one atomic rename: a
+    process killed before it leaves the earlier manifest and the earlier weights as they were. Then
+    ``path`` itself becomes a hard link to (or, where links fail, a copy of) the new weights, and
+    weights files that no manifest names any more are removed. The folder's lock
+    (:func:`pyrogen.files.lock_run_dir`) is held meanwhile, so two processes do not write at once.
 
     :param nn.Module module: the network.
     :param str path: the weights file (``torch.save`` of the state dict).
@@ -90,30 +105,77 @@ def save_network(module, path, manifest_path, info=None):
     :param dict info: JSON-serialisable facts stored in the manifest (recipe, accuracy).
     :returns: the manifest dict.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    atomic_write(path, lambda f: torch.save(state, f))
-    manifest = {"sha256": sha256_file(path), "file": os.path.basename(path), **(info or {})}
-    atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2, sort_keys=True), binary=False)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    took = lock_run_dir(directory, what="feature network cache")
+    try:
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        stem, ext = os.path.splitext(os.path.basename(path))
+        versioned = os.path.join(directory, f"{stem}-{digest[:16]}{ext}")
+        atomic_write(versioned, lambda f: f.write(data))
+        manifest = {**(info or {}), "sha256": digest, "file": os.path.basename(versioned)}
+        atomic_write(manifest_path, lambda f: json.dump(manifest, f, indent=2, sort_keys=True), binary=False)
+        _link_or_copy(versioned, path, data)
+        for name in os.listdir(directory):  # earlier versions no manifest names any more
+            if name != os.path.basename(versioned) and _VERSIONED.fullmatch(name) and name.startswith(stem + "-"):
+                os.unlink(os.path.join(directory, name))
+    finally:
+        if took:
+            release_run_lock(directory)
     return manifest
 
 
+_VERSIONED = re.compile(r".+-[0-9a-f]{16}\.pt")
+
+
+def _link_or_copy(source, path, data):
+    """Make ``path`` the same file as ``source`` in one rename (a hard link; a copy where links fail)."""
+    if os.path.abspath(source) == os.path.abspath(path):
+        return
+    tmp = f"{path}{TEMPORARY_MARK}link.tmp"
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        atomic_write(path, lambda f: f.write(data))
+
+
+def weights_file(manifest, manifest_path, path):
+    """The weights file that ``manifest`` names: its ``file`` beside the manifest (a plain name, no
+    folders), else ``path`` (manifests of older versions)."""
+    name = manifest.get("file")
+    if isinstance(name, str) and name and os.path.basename(name) == name and name not in (".", ".."):
+        return os.path.join(os.path.dirname(os.path.abspath(manifest_path)), name)
+    return path
+
+
 def read_manifest(manifest_path, path):
-    """The manifest of a cached network, after checking the weights file's hash against it.
+    """The manifest of a cached network, after checking the hash of the weights file it names.
 
     :raises FeatureNetworkError: if either file is missing or unreadable, or the hash differs.
     """
-    if not os.path.isfile(path):
-        raise FeatureNetworkError(f"no feature network weights at {path!r}")
     if not os.path.isfile(manifest_path):
+        if not os.path.isfile(path):
+            raise FeatureNetworkError(f"no feature network weights at {path!r}")
         raise FeatureNetworkError(f"no manifest {manifest_path!r} for the feature network weights {path!r}")
     try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as e:
-        raise FeatureNetworkError(f"cannot read the feature network manifest {manifest_path!r}: {e}") from e
+        with open(manifest_path, "rb") as f:
+            manifest = parse_json(f.read(1 << 20), manifest_path)
+    except (OSError, RunFileError) as e:
+        raise FeatureNetworkError(f"cannot read the feature network manifest {manifest_path!r}: {e}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         raise FeatureNetworkError(f"{manifest_path!r} is not a feature network manifest (no 'sha256')")
+    path = weights_file(manifest, manifest_path, path)
+    if not os.path.isfile(path):
+        raise FeatureNetworkError(f"no feature network weights at {path!r}")
     digest = sha256_file(path)
     if digest != manifest["sha256"]:
         raise FeatureNetworkError(
@@ -130,6 +192,7 @@ def load_network(module, path, manifest_path):
         the state dict does not fit ``module``.
     """
     manifest = read_manifest(manifest_path, path)
+    path = weights_file(manifest, manifest_path, path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(state)

@@ -78,7 +78,8 @@ FLOWS = ("iaf", "planar", "radial")
 """The flow kinds a spec ``"kind:K"`` may name."""
 
 IAF_STEPS = ("affine", "gated")
-"""The IAF's steps: ``"affine"``, z exp(s) + m (the default), or ``"gated"``, sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m."""
+"""The IAF's steps: ``"affine"``, z exp(s) + m (the default), or ``"gated"``,
+sigmoid(s + 2) z + (1 - sigmoid(s + 2)) m."""
 
 
 def parse_flow(spec):
@@ -136,12 +137,14 @@ class AmortizedFlow(nn.Module):
         self.transforms = nn.ModuleList([make() for _ in range(self.num_steps)])
 
     def forward(self, base, context):
-        """q(z | x): ``base`` (event shape ``(d,)``, batch ``(B,)``) through the flow conditioned on ``context`` ``(B, h)``."""
+        """q(z | x): ``base`` (event shape ``(d,)``, batch ``(B,)``) through the flow conditioned on
+        ``context`` ``(B, h)``."""
         q = dist.ConditionalTransformedDistribution(base, list(self.transforms)).condition(context)
         return FlowDistribution(q.base_dist, q.transforms)
 
     def conditioned(self, context):
-        """The K transforms conditioned on ``context``, as :class:`~torch.distributions.transforms.Transform` objects."""
+        """The K transforms conditioned on ``context``, as
+        :class:`~torch.distributions.transforms.Transform` objects."""
         return [t.condition(context) if isinstance(t, ConditionalTransform) else t for t in self.transforms]
 
 

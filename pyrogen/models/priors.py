@@ -30,8 +30,8 @@ import math
 import torch
 from pyro import distributions as dist
 from pyro.distributions.torch_distribution import ExpandedDistribution
-from torch.distributions import Independent, Normal
 from torch import nn
+from torch.distributions import Independent, Normal
 
 
 class UniformMixture(dist.MixtureSameFamily):
@@ -73,7 +73,8 @@ class UniformMixture(dist.MixtureSameFamily):
         return self if batch_shape == self.batch_shape else ExpandedDistribution(self, batch_shape)
 
     def log_prob(self, value):
-        """:math:`\\log \\frac1K \\sum_k p_k(z)` for ``value`` of shape ``(..., *event_shape)``: shape ``(...)``, nats."""
+        """:math:`\\log \\frac1K \\sum_k p_k(z)` for ``value`` of shape ``(..., *event_shape)``: shape
+        ``(...)``, nats."""
         if self._validate_args:
             self._validate_sample(value)
         event_dim = len(self.event_shape)
@@ -101,7 +102,8 @@ class UniformMixture(dist.MixtureSameFamily):
 
 
 def _diagonal_normal(components):
-    """``(loc, scale)``, each ``(K, D)``, when ``components`` is a diagonal Normal with event shape ``(D,)``; else None."""
+    """``(loc, scale)``, each ``(K, D)``, when ``components`` is a diagonal Normal with event shape ``(D,)``;
+    else None."""
     if (isinstance(components, Independent) and components.reinterpreted_batch_ndims == 1
             and isinstance(components.base_dist, Normal) and len(components.base_dist.batch_shape) == 2):
         return components.base_dist.loc, components.base_dist.scale
@@ -109,7 +111,8 @@ def _diagonal_normal(components):
 
 
 def _normal_mixture_log_prob(z, loc, scale, max_elements):
-    """:math:`\\log \\frac1K \\sum_k \\mathcal{N}(z; \\mu_k, \\operatorname{diag}\\sigma_k^2)` for ``z`` ``(N, D)``: ``(N,)``.
+    """:math:`\\log \\frac1K \\sum_k \\mathcal{N}(z; \\mu_k, \\operatorname{diag}\\sigma_k^2)` for ``z``
+    ``(N, D)``: ``(N,)``.
 
     The Mahalanobis terms as two matrix products,
     :math:`\\sum_d (z_d - \\mu_{kd})^2/\\sigma_{kd}^2 = (z^2)\\,(\\sigma_k^{-2})^\\top
@@ -136,8 +139,8 @@ def _normal_mixture_log_prob(z, loc, scale, max_elements):
 PSEUDO_INPUTS = ("hardtanh", "sigmoid")
 """How a :class:`VampPrior` keeps its pseudo-inputs in [0, 1]: ``"hardtanh"``, the default,
 :math:`u_k = \\operatorname{hardtanh}_{[0,1]}(w_k + b)` (pythae's ``VAMP``, after the paper's hard tanh: a linear
-layer K -> C*H*W applied to the one-hot rows e_k, so b is shared by all components), starting near 0 like a dark image; or ``"sigmoid"``, :math:`u_k = \\sigma(\\ell_k)`
-starting near 0.5, which runs made before the option existed keep (their configurations lack the key)."""
+layer K -> C*H*W applied to the one-hot rows e_k, so b is shared by all components), starting near 0
+like a dark image; or ``"sigmoid"``, :math:`u_k = \\sigma(\\ell_k)` starting near 0.5, which runs made before the option existed keep (their configurations lack the key)."""
 
 
 class VampPrior(nn.Module):

@@ -37,6 +37,7 @@ from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.infer.gan_losses import get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
+from pyrogen.random_streams import stream_seed
 from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.gan import _FLAG_TEXT, game_health_flags, mean_pairwise_distance
 from pyrogen.training.loop import FitLoop
@@ -66,7 +67,8 @@ class AdversarialPairTrainer(FitLoop):
                 raise DataError(f"{key} must be a positive integer, got {cfg[key]!r}")
         self.vae, self.discriminator = vae, discriminator
         self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
-                                   seed=cfg["seed"] + 1, drop_last=True, device=train_data.device)
+                                   seed=stream_seed("data_order", cfg["seed"]), drop_last=True,
+                                   device=train_data.device)
         check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
@@ -79,10 +81,10 @@ class AdversarialPairTrainer(FitLoop):
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
             if self.loader.binarize != "none":  # the encoder sees binary images in training
-                self.probe = (static_binarize(train_data[:n], seed=54321), *self.probe[1:])
+                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")), *self.probe[1:])
         devices = [train_data.device] if train_data.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # fixed noise that draws nothing from the run's stream
-            torch.manual_seed(cfg["seed"] + 3)
+            torch.manual_seed(stream_seed("fixed_noise", cfg["seed"]))
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
         n_ref = min(cfg["num_fixed"], test_data.shape[0])
         self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
@@ -200,6 +202,10 @@ class AdversarialPairTrainer(FitLoop):
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
 
+    def epoch_images(self):
+        """The epoch's samples and test reconstructions (originals above), for the trackers."""
+        return {"samples": self._images, "reconstructions": self._recon} if self._images is not None else {}
+
     def write_epoch_files(self, row):
         self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)
         self.run.save_image("samples.png", self._images)
@@ -274,7 +280,7 @@ def init_output_bias_(vae, train_data):
 
 def _build(trainer_class, config, run, device, progress, data):
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
     vae = build_model(config).to(device)
     disc = build_pair_discriminator(config).to(device)
     if data is None:

@@ -71,6 +71,7 @@ from pyrogen.evaluation.sample_quality import class_coverage, conditional_accura
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.models.registry import build_gan_networks
+from pyrogen.random_streams import stream_seed
 from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.loop import FitLoop
 
@@ -179,7 +180,8 @@ class GANTrainer(FitLoop):
         check_images(test_data, "test data")
         if isinstance(cfg["d_steps"], bool) or not isinstance(cfg["d_steps"], int) or cfg["d_steps"] < 1:
             raise DataError(f"d_steps must be a positive integer, got {cfg['d_steps']!r}")
-        self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=cfg["seed"] + 1, drop_last=True,
+        self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=stream_seed("data_order", cfg["seed"]),
+                                   drop_last=True,
                                    device=train_data.device, rank=self.rank, world_size=self.world_size,
                                    labels=train_labels)
         if getattr(generator, "image_shape", None) is not None:
@@ -204,7 +206,7 @@ class GANTrainer(FitLoop):
             self.gan.distribute()
             distributed.seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
-        g = torch.Generator(device="cpu").manual_seed(cfg["seed"] + 3)
+        g = torch.Generator(device="cpu").manual_seed(stream_seed("fixed_noise", cfg["seed"]))
         self.fixed_labels, num_fixed = None, cfg["num_fixed"]
         if self.num_classes:  # the same number of samples per class: one grid row each
             self.per_class = max(1, num_fixed // self.num_classes)
@@ -347,6 +349,10 @@ class GANTrainer(FitLoop):
             tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
         return row
 
+    def epoch_images(self):
+        """The epoch's fixed-noise samples, for the trackers (:mod:`pyrogen.tracking`)."""
+        return {"samples": self._images} if self._images is not None else {}
+
     def write_epoch_files(self, row):
         nrow = self.per_class if self.num_classes else 8  # conditional: one row per class
         self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images, nrow=nrow)
@@ -398,7 +404,7 @@ def build_gan_trainer(config, run=None, device="auto", progress=True, data=None)
         or ``(train_images, test_images, train_labels)`` for a class-conditional run.
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
     gen, disc = (m.to(device) for m in build_gan_networks(config))
     labels = None
     if data is None and "num_classes" in config["model"]:

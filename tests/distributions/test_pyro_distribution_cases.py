@@ -9,8 +9,7 @@ import math
 import mpmath
 import pytest
 import torch
-from pyro.distributions import ProjectedNormal as PyroProjectedNormal
-from pyro.distributions import TorchDistribution
+from pyro.distributions import ProjectedNormal as PyroProjectedNormal, TorchDistribution
 from pyro.distributions.util import broadcast_shape
 from scipy import stats
 

@@ -6,14 +6,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from scipy import linalg
 from torch import nn
 
 from pyrogen.errors import CheckpointError, DataError
-from pyrogen.evaluation import evaluate_samples, frechet_distance, precision_recall
-from pyrogen.evaluation import features as F
+from pyrogen.evaluation import evaluate_samples, features as F, frechet_distance, precision_recall
 from pyrogen.evaluation.sample_quality import extract_features, frechet_distance_from_statistics, knn_radii
-
 from tests.conftest import requires_fashion_mnist
 
 

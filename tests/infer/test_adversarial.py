@@ -12,14 +12,20 @@ from scipy import integrate, stats
 from torch import nn
 
 from pyrogen.errors import DataError, RunDirError, TrainingDivergedError
-from pyrogen.training.gan import GANTrainer, build_gan_trainer, default_gan_config, resume_gan_trainer
 from pyrogen.infer import Adversarial
 from pyrogen.infer.adversarial import GeneratorSiteError
-from pyrogen.infer.gan_losses import (HingeLoss, LeastSquaresLoss, MinimaxLoss, NonSaturatingLoss,
-                                      WassersteinGPLoss, get_gan_loss)
+from pyrogen.infer.gan_losses import (
+    HingeLoss,
+    LeastSquaresLoss,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    WassersteinGPLoss,
+    get_gan_loss,
+)
 from pyrogen.models import VAE, Generator
 from pyrogen.models.gan import DCGANDiscriminator, DCGANGenerator, build_discriminator
 from pyrogen.runs import RunDir
+from pyrogen.training.gan import GANTrainer, build_gan_trainer, default_gan_config, resume_gan_trainer
 
 REAL = torch.tensor([2.0, -0.5, 0.3, 1.2])
 FAKE = torch.tensor([-1.0, 0.7, -2.5])

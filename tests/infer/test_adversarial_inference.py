@@ -7,14 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.references.ali import PREVIOUS, check_same_networks, check_same_step
 from pyrogen.errors import DataError
 from pyrogen.infer import AdversarialInference, EncoderSiteError
 from pyrogen.infer.adversarial_inference import encoder_generator_loss
 from pyrogen.infer.gan_losses import GAN_LOSSES, get_gan_loss
 from pyrogen.models import VAE
 from pyrogen.models.gan import JointDiscriminator
-
-from benchmarks.references.ali import PREVIOUS, check_same_networks, check_same_step
 
 A = torch.tensor([[2.0, 0.5], [0.0, 1.0]])
 B = torch.tensor([1.0, -1.0])

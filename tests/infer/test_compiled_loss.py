@@ -14,8 +14,14 @@ import pytest
 import torch
 
 from pyrogen.config import AUTO_COMPILE_MIN_STEPS, default_config
-from pyrogen.infer import (CompiledLoss, ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO,
-                           TorchSVI)
+from pyrogen.infer import (
+    CompiledLoss,
+    ELBOModule,
+    RecordedLoss,
+    ReparamTrace_ELBO,
+    ReparamTraceMeanField_ELBO,
+    TorchSVI,
+)
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from pyrogen.training.vae import auto_compile

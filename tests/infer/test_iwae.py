@@ -142,7 +142,8 @@ def _per_example_bound(power=1.0):
 
 
 def _batch_bound():
-    """E log (1/K) sum_k prod_b w_kb for B examples as one latent: a particle's weight is A^m C^(B-m), m ~ Bin(B, 1/2)."""
+    """E log (1/K) sum_k prod_b w_kb for B examples as one latent: a particle's weight is A^m C^(B-m),
+    m ~ Bin(B, 1/2)."""
     total = 0.0
     for combo in itertools.product(range(B + 1), repeat=K):
         prob = math.prod(math.comb(B, m) / 2**B for m in combo)

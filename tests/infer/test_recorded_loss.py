@@ -11,7 +11,14 @@ from torch.distributions import biject_to, constraints
 from pyrogen.distributions import FAMILIES, ParameterHead
 from pyrogen.distributions.families import lean_transform
 from pyrogen.errors import DataError, RecordingError
-from pyrogen.infer import CompiledLoss, ELBOModule, RecordedLoss, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
+from pyrogen.infer import (
+    CompiledLoss,
+    ELBOModule,
+    RecordedLoss,
+    ReparamTrace_ELBO,
+    ReparamTraceMeanField_ELBO,
+    TorchSVI,
+)
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from tests.training.test_vae import small_config

@@ -17,7 +17,7 @@ import pyrogen
 
 LAYERS = [
     ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
-                    "pyrogen.precision"]),
+                    "pyrogen.precision", "pyrogen.tracking"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),

@@ -6,8 +6,8 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen.cli import build_parser, main
-from pyrogen.errors import DataError
 from pyrogen.config import default_config
+from pyrogen.errors import DataError
 from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO
 from pyrogen.models import TwoLayerVAE
 from pyrogen.models.registry import build_model

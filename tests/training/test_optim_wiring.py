@@ -1,6 +1,5 @@
 """He et al.'s optimisation recipe wired into the VAE trainer and ``pyrogen train vae`` (pyrogen.optim)."""
 
-import copy
 
 import pyro
 import pytest
