@@ -29,6 +29,8 @@ import torch
 
 from pyrogen import distributed
 from pyrogen.data import load_splits, static_binarize
+from pyrogen.data.loaders import is_reader
+from pyrogen.data.sources import fashion_mnist_record, relocated, reopen, source_splits
 from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError
 from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where users find run files)
     CHECKPOINT_FILE,
@@ -69,11 +71,34 @@ def resolve_device(device):
 # ------------------------------------------------------------------------------------------------- data
 
 
-def read_splits(data_config):
-    """The training and test :class:`~pyrogen.data.Split` of a run's ``data`` section (any layout): the one
-    place a run's data is read, for every kind (``data.source`` None: the built-in data set ``dataset``)."""
+BUILT_IN_KINDS = ("fashion-mnist", "built-in")
+"""Source records of the built-in data sets, read from ``data.dataset`` and ``data.root`` as ever."""
+
+
+def read_splits(data_config, device=None, stream_ok=False):
+    """The training and test :class:`~pyrogen.data.ImageDataset` of a run's ``data`` section (any layout): the
+    one place a run's data is read, for every kind.
+
+    ``data.source`` None or the built-in data set's record: the data set ``dataset`` (Fashion-MNIST) from
+    ``root``; else the recorded source, re-opened exactly (:func:`pyrogen.data.sources.reopen`: refused
+    in one line where missing or changed). With ``stream_ok`` (the VAE family's loaders) the training
+    set may be a streaming reader, as ``data.stream`` says or, where None, by its size on ``device``.
+    """
     data = migrate_data(data_config) if isinstance(data_config, dict) else data_config
-    return load_splits(data.dataset, data.root, data.train_size, data.test_size)
+    if data.source is None or data.source.get("kind") in BUILT_IN_KINDS:
+        if data.stream:
+            raise DataError("Fashion-MNIST fits in memory; --stream applies to --data sources (.npy, folders)")
+        return load_splits(data.dataset, data.root, data.train_size, data.test_size)
+    if data.stream and not stream_ok:
+        raise DataError("a streamed data set trains 'pyrogen train vae' and 'ae'; drop --stream for this kind")
+    return source_splits(data.source_record, stream=data.stream if stream_ok else False, device=device,
+                         train_size=data.train_size, test_size=data.test_size)
+
+
+def _on(dataset, device):
+    """The examples of a split on ``device`` (a streaming reader as it is) and its labels (or None)."""
+    x = dataset if is_reader(dataset) else dataset.images.to(device)
+    return x, None if dataset.labels is None else dataset.labels.to(device)
 
 
 def _binarized_test(images, data_config):
@@ -90,20 +115,21 @@ def load_data(data_config, device):
     Dynamic binarization happens in the loader; the test set is binarized once with a fixed seed
     (the ``"test_binarization"`` stream), so every evaluation scores the same binary images.
     """
-    train, test = read_splits(data_config)
-    return train.images.to(device), _binarized_test(test.images.to(device), data_config), test.labels.to(device)
+    train, test = read_splits(data_config, device, stream_ok=True)
+    (train_x, _), (test_x, test_y) = _on(train, device), _on(test, device)
+    return train_x, _binarized_test(test_x, data_config), test_y
 
 
 def load_gan_data(data_config, device):
     """Training and test images in [0, 1] (grey levels, no binarization) on ``device``."""
-    train, test = read_splits(data_config)
+    train, test = read_splits(data_config, device)
     return train.images.to(device), test.images.to(device)
 
 
 def load_labelled_data(data_config, device):
     """``(train, train_labels, test, test_labels)`` of a run on ``device``; the test images are
     binarized once with a fixed seed when the configuration binarizes (as :func:`load_data`)."""
-    train, test = read_splits(data_config)
+    train, test = read_splits(data_config, device)
     labels = [None if s.labels is None else s.labels.to(device) for s in (train, test)]
     return train.images.to(device), labels[0], _binarized_test(test.images.to(device), data_config), labels[1]
 
@@ -216,9 +242,38 @@ class Run:
 
     def data(self):
         """The run's data on :attr:`device`: ``(train, test, test_labels)`` for the VAE family,
-        binarized as configured; ``(train, test)`` grey levels for a GAN and the feature network."""
-        data = self.settings.data if self.record.configured else migrate_data({})
-        return load_run_data(self.record, data, self.device)
+        binarized as configured; ``(train, test)`` grey levels for a GAN and the feature network.
+
+        :raises DataError: for a run built in Python that recorded no data source, and where the recorded
+            source is missing or changed (:func:`pyrogen.data.sources.reopen`)."""
+        if not self.record.configured:
+            return load_run_data(self.record, migrate_data({}), self.device)
+        self.require_source()
+        return load_run_data(self.record, self.settings.data, self.device)
+
+    @property
+    def source(self):
+        """The record of the data the run trained on (:mod:`pyrogen.data.sources`); None for the built-in
+        data set of a run made before sources were recorded, and for a run built in Python without one."""
+        return self.settings.data.source_record if self.record.configured else None
+
+    def require_source(self):
+        """Refuse, in one line, a run that records no data source although its layout records one: a run
+        built in Python without ``config["data"]["source"]``, whose data no command can know."""
+        if self.record.configured and self.settings.version >= 3 and self.settings.data.source is None:
+            raise DataError(
+                f"the run in {self.path!r} records no data source (built in Python without "
+                "config['data']['source']), so no command can know its data; record them with "
+                "config['data']['source'] = pyrogen.data.sources.open_source(PATH).record() "
+                "(or fashion_mnist_record() for the built-in data set)")
+
+    def check_source(self):
+        """:meth:`require_source`, then re-open the recorded source (refused in one line where missing or
+        changed; ``--data NEW_PATH``, :func:`pyrogen.data.sources.relocated`, points at a moved copy)."""
+        self.require_source()
+        source = self.source
+        if source is not None and source.get("kind") not in BUILT_IN_KINDS:
+            reopen(source)
 
     def require(self, capability, what):
         """Refuse, in one line, a command the run's kind cannot serve (``capability``: a
@@ -335,7 +390,7 @@ def _open_for_resume(out, command):
     return run
 
 
-def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print):
+def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, data=None):
     """Continue the run in ``out`` from its last checkpoint, exactly: the resume policy.
 
     The run trains to its own total of epochs (``config.json``'s ``train.epochs``), or to
@@ -344,10 +399,18 @@ def resume(out, epochs=None, command=None, device="auto", progress=True, echo=pr
     (``config.json`` alone) starts again as it was made. ``command`` (``pyrogen train
     COMMAND``) must be the run's own. After training, the kind's steps (:func:`finish`).
 
+    ``data`` is where the run's recorded data are now, when they moved (``--data NEW_PATH``).
+
     :returns: the trainer.
     """
     distributed.init_from_env(device)
     run = _open_for_resume(out, command)
+    run.require_source()
+    with relocated(run.source, data):
+        return _resume(run, out, epochs, device, progress, echo)
+
+
+def _resume(run, out, epochs, device, progress, echo):
     remove_stale_temporaries(run.path)  # left by a process killed while it wrote
     own = run.settings.train.epochs
     if run.dir.never_finished_an_epoch():  # stopped in its first epoch: start it again as it was made
@@ -393,9 +456,22 @@ def train(config, out, device="auto", progress=True, echo=print):
     distributed.init_from_env(device)
     if os.path.isdir(out) and not RunDir(out).holds_run():
         remove_stale_temporaries(out)
+    config = with_source(config)
     trainer = start_run(out, config, lambda: build_trainer(config, device=device, progress=progress))
     _fit_and_finish(trainer, None, echo)
     return trainer
+
+
+def with_source(config):
+    """``config`` with its data source recorded: where ``data.source`` is None, the built-in data set's
+    record (Fashion-MNIST's, or ``{"kind": "built-in", "dataset": ...}`` for a torchvision one)."""
+    data = config.get("data", {})
+    if data.get("source") is not None:
+        return config
+    dataset = data.get("dataset", "fashion-mnist")
+    record = fashion_mnist_record(data.get("root")) if dataset == "fashion-mnist" else \
+        {"format": 1, "kind": "built-in", "dataset": dataset, "path": data.get("root")}
+    return {**config, "data": {**data, "source": record}}
 
 
 def _fit_and_finish(trainer, epochs, echo):
@@ -516,9 +592,11 @@ def final_evaluation(trainer, echo=print):
 
 
 def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", progress=True, echo=print,
-             command="pyrogen evaluate"):
+             command="pyrogen evaluate", data=None):
     """``pyrogen evaluate``: the run's test ELBO and log p(x) of ``eval_samples`` importance samples
     (default 1000; an autoencoder's test objective), printed and written into the run.
+
+    ``data``: where the run's recorded data are now, when they moved (``--data NEW_PATH``).
 
     :returns: the result dict (also in ``RUN_DIR/evaluations/``).
     """
@@ -526,6 +604,13 @@ def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", 
     record = run.record
     if record.evaluate is None:
         raise RunDirError(record.evaluate_refusal.format(run=run_dir))
+    run.require_source()
+    with relocated(run.source, data):
+        return _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, echo, command)
+
+
+def _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, echo, command):
+    record = run.record
     if record.evaluate == "objective" and eval_samples is not None:  # no importance weights, no log p(x)
         raise PyrogenError("argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
                            "is a point mass); omit --eval-samples to evaluate its test objective")
@@ -603,14 +688,17 @@ def sample(run_dir, num_samples=64, out=None, sampler="prior", seed=0, label=Non
     return path
 
 
-def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print):
+def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print, data=None):
     """``pyrogen sample-quality``: Fréchet distance, precision and recall of the run's samples in the
     feature network's features, printed and written into the run; returns the result."""
     from pyrogen.evaluation.sample_quality import evaluate_run
     from pyrogen.files import sample_quality_name
 
-    open_run(run_dir, device="cpu").require("can_sample", "pyrogen sample-quality")
-    r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
+    opened = open_run(run_dir, device="cpu")
+    opened.require("can_sample", "pyrogen sample-quality")
+    opened.require_source()
+    with relocated(opened.source, data):
+        r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
     echo(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
          f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
          f"feature network {r['feature_net']})")
@@ -624,23 +712,33 @@ def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print
     return saved
 
 
-def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print):
-    """``pyrogen plot``: the run's pictures (:func:`pyrogen.plotting.plot_run`); returns their paths."""
+def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print, data=None):
+    """``pyrogen plot``: the run's pictures (:func:`pyrogen.plotting.plot_run`); returns their paths.
+    ``data``: where the run's recorded data are now, when they moved (``--data NEW_PATH``)."""
     from pyrogen.plotting import plot_run
 
-    paths = plot_run(run_dir, out_dir=out, device=device, seed=seed, num_points=num_points)
+    run = open_run(run_dir, device="cpu")
+    run.require_source()
+    with relocated(run.source, data):
+        paths = plot_run(run_dir, out_dir=out, device=device, seed=seed, num_points=num_points)
     for path in paths:
         echo(f"wrote {path}")
     return paths
 
 
-def report(run_dir, out=None, echo=print):
-    """``pyrogen report``: the run's HTML report (:func:`pyrogen.report.write_report`); returns its path."""
+def report(run_dir, out=None, echo=print, data=None):
+    """``pyrogen report``: the run's HTML report (:func:`pyrogen.report.write_report`); returns its path.
+
+    The report is about the run's data, so they must still be what the run recorded (re-opened first;
+    ``data``: where they are now, when they moved, ``--data NEW_PATH``)."""
     from pyrogen.files import check_not_run_file
     from pyrogen.report import write_report
 
     if out is not None:
         check_not_run_file(out)
+    run = open_run(run_dir, device="cpu")
+    with relocated(run.source, data):
+        run.check_source()
     path = write_report(run_dir, out)
     echo(f"wrote {path}")
     return path

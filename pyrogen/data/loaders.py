@@ -289,6 +289,16 @@ class _Batches(torch.utils.data.Sampler):
             yield order[i * b : (i + 1) * b].tolist()
 
 
+def _worker_context():
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "numpy", "pyrogen.data.loaders"])  # imported once, in the server
+    return context
+
+
 def _worker_init(_):
     torch.set_num_threads(1)
 
@@ -339,6 +349,9 @@ class StreamingLoader:
         self._loader = torch.utils.data.DataLoader(
             reader, batch_size=None, sampler=_Batches(self), num_workers=num_workers,
             pin_memory=self._device.type == "cuda", persistent_workers=num_workers > 0,
+            # workers started afresh, not forked: a fork would inherit the run directory's lock (and every
+            # other open file), holding it after a killed run until the workers noticed
+            multiprocessing_context=_worker_context() if num_workers > 0 else None,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             worker_init_fn=_worker_init if num_workers > 0 else None,
             generator=torch.Generator().manual_seed(seed))  # its workers' seeds drawn from it, not the global stream

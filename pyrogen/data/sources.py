@@ -30,6 +30,7 @@ matches) or their modification times; a file's size, the SHA-256 of its first Mi
 SHA-256 of all of it when it is at most :data:`FULL_HASH_BYTES` (else its modification time).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -485,14 +486,15 @@ class TableSource(Source):
         labels = None
         if label_column is not None:
             if label_column not in frame.columns:
+                more = ", ..." if len(frame.columns) > 10 else ""
                 raise DataError(f"{self.path!r} has no column {label_column!r} (label_column); its columns are "
-                                f"{', '.join(map(str, frame.columns[:10]))}{', ...' if len(frame.columns) > 10 else ''}")
+                                f"{', '.join(map(str, frame.columns[:10]))}{more}")
             labels = frame.pop(label_column).to_numpy()
         bad = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise DataError(f"{self.path!r}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad[:5]))} "
-                            f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only (name a label column with "
-                            "label_column / --label-column)")
+                            f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only "
+                            "(name a label column with label_column / --label-column)")
         if frame.shape[1] == 0 or frame.shape[0] == 0:
             raise DataError(f"{self.path!r} holds {frame.shape[0]} rows and {frame.shape[1]} numeric columns; "
                             "expected at least one of each")
@@ -615,6 +617,34 @@ def _changes(recorded, now):
     return None
 
 
+_RELOCATED = {}
+"""Recorded path -> where the data are now, while :func:`relocated` is in force."""
+
+
+@contextlib.contextmanager
+def relocated(record, path):
+    """Within the block, :func:`reopen` looks for the data that ``record`` describes at ``path`` (when
+    not None): how ``--data NEW_PATH`` reaches every place that reads a run's data."""
+    if path is None or record is None:
+        yield
+        return
+    key = record["path"]
+    before = _RELOCATED.get(key)
+    _RELOCATED[key] = os.path.abspath(os.fspath(path))
+    try:
+        yield
+    finally:
+        if before is None:
+            _RELOCATED.pop(key, None)
+        else:
+            _RELOCATED[key] = before
+
+
+def fashion_mnist_record(root=None):
+    """The record of the built-in Fashion-MNIST (its own train/test split), for a run built in Python."""
+    return FashionMNISTSource(root).record()
+
+
 def reopen(record, path=None):
     """Open exactly the source that ``record`` (from :meth:`Source.record`) describes.
 
@@ -627,6 +657,8 @@ def reopen(record, path=None):
     if record.get("format") != SOURCE_FORMAT:
         raise DataError(f"the recorded data source has format {record.get('format')!r}; this pyrogen reads "
                         f"format {SOURCE_FORMAT}")
+    if path is None:
+        path = _RELOCATED.get(record["path"])
     where = os.path.abspath(os.fspath(path)) if path is not None else record["path"]
     if where == record["path"] and _key(record) in _RECORDED:
         source, signature = _RECORDED[_key(record)]

@@ -48,7 +48,7 @@ def test_an_rgb_array_trains_evaluates_plots_and_reports_from_the_cli(rgb_run, c
     assert source["class_names"] == ["p", "q", "r"] and source["split"] == {"seed": 0, "fraction": 0.25,
                                                                             "test_data": None}
     capsys.readouterr()
-    assert main(["evaluate", out, "--num-samples", "5", "--device", "cpu"]) == 0
+    assert main(["evaluate", out, "--eval-samples", "5", "--device", "cpu"]) == 0
     assert "test ELBO" in capsys.readouterr().out
     assert main(["plot", out, "--device", "cpu"]) == 0
     assert main(["report", out]) == 0
@@ -58,20 +58,21 @@ def test_a_moved_or_changed_source_is_refused_by_every_command_and_found_with_da
     out, data = rgb_run
     moved = str(tmp_path / "elsewhere.npz")
     os.replace(data, moved)
-    commands = [["evaluate", out, "--num-samples", "5"], ["plot", out], ["report", out],
-                ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"]]
+    commands = [["evaluate", out, "--eval-samples", "5", "--device", "cpu"], ["plot", out, "--device", "cpu"],
+                ["report", out], ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress",
+                                  "--device", "cpu"]]
     for command in commands:
         capsys.readouterr()
-        assert main(command + ["--device", "cpu"]) == 2, command
-        assert _last_line(capsys) == (f"pyrogen: the run's data {data!r} are missing; pass --data NEW_PATH to "
+        assert main(command) == 2, command
+        assert _last_line(capsys) == (f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
                                       "point at a moved or copied original"), command
     for command in commands:
-        assert main(command + ["--device", "cpu", "--data", moved]) == 0, command
+        assert main(command + ["--data", moved]) == 0, command
     _rgb(moved, seed=1)  # the same shape and size, other content
     for command in commands[:3]:
         capsys.readouterr()
-        assert main(command + ["--device", "cpu", "--data", moved]) == 2, command
-        assert _last_line(capsys).startswith(f"pyrogen: the run's data {moved!r} have changed since the run "
+        assert main(command + ["--data", moved]) == 2, command
+        assert _last_line(capsys).startswith(f"pyrogen: error: the run's data {moved!r} have changed since the run "
                                              "recorded them (")
 
 
@@ -94,24 +95,29 @@ def _api_run(tmp_path, record):
     out = str(tmp_path / "api-run")
     trainer = VAETrainer(VAE(**config["model"]), train.images, test.images, config,
                          run=RunDir.create(out, config), progress=False)
-    return out, trainer.fit()[-1]
+    trainer.fit()
+    return out, trainer
 
 
 def test_a_run_built_in_python_with_its_source_is_evaluated_on_its_own_data(tmp_path, capsys, one_thread):
-    out, row = _api_run(tmp_path, record=True)
+    from pyrogen.runs import evaluate_trainer
+
+    out, trainer = _api_run(tmp_path, record=True)
+    own = evaluate_trainer(trainer, 5, seed=0)  # the trained model on the source's test split, in this process
     capsys.readouterr()
-    assert main(["evaluate", out, "--num-samples", "5", "--device", "cpu"]) == 0
+    assert main(["evaluate", out, "--eval-samples", "5", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert f"test ELBO {row['test_elbo']:.2f}" in printed, printed
+    assert f"test ELBO {own['elbo']:.2f} nats, log p(x) {own['log_px']:.2f} nats (K = 5)" in printed, printed
 
 
 def test_a_run_built_in_python_without_a_source_is_refused(tmp_path, capsys, one_thread):
     out, _ = _api_run(tmp_path, record=False)
-    for command in (["evaluate", out, "--num-samples", "5"], ["plot", out], ["report", out]):
+    for command in (["evaluate", out, "--eval-samples", "5", "--device", "cpu"], ["plot", out, "--device", "cpu"],
+                    ["report", out]):
         capsys.readouterr()
-        assert main(command + ["--device", "cpu"]) == 2, command
+        assert main(command) == 2, command
         line = _last_line(capsys)
-        assert line.startswith(f"pyrogen: the run in {out!r} records no data source"), line
+        assert line.startswith(f"pyrogen: error: the run in {out!r} records no data source (built in Python"), line
 
 
 def test_fashion_mnist_runs_record_it_and_older_runs_mean_it():
