@@ -164,3 +164,34 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path, one_threa
     assert a["epoch"] == b["epoch"] == 3
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     shutil.rmtree(killed)
+
+
+def test_an_unlabelled_grey_array_trains_and_plots_without_the_codes_by_class(tmp_path, capsys, one_thread):
+    data = str(tmp_path / "grey.npy")
+    np.save(data, (np.random.default_rng(4).random((100, 28, 28)) * 255).astype(np.uint8))
+    out = str(tmp_path / "run")
+    assert main(["train", "vae", "--out", out, "--data", data, "--epochs", "1"] + SMALL) == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"]["image_shape"] == [1, 28, 28] and config["data"]["source"]["labels"] is False
+    assert main(["plot", out, "--device", "cpu", "--out", str(tmp_path / "plots")]) == 0
+    written = sorted(os.listdir(tmp_path / "plots"))
+    assert "reconstructions.png" in written and "latent_codes.png" not in written
+
+
+def test_a_gan_trains_on_an_rgb_array(tmp_path, one_thread):
+    data = _rgb(tmp_path / "rgb.npz", n=64)
+    out = str(tmp_path / "gan")
+    assert main(["train", "gan", "--out", out, "--data", data, "--epochs", "1", "--latent-dim", "8",
+                 "--channels", "8", "--batch-size", "16", "--no-progress", "--device", "cpu"]) == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["model"]["image_shape"] == [3, 32, 32] and config["data"]["source"]["kind"] == "array"
+
+
+def test_data_options_without_data_and_streaming_a_file_that_cannot_stream(tmp_path, capsys):
+    assert main(["train", "vae", "--out", str(tmp_path / "r"), "--image-size", "32"]) == 2
+    assert _last_line(capsys) == "pyrogen: error: argument --image-size: applies to your own data; give --data PATH"
+    data = _rgb(tmp_path / "rgb.npz")
+    assert main(["train", "vae", "--out", str(tmp_path / "r"), "--data", data, "--stream"]) == 2
+    assert _last_line(capsys) == (f"pyrogen: error: argument --stream: streaming reads a .npy array or a folder "
+                                  f"of images, and {data!r} is read into memory")
+    assert not os.path.exists(tmp_path / "r" / "config.json")
