@@ -696,8 +696,8 @@ def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print
 
     opened = open_run(run_dir, device="cpu")
     opened.require("can_sample", "pyrogen sample-quality")
-    opened.require_source()
     with relocated(opened.source, data):
+        opened.check_source()
         r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
     echo(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
          f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "

@@ -66,6 +66,14 @@ def test_a_moved_or_changed_source_is_refused_by_every_command_and_found_with_da
         assert main(command) == 2, command
         assert _last_line(capsys) == (f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
                                       "point at a moved or copied original"), command
+    quality = ["sample-quality", out, "-n", "10", "--device", "cpu"]
+    assert main(quality) == 2
+    assert _last_line(capsys) == (f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
+                                  "point at a moved or copied original")
+    assert main(quality + ["--data", moved]) == 2  # found, but these are no images for the feature network
+    assert _last_line(capsys) == (
+        "pyrogen: error: sample quality is measured in the features of pyrogen's Fashion-MNIST classifier, which "
+        f"takes 1x28x28 images; the run in {out!r} trained on examples of shape (3, 32, 32)")
     for command in commands:
         assert main(command + ["--data", moved]) == 0, command
     _rgb(moved, seed=1)  # the same shape and size, other content
