@@ -327,7 +327,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale-head", choices=["log-variance", "log-scale"], default="log-variance",
-                   help="the normal guide's scale head of the one-layer rows (VAE(scale_head=...)); the README's "
+                   help="the normal guide's scale head of the one-layer rows (VAE(scale_head=...)); docs/bounds.rst's "
                         "rows other than vae were measured with log-scale, the default before 2026-12-03")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -43,7 +43,13 @@ parser.add_argument("--threads", type=int, default=0,
                     help="CPU threads for torch; 0 keeps torch's default of one per core")
 args = parser.parse_args()
 
-# Imported after parsing, so that --help answers at once: importing torch takes seconds.
+# Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's
+# threads are told to sleep while they wait (OMP_WAIT_POLICY=PASSIVE unless set), which acts only before
+# torch loads: on a machine shared with other jobs, spinning threads stall each other (docs: performance).
+from pyrogen.threads import set_wait_policy
+
+set_wait_policy()
+
 import os
 
 import pyro

@@ -34,6 +34,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"pyrogen: error: {message}\n")
 
+    def _get_value(self, action, arg_string):
+        """The option's value; a value type's :class:`~pyrogen.kinds.options.OptionValueError` becomes its line."""
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as e:
+            if isinstance(e.__context__, O.OptionValueError):
+                raise argparse.ArgumentError(action, str(e.__context__)) from None
+            raise
+
 
 def _add_train_commands(commands):
     train = commands.add_parser("train", help="train a model", description="Train a model.")

@@ -8,9 +8,25 @@ expect (``ValueError``, ``FileNotFoundError``, ...), so ``except ValueError``
 keeps working.
 """
 
+import re
+
+_PYRO_SHAPES = re.compile(r"\n\s*Trace Shapes:")
+
 
 class PyrogenError(Exception):
-    """Base class of the errors that a user's input causes."""
+    """Base class of the errors that a user's input causes.
+
+    Its message is one line: when Pyro re-raises one from inside a model or guide, with the trace's
+    "Trace Shapes:" table appended (``exc_type(f"{exc}\\n{shapes}")``, a ValueError's way out of
+    :class:`pyro.poutine.trace_messenger.TraceHandler`), the table is dropped from the message;
+    the original exception stays the ``__cause__``.
+    """
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_PYRO_SHAPES.split(args[0], 1)[0],)
+        super().__init__(*args)
+        self.args = args
 
 
 class DataError(PyrogenError, ValueError):
@@ -46,3 +62,9 @@ class RecordingError(CompilationError, ValueError):
     """A loss cannot be recorded as a graph of tensor operations (:class:`~pyrogen.infer.RecordedLoss`):
     it uses a gradient-carrying tensor that is not a module's parameter, its Python branches on values,
     or the recorded graph does not reproduce it."""
+
+
+class RecordingMismatchError(RecordingError):
+    """A recorded loss returned another value than its module's Python code on the same draws at a checked
+    step (:class:`~pyrogen.infer.RecordedLoss`): the code reads a Python value that changed since the
+    recording, which the graph replays as a constant."""

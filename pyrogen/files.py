@@ -117,7 +117,7 @@ def remove_stale_temporaries(directory):
     :raises RunDirError: if another process holds the directory's lock.
     """
     removed = []
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or not _writes_runs():  # rank 0 of a distributed run writes, and cleans
         return removed
     lock_run_dir(directory)
     for name in sorted(os.listdir(directory)):
@@ -131,6 +131,11 @@ def remove_stale_temporaries(directory):
     return removed
 
 
+def _writes_runs():
+    """False in the processes of a distributed run other than rank 0 (which alone writes run files)."""
+    return distributed.rank() == 0 and os.environ.get("RANK", "0") == "0"
+
+
 _LOCKS = {}  # (st_dev, st_ino) of a locked directory -> the descriptor that holds its lock
 
 
@@ -140,12 +145,14 @@ def lock_run_dir(directory, what="output directory"):
     ``fcntl.flock`` on the directory itself: nothing is written to take the lock, and the
     kernel releases it when the process ends, however it ends (SIGKILL included). Locking a
     directory that this process holds already does nothing. Processes other than rank 0 of a
-    distributed run take no lock (rank 0 writes the run).
+    distributed run take no lock (rank 0 writes the run). The command line releases its locks when
+    it returns; a Python session that trained a run through the API holds the run's lock until it
+    ends or calls :func:`release_run_locks`.
 
     :returns: True if this call took the lock, False if this process held it already (or takes none).
     :raises RunDirError: if another process holds the lock: it is writing there.
     """
-    if fcntl is None or distributed.rank() != 0 or os.environ.get("RANK", "0") != "0":
+    if fcntl is None or not _writes_runs():
         return False
     directory = os.fspath(directory)
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -388,16 +395,17 @@ class RunDir:
         """Path of a file inside the run directory."""
         return os.path.join(self.path, name)
 
-    def resolve(self, name):
+    def resolve(self, name, doing="read"):
         """The real path of the run's file ``name``, checked to lie inside the run directory.
 
+        :param str doing: ``"read"`` or ``"write"``, for the message.
         :raises RunFileError: if ``name`` is, or passes through, a symbolic link that leaves the directory.
         """
         path = self.file(name)
         real, root = os.path.realpath(path), os.path.realpath(self.path)
         if os.path.commonpath([real, root]) != root:
             raise RunFileError(f"{path!r} is a link to {real!r}, outside the run directory {self.path!r}; "
-                               "refusing to read it (expected the run's own file)")
+                               f"refusing to {doing} it (expected the run's own file)")
         return real
 
     def open_file(self, name):
@@ -488,6 +496,8 @@ class RunDir:
         return parse_json(data, self.file(name))
 
     def write_json(self, name, obj):
+        """Write ``obj`` as the run's JSON file ``name`` (atomically; never through a link leaving the run)."""
+        self.resolve(name, "write")
         os.makedirs(os.path.dirname(self.file(name)), exist_ok=True)  # names may lie in a folder of the run
         atomic_write(self.file(name), lambda f: json.dump(obj, f, indent=2, sort_keys=True), binary=False)
 
@@ -521,6 +531,7 @@ class RunDir:
             writer.writerows(rows)
 
         self.lock()
+        self.resolve(METRICS_FILE, "write")
         atomic_write(self.file(METRICS_FILE), write, binary=False)
 
     def read_metrics(self):
@@ -559,6 +570,7 @@ class RunDir:
         if self.pending_config is not None:  # the first checkpoint of a new run: now it is one
             self.write_json(CONFIG_FILE, self.pending_config)
             self.pending_config = None
+        self.resolve(CHECKPOINT_FILE, "write")
         save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location="cpu"):
@@ -578,6 +590,7 @@ class RunDir:
 
         buf = io.BytesIO()
         save_image(images.detach().float().cpu(), buf, nrow=nrow, format="png")
+        self.resolve(name, "write")
         atomic_write(self.file(name), lambda f: f.write(buf.getvalue()))
         return self.file(name)
 

@@ -10,14 +10,21 @@ sampler's ``(K, B, D)``.
 * Decoders map latents ``(..., latent_dim)`` to per-pixel outputs
   ``(..., out_channels, H, W)``; a likelihood turns those into p(x|z).
 
+The MLP takes examples of any shape: images ``(C, H, W)`` or flat vectors of ``D``
+features (a table's rows, a count matrix's cells), whose decoder output is
+``(..., out_channels)`` with ``out_channels = num_params * D``.
+
 The MLP follows Kingma and Welling (2014) and Pyro's VAE example (softplus
 hidden units); the convolutional pair follows the DCGAN layout of Radford et
-al. (2016) scaled to 28x28 images.
+al. (2016) scaled to 28x28 images. The convolutions halve each side twice, so
+they take sides divisible by 4; other sizes are padded with zeros (centred) to
+the next multiple of 4 on the way in, and the decoder's output is cropped back.
 """
 
 import math
 
 from torch import nn
+from torch.nn import functional as F
 
 from pyrogen.errors import DataError
 
@@ -66,30 +73,82 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Maps latents ``(..., latent_dim)`` through ``hidden`` widths to ``(..., out_channels, H, W)``."""
+    """Maps latents ``(..., latent_dim)`` through ``hidden`` widths to ``(..., out_channels, H, W)``
+    (for flat examples ``(D,)``: ``(..., out_channels)``)."""
 
     def __init__(self, latent_dim, image_shape, out_channels=None, hidden=(400,),
                  activation=nn.Softplus):
         super().__init__()
-        _, h, w = image_shape
-        self.out_shape = (out_channels or image_shape[0], h, w)
+        self.out_shape = (out_channels or image_shape[0],) + tuple(image_shape[1:])
         self.net = MLP(latent_dim, hidden, math.prod(self.out_shape), activation)
 
     def forward(self, z):
         return self.net(z).unflatten(-1, self.out_shape)
 
 
-class ConvEncoder(nn.Module):
+MAX_LINEAR_WEIGHTS = 50_000_000
+"""The largest linear layer (in weights) that the convolutional networks build between their last
+feature map and the hidden units; larger images are refused (resize them) rather than built."""
+
+
+def conv_sides(network, image_shape, channels, hidden):
+    """The sides ``(H', W')`` the convolutions of ``network`` (a class name, for messages) work at for
+    examples of ``image_shape``: ``(H, W)`` rounded up to multiples of 4. Raises ``ValueError`` in one
+    line for examples that are not images ``(C, H, W)`` or whose map would need a linear layer of more
+    than :data:`MAX_LINEAR_WEIGHTS` weights."""
+    shape = tuple(image_shape)
+    if len(shape) != 3:
+        raise ValueError(f"{network} needs images (C, H, W), got examples of shape {shape}; "
+                         "use the mlp architecture for flat vectors")
+    c, h, w = shape
+    h4, w4 = 4 * math.ceil(h / 4), 4 * math.ceil(w / 4)
+    weights = 2 * channels * (h4 // 4) * (w4 // 4) * hidden
+    if weights > MAX_LINEAR_WEIGHTS:
+        raise ValueError(f"{network} on {c}x{h}x{w} images would need a linear layer of {weights:,} weights "
+                         f"(a {h4 // 4}x{w4 // 4} map of {2 * channels} channels to {hidden} units; at most "
+                         f"{MAX_LINEAR_WEIGHTS:,}): resize the images")
+    return h4, w4
+
+
+def _pads(image_shape, sides):
+    """``(left, right, top, bottom)`` zero padding that centres an ``(H, W)`` image in ``sides``."""
+    (h, w), (h4, w4) = image_shape[-2:], sides
+    return ((w4 - w) // 2, w4 - w - (w4 - w) // 2, (h4 - h) // 2, h4 - h - (h4 - h) // 2)
+
+
+class _Padded(nn.Module):
+    """Shared by the convolutional networks: pad inputs / crop outputs between ``(H, W)`` and the
+    sides the convolutions take."""
+
+    def _setup_sides(self, network, image_shape, channels, hidden):
+        self.image_shape = tuple(image_shape)
+        self.sides = conv_sides(network, image_shape, channels, hidden)
+        self.pads = _pads(self.image_shape, self.sides)
+        return self.sides
+
+    def _pad(self, x):
+        return F.pad(x, self.pads) if any(self.pads) else x
+
+    def _crop(self, out):
+        if not any(self.pads):
+            return out
+        left, _, top, _ = self.pads
+        h, w = self.image_shape[1:]
+        return out[..., top : top + h, left : left + w]
+
+
+class ConvEncoder(_Padded):
     """Two stride-2 convolutions (28 -> 14 -> 7) and a linear layer to ``hidden`` features.
+
+    Images whose sides are not multiples of 4 are padded (:func:`conv_sides`).
 
     :param int channels: feature maps of the first convolution (the second has twice as many).
     """
 
     def __init__(self, image_shape, hidden=256, channels=32, activation=nn.SiLU):
         super().__init__()
-        c, h, w = image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"ConvEncoder needs image sides divisible by 4, got {tuple(image_shape)}")
+        c = image_shape[0]
+        h, w = self._setup_sides("ConvEncoder", image_shape, channels, hidden)
         self.out_features = hidden
         self.net = nn.Sequential(
             nn.Conv2d(c, channels, 4, 2, 1), activation(),
@@ -100,18 +159,18 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x):
         x, batch_shape = _flatten_batch(x, 3)
-        return self.net(x).unflatten(0, batch_shape)
+        return self.net(self._pad(x)).unflatten(0, batch_shape)
 
 
-class ConvDecoder(nn.Module):
-    """A linear layer to a 7x7 map, then two stride-2 transposed convolutions (7 -> 14 -> 28)."""
+class ConvDecoder(_Padded):
+    """A linear layer to a 7x7 map, then two stride-2 transposed convolutions (7 -> 14 -> 28); for
+    sides that are not multiples of 4 the output is cropped (:func:`conv_sides`)."""
 
     def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32,
                  activation=nn.SiLU):
         super().__init__()
-        c, h, w = image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"ConvDecoder needs image sides divisible by 4, got {tuple(image_shape)}")
+        c = image_shape[0]
+        h, w = self._setup_sides("ConvDecoder", image_shape, channels, hidden)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, hidden), activation(),
             nn.Linear(hidden, 2 * channels * (h // 4) * (w // 4)), activation(),
@@ -122,7 +181,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z):
         z, batch_shape = _flatten_batch(z, 1)
-        return self.net(z).unflatten(0, batch_shape)
+        return self._crop(self.net(z)).unflatten(0, batch_shape)
 
 
 DCGAN_LAYOUTS = ("dcgan", "ali")
@@ -147,7 +206,7 @@ def _check_dcgan_options(layout, slope, init_std, activation=None):
         raise ValueError(f"decoder_activation must be one of {DECODER_ACTIVATIONS}, got {activation!r}")
 
 
-class DCGANEncoder(nn.Module):
+class DCGANEncoder(_Padded):
     """ALI's and DCGAN's convolutional encoder scaled to 28x28: two stride-2 convolutions (28 -> 14 -> 7)
     and a linear layer to ``hidden`` features, batch norm and LeakyReLU(0.2) after each but the first
     convolution (DCGAN: no batch norm on the input layer; Radford et al. 2016), weights from N(0, 0.02).
@@ -171,9 +230,8 @@ class DCGANEncoder(nn.Module):
     def __init__(self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02,
                  centre_input=True):
         super().__init__()
-        c, h, w = image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"DCGANEncoder needs image sides divisible by 4, got {tuple(image_shape)}")
+        c = image_shape[0]
+        h, w = self._setup_sides("DCGANEncoder", image_shape, channels, hidden)
         _check_dcgan_options(layout, slope, init_std)
         if not isinstance(centre_input, bool):
             raise ValueError(f"centre_input must be True or False, got {centre_input!r}")
@@ -199,12 +257,13 @@ class DCGANEncoder(nn.Module):
 
     def forward(self, x):
         x, batch_shape = _flatten_batch(x, 3)
+        x = self._pad(x)  # zeros (black) around images whose sides are not multiples of 4
         if self.centre_input:
             x = 2 * x - 1  # images in [0, 1] -> [-1, 1], as DCGAN's
         return self.net(x).unflatten(0, batch_shape)
 
 
-class DCGANDecoder(nn.Module):
+class DCGANDecoder(_Padded):
     """DCGAN's generator as a decoder: a linear layer to ``hidden`` units and another to a 7x7 map,
     then two stride-2 transposed convolutions (7 -> 14 -> 28), batch norm and ReLU after every layer
     but the last, whose ``out_channels`` maps are the likelihood's parameters; weights from N(0, 0.02).
@@ -224,9 +283,8 @@ class DCGANDecoder(nn.Module):
     def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32, layout="dcgan",
                  activation="relu", slope=0.2, init_std=0.02):
         super().__init__()
-        c, h, w = image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"DCGANDecoder needs image sides divisible by 4, got {tuple(image_shape)}")
+        c = image_shape[0]
+        h, w = self._setup_sides("DCGANDecoder", image_shape, channels, hidden)
         _check_dcgan_options(layout, slope, init_std, activation)
 
         def act():
@@ -253,7 +311,7 @@ class DCGANDecoder(nn.Module):
 
     def forward(self, z):
         z, batch_shape = _flatten_batch(z, 1)
-        return self.net(z).unflatten(0, batch_shape)
+        return self._crop(self.net(z)).unflatten(0, batch_shape)
 
 
 def dcgan_init_(module, std=0.02, norm_std=None):
@@ -273,6 +331,29 @@ def dcgan_init_(module, std=0.02, norm_std=None):
                 nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return module
+
+
+INPUT_TRANSFORMS = ("none", "log1p")
+"""What an encoder does to its input first (:class:`InputTransform`)."""
+
+
+class InputTransform(nn.Module):
+    """An encoder that sees ``log1p(x)`` rather than ``x``: for counts, whose few large values would
+    otherwise dominate the first layer (scvi-tools' ``log_variational``; Lopez et al. 2018). Keeps the
+    wrapped encoder's ``out_features``.
+
+    :param nn.Module net: the encoder.
+    :param str transform: one of :data:`INPUT_TRANSFORMS` other than ``"none"``.
+    """
+
+    def __init__(self, net, transform="log1p"):
+        super().__init__()
+        if transform not in INPUT_TRANSFORMS[1:]:
+            raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {transform!r}")
+        self.net, self.transform, self.out_features = net, transform, net.out_features
+
+    def forward(self, x):
+        return self.net(x.log1p())
 
 
 ARCHITECTURES = ("mlp", "conv", "dcgan")

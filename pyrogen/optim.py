@@ -42,7 +42,6 @@ import copy
 import dataclasses
 import math
 from collections import defaultdict
-from typing import Optional
 
 import torch
 from torch import nn
@@ -76,7 +75,7 @@ class OptimConfig:
     lr: float = 1e-3
     momentum: float = 0.0
     loss_reduction: str = "sum"
-    clip_norm: Optional[float] = None
+    clip_norm: float | None = None
     init: str = "default"
     init_scale: float = 0.01
     embedding_init_scale: float = 0.1
@@ -166,13 +165,21 @@ def initialize_(module, config):
 
 # --- optimiser, loss reduction, clipping ---------------------------------------------------------
 
-def build_optimizer(params, config, fused=False):
-    """A ``torch.optim`` optimiser over ``params`` as ``config`` says (``Adam`` or momentum-``SGD``);
-    ``fused``: Adam's fused implementation (where the device has one: CPU and CUDA)."""
-    params = list(params)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
-    return torch.optim.Adam(params, lr=config.lr, **({"fused": True} if fused else {}))
+def build_optimizer(params, config=None, *, lr=None, optimizer="adam", momentum=0.0, betas=None, fused=False):
+    """A ``torch.optim`` optimiser over ``params``: momentum-``SGD`` or ``Adam``.
+
+    Either as an :class:`OptimConfig` ``config`` says (its ``optimizer``, ``lr``, ``momentum``), or
+    by keywords: ``lr``, ``optimizer`` (``"adam"`` or ``"sgd"``), ``momentum`` (SGD's), ``betas``
+    (Adam's; None: PyTorch's default) and ``fused`` (Adam's fused kernels, on the CPU and CUDA).
+    """
+    if config is not None:
+        lr, optimizer, momentum = config.lr, config.optimizer, config.momentum
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    options = {} if betas is None else {"betas": tuple(betas)}
+    return torch.optim.Adam(params, lr=lr, **options, **({"fused": True} if fused else {}))
 
 
 class PerExampleLoss:

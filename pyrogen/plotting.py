@@ -534,7 +534,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
 
     from pyrogen.data import FASHION_MNIST_CLASSES
     from pyrogen.files import unused_path
-    from pyrogen.runs import open_run
+    from pyrogen.rundirs import open_run
 
     run = open_run(run_dir, device)
     if out_dir is None:
@@ -550,6 +550,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         def new_name(folder, name):
             return unused_path(os.path.join(folder, name))
     paths = []
+    rows = run.dir.read_metrics()  # read (and checked) before any picture is drawn
     if run.record.configured and run.record.vae_pair:  # a VAE, or the VAE pair ALI and the AAE train
         vae = _view(run.model())
         _, test, labels = run.data()
@@ -574,7 +575,6 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         if labels is not None:  # data without labels have no codes-by-class picture
             paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
                                            new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
-    rows = run.dir.read_metrics()
     if rows:
         paths.append(plot_training_curves(rows, new_name(out_dir, "training_curves.png"), dpi=dpi))
     return paths

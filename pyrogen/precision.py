@@ -66,7 +66,8 @@ class Precision:
         self.precision = check_precision(precision)
         self.device_type = torch.device(device).type
         self.dtype = _DTYPES.get(self.precision)
-        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=INIT_SCALE) if self.precision == "fp16" else None
+        fp16 = self.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=INIT_SCALE) if fp16 else None
 
     @property
     def enabled(self):

@@ -4,19 +4,19 @@ A run draws random numbers for several independent purposes. Each has a name
 here and a seed derived from the run's ``train.seed`` (or, for the streams
 that must be the same in every run, a fixed one):
 
-======================  ===================  ============================================================
-stream                  seed                 what it draws
-======================  ===================  ============================================================
-``"init"``              ``seed``             the global generators when a trainer is built: weights,
+=============================  ============  ===========================================================
+stream                         seed          what it draws
+=============================  ============  ===========================================================
+``"init"``                     ``seed``      the global generators when a trainer is built: weights,
                                              then the training noise of every step
-``"validation_split"``  ``seed``             which training examples a validation split holds out
-``"data_order"``        ``seed + 1``         the loader's minibatch order and its dynamic binarization
-``"aggressive"``        ``seed + 2``         the random minibatches of the aggressive inner loop
-``"fixed_noise"``       ``seed + 3``         the fixed draws of z behind the per-epoch sample grids
+``"validation_split"``         ``seed``      which training examples a validation split holds out
+``"data_order"``               ``seed + 1``  the loader's minibatch order and its dynamic binarization
+``"aggressive"``               ``seed + 2``  the random minibatches of the aggressive inner loop
+``"fixed_noise"``              ``seed + 3``  the fixed draws of z behind the per-epoch sample grids
 ``"test_binarization"``        12345         the one binarization of every run's test set
 ``"validation_binarization"``  12346         the one binarization of a held-out validation split
 ``"probe_binarization"``       54321         the training images of the linear probe of the codes
-======================  ===================  ============================================================
+=============================  ============  ===========================================================
 
 The values are those the code used before the streams had names (offsets +1,
 +2, +3 and fixed seeds), so every run made before draws exactly the same

@@ -26,7 +26,8 @@ import tempfile
 
 from pyrogen.errors import DataError, RunDirError, RunFileError
 from pyrogen.files import EVALUATIONS_DIR, atomic_write, check_not_run_file
-from pyrogen.runs import open_run
+from pyrogen.kinds.base import RunKind
+from pyrogen.rundirs import open_run
 
 SECTIONS = ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
 """The page's sections, in order (results first); each is an ``<h2>`` with an ``id`` of its name in lower case."""
@@ -118,7 +119,7 @@ def _used_pairs(config):
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     unused = set()
     schedule = train.get("kl_schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
                    "linear": {"kl_weight", "kl_cycles"},
                    "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())
@@ -150,11 +151,11 @@ def default_settings(config):
     (a class-conditional GAN: the conditional one), or None where pyrogen knows no defaults for it."""
     from pyrogen.errors import PyrogenError
     from pyrogen.kinds import get_kind
-    from pyrogen.settings import migrate
+    from pyrogen.settings import kind_of
 
     try:
-        record = get_kind(migrate(config).kind)
-    except PyrogenError:  # an unknown kind or layout: the full table only
+        record = get_kind(kind_of(config))
+    except PyrogenError:  # an unknown kind: the full table only
         return None
     if record.defaults_like is None:
         return None
@@ -243,7 +244,7 @@ def _evaluation(run, record):
         return ("<p class='note'>No sample-quality scores yet: run <code>pyrogen sample-quality "
                 f"{_esc(run.path)}</code> (Fréchet distance, precision and recall; a GAN's generator has no "
                 "density, so no ELBO or log p(x)).</p>")
-    if record.evaluate is None and record.has_density and not results and not quality:
+    if record.evaluate is None and record.conditional and not results and not quality:
         return ("<p class='note'>No evaluation: <code>pyrogen evaluate</code> does not take conditional VAE runs "
                 "yet; their test ELBO given the labels is the test_elbo column of the metrics below.</p>")
     if not results and not quality:
@@ -385,7 +386,10 @@ def build_report(run_dir):
                           "accuracy is in its manifest ('pyrogen train features' prints it)")
     run = opened.dir
     config = run.config
-    record = opened.record
+    try:
+        record = opened.record
+    except RunDirError:  # a kind this pyrogen does not know: its files, without advice
+        record = RunKind(name=str(opened.kind), command=str(opened.kind), evaluate=None, vae_pair=False)
     rows = run.read_metrics()
     title = f"pyrogen run: {record.name} in {os.path.abspath(run.path)}"
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

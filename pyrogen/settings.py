@@ -36,6 +36,9 @@ from pyrogen.errors import DataError
 CONFIG_VERSION = 3
 """The layout :mod:`pyrogen.config` writes; :func:`migrate` reads it and every earlier one."""
 
+ELBO_NAMES = ("auto", "trace", "meanfield", "iwae", "tc")
+"""What ``train.elbo`` may name (:data:`pyrogen.training.vae.ELBOS` and ``"auto"``)."""
+
 COMPILE_MODES = ("auto", "on", "record", "off")
 """The one vocabulary of ``--compile`` and ``train.compile``, down to :class:`~pyrogen.infer.TorchSVI`
 (:func:`torch_svi_compile`)."""
@@ -378,6 +381,12 @@ def _known(cls, values):
     return {k: v for k, v in values.items() if k in names}
 
 
+def kind_of(config):
+    """The run kind of a configuration dict of any layout (``"vae"`` in runs made before the key), without
+    validating the rest (:func:`migrate` does)."""
+    return config.get("kind", "vae") if isinstance(config, dict) else None
+
+
 def migrate(config):
     """The current typed configuration (:class:`RunConfig`) of a configuration dict of any layout.
 
@@ -393,7 +402,7 @@ def migrate(config):
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
         raise DataError(f"the configuration's version must be an integer from 1 to {CONFIG_VERSION} (this "
                         f"pyrogen's), got {version!r}: it was written by a newer pyrogen")
-    kind = config.get("kind", "vae")
+    kind = kind_of(config)
     if kind not in TRAIN_SECTIONS:
         raise DataError(f"the configuration's kind must be one of {sorted(TRAIN_SECTIONS)}, got {kind!r}")
     model = _section_dict(config, "model", "the model's settings")
@@ -404,7 +413,7 @@ def migrate(config):
     defaults = {f.name: _plain(f.default) for f in dataclasses.fields(cls)}
     train = cls(**{**defaults, **legacy, **_known(cls, train)})
     evaluation = None
-    if "eval" in config or TRAIN_LAYOUT[kind] == "vae":
+    if "eval" in config or TRAIN_SECTIONS[kind] is VAETrainConfig:  # the VAE family always has one
         given = _section_dict(config, "eval", "the evaluation settings")
         evaluation = EvalConfig(**{**DEFAULT_EVAL, **_known(EvalConfig, given)})
     discriminator = None

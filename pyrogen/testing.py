@@ -20,8 +20,12 @@ wrong. :func:`check_model_guide` runs them all in order. They check what
   the ELBO estimate is finite and its gradient reaches every parameter of the
   model and guide (also the parameters of an ``nn.Module`` that Pyro never
   sees, which SVI would silently leave untrained);
-* :func:`assert_svi_lowers_loss` -- a few steps of SVI on the batch lower the
-  loss, measured with many particles and the same random draws before and after.
+* :func:`assert_vectorizes` -- the pair runs with an extra leading dimension of
+  draws, as vectorized particles and :func:`pyrogen.evaluation.log_likelihood`
+  run it (a decoder that reshapes with ``z.shape[0]`` fails here);
+* :func:`assert_svi_lowers_loss` -- a few steps of SVI on the batch move the
+  parameters and do not raise the loss, by a statistical test on independent
+  ELBO draws before and after.
 
 Example, in your ``tests/test_my_model.py``::
 
@@ -46,12 +50,14 @@ True
 """
 
 import contextlib
+import re
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
+from scipy.stats import mannwhitneyu
 from torch import nn
 
 __all__ = [
@@ -60,6 +66,7 @@ __all__ = [
     "assert_shapes_agree",
     "assert_elbo_finite",
     "assert_gradients_reach_parameters",
+    "assert_vectorizes",
     "assert_svi_lowers_loss",
     "check_model_guide",
 ]
@@ -71,10 +78,12 @@ def _traces(model, guide, args, kwargs):
     When the model fails on the guide's values (torch's ValueError, naming no
     site), a guide value outside its model site's support is reported by name.
     """
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    with _plate_shape_messages("guide"):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     replayed = poutine.trace(poutine.replay(model, trace=guide_trace))
     try:
-        model_trace = replayed.get_trace(*args, **kwargs)
+        with _plate_shape_messages("model"):
+            model_trace = replayed.get_trace(*args, **kwargs)
     except ValueError:
         with pyro.validation_enabled(False), _no_arg_validation():
             try:
@@ -85,6 +94,27 @@ def _traces(model, guide, args, kwargs):
             _assert_guide_in_support(model_trace, guide_trace)
         raise
     return model_trace, guide_trace
+
+
+_PLATE_MISMATCH = re.compile(r"Shape mismatch inside plate\('(.*)'\) at site (.*) dim (-?\d+), (\d+) vs (\d+)")
+
+
+@contextlib.contextmanager
+def _plate_shape_messages(where):
+    """Pyro's "Shape mismatch inside plate" (and its Trace Shapes block) as one line that names the fix."""
+    try:
+        yield
+    except ValueError as e:
+        match = _PLATE_MISMATCH.match(str(e))
+        if match is None:
+            raise
+        plate, site, dim, size, actual = match.groups()
+        raise AssertionError(
+            f"{where} site {site!r}: dimension {dim} of its batch shape has size {actual} but plate {plate!r} "
+            f"(dim {dim}) has size {size}, so a dimension of one draw is read as a batch dimension. Declare the "
+            "dimensions of one draw as event dimensions (.to_event(n), e.g. dist.Normal(loc, scale).to_event(1)) "
+            "or put each batch dimension inside a pyro.plate"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -139,6 +169,11 @@ def _is_auxiliary(site):
 def _is_enumerated(site):
     """A discrete model site marked for enumeration (``TraceEnum_ELBO`` sums it out; no guide site)."""
     return bool(site["infer"].get("enumerate")) and site["fn"].has_enumerate_support
+
+
+def _has_enumerated_sites(model, guide, args, kwargs):
+    model_trace, _ = _traces(model, guide, args, kwargs)
+    return any(_is_enumerated(site) for site in _sample_sites(model_trace, observed=False).values())
 
 
 def _describe(fn):
@@ -273,8 +308,8 @@ def assert_shapes_agree(model, guide, *args, **kwargs):
         _check_log_prob_shape(site, "guide")
     for name, site in _sample_sites(model_trace).items():
         g = guide_sites.get(name)
-        _check_log_prob_shape(site, "model")
         if g is None:
+            _check_log_prob_shape(site, "model")
             continue
         if _plates(site) != _plates(g):
             raise AssertionError(
@@ -289,16 +324,66 @@ def assert_shapes_agree(model, guide, *args, **kwargs):
                 "differently. Give both plates the same size and subsample"
             )
         if site["fn"].event_shape != g["fn"].event_shape:
+            model_dims, guide_dims = len(site["fn"].event_shape), len(g["fn"].event_shape)
+            hint = (f": declare the guide's dimensions of one draw with .to_event({model_dims - guide_dims})"
+                    if model_dims > guide_dims else
+                    f": declare the model's dimensions of one draw with .to_event({guide_dims - model_dims})"
+                    if guide_dims > model_dims else "")
             raise AssertionError(
                 f"site {name!r} has event_shape {tuple(site['fn'].event_shape)} in the model but "
-                f"{tuple(g['fn'].event_shape)} in the guide"
+                f"{tuple(g['fn'].event_shape)} in the guide{hint}"
             )
+        _check_log_prob_shape(site, "model")
         model_value_shape = site["fn"].shape()
         if torch.broadcast_shapes(model_value_shape, g["value"].shape) != g["value"].shape:
             raise AssertionError(
                 f"site {name!r}: the guide's value has shape {tuple(g['value'].shape)} but the "
                 f"model's distribution has shape {tuple(model_value_shape)} (batch_shape + event_shape)"
             )
+
+
+_SAMPLES = "_check_samples"
+
+
+def _sample_plate(fn, size, dim):
+    def vectorized(*args, **kwargs):
+        with pyro.plate(_SAMPLES, size, dim=dim):
+            return fn(*args, **kwargs)
+
+    return vectorized
+
+
+def assert_vectorizes(model, guide, *args, num_samples=2, **kwargs):
+    """Assert the pair runs with an extra leading dimension of draws, and every site's shapes keep it.
+
+    The guide and the model are run again inside one more plate of ``num_samples``
+    draws, to the left of the pair's own plates, as vectorized particles
+    (``vectorize_particles=True``, :class:`~pyrogen.infer.IWAE_ELBO`) and
+    :func:`pyrogen.evaluation.log_likelihood` run them. A network that reads the
+    batch size from the left, such as a decoder that reshapes its output with
+    ``z.shape[0]``, trains with one particle but fails here; so does a site whose
+    ``log_prob`` loses the dimension of the draws.
+
+    :param int num_samples: size of the extra dimension.
+    :raises AssertionError: naming what failed and the usual fix.
+    """
+    model_trace, guide_trace = _traces(model, guide, args, kwargs)
+    nesting = max([0] + [-f.dim for trace in (model_trace, guide_trace) for site in _sample_sites(trace).values()
+                         for f in site["cond_indep_stack"] if f.vectorized])
+    dim = -(nesting + 1)
+    try:
+        model_trace, guide_trace = _traces(_sample_plate(model, num_samples, dim),
+                                           _sample_plate(guide, num_samples, dim), args, kwargs)
+        for where, trace, observed in (("guide", guide_trace, False), ("model", model_trace, None)):
+            for site in _sample_sites(trace, observed).values():
+                _check_log_prob_shape(site, where)
+    except (AssertionError, ValueError, RuntimeError, IndexError, TypeError) as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise AssertionError(
+            f"the pair fails with an extra leading dimension of {num_samples} draws (a plate at dim {dim}, as "
+            f"vectorized particles and pyrogen.evaluation.log_likelihood add): {type(e).__name__}: {reason}. "
+            "Read batch dimensions from the right (z.shape[:-1], x.shape[:-3]), not from the left (z.shape[0])"
+        ) from None
 
 
 def _default_loss(loss):
@@ -400,7 +485,8 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
                 raise AssertionError(
                     f"parameter {name!r} of {owners[key]} is not registered with Pyro (make the "
                     "module a pyro.nn.PyroModule or call pyro.module(name, module) in the model or "
-                    "guide), so pyro.infer.SVI would not train it"
+                    "guide), so pyro.infer.SVI would not train it; if a torch optimizer trains it "
+                    "(pyrogen.infer.TorchSVI), pass torch_svi=True"
                 )
     finally:
         for key, (_, p) in params.items():
@@ -425,32 +511,49 @@ def _restoring(params):
 
 
 def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None,
-                           num_eval_particles=16, seed=0, **kwargs):
-    """Assert that ``num_steps`` of SVI (Adam, ``lr``) on the batch lower the loss.
+                           num_eval_particles=16, seed=0, max_p=1e-3, **kwargs):
+    """Assert that ``num_steps`` of SVI (Adam, ``lr``) on the batch move the parameters and do not raise the loss.
 
-    The loss before and after is the mean of ``num_eval_particles`` ELBO draws,
-    computed from the same random state (``seed``), so the comparison is not
-    swamped by Monte Carlo noise. The parameters are restored afterwards.
+    The loss is estimated before and after training from ``num_eval_particles``
+    independent ELBO draws each (from seeds ``seed`` and ``seed + 1``; the
+    caller's random stream is left where it was). The draws are independent, not
+    the same draws before and after: a Gamma or Dirichlet sampler draws by
+    rejection a count of random numbers that depends on its parameters, so after
+    training one seed no longer gives the same draws, and a fixed-seed comparison
+    fails at random for a correct pair. The check fails when no parameter
+    changed, or when the draws after tend to exceed the draws before beyond
+    chance: a one-sided Mann-Whitney U test (a rank test: ELBO draws are
+    heavy-tailed when a guide can draw a tiny scale, and one huge draw would
+    swamp a test of means) with p-value below ``max_p``. A few small steps often
+    lower the loss by less than its Monte Carlo noise, so a loss that is not seen
+    to fall passes as long as it is not seen to rise.
 
     :param int num_steps: SVI steps on the same batch.
     :param float lr: Adam's learning rate.
     :param loss: the ELBO estimator to train with (default :class:`pyro.infer.Trace_ELBO`).
-    :returns: ``(loss before, loss after)`` in nats per batch.
-    :raises AssertionError: when the loss after is not lower, or a step's loss is not finite.
+    :param int num_eval_particles: ELBO draws before and after (at least 2).
+    :param int seed: seed of the draws before (``seed + 1``: after).
+    :param float max_p: the smallest p-value of a rise that passes.
+    :returns: ``(loss before, loss after)``, each the mean of its draws, in nats per batch.
+    :raises AssertionError: when no parameter changed, the loss rose beyond chance, or a step's loss is
+        not finite.
     """
+    if num_eval_particles < 2:
+        raise ValueError(f"num_eval_particles must be at least 2 (for a standard error), got {num_eval_particles!r}")
     loss = _default_loss(loss)
     loss_value, params, _, _ = _parameters(model, guide, args, kwargs, loss)
     params = {name: p for name, p in params.values()}
     _assert_finite(loss_value)
 
-    def evaluate():
+    def evaluate(draw_seed):
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            total = sum(loss.loss(model, guide, *args, **kwargs) for _ in range(num_eval_particles))
-            return float(total) / num_eval_particles
+            torch.manual_seed(draw_seed)
+            return torch.tensor([float(loss.loss(model, guide, *args, **kwargs))
+                                 for _ in range(num_eval_particles)], dtype=torch.float64)
 
     with _restoring(params):
-        before = evaluate()
+        start = {name: p.detach().clone() for name, p in params.items()}
+        before = evaluate(seed)
         optimizer = torch.optim.Adam(list(params.values()), lr=lr)
         for step in range(num_steps):
             optimizer.zero_grad()
@@ -459,26 +562,38 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
                 raise AssertionError(f"SVI step {step}: the loss is {step_loss.item()}")
             step_loss.backward()
             optimizer.step()
-        after = evaluate()
-    if not after < before:
+        moved = any(not torch.equal(p, start[name]) for name, p in params.items())
+        after = evaluate(seed + 1)
+    steps = f"{num_steps} SVI steps (Adam, lr={lr})"
+    if not moved:
+        raise AssertionError(f"{steps} did not lower the loss: no parameter changed")
+    for name, draws in (("before", before), ("after", after)):
+        if not torch.isfinite(draws).all():
+            raise AssertionError(f"{steps}: an ELBO draw {name} training is not finite ({draws.tolist()})")
+    p_value = mannwhitneyu(after.numpy(), before.numpy(), alternative="greater").pvalue
+    if p_value < max_p:
         raise AssertionError(
-            f"{num_steps} SVI steps (Adam, lr={lr}) did not lower the loss: {before:.4g} nats "
-            f"before, {after:.4g} after (each the mean of {num_eval_particles} draws)"
+            f"{steps} did not lower the loss: it rose from {before.median().item():.4g} nats to "
+            f"{after.median().item():.4g} (medians of {num_eval_particles} independent draws each; one-sided "
+            f"Mann-Whitney p = {p_value:.2g}), more than chance explains"
         )
-    return before, after
+    mean_before, mean_after = before.mean().item(), after.mean().item()
+    return mean_before, mean_after
 
 
 def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unused=(),
-                      num_steps=10, lr=1e-3, torch_svi=False, **kwargs):
+                      num_steps=10, lr=1e-3, torch_svi=False, vectorized=True, seed=0, **kwargs):
     """Run every check of this module on a model/guide pair and a small batch.
 
     In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
     (only when ``reparameterized`` is true or ``loss`` is
     :class:`~pyrogen.infer.ReparamTrace_ELBO`, which needs it),
-    :func:`assert_shapes_agree`, :func:`assert_elbo_finite`,
-    :func:`assert_gradients_reach_parameters` and :func:`assert_svi_lowers_loss`
-    (skipped when ``num_steps`` is 0). ``args`` and ``kwargs`` go to both the
-    model and the guide, as in ``SVI.step``.
+    :func:`assert_shapes_agree`, :func:`assert_vectorizes` (unless ``vectorized``
+    is false, or the model leaves a discrete site to enumeration: such a pair is
+    neither run with vectorized particles nor evaluated by ``log_likelihood``),
+    :func:`assert_elbo_finite`, :func:`assert_gradients_reach_parameters` and
+    :func:`assert_svi_lowers_loss` (skipped when ``num_steps`` is 0). ``args`` and
+    ``kwargs`` go to both the model and the guide, as in ``SVI.step``.
 
     :param loss: the ELBO estimator (default :class:`pyro.infer.Trace_ELBO`).
     :param bool reparameterized: require every guide site to be reparameterized.
@@ -487,6 +602,8 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
     :param float lr: Adam's learning rate for the last check.
     :param bool torch_svi: the pair is trained by :class:`pyrogen.infer.TorchSVI`
         (plain ``nn.Module`` parameters need no registration with Pyro).
+    :param bool vectorized: check that the pair runs with an extra leading dimension of draws.
+    :param int seed: seed of the SVI check's ELBO draws.
     :returns: ``(loss before, loss after)`` of the SVI check, or None when skipped.
     """
     from pyrogen.infer import ReparamTrace_ELBO
@@ -495,9 +612,11 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
     if reparameterized or isinstance(loss, ReparamTrace_ELBO):
         assert_reparameterized(guide, *args, **kwargs)
     assert_shapes_agree(model, guide, *args, **kwargs)
+    if vectorized and not _has_enumerated_sites(model, guide, args, kwargs):
+        assert_vectorizes(model, guide, *args, **kwargs)
     assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
     assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, torch_svi=torch_svi,
                                       **kwargs)
     if num_steps:
-        return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, **kwargs)
+        return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, seed=seed, **kwargs)
     return None

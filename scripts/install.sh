@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything pyrogen needs on a fresh Debian machine, idempotently:
 # the Debian package dataset-fashion-mnist (the data, in /usr/share/datasets/fashion-mnist),
-# a virtual environment in .venv, and pyrogen with its test and docs extras at the exact
+# a virtual environment in .venv, and pyrogen with its test, docs, tables and tensorboard extras at the exact
 # versions of constraints.txt (pyproject.toml states the supported ranges).
 # With --browser, or on CI (CI set, as .ci/run is run), also Debian's chromium, for
 # tests/integration/test_browser.py (which skips, saying so, where it is absent).
@@ -43,9 +43,9 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the virtual environment .venv with $("$python_bin" --version 2>&1)"
   "$python_bin" -m venv .venv
 fi
-say "installing pyrogen and its test and docs extras into .venv at the versions of constraints.txt" \
+say "installing pyrogen and its extras into .venv at the versions of constraints.txt" \
     "(torch among them: a few minutes the first time, seconds after)"
-quietly .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test,docs]"
+quietly .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test,docs,tables,tensorboard]"
 say "checking that pyrogen, torch, torchvision, pyro and arviz import"
 .venv/bin/python -c "import pyrogen, torch, torchvision, pyro; from pyrogen.evaluation._arviz import import_arviz; import_arviz()"
 say "done: .venv/bin/pytest -q runs the tests"

@@ -366,3 +366,27 @@ def test_a_killed_writer_releases_its_lock_within_a_second(tmp_path):
             assert time.monotonic() < end
             time.sleep(0.01)
     assert json.dumps(sorted(os.listdir(tmp_path))) == "[]"
+
+
+WRITES = [("config.json", lambda run: run.write_json("config.json", {"kind": "vae"})),
+          ("evaluations/new.json", lambda run: run.write_json("evaluations/new.json", {})),
+          ("metrics.csv", lambda run: run.write_metrics([{"epoch": 1}])),
+          ("checkpoint.pt", lambda run: run.save_checkpoint(STATE)),
+          ("samples.png", lambda run: run.save_image("samples.png", torch.zeros(1, 1, 4, 4)))]
+
+
+@pytest.mark.parametrize("name, write", WRITES, ids=[n for n, _ in WRITES])
+def test_nothing_is_written_through_a_link_that_leaves_the_run(tmp_path, name, write):
+    run = _run_with_files(tmp_path / "run")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if name.startswith("evaluations/"):  # the folder is the link
+        os.rename(run.file("evaluations"), tmp_path / "moved")
+        os.symlink(outside, run.file("evaluations"))
+    else:
+        if os.path.lexists(run.file(name)):
+            os.unlink(run.file(name))
+        os.symlink(outside / name, run.file(name))
+    with pytest.raises(RunFileError, match="outside the run directory .*; refusing to write it"):
+        write(run)
+    assert os.listdir(outside) == []

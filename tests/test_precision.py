@@ -5,6 +5,8 @@ to within a stated tolerance of float32's test ELBO; "fp16" without a gradient
 scaler in the step is refused.
 """
 
+import math
+
 import pyro
 import pytest
 import torch
@@ -116,3 +118,22 @@ def test_a_checkpoint_of_another_precision_is_refused():
     state = Precision("bf16").state_dict()
     with pytest.raises(DataError, match=r"^the checkpoint was trained with precision 'bf16', not 'fp16'$"):
         Precision("fp16").load_state_dict(state)
+
+
+def test_gan_trains_in_bf16_under_the_loops_autocast(one_thread):
+    """The adversarial trainers take bf16 through the loop's autocast: 16-bit products, finite losses."""
+    from pyrogen.training.gan import build_gan_trainer, default_gan_config
+
+    config = default_gan_config("mlp", latent_dim=8, hidden=(32,))
+    config["train"].update(epochs=1, batch_size=25, log_every=2, num_fixed=16, precision="bf16")
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(100, 1, 28, 28, generator=g), torch.rand(40, 1, 28, 28, generator=g)
+    trainer = build_gan_trainer(config, device="cpu", progress=False, data=data)
+    dtypes = []
+    for m in trainer.generator.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    row = trainer.fit()[0]
+    assert torch.bfloat16 in dtypes
+    assert all(math.isfinite(row[k]) for k in ("loss_d", "loss_g"))
+    assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())

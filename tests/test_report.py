@@ -113,3 +113,12 @@ def test_runs_of_other_kinds_get_their_curves_plotted_and_reported(tmp_path, cap
     assert capsys.readouterr().out == f"wrote {run.file('plots/training_curves.png')}\n"
     page = build_report(run.path)
     assert page.count("data:image/png;base64,") == 1 and "loss_d" in page and "train.epochs" in page
+
+
+def test_settings_of_unexpected_types_are_listed_not_a_traceback():
+    """A hand-edited config.json (issue 27's battery): a schedule that is a list is shown as it is."""
+    from pyrogen.report import changed_settings, used_settings
+
+    config = {"kind": "vae", "train": {"kl_schedule": [1], "kl_cycles": 4, "epochs": "ten"}}
+    assert ("train.kl_schedule", [1]) in used_settings(config) and ("train.kl_cycles", 4) in used_settings(config)
+    assert ("train.epochs", "ten", 10) in changed_settings(config)

@@ -11,6 +11,7 @@ Burda et al. 2015).
 import numpy as np
 import torch
 
+from pyrogen.checks import is_integer
 from pyrogen.errors import DataError
 
 BINARIZATIONS = ("none", "static", "dynamic")
@@ -32,6 +33,25 @@ def check_images(x, name="x"):
     lo, hi = x.min().item(), x.max().item()
     if lo < 0 or hi > 1:
         raise DataError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+
+
+LOADER_VALUES = ("unit-interval", "any")
+"""What :class:`DeviceLoader` accepts: images in [0, 1], or any finite values."""
+
+
+def check_finite(x, name="x"):
+    """Check a batch of examples of any values: a non-empty, finite, floating-point tensor.
+
+    :raises DataError: naming ``name`` and what is wrong.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise DataError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
+        raise DataError(f"{name} must hold at least one example, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise DataError(f"{name} holds NaN or infinite values")
 
 
 def static_binarize(x, seed=0):
@@ -71,13 +91,21 @@ class DeviceLoader:
         permutation and binarization (same ``seed``) and keeps its contiguous
         share of each global batch of ``batch_size`` examples, so the ranks
         together see exactly the batches a single process would.
+    :param str values: ``"unit-interval"`` (the default): the data must be images in [0, 1];
+        ``"any"``: any finite values (a table, counts), whose support the likelihood checks;
+        binarization needs ``"unit-interval"``.
     """
 
     def __init__(self, data, batch_size, binarize="none", shuffle=True, drop_last=False,
-                 seed=0, device=None, labels=None, rank=0, world_size=1):
-        check_images(data, "data")
+                 seed=0, device=None, labels=None, rank=0, world_size=1, values="unit-interval"):
+        if values not in LOADER_VALUES:
+            raise DataError(f"values must be one of {LOADER_VALUES}, got {values!r}")
+        if values == "any" and binarize == "none":
+            check_finite(data, "data")
+        else:
+            check_images(data, "data")
         n = data.shape[0]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(
                 f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}"
             )
@@ -89,17 +117,17 @@ class DeviceLoader:
             data = static_binarize(data, seed)
         self.data = data
         self.labels = None if labels is None else labels.to(device)
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.binarize = binarize
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        if not is_integer(world_size) or world_size < 1:
             raise DataError(f"world_size must be a positive integer, got {world_size!r}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
+        if not is_integer(rank) or not 0 <= rank < world_size:
             raise DataError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
         if batch_size < world_size:
             raise DataError(f"batch_size {batch_size} is smaller than the number of processes {world_size}")
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = int(rank), int(world_size)
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     @property
@@ -327,7 +355,7 @@ class StreamingLoader:
         import os
 
         n = len(reader)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(
                 f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
         if binarize not in BINARIZATIONS:
@@ -339,7 +367,7 @@ class StreamingLoader:
             raise DataError("a streamed data set trains in a single process; run it without torchrun")
         if num_workers is None:
             num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
-        self.reader, self.batch_size, self.binarize = reader, batch_size, binarize
+        self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
         self.labels = reader.labels if labels is None else labels
         self._device = torch.device(device) if device is not None else torch.device("cpu")

@@ -18,6 +18,7 @@ import torch
 from pyro.distributions import Gamma
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
+from pyrogen.checks import is_integer
 
 
 class Erlang(Gamma):
@@ -31,9 +32,9 @@ class Erlang(Gamma):
     has_rsample = True
 
     def __init__(self, shape, rate, validate_args=None):
-        if isinstance(shape, bool) or not isinstance(shape, int) or shape < 1:
+        if not is_integer(shape) or shape < 1:
             raise ValueError(f"Erlang shape must be an integer >= 1, got {shape!r}")
-        self.k = shape
+        self.k = int(shape)
         (rate,) = broadcast_all(rate)
         super().__init__(torch.full_like(rate, float(shape)), rate, validate_args=validate_args)
 

@@ -42,6 +42,7 @@ from torch import nn
 from torch.distributions import biject_to, constraints, kl_divergence
 from torch.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 
+from pyrogen.checks import is_integer
 from pyrogen.distributions.erlang import Erlang
 from pyrogen.distributions.gompertz import Gompertz
 from pyrogen.distributions.projected_normal import ProjectedNormal
@@ -209,8 +210,9 @@ def _fisher_snedecor(df1, df2):
 def erlang_family(k):
     """The Erlang family with integer shape ``k`` (not learned) and learned rate, named ``"erlang:k"``
     (``"erlang"`` is ``k = 2``); :func:`get_family` builds it from its name."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_integer(k) or k < 1:
         raise LatentFamilyError(f"the Erlang shape must be an integer >= 1, got {k!r}")
+    k = int(k)
 
     def make(rate):
         return Erlang(k, rate, validate_args=False).to_event(1)

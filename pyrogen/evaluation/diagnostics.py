@@ -34,6 +34,7 @@ from pyro import poutine
 from torch.distributions import kl_divergence
 
 from pyrogen.errors import DataError
+from pyrogen.evaluation.progress import EvaluationProgress
 from pyrogen.infer.torch_svi import module_local
 
 
@@ -87,7 +88,7 @@ def mutual_information(q):
 
 
 @torch.no_grad()
-def aggregate_mutual_information(posteriors):
+def aggregate_mutual_information(posteriors, on_block=None):
     """:math:`I_q(x; z)` with the aggregate posterior over *all* examples: ``(mi, cap)``, nats.
 
     .. math:: \\hat I = \\frac{1}{N} \\sum_i \\Big[\\log q(z_i \\mid x_i)
@@ -101,6 +102,7 @@ def aggregate_mutual_information(posteriors):
     :param posteriors: a list of distributions q(z|x) for consecutive blocks of
         examples, each with batch shape ``(B_k,)`` (e.g. :func:`posterior` of each
         chunk of the data), or a single one.
+    :param on_block: called with each block's size once its terms are summed (progress), or None.
     """
     if not isinstance(posteriors, (list, tuple)):
         posteriors = [posteriors]
@@ -114,6 +116,8 @@ def aggregate_mutual_information(posteriors):
         own = q_i.log_prob(z)
         cross = torch.cat([q_j.log_prob(z.unsqueeze(1)) for q_j in posteriors], dim=1)  # (B_i, N)
         total += (own - (torch.logsumexp(cross, dim=1) - math.log(n))).sum().item()
+        if on_block is not None:
+            on_block(q_i.batch_shape[0])
     return total / n, math.log(n)
 
 
@@ -138,7 +142,8 @@ def _posterior_mean(q):
 
 
 @torch.no_grad()
-def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold=0.01, mi="full", **kwargs):
+def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold=0.01, mi="full", progress=False,
+                         **kwargs):
     """KL, mutual information and active units of a model/guide pair on a data set.
 
     :param torch.Tensor data: held-out examples on the model's device.
@@ -147,6 +152,8 @@ def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold
         (:func:`aggregate_mutual_information`, capped at log N); ``"batch"`` --
         He et al.'s per-batch estimate (:func:`mutual_information` of each chunk,
         averaged weighted by size, capped at log ``batch_size``).
+    :param bool progress: show a progress bar (each example counted once for its posterior and once for
+        its aggregate-posterior terms), and a line with the estimated time when it is long.
     :returns: dict ``{"kl": nats per example, "mi": nats, "mi_cap": nats (the
         estimator's ceiling), "active_units": int}``; ``mi`` is NaN for a guide whose
         density can be evaluated only at its own draws (planar and radial flows).
@@ -166,6 +173,23 @@ def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold
     """
     if mi not in ("full", "batch"):
         raise ValueError(f"mi must be 'full' or 'batch', got {mi!r}")
+    n, passes = data.shape[0], 2 if mi == "full" else 1
+    what = "KL, MI and active units" + (" (two passes)" if passes == 2 else "")
+    with EvaluationProgress(n * passes, what, enabled=progress) as bar:
+        kl_total, mi_total, means, qs = _diagnose_chunks(model, guide, data, batch_size, site, mi, bar, **kwargs)
+        count, _ = active_units(torch.cat(means), threshold)
+        if mi == "batch":
+            value, cap = mi_total / n, math.log(min(batch_size, n))
+        else:
+            try:
+                value, cap = aggregate_mutual_information(qs, on_block=bar.update)
+            except NotImplementedError:  # planar and radial flows: no density away from q's own draws
+                value, cap = math.nan, math.log(n)
+    return {"kl": kl_total / n, "mi": value, "mi_cap": cap, "active_units": count}
+
+
+def _diagnose_chunks(model, guide, data, batch_size, site, mi, bar, **kwargs):
+    """The per-chunk pass of :func:`collapse_diagnostics`: ``(KL sum, MI sum, posterior means, posteriors)``."""
     n = data.shape[0]
     kl_total, mi_total, means, qs = 0.0, 0.0, [], []
     for i in range(0, n, batch_size):
@@ -180,12 +204,5 @@ def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold
         else:
             qs.append(q)
         means.append(_posterior_mean(q).reshape(x.shape[0], -1))
-    count, _ = active_units(torch.cat(means), threshold)
-    if mi == "batch":
-        value, cap = mi_total / n, math.log(min(batch_size, n))
-    else:
-        try:
-            value, cap = aggregate_mutual_information(qs)
-        except NotImplementedError:  # planar and radial flows: no density away from q's own draws
-            value, cap = math.nan, math.log(n)
-    return {"kl": kl_total / n, "mi": value, "mi_cap": cap, "active_units": count}
+        bar.update(x.shape[0])
+    return kl_total, mi_total, means, qs

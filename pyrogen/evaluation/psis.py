@@ -196,18 +196,18 @@ def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=10
 
     :param torch.Tensor data: N examples, on the model's device.
     :param int num_samples: K draws per example, at least :data:`MIN_SAMPLES`.
-    :param bool progress: show a progress bar over the examples, with the time left
-        (K = 1000 takes minutes for 10,000 images on a CPU).
+    :param bool progress: show a progress bar over the examples, with the time left, and after the
+        first batch a line saying how long the whole will take (K = 1000 takes minutes for 10,000
+        images on a CPU).
     :returns: dict with ``"log_px"`` (mean over the data set, nats per example),
         ``"log_px_per_example"`` ``(N,)`` and ``"khat"`` ``(N,)``.
     """
-    from tqdm.auto import tqdm
+    from pyrogen.evaluation.progress import EvaluationProgress
 
     if num_samples < MIN_SAMPLES:
         raise ValueError(f"num_samples must be at least {MIN_SAMPLES} for PSIS, got {num_samples}")
     log_px, khat = [], []
-    with tqdm(total=data.shape[0], desc=f"log p(x), K = {num_samples}", unit="image", disable=not progress,
-              leave=False) as bar:
+    with EvaluationProgress(data.shape[0], f"log p(x), K = {num_samples}", enabled=progress) as bar:
         for i in range(0, data.shape[0], batch_size):
             lp, lw = log_likelihood(model, guide, data[i : i + batch_size], num_samples, chunk_size,
                                     return_log_weights=True, **kwargs)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from pyrogen.checks import is_integer
 from pyrogen.data import check_images
 from pyrogen.errors import DataError
 
@@ -150,7 +151,7 @@ def precision_recall(real_features, fake_features, k=3, chunk_size=1000):
         some real sample's k-NN ball, and of real samples within some generated
         sample's k-NN ball. Distances in float64.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not is_integer(k) or k < 1:
         raise DataError(f"k must be a positive integer, got {k!r}")
     real = torch.from_numpy(_as_features(real_features, "real_features", min_rows=k + 1))
     fake = torch.from_numpy(_as_features(fake_features, "fake_features", min_rows=k + 1))
@@ -247,10 +248,10 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
     import pyro
 
     from pyrogen.data import load_dataset
-    from pyrogen.runs import BUILT_IN_KINDS, open_run, read_splits
+    from pyrogen.rundirs import BUILT_IN_KINDS, open_run, read_splits
     from pyrogen.settings import migrate_data
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+    if not is_integer(num_samples) or num_samples < 2:
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
     run = open_run(run_dir, device)
     model = run.model()
@@ -306,7 +307,7 @@ def class_coverage(pred, num_classes=10, threshold=COVERAGE_THRESHOLD):
     :param float threshold: the share above which a class counts as covered.
     :returns: dict with the three entries (the entropy a float, the count an int).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_integer(num_classes) or num_classes < 1:
         raise DataError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not 0 <= threshold < 1:
         raise DataError(f"threshold must lie in [0, 1), got {threshold!r}")

@@ -34,12 +34,13 @@ phases taken at the same parameters).
 Example::
 
     >>> import torch
+    >>> x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))   # a batch of binary images
     >>> from pyrogen.infer import AdversarialAutoencoder
     >>> from pyrogen.models import VAE
     >>> from pyrogen.models.gan import LatentDiscriminator
     >>> vae = VAE(latent_dim=4, hidden=(32,))
     >>> aae = AdversarialAutoencoder(vae.model, vae.guide, LatentDiscriminator(4, (32,)))
-    >>> out = aae.step(torch.bernoulli(torch.full((8, 1, 28, 28), 0.3)))
+    >>> out = aae.step(x)
     >>> sorted(out)
     ['d_accuracy', 'd_fake', 'd_real', 'loss', 'loss_d', 'loss_g', 'loss_recon']
 """

@@ -42,11 +42,13 @@ gradient penalty of WGAN-GP, taken on interpolates of whole pairs, one
 gradient norm per example over x and z together). The generator and the
 encoder minimise, with :math:`s_q` and :math:`s_p` the scores of data and model pairs:
 
-* ``"minimax"``: :math:`V` itself, :math:`-\\mathbb{E}\\operatorname{softplus}(-s_q) - \\mathbb{E}\\operatorname{softplus}(s_p)`;
+* ``"minimax"``: :math:`V` itself,
+  :math:`-\\mathbb{E}\\operatorname{softplus}(-s_q) - \\mathbb{E}\\operatorname{softplus}(s_p)`;
 * ``"nonsaturating"``: the discriminator's loss with the labels swapped,
   :math:`\\mathbb{E}\\operatorname{softplus}(s_q) + \\mathbb{E}\\operatorname{softplus}(-s_p)`
   (Goodfellow et al.'s non-saturating trick, applied to both players);
-* ``"least-squares"``: likewise with swapped targets, :math:`\\tfrac12\\mathbb{E}(s_p - 1)^2 + \\tfrac12\\mathbb{E}s_q^2`;
+* ``"least-squares"``: likewise with swapped targets,
+  :math:`\\tfrac12\\mathbb{E}(s_p - 1)^2 + \\tfrac12\\mathbb{E}s_q^2`;
 * ``"wgan-gp"`` and ``"hinge"``: :math:`\\mathbb{E}s_q - \\mathbb{E}s_p` (as BigBiGAN, Donahue and
   Simonyan 2019, does for the hinge loss).
 

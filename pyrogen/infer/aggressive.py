@@ -36,7 +36,9 @@ into an inference-network group and a generator group: it takes one
 import math
 
 import torch
+from pyro.infer.util import is_validation_enabled
 
+from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.infer.torch_svi import module_local
 from pyrogen.optim import PerExampleLoss, clip_grad_norm
 
@@ -172,7 +174,8 @@ class AggressiveSVI:
 
     def _backward(self, x, **kwargs):
         self._zero()
-        loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
+        with nan_check(is_validation_enabled()):  # as TorchSVI: the caller reads the loss
+            loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
         loss.backward()
         if self.clip_norm is not None:
             self.last_grad_norm = clip_grad_norm(self.parameters, self.clip_norm)

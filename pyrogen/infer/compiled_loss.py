@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from pyrogen.errors import CompilationError, RecordingError
+from pyrogen.errors import CompilationError, RecordingError, RecordingMismatchError
 
 
 def _signature(args, kwargs):
@@ -60,6 +60,19 @@ def _rebuild(args, kwargs, tensors):
         if isinstance(kwargs[k], torch.Tensor):
             new_kwargs[k] = next(tensors)
     return new_args, new_kwargs
+
+
+CHECKED_STEPS = (2, 3, 10, 100)
+"""Calls of a recorded loss checked against its module, besides every 1,000th (:func:`checked_step`)."""
+
+
+def checked_step(step):
+    """Whether call ``step`` (counted from 1) of a :class:`RecordedLoss` is checked against the eager module."""
+    return step in CHECKED_STEPS or step % 1000 == 0
+
+
+def _cuda_devices(tensors):
+    return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
 
 
 def _check_leaves(loss, parameters):
@@ -100,6 +113,21 @@ class RecordedLoss(nn.Module):
     value that changes every step, such as a KL weight, as a 0-dimensional
     tensor so that it is an input of the graph, not a constant.
 
+    What a recorded loss may do: compute from its tensor arguments, its
+    module's parameters and buffers and fresh random draws, with the same sample
+    sites, plates and control flow at every call of a signature. What it may
+    not do: read a Python value that changes between calls (a KL weight taken
+    from a list or a global, a step counter, an attribute set by the training
+    loop), branch on a tensor's value, or use a ``pyro.param``; the first is
+    replayed as the constant it was when recorded. So a guard repeats chosen
+    calls eagerly (calls 2, 3, 10 and 100 of the module, then every 1,000th:
+    :func:`checked_step`) from the same random state and compares: a mismatch is
+    a :class:`~pyrogen.errors.RecordingMismatchError` (a ``RecordingError``) and
+    the step is not taken (the random state and buffers are put back, so the
+    caller can take it eagerly). The eager repetition runs under a forked random
+    state and with the buffers restored afterwards, so a guarded run draws and
+    computes exactly what an unguarded one does.
+
     The recording runs the module on real inputs, under a forked random state
     (the global generator does not move) and with Pyro's validation off, and
     keeps what the Python code did on that call: the model must not branch on
@@ -114,10 +142,13 @@ class RecordedLoss(nn.Module):
         :class:`~pyrogen.infer.ELBOModule`.
     :param int max_graphs: how many signatures to record.
     :raises pyrogen.errors.RecordingError: at the first call of a signature, when the
-        loss cannot be recorded or the recorded graph does not reproduce it.
+        loss cannot be recorded or the recorded graph does not reproduce it;
+        :class:`~pyrogen.errors.RecordingMismatchError` at a checked call whose
+        replay differs from the module's eager loss.
     """
 
     verify = True  # whether a recording must reproduce the eager loss to the bit
+    guard = True  # whether checked calls (checked_step) are repeated eagerly and compared
 
     def __init__(self, loss_module, max_graphs=8):
         super().__init__()
@@ -127,6 +158,7 @@ class RecordedLoss(nn.Module):
         self.max_graphs = max_graphs
         self._graphs = {}
         self._warned = False
+        self.calls = 0  # calls of forward, counted for the guard
 
     def _prepare(self, graph):
         """What runs the recorded graph: the graph itself (here), or its compilation."""
@@ -179,7 +211,41 @@ class RecordedLoss(nn.Module):
     def _first_call(self, run, inputs):
         return run(inputs)
 
+    def _agrees(self, replayed, eager):
+        """Whether a replayed loss is the eager one: to the bit for a recording."""
+        return torch.equal(replayed, eager)
+
+    def _guarded(self, run, inputs, args, kwargs):
+        """``run(inputs)``, checked against the eager module on the same draws; raises on a mismatch."""
+        state = list(self.loss_module.parameters()) + list(self.loss_module.buffers())
+        devices = _cuda_devices([*state, *inputs])
+        rng = torch.random.get_rng_state(), [torch.cuda.get_rng_state(d) for d in devices]
+        buffers = [b.detach().clone() for b in self.loss_module.buffers()]
+
+        def put_back():
+            with torch.no_grad():
+                for b, saved in zip(self.loss_module.buffers(), buffers):
+                    b.copy_(saved)
+
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
+            eager = self.loss_module(*args, **kwargs).detach()
+        put_back()
+        loss = run(inputs)
+        if not self._agrees(loss.detach(), eager):
+            torch.random.set_rng_state(rng[0])
+            for d, state_d in zip(devices, rng[1]):
+                torch.cuda.set_rng_state(state_d, d)
+            put_back()
+            raise RecordingMismatchError(
+                f"at call {self.calls} the recorded loss returned {loss.item()!r} where the model's Python code "
+                f"returned {eager.item()!r} on the same draws (it reads a Python value that changed since it was "
+                "recorded, such as a weight from a list or a global, which the recording replays as a constant); "
+                "pass such values as tensor arguments (kl_weight=torch.tensor(w)), or train without recording "
+                "(compile off)")
+        return loss
+
     def forward(self, *args, **kwargs):
+        self.calls += 1
         key = _signature(args, kwargs)
         run = self._graphs.get(key)
         if run is None:
@@ -193,6 +259,8 @@ class RecordedLoss(nn.Module):
             loss = self._first_call(run, _tensor_inputs(args, kwargs))
             self._graphs[key] = run
             return loss
+        if self.guard and checked_step(self.calls):
+            return self._guarded(run, _tensor_inputs(args, kwargs), args, kwargs)
         return run(_tensor_inputs(args, kwargs))
 
 
@@ -217,6 +285,11 @@ class CompiledLoss(RecordedLoss):
     """
 
     verify = False  # fused kernels round differently
+
+    def _agrees(self, replayed, eager):
+        """Fused kernels reorder floating-point sums: agreement to 1e-3 relative (a replayed stale
+        constant, such as a KL weight, is off by far more)."""
+        return bool(torch.allclose(replayed, eager.to(replayed.dtype), rtol=1e-3, atol=1e-6))
 
     def __init__(self, loss_module, max_graphs=8, **compile_options):
         super().__init__(loss_module, max_graphs=max_graphs)

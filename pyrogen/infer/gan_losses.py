@@ -95,7 +95,8 @@ class MinimaxLoss(GANLoss):
         return -F.softplus(-real_scores).mean() - F.softplus(fake_scores).mean()
 
     def discriminator_loss(self, real_scores, fake_scores):
-        """:math:`-V(D, G) = \\mathbb{E}[\\operatorname{softplus}(-s(x))] + \\mathbb{E}[\\operatorname{softplus}(s(G(z)))]`."""
+        """:math:`-V(D, G) = \\mathbb{E}[\\operatorname{softplus}(-s(x))]
+        + \\mathbb{E}[\\operatorname{softplus}(s(G(z)))]`."""
         return -self.value(real_scores, fake_scores)
 
     def generator_loss(self, fake_scores):
@@ -159,7 +160,8 @@ class WassersteinGPLoss(GANLoss):
         return -_check_scores(fake_scores, "fake_scores").mean()
 
     def penalty(self, discriminator, real, fake, epsilon=None):
-        """:math:`\\lambda\\, \\mathbb{E}[(\\lVert \\nabla_{\\hat x} D(\\hat x) \\rVert_2 - 1)^2]`, one norm per example.
+        """:math:`\\lambda\\, \\mathbb{E}[(\\lVert \\nabla_{\\hat x} D(\\hat x) \\rVert_2 - 1)^2]`, one norm per
+        example.
 
         :param discriminator: the critic, mapping ``(B, ...)`` to ``(B,)`` or ``(B, 1)`` scores.
         :param torch.Tensor real: real examples ``(B, ...)``.

@@ -17,10 +17,19 @@ the log-mean-exp is taken per example, and the subsample scale multiplies
 the per-example bound afterwards, as :class:`pyro.infer.Trace_ELBO` multiplies
 the per-example ELBO.
 
-:class:`pyro.infer.RenyiELBO` with ``alpha=0`` computes the same bound after
-summing the log-weights over every plate, i.e. it bounds the whole minibatch
-as one latent variable, :math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k \\prod_b w_{k,b}`,
-which is looser by a margin that grows with B (pyro-ppl/pyro issue 3104).
+:class:`pyro.infer.RenyiELBO` with ``alpha=0`` sums the log-weights only over
+the plates that not every site shares (``pyro.infer.util.get_dependent_plate_dims``,
+Pyro 1.4 and later) and takes the log-mean-exp per element of the plates that
+every site shares. So when every sample site is inside the data plate and the
+plate does not subsample, its bound is this one, draw for draw. It differs in
+two cases: a latent outside the data plate (a global latent) makes the data
+plate a dependent plate, and RenyiELBO then bounds the whole minibatch as one
+latent variable, :math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k \\prod_b w_{k,b}`,
+looser by a margin that grows with B (pyro-ppl/pyro issue 3104), where
+:class:`IWAE_ELBO` refuses; and a subsampled data plate, whose N/B scale
+RenyiELBO applies to the log-weights inside the log-mean-exp (estimating
+:math:`\\mathbb{E}\\log\\frac{1}{K}\\sum_k w_k^{N/B}`), where :class:`IWAE_ELBO`
+multiplies the per-example bound by it.
 """
 
 import math
@@ -32,11 +41,11 @@ from pyro import poutine
 from pyro.distributions.util import is_validation_enabled, scale_and_mask
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
-from pyro.util import check_model_guide_match
+from pyro.util import check_model_guide_match, warn_if_nan
 from torch import nn
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
-from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, scored_sites
+from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, nan_check, scored_sites, warn_if_nan_loss
 from pyrogen.infer.torch_svi import module_local
 
 PARTICLE_PLATE = "num_particles_vectorized"
@@ -136,7 +145,8 @@ class IWAE_ELBO(ELBO):
     ``(K, B)``. The bound of each example is ``logsumexp`` over K minus
     :math:`\\log K`; the loss is minus their sum (times N/B when subsampled),
     in nats per batch. Every sample site must be inside the plate named
-    ``data_plate``; a latent shared by all examples has no per-example bound
+    ``data_plate`` (``"data"`` by default: pass the name of your plate over the
+    examples); a latent shared by all examples has no per-example bound
     (use :class:`pyro.infer.RenyiELBO` with ``alpha=0`` for a global latent).
 
     Gradients. The default is the IWAE gradient of the bound,
@@ -202,10 +212,12 @@ class IWAE_ELBO(ELBO):
         for name, site in scored_sites(trace, observed=observed):
             frames = [f for f in site["cond_indep_stack"] if f.name == self.data_plate]
             if not frames or frames[0].dim is None:
+                plates = [f.name for f in site["cond_indep_stack"] if f.vectorized and f.name != PARTICLE_PLATE]
                 raise ValueError(
-                    f"IWAE_ELBO bounds each element of pyro.plate({self.data_plate!r}) separately, but "
-                    f"site {name!r} is not inside that plate (a latent shared by all examples has no "
-                    "per-example bound; use pyro.infer.RenyiELBO(alpha=0) for it)"
+                    f"IWAE_ELBO bounds each element of pyro.plate({self.data_plate!r}) separately, but site "
+                    f"{name!r} is not inside that plate (its plates: {plates}); name the plate over the examples "
+                    f"with IWAE_ELBO(data_plate=...), or, for a latent shared by all examples (no per-example "
+                    "bound), use pyro.infer.RenyiELBO(alpha=0)"
                 )
             frame = frames[0]
             scale = frame.full_size / frame.size if frame.full_size is not None else 1.0
@@ -261,7 +273,7 @@ class IWAE_ELBO(ELBO):
         if not self.dreg or not torch.is_grad_enabled():
             log_w, scale = self.log_weights(model, guide, *args, **kwargs)
             bound = torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
-            return -(bound * scale).sum()
+            return warn_if_nan_loss(-(bound * scale).sum())
         mode = get_proxy_mode()
         if mode is not None and not getattr(mode, "pre_dispatch", False):
             raise NotImplementedError(
@@ -279,7 +291,7 @@ class IWAE_ELBO(ELBO):
         if mode is None and self.one_pass:
             loss = self._dreg_one_pass(particles_model, guide_trace, stopped_trace, args, kwargs)
             if loss is not None:
-                return loss
+                return warn_if_nan_loss(loss)
         model_trace = poutine.trace(poutine.replay(particles_model, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
@@ -294,7 +306,7 @@ class IWAE_ELBO(ELBO):
         surrogate = (weights**2 * log_w + (weights - weights**2) * log_p_detached_z).sum(0) * scale
         bound = (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])) * scale
         total = surrogate.sum()
-        return -(bound.sum() + total - total.detach())
+        return warn_if_nan_loss(-(bound.sum() + total - total.detach()))
 
     def _dreg_one_pass(self, particles_model, guide_trace, stopped_trace, args, kwargs):
         """DReG with one pass of the model: the surrogate
@@ -334,8 +346,14 @@ class IWAE_ELBO(ELBO):
         total = surrogate.sum()
         return -(bound.sum() + total - total.detach())
 
-    # the loss as a float, and the loss with its (IWAE or DReG) gradients, from differentiable_loss
-    loss = ReparamTrace_ELBO.loss
+    def loss(self, model, guide, *args, **kwargs):
+        """Minus the bound (nats) as a float, warning when it is NaN; computed without gradients, so a guide
+        that is not reparameterized can be evaluated (only training needs pathwise gradients)."""
+        with torch.no_grad(), nan_check(False):
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        return warn_if_nan(loss.item(), "loss")
+
+    # the loss with its (IWAE or DReG) gradients, from differentiable_loss
     loss_and_grads = ReparamTrace_ELBO.loss_and_grads
 
 

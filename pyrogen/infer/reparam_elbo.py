@@ -1,5 +1,8 @@
 """The ELBO of reparameterized guides, with Trace_ELBO's values, gradients and checks."""
 
+import contextlib
+import contextvars
+
 import torch
 from pyro import poutine
 from pyro.distributions.util import is_identically_zero, is_validation_enabled, scale_and_mask
@@ -8,6 +11,34 @@ from pyro.infer.util import MultiFrameTensor, get_plate_stacks
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape, warn_if_nan
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+_CHECK_NAN = contextvars.ContextVar("pyrogen_check_nan", default=True)
+
+
+@contextlib.contextmanager
+def nan_check(enabled):
+    """Within the block, whether ``differentiable_loss`` of pyrogen's ELBOs warns of a NaN loss.
+
+    They warn always, as :class:`pyro.infer.Trace_ELBO` does; the check reads the
+    loss on the host (a device synchronisation), so :class:`~pyrogen.infer.TorchSVI`'s
+    step turns it off unless Pyro's validation is on: its caller reads the loss
+    every few steps anyway (:class:`~pyrogen.training.FitLoop` stops on a NaN).
+    """
+    token = _CHECK_NAN.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CHECK_NAN.reset(token)
+
+
+def warn_if_nan_loss(loss):
+    """Pyro's "Encountered NaN: loss" warning (and its backward hook), as Trace_ELBO's ``differentiable_loss``
+    gives it; skipped inside :func:`nan_check` ``(False)`` and while ``make_fx`` records the loss (a recorded
+    graph has no host read)."""
+    if _CHECK_NAN.get() and get_proxy_mode() is None and not torch.compiler.is_compiling():
+        warn_if_nan(loss, "loss")
+    return loss
 
 
 def trace_pair(model, guide, args, kwargs, max_plate_nesting=float("inf")):
@@ -136,10 +167,11 @@ class ReparamTrace_ELBO(ELBO):
     Trace_ELBO's checks: ``check_model_guide_match``, the site-shape check
     (a batched site outside a plate without ``.to_event`` is Pyro's
     ``ValueError``), the warning for guide sites marked for enumeration, and
-    "Encountered NaN" warnings naming the site (Trace_ELBO warns of a NaN loss
-    also with validation off; this estimator only under validation, since the
-    check reads the loss on the host, which :class:`~pyrogen.infer.TorchSVI`'s
-    hot loop avoids). A reparameterized site whose
+    "Encountered NaN" warnings naming the site. A NaN loss warns always, as
+    with Trace_ELBO, except inside :class:`~pyrogen.infer.TorchSVI`'s step with
+    validation off (the check reads the loss on the host; the training loop
+    reads it every ``log_every`` steps and stops on a NaN) and in a recorded
+    graph (:class:`~pyrogen.infer.RecordedLoss`). A reparameterized site whose
     distribution still has a score-function part (Pyro's
     :class:`~pyro.distributions.Rejector`, e.g. ``ShapeAugmentedGamma``) gets
     Trace_ELBO's surrogate term, so its gradient is unbiased and equal to
@@ -156,11 +188,27 @@ class ReparamTrace_ELBO(ELBO):
     :param int max_plate_nesting: bound on the number of nested plates (only
         needed with ``vectorize_particles``; guessed when infinite).
     :param bool vectorize_particles: draw the particles in one vectorized run.
+    :param bool strict_enumeration_warning: accepted for Trace_ELBO's signature,
+        which also ignores it (only :class:`pyro.infer.TraceEnum_ELBO` reads it).
+    :param bool ignore_jit_warnings: accepted for Trace_ELBO's signature; this
+        estimator is not JIT-compiled (see :class:`~pyrogen.infer.TorchSVI`'s ``compile``).
+    :param dict jit_options: likewise accepted and unused.
+    :param bool retain_graph: passed to ``backward`` by :meth:`loss_and_grads`, as
+        Trace_ELBO passes it.
+    :param float tail_adaptive_beta: accepted for :class:`pyro.infer.ELBO`'s signature, unused.
+
+    Every keyword of :class:`pyro.infer.Trace_ELBO` is accepted, so the class
+    swaps into code written for it.
     """
 
-    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), vectorize_particles=False):
+    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), max_iarange_nesting=None,
+                 vectorize_particles=False, strict_enumeration_warning=True, ignore_jit_warnings=False,
+                 jit_options=None, retain_graph=None, tail_adaptive_beta=-1.0):
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         vectorize_particles=vectorize_particles)
+                         max_iarange_nesting=max_iarange_nesting, vectorize_particles=vectorize_particles,
+                         strict_enumeration_warning=strict_enumeration_warning,
+                         ignore_jit_warnings=ignore_jit_warnings, jit_options=jit_options,
+                         retain_graph=retain_graph, tail_adaptive_beta=tail_adaptive_beta)
 
     def _get_trace(self, model, guide, args, kwargs):
         """One particle: the guide's trace and the model's trace replayed against it.
@@ -238,21 +286,27 @@ class ReparamTrace_ELBO(ELBO):
         loss = -elbo if self.num_particles == 1 else -elbo / self.num_particles  # t / 1 is t
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(loss)
-        if is_validation_enabled():  # a host synchronisation: not in TorchSVI's unvalidated hot loop
-            warn_if_nan(loss, "loss")
-        return loss
+        return warn_if_nan_loss(loss)
 
     def loss(self, model, guide, *args, **kwargs):
-        """The negative ELBO (nats) as a float, without gradients."""
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+        """The negative ELBO (nats) as a float, warning when it is NaN.
+
+        As :meth:`pyro.infer.Trace_ELBO.loss`, it runs the model and guide with
+        autograd as the caller has it (not under ``torch.no_grad``), so a model
+        that calls :func:`torch.autograd.grad` works; the graph is freed on return.
+        """
+        with nan_check(False):
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        return warn_if_nan(loss.item(), "loss")
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        """The negative ELBO (nats) as a float; gradients accumulate in the parameters."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        """The negative ELBO (nats) as a float, warning when it is NaN; gradients accumulate in the
+        parameters (``backward(retain_graph=self.retain_graph)``)."""
+        with nan_check(False):
+            loss = self.differentiable_loss(model, guide, *args, **kwargs)
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
-        return loss.item()
+        return warn_if_nan(loss.item(), "loss")
 
 
 def _log_r(model_trace, guide_trace):

@@ -3,10 +3,12 @@
 import functools
 
 import torch
+from pyro.infer.util import is_validation_enabled
 from pyro.nn import PyroModule
 from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
+from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.precision import Precision
 
 
@@ -81,7 +83,11 @@ class TorchSVI:
         per-step Python, no compiler needed. ``True`` records the graph and compiles
         it (:class:`~pyrogen.infer.CompiledLoss`); the first step of each shape pays
         the compilation. Both are for models whose sample sites and control flow do
-        not depend on the data's values.
+        not depend on the data's values and that read no Python value that changes
+        between steps (pass a changing KL weight as a tensor argument): a guard
+        repeats steps 2, 3, 10, 100 and every 1,000th eagerly on the same draws and
+        raises :class:`~pyrogen.errors.RecordingMismatchError`, the step untaken,
+        when they disagree (see :ref:`recorded-models`).
     :param precision: a :class:`~pyrogen.precision.Precision` (or its name, ``"32"``, ``"bf16"``,
         ``"fp16"``) for mixed-precision steps: the loss computed under autocast, the backward pass
         and the optimizer step through its gradient scaler under ``"fp16"``. None or ``"32"``: the
@@ -129,14 +135,15 @@ class TorchSVI:
         self.optim.zero_grad(set_to_none=True)
         if self.precision is not None:
             return self._mixed_step(*args, **kwargs)
-        loss = self.loss_module(*args, **kwargs)
+        with nan_check(is_validation_enabled()):  # no host read per step: the caller reads the loss
+            loss = self.loss_module(*args, **kwargs)
         (loss * self._gradient_scale if self._gradient_scale != 1.0 else loss).backward()
         self.optim.step()
         return loss.detach()
 
     def _mixed_step(self, *args, **kwargs):
         """:meth:`step` under :attr:`precision`: the forward pass autocast, the backward pass outside it."""
-        with self.precision.autocast():
+        with self.precision.autocast(), nan_check(is_validation_enabled()):
             loss = self.loss_module(*args, **kwargs)
         loss = loss.float()
         self.precision.backward(loss * self._gradient_scale if self._gradient_scale != 1.0 else loss)
@@ -147,4 +154,5 @@ class TorchSVI:
     @torch.no_grad()
     def evaluate_loss(self, *args, **kwargs):
         """The loss without a gradient step, as a detached tensor."""
-        return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        with nan_check(is_validation_enabled()):
+            return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)

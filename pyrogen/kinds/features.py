@@ -2,11 +2,9 @@
 measures (``pyrogen train features``). Not a run of a generative model: a fixed recipe, no
 ``config.json`` (a manifest with the weights' SHA-256 instead), nothing to sample, evaluate or resume."""
 
-import argparse
-
 from pyrogen.errors import PyrogenError
 from pyrogen.kinds import options as O
-from pyrogen.kinds.base import RunKind
+from pyrogen.kinds.base import RunKind, lazy
 
 NOT_A_MODEL = ("{run!r} holds the sample-quality feature network's cache (a classifier), not a generative "
                "model; {what} a run made by 'pyrogen train vae|ae|gan|ali|aae'")
@@ -20,37 +18,16 @@ def add_options(p):
     p.add_argument("--force", action="store_true", help="retrain even if a valid cached network exists")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     O.add_threads(p)
-    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # refused in one line
-
-
-def train(cache_dir=None, force=False, progress=True, echo=print):
-    """Keep a valid cached network (unless ``force``), else train and cache one; say its test accuracy.
-
-    :returns: the manifest (recipe, test accuracy, SHA-256 of the weights).
-    """
-    from pyrogen.evaluation import features as F
-
-    path, _ = F.default_paths(cache_dir)
-    if not force:
-        try:
-            _, manifest = F.load_classifier(cache_dir)
-            echo(f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
-                 f"sha256 {manifest['sha256']}")
-            return manifest
-        except F.FeatureNetworkError:
-            pass
-    _, manifest = F.train_feature_network(cache_dir, progress=progress)
-    echo(f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
-         f"trained in {manifest['train_seconds']} s")
-    return manifest
+    p.add_argument("--resume", action="store_true", help=O.SUPPRESS)  # refused in one line
 
 
 def standalone(args, progress):
-    """``pyrogen train features``: see :func:`train`; it does not resume (one go, a fixed recipe)."""
+    """``pyrogen train features`` (:func:`pyrogen.runs.train_features`); it does not resume (one go, a
+    fixed recipe)."""
     if args.resume:
         raise PyrogenError("pyrogen train features does not resume: the feature network trains in one go by "
                            "its fixed recipe; --force trains it again")
-    train(args.cache_dir, args.force, progress)
+    lazy("pyrogen.runs:train_features")(args.cache_dir, args.force, progress)
 
 
 KIND = RunKind(

@@ -1,20 +1,28 @@
 """Command-line options declared once: the value types and the groups every command shares.
 
 The functions here receive the parser (or a group of it) and add options; the
-value types turn an option's text into its value or raise
-``argparse.ArgumentTypeError`` with one line (``expected ..., got ...``), which
-the command line prints as ``pyrogen: error: argument --NAME: ...`` with exit
-status 2. Every float option is finite; every size has an upper bound beyond
-which the networks, batches or images would not fit in memory.
+value types turn an option's text into its value or raise :class:`OptionValueError`
+with one line (``expected ..., got ...``), which the command line's parser
+(:mod:`pyrogen.cli`, the one module that imports argparse) prints as
+``pyrogen: error: argument --NAME: ...`` with exit status 2. Every float option is
+finite; every size has an upper bound beyond which the networks, batches or images
+would not fit in memory.
 """
 
-import argparse
 import math
 import os
 import re
 
 from pyrogen.data import BINARIZATIONS, DATASETS
 from pyrogen.errors import PyrogenError
+
+SUPPRESS = "==SUPPRESS=="
+"""argparse's mark of an option left out of ``--help`` (``argparse.SUPPRESS``)."""
+
+
+class OptionValueError(ValueError):
+    """An option's value that its type refuses; the message is the line after ``argument --NAME:``."""
+
 
 MAX_WIDTH = 65536
 """The largest ``--latent-dim``, ``--hidden`` or ``--channels`` accepted (larger ones do not fit in memory)."""
@@ -40,9 +48,9 @@ def positive_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise OptionValueError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise OptionValueError(f"expected a positive integer, got {value}")
     return value
 
 
@@ -50,9 +58,9 @@ def non_negative_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+        raise OptionValueError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        raise OptionValueError(f"expected an integer >= 0, got {text!r}")
     return value
 
 
@@ -61,7 +69,7 @@ def bounded_int(limit, why=""):
     def parse(text):
         value = positive_int(text)
         if value > limit:
-            raise argparse.ArgumentTypeError(f"expected a positive integer <= {limit}{why}, got {value}")
+            raise OptionValueError(f"expected a positive integer <= {limit}{why}, got {value}")
         return value
     return parse
 
@@ -70,7 +78,7 @@ def seed(text):
     """A seed: an integer from 0 to :data:`MAX_SEED`."""
     value = non_negative_int(text)
     if value > MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text}")
+        raise OptionValueError(f"expected an integer from 0 to {MAX_SEED}, got {text}")
     return value
 
 
@@ -78,9 +86,9 @@ def _float(text, expected, ok):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        raise OptionValueError(f"expected {expected}, got {text!r}") from None
     if not math.isfinite(value) or not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        raise OptionValueError(f"expected {expected}, got {text!r}")
     return value
 
 
@@ -109,13 +117,13 @@ def device(text):
     try:
         parsed = torch.device(text)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+        raise OptionValueError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
     if parsed.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+        raise OptionValueError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"expected a device that exists, got {text!r}: no CUDA GPU is available")
+        raise OptionValueError(f"expected a device that exists, got {text!r}: no CUDA GPU is available")
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"expected a device that exists, got {text!r}: there are "
+        raise OptionValueError(f"expected a device that exists, got {text!r}: there are "
                                          f"{torch.cuda.device_count()} CUDA devices")
     return text
 
@@ -123,16 +131,16 @@ def device(text):
 def run_dir(text):
     """An output run directory: a non-empty path that is not the file system's root."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory for the run, got an empty path ''")
+        raise OptionValueError("expected a directory for the run, got an empty path ''")
     if os.path.abspath(text) == os.path.abspath(os.sep):
-        raise argparse.ArgumentTypeError(f"expected a directory of its own for the run, got the root {text!r}")
+        raise OptionValueError(f"expected a directory of its own for the run, got the root {text!r}")
     return text
 
 
 def out_file(text):
     """An output file: a non-empty path."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a file path, got an empty path ''")
+        raise OptionValueError("expected a file path, got an empty path ''")
     return text
 
 
@@ -143,13 +151,13 @@ def latent_family(vamp):
 
         if vamp and re.fullmatch(r"vamp:[1-9][0-9]*", text):
             if int(text.split(":")[1]) > MAX_PSEUDO_INPUTS:
-                raise argparse.ArgumentTypeError(f"expected vamp:K with K <= {MAX_PSEUDO_INPUTS} pseudo-inputs, "
+                raise OptionValueError(f"expected vamp:K with K <= {MAX_PSEUDO_INPUTS} pseudo-inputs, "
                                                  f"got {text!r}")
             return text
         try:
             get_family(text)
         except LatentFamilyError as e:
-            raise argparse.ArgumentTypeError(str(e) + ("" if not vamp else "; or vamp:K for the VampPrior")) from None
+            raise OptionValueError(str(e) + ("" if not vamp else "; or vamp:K for the VampPrior")) from None
         return text
     return parse
 
@@ -161,14 +169,14 @@ def flow(text):
     try:
         parse_flow(text)
     except LatentFamilyError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise OptionValueError(str(e)) from None
     return text
 
 
 def sampler(text):
     match = re.fullmatch(r"gmm:([1-9][0-9]*)", text)
     if text != "prior" and match is None:
-        raise argparse.ArgumentTypeError(f"expected 'prior' or 'gmm:K' with K >= 1 components, got {text!r}")
+        raise OptionValueError(f"expected 'prior' or 'gmm:K' with K >= 1 components, got {text!r}")
     return text
 
 
@@ -228,7 +236,7 @@ def image_size(text):
     try:
         return parse_image_size(text)
     except PyrogenError as e:
-        raise argparse.ArgumentTypeError(f"expected H or HxW in pixels, got {text!r}") from e
+        raise OptionValueError(f"expected H or HxW in pixels, got {text!r}") from e
 
 
 def fraction(text):
@@ -238,7 +246,7 @@ def fraction(text):
     except ValueError:
         value = math.nan
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+        raise OptionValueError(f"expected a number strictly between 0 and 1, got {text!r}")
     return value
 
 
@@ -264,10 +272,12 @@ def add_source(g, channels_flag="--channels"):
                         "(default: 0.1)")
     g.add_argument("--split-seed", type=non_negative_int, default=0,
                    help="with --data: the seed of the test split's draw, recorded in the run (default: 0)")
-    g.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--stream", action="store_const", const=True, default=None,
                    help="with --data: read training batches from disk in worker processes (a .npy or a folder) "
                         "instead of holding the data in memory (default: stream when the data exceed half the "
                         "available memory)")
+    g.add_argument("--no-stream", action="store_const", const=False, dest="stream",
+                   help="with --data: hold the data in memory however large (default: as --stream says)")
     g.add_argument("--num-workers", type=non_negative_int, default=None,
                    help="with --stream: worker processes reading batches (default: one less than the CPU cores, "
                         "1 to 4)")

@@ -15,8 +15,7 @@ def add_options(p):
     """Options of ``pyrogen train vae`` and ``pyrogen train ae``."""
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
     from pyrogen.networks import ARCHITECTURES
-    from pyrogen.settings import AUTO_COMPILE_MIN_STEPS, COMPILE_MODES
-    from pyrogen.training.vae import ELBO_CHOICES
+    from pyrogen.settings import AUTO_COMPILE_MIN_STEPS, COMPILE_MODES, ELBO_NAMES
 
     O.add_run(p, resumed=" model, data and optimizer options are then read from the run, and")
     g = p.add_argument_group("model")
@@ -44,7 +43,7 @@ def add_options(p):
                         "trace); K, the importance samples per example, of --elbo iwae (default: 1)")
     g.add_argument("--lr", type=O.positive_float, default=None,
                    help="learning rate (default: 1e-3; 1.0 with --recipe he2019, 1e-3 with he2019-image)")
-    g.add_argument("--elbo", choices=ELBO_CHOICES, default="auto",
+    g.add_argument("--elbo", choices=ELBO_NAMES, default="auto",
                    help="the objective: auto picks meanfield where KL(q||p) of every latent site has a closed "
                         "form, else trace, and says which at the start; trace: Monte Carlo KL (Trace_ELBO); "
                         "meanfield: analytic KL (TraceMeanField_ELBO); iwae: the importance-weighted bound of "
@@ -274,9 +273,7 @@ def add_vae_command_options(p):
 def finish(trainer, echo):
     """After training: the best-validation weights where the lr decayed, the pictures, and the
     end-of-training evaluation (test ELBO, log p(x) with its PSIS diagnostic), printed and written."""
-    from pyrogen.runs import final_evaluation
-
-    final_evaluation(trainer, echo)
+    lazy("pyrogen.runs:final_evaluation")(trainer, echo)
 
 
 def note_on_extending(settings, epochs):

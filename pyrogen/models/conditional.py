@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
+from pyrogen.checks import is_integer
 from pyrogen.distributions import ParameterHead, get_family, get_likelihood
 from pyrogen.errors import DataError
 from pyrogen.networks import MLP
@@ -88,12 +89,13 @@ class ConditionalVAE(PyroModule):
     def __init__(self, num_classes=10, latent_dim=20, image_shape=(1, 28, 28), hidden=(400,),
                  likelihood="bernoulli"):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        if not is_integer(num_classes) or num_classes < 2:
             raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        if not is_integer(latent_dim) or latent_dim < 1:
             raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         if not hidden:
             raise DataError("hidden must name at least one hidden layer width")
+        num_classes, latent_dim = int(num_classes), int(latent_dim)
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
         self.likelihood = get_likelihood(likelihood)
         self.posterior_family = get_family("normal")

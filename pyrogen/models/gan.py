@@ -51,6 +51,7 @@ from pyro.nn import PyroModule, pyro_method
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from pyrogen.checks import is_integer
 from pyrogen.errors import DataError
 from pyrogen.models.conditional import check_labels
 from pyrogen.networks import _flatten_batch, check_slope, dcgan_init_
@@ -255,8 +256,9 @@ class Generator(PyroModule):
     def __init__(self, latent_dim=100, image_shape=(1, 28, 28), architecture="dcgan", hidden=(256, 256),
                  channels=64, network=None, projection_norm="feature"):
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        if not is_integer(latent_dim) or latent_dim < 1:
             raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        latent_dim = int(latent_dim)
         self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
         self.network = network if network is not None else build_generator_network(
             architecture, latent_dim, self.image_shape, hidden, channels, projection_norm)
@@ -330,10 +332,11 @@ class ConditionalGenerator(PyroModule):
     def __init__(self, num_classes=10, latent_dim=100, image_shape=(1, 28, 28), architecture="dcgan",
                  hidden=(256, 256), channels=64, network=None, projection_norm="feature"):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        if not is_integer(num_classes) or num_classes < 2:
             raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        if not is_integer(latent_dim) or latent_dim < 1:
             raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        num_classes, latent_dim = int(num_classes), int(latent_dim)
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
         self.network = network if network is not None else build_generator_network(
             architecture, latent_dim + num_classes, self.image_shape, hidden, channels, projection_norm)

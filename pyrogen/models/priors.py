@@ -159,7 +159,7 @@ class VampPrior(nn.Module):
     A pixel moves by up to Adam's step in w plus its step in b per update (about 2 lr),
     where the sigmoid's pixel moves by at most lr/4: on Fashion-MNIST (10 epochs, K = 500,
     seed 0) log p(x) rises from −247.82 nats (sigmoid) to −247.00 (pythae's VAMP: −247.05),
-    and over three seeds it is level with pythae's (``benchmarks/catalogue.py``, README).
+    and over three seeds it is level with pythae's (``benchmarks/catalogue.py``, docs/bounds.rst).
 
     With ``pseudo_inputs="sigmoid"`` (runs made before the option) :math:`u_k = \\sigma(\\ell_k)`,
     ``pseudo_logits`` :math:`\\ell \\sim \\mathcal N(0, 0.01^2)`, so the pseudo-inputs start near 0.5.

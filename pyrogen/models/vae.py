@@ -37,15 +37,17 @@ from pyrogen.distributions import LatentFamilyError, ParameterHead, get_family, 
 from pyrogen.errors import DataError
 from pyrogen.models.flows import AmortizedFlow
 from pyrogen.models.priors import PSEUDO_INPUTS, VampPrior
-from pyrogen.networks import build_decoder, build_encoder, dcgan_init_
+from pyrogen.networks import INPUT_TRANSFORMS, InputTransform, build_decoder, build_encoder, dcgan_init_
 
 
 def _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder):
     """Refuse sizes that would only fail deep inside torch (or build a network with no units)."""
     if not is_count(latent_dim):
         raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-    if sizes(image_shape, 3) is None:
-        raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
+    shape = sizes(image_shape)
+    if shape is None or len(shape) not in (1, 3):
+        raise DataError(f"image_shape must be (channels, height, width) or (features,) of positive integers, "
+                        f"got {image_shape!r}")
     widths = (hidden,) if is_integer(hidden) else hidden
     if encoder is None or decoder is None:
         if not isinstance(widths, (tuple, list)) or not widths or not all(is_count(h) for h in widths):
@@ -95,8 +97,9 @@ def check_observations(x, image_shape, likelihood, dtype=torch.float32):
                                         else f" (convert with x.to({dtype}))"))
     if x.shape[1:].numel() != torch.Size(image_shape).numel():  # sizes only: no tensor operation per call
         raise DataError(
-            f"x must have shape (B, {', '.join(map(str, image_shape))}) or "
-            f"(B, {torch.Size(image_shape).numel()}), got {tuple(x.shape)}"
+            f"x must have shape (B, {', '.join(map(str, image_shape))})"
+            + (f" or (B, {torch.Size(image_shape).numel()})" if len(image_shape) > 1 else "")
+            + f", got {tuple(x.shape)}"
         )
     x = x.reshape((x.shape[0],) + image_shape)
     if is_validation_enabled():
@@ -115,7 +118,10 @@ class VAE(PyroModule):
 
     :param int latent_dim: dimension of z.
     :param tuple image_shape: ``(C, H, W)`` of one example; batches may come as
-        ``(B, C, H, W)`` or flattened ``(B, C*H*W)``.
+        ``(B, C, H, W)`` or flattened ``(B, C*H*W)``. Flat vectors of ``D`` features (a
+        table, a count matrix) are ``(D,)``, with the ``"mlp"`` architecture: the model's
+        event shape is then ``(D,)``. The convolutional architectures take any ``(C, H, W)``
+        (sides that are not multiples of 4 are padded; :func:`pyrogen.networks.conv_sides`).
     :param str architecture: ``"mlp"`` or ``"conv"`` encoder and decoder.
     :param tuple hidden: hidden widths of the encoder (the decoder mirrors them).
     :param likelihood: name (see :data:`pyrogen.distributions.LIKELIHOODS`) or a
@@ -152,6 +158,8 @@ class VAE(PyroModule):
         ``decoder_activation``); None (the default) for the networks' own defaults. ``init_std``
         also starts the encoder's parameter head (the code's mean and scale layers) at N(0, ``init_std``)
         with zero biases, as ALI's last encoder layer (their 1x1 convolution to the mean and log-scale).
+    :param str input_transform: ``"none"`` (the default) or ``"log1p"``: the encoder sees log(1 + x), as
+        count data want (:class:`pyrogen.networks.InputTransform`); the likelihood still scores x.
 
     With a flow or a VampPrior, KL(q || p) has no closed form and is estimated by
     Monte Carlo: :attr:`posterior_family` (resp. :attr:`prior_family`) is then
@@ -175,10 +183,10 @@ class VAE(PyroModule):
     def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
                  likelihood="bernoulli", prior="normal", posterior="normal",
                  encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
-                 iaf_context=False, iaf_step="affine", network=None):
+                 iaf_context=False, iaf_step="affine", network=None, input_transform="none"):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
-        latent_dim, image_shape, hidden = int(latent_dim), sizes(image_shape, 3), _widths(hidden)
+        latent_dim, image_shape, hidden = int(latent_dim), sizes(image_shape), _widths(hidden)
         if scale_head not in SCALE_HEADS:
             raise DataError(f"scale_head must be one of {list(SCALE_HEADS)}, got {scale_head!r}")
         if pseudo_inputs not in PSEUDO_INPUTS:
@@ -192,7 +200,7 @@ class VAE(PyroModule):
         self.prior_family = (dataclasses.replace(self.base_family, name=prior, monte_carlo_kl=True) if vamp
                              else get_family(prior))
         self.posterior_family = self.base_family
-        self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
         self.config = {
             "latent_dim": latent_dim, "image_shape": list(self.image_shape),
             "architecture": architecture if encoder is None and decoder is None else "custom",
@@ -206,6 +214,11 @@ class VAE(PyroModule):
             body = encoder if encoder is not None else build_encoder(architecture, image_shape, hidden, network)
         except ValueError as e:
             raise DataError(str(e)) from None
+        if input_transform not in INPUT_TRANSFORMS:
+            raise DataError(f"input_transform must be one of {list(INPUT_TRANSFORMS)}, got {input_transform!r}")
+        if input_transform != "none":  # absent from older configs
+            body = InputTransform(body, input_transform)
+            self.config["input_transform"] = input_transform
         head = ParameterHead(body.out_features, self.base_family, latent_dim)
         if network and "init_std" in network and encoder is None:  # the whole encoder, its last layer included
             dcgan_init_(head, network["init_std"])
@@ -285,8 +298,16 @@ class VAE(PyroModule):
             with _kl_scale(kl_weight):
                 z = pyro.sample("z", self.prior())
             out = self.decoder(z)
-            pyro.sample("x", self.likelihood(out), obs=x)
+            pyro.sample("x", self.observation_distribution(out, x), obs=x)
         return out
+
+    def observation_distribution(self, out, x=None):
+        """p(x|z) for decoder output ``out``; a likelihood with a library size
+        (:class:`~pyrogen.distributions.CountLikelihood`) gets each example's total count
+        from ``x`` (from the training data's when ``x`` is None)."""
+        if self.likelihood.uses_library:
+            return self.likelihood(out, None if x is None else self.likelihood.library_size(x))
+        return self.likelihood(out)
 
     @pyro_method
     def guide(self, x, batch_size=None, kl_weight=1.0):
@@ -302,18 +323,26 @@ class VAE(PyroModule):
         a dict of ``(B, latent_dim)`` tensors."""
         return self.encoder(x.reshape((x.shape[0],) + self.image_shape))
 
-    def decode(self, z):
-        """Mean image E[x|z] of shape ``(..., C, H, W)`` for latents ``(..., latent_dim)``."""
-        return self.likelihood.mean(self.decoder(z))
+    def decode(self, z, library=None):
+        """Mean image E[x|z] of shape ``(..., C, H, W)`` for latents ``(..., latent_dim)``.
+        ``library``: with a library-size likelihood, each example's total count ``(B,)`` (default:
+        the training data's geometric mean, recorded by the likelihood's ``adapt``)."""
+        out = self.decoder(z)
+        if self.likelihood.uses_library:
+            return self.likelihood.mean(out, library)
+        return self.likelihood.mean(out)
 
     @torch.no_grad()
     def reconstruct(self, x):
-        """Decode the posterior mean (or a draw where the family or flow has no mean) of q(z|x)."""
+        """Decode the posterior mean (or a draw where the family or flow has no mean) of q(z|x);
+        a library-size likelihood scales by each example's own total count."""
         q = self.posterior(x)
         try:
             z = q.mean
         except NotImplementedError:
             z = q.sample()
+        if self.likelihood.uses_library:
+            return self.decode(z, self.likelihood.library_size(x.reshape((x.shape[0],) + self.image_shape)))
         return self.decode(z)
 
     @torch.no_grad()

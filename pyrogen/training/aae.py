@@ -11,25 +11,25 @@ every epoch also reports the test ELBO (``test_elbo``, nats per example, the
 KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
 """
 
-import torch
 
 from pyrogen.infer.aae import AdversarialAutoencoder
-from pyrogen.training.ali import AdversarialPairTrainer, _build, _resume
+from pyrogen.training.ali import AdversarialPairTrainer, build_pair_trainer
+from pyrogen.training.loop import resume_from
 
 
 class AAETrainer(AdversarialPairTrainer):
     """An adversarial autoencoder (see the module docs); arguments as :class:`~pyrogen.training.ali.ALITrainer`'s,
     ``config`` from :func:`pyrogen.config.default_aae_config`."""
 
-    postfix_names = ("loss_recon", "loss_d", "loss_g")
+    postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
     def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
                  train_labels=None, test_labels=None):
         super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
         cfg = config["train"]
         vae.likelihood.check(test_data, "test data")
-        self.optim = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
-        optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=tuple(cfg["betas"]))
+        self.optim = self.make_optimizer(vae.parameters(), cfg["lr"])
+        optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
         self.estimator = AdversarialAutoencoder(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
                                                 adversarial_weight=cfg["adversarial_weight"], d_steps=cfg["d_steps"])
 
@@ -40,9 +40,9 @@ class AAETrainer(AdversarialPairTrainer):
 def build_aae_trainer(config, run=None, device="auto", progress=True, data=None):
     """An :class:`AAETrainer` for a configuration, freshly seeded (``data`` as in
     :func:`~pyrogen.training.ali.build_ali_trainer`)."""
-    return _build(AAETrainer, config, run, device, progress, data)
+    return build_pair_trainer(AAETrainer, config, run, device, progress, data)
 
 
 def resume_aae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an adversarial-autoencoder run's trainer from its directory and load its last checkpoint."""
-    return _resume(build_aae_trainer, run_dir, device, progress, data)
+    return resume_from(build_aae_trainer, run_dir, device, progress, data=data)

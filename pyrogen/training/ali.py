@@ -1,12 +1,12 @@
-"""Adversarially trained model/guide pairs on :class:`~pyrogen.training.loop.FitLoop`: ALI / BiGAN.
+"""Adversarially trained model/guide pairs on :class:`~pyrogen.training.game.GameTrainer`: ALI / BiGAN.
 
 ``pyrogen train ali`` trains the VAE pair of a run configuration (the decoder as
 generator, the encoder as inference network) against a
 :class:`~pyrogen.models.gan.JointDiscriminator` by
-:class:`~pyrogen.infer.AdversarialInference`, with the GAN trainer's run
+:class:`~pyrogen.infer.AdversarialInference`, with the game trainer's run
 directory, progress bar, ``metrics.csv``, per-epoch checkpoints, exact resume,
 divergence stop and health flags (``mode-collapse``, ``d-overpowering``; see
-:mod:`pyrogen.training.gan`). After each epoch it also reports
+:mod:`pyrogen.training.game`). After each epoch it also reports
 
 * ``recon_error``: mean squared error per pixel of G(E(x)) on the test images;
 * ``probe_accuracy`` (when the data set has labels and ``probe_size`` > 0): the test
@@ -27,7 +27,6 @@ import math
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images, static_binarize
 from pyrogen.data.loaders import check_example_shape
@@ -35,24 +34,24 @@ from pyrogen.errors import DataError
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
-from pyrogen.infer.gan_losses import get_gan_loss
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
-from pyrogen.training.gan import _FLAG_TEXT, game_health_flags, mean_pairwise_distance
-from pyrogen.training.loop import FitLoop
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.training.game import GameTrainer
+from pyrogen.training.loop import resume_from
 
 
-class AdversarialPairTrainer(FitLoop):
+class AdversarialPairTrainer(GameTrainer):
     """What the ALI and adversarial-autoencoder trainers share: a VAE pair, a discriminator, a
-    loader of (binarized) training images, fixed noise, held-out codes and the health flags.
+    loader of (binarized) training images, fixed noise from the prior, held-out codes (reconstruction
+    error, the linear probe) and the pictures.
 
     Subclasses set :attr:`estimator` (with ``step``, ``encode`` and ``discriminator_optim``)
     and :attr:`optim`, and say what their epoch adds in :meth:`extra_metrics`.
     Single process: under ``torchrun`` it refuses to start.
     """
 
-    postfix_names = ("loss_d", "loss_g", "d_real", "d_fake")
+    postfix_formats = tuple((k, ".3f") for k in ("loss_d", "loss_g", "d_real", "d_fake"))
 
     def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
                  train_labels=None, test_labels=None):
@@ -75,7 +74,7 @@ class AdversarialPairTrainer(FitLoop):
             raise DataError(f"batch_size {cfg['batch_size']} exceeds the {train_data.shape[0]} training images")
         vae.likelihood.check_binarize(config["data"]["binarize"])
         self.test_data = test_data
-        self.loss = get_gan_loss(cfg["loss"], **({"gp_weight": cfg["gp_weight"]} if cfg["loss"] == "wgan-gp" else {}))
+        self.loss = self.game_loss()
         n = min(cfg.get("probe_size", 0), train_data.shape[0], test_data.shape[0])
         self.probe = None
         if n >= 2 and train_labels is not None and test_labels is not None:
@@ -86,41 +85,19 @@ class AdversarialPairTrainer(FitLoop):
         with torch.random.fork_rng(devices=devices):  # fixed noise that draws nothing from the run's stream
             torch.manual_seed(stream_seed("fixed_noise", cfg["seed"]))
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
-        n_ref = min(cfg["num_fixed"], test_data.shape[0])
-        self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
-        self._images = None
+        self.real_diversity = self.reference_diversity(test_data)
 
     # --------------------------------------------------------------- state
-    def state_dict(self):
-        return {**super().state_dict(), "model": self.vae.state_dict(),
-                "discriminator": self.discriminator.state_dict(), "optim": self.optim.state_dict(),
-                "optim_d": self.estimator.discriminator_optim.state_dict(), "fixed_noise": self.fixed_noise}
-
-    def load_state_dict(self, state):
-        self.vae.load_state_dict(state["model"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.optim.load_state_dict(state["optim"])
-        self.estimator.discriminator_optim.load_state_dict(state["optim_d"])
-        self.fixed_noise = state["fixed_noise"].to(self.fixed_noise.device)
-        super().load_state_dict(state)
+    def checkpointed(self):
+        return {"model": self.vae, "discriminator": self.discriminator, "optim": self.optim,
+                "optim_d": self.estimator.discriminator_optim}
 
     # --------------------------------------------------------------- training
     divergence_advice = "Try lower learning rates, spectral normalisation or another loss."
 
-    bounded_statistics = ("loss_d", "loss_g")
-
     @property
     def divergence_subject(self):
         return f"{self.config['kind'].upper()} training"
-
-    def step_weight(self, batch):
-        return 1  # the estimators' statistics are batch means already
-
-    def postfix(self, means):
-        return {k: f"{means[k]:.3f}" for k in self.postfix_names}
-
-    def parameters(self):
-        return (*self.vae.parameters(), *self.discriminator.parameters())
 
     # --------------------------------------------------------------- evaluation
     @contextlib.contextmanager
@@ -175,40 +152,32 @@ class AdversarialPairTrainer(FitLoop):
         """Held-out figures a subclass adds to the row (before the shared ones)."""
         return {}
 
-    def health_flags(self, row):
-        return game_health_flags(row, self.config["train"], self.loss)
-
-    def epoch_report(self, stats, seconds):
+    def epoch_figures(self):
+        """:meth:`extra_metrics`, the test reconstruction error, the probe's accuracy (the pair in eval mode);
+        the decoded fixed noise and the reconstructions for the pictures."""
         self.vae.eval()
         try:
-            extra = self.extra_metrics()
+            self._extra = self.extra_metrics()
             recon = self.reconstruct(self.test_data)
             recon_error = (recon - self.test_data).square().mean().item()
             probe = self.probe_accuracy()
-            images = self._images = self.samples()
+            self.images = self.samples()
             self._recon = torch.cat([self.test_data[:32], recon[:32]])
         finally:
             self.vae.train()
-        diversity = mean_pairwise_distance(images) / self.real_diversity if images.shape[0] >= 2 else float("nan")
-        row = {"epoch": self.epoch, "step": self.step, **stats, **extra, "recon_error": recon_error,
-               "probe_accuracy": probe, "diversity": diversity, "seconds": seconds}
-        flags = self.health_flags(row)
-        row["flags"] = ";".join(flags)
-        if self.progress:
-            tqdm.write(f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **extra}.items())
-                       + f", recon error {recon_error:.4f}, probe accuracy {probe:.3f}, diversity {diversity:.2f} "
-                       f"({seconds:.1f} s)")
-        for flag in flags:
-            tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
-        return row
+        return {**self._extra, "recon_error": recon_error, "probe_accuracy": probe}
+
+    def epoch_line(self, row, stats):
+        return (f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **self._extra}.items())
+                + f", recon error {row['recon_error']:.4f}, probe accuracy {row['probe_accuracy']:.3f}, "
+                f"diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)")
 
     def epoch_images(self):
         """The epoch's samples and test reconstructions (originals above), for the trackers."""
-        return {"samples": self._images, "reconstructions": self._recon} if self._images is not None else {}
+        return {"samples": self.images, "reconstructions": self._recon} if self.images is not None else {}
 
     def write_epoch_files(self, row):
-        self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images)
-        self.run.save_image("samples.png", self._images)
+        super().write_epoch_files(row)
         self.run.save_image("reconstructions.png", self._recon)
 
 
@@ -229,9 +198,8 @@ class ALITrainer(AdversarialPairTrainer):
                  train_labels=None, test_labels=None):
         super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
         cfg = config["train"]
-        betas = tuple(cfg["betas"])
-        self.optim = torch.optim.Adam(vae.parameters(), lr=cfg["lr_g"], betas=betas)
-        optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
+        self.optim = self.make_optimizer(vae.parameters(), cfg["lr_g"], betas=cfg["betas"])
+        optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
         self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
                                               d_steps=cfg["d_steps"], model_x=cfg["model_x"],
                                               update=cfg.get("update", "alternating"))  # runs made before the key
@@ -278,7 +246,13 @@ def init_output_bias_(vae, train_data):
     layers[-1].bias.fill_(math.log(m / (1 - m)))
 
 
-def _build(trainer_class, config, run, device, progress, data):
+def build_pair_trainer(trainer_class, config, run=None, device="auto", progress=True, data=None):
+    """A ``trainer_class`` (:class:`ALITrainer`, :class:`~pyrogen.training.aae.AAETrainer`) for a
+    configuration, freshly seeded: the VAE pair, its discriminator and the (labelled) data.
+
+    :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``
+        (the test images as the configuration wants them, binarized or not; labels may be None).
+    """
     device = resolve_device(device)
     pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
     vae = build_model(config).to(device)
@@ -292,22 +266,10 @@ def _build(trainer_class, config, run, device, progress, data):
 
 
 def build_ali_trainer(config, run=None, device="auto", progress=True, data=None):
-    """An :class:`ALITrainer` for a configuration, freshly seeded.
-
-    :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``
-        (the test images as the configuration wants them, binarized or not; labels may be None).
-    """
-    return _build(ALITrainer, config, run, device, progress, data)
+    """An :class:`ALITrainer` for a configuration, freshly seeded (``data`` as in :func:`build_pair_trainer`)."""
+    return build_pair_trainer(ALITrainer, config, run, device, progress, data)
 
 
 def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
-    return _resume(build_ali_trainer, run_dir, device, progress, data)
-
-
-def _resume(build, run_dir, device, progress, data):
-    """The trainer ``build`` makes from a run's checkpointed configuration, with the checkpoint's state."""
-    run = open_run(run_dir, device)
-    trainer = build(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer
+    return resume_from(build_ali_trainer, run_dir, device, progress, data=data)

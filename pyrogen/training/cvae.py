@@ -22,10 +22,10 @@ from pyrogen.evaluation.sample_quality import conditional_accuracy
 from pyrogen.infer import TorchSVI
 from pyrogen.models.registry import build_model
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_labelled_data, open_run, resolve_device
+from pyrogen.rundirs import load_labelled_data, resolve_device
 from pyrogen.settings import migrate
-from pyrogen.training.gan import load_class_classifier
-from pyrogen.training.loop import FitLoop
+from pyrogen.training.game import load_class_classifier
+from pyrogen.training.loop import FitLoop, resume_from
 from pyrogen.training.vae import ELBOS, svi_diverged
 
 PER_CLASS = 8
@@ -62,7 +62,7 @@ class CVAETrainer(FitLoop):
         cvae.likelihood.check_binarize(self.settings.data.binarize)
         cvae.likelihood.check(test_data, "test data")
         lr = 1e-3 if cfg.lr is None else cfg.lr  # None: the recipe's default (Adam, 1e-3)
-        self.optim = torch.optim.Adam(cvae.parameters(), lr=lr)
+        self.optim = self.make_optimizer(cvae.parameters(), lr)
         # Normal prior and guide: "auto" is the analytic KL, as for an unconditional VAE of those families
         elbo = "meanfield" if cfg.elbo == "auto" else cfg.elbo
         if elbo not in ("trace", "meanfield"):
@@ -172,11 +172,4 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
 
 def resume_cvae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a conditional VAE run's trainer from its directory and load its last checkpoint."""
-    if data is None:
-        from pyrogen import runs
-
-        return runs.resume_trainer(run_dir, device=device, progress=progress)
-    run = open_run(run_dir, device)
-    trainer = build_cvae_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer
+    return resume_from(build_cvae_trainer, run_dir, device, progress, data=data)

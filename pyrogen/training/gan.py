@@ -55,37 +55,26 @@ CPU its statistics are those of each rank's shard, so a DCGAN discriminator with
 batch norm does not compute exactly what one process would.
 """
 
-import math
-
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from pyrogen import distributed
 from pyrogen.config import DEFAULT_GAN_DATA, DEFAULT_GAN_TRAIN, default_gan_config  # noqa: F401
 from pyrogen.data import DeviceLoader, check_images
 from pyrogen.data.loaders import check_example_shape
 from pyrogen.errors import DataError
-from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
-from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.adversarial import Adversarial
-from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.infer.adversarial_game import check_players
 from pyrogen.models.registry import build_gan_networks
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
-from pyrogen.training.loop import FitLoop
-
-
-def game_health_flags(row, train_cfg, loss):
-    """The adversarial game's warnings for a metrics row: ``mode-collapse`` (sample diversity below
-    ``collapse_threshold``) and ``d-overpowering`` (discriminator accuracy at or above
-    ``overpower_accuracy``; not for the Wasserstein critic, whose accuracy means nothing)."""
-    flags = []
-    if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < train_cfg["collapse_threshold"]:
-        flags.append("mode-collapse")
-    if not isinstance(loss, WassersteinGPLoss) and row["d_accuracy"] >= train_cfg["overpower_accuracy"]:
-        flags.append("d-overpowering")
-    return flags
+from pyrogen.rundirs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.training.game import (  # noqa: F401 - game_health_flags, mean_pairwise_distance: imported from here before
+    GameTrainer,
+    game_health_flags,
+    load_class_classifier,
+    mean_pairwise_distance,
+)
+from pyrogen.training.loop import resume_from
 
 
 class GeneratorEMA:
@@ -136,15 +125,7 @@ class GeneratorEMA:
             self.shadow[k].copy_(v)
 
 
-def mean_pairwise_distance(x):
-    """Mean L2 distance between distinct examples of a batch ``(N, ...)``, N >= 2."""
-    flat = x.flatten(1).double()
-    d = torch.cdist(flat, flat)
-    n = flat.shape[0]
-    return (d.sum() / (n * (n - 1))).item()
-
-
-class GANTrainer(FitLoop):
+class GANTrainer(GameTrainer):
     """Fits a :class:`~pyrogen.models.gan.Generator` (or any generator model) against a discriminator.
 
     :param generator: a module with ``model(batch_size=B)`` (site ``"x"``) and ``generate(z)``,
@@ -155,6 +136,7 @@ class GANTrainer(FitLoop):
     :param dict config: the run configuration (see :func:`default_gan_config`).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
+    :param torch.Tensor train_labels: the training labels ``(N,)`` of a class-conditional generator.
 
     Inside a ``torch.distributed`` process group (see :mod:`pyrogen.distributed`)
     each rank trains on its equal share of every global minibatch of ``batch_size``
@@ -178,8 +160,7 @@ class GANTrainer(FitLoop):
         cfg = config["train"]
         check_images(train_data, "training data")
         check_images(test_data, "test data")
-        if isinstance(cfg["d_steps"], bool) or not isinstance(cfg["d_steps"], int) or cfg["d_steps"] < 1:
-            raise DataError(f"d_steps must be a positive integer, got {cfg['d_steps']!r}")
+        check_players(discriminator, cfg["d_steps"])
         self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=stream_seed("data_order", cfg["seed"]),
                                    drop_last=True,
                                    device=train_data.device, rank=self.rank, world_size=self.world_size,
@@ -194,11 +175,9 @@ class GANTrainer(FitLoop):
         if len(self.loader) < cfg["d_steps"]:
             raise DataError(f"an epoch of {len(self.loader)} batches is shorter than d_steps = {cfg['d_steps']}")
         self.test_data = test_data
-        options = {"gp_weight": cfg["gp_weight"]} if cfg["loss"] == "wgan-gp" else {}
-        self.loss = get_gan_loss(cfg["loss"], **options)
-        betas = tuple(cfg["betas"])
-        self.optim_g = torch.optim.Adam(generator.parameters(), lr=cfg["lr_g"], betas=betas)
-        self.optim_d = torch.optim.Adam(discriminator.parameters(), lr=cfg["lr_d"], betas=betas)
+        self.loss = self.game_loss()
+        self.optim_g = self.make_optimizer(generator.parameters(), cfg["lr_g"], betas=cfg["betas"])
+        self.optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
         self.gan = Adversarial(generator.model, discriminator, self.optim_g, self.optim_d, self.loss,
                                d_steps=cfg["d_steps"], track_grad_norms=True,
                                label="y" if self.num_classes else None)
@@ -207,25 +186,21 @@ class GANTrainer(FitLoop):
             distributed.seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
         g = torch.Generator(device="cpu").manual_seed(stream_seed("fixed_noise", cfg["seed"]))
-        self.fixed_labels, num_fixed = None, cfg["num_fixed"]
+        num_fixed = cfg["num_fixed"]
         if self.num_classes:  # the same number of samples per class: one grid row each
             self.per_class = max(1, num_fixed // self.num_classes)
             num_fixed = self.per_class * self.num_classes
             self.fixed_labels = torch.arange(self.num_classes).repeat_interleave(self.per_class).to(train_data.device)
         self.fixed_noise = torch.randn(num_fixed, generator.latent_dim, generator=g).to(train_data.device)
-        n_ref = min(cfg["num_fixed"], test_data.shape[0])
-        self.real_diversity = mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
-        self._images = None  # the epoch's fixed-noise samples, for the run directory
-        self.classifier = None  # the cached feature network's classifier, for class coverage (on_fit_start)
+        self.real_diversity = self.reference_diversity(test_data)
 
     # --------------------------------------------------------------- state
+    def checkpointed(self):
+        return {"generator": self.generator, "discriminator": self.discriminator, "optim_g": self.optim_g,
+                "optim_d": self.optim_d}
+
     def state_dict(self):
-        state = {
-            **super().state_dict(),
-            "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-            "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
-            "fixed_noise": self.fixed_noise,
-        }  # fmt: skip
+        state = super().state_dict()
         if self.fixed_labels is not None:
             state["fixed_labels"] = self.fixed_labels
         if self.ema is not None:
@@ -233,13 +208,8 @@ class GANTrainer(FitLoop):
         return state
 
     def load_state_dict(self, state):
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.optim_g.load_state_dict(state["optim_g"])
-        self.optim_d.load_state_dict(state["optim_d"])
-        self.fixed_noise = state["fixed_noise"].to(self.fixed_noise.device)
         if self.fixed_labels is not None:
-            self.fixed_labels = state["fixed_labels"].to(self.fixed_noise.device)
+            self.fixed_labels = state["fixed_labels"].to(self.fixed_labels.device)
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         super().load_state_dict(state)
@@ -266,7 +236,6 @@ class GANTrainer(FitLoop):
                          "or another loss.")
 
     divergence_subject = "GAN training"
-    bounded_statistics = ("loss_d", "loss_g")
 
     def batches(self):
         """Groups of ``d_steps`` consecutive batches, one group per generator step."""
@@ -293,70 +262,28 @@ class GANTrainer(FitLoop):
             self.ema.update()
         return out
 
-    def step_weight(self, batch):
-        return 1  # the statistics are means over each step's batch already
-
     def reduce_window(self, window, count):
         if self.world_size > 1:  # every rank's shard is equally large: average the ranks' means
             window = distributed.all_reduce_sum(window) / self.world_size
         return [v * count for v in (window / count).tolist()], count
-
-    def postfix(self, means):
-        return {"loss_d": f"{means['loss_d']:.3f}", "loss_g": f"{means['loss_g']:.3f}",
-                "d_real": f"{means['d_real']:.2f}", "d_fake": f"{means['d_fake']:.2f}"}
-
-    def parameters(self):
-        return (*self.generator.parameters(), *self.discriminator.parameters())
 
     def on_fit_start(self):
         super().on_fit_start()
         if self.classifier is None and self.rank == 0:
             self.classifier = load_class_classifier(self.config["data"], self.fixed_noise.device)
 
-    @torch.no_grad()
-    def class_figures(self, images):
-        """``{"class_entropy", "classes_covered"}`` of ``images`` under :attr:`classifier` (empty without one)."""
-        if self.classifier is None or images is None:
-            return {}
-        pred = torch.cat([self.classifier(images[i : i + 1000]).argmax(-1) for i in range(0, images.shape[0], 1000)])
-        coverage = class_coverage(pred, 10)
-        out = {"class_entropy": coverage["class_entropy"], "classes_covered": coverage["classes_covered"]}
-        if self.fixed_labels is not None:
-            out["conditional_accuracy"] = conditional_accuracy(pred, self.fixed_labels[: pred.shape[0]])
-        return out
+    def epoch_figures(self):
+        """The fixed-noise samples (rank 0); a GAN's row has no held-out figures before the diversity."""
+        self.images = self.samples() if self.rank == 0 else None
+        return {}
 
-    def health_flags(self, row):
-        """The training-health warnings for an epoch's metrics row (a list of names)."""
-        cfg, flags = self.config["train"], []
-        if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
-            flags.append("class-collapse")
-        return flags + game_health_flags(row, cfg, self.loss)
+    def epoch_line(self, row, stats):
+        return (f"epoch {self.epoch}: loss_d {stats['loss_d']:.3f}, loss_g {stats['loss_g']:.3f}, "
+                f"D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}, "
+                f"D accuracy {stats['d_accuracy']:.2f}, diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)")
 
-    def epoch_report(self, stats, seconds):
-        """Fixed-noise samples and their diversity (rank 0), the health flags, a summary line."""
-        images = self._images = self.samples() if self.rank == 0 else None
-        diversity = (mean_pairwise_distance(images) / self.real_diversity
-                     if images is not None and images.shape[0] >= 2 else float("nan"))
-        row = {"epoch": self.epoch, "step": self.step, **stats, "diversity": diversity,
-               **self.class_figures(images), "seconds": seconds}
-        flags = self.health_flags(row)
-        row["flags"] = ";".join(flags)
-        if self.progress:
-            tqdm.write(f"epoch {self.epoch}: loss_d {stats['loss_d']:.3f}, loss_g {stats['loss_g']:.3f}, "
-                       f"D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}, "
-                       f"D accuracy {stats['d_accuracy']:.2f}, diversity {diversity:.2f} ({seconds:.1f} s)")
-        for flag in flags if self.rank == 0 else ():
-            tqdm.write(f"warning: epoch {self.epoch}: {_FLAG_TEXT[flag]}")
-        return row
-
-    def epoch_images(self):
-        """The epoch's fixed-noise samples, for the trackers (:mod:`pyrogen.tracking`)."""
-        return {"samples": self._images} if self._images is not None else {}
-
-    def write_epoch_files(self, row):
-        nrow = self.per_class if self.num_classes else 8  # conditional: one row per class
-        self.run.save_image(f"samples_epoch{self.epoch:03d}.png", self._images, nrow=nrow)
-        self.run.save_image("samples.png", self._images, nrow=nrow)
+    def grid_columns(self):
+        return self.per_class if self.num_classes else 8  # conditional: one row per class
 
 
 def _check_conditional_labels(num_classes, labels, data):
@@ -372,29 +299,6 @@ def _check_conditional_labels(num_classes, labels, data):
         raise DataError(f"the training labels must lie in 0 .. {num_classes - 1}, got values in "
                         f"{int(labels.min())} .. {int(labels.max())}")
     return labels
-
-
-def load_class_classifier(data_config, device, what="class coverage"):
-    """The cached Fashion-MNIST classifier in eval mode on ``device``, or None (with one line saying
-    why) when it is not cached or the data are not Fashion-MNIST. Never trains it."""
-    if data_config.get("dataset") != "fashion-mnist":
-        return None
-    try:
-        with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not from the run's stream
-            classifier, _ = load_classifier()
-    except FeatureNetworkError:
-        tqdm.write(f"{what} skipped: no valid cached feature network ({TRAIN_COMMAND} makes it)")
-        return None
-    return classifier.to(device).eval()
-
-
-_FLAG_TEXT = {
-    "class-collapse": "class collapse: the fixed-noise samples fall into fewer than 8 of the 10 classes "
-                      "of the feature classifier",
-    "mode-collapse": "possible mode collapse: the fixed-noise samples are much less diverse than real images",
-    "d-overpowering": "the discriminator is overpowering the generator (it classifies nearly every example "
-                      "correctly); the generator's gradients may vanish",
-}
 
 
 def build_gan_trainer(config, run=None, device="auto", progress=True, data=None):
@@ -419,7 +323,4 @@ def build_gan_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_gan_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a GAN run's trainer from its directory and load its last checkpoint."""
-    run = open_run(run_dir, device)
-    trainer = build_gan_trainer(run.checkpoint["config"], run=run.dir, device=device, progress=progress, data=data)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer
+    return resume_from(build_gan_trainer, run_dir, device, progress, data=data)

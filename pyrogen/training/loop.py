@@ -51,7 +51,9 @@ from pyrogen import distributed
 from pyrogen.checks import is_count
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
+from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
+from pyrogen.rundirs import open_run
 
 
 def _statistic(name, value):
@@ -86,6 +88,10 @@ class FitLoop(distributed.RankZeroRun):
     bounded_statistics = ()
     """Statistics whose window mean must stay within ``config["train"]["divergence_threshold"]`` in magnitude
     (the losses of an adversarial game, which can run away while staying finite)."""
+    decay = None
+    """A learning-rate decay with ``finished`` and ``state_dict``/``load_state_dict`` (e.g.
+    :class:`~pyrogen.optim.PlateauDecay`): checkpointed with the loop's state, and :meth:`fit` stops
+    once it has finished."""
     handles_precision = False
     """Whether :meth:`train_step` applies :attr:`precision` itself (autocast around its forward passes and,
     under ``"fp16"``, the gradient scaler), as :class:`~pyrogen.infer.TorchSVI` does when given it. If not,
@@ -168,12 +174,30 @@ class FitLoop(distributed.RankZeroRun):
         """The parameters checked for NaN at the end of every epoch."""
         return self.estimator.parameters() if hasattr(self.estimator, "parameters") else ()
 
+    def named_parameters(self):
+        """``(name, parameter)`` pairs of :meth:`parameters`, so that a divergence names the parameter
+        (the name is None where a trainer gives only :meth:`parameters`)."""
+        return ((None, p) for p in self.parameters())
+
+    # ------------------------------------------------------------------ optimisation
+    @staticmethod
+    def make_optimizer(params, lr, optimizer="adam", momentum=0.0, betas=None, fused=False):
+        """The ``torch.optim`` optimizer of a trainer (:func:`pyrogen.optim.build_optimizer`): ``"adam"``
+        (with ``betas``, fused kernels where ``fused``) or ``"sgd"`` (with ``momentum``)."""
+        return build_optimizer(params, lr=lr, optimizer=optimizer, momentum=momentum, betas=betas, fused=fused)
+
+    @staticmethod
+    def clip_gradients(optimizers, params, max_norm):
+        """Clip the global gradient norm of ``params`` at ``max_norm`` before every step of ``optimizers``
+        (:func:`pyrogen.optim.attach_gradient_clipping`; None: no clipping). Returns the hook handles."""
+        return attach_gradient_clipping(optimizers, params, max_norm)
+
     def on_fit_start(self):
         """Called once by :meth:`fit`, before the first epoch it trains."""
 
     def should_stop(self):
-        """Whether :meth:`fit` stops before its next epoch (a trainer's own end, e.g. its last lr decay)."""
-        return False
+        """Whether :meth:`fit` stops before its next epoch: by default once :attr:`decay` has finished."""
+        return self.decay is not None and self.decay.finished
 
     def epoch_report(self, stats, seconds):
         """The metrics row of the epoch just finished (``self.epoch`` already counts it).
@@ -205,6 +229,8 @@ class FitLoop(distributed.RankZeroRun):
         """The loop's state (configuration, counters, loader, random state, metrics); trainers add theirs."""
         state = {"config": self.config, "epoch": self.epoch, "step": self.step,
                  "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
+        if self.decay is not None:
+            state["decay"] = self.decay.state_dict()
         if self.precision.enabled:  # a float32 run's checkpoint stays as it was
             state["precision"] = self.precision.state_dict()
         return state
@@ -212,6 +238,8 @@ class FitLoop(distributed.RankZeroRun):
     def load_state_dict(self, state):
         """Restore what :meth:`state_dict` saved; trainers load their own state first, then call this."""
         self.loader.load_state_dict(state["loader"])
+        if self.decay is not None and "decay" in state:
+            self.decay.load_state_dict(state["decay"])
         set_rng_state(state["rng"])
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
         if "precision" in state:
@@ -275,8 +303,10 @@ class FitLoop(distributed.RankZeroRun):
             with bar:
                 stats = self.epoch_stats(bar)
             seconds = time.perf_counter() - start
-            if not all(math.isfinite(p.detach().sum().item()) for p in self.parameters()):
-                raise self.diverged(f"the end of epoch {self.epoch + 1}", "a parameter is NaN or infinite")
+            for name, p in self.named_parameters():
+                if not math.isfinite(p.detach().sum().item()):
+                    what = "a parameter" if name is None else f"parameter {name!r}"
+                    raise self.diverged(f"the end of epoch {self.epoch + 1}", f"{what} is NaN or infinite")
             self.epoch += 1
             row = self.epoch_report(stats, seconds)
             self.metrics.append(row)
@@ -290,3 +320,16 @@ class FitLoop(distributed.RankZeroRun):
                     tracker.log_epoch(self.epoch, row, images)
             distributed.barrier()
         return self.metrics
+
+
+def resume_from(build, run_dir, device="auto", progress=True, **options):
+    """A run's trainer, rebuilt by ``build(config, run=..., device=..., progress=..., **options)`` from its
+    checkpointed configuration, with the checkpoint's state loaded: it continues the run bit for bit.
+
+    :param build: a trainer builder such as :func:`~pyrogen.training.gan.build_gan_trainer`.
+    :param run_dir: the run directory (opened by :func:`~pyrogen.runs.open_run`).
+    """
+    run = open_run(run_dir, device)
+    trainer = build(run.checkpoint["config"], run=run.dir, device=device, progress=progress, **options)
+    trainer.load_state_dict(run.checkpoint)
+    return trainer

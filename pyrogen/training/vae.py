@@ -40,7 +40,13 @@ from pyrogen.distributions import (
     has_analytic_kl,
     kl_method,
 )
-from pyrogen.errors import CompilationError, DataError, PyrogenError, TrainingDivergedError
+from pyrogen.errors import (
+    CompilationError,
+    DataError,
+    PyrogenError,
+    RecordingMismatchError,
+    TrainingDivergedError,
+)
 from pyrogen.evaluation import evaluate_dataset, log_importance_weights
 from pyrogen.evaluation.diagnostics import active_units, collapse_diagnostics
 from pyrogen.infer import IWAE_ELBO, TCELBO, ReparamTrace_ELBO, ReparamTraceMeanField_ELBO, TorchSVI
@@ -52,17 +58,15 @@ from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.optim import (
     OptimConfig,
     PlateauDecay,
-    attach_gradient_clipping,
-    build_optimizer,
     initialize_,
     loss_per_batch,
     reduce_loss,
     split_validation,
 )
 from pyrogen.random_streams import stream_seed
-from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
-from pyrogen.settings import torch_svi_compile
-from pyrogen.training.loop import FitLoop
+from pyrogen.rundirs import load_data, load_model, open_run, resolve_device  # noqa: F401
+from pyrogen.settings import ELBO_NAMES, torch_svi_compile
+from pyrogen.training.loop import FitLoop, resume_from
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
 """The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
@@ -75,7 +79,7 @@ TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dim
 """The metrics columns of :meth:`TCELBO.decomposition`'s terms under ``--elbo tc`` (nats per example,
 training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
 
-ELBO_CHOICES = ("auto", *ELBOS)
+ELBO_CHOICES = ELBO_NAMES
 
 STREAM_CHECK_EXAMPLES = 10_000
 """Streamed training data are checked against the likelihood's support on their first this many examples
@@ -162,6 +166,22 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
     return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
 
 
+def _any_values(vae):
+    """Whether the model's likelihood scores values outside [0, 1] (real values, counts)."""
+    likelihood = getattr(vae, "likelihood", None)
+    return likelihood is not None and likelihood.data_kind in ("real", "counts")
+
+
+def _check_data(vae, x, name):
+    """Images in [0, 1] (:func:`~pyrogen.data.check_images`), except under a likelihood of real values
+    or counts, whose own check (``_check_support``) says what its support is."""
+    if not _any_values(vae):
+        return check_images(x, name)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
+                        + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__))
+
+
 class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
@@ -187,13 +207,14 @@ class VAETrainer(FitLoop):
         self.settings = migrate(config)
         train_cfg, data_cfg = self.settings.train, self.settings.data
         if not is_reader(train_data):
-            check_images(train_data, "training data")
-        check_images(test_data, "test data")
+            _check_data(vae, train_data, "training data")
+        _check_data(vae, test_data, "test data")
         self.loader = make_loader(
             train_data, train_cfg.batch_size, binarize=data_cfg.binarize,
             seed=stream_seed("data_order", train_cfg.seed),
             device=test_data.device if is_reader(train_data) else train_data.device,
             rank=self.rank, world_size=self.world_size, num_workers=data_cfg.num_workers,
+            **({} if is_reader(train_data) or not _any_values(vae) else {"values": "any"}),
         )  # fmt: skip
         check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
@@ -217,8 +238,7 @@ class VAETrainer(FitLoop):
             warmup_epochs=train_cfg.kl_warmup_epochs, start=train_cfg.kl_start, num_cycles=train_cfg.kl_cycles)
         self.optim_config = optim_config(train_cfg)
         initialize_(vae, self.optim_config)
-        self.optim = build_optimizer(vae.parameters(), self.optim_config,
-                                     fused=self.loader.device.type in ("cpu", "cuda"))
+        self.optim = self._optimizer(vae.parameters(), fused=self.loader.device.type in ("cpu", "cuda"))
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.compile)
@@ -234,7 +254,7 @@ class VAETrainer(FitLoop):
         if train_cfg.aggressive:
             self._make_aggressive(train_cfg)
         else:
-            attach_gradient_clipping(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
+            self.clip_gradients(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
         self.decay = None
         if self.optim_config.decay:
             if validation_data is None:
@@ -242,6 +262,11 @@ class VAETrainer(FitLoop):
                                 "never the test set; give --validation-size N")
             optimizers = [self.optim] + ([self.decoder_optim] if self.switch is not None else [])
             self.decay = PlateauDecay.from_config(vae, optimizers, self.optim_config)
+
+    def _optimizer(self, params, fused=False):
+        """The configured ``torch.optim`` optimizer over ``params`` (Adam fused where the device allows)."""
+        c = self.optim_config
+        return self.make_optimizer(params, c.lr, optimizer=c.optimizer, momentum=c.momentum, fused=fused)
 
     def _make_elbo(self, train_cfg):
         """The estimator of the objective named by :attr:`elbo_name` (free bits replace it when set)."""
@@ -313,8 +338,8 @@ class VAETrainer(FitLoop):
         # the guide's networks: "encoder" (VAE, autoencoder) or "encoder1" and "encoder2" (two layers)
         encoder = [p for name, p in self.vae.named_parameters() if name.startswith("encoder")]
         decoder = [p for p in self.vae.parameters() if all(p is not e for e in encoder)]
-        self.optim = build_optimizer(encoder, self.optim_config)
-        self.decoder_optim = build_optimizer(decoder, self.optim_config)
+        self.optim = self._optimizer(encoder)
+        self.decoder_optim = self._optimizer(decoder)
         self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(
             stream_seed("aggressive", train_cfg.seed))
         self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.loss,
@@ -340,14 +365,13 @@ class VAETrainer(FitLoop):
         data = data if self.loader.binarize != "dynamic" else data.round()
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
+        self.vae.likelihood.adapt(data)  # e.g. the typical library size that generated counts take
 
     def state_dict(self):
         state = {**super().state_dict(), "model": self.vae.state_dict(), "optim": self.optim.state_dict()}
         if self.switch is not None:
             state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
                                    "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
-        if self.decay is not None:
-            state["decay"] = self.decay.state_dict()
         return state
 
     def load_state_dict(self, state):
@@ -358,8 +382,6 @@ class VAETrainer(FitLoop):
             self.decoder_optim.load_state_dict(state["aggressive"]["decoder_optim"])
             self.inner_generator.set_state(state["aggressive"]["generator"])
             self.svi.aggressive = state["aggressive"]["on"]
-        if self.decay is not None and "decay" in state:
-            self.decay.load_state_dict(state["decay"])
         super().load_state_dict(state)
 
     def evaluate(self, num_samples=0, data=None):
@@ -427,14 +449,19 @@ class VAETrainer(FitLoop):
 
         Under ``--compile auto`` a compilation that fails (no working compiler after all) is
         said in one line and the step, and the rest of the run, go eagerly: nothing was drawn
-        or updated by the failed attempt, so the run is the eager run.
+        or updated by the failed attempt, so the run is the eager run. Under every compile
+        setting, a recording that the guard finds stale (:class:`~pyrogen.errors.RecordingMismatchError`:
+        the model read a Python value that changed since it was recorded) is said in one line
+        and the run continues eagerly from that step, which the guard left untaken.
         """
-        if self.compile and self.compile_mode == "auto":
+        if self.compile:
             try:
                 return self._svi_step(x)
             except CompilationError as e:
+                if self.compile_mode != "auto" and not isinstance(e, RecordingMismatchError):
+                    raise
                 reason = str(e).split(";")[0]
-                tqdm.write(f"pyrogen: --compile auto: {reason}; training eagerly", file=sys.stderr)
+                tqdm.write(f"pyrogen: --compile {self.compile_mode}: {reason}; training eagerly", file=sys.stderr)
                 self.compile = False
                 self._build_svi()
         return self._svi_step(x)
@@ -464,9 +491,6 @@ class VAETrainer(FitLoop):
 
     def parameters(self):
         return self.vae.parameters()
-
-    def should_stop(self):
-        return self.decay is not None and self.decay.finished
 
     def kl_sentence(self):
         """One plain sentence on how the training ELBO gets KL(q||p) (None for an autoencoder)."""
@@ -515,8 +539,8 @@ class VAETrainer(FitLoop):
 
 
 def svi_diverged(trainer, where, what):
-    """The error of an SVI trainer that diverged at ``where`` because ``what`` (``"loss is nan"``, ``"a parameter
-    is NaN or infinite"``, ...): it names what diverged, the training loss or another statistic or a parameter."""
+    """The error of an SVI trainer that diverged at ``where`` because ``what`` (``"loss is nan"``, a named
+    parameter that became NaN, ...): it names what diverged, the training loss, another statistic or a parameter."""
     if what.startswith("loss is "):
         text = f"training loss became NaN or infinite at {where}"
     else:
@@ -560,7 +584,5 @@ def build_trainer(config, run=None, device="auto", progress=True):
 
 
 def resume_trainer(run_dir, device="auto", progress=True):
-    """Rebuild a run's trainer from its directory and load its last checkpoint (:func:`pyrogen.runs.resume_trainer`)."""
-    from pyrogen import runs
-
-    return runs.resume_trainer(run_dir, device=device, progress=progress)
+    """Rebuild a run's trainer from its directory and load its last checkpoint."""
+    return resume_from(build_trainer, run_dir, device, progress)

@@ -78,8 +78,9 @@ def test_no_plate_over_the_examples_is_refused_in_one_line():
     def guide(x):
         pyro.sample("z", dist.Normal(torch.zeros((), dtype=x.dtype), 1.0))
 
-    with pytest.raises(ValueError, match=r"^log p\(x\) per example needs exactly one plate of size 8 "
-                                         r"\(x.shape\[0\]\) over the examples; the pair's plates: none$"):
+    with pytest.raises(ValueError, match=r"^log p\(x\) per example needs a plate over the 8 examples of x: one "
+                                         r"named 'data', the outermost plate of every observed site, or the one "
+                                         r"named by data_plate=; the pair's plates: none$"):
         log_likelihood(model, guide, x, num_samples=2)
 
 

@@ -10,7 +10,7 @@ from torch.distributions import biject_to, constraints
 
 from pyrogen.distributions import FAMILIES, ParameterHead
 from pyrogen.distributions.families import lean_transform
-from pyrogen.errors import DataError, RecordingError
+from pyrogen.errors import DataError, RecordingError, RecordingMismatchError
 from pyrogen.infer import (
     CompiledLoss,
     ELBOModule,
@@ -19,6 +19,7 @@ from pyrogen.infer import (
     ReparamTraceMeanField_ELBO,
     TorchSVI,
 )
+from pyrogen.infer.compiled_loss import checked_step
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer
 from tests.training.test_vae import small_config
@@ -174,3 +175,102 @@ def test_lean_transform_leaves_out_only_no_op_steps():
                        constraints.interval(-1.0, 3.0), constraints.unit_interval):
         transform = biject_to(constraint)
         assert torch.equal(lean_transform(transform)(x), transform(x)), constraint
+
+
+# --- the guard: chosen calls of a recorded loss repeated eagerly on the same draws ---------------------
+
+def test_the_guard_checks_calls_2_3_10_100_and_every_1000th():
+    assert [step for step in range(1, 5001) if checked_step(step)] == [2, 3, 10, 100, 1000, 2000, 3000, 4000, 5000]
+
+
+@pytest.mark.parametrize("elbo", [ReparamTrace_ELBO, ReparamTraceMeanField_ELBO])
+def test_guarded_steps_draw_nothing_and_stay_the_eager_steps(elbo):
+    # 12 recorded calls, four of them (2, 3, 10 and the recording's own check) repeated eagerly: the losses,
+    # the parameters and the generator's next numbers are the eager run's to the bit
+    x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
+    eager_losses, eager_params, eager_next, _ = _train(False, x, elbo, steps=10)
+    losses, params, after, _ = _train("record", x, elbo, steps=10)
+    assert torch.equal(losses, eager_losses)
+    assert all(torch.equal(a, b) for a, b in zip(params, eager_params))
+    assert torch.equal(after, eager_next)
+
+
+class ListAnnealed(torch.nn.Module):
+    """A user's KL annealing that reads the weight from a Python list: a recording keeps the first value."""
+
+    def __init__(self, weights):
+        super().__init__()
+        self.vae, self.weights = VAE(latent_dim=4, hidden=(24,)), weights
+
+    def model(self, x):
+        return self.vae.model(x, kl_weight=self.weights[0])
+
+    def guide(self, x):
+        return self.vae.guide(x, kl_weight=self.weights[0])
+
+
+def _annealed_run(compile, x):
+    """Three steps at KL weights 0.5, 0.01, 0.01 read from a list; after a RecordingMismatchError the step is
+    retaken eagerly (what the trainer does). Returns the losses, the parameters and the error (if any)."""
+    pyro.set_rng_seed(0)
+    weights = [0.5]
+    annealed = ListAnnealed(weights)
+    optim = torch.optim.Adam(annealed.parameters(), lr=1e-2)
+    svi = TorchSVI(annealed.model, annealed.guide, optim, ReparamTrace_ELBO(), compile=compile)
+    losses, error = [], None
+    with pyro.validation_enabled(False):
+        for w in (0.5, 0.01, 0.01):
+            weights[0] = w
+            try:
+                losses.append(svi.step(x))
+            except RecordingMismatchError as e:
+                error = e
+                svi = TorchSVI(annealed.model, annealed.guide, optim, ReparamTrace_ELBO())
+                losses.append(svi.step(x))
+    return torch.stack(losses), [p.detach().clone() for p in annealed.parameters()], torch.rand(3), error
+
+
+@pytest.mark.filterwarnings("ignore:.*not registered in the param store")
+def test_a_weight_read_from_a_python_list_is_caught_at_the_next_checked_call():
+    # Before: the recorded run replayed λ = 0.5 at every step and returned another loss than the eager run,
+    # silently. Now call 2 is repeated eagerly, disagrees, raises, and leaves the step untaken.
+    x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
+    eager_losses, eager_params, eager_next, no_error = _annealed_run(False, x)
+    losses, params, after, error = _annealed_run("record", x)
+    assert no_error is None
+    assert re.fullmatch(
+        r"at call 2 the recorded loss returned \S+ where the model's Python code returned \S+ on the same draws "
+        r"\(it reads a Python value that changed since it was recorded, such as a weight from a list or a "
+        r"global, which the recording replays as a constant\); pass such values as tensor arguments "
+        r"\(kl_weight=torch.tensor\(w\)\), or train without recording \(compile off\)", str(error))
+    assert isinstance(error, RecordingError)
+    # the step retaken eagerly continues the eager run exactly: nothing was drawn or updated by the check
+    assert torch.equal(losses, eager_losses)
+    assert all(torch.equal(a, b) for a, b in zip(params, eager_params))
+    assert torch.equal(after, eager_next)
+
+
+def test_compiled_loss_agreement_allows_rounding_not_a_stale_constant():
+    assert CompiledLoss._agrees(None, torch.tensor(1844.5), torch.tensor(1844.5 * (1 + 1e-6)))
+    assert not CompiledLoss._agrees(None, torch.tensor(55.15), torch.tensor(1844.5))
+    assert not RecordedLoss._agrees(None, torch.tensor(1844.5), torch.tensor(1844.5 * (1 + 1e-6)))
+
+
+@pytest.mark.parametrize("mode", ["record", "auto"])
+def test_the_trainer_continues_eagerly_in_one_line_after_a_mismatch(monkeypatch, capsys, mode):
+    x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
+    eager = _trainer("off", x)  # each trainer seeds the global generator when built
+    eager.fit(1)
+    # a stale recording, as a list-read weight would give: every checked call disagrees
+    monkeypatch.setattr(RecordedLoss, "_agrees", lambda self, replayed, eager: False)
+    recorded = _trainer(mode, x)
+    recorded.progress = True
+    capsys.readouterr()
+    recorded.fit(1)
+    notes = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
+    assert len(notes) == 1 and re.fullmatch(rf"pyrogen: --compile {mode}: at call 2 the recorded loss returned "
+                                             r"\S+ where the model's Python code returned \S+ on the same draws "
+                                             r"\(.*\); training eagerly", notes[0]), notes
+    assert recorded.compile is False
+    assert recorded.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
+    assert all(torch.equal(a, b) for a, b in zip(recorded.vae.parameters(), eager.vae.parameters()))

@@ -80,3 +80,21 @@ def test_a_one_element_loss_tensor_is_a_statistic():
     # a (1,)-shaped loss is read as the number it holds
     metrics = _fit(torch.tensor([2.0]), {"epochs": 1, "log_every": 1})
     assert metrics[0]["loss"] == pytest.approx(1.0)  # 2 nats per batch of 2 examples
+
+
+def test_numpy_integers_are_sizes_across_the_package():
+    import json
+
+    from pyrogen.data import DeviceLoader
+    from pyrogen.distributions.families import erlang_family
+    from pyrogen.models.conditional import ConditionalVAE
+    from pyrogen.models.gan import ConditionalGenerator, Generator
+
+    for model in (Generator(latent_dim=np.int64(3), architecture="mlp", hidden=(8,)),
+                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp", hidden=(8,)),
+                  ConditionalVAE(num_classes=np.int64(3), latent_dim=np.int64(2), hidden=(8,))):
+        json.dumps(model.config)  # NumPy integers would not serialize
+        assert type(model.config["latent_dim"]) is int
+    loader = DeviceLoader(torch.rand(6, 1, 2, 2), np.int64(4), world_size=np.int64(2), rank=np.int64(1))
+    assert loader.batch_size == 4 and len(loader) == 2
+    assert erlang_family(np.int64(3)).name == "erlang:3"

@@ -53,6 +53,9 @@ def test_every_example_has_a_tiny_configuration():
 def test_example_runs(name, tmp_path, monkeypatch, one_thread, capsys):
     monkeypatch.setattr(sys, "argv", [name, *TINY[name], "--out", str(tmp_path)])
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # torch is loaded in this process already, so the example's set_wait_policy() could not act: given
+    # the variable, it keeps it quietly (a fresh "python examples/NAME.py" sets it before torch loads)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     printed = capsys.readouterr().out
     assert "epoch 1:" in printed

@@ -638,7 +638,7 @@ def _api_cases():
         ("hidden-0", lambda: VAE(hidden=(0,)), "hidden must be a non-empty sequence of positive integer widths, got (0,)"),
         ("hidden-empty", lambda: VAE(hidden=()), "hidden must be a non-empty sequence of positive integer widths, got ()"),
         ("image_shape-2d", lambda: VAE(image_shape=(28, 28)),
-         "image_shape must be (channels, height, width) of positive integers, got (28, 28)"),
+         "image_shape must be (channels, height, width) or (features,) of positive integers, got (28, 28)"),
     ]
 
 

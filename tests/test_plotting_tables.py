@@ -1,0 +1,56 @@
+"""Pictures for data that are not images, and which picture kinds do not apply."""
+
+import pytest
+import torch
+from matplotlib.image import imread
+
+from pyrogen.errors import DataError
+from pyrogen.models import VAE
+from pyrogen.plotting_tables import (
+    IMAGE_PICTURES,
+    inapplicable_pictures,
+    plot_codes_by_label,
+    plot_feature_reconstruction,
+    plot_table_pictures,
+)
+
+
+def test_image_pictures_do_not_apply_to_flat_vectors_and_say_why():
+    reasons = dict(inapplicable_pictures((7,), latent_dim=2))
+    assert sorted(reasons) == sorted(IMAGE_PICTURES)
+    assert reasons["reconstructions.png"] == ("the examples are vectors of 7 features; feature_reconstruction.png "
+                                              "plots reconstructions against the data, feature by feature")
+    assert reasons["prior_samples.png"] == ("the examples are vectors of 7 features; a sample is a vector with no "
+                                            "picture as an image")
+    assert inapplicable_pictures((1, 28, 28), latent_dim=2) == []
+    assert inapplicable_pictures((3, 32, 32), latent_dim=10) == [
+        ("manifold.png", "the latent space has 10 dimensions; the manifold is drawn for 2-dimensional latent "
+                         "spaces only")]
+    assert dict(inapplicable_pictures((5, 8, 8), 2))["manifold.png"].startswith(
+        "the examples are arrays of shape (5, 8, 8) (not 1- or 3-channel images)")
+    assert inapplicable_pictures((1, 28, 28), 2, has_labels=False) == [
+        ("latent_codes.png (colours)", "the data have no labels: the codes are drawn in one colour")]
+
+
+@pytest.mark.parametrize("likelihood", ["normal-feature", "negative-binomial-library"])
+def test_table_pictures_are_written(tmp_path, likelihood):
+    torch.manual_seed(0)
+    x = torch.poisson(torch.rand(60, 7) * 4) if "binomial" in likelihood else torch.randn(60, 7)
+    vae = VAE(latent_dim=3, image_shape=(7,), hidden=(8,), likelihood=likelihood)
+    rows = [{"epoch": 1, "loss": 10.0, "test_elbo": -9.0}, {"epoch": 2, "loss": 8.0, "test_elbo": -7.5}]
+    paths = plot_table_pictures(vae, x, tmp_path, labels=torch.arange(60) % 3, rows=rows,
+                                feature_names=list("abcdefg"))
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["latent_codes.png", "feature_reconstruction.png",
+                                                    "training_curves.png"]
+    for p in paths:
+        image = imread(p)
+        assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0.01  # a drawn picture
+    assert plot_codes_by_label(vae, x, tmp_path / "plain.png") == str(tmp_path / "plain.png")
+
+
+def test_pictures_refuse_examples_of_another_shape(tmp_path):
+    vae = VAE(latent_dim=2, image_shape=(7,), hidden=(8,), likelihood="normal-feature")
+    with pytest.raises(DataError, match=r"^x must be examples of shape \(N, 7\), got \(5, 6\)$"):
+        plot_feature_reconstruction(vae, torch.zeros(5, 6), tmp_path / "r.png")
+    with pytest.raises(DataError, match=r"^labels must have one entry per example \(5\), got 4$"):
+        plot_codes_by_label(vae, torch.zeros(5, 7), tmp_path / "c.png", labels=torch.zeros(4))
