@@ -24,7 +24,7 @@ import torch
 from pyrogen import distributed
 from pyrogen.data import load_splits, static_binarize
 from pyrogen.data.loaders import is_reader
-from pyrogen.data.sources import reopen, source_splits
+from pyrogen.data.sources import fashion_mnist_record, reopen, source_splits
 from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError
 from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where users find run files)
     CHECKPOINT_FILE,
@@ -140,8 +140,23 @@ def load_run_data(kind, data_config, device):
 # -------------------------------------------------------------------------------------------- open a run
 
 
+def with_source(config):
+    """``config`` with its data source recorded: where ``data.source`` is None, the built-in data set's
+    record (Fashion-MNIST's, or ``{"kind": "built-in", "dataset": ...}`` for a torchvision one), which is
+    what :func:`read_splits` reads for it."""
+    data = migrate(config).data
+    if data.source is not None:
+        return config
+    record = fashion_mnist_record(data.root) if data.dataset == "fashion-mnist" else \
+        {"format": 1, "kind": "built-in", "dataset": data.dataset, "path": data.root}
+    return {**config, "data": {**(config["data"] if "data" in config else {}), "source": record}}
+
+
 def _comparable(config):
     config = migrate(json.loads(json.dumps(config))).to_dict()  # any layout, tuples and lists alike
+    source = config["data"].get("source")
+    if source is not None and source["kind"] in BUILT_IN_KINDS:  # recorded or not, the built-in data set
+        config["data"]["source"] = None
     for section, key in RESUMABLE_KEYS:
         config[section].pop(key, None)
     return config
@@ -249,8 +264,13 @@ class Run:
 
     def require_source(self):
         """Refuse, in one line, a run that records no data source although its layout records one: a run
-        built in Python without ``config["data"]["source"]``, whose data no command can know."""
-        if self.record.configured and self.settings.version >= 3 and self.settings.data.source is None:
+        whose trainer was given data in Python (not read by :func:`build_trainer` from its configuration)
+        without ``config["data"]["source"]``, whose data no command can know."""
+        if not self.record.configured or self.settings.version < 3 or self.settings.data.source is not None:
+            return
+        if self.dir.never_finished_an_epoch():  # no checkpoint: resuming builds it from its configuration
+            return
+        if migrate(self.checkpoint["config"]).data.source is None:  # build_trainer records the data it reads
             raise DataError(
                 f"the run in {self.path!r} records no data source (built in Python without "
                 "config['data']['source']), so no command can know its data; record them with "
@@ -318,7 +338,8 @@ def load_generator(run_dir, device="auto", use_ema=True):
 
 def build_trainer(config, run=None, device="auto", progress=True):
     """The trainer of a new run of ``config`` (any kind, any layout), freshly seeded: the one generic build."""
-    return get_kind(migrate(config).kind).build(config, run=run, device=device, progress=progress)
+    # the trainer's configuration (and so its checkpoints) records the data it reads (with_source)
+    return get_kind(migrate(config).kind).build(with_source(config), run=run, device=device, progress=progress)
 
 
 def resume_trainer(run_dir, device="auto", progress=True, epochs=None):

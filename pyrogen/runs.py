@@ -20,6 +20,7 @@ import sys
 import torch
 
 from pyrogen import distributed
+from pyrogen.data.sources import relocated
 from pyrogen.errors import DataError, PyrogenError, RunDirError
 from pyrogen.kinds import get_kind
 from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where users find runs)
@@ -51,8 +52,8 @@ from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where
     save_checkpoint,
     set_rng_state,
     start_run,
+    with_source,
 )
-from pyrogen.data.sources import fashion_mnist_record, relocated
 from pyrogen.settings import migrate
 
 
@@ -162,18 +163,6 @@ def train(config, out, device="auto", progress=True, echo=print):
     trainer = start_run(out, config, lambda: build_trainer(config, device=device, progress=progress))
     _fit_and_finish(trainer, None, echo)
     return trainer
-
-
-def with_source(config):
-    """``config`` with its data source recorded: where ``data.source`` is None, the built-in data set's
-    record (Fashion-MNIST's, or ``{"kind": "built-in", "dataset": ...}`` for a torchvision one)."""
-    data = config.get("data", {})
-    if data.get("source") is not None:
-        return config
-    dataset = data.get("dataset", "fashion-mnist")
-    record = fashion_mnist_record(data.get("root")) if dataset == "fashion-mnist" else \
-        {"format": 1, "kind": "built-in", "dataset": dataset, "path": data.get("root")}
-    return {**config, "data": {**data, "source": record}}
 
 
 def _fit_and_finish(trainer, epochs, echo):

@@ -183,12 +183,16 @@ class Source:
     def stat_signature(self):
         """Sizes and modification times of the source's files (and its test source's): what a change
         would alter, read without reading the data."""
-        paths = [os.path.join(self.path, f) for f in self.files] if self.kind == "folder" else [self.path]
+        files = getattr(self, "files", None)  # a folder's images, else the file itself
+        paths = [self.path] if files is None else [os.path.join(self.path, f) for f in files]
         try:
             own = _digest([[p, st.st_size, st.st_mtime_ns] for p, st in ((p, os.stat(p)) for p in paths)])
         except OSError:
             return None
         return [own, None if self.test_source is None else self.test_source.stat_signature()]
+
+    can_stream = False
+    """Whether :meth:`streaming_dataset` reads it from disk (a folder of images, a ``.npy``)."""
 
     @property
     def nbytes(self):
@@ -277,6 +281,7 @@ class FolderSource(Source):
     """A folder of images, with class subfolders or without (see the module docs)."""
 
     kind = "folder"
+    can_stream = True
     value_transform = "levels/255"
 
     def __init__(self, path, *, image_size=None, channels=None, **split):
@@ -448,6 +453,10 @@ class ArraySource(Source):
         self._values = values
         self.labels, self.class_names = (None, None) if labels is None else \
             _labels_from(labels, self.path, self.num_examples, class_names)
+
+    @property
+    def can_stream(self):
+        return self.path.lower().endswith(".npy")
 
     def fingerprint(self):
         return _file_fingerprint(self.path)
@@ -714,8 +723,7 @@ def source_splits(record, path=None, stream=None, device=None, train_size=None, 
 
     source = reopen(record, path)
     if stream is None:
-        can_stream = source.kind == "folder" or (source.kind == "array" and source.path.lower().endswith(".npy"))
-        stream = can_stream and choose_stream(source.nbytes, device)
+        stream = source.can_stream and choose_stream(source.nbytes, device)
     train, test = source.splits(stream=bool(stream))
     for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
         if n is not None and not 1 <= n <= len(ds):

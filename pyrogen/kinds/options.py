@@ -327,8 +327,7 @@ def source_settings(args, config):
                          label_column=args.label_column,
                          test_data=args.test_data, split_seed=args.split_seed,
                          test_fraction=0.1 if args.test_fraction is None else args.test_fraction)
-    can_stream = source.kind == "folder" or (source.kind == "array" and source.path.lower().endswith(".npy"))
-    if args.stream and not can_stream:
+    if args.stream and not source.can_stream:
         raise PyrogenError(f"argument --stream: streaming reads a .npy array or a folder of images, and "
                            f"{source.path!r} is read into memory")
     device = getattr(args, "device", "auto")
@@ -336,7 +335,7 @@ def source_settings(args, config):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    streams = args.stream if args.stream is not None else can_stream and choose_stream(source.nbytes, device)
+    streams = args.stream if args.stream is not None else source.can_stream and choose_stream(source.nbytes, device)
     if not streams:
         source.data()  # read (and checked) now: the record then holds a hash of the content
     config["data"]["source"] = source.record()
