@@ -8,7 +8,8 @@ Two loops train on the same Fashion-MNIST images for the same epochs and seeds:
   the reference's weights copied in, every output agrees to float rounding) and take ALI's simultaneous
   update exactly (:func:`benchmarks.references.ali.check_same_step`: from the same weights, batches and
   noise, the same gradients and steps); ``pyrogen-dcgan`` is the same trainer with the defaults before
-  that (:data:`benchmarks.references.ali.PREVIOUS`: DCGAN's layout of the pair, a joint discriminator of width 256, the alternating update); ``pyrogen-mlp`` the
+  that (:data:`benchmarks.references.ali.PREVIOUS`: DCGAN's layout of the pair, a joint discriminator
+  of width 256, the alternating update); ``pyrogen-mlp`` the
   defaults before this benchmark (MLP pair of width 400, continuous-Bernoulli mean as generator
   output, MLP discriminator of width 256 without dropout, Adam 2e-4), ``pyrogen-mlp-sigmoid`` those
   with the sigmoid output (``bernoulli-relaxed``);

@@ -10,7 +10,8 @@ and counts x_ig ~ NB(mean l_i rho_ig, inverse dispersion theta_g), theta_g ~ Log
 Every model is the same MLP VAE (genes -> 128 -> latent 10, mirrored decoder, normal prior and
 guide, TraceMeanField_ELBO, Adam 1e-3, batches of 128, ``--epochs`` epochs), its encoder fed
 log1p(counts) (``input_transform="log1p"``, scvi-tools' ``log_variational``), its decoder's last bias
-started at each gene's average (:func:`init_output_bias`), trained on 90% of the cells; the other 10% are held out. Likelihoods:
+started at each gene's average (:func:`init_output_bias`), trained on 90% of the cells; the other 10%
+are held out. Likelihoods:
 
 * ``negative-binomial`` and ``zinb``: pyrogen's count likelihoods, log-means from the decoder;
 * ``normal-log1p``: a Normal with a learned scale per gene on y = log1p(x) (the usual alternative);

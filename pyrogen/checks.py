@@ -22,7 +22,7 @@ def is_count(value, minimum=1):
 
 
 def check_count(value, name, minimum=1, error=DataError):
-    """``value`` as a Python int, or ``error`` (one line naming ``name``) if it is not a count of at least ``minimum``."""
+    """``value`` as a Python int; ``error`` (one line naming ``name``) if it is not a count of at least ``minimum``."""
     if not is_count(value, minimum):
         what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
         raise error(f"{name} must be {what}, got {value!r}")

@@ -289,15 +289,24 @@ def _evaluation(run, record):
     return body
 
 
-def _picture_caption(name):
-    """The caption of a picture in the run directory itself, from its name."""
+def _picture_caption(name, record=None):
+    """The caption of a picture in the run directory itself, from its name (samples of a kind with no density,
+    a GAN's, are G(z))."""
+    if isinstance(record, str):  # a kind's name
+        from pyrogen.kinds import get_kind
+
+        record = get_kind(record)
+    implicit = record is not None and not record.has_density
+    if implicit and name == "samples.png":
+        return "Samples G(z) of the generator, z ~ p(z), written by pyrogen train at the end of training."
     if name in TRAINING_CAPTIONS:
         return TRAINING_CAPTIONS[name]
     match = _SAMPLE_NAME.match(name)
     if match:
         epoch, n, seed, _ = match.groups()
-        return (f"Mean images of {n} draws from the prior p(z), seed {seed}, checkpoint of epoch {epoch}, "
-                "written by pyrogen sample.")
+        what = f"{n} samples G(z) of the generator, z ~ p(z)" if implicit else \
+            f"Mean images of {n} draws from the prior p(z)"
+        return f"{what}, seed {seed}, checkpoint of epoch {epoch}, written by pyrogen sample."
     return ""
 
 
@@ -346,7 +355,7 @@ def _pictures(run, record):
     pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
                 for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
     drawn_again = {os.path.basename(p) for p in plots}
-    pictures += [(p, _picture_caption(os.path.basename(p)))
+    pictures += [(p, _picture_caption(os.path.basename(p), record))
                  for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
                  if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
     figures = []

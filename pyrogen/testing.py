@@ -582,15 +582,17 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
 
 
 def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unused=(),
-                      num_steps=10, lr=1e-3, torch_svi=False, vectorized=True, seed=0, **kwargs):
+                      num_steps=10, lr=1e-3, torch_svi=False, vectorized=None, seed=0, **kwargs):
     """Run every check of this module on a model/guide pair and a small batch.
 
     In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
     (only when ``reparameterized`` is true or ``loss`` is
     :class:`~pyrogen.infer.ReparamTrace_ELBO`, which needs it),
-    :func:`assert_shapes_agree`, :func:`assert_vectorizes` (unless ``vectorized``
-    is false, or the model leaves a discrete site to enumeration: such a pair is
-    neither run with vectorized particles nor evaluated by ``log_likelihood``),
+    :func:`assert_shapes_agree`, :func:`assert_vectorizes` (by default for a
+    reparameterized pair whose model leaves no discrete site to enumeration, the
+    pairs that vectorized particles, :class:`~pyrogen.infer.IWAE_ELBO` and
+    ``log_likelihood`` run with an extra dimension of draws; a mixture model that
+    indexes ``locs[assignment]`` Pyro-tutorial style is not vectorizable and need not be),
     :func:`assert_elbo_finite`, :func:`assert_gradients_reach_parameters` and
     :func:`assert_svi_lowers_loss` (skipped when ``num_steps`` is 0). ``args`` and
     ``kwargs`` go to both the model and the guide, as in ``SVI.step``.
@@ -602,17 +604,21 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
     :param float lr: Adam's learning rate for the last check.
     :param bool torch_svi: the pair is trained by :class:`pyrogen.infer.TorchSVI`
         (plain ``nn.Module`` parameters need no registration with Pyro).
-    :param bool vectorized: check that the pair runs with an extra leading dimension of draws.
+    :param bool vectorized: check that the pair runs with an extra leading dimension of draws
+        (None: for a reparameterized pair without enumerated sites).
     :param int seed: seed of the SVI check's ELBO draws.
     :returns: ``(loss before, loss after)`` of the SVI check, or None when skipped.
     """
     from pyrogen.infer import ReparamTrace_ELBO
 
     assert_guide_matches_model(model, guide, *args, **kwargs)
-    if reparameterized or isinstance(loss, ReparamTrace_ELBO):
+    reparameterized = reparameterized or isinstance(loss, ReparamTrace_ELBO)
+    if reparameterized:
         assert_reparameterized(guide, *args, **kwargs)
     assert_shapes_agree(model, guide, *args, **kwargs)
-    if vectorized and not _has_enumerated_sites(model, guide, args, kwargs):
+    if vectorized is None:
+        vectorized = reparameterized and not _has_enumerated_sites(model, guide, args, kwargs)
+    if vectorized:
         assert_vectorizes(model, guide, *args, **kwargs)
     assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
     assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, torch_svi=torch_svi,

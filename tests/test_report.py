@@ -122,3 +122,11 @@ def test_settings_of_unexpected_types_are_listed_not_a_traceback():
     config = {"kind": "vae", "train": {"kl_schedule": [1], "kl_cycles": 4, "epochs": "ten"}}
     assert ("train.kl_schedule", [1]) in used_settings(config) and ("train.kl_cycles", 4) in used_settings(config)
     assert ("train.epochs", "ten", 10) in changed_settings(config)
+
+
+def test_a_gans_samples_are_not_called_mean_images():
+    from pyrogen.report import _picture_caption
+
+    assert _picture_caption("samples.png", "gan").startswith("Samples G(z) of the generator")
+    assert _picture_caption("samples-epoch3-n64-seed0.png", "gan").startswith("64 samples G(z) of the generator")
+    assert _picture_caption("samples-epoch3-n64-seed0.png", "vae").startswith("Mean images of 64 draws")

@@ -35,6 +35,7 @@ from pyrogen.distributions.likelihoods import (
     choose_likelihood,
     default_binarize,
     get_likelihood,
+    resolve_likelihood,
 )
 from pyrogen.distributions.gompertz import Gompertz
 from pyrogen.distributions.projected_normal import ProjectedNormal
@@ -49,7 +50,7 @@ __all__ = [
     "LocationScaleLikelihood", "NormalLikelihood", "LaplaceLikelihood", "BetaLikelihood",
     "Categorical256Likelihood", "DiscretizedLogisticMixtureLikelihood", "default_binarize",
     "get_likelihood", "StudentTLikelihood", "CountLikelihood", "PoissonLikelihood", "NegativeBinomialLikelihood",
-    "ZeroInflatedNegativeBinomialLikelihood", "choose_likelihood", "auto_message",
+    "ZeroInflatedNegativeBinomialLikelihood", "choose_likelihood", "auto_message", "resolve_likelihood",
     "DiscretizedLogisticMixture", "QuantizedCategorical", "ProjectedNormal", "Rayleigh",
     "Erlang", "Gompertz", "Reciprocal", "Triangular", "erlang_family",
 ]  # fmt: skip

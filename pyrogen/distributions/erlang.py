@@ -18,6 +18,7 @@ import torch
 from pyro.distributions import Gamma
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
+
 from pyrogen.checks import is_integer
 
 

@@ -408,7 +408,8 @@ class DiscretizedLogisticMixtureLikelihood(Likelihood):
         return logits, loc + 0.5, self.scale_transform(raw)
 
     def forward(self, out):
-        return DiscretizedLogisticMixture(*self.params(out), num_levels=256, validate_args=False).to_event(self.event_dim)
+        mixture = DiscretizedLogisticMixture(*self.params(out), num_levels=256, validate_args=False)
+        return mixture.to_event(self.event_dim)
 
     def check(self, x, name="x"):
         super().check(x, name)
@@ -646,9 +647,10 @@ def choose_likelihood(x, images=None, max_rows=100_000):
     images (grey levels, binarized dynamically as the Fashion-MNIST runs are) and
     ``"continuous-bernoulli"`` for flat vectors; non-negative integers -> ``"poisson"`` when the
     pooled variance is within 20% of the mean, else ``"zinb"`` when for more than half of the
-    features (up to 50, on up to 2,000 examples) a zero-inflated negative binomial fitted by maximum
-    likelihood beats the negative binomial by more than 3 nats, else ``"negative-binomial"``; any other real values -> ``"student-t"`` when the
-    median excess kurtosis of the features exceeds 1 (heavy tails), else ``"normal-feature"``.
+    features (up to 50, on up to 1,000 examples) a zero-inflated negative binomial fitted by maximum
+    likelihood beats the negative binomial by more than 3 nats, else ``"negative-binomial"``; any other
+    real values -> ``"student-t"`` when the median excess kurtosis of the features exceeds 1 (heavy
+    tails), else ``"normal-feature"``.
 
     :param torch.Tensor x: the training data, ``(N, C, H, W)`` or ``(N, D)``.
     :param bool images: whether the examples are images (default: ``x`` has 4 dimensions).
@@ -700,7 +702,8 @@ def choose_likelihood(x, images=None, max_rows=100_000):
     kurtosis = ((z**4).mean(0) - 3)[x.std(0) > 0]
     excess = kurtosis.median().item() if kurtosis.numel() else 0.0
     if excess > 1:
-        return "student-t", f"real values in [{lo:.4g}, {hi:.4g}] with heavy tails (median excess kurtosis {excess:.1f})"
+        return "student-t", (f"real values in [{lo:.4g}, {hi:.4g}] with heavy tails (median excess kurtosis "
+                             f"{excess:.1f})")
     return "normal-feature", (f"real values in [{lo:.4g}, {hi:.4g}] (median excess kurtosis {excess:.1f}): "
                               "a Normal with a learned scale per feature")
 
@@ -708,3 +711,15 @@ def choose_likelihood(x, images=None, max_rows=100_000):
 def auto_message(name, reason):
     """The line the command line prints for ``--likelihood auto``."""
     return f"likelihood auto: {name} ({reason})"
+
+
+def resolve_likelihood(likelihood, x, images=None):
+    """``likelihood`` as a registered name or :class:`Likelihood`, with ``"auto"`` chosen from the training
+    data ``x`` by :func:`choose_likelihood`.
+
+    :returns: ``(likelihood, message)``: the message is :func:`auto_message`'s line for ``"auto"``, else None.
+    """
+    if isinstance(likelihood, str) and likelihood == "auto":
+        name, reason = choose_likelihood(x, images)
+        return name, auto_message(name, reason)
+    return likelihood, None

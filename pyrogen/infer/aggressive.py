@@ -174,7 +174,7 @@ class AggressiveSVI:
 
     def _backward(self, x, **kwargs):
         self._zero()
-        with nan_check(is_validation_enabled()):  # as TorchSVI: the caller reads the loss
+        with nan_check(is_validation_enabled() or x.device.type == "cpu"):  # as TorchSVI: no host read on a GPU
             loss = self.loss.differentiable_loss(self.model, self.guide, x, **kwargs)
         loss.backward()
         if self.clip_norm is not None:

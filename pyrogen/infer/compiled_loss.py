@@ -71,6 +71,11 @@ def checked_step(step):
     return step in CHECKED_STEPS or step % 1000 == 0
 
 
+def _same(a, b):
+    """``torch.equal``, with a NaN equal to a NaN (a model whose loss is NaN records and replays NaN)."""
+    return torch.equal(a, b) or (a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all()))
+
+
 def _cuda_devices(tensors):
     return sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
 
@@ -201,7 +206,7 @@ class RecordedLoss(nn.Module):
                     torch.cuda.set_rng_state(state_d, d)
                 with torch.no_grad():
                     replayed = graph(values, inputs)
-                if not torch.equal(replayed, eager.detach()):
+                if not _same(replayed, eager.detach()):
                     raise RecordingError(
                         f"the recorded graph returned {replayed.item()!r} where the module returned "
                         f"{eager.item()!r} on the same draws; the loss's Python code depends on more than "
@@ -213,7 +218,7 @@ class RecordedLoss(nn.Module):
 
     def _agrees(self, replayed, eager):
         """Whether a replayed loss is the eager one: to the bit for a recording."""
-        return torch.equal(replayed, eager)
+        return _same(replayed, eager)
 
     def _guarded(self, run, inputs, args, kwargs):
         """``run(inputs)``, checked against the eager module on the same draws; raises on a mismatch."""
@@ -289,7 +294,7 @@ class CompiledLoss(RecordedLoss):
     def _agrees(self, replayed, eager):
         """Fused kernels reorder floating-point sums: agreement to 1e-3 relative (a replayed stale
         constant, such as a KL weight, is off by far more)."""
-        return bool(torch.allclose(replayed, eager.to(replayed.dtype), rtol=1e-3, atol=1e-6))
+        return bool(torch.allclose(replayed, eager.to(replayed.dtype), rtol=1e-3, atol=1e-6, equal_nan=True))
 
     def __init__(self, loss_module, max_graphs=8, **compile_options):
         super().__init__(loss_module, max_graphs=max_graphs)

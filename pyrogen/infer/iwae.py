@@ -45,6 +45,7 @@ from pyro.util import check_model_guide_match, warn_if_nan
 from torch import nn
 from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
+from pyrogen.checks import check_count
 from pyrogen.infer.reparam_elbo import ReparamTrace_ELBO, nan_check, scored_sites, warn_if_nan_loss
 from pyrogen.infer.torch_svi import module_local
 
@@ -186,9 +187,8 @@ class IWAE_ELBO(ELBO):
     (the second on the detached draws); the same gradients. False forces the two passes."""
 
     def __init__(self, num_particles=5, max_plate_nesting=float("inf"), dreg=False, data_plate="data"):
-        if int(num_particles) < 1:
-            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
-        super().__init__(num_particles=int(num_particles), max_plate_nesting=max_plate_nesting,
+        num_particles = check_count(num_particles, "num_particles")
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
                          vectorize_particles=False)
         self.dreg = dreg
         self.data_plate = data_plate

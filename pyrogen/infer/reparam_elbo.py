@@ -20,16 +20,22 @@ _CHECK_NAN = contextvars.ContextVar("pyrogen_check_nan", default=True)
 def nan_check(enabled):
     """Within the block, whether ``differentiable_loss`` of pyrogen's ELBOs warns of a NaN loss.
 
-    They warn always, as :class:`pyro.infer.Trace_ELBO` does; the check reads the
-    loss on the host (a device synchronisation), so :class:`~pyrogen.infer.TorchSVI`'s
-    step turns it off unless Pyro's validation is on: its caller reads the loss
-    every few steps anyway (:class:`~pyrogen.training.FitLoop` stops on a NaN).
+    They warn always, as :class:`pyro.infer.Trace_ELBO` does. A caller that checks
+    the loss itself turns it off: :meth:`loss` (on the float it returns) and
+    :class:`~pyrogen.infer.TorchSVI`'s step (once per step, whatever computed the
+    loss; on an accelerator only under validation, since the check reads the loss
+    on the host).
     """
     token = _CHECK_NAN.set(bool(enabled))
     try:
         yield
     finally:
         _CHECK_NAN.reset(token)
+
+
+def nan_checked():
+    """Whether a NaN loss warns here (outside :func:`nan_check` ``(False)``)."""
+    return _CHECK_NAN.get()
 
 
 def warn_if_nan_loss(loss):
@@ -168,10 +174,10 @@ class ReparamTrace_ELBO(ELBO):
     (a batched site outside a plate without ``.to_event`` is Pyro's
     ``ValueError``), the warning for guide sites marked for enumeration, and
     "Encountered NaN" warnings naming the site. A NaN loss warns always, as
-    with Trace_ELBO, except inside :class:`~pyrogen.infer.TorchSVI`'s step with
-    validation off (the check reads the loss on the host; the training loop
-    reads it every ``log_every`` steps and stops on a NaN) and in a recorded
-    graph (:class:`~pyrogen.infer.RecordedLoss`). A reparameterized site whose
+    with Trace_ELBO (:class:`~pyrogen.infer.TorchSVI`'s step warns once per step
+    instead, and for a loss on an accelerator only under validation, since the
+    check reads the loss on the host; the training loop reads it every
+    ``log_every`` steps and stops on a NaN). A reparameterized site whose
     distribution still has a score-function part (Pyro's
     :class:`~pyro.distributions.Rejector`, e.g. ``ShapeAugmentedGamma``) gets
     Trace_ELBO's surrogate term, so its gradient is unbiased and equal to

@@ -5,10 +5,11 @@ import functools
 import torch
 from pyro.infer.util import is_validation_enabled
 from pyro.nn import PyroModule
+from pyro.util import warn_if_nan
 from torch import nn
 
 from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
-from pyrogen.infer.reparam_elbo import nan_check
+from pyrogen.infer.reparam_elbo import nan_check, nan_checked
 from pyrogen.precision import Precision
 
 
@@ -18,6 +19,17 @@ def _device_of(optim):
         for p in group["params"]:
             return p.device
     return torch.device("cpu")
+
+
+def _warn_if_nan(loss):
+    """Pyro's "Encountered NaN: loss" warning, as Trace_ELBO gives it at every step, where reading the loss costs
+    nothing: on the CPU, or under Pyro's validation. A loss on an accelerator is not read on the host at every
+    step (the caller reads it every few steps). Inside :func:`~pyrogen.infer.reparam_elbo.nan_check` ``(False)``
+    there is no warning: :class:`~pyrogen.training.FitLoop` reads the loss itself and stops on a NaN in one line."""
+    if (isinstance(loss, torch.Tensor) and nan_checked()
+            and (loss.device.type == "cpu" or is_validation_enabled())):
+        warn_if_nan(loss, "loss")
+    return loss
 
 
 def module_local(fn):
@@ -135,17 +147,21 @@ class TorchSVI:
         self.optim.zero_grad(set_to_none=True)
         if self.precision is not None:
             return self._mixed_step(*args, **kwargs)
-        with nan_check(is_validation_enabled()):  # no host read per step: the caller reads the loss
+        checked = nan_checked()
+        with nan_check(False):  # checked once below, whatever computed the loss (a recording, say)
             loss = self.loss_module(*args, **kwargs)
+        if checked:
+            _warn_if_nan(loss)
         (loss * self._gradient_scale if self._gradient_scale != 1.0 else loss).backward()
         self.optim.step()
         return loss.detach()
 
     def _mixed_step(self, *args, **kwargs):
         """:meth:`step` under :attr:`precision`: the forward pass autocast, the backward pass outside it."""
-        with self.precision.autocast(), nan_check(is_validation_enabled()):
+        checked = nan_checked()
+        with self.precision.autocast(), nan_check(False):
             loss = self.loss_module(*args, **kwargs)
-        loss = loss.float()
+        loss = _warn_if_nan(loss.float()) if checked else loss.float()
         self.precision.backward(loss * self._gradient_scale if self._gradient_scale != 1.0 else loss)
         self.precision.step(self.optim)
         self.precision.update()
@@ -154,5 +170,7 @@ class TorchSVI:
     @torch.no_grad()
     def evaluate_loss(self, *args, **kwargs):
         """The loss without a gradient step, as a detached tensor."""
-        with nan_check(is_validation_enabled()):
-            return self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        checked = nan_checked()
+        with nan_check(False):
+            loss = self.loss.differentiable_loss(self.model, self.guide, *args, **kwargs)
+        return _warn_if_nan(loss) if checked else loss

@@ -140,7 +140,8 @@ PSEUDO_INPUTS = ("hardtanh", "sigmoid")
 """How a :class:`VampPrior` keeps its pseudo-inputs in [0, 1]: ``"hardtanh"``, the default,
 :math:`u_k = \\operatorname{hardtanh}_{[0,1]}(w_k + b)` (pythae's ``VAMP``, after the paper's hard tanh: a linear
 layer K -> C*H*W applied to the one-hot rows e_k, so b is shared by all components), starting near 0
-like a dark image; or ``"sigmoid"``, :math:`u_k = \\sigma(\\ell_k)` starting near 0.5, which runs made before the option existed keep (their configurations lack the key)."""
+like a dark image; or ``"sigmoid"``, :math:`u_k = \\sigma(\\ell_k)` starting near 0.5, which runs made
+before the option existed keep (their configurations lack the key)."""
 
 
 class VampPrior(nn.Module):

@@ -80,10 +80,9 @@ class AdversarialPairTrainer(GameTrainer):
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
             if self.loader.binarize != "none":  # the encoder sees binary images in training
-                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")), *self.probe[1:])
-        devices = [train_data.device] if train_data.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # fixed noise that draws nothing from the run's stream
-            torch.manual_seed(stream_seed("fixed_noise", cfg["seed"]))
+                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")),
+                              *self.probe[1:])
+        with self.fixed_stream(train_data.device):
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
         self.real_diversity = self.reference_diversity(test_data)
 

@@ -23,6 +23,7 @@ The game's losses are bounded: a window whose mean ``|loss_d|`` or ``|loss_g|``
 passes ``divergence_threshold`` stops the run as a NaN does.
 """
 
+import contextlib
 import math
 
 import torch
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.random_streams import stream_seed
 from pyrogen.training.loop import FitLoop
 
 FLAG_TEXT = {
@@ -102,6 +104,14 @@ class GameTrainer(FitLoop):
         self.real_diversity = float("nan")
         self.classifier = None  # the cached feature network's classifier, for class coverage
         self.images = None  # the epoch's fixed-noise samples, for the run directory
+
+    @contextlib.contextmanager
+    def fixed_stream(self, device):
+        """Inside, torch's random numbers come from the fixed noise's own stream (the run's seed + 3) and
+        draw nothing from the run's stream, which is restored afterwards."""
+        with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+            torch.manual_seed(stream_seed("fixed_noise", self.config["train"]["seed"]))
+            yield
 
     def game_loss(self):
         """The configured GAN loss (``gp_weight`` for WGAN-GP)."""

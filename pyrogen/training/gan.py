@@ -185,13 +185,13 @@ class GANTrainer(GameTrainer):
             self.gan.distribute()
             distributed.seed_rank_noise(cfg["seed"], 0)
         self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
-        g = torch.Generator(device="cpu").manual_seed(stream_seed("fixed_noise", cfg["seed"]))
         num_fixed = cfg["num_fixed"]
         if self.num_classes:  # the same number of samples per class: one grid row each
             self.per_class = max(1, num_fixed // self.num_classes)
             num_fixed = self.per_class * self.num_classes
             self.fixed_labels = torch.arange(self.num_classes).repeat_interleave(self.per_class).to(train_data.device)
-        self.fixed_noise = torch.randn(num_fixed, generator.latent_dim, generator=g).to(train_data.device)
+        with self.fixed_stream(train_data.device):  # drawn on the CPU: the same noise on every device
+            self.fixed_noise = torch.randn(num_fixed, generator.latent_dim).to(train_data.device)
         self.real_diversity = self.reference_diversity(test_data)
 
     # --------------------------------------------------------------- state

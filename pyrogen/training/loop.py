@@ -51,6 +51,7 @@ from pyrogen import distributed
 from pyrogen.checks import is_count
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
+from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
 from pyrogen.rundirs import open_run
@@ -265,7 +266,7 @@ class FitLoop(distributed.RankZeroRun):
         log_every, steps = self.log_every(), self.steps_per_epoch()
         names, sums, seen = None, None, 0
         window, count = None, 0  # statistics summed on the device since the last read
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), nan_check(False):  # a NaN stops the run in one line, below
             for i, batch in enumerate(self.batches(), 1):
                 self.batch_in_epoch = i - 1
                 with self.step_context():
@@ -291,7 +292,16 @@ class FitLoop(distributed.RankZeroRun):
 
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
-        epochs = self.config["train"]["epochs"] if epochs is None else epochs
+        if epochs is None:
+            train = self.config.get("train") if isinstance(self.config, dict) else None
+            epochs = train.get("epochs") if isinstance(train, dict) else None
+            where = "config['train']['epochs']"
+        else:
+            where = "epochs"
+        if not is_count(epochs, minimum=0):
+            raise DataError(f"FitLoop.fit needs {where}, the epochs to train in total (a non-negative integer), "
+                            f"got {epochs!r}")
+        epochs = int(epochs)
         if self.precision.scaler is not None and not self.handles_precision:
             raise DataError(f"precision 'fp16' needs a gradient scaler in the training step, which "
                             f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)")

@@ -291,3 +291,12 @@ def test_the_device_loader_takes_any_finite_values_when_told():
         DeviceLoader(torch.tensor([[0.5, 3.0]]), 1, binarize="dynamic", values="any")  # binarizing needs [0, 1]
     with pytest.raises(DataError, match=r"^values must be one of \('unit-interval', 'any'\), got 'real'$"):
         DeviceLoader(torch.tensor([[0.5, 3.0]]), 1, values="real")
+
+
+def test_resolve_likelihood_chooses_only_for_auto():
+    from pyrogen.distributions import resolve_likelihood
+
+    x = torch.poisson(torch.full((500, 4), 3.0), generator=torch.Generator().manual_seed(0))
+    assert resolve_likelihood("zinb", x) == ("zinb", None)
+    name, message = resolve_likelihood("auto", x)
+    assert name == "poisson" and message.startswith("likelihood auto: poisson (non-negative integers up to ")

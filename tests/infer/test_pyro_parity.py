@@ -70,16 +70,31 @@ def test_nan_loss_warns_without_validation(Elbo, method):
         getattr(Elbo(), method)(model, guide)
 
 
-def test_torch_svi_step_reads_no_loss_on_the_host_without_validation():
-    # TorchSVI's caller reads the loss every few steps (FitLoop stops on NaN): no per-step check there
+@pytest.mark.parametrize("compile", [False, "record"])
+def test_torch_svi_step_warns_of_a_nan_loss_as_svi_does(compile):
+    # pyro.infer.SVI(..., Trace_ELBO()).step warns "Encountered NaN: loss" whatever the validation; so does
+    # TorchSVI's step on the CPU, once per step, recorded or not (on a GPU only under validation)
     model, guide = _pair(obs_loc=float("nan"))
-    untouched = torch.zeros(1, requires_grad=True)  # the optimizer must not turn loc into NaN
-    svi = TorchSVI(model, guide, torch.optim.SGD([untouched], lr=0.1), ReparamTrace_ELBO())
-    with pyro.validation_enabled(False), warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert torch.isnan(svi.step())
-    with pyro.validation_enabled(True), pytest.warns(UserWarning, match="Encountered NaN: loss"):
-        svi.step()
+
+    class Pair(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.tensor(0.2))
+
+        def model(self):
+            model()
+
+        def guide(self):
+            pyro.sample("z", dist.Normal(self.loc, 1.0))
+
+    pair = Pair()
+    svi = TorchSVI(pair.model, pair.guide, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+                   ReparamTrace_ELBO(), compile=compile)
+    for validation in (False, True, False):
+        with pyro.validation_enabled(validation), warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            assert torch.isnan(svi.step())
+        assert [str(w.message) for w in record].count("Encountered NaN: loss") == 1, validation
 
 
 @pytest.mark.parametrize("Elbo, Reference", [(Trace_ELBO, Trace_ELBO), (ReparamTrace_ELBO, Trace_ELBO),

@@ -254,6 +254,9 @@ def test_compiled_loss_agreement_allows_rounding_not_a_stale_constant():
     assert CompiledLoss._agrees(None, torch.tensor(1844.5), torch.tensor(1844.5 * (1 + 1e-6)))
     assert not CompiledLoss._agrees(None, torch.tensor(55.15), torch.tensor(1844.5))
     assert not RecordedLoss._agrees(None, torch.tensor(1844.5), torch.tensor(1844.5 * (1 + 1e-6)))
+    nan = torch.tensor(float("nan"))
+    assert RecordedLoss._agrees(None, nan, nan) and CompiledLoss._agrees(None, nan, nan)  # a NaN loss replays NaN
+    assert not RecordedLoss._agrees(None, nan, torch.tensor(1.0))
 
 
 @pytest.mark.parametrize("mode", ["record", "auto"])

@@ -46,6 +46,10 @@ def _fit(step, train):
     (lambda vae: _fit(torch.tensor(1.0), {"epochs": 1}), DataError,
      "FitLoop needs config['train']['log_every'], a positive integer (steps between reads of the statistics), "
      "got None"),
+    (lambda vae: _fit(torch.tensor(1.0), {"log_every": 1}), DataError,
+     "FitLoop.fit needs config['train']['epochs'], the epochs to train in total (a non-negative integer), got None"),
+    (lambda vae: _fit(torch.tensor(1.0), {"epochs": 1, "log_every": 0}), DataError,
+     "FitLoop needs config['train']['log_every'], a positive integer (steps between reads of the statistics), got 0"),
     (lambda vae: _fit("hello", {"epochs": 1, "log_every": 1}), TypeError,
      "the training step returned 'hello' (str) as 'loss'; a step (estimator.step or train_step) must return its "
      "loss as a number or a one-element tensor, or a dict of them"),
@@ -91,10 +95,46 @@ def test_numpy_integers_are_sizes_across_the_package():
     from pyrogen.models.gan import ConditionalGenerator, Generator
 
     for model in (Generator(latent_dim=np.int64(3), architecture="mlp", hidden=(8,)),
-                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp", hidden=(8,)),
+                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp",
+                                       hidden=(8,)),
                   ConditionalVAE(num_classes=np.int64(3), latent_dim=np.int64(2), hidden=(8,))):
         json.dumps(model.config)  # NumPy integers would not serialize
         assert type(model.config["latent_dim"]) is int
     loader = DeviceLoader(torch.rand(6, 1, 2, 2), np.int64(4), world_size=np.int64(2), rank=np.int64(1))
     assert loader.batch_size == 4 and len(loader) == 2
     assert erlang_family(np.int64(3)).name == "erlang:3"
+
+
+def test_a_nan_loss_in_the_fit_loop_is_its_one_line_not_a_warning_per_step():
+    # TorchSVI warns of a NaN loss as SVI does; under FitLoop, which stops on it in one line, it does not
+    import warnings
+
+    import pyro
+    import pyro.distributions as dist
+
+    from pyrogen.errors import TrainingDivergedError
+    from pyrogen.infer import ReparamTrace_ELBO, TorchSVI
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = torch.nn.Parameter(torch.tensor(0.0))
+
+        def model(self, x):
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(0.0, 1.0))
+                loc = (z * float("nan"))[:, None, None, None].expand(x.shape)
+                pyro.sample("x", dist.Normal(loc, 1.0, validate_args=False).to_event(3), obs=x)
+
+        def guide(self, x):
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(self.loc, 1.0))
+
+    broken = Broken()
+    svi = TorchSVI(broken.model, broken.guide, torch.optim.SGD(broken.parameters(), lr=0.1), ReparamTrace_ELBO())
+    loop = FitLoop(DeviceLoader(torch.rand(4, 1, 2, 2), 2), {"train": {"epochs": 1, "log_every": 2}},
+                   progress=False, estimator=svi)
+    with warnings.catch_warnings(record=True) as record, pytest.raises(TrainingDivergedError, match="loss is nan"):
+        warnings.simplefilter("always")
+        loop.fit()
+    assert not [w for w in record if "Encountered NaN" in str(w.message)]

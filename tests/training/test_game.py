@@ -105,3 +105,19 @@ def test_the_loops_decay_is_checkpointed_and_ends_the_run(tmp_path, one_thread):
     resumed.decay = PlateauDecay(resumed.generator, resumed.optim_g)
     resumed.load_state_dict(run.load_checkpoint())
     assert resumed.decay.best_loss == 1.0 and resumed.epoch == 1
+
+
+@pytest.mark.parametrize("kind", ["gan", "ali"])
+def test_fixed_noise_comes_from_its_own_stream(kind):
+    """The fixed noise is the draw of a generator seeded with the run's seed + 3, and drawing from that
+    stream leaves the run's own stream where it was."""
+    trainer = _trainer(kind)
+    seeded = torch.Generator().manual_seed(trainer.config["train"]["seed"] + 3)
+    expected = torch.randn(trainer.fixed_noise.shape, generator=seeded)
+    if kind == "ali":  # the prior's draw: a standard normal here
+        assert trainer.vae.prior_family.name == "normal"
+    assert torch.equal(trainer.fixed_noise, expected)
+    state = torch.get_rng_state()
+    with trainer.fixed_stream("cpu"):
+        torch.randn(3)
+    assert torch.equal(torch.get_rng_state(), state)
