@@ -149,12 +149,13 @@ def _train(args):
     if not kind.configured:  # the feature network: no run directory, its own training
         kind.standalone(args, progress)
         return 0
+    logger = getattr(args, "logger", "none")
     if args.resume:
         runs.resume(args.out, epochs=args.epochs, command=args.kind, device=args.device, progress=progress,
-                    data=getattr(args, "data", None))
+                    logger=logger, data=getattr(args, "data", None))
         return 0
-    config = kind.make_config(args)
-    runs.train(config, args.out, device=args.device, progress=progress)
+    config = O.engine_settings(args, kind.make_config(args))
+    runs.train(config, args.out, device=args.device, progress=progress, logger=logger)
     return 0
 
 

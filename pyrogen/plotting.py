@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from pyrogen.errors import DataError
 from pyrogen.files import atomic_write
 from pyrogen.models.two_layer import TwoLayerVAE
+from pyrogen.plotting_tables import is_image_shape, plot_table_pictures
 
 GRID_CELL = 0.55
 """Inches per image in a grid figure."""
@@ -520,7 +521,9 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     ``latent_traversals.png``, ``interpolations.png`` (pairs of test images), ``manifold.png`` (2-D
     latent spaces only), ``latent_codes.png`` (the first ``num_points`` test
     images) and ``training_curves.png``; for other kinds of run the training
-    curves only. Test images are the run's own (binarized as in training).
+    curves only. Test images are the run's own (binarized as in training). A VAE of examples that are
+    not images (a table, a count matrix) gets ``latent_codes.png``, ``feature_reconstruction.png``
+    and ``training_curves.png`` (:mod:`pyrogen.plotting_tables`).
 
     Nothing is replaced: by default the pictures go to ``RUN_DIR/plots``, or, where an earlier
     ``pyrogen plot`` filled it, to the first free ``plots-2``, ``plots-3``, ...; in a given
@@ -551,8 +554,14 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
             return unused_path(os.path.join(folder, name))
     paths = []
     rows = run.dir.read_metrics()  # read (and checked) before any picture is drawn
-    if run.record.configured and run.record.vae_pair:  # a VAE, or the VAE pair ALI and the AAE train
-        vae = _view(run.model())
+    model = run.model() if run.record.configured and run.record.vae_pair else None
+    if model is not None and not is_image_shape(getattr(model, "image_shape", (1, 1, 1))):
+        _, test, labels = run.data()  # a table or a count matrix: no image grids (inapplicable_pictures says why)
+        pyro.set_rng_seed(seed)
+        paths += plot_table_pictures(model, test, lambda name: new_name(out_dir, name), labels,
+                                     num_points=num_points, dpi=dpi)
+    elif model is not None:  # a VAE, or the VAE pair ALI and the AAE train
+        vae = _view(model)
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)

@@ -365,6 +365,8 @@ def _pictures(run, record):
         figures.append(f"<p class='note'>The pictures of the latest <code>pyrogen plot</code>, in "
                        f"<code>{_esc(latest)}/</code>; earlier ones are in "
                        f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
+    if record.vae_pair:
+        figures.append(_inapplicable(run.config.get("model", {})))
     for path, caption in pictures:
         rel = os.path.relpath(path, run.path)
         try:  # only the run's own pictures: a symbolic link could point anywhere (a system file, say)
@@ -377,6 +379,19 @@ def _pictures(run, record):
         figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}"
                        "</figcaption></figure>")
     return "\n".join(figures) or "<p class='note'>No pictures.</p>"
+
+
+def _inapplicable(model):
+    """A note on the picture kinds that do not apply to a VAE pair's data, and why (empty if all apply)."""
+    from pyrogen.plotting_tables import inapplicable_pictures
+
+    shape = model.get("image_shape", (1, 28, 28))
+    latent_dim = model.get("latent_dim", (model.get("latent_dims") or [None])[0])
+    skipped = inapplicable_pictures(shape, latent_dim)
+    if not skipped:
+        return ""
+    return ("<p class='note'>Pictures that do not apply to this run: "
+            + "; ".join(f"<code>{_esc(name)}</code>: {_esc(reason)}" for name, reason in skipped) + ".</p>")
 
 
 def _plural(count, word):

@@ -93,7 +93,7 @@ def _open_for_resume(out, command):
     return run
 
 
-def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, data=None):
+def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, logger="none", data=None):
     """Continue the run in ``out`` from its last checkpoint, exactly: the resume policy.
 
     The run trains to its own total of epochs (``config.json``'s ``train.epochs``), or to
@@ -101,6 +101,7 @@ def resume(out, epochs=None, command=None, device="auto", progress=True, echo=pr
     ``config.json``; says "resumed at epoch k of N". A run stopped in its first epoch
     (``config.json`` alone) starts again as it was made. ``command`` (``pyrogen train
     COMMAND``) must be the run's own. After training, the kind's steps (:func:`finish`).
+    ``logger``: ``"tensorboard"`` also writes each epoch to ``RUN_DIR/tensorboard`` (:func:`track`).
 
     ``data`` is where the run's recorded data are now, when they moved (``--data NEW_PATH``).
 
@@ -110,10 +111,10 @@ def resume(out, epochs=None, command=None, device="auto", progress=True, echo=pr
     run = _open_for_resume(out, command)
     run.require_source()
     with relocated(run.source, data):
-        return _resume(run, out, epochs, device, progress, echo)
+        return _resume(run, out, epochs, device, progress, echo, logger)
 
 
-def _resume(run, out, epochs, device, progress, echo):
+def _resume(run, out, epochs, device, progress, echo, logger):
     remove_stale_temporaries(run.path)  # left by a process killed while it wrote
     own = run.settings.train.epochs
     if run.dir.never_finished_an_epoch():  # stopped in its first epoch: start it again as it was made
@@ -143,16 +144,17 @@ def _resume(run, out, epochs, device, progress, echo):
         if distributed.is_main_process():
             _record_epochs(run, total)
         echo(f"resumed at epoch {done} of {total}")
-    _fit_and_finish(trainer, total, echo)
+    _fit_and_finish(trainer, total, echo, logger)
     return trainer
 
 
-def train(config, out, device="auto", progress=True, echo=print):
+def train(config, out, device="auto", progress=True, echo=print, logger="none"):
     """Train a new run of ``config`` in directory ``out`` (which must not hold a run), then the kind's
     steps after training (:func:`finish`: pictures, the end-of-training evaluation, ...).
 
     Under ``torchrun`` every process joins the group and trains its share; rank 0
-    alone creates and writes the run directory.
+    alone creates and writes the run directory. ``logger``: ``"tensorboard"`` also writes
+    each epoch to ``RUN_DIR/tensorboard`` (:func:`track`).
 
     :returns: the trainer.
     """
@@ -161,12 +163,32 @@ def train(config, out, device="auto", progress=True, echo=print):
         remove_stale_temporaries(out)
     config = with_source(config)
     trainer = start_run(out, config, lambda: build_trainer(config, device=device, progress=progress))
-    _fit_and_finish(trainer, None, echo)
+    _fit_and_finish(trainer, None, echo, logger)
     return trainer
 
 
-def _fit_and_finish(trainer, epochs, echo):
-    trainer.fit(epochs)
+def track(trainer, logger):
+    """Give ``trainer`` the experiment tracker ``logger`` names (rank 0, with a run directory); returns it
+    (None for ``"none"``). ``"tensorboard"``: :class:`~pyrogen.tracking.TensorBoardTracker` in
+    ``RUN_DIR/tensorboard``; a missing tensorboard package is one line saying how to install it."""
+    if logger not in ("none", "tensorboard"):
+        raise PyrogenError(f"logger must be 'none' or 'tensorboard', got {logger!r}")
+    if logger == "none" or trainer.run is None:
+        return None
+    from pyrogen.tracking import TensorBoardTracker
+
+    tracker = TensorBoardTracker(trainer.run.file("tensorboard"))
+    trainer.trackers.append(tracker)
+    return tracker
+
+
+def _fit_and_finish(trainer, epochs, echo, logger="none"):
+    tracker = track(trainer, logger)
+    try:
+        trainer.fit(epochs)
+    finally:
+        if tracker is not None:
+            tracker.close()
     if distributed.is_main_process():
         finish(trainer, echo)
 

@@ -32,6 +32,7 @@ import math
 import types
 
 from pyrogen.errors import DataError
+from pyrogen.precision import PRECISIONS
 
 CONFIG_VERSION = 3
 """The layout :mod:`pyrogen.config` writes; :func:`migrate` reads it and every earlier one."""
@@ -78,6 +79,8 @@ DEFAULT_TRAIN = {
     # run the ELBO's Python every step ("off"), record its graph once and replay it ("record",
     # pyrogen.infer.RecordedLoss), or record and compile it ("on", CompiledLoss); "auto" chooses
     "compile": "auto",
+    # the steps' numbers: "32" (float32), "bf16" or "fp16" (autocast; fp16 with a gradient scaler), pyrogen.precision
+    "precision": "32",
 }  # fmt: skip
 DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
                 "train_size": None, "test_size": None, "source": None}
@@ -90,7 +93,7 @@ DEFAULT_GAN_TRAIN = {
     "epochs": 10, "batch_size": 64, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "ema_decay": 0.0, "seed": 0, "log_every": 20,
     "num_fixed": 64, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
-    "min_classes_covered": 8,
+    "min_classes_covered": 8, "precision": "32",
 }  # fmt: skip
 """Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual);
 ``min_classes_covered``: the ``class-collapse`` flag's threshold."""
@@ -100,7 +103,7 @@ DEFAULT_ALI_TRAIN = {
     "epochs": 10, "batch_size": 100, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.999], "model_x": "mean", "seed": 0, "log_every": 20,
     "num_fixed": 64, "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5,
-    "overpower_accuracy": 0.98,
+    "overpower_accuracy": 0.98, "precision": "32",
 }  # fmt: skip
 """Training settings of ALI / BiGAN runs (``pyrogen train ali``); ``probe_size`` training and test
 images feed the linear probe of the codes after every epoch (0 turns it off). Adam at 1e-4 with
@@ -115,6 +118,7 @@ DEFAULT_AAE_TRAIN = {
     "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",
     "gp_weight": 10.0, "adversarial_weight": 1.0, "d_steps": 1, "seed": 0, "log_every": 20, "num_fixed": 64,
     "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
+    "precision": "32",
 }  # fmt: skip
 """Training settings of adversarial-autoencoder runs (``pyrogen train aae``): ``lr`` is the
 autoencoder's Adam, ``lr_d`` and ``betas`` the code discriminator's."""
@@ -267,6 +271,8 @@ class TrainSection(Section):
                     "ema_decay", "momentum", "clip_norm"):
             if hasattr(self, key):
                 self._number(key, optional=key in ("clip_norm", "lr"))
+        if hasattr(self, "precision") and self.precision not in PRECISIONS:
+            self._fail("precision", f"one of {list(PRECISIONS)}", self.precision)
 
 
 def _train_section(name, defaults, legacy, extra=()):

@@ -210,6 +210,32 @@ def add_run(p, pictures="pictures", resumed=""):
     p.add_argument("--resume", action="store_true",
                    help=f"continue the run in RUN_DIR from its last checkpoint, exactly;{resumed} "
                         "--epochs, if given, is the new total (default: the run's own)")
+    add_engines(p)
+
+
+PRECISION_CHOICES = ("32", "bf16", "fp16")
+"""``--precision``'s values (:data:`pyrogen.precision.PRECISIONS`)."""
+LOGGERS = ("none", "tensorboard")
+"""``--logger``'s values: where each epoch's metrics go besides ``metrics.csv``."""
+
+
+def add_engines(p):
+    """``--precision`` and ``--logger``, which every ``pyrogen train`` kind takes (:func:`add_run` adds them)."""
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="numbers of the training steps: 32 (float32), bf16 or fp16 (torch.autocast: products in "
+                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler); a resumed run "
+                        "keeps its own (default: 32)")
+    p.add_argument("--logger", choices=LOGGERS, default="none",
+                   help="tensorboard: also write each epoch's metrics and image grids to RUN_DIR/tensorboard "
+                        "(needs pip install 'pyrogen[tensorboard]'; view with tensorboard --logdir RUN_DIR) "
+                        "(default: none)")
+
+
+def engine_settings(args, config):
+    """``config["train"]["precision"]`` from ``--precision`` (a new run; unchanged where not given)."""
+    if getattr(args, "precision", None) is not None:
+        config["train"]["precision"] = args.precision
+    return config
 
 
 def add_data(p, binarize=None, channels_flag="--channels"):

@@ -14,7 +14,7 @@ from pyrogen.kinds.base import RunKind, lazy
 def add_options(p):
     """Options of ``pyrogen train vae`` and ``pyrogen train ae``."""
     from pyrogen.distributions import FAMILIES, LIKELIHOODS
-    from pyrogen.networks import ARCHITECTURES
+    from pyrogen.networks import ARCHITECTURES, INPUT_TRANSFORMS
     from pyrogen.settings import AUTO_COMPILE_MIN_STEPS, COMPILE_MODES, ELBO_NAMES
 
     O.add_run(p, resumed=" model, data and optimizer options are then read from the run, and")
@@ -25,8 +25,11 @@ def add_options(p):
     g.add_argument("--hidden", type=O.bounded_int(O.MAX_WIDTH), nargs="+", default=[400], metavar="WIDTH",
                    help="hidden widths of the encoder, mirrored by the decoder; for conv, the last "
                         "is the width of the dense layer (default: 400)")
-    g.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
-                   help="observation likelihood p(x|z) (default: bernoulli)")
+    g.add_argument("--likelihood", choices=sorted(LIKELIHOODS) + ["auto"], default="bernoulli",
+                   help="observation likelihood p(x|z); auto picks one from the training data (binary, [0, 1], "
+                        "non-negative integers, real) and says which and why (default: bernoulli; docs: own_data)")
+    g.add_argument("--input-transform", choices=INPUT_TRANSFORMS, default="none",
+                   help="what the encoder does to x first: log1p feeds it log(1 + x), for counts (default: none)")
     g.add_argument("--prior", type=O.latent_family(vamp=True), default="normal", metavar="FAMILY",
                    help=f"latent family of p(z): one of {', '.join(sorted(FAMILIES))}, erlang:k, or vamp:K, "
                         "the VampPrior with K learned pseudo-inputs (default: normal)")
@@ -222,11 +225,25 @@ def check_step_fits(args):
                            f"would not fit in memory), got {args.num_particles}")
 
 
+def auto_likelihood(args, kind="vae"):
+    """``--likelihood auto``: the likelihood that fits the run's training data
+    (:func:`pyrogen.distributions.choose_likelihood`), with the line saying which and why printed."""
+    from pyrogen.config import default_config
+    from pyrogen.distributions import resolve_likelihood
+
+    train, _ = lazy("pyrogen.rundirs:read_splits")(O.data_settings(args, default_config(kind=kind))["data"])
+    name, message = resolve_likelihood("auto", train.images)
+    print(message, flush=True)
+    return name
+
+
 def make_config(args, kind="vae", collapse=True):
     """A new VAE-family run's configuration (kind ``kind``) from ``pyrogen train vae|ae``'s options;
     ``collapse``: the options of :func:`add_collapse_options` exist (``train vae``)."""
     from pyrogen.config import default_config
 
+    if args.likelihood == "auto":
+        args.likelihood = auto_likelihood(args, kind)
     check_objective_options(args)
     if args.architecture == "mlp":
         check_mlp_fits(args.hidden, args.latent_dim)
@@ -236,9 +253,10 @@ def make_config(args, kind="vae", collapse=True):
             raise PyrogenError("--flow transforms the one-layer VAE's guide; drop --flow or --layers 2")
         config = default_config(kind=kind, **two_layer_model(args))
     else:
+        transform = {"input_transform": args.input_transform} if args.input_transform != "none" else {}
         config = default_config(kind=kind, latent_dim=args.latent_dim, architecture=args.architecture,
                                 hidden=tuple(args.hidden), likelihood=args.likelihood,
-                                prior=args.prior, posterior=args.posterior, **flow)
+                                prior=args.prior, posterior=args.posterior, **flow, **transform)
     O.data_settings(args, config)
     config["train"].update(optim_settings(args))
     config["train"].update(epochs=O.epochs(args), batch_size=args.batch_size,

@@ -67,7 +67,8 @@ class CVAETrainer(FitLoop):
         elbo = "meanfield" if cfg.elbo == "auto" else cfg.elbo
         if elbo not in ("trace", "meanfield"):
             raise DataError(f"the conditional VAE trains with --elbo auto, trace or meanfield, got {elbo!r}")
-        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg.num_particles))
+        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg.num_particles),
+                            precision=self.precision if self.precision.enabled else None)
         k = cvae.num_classes
         self.sample_labels = torch.arange(k, device=train_data.device).repeat_interleave(PER_CLASS)
         with torch.random.fork_rng(devices=[train_data.device] if train_data.device.type == "cuda" else []):
@@ -85,6 +86,8 @@ class CVAETrainer(FitLoop):
 
     def diverged(self, where, what):
         return svi_diverged(self, where, what)
+
+    handles_precision = True  # TorchSVI applies it (autocast forward, gradient scaler under fp16)
 
     def train_step(self, batch):
         x, y = batch
@@ -140,6 +143,10 @@ class CVAETrainer(FitLoop):
 
     def write_epoch_files(self, row):
         self.run.save_image("samples.png", self._images, nrow=PER_CLASS)
+
+    def epoch_images(self):
+        """The epoch's samples, one row per class, for the trackers."""
+        return {"samples": self._images} if getattr(self, "_images", None) is not None else {}
 
     def write_pictures(self, num=64):
         """``samples.png`` (one row per class) and ``reconstructions.png`` (inputs above, reconstructions below)."""

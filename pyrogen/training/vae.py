@@ -13,6 +13,7 @@ better), the loss its negation.
 """
 
 import sys
+import time
 
 import pyro
 import torch
@@ -154,8 +155,9 @@ EPOCH_LINE_NAMES = {"elbo": "test ELBO", "objective": "test objective", "log_px"
 """How the per-epoch line names the metrics-row columns (one case throughout)."""
 
 
-def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
-    """The line printed after an epoch: ELBOs and KL in nats per example, MI in nats, counts as integers."""
+def epoch_line(epoch, train_elbo, test, diagnostics, seconds, evaluation=None):
+    """The line printed after an epoch: ELBOs and KL in nats per example, MI in nats, counts as integers;
+    ``seconds`` of training and, when given, ``evaluation`` seconds of the epoch's evaluation after it."""
     parts = [f"train ELBO {train_elbo:.2f}"]
     for key, value in {**test, **diagnostics}.items():
         name = EPOCH_LINE_NAMES.get(key, key.replace("_", " "))
@@ -163,7 +165,9 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
             parts.append(f"{name} {int(value)}")
         else:
             parts.append(f"{name} {value:.2f}")
-    return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
+    if evaluation is None:
+        return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
+    return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s training, {evaluation:.1f} s evaluation)"
 
 
 def _any_values(vae):
@@ -242,6 +246,9 @@ class VAETrainer(FitLoop):
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.compile)
+        if self.compile_mode in ("on", "record") and self.precision.enabled:
+            raise DataError(f"--compile {self.compile_mode} records the float32 step, and --precision "
+                            f"{self.precision.precision} runs the step eagerly; drop one of them")
         if self.compile_mode in ("on", "record") and train_cfg.aggressive:
             raise DataError(f"--compile {self.compile_mode} applies to the standard SVI step; "
                             "drop --compile or --aggressive")
@@ -299,8 +306,15 @@ class VAETrainer(FitLoop):
             return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
         return ELBOS[name](num_particles=particles)
 
+    @property
+    def handles_precision(self):
+        """The standard step is :class:`~pyrogen.infer.TorchSVI`'s, which applies the precision itself
+        (autocast forward, gradient scaler under fp16); the aggressive step runs under the loop's autocast."""
+        return isinstance(getattr(self, "svi", None), TorchSVI)
+
     def _build_svi(self):
-        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile)
+        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile,
+                            precision=self.precision if self.precision.enabled else None)
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
@@ -308,9 +322,9 @@ class VAETrainer(FitLoop):
 
     def compile_blocked(self):
         """Settings under which ``--compile auto`` means off: aggressive training (its own inner
-        loop), several processes, an ELBO that refuses recording (DReG)."""
+        loop), several processes, an ELBO that refuses recording (DReG), mixed precision (an eager step)."""
         return bool(self.settings.train.aggressive or self.world_size > 1
-                    or getattr(self.elbo, "dreg", False))
+                    or getattr(self.elbo, "dreg", False) or self.precision.enabled)
 
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the run's length.
@@ -398,7 +412,7 @@ class VAETrainer(FitLoop):
         with pyro.validation_enabled(False):
             result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data if data is None else data,
                                       batch_size=self.settings.eval.batch_size,
-                                      num_samples=num_samples)
+                                      num_samples=num_samples, progress=self.progress)
         self.vae.train()
         return result
 
@@ -437,7 +451,8 @@ class VAETrainer(FitLoop):
             else:
                 result = collapse_diagnostics(self.vae.model, self.vae.guide, data,
                                               batch_size=self.settings.eval.batch_size,
-                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z")
+                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z",
+                                              progress=self.progress)
         self.vae.train()
         return result
 
@@ -534,8 +549,28 @@ class VAETrainer(FitLoop):
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
         if self.progress:
-            tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds))
+            evaluation = None if self.epoch_started is None else time.perf_counter() - self.epoch_started - seconds
+            tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds, evaluation))
         return row
+
+    def epoch_images(self):
+        """For the trackers: ``"samples"``, the decoder's means at 64 draws from the prior (the same draws
+        every epoch), and ``"reconstructions"``, 32 test images above their reconstructions. Drawn under a
+        forked random state, so a tracked run's numbers are the untracked run's."""
+        vae, devices = self.vae, [self.test_data.device] if self.test_data.device.type == "cuda" else []
+        if self.test_data.dim() != 4 or not all(hasattr(vae, name) for name in ("sample", "reconstruct")):
+            return {}  # images only: a table's rows make no picture
+        was_training = vae.training
+        vae.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
+                torch.manual_seed(0)
+                samples = vae.sample(64)
+                x = self.test_data[:32]
+                images = {"samples": samples, "reconstructions": torch.cat([x, vae.reconstruct(x)])}
+        finally:
+            vae.train(was_training)
+        return {k: v.reshape(v.shape[0], *x.shape[1:]).float().clamp(0, 1) for k, v in images.items()}
 
 
 def svi_diverged(trainer, where, what):
