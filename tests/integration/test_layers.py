@@ -16,8 +16,8 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
-                    "pyrogen.precision", "pyrogen.tracking"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.checks", "pyrogen.files", "pyrogen.distributed",
+                    "pyrogen.threads", "pyrogen.precision", "pyrogen.tracking"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
