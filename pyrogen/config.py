@@ -1,10 +1,12 @@
-"""Run configurations as plain dicts: the defaults of every kind of run.
+"""Run configurations: the defaults of every kind of run, as the JSON that ``config.json`` holds.
 
 A configuration is what ``config.json`` holds and what a checkpoint embeds:
-``{"kind", "model", "data", "train", "eval"}`` for the VAE family
-(:func:`default_config`) and ``{"kind": "gan", "model", "discriminator",
-"data", "train"}`` for GANs (:func:`default_gan_config`). The trainers in
-:mod:`pyrogen.training` read them; :mod:`pyrogen.runs` rebuilds models from them.
+``{"version", "kind", "model", "data", "train", "eval"}`` for the VAE family
+(:func:`default_config`) and ``{"version", "kind": "gan", "model", "discriminator",
+"data", "train"}`` for GANs (:func:`default_gan_config`). Code reads a configuration
+through :func:`~pyrogen.settings.migrate`, which turns any layout, today's or an
+earlier run's, into frozen typed sections (:mod:`pyrogen.settings`, re-exported here);
+:mod:`pyrogen.kinds` says which default belongs to which run kind.
 """
 
 from pyrogen.distributions import default_binarize
@@ -12,57 +14,21 @@ from pyrogen.errors import DataError
 from pyrogen.infer.gan_losses import GAN_LOSSES
 from pyrogen.models.gan import ARCHITECTURES, NORMS, ConditionalGenerator, Generator
 from pyrogen.models.registry import MODELS, make_model
-
-DEFAULT_TRAIN = {
-    "epochs": 10, "batch_size": 100, "lr": 1e-3, "elbo": "auto", "num_particles": 1,
-    "seed": 0, "log_every": 20,
-    # the objective: "auto" (meanfield where every latent pair has a closed-form KL, else trace), "trace",
-    # "meanfield", "iwae" (num_particles K, DReG guide gradients with dreg) or "tc" (β-TC-VAE, tc_beta)
-    "dreg": False, "tc_beta": 6.0,
-    # trace's num_particles > 1 drawn in one vectorized run (False in runs made before this key existed)
-    "vectorize_particles": True,
-    # optimisation (pyrogen.optim; "he2019" is He et al. 2019's text recipe): "adam" or "sgd", the loss summed
-    # ("sum", nats per batch) or averaged ("mean") over the batch, the global gradient norm clipped at clip_norm
-    # (None: off), "default" or "uniform" init, and the lr halved after lr_decay_epochs epochs (0: off) without
-    # a better validation ELBO, at most max_decay times from decay_start_epoch, reloading the best weights;
-    # decay_reference: "last" counts epochs above the last loss that did not rise (text.py), "best" epochs above
-    # the best (image.py, "he2019-image"); validation_size training examples are held out for the decay and
-    # for the aggressive switch
-    "recipe": "default", "optimizer": "adam", "momentum": 0.0, "loss_reduction": "sum", "clip_norm": None,
-    "init": "default", "lr_decay_epochs": 0, "max_decay": 5, "decay_start_epoch": 15, "decay_reference": "last",
-    "validation_size": 0,
-    # KL weight λ on "z" (constant, linear warm-up or cyclical), free bits (nats per dimension),
-    # aggressive inference-network training (He et al. 2019); see pyrogen.infer.kl_schedule/aggressive
-    "kl_schedule": "constant", "kl_weight": 1.0, "kl_warmup_epochs": 10.0, "kl_start": 0.1,
-    "kl_cycles": 4, "free_bits": 0.0, "aggressive": False, "aggressive_patience": 5,
-    # run the ELBO's Python every step ("off"), record its graph once and replay it ("record",
-    # pyrogen.infer.RecordedLoss), or record and compile it ("on", CompiledLoss); "auto" chooses
-    "compile": "auto",
-}  # fmt: skip
-DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
-                "train_size": None, "test_size": None}
-DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
-
-
-COMPILE_MODES = ("auto", "on", "record", "off")
-AUTO_COMPILE_MIN_STEPS = 20000
-"""``--compile auto`` compiles runs of at least this many steps (where a compiler works); shorter runs record.
-
-Recording the step's graph takes 0.1-0.2 s and replays it at about 1.05x the hand-written
-step (the eager step: 1.1x). Compiling the recording with inductor brings the step to about
-0.98x, 0.58 ms of the 784-400-50 VAE's 4.2 ms at batch 100 on the 2-core CPU (2 threads),
-but takes 9.6 s the first time (2.2 s once inductor's on-disk cache holds the graph; several
-times longer on a loaded machine): it pays after about 16,600 steps, so runs of 20,000 steps
-(33 epochs of Fashion-MNIST at batch 100) and more compile."""
-
-
-def compile_mode(value):
-    """``train.compile`` as one of :data:`COMPILE_MODES`; the booleans of older runs' configs mean on and off."""
-    if value is True or value is False or value is None:
-        return "on" if value else "off"
-    if value not in COMPILE_MODES:
-        raise DataError(f"train.compile must be one of {COMPILE_MODES} (or a boolean), got {value!r}")
-    return value
+from pyrogen.settings import (  # noqa: F401  (re-exported: the settings' defaults and vocabulary)
+    AUTO_COMPILE_MIN_STEPS,
+    COMPILE_MODES,
+    CONFIG_VERSION,
+    DEFAULT_AAE_TRAIN,
+    DEFAULT_ALI_TRAIN,
+    DEFAULT_DATA,
+    DEFAULT_EVAL,
+    DEFAULT_GAN_DATA,
+    DEFAULT_GAN_TRAIN,
+    DEFAULT_TRAIN,
+    RunConfig,
+    compile_mode,
+    migrate,
+)
 
 
 def default_config(kind="vae", **model):
@@ -74,23 +40,13 @@ def default_config(kind="vae", **model):
     if kind not in MODELS:
         raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
     return {
+        "version": CONFIG_VERSION,
         "kind": kind,
         "model": make_model(kind, **model).config,
         "data": {**DEFAULT_DATA, "binarize": default_binarize(model.get("likelihood", "bernoulli"))},
         "train": dict(DEFAULT_TRAIN),
         "eval": dict(DEFAULT_EVAL),
     }
-
-
-DEFAULT_GAN_TRAIN = {
-    "epochs": 10, "batch_size": 64, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
-    "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "ema_decay": 0.0, "seed": 0, "log_every": 20,
-    "num_fixed": 64, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
-    "min_classes_covered": 8,
-}  # fmt: skip
-"""Training settings; ``ema_decay`` 0 turns the generator's moving average off (0.999 is usual);
-``min_classes_covered``: the ``class-collapse`` flag's threshold."""
-DEFAULT_GAN_DATA = {"dataset": "fashion-mnist", "root": None, "train_size": None, "test_size": None}
 
 
 def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), channels=64, norm=None,
@@ -113,7 +69,7 @@ def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), 
                         "breaks; use norm 'none' or 'spectral'")
     model = Generator(latent_dim, architecture=architecture, hidden=tuple(hidden), channels=channels).config
     return {
-        "kind": "gan", "model": model,
+        "version": CONFIG_VERSION, "kind": "gan", "model": model,
         "discriminator": {"architecture": architecture, "hidden": list(hidden), "channels": channels, "norm": norm},
         "data": dict(DEFAULT_GAN_DATA), "train": dict(DEFAULT_GAN_TRAIN, loss=loss),
     }  # fmt: skip
@@ -126,7 +82,7 @@ def conditional_gan_config(config, num_classes=10):
     m, d = config["model"], config["discriminator"]
     model = ConditionalGenerator(num_classes, m["latent_dim"], tuple(m["image_shape"]), m["architecture"],
                                  tuple(m["hidden"]), m["channels"],
-                                 projection_norm=m.get("projection_norm", "feature")).config
+                                 projection_norm=migrate(config).model.args["projection_norm"]).config
     norm = "none" if d["norm"] == "batch" else d["norm"]
     return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
 
@@ -143,27 +99,9 @@ def default_cvae_config(num_classes=10, latent_dim=20, hidden=(400,), likelihood
     return config
 
 
-DEFAULT_ALI_TRAIN = {
-    "epochs": 10, "batch_size": 100, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
-    "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.999], "model_x": "mean", "seed": 0, "log_every": 20,
-    "num_fixed": 64, "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5,
-    "overpower_accuracy": 0.98,
-}  # fmt: skip
-"""Training settings of ALI / BiGAN runs (``pyrogen train ali``); ``probe_size`` training and test
-images feed the linear probe of the codes after every epoch (0 turns it off). Adam at 1e-4 with
-betas (0.5, 0.999) for both players and batch 100 are ALI's (Dumoulin et al. 2017; their Blocks
-``Adam(learning_rate=1e-4, beta1=0.5)``, whose default ``beta2=0.001`` is Blocks' 1 - 0.999); runs made
-before this default was measured (``benchmarks/ali_quality.py``) stored their 2e-4 and keep it.
-:func:`default_ali_config` adds ``"update"`` (``"simultaneous"``, ALI's algorithm, or ``"alternating"``,
-which runs made before the key existed keep), passed to :class:`~pyrogen.infer.AdversarialInference`."""
 
-DEFAULT_AAE_TRAIN = {
-    "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",
-    "gp_weight": 10.0, "adversarial_weight": 1.0, "d_steps": 1, "seed": 0, "log_every": 20, "num_fixed": 64,
-    "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
-}  # fmt: skip
-"""Training settings of adversarial-autoencoder runs (``pyrogen train aae``): ``lr`` is the
-autoencoder's Adam, ``lr_d`` and ``betas`` the code discriminator's."""
+
+
 
 
 def _adversarial_pair_config(kind, train, loss, model):

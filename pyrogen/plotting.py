@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from pyrogen.errors import DataError
 from pyrogen.files import atomic_write
 from pyrogen.models.two_layer import TwoLayerVAE
+from pyrogen.plotting_tables import is_image_shape, plot_table_pictures
 
 GRID_CELL = 0.55
 """Inches per image in a grid figure."""
@@ -520,7 +521,9 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
     ``latent_traversals.png``, ``interpolations.png`` (pairs of test images), ``manifold.png`` (2-D
     latent spaces only), ``latent_codes.png`` (the first ``num_points`` test
     images) and ``training_curves.png``; for other kinds of run the training
-    curves only. Test images are the run's own (binarized as in training).
+    curves only. Test images are the run's own (binarized as in training). A VAE of examples that are
+    not images (a table, a count matrix) gets ``latent_codes.png``, ``feature_reconstruction.png``
+    and ``training_curves.png`` (:mod:`pyrogen.plotting_tables`).
 
     Nothing is replaced: by default the pictures go to ``RUN_DIR/plots``, or, where an earlier
     ``pyrogen plot`` filled it, to the first free ``plots-2``, ``plots-3``, ...; in a given
@@ -534,7 +537,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
 
     from pyrogen.data import FASHION_MNIST_CLASSES
     from pyrogen.files import unused_path
-    from pyrogen.runs import open_run
+    from pyrogen.rundirs import open_run
 
     run = open_run(run_dir, device)
     if out_dir is None:
@@ -550,10 +553,15 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         def new_name(folder, name):
             return unused_path(os.path.join(folder, name))
     paths = []
-    config = run.config
     rows = run.dir.read_metrics()  # read (and checked) before any picture is drawn
-    if run.kind in ("vae", "ali", "aae"):  # ALI and the AAE train a VAE pair
-        vae = _view(run.model())
+    model = run.model() if run.record.configured and run.record.vae_pair else None
+    if model is not None and not is_image_shape(getattr(model, "image_shape", (1, 1, 1))):
+        _, test, labels = run.data()  # a table or a count matrix: no image grids (inapplicable_pictures says why)
+        pyro.set_rng_seed(seed)
+        paths += plot_table_pictures(model, test, lambda name: new_name(out_dir, name), labels,
+                                     num_points=num_points, dpi=dpi)
+    elif model is not None:  # a VAE, or the VAE pair ALI and the AAE train
+        vae = _view(model)
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)
@@ -568,7 +576,7 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
                                              new_name(out_dir, "interpolations.png"), dpi=dpi))
         if vae.latent_dim == 2:
             paths.append(plot_manifold(vae, new_name(out_dir, "manifold.png"), dpi=dpi))
-        names = FASHION_MNIST_CLASSES if config["data"].get("dataset") == "fashion-mnist" else None
+        names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
         paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
                                        new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
     if rows:

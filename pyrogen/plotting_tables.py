@@ -8,19 +8,21 @@ examples as pictures, which a vector of ``D`` features is not. For such data a r
 * ``feature_reconstruction.png``: the decoder's mean E[x|z] at the guide's mean against the data,
   feature by feature, and the correlation of the two for every feature
   (:func:`plot_feature_reconstruction`);
-* ``training_curves.png``: as for every run (:func:`pyrogen.plotting.plot_training_curves`).
+* ``training_curves.png``: as for every run (:func:`pyrogen.plotting.plot_training_curves`, which
+  :func:`pyrogen.plotting.plot_run` draws).
 
 :func:`inapplicable_pictures` says which picture kinds do not apply to a run's data, and why, for
 the report. All figures are drawn with matplotlib's object interface (no global state, no display).
 """
 
+import io
 import os
 
 import torch
 from matplotlib.figure import Figure
 
 from pyrogen.errors import DataError
-from pyrogen.plotting import _codes, _save, _view, plot_training_curves
+from pyrogen.files import atomic_write
 
 IMAGE_PICTURES = ("reconstructions.png", "prior_samples.png", "latent_traversals.png", "interpolations.png",
                   "manifold.png")
@@ -64,6 +66,27 @@ def inapplicable_pictures(example_shape, latent_dim, has_labels=True):
     return out
 
 
+def _save(fig, path, dpi):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return path
+
+
+def _codes(vae, x, batch_size=500):
+    """Posterior means E_q[z|x] (a draw where the family has no mean), ``(N, latent_dim)``."""
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        q = vae.posterior(x[i : i + batch_size])
+        try:
+            out.append(q.mean)
+        except NotImplementedError:
+            out.append(q.sample())
+    return torch.cat(out)
+
+
 def _check_examples(x, vae, name="x"):
     shape = tuple(vae.image_shape)
     if not torch.is_tensor(x) or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
@@ -95,7 +118,6 @@ def plot_codes_by_label(vae, x, path, labels=None, class_names=None, figsize=(7.
     :param class_names: names of the labels (the integers otherwise).
     :returns: ``path``.
     """
-    vae = _view(vae)
     _check_examples(x, vae)
     z, axes = _plane(_codes(vae, x).float().cpu())
     fig = Figure(figsize=figsize)
@@ -140,7 +162,6 @@ def plot_feature_reconstruction(vae, x, path, feature_names=None, num_features=8
     :param feature_names: names of the features (column names), else ``feature j``.
     :returns: ``path``.
     """
-    vae = _view(vae)
     _check_examples(x, vae)
     recon = torch.cat([vae.reconstruct(x[i : i + 500]) for i in range(0, x.shape[0], 500)])
     data, recon = x.flatten(1).float().cpu(), recon.flatten(1).float().cpu()
@@ -174,16 +195,12 @@ def plot_feature_reconstruction(vae, x, path, feature_names=None, num_features=8
     return _save(fig, path, dpi)
 
 
-def plot_table_pictures(vae, x, out_dir, labels=None, rows=None, class_names=None, feature_names=None,
-                        num_points=5000, dpi=100):
-    """Every picture of :data:`TABLE_PICTURES` for a model of flat vectors: codes by label and reconstruction
-    per feature on the first ``num_points`` of ``x`` (held-out examples), training curves from ``rows``
-    (``metrics.csv``'s, when given). Returns the paths written."""
+def plot_table_pictures(vae, x, new_name, labels=None, class_names=None, feature_names=None, num_points=5000,
+                        dpi=100):
+    """The pictures of a model of examples that are not images: codes by label and reconstruction per
+    feature on the first ``num_points`` of ``x`` (held-out examples). ``new_name(name)`` gives each
+    picture's path (:func:`pyrogen.plotting.plot_run` draws the training curves). Returns the paths."""
     x = x[:num_points]
     labels = None if labels is None else labels[:num_points]
-    paths = [plot_codes_by_label(vae, x, os.path.join(out_dir, "latent_codes.png"), labels, class_names, dpi=dpi),
-             plot_feature_reconstruction(vae, x, os.path.join(out_dir, "feature_reconstruction.png"),
-                                         feature_names, dpi=dpi)]
-    if rows:
-        paths.append(plot_training_curves(rows, os.path.join(out_dir, "training_curves.png"), dpi=dpi))
-    return paths
+    return [plot_codes_by_label(vae, x, new_name("latent_codes.png"), labels, class_names, dpi=dpi),
+            plot_feature_reconstruction(vae, x, new_name("feature_reconstruction.png"), feature_names, dpi=dpi)]

@@ -26,17 +26,14 @@ import tempfile
 
 from pyrogen.errors import DataError, RunDirError, RunFileError
 from pyrogen.files import EVALUATIONS_DIR, atomic_write, check_not_run_file
-from pyrogen.runs import open_run
+from pyrogen.kinds.base import RunKind
+from pyrogen.rundirs import open_run
 
 SECTIONS = ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
 """The page's sections, in order (results first); each is an ``<h2>`` with an ``id`` of its name in lower case."""
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
-EVALUATED_KINDS = ("vae", "ae", "ali", "aae")
-"""Kinds of run that ``pyrogen evaluate`` takes (a GAN has no density; conditional VAEs are not taken yet)."""
-PICTURED_KINDS = ("vae", "ali", "aae")
-"""Kinds of run for which ``pyrogen plot`` draws more than the training curves that the report draws itself."""
 
 CAPTIONS = {
     "reconstructions.png": "Inputs and their reconstructions.",
@@ -119,7 +116,7 @@ def _section(title, body):
 
 def _used_pairs(config):
     """``(key, value)`` of the settings that shaped the run, keys as flattened (``"train.epochs"``)."""
-    train = config.get("train", {})
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
     unused = set()
     schedule = train.get("kl_schedule")
     if isinstance(schedule, str):
@@ -131,7 +128,7 @@ def _used_pairs(config):
     if "gp_weight" in train and train.get("loss") != "wgan-gp":
         unused.add("gp_weight")
     return [(k, v) for k, v in _flatten(config)
-            if v is not None and not (k.startswith("train.") and k[len("train."):] in unused)]
+            if v is not None and k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)]
 
 
 _LABELS = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
@@ -146,18 +143,17 @@ def used_settings(config):
 def default_settings(config):
     """The configuration that ``pyrogen train KIND`` writes without options, for the kind of ``config``
     (a class-conditional GAN: the conditional one), or None where pyrogen knows no defaults for it."""
-    from pyrogen import config as configs
+    from pyrogen.errors import PyrogenError
+    from pyrogen.kinds import get_kind
+    from pyrogen.settings import kind_of
 
-    kind = config.get("kind", "vae")
-    makers = {"vae": lambda: configs.default_config("vae"), "ae": lambda: configs.default_config("ae"),
-              "gan": configs.default_gan_config, "ali": configs.default_ali_config,
-              "aae": configs.default_aae_config, "cvae": configs.default_cvae_config}
-    if kind not in makers:  # an unknown kind: the full table only
+    try:
+        record = get_kind(kind_of(config))
+    except PyrogenError:  # an unknown kind: the full table only
         return None
-    defaults = makers[kind]()
-    if kind == "gan" and "num_classes" in config.get("model", {}):
-        defaults = configs.conditional_gan_config(defaults)
-    return json.loads(json.dumps(defaults))  # tuples as lists, as config.json holds them
+    if record.defaults_like is None:
+        return None
+    return json.loads(json.dumps(record.defaults_like(config)))  # tuples as lists, as config.json holds them
 
 
 def changed_settings(config):
@@ -172,14 +168,14 @@ def changed_settings(config):
             if flat.get(k, missing) != v]
 
 
-def _settings(config):
-    kind = config.get("kind", "vae")
+def _settings(config, record):
+    kind = record.name
     full = used_settings(config)
     changed = changed_settings(config)
     folded = (f"<details><summary>All {len(full)} settings</summary>{_key_value_table(full)}</details>")
     if changed is None:
         return f"<p class='note'>No defaults are known for runs of kind {_esc(kind)}.</p>{_key_value_table(full)}"
-    command = {"cvae": "vae --conditional"}.get(kind, kind)
+    command = record.usage
     if not changed:
         head = f"<p>Every setting is the default of <code>pyrogen train {_esc(command)}</code>.</p>"
     else:
@@ -235,22 +231,22 @@ def _written(result):
     return f"written by {who}" + (f" on {when}" if when else "")
 
 
-def _evaluation(run, kind):
+def _evaluation(run, record):
     results = _evaluations(run, "log-px")
     quality = _evaluations(run, "sample-quality")
-    if kind == "gan" and not quality:
+    if not record.has_density and not quality:
         return ("<p class='note'>No sample-quality scores yet: run <code>pyrogen sample-quality "
                 f"{_esc(run.path)}</code> (Fréchet distance, precision and recall; a GAN's generator has no "
                 "density, so no ELBO or log p(x)).</p>")
-    if kind == "cvae" and not results and not quality:
+    if record.evaluate is None and record.conditional and not results and not quality:
         return ("<p class='note'>No evaluation: <code>pyrogen evaluate</code> does not take conditional VAE runs "
                 "yet; their test ELBO given the labels is the test_elbo column of the metrics below.</p>")
     if not results and not quality:
         return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
                 f"{_esc(run.path)}</code>.</p>")
     body = ""
-    if not results and kind in EVALUATED_KINDS:
-        what = "test objective" if kind == "ae" else "log p(x)"
+    if not results and record.evaluate is not None:
+        what = "test objective" if record.evaluate == "objective" else "log p(x)"
         body = f"<p class='note'>No {what} yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
     labels = {"elbo": "test ELBO (nats per example)", "objective": "test objective (nats per example)",
               "log_px": "importance-sampled log p(x) (nats per example)"}
@@ -287,16 +283,22 @@ def _evaluation(run, kind):
     return body
 
 
-def _picture_caption(name, kind="vae"):
-    """The caption of a picture in the run directory itself, from its name (a GAN's samples are G(z))."""
-    if kind == "gan" and name == "samples.png":
+def _picture_caption(name, record=None):
+    """The caption of a picture in the run directory itself, from its name (samples of a kind with no density,
+    a GAN's, are G(z))."""
+    if isinstance(record, str):  # a kind's name
+        from pyrogen.kinds import get_kind
+
+        record = get_kind(record)
+    implicit = record is not None and not record.has_density
+    if implicit and name == "samples.png":
         return "Samples G(z) of the generator, z ~ p(z), written by pyrogen train at the end of training."
     if name in TRAINING_CAPTIONS:
         return TRAINING_CAPTIONS[name]
     match = _SAMPLE_NAME.match(name)
     if match:
         epoch, n, seed, _ = match.groups()
-        what = f"{n} samples G(z) of the generator, z ~ p(z)" if kind == "gan" else \
+        what = f"{n} samples G(z) of the generator, z ~ p(z)" if implicit else \
             f"Mean images of {n} draws from the prior p(z)"
         return f"{what}, seed {seed}, checkpoint of epoch {epoch}, written by pyrogen sample."
     return ""
@@ -336,7 +338,7 @@ def plot_folders(run):
     return [name for _, name in sorted(found)]
 
 
-def _pictures(run, kind):
+def _pictures(run, record):
     def rank(name):
         return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
 
@@ -347,16 +349,18 @@ def _pictures(run, kind):
     pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
                 for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
     drawn_again = {os.path.basename(p) for p in plots}
-    pictures += [(p, _picture_caption(os.path.basename(p), kind))
+    pictures += [(p, _picture_caption(os.path.basename(p), record))
                  for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
                  if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
     figures = []
-    if not folders and kind in PICTURED_KINDS:
+    if not folders and record.vae_pair:
         figures.append(f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>")
     elif len(folders) > 1:
         figures.append(f"<p class='note'>The pictures of the latest <code>pyrogen plot</code>, in "
                        f"<code>{_esc(latest)}/</code>; earlier ones are in "
                        f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
+    if record.vae_pair:
+        figures.append(_inapplicable(run.config.get("model", {})))
     for path, caption in pictures:
         rel = os.path.relpath(path, run.path)
         try:  # only the run's own pictures: a symbolic link could point anywhere (a system file, say)
@@ -371,6 +375,19 @@ def _pictures(run, kind):
     return "\n".join(figures) or "<p class='note'>No pictures.</p>"
 
 
+def _inapplicable(model):
+    """A note on the picture kinds that do not apply to a VAE pair's data, and why (empty if all apply)."""
+    from pyrogen.plotting_tables import inapplicable_pictures
+
+    shape = model.get("image_shape", (1, 28, 28))
+    latent_dim = model.get("latent_dim", (model.get("latent_dims") or [None])[0])
+    skipped = inapplicable_pictures(shape, latent_dim)
+    if not skipped:
+        return ""
+    return ("<p class='note'>Pictures that do not apply to this run: "
+            + "; ".join(f"<code>{_esc(name)}</code>: {_esc(reason)}" for name, reason in skipped) + ".</p>")
+
+
 def _plural(count, word):
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -382,21 +399,24 @@ def build_report(run_dir):
     :raises RunFileError: if a file of the run is a link that leaves it, or is not what pyrogen wrote.
     """
     opened = open_run(run_dir, device="cpu")  # the report reads files only: no model, no checkpoint
-    if opened.kind == "features":
+    if not opened.record.configured:
         raise RunDirError(f"{opened.path!r} holds the feature network's cache, not a training run; its test "
                           "accuracy is in its manifest ('pyrogen train features' prints it)")
     run = opened.dir
     config = run.config
-    kind = config.get("kind", "vae")
+    try:
+        record = opened.record
+    except RunDirError:  # a kind this pyrogen does not know: its files, without advice
+        record = RunKind(name=str(opened.kind), command=str(opened.kind), evaluate=None, vae_pair=False)
     rows = run.read_metrics()
-    title = f"pyrogen run: {kind} in {os.path.abspath(run.path)}"
+    title = f"pyrogen run: {record.name} in {os.path.abspath(run.path)}"
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     bodies = {
-        "Evaluation": _evaluation(run, kind),
+        "Evaluation": _evaluation(run, record),
         "Training curves": _curves(rows),
-        "Pictures": _pictures(run, kind),
+        "Pictures": _pictures(run, record),
         "Metrics": _metrics(rows),
-        "Settings": _settings(config),
+        "Settings": _settings(config, record),
     }
     sections = [_section(title_, bodies[title_]) for title_ in SECTIONS]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -30,7 +30,8 @@ TENSORBOARD_MISSING = ("--logger tensorboard needs the tensorboard package, whic
 class TensorBoardTracker:
     """Writes each epoch's numeric metrics as scalars and its image grids as images to ``log_dir``.
 
-    :param str log_dir: the directory of the event files (created if missing; a resumed run appends a new file).
+    :param str log_dir: the directory of the event files, created at the first epoch's end (so that a run
+        stopped in its first epoch leaves nothing behind); a resumed run adds a new file beside the others.
     :param int nrow: images per row of a grid.
     :raises DataError: if the ``tensorboard`` package is not installed (one line saying how to install it).
     """
@@ -41,7 +42,14 @@ class TensorBoardTracker:
         except ImportError:  # torch's writer imports tensorboard's protobufs
             raise DataError(TENSORBOARD_MISSING) from None
         self.log_dir, self.nrow = str(log_dir), nrow
-        self.writer = SummaryWriter(self.log_dir)
+        self._writer_class, self._writer = SummaryWriter, None
+
+    @property
+    def writer(self):
+        """The :class:`torch.utils.tensorboard.SummaryWriter`, made on first use."""
+        if self._writer is None:
+            self._writer = self._writer_class(self.log_dir)
+        return self._writer
 
     def log_epoch(self, epoch, row, images=None):
         """Write ``row``'s finite numeric values (all but ``epoch``) and ``images`` at step ``epoch``.
@@ -63,5 +71,6 @@ class TensorBoardTracker:
         self.writer.flush()
 
     def close(self):
-        """Flush and close the event file."""
-        self.writer.close()
+        """Flush and close the event file (nothing if none was written)."""
+        if self._writer is not None:
+            self._writer.close()

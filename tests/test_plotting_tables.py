@@ -37,11 +37,9 @@ def test_table_pictures_are_written(tmp_path, likelihood):
     torch.manual_seed(0)
     x = torch.poisson(torch.rand(60, 7) * 4) if "binomial" in likelihood else torch.randn(60, 7)
     vae = VAE(latent_dim=3, image_shape=(7,), hidden=(8,), likelihood=likelihood)
-    rows = [{"epoch": 1, "loss": 10.0, "test_elbo": -9.0}, {"epoch": 2, "loss": 8.0, "test_elbo": -7.5}]
-    paths = plot_table_pictures(vae, x, tmp_path, labels=torch.arange(60) % 3, rows=rows,
+    paths = plot_table_pictures(vae, x, lambda name: tmp_path / name, labels=torch.arange(60) % 3,
                                 feature_names=list("abcdefg"))
-    assert [p.rsplit("/", 1)[1] for p in paths] == ["latent_codes.png", "feature_reconstruction.png",
-                                                    "training_curves.png"]
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["latent_codes.png", "feature_reconstruction.png"]
     for p in paths:
         image = imread(p)
         assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0.01  # a drawn picture
@@ -54,3 +52,14 @@ def test_pictures_refuse_examples_of_another_shape(tmp_path):
         plot_feature_reconstruction(vae, torch.zeros(5, 6), tmp_path / "r.png")
     with pytest.raises(DataError, match=r"^labels must have one entry per example \(5\), got 4$"):
         plot_codes_by_label(vae, torch.zeros(5, 7), tmp_path / "c.png", labels=torch.zeros(4))
+
+
+def test_the_report_names_the_pictures_that_do_not_apply():
+    from pyrogen.report import _inapplicable
+
+    note = _inapplicable({"image_shape": [7], "latent_dim": 2})
+    assert note.startswith("<p class='note'>Pictures that do not apply to this run: <code>reconstructions.png</code>: "
+                           "the examples are vectors of 7 features; feature_reconstruction.png plots")
+    assert note.count("<code>") == len(IMAGE_PICTURES)
+    assert _inapplicable({"image_shape": [1, 28, 28], "latent_dim": 2}) == ""
+    assert "the latent space has 8 dimensions" in _inapplicable({"model": "two-layer", "latent_dims": [8, 4]})

@@ -78,3 +78,9 @@ def test_without_tensorboard_one_line_says_how_to_install_it(tmp_path, monkeypat
     with pytest.raises(DataError, match=r"^--logger tensorboard needs the tensorboard package, which is not "
                                         r"installed: pip install 'pyrogen\[tensorboard\]'$"):
         TensorBoardTracker(tmp_path)
+
+
+def test_nothing_is_written_before_the_first_epoch_ends(tmp_path):
+    tracker = TensorBoardTracker(tmp_path / "tensorboard")
+    tracker.close()
+    assert not (tmp_path / "tensorboard").exists()

@@ -41,6 +41,7 @@ from pyro import distributions as dist
 
 from pyrogen.data import static_binarize
 from pyrogen.errors import PyrogenError
+from pyrogen.random_streams import stream_seed
 
 COVARIANCES = ("full", "diag")
 """Covariance structures :func:`fit_gmm` fits: full matrices or diagonal ones."""
@@ -238,15 +239,15 @@ def fit_run_gmm(run, n_components=10, seed=0, **em):
     :raises PyrogenError: for a model whose codes are not those of one latent site with
         ``posterior`` or ``code`` (a GAN, the two-layer VAE).
     """
-    if run.kind not in ("vae", "ae"):
+    if not run.record.fits_codes:
         raise PyrogenError(f"the GMM sampler fits the codes of an autoencoder or a VAE, not of a {run.kind} run")
     model = run.model()
     if not (hasattr(model, "code") or hasattr(model, "posterior")):
         raise PyrogenError(f"the GMM sampler needs one latent code per image, which {type(model).__name__} "
                            "does not give (it has more than one latent layer)")
-    train, binarize = run.data()[0], run.config["data"]["binarize"]
-    if binarize == "static":  # the very draw the run trained on (its loader's seed)
-        train = static_binarize(train, seed=run.config["train"]["seed"] + 1)
+    train, binarize = run.data()[0], run.settings.data.binarize
+    if binarize == "static":  # the very draw the run trained on (its loader's stream)
+        train = static_binarize(train, seed=stream_seed("data_order", run.settings.train.seed))
     elif binarize == "dynamic":  # one draw of the kind it trained on
         train = static_binarize(train, seed=seed)
     return fit_code_gmm(model, train, n_components=n_components, seed=seed, **em)

@@ -248,14 +248,14 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
     import pyro
 
     from pyrogen.data import load_dataset
-    from pyrogen.runs import open_run
+    from pyrogen.rundirs import open_run
 
     if not is_integer(num_samples) or num_samples < 2:
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
     run = open_run(run_dir, device)
     model = run.model()
-    data = run.config.get("data", {})
-    real = load_dataset(data.get("dataset", "fashion-mnist"), "test", data.get("root")).images
+    data = run.settings.data
+    real = load_dataset(data.dataset, "test", data.root).images
     if num_samples > len(real):
         raise DataError(f"num_samples must be at most the {len(real)} test images, got {num_samples}")
     pyro.set_rng_seed(seed)

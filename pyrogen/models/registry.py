@@ -6,9 +6,9 @@ A run's ``config.json`` names its ``kind`` and holds the model's own
 registers its class in :data:`MODELS`.
 """
 
-from pyrogen.models.autoencoder import Autoencoder
 from torch import nn
 
+from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models.conditional import ConditionalVAE
 from pyrogen.models.gan import (
     ConditionalGenerator,
@@ -20,12 +20,13 @@ from pyrogen.models.gan import (
 )
 from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.models.vae import VAE
+from pyrogen.settings import migrate
 
 MODELS = {"vae": VAE, "ae": Autoencoder}
 """Run kinds trained by SVI: the variational autoencoder and the deterministic autoencoder baseline."""
 
-VAE_MODELS = {"two-layer": TwoLayerVAE}
-"""Other models of kind ``"vae"``, named by the ``"model"`` key of their configuration
+VAE_MODELS = {"vae": {"two-layer": TwoLayerVAE}}
+"""Other models of a kind (only ``"vae"`` has any), named by the ``"model"`` key of their configuration
 (:class:`~pyrogen.models.two_layer.TwoLayerVAE` writes ``"model": "two-layer"``); without
 that key the kind's class of :data:`MODELS` is built."""
 
@@ -39,11 +40,11 @@ def make_model(kind="vae", **model):
     name = model.pop("model", None)
     if name is None:
         return MODELS[kind](**model)
-    if kind != "vae" or name not in VAE_MODELS:
-        raise ValueError(f"model must be one of {sorted(VAE_MODELS)} for kind 'vae', got {name!r} for {kind!r}")
+    if name not in VAE_MODELS.get(kind, {}):
+        raise ValueError(f"model must be one of {sorted(VAE_MODELS['vae'])} for kind 'vae', got {name!r} for {kind!r}")
     if isinstance(model.get("activation"), str):
         model["activation"] = getattr(nn, model["activation"])
-    return VAE_MODELS[name](**model)
+    return VAE_MODELS[kind][name](**model)
 
 
 ADVERSARIAL_PAIRS = {"ali": VAE, "aae": VAE}
@@ -57,46 +58,51 @@ CONDITIONAL_MODELS = {"cvae": ConditionalVAE}
 
 
 def build_model(config):
-    """The (untrained) model/guide pair of a VAE-family, adversarial-pair or conditional run configuration."""
-    kind = config.get("kind", "vae")
-    model = dict(config["model"])
-    if kind in MODELS or kind in ADVERSARIAL_PAIRS:
-        if "model" not in model and model.get("posterior", "normal") == "normal":
-            model.setdefault("scale_head", "log-scale")  # runs made before the key existed: σ = exp(a)
-        if "model" not in model and str(model.get("prior", "")).startswith("vamp:"):
-            model.setdefault("pseudo_inputs", "sigmoid")  # VampPriors made before the key existed
-        if "model" not in model and str(model.get("flow", "")).startswith("iaf:"):
-            model.setdefault("iaf_context", True)  # IAFs made before the keys existed: h(x) and the gated step
-            model.setdefault("iaf_step", "gated")
+    """The (untrained) model/guide pair of a VAE-family, adversarial-pair or conditional run configuration
+    (of any layout: :func:`~pyrogen.settings.migrate` gives an earlier run's model its own settings)."""
+    settings = migrate(config)
+    kind, model = settings.kind, settings.model.to_dict()
     if kind in MODELS:
         return make_model(kind, **model)
-    table = MODELS if kind in MODELS else ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS
+    table = ADVERSARIAL_PAIRS if kind in ADVERSARIAL_PAIRS else CONDITIONAL_MODELS
     model = {k: (tuple(v) if isinstance(v, list) and k == "hidden" else v) for k, v in model.items()}
     return table[kind](**model)
 
 
 def build_pair_discriminator(config):
     """The (untrained) discriminator of an ``"ali"`` (on pairs (x, z)) or ``"aae"`` (on codes z) run."""
-    d, model = config["discriminator"], config["model"]
-    if config["kind"] == "ali":  # runs made before "architecture" and "dropout" existed: an MLP without dropout
-        return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
-                                  tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"],
-                                  architecture=d.get("architecture", "mlp"), channels=d.get("channels", 32),
-                                  dropout=d.get("dropout", 0.0), slope=d.get("slope", 0.2),
-                                  init_std=d.get("init_std"))
+    settings = migrate(config)
+    d, model = settings.discriminator.to_dict(), settings.model.to_dict()
+    if settings.kind not in PAIR_DISCRIMINATORS:
+        raise ValueError(f"kind must be one of {sorted(PAIR_DISCRIMINATORS)}, got {settings.kind!r}")
+    return PAIR_DISCRIMINATORS[settings.kind](model, d)
+
+
+def _joint_discriminator(model, d):
+    return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
+                              tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"],
+                              architecture=d["architecture"], channels=d["channels"], dropout=d["dropout"],
+                              slope=d["slope"], init_std=d["init_std"])
+
+
+def _latent_discriminator(model, d):
     return LatentDiscriminator(model["latent_dim"], tuple(d["hidden"]))
 
 
+PAIR_DISCRIMINATORS = {"ali": _joint_discriminator, "aae": _latent_discriminator}
+"""The discriminator of each adversarially trained pair's kind: ALI's on (x, z), the AAE's on codes."""
+
+
 def build_gan_networks(config):
-    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration
-    with ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
-    model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config["model"].items()}
-    model.setdefault("projection_norm", "feature")  # runs made before the key existed
-    d = config["discriminator"]
+    """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration with
+    ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
+    settings = migrate({"kind": "gan", **config})
+    model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.model.to_dict().items()}
+    d = settings.discriminator.to_dict()
     if "num_classes" in model:
         return (ConditionalGenerator(**model),
                 ProjectionDiscriminator(model["num_classes"], model["image_shape"], tuple(d["hidden"]), d["norm"]))
     gen = Generator(**model)
-    disc = build_discriminator(d["architecture"], tuple(config["model"]["image_shape"]), tuple(d["hidden"]),
+    disc = build_discriminator(d["architecture"], tuple(model["image_shape"]), tuple(d["hidden"]),
                                d["channels"], d["norm"])
     return gen, disc

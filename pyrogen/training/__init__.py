@@ -17,7 +17,7 @@ from pyrogen.config import (
     default_gan_config,
 )
 from pyrogen.models.registry import MODELS
-from pyrogen.runs import load_data, load_gan_data, load_generator, load_model, resolve_device
+from pyrogen.rundirs import load_data, load_gan_data, load_generator, load_model, resolve_device
 from pyrogen.training.gan import GANTrainer, GeneratorEMA, build_gan_trainer, resume_gan_trainer
 from pyrogen.training.loop import FitLoop
 from pyrogen.training.vae import ELBOS, VAETrainer, build_trainer, resume_trainer

@@ -35,7 +35,8 @@ from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.models.registry import build_model, build_pair_discriminator
-from pyrogen.runs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.random_streams import stream_seed
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.game import GameTrainer
 from pyrogen.training.loop import resume_from
 
@@ -65,7 +66,8 @@ class AdversarialPairTrainer(GameTrainer):
                 raise DataError(f"{key} must be a positive integer, got {cfg[key]!r}")
         self.vae, self.discriminator = vae, discriminator
         self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
-                                   seed=cfg["seed"] + 1, drop_last=True, device=train_data.device)
+                                   seed=stream_seed("data_order", cfg["seed"]), drop_last=True,
+                                   device=train_data.device)
         check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
@@ -78,7 +80,8 @@ class AdversarialPairTrainer(GameTrainer):
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
             if self.loader.binarize != "none":  # the encoder sees binary images in training
-                self.probe = (static_binarize(train_data[:n], seed=54321), *self.probe[1:])
+                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")),
+                              *self.probe[1:])
         with self.fixed_stream(train_data.device):
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
         self.real_diversity = self.reference_diversity(test_data)
@@ -250,7 +253,7 @@ def build_pair_trainer(trainer_class, config, run=None, device="auto", progress=
         (the test images as the configuration wants them, binarized or not; labels may be None).
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
     vae = build_model(config).to(device)
     disc = build_pair_discriminator(config).to(device)
     if data is None:

@@ -16,15 +16,17 @@ from tqdm.auto import tqdm
 
 from pyrogen.data import DeviceLoader, check_images
 from pyrogen.data.loaders import check_example_shape
-from pyrogen.errors import DataError, TrainingDivergedError
+from pyrogen.errors import DataError
 from pyrogen.evaluation import elbo as elbo_per_example
 from pyrogen.evaluation.sample_quality import conditional_accuracy
 from pyrogen.infer import TorchSVI
 from pyrogen.models.registry import build_model
-from pyrogen.runs import load_labelled_data, resolve_device
+from pyrogen.random_streams import stream_seed
+from pyrogen.rundirs import load_labelled_data, resolve_device
+from pyrogen.settings import migrate
 from pyrogen.training.game import load_class_classifier
 from pyrogen.training.loop import FitLoop, resume_from
-from pyrogen.training.vae import ELBOS
+from pyrogen.training.vae import ELBOS, svi_diverged
 
 PER_CLASS = 8
 """Samples per class (grid columns) in ``samples.png``."""
@@ -49,25 +51,28 @@ class CVAETrainer(FitLoop):
         check_images(test_data, "test data")
         if train_labels is None or test_labels is None:
             raise DataError("--conditional needs labelled data, and these data have no labels")
-        cfg = config["train"]
+        self.settings = migrate(config)
+        cfg = self.settings.train
         self.cvae, self.test_data, self.test_labels = cvae, test_data, test_labels
-        self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
-                                   seed=cfg["seed"] + 1, device=train_data.device, labels=train_labels)
+        self.loader = DeviceLoader(train_data, cfg.batch_size, binarize=self.settings.data.binarize,
+                                   seed=stream_seed("data_order", cfg.seed), device=train_data.device,
+                                   labels=train_labels)
         check_example_shape(train_data.shape[1:], cvae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], cvae.image_shape, "test data")
-        cvae.likelihood.check_binarize(config["data"]["binarize"])
+        cvae.likelihood.check_binarize(self.settings.data.binarize)
         cvae.likelihood.check(test_data, "test data")
-        lr = 1e-3 if cfg.get("lr") is None else cfg["lr"]  # None: the recipe's default (Adam, 1e-3)
+        lr = 1e-3 if cfg.lr is None else cfg.lr  # None: the recipe's default (Adam, 1e-3)
         self.optim = self.make_optimizer(cvae.parameters(), lr)
         # Normal prior and guide: "auto" is the analytic KL, as for an unconditional VAE of those families
-        elbo = "meanfield" if cfg["elbo"] == "auto" else cfg["elbo"]
+        elbo = "meanfield" if cfg.elbo == "auto" else cfg.elbo
         if elbo not in ("trace", "meanfield"):
             raise DataError(f"the conditional VAE trains with --elbo auto, trace or meanfield, got {elbo!r}")
-        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg["num_particles"]))
+        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg.num_particles),
+                            precision=self.precision if self.precision.enabled else None)
         k = cvae.num_classes
         self.sample_labels = torch.arange(k, device=train_data.device).repeat_interleave(PER_CLASS)
         with torch.random.fork_rng(devices=[train_data.device] if train_data.device.type == "cuda" else []):
-            torch.manual_seed(cfg["seed"] + 3)  # the same PER_CLASS draws of z in every class's row
+            torch.manual_seed(stream_seed("fixed_noise", cfg.seed))  # the same PER_CLASS draws of z in every row
             self.sample_noise = cvae.prior().sample((PER_CLASS,)).repeat(k, 1)
         self.classifier = None
 
@@ -80,8 +85,9 @@ class CVAETrainer(FitLoop):
         super().load_state_dict(state)
 
     def diverged(self, where, what):
-        return TrainingDivergedError(f"training loss became NaN or infinite at {where}; stopping. "
-                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
+        return svi_diverged(self, where, what)
+
+    handles_precision = True  # TorchSVI applies it (autocast forward, gradient scaler under fp16)
 
     def train_step(self, batch):
         x, y = batch
@@ -105,7 +111,7 @@ class CVAETrainer(FitLoop):
         """Test ELBO given the test labels, nats per example (``num_samples`` must be 0)."""
         if num_samples:
             raise DataError("the conditional VAE reports the test ELBO only; use --eval-samples 0")
-        bs, total = self.config["eval"]["batch_size"], 0.0
+        bs, total = self.settings.eval.batch_size, 0.0
         self.cvae.eval()
         try:
             with pyro.validation_enabled(False):
@@ -138,6 +144,10 @@ class CVAETrainer(FitLoop):
     def write_epoch_files(self, row):
         self.run.save_image("samples.png", self._images, nrow=PER_CLASS)
 
+    def epoch_images(self):
+        """The epoch's samples, one row per class, for the trackers."""
+        return {"samples": self._images} if getattr(self, "_images", None) is not None else {}
+
     def write_pictures(self, num=64):
         """``samples.png`` (one row per class) and ``reconstructions.png`` (inputs above, reconstructions below)."""
         if self.run is None:
@@ -158,7 +168,7 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
     :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``.
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    pyro.set_rng_seed(stream_seed("init", migrate(config).train.seed))
     cvae = build_model(config).to(device)
     if data is None:
         train, train_y, test, test_y = load_labelled_data(config["data"], device)

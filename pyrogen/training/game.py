@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load_classifier
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
+from pyrogen.random_streams import stream_seed
 from pyrogen.training.loop import FitLoop
 
 FLAG_TEXT = {
@@ -109,7 +110,7 @@ class GameTrainer(FitLoop):
         """Inside, torch's random numbers come from the fixed noise's own stream (the run's seed + 3) and
         draw nothing from the run's stream, which is restored afterwards."""
         with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-            torch.manual_seed(self.config["train"]["seed"] + 3)
+            torch.manual_seed(stream_seed("fixed_noise", self.config["train"]["seed"]))
             yield
 
     def game_loss(self):

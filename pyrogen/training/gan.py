@@ -66,7 +66,8 @@ from pyrogen.errors import DataError
 from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.adversarial_game import check_players
 from pyrogen.models.registry import build_gan_networks
-from pyrogen.runs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.random_streams import stream_seed
+from pyrogen.rundirs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
 from pyrogen.training.game import (  # noqa: F401 - game_health_flags, mean_pairwise_distance: imported from here before
     GameTrainer,
     game_health_flags,
@@ -160,7 +161,8 @@ class GANTrainer(GameTrainer):
         check_images(train_data, "training data")
         check_images(test_data, "test data")
         check_players(discriminator, cfg["d_steps"])
-        self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=cfg["seed"] + 1, drop_last=True,
+        self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=stream_seed("data_order", cfg["seed"]),
+                                   drop_last=True,
                                    device=train_data.device, rank=self.rank, world_size=self.world_size,
                                    labels=train_labels)
         if getattr(generator, "image_shape", None) is not None:
@@ -306,7 +308,7 @@ def build_gan_trainer(config, run=None, device="auto", progress=True, data=None)
         or ``(train_images, test_images, train_labels)`` for a class-conditional run.
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
     gen, disc = (m.to(device) for m in build_gan_networks(config))
     labels = None
     if data is None and "num_classes" in config["model"]:

@@ -54,7 +54,7 @@ from pyrogen.files import rng_state, set_rng_state
 from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
-from pyrogen.runs import open_run
+from pyrogen.rundirs import open_run
 
 
 def _statistic(name, value):

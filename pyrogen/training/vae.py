@@ -13,6 +13,7 @@ better), the loss its negation.
 """
 
 import sys
+import time
 
 import pyro
 import torch
@@ -28,6 +29,7 @@ from pyrogen.config import (  # noqa: F401
     DEFAULT_TRAIN,
     compile_mode,
     default_config,
+    migrate,
 )
 from pyrogen.data import check_images, static_binarize
 from pyrogen.data.loaders import check_example_shape, is_reader, make_loader
@@ -62,7 +64,9 @@ from pyrogen.optim import (
     reduce_loss,
     split_validation,
 )
-from pyrogen.runs import load_data, load_model, open_run, resolve_device  # noqa: F401
+from pyrogen.random_streams import stream_seed
+from pyrogen.rundirs import load_data, load_model, open_run, resolve_device  # noqa: F401
+from pyrogen.settings import ELBO_NAMES, torch_svi_compile
 from pyrogen.training.loop import FitLoop, resume_from
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
@@ -76,7 +80,7 @@ TC_TERMS = {"mi": "index_code_mi", "tc": "total_correlation", "dimwise_kl": "dim
 """The metrics columns of :meth:`TCELBO.decomposition`'s terms under ``--elbo tc`` (nats per example,
 training batches; "mi" is renamed so as not to clash with the held-out MI of the collapse diagnostics)."""
 
-ELBO_CHOICES = ("auto", *ELBOS)
+ELBO_CHOICES = ELBO_NAMES
 
 STREAM_CHECK_EXAMPLES = 10_000
 """Streamed training data are checked against the likelihood's support on their first this many examples
@@ -151,8 +155,9 @@ EPOCH_LINE_NAMES = {"elbo": "test ELBO", "objective": "test objective", "log_px"
 """How the per-epoch line names the metrics-row columns (one case throughout)."""
 
 
-def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
-    """The line printed after an epoch: ELBOs and KL in nats per example, MI in nats, counts as integers."""
+def epoch_line(epoch, train_elbo, test, diagnostics, seconds, evaluation=None):
+    """The line printed after an epoch: ELBOs and KL in nats per example, MI in nats, counts as integers;
+    ``seconds`` of training and, when given, ``evaluation`` seconds of the epoch's evaluation after it."""
     parts = [f"train ELBO {train_elbo:.2f}"]
     for key, value in {**test, **diagnostics}.items():
         name = EPOCH_LINE_NAMES.get(key, key.replace("_", " "))
@@ -160,7 +165,9 @@ def epoch_line(epoch, train_elbo, test, diagnostics, seconds):
             parts.append(f"{name} {int(value)}")
         else:
             parts.append(f"{name} {value:.2f}")
-    return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
+    if evaluation is None:
+        return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s)"
+    return f"epoch {epoch}: " + ", ".join(parts) + f" ({seconds:.1f} s training, {evaluation:.1f} s evaluation)"
 
 
 def _any_values(vae):
@@ -187,7 +194,8 @@ class VAETrainer(FitLoop):
         (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`)
         whose batches :class:`~pyrogen.data.loaders.StreamingLoader` serves on the test data's device.
     :param torch.Tensor test_data: test images, already binarized if the likelihood needs it.
-    :param dict config: the run configuration (see :func:`default_config`).
+    :param dict config: the run configuration (see :func:`default_config`), of any layout; the trainer
+        reads it through :func:`~pyrogen.settings.migrate` (:attr:`settings`, frozen) and never changes it.
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
 
@@ -200,23 +208,25 @@ class VAETrainer(FitLoop):
     def __init__(self, vae, train_data, test_data, config, run=None, progress=True, validation_data=None):
         super().__init__(config=config, run=run, progress=progress)
         self.vae = vae
-        train_cfg, data_cfg = config["train"], config["data"]
+        self.settings = migrate(config)
+        train_cfg, data_cfg = self.settings.train, self.settings.data
         if not is_reader(train_data):
             _check_data(vae, train_data, "training data")
         _check_data(vae, test_data, "test data")
         self.loader = make_loader(
-            train_data, train_cfg["batch_size"], binarize=data_cfg["binarize"],
-            seed=train_cfg["seed"] + 1, device=test_data.device if is_reader(train_data) else train_data.device,
-            rank=self.rank, world_size=self.world_size, num_workers=data_cfg.get("num_workers"),
+            train_data, train_cfg.batch_size, binarize=data_cfg.binarize,
+            seed=stream_seed("data_order", train_cfg.seed),
+            device=test_data.device if is_reader(train_data) else train_data.device,
+            rank=self.rank, world_size=self.world_size, num_workers=data_cfg.num_workers,
             **({} if is_reader(train_data) or not _any_values(vae) else {"values": "any"}),
         )  # fmt: skip
         check_example_shape(self.loader.example_shape, vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         self.test_data = test_data
         self.validation_data = validation_data  # held out of the training data, binarized like the test data
-        vae.likelihood.check_binarize(data_cfg["binarize"])
+        vae.likelihood.check_binarize(data_cfg.binarize)
         self._check_support()
-        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg["elbo"])
+        self.elbo_name, self.elbo_reason = resolve_elbo(vae, train_cfg.elbo)
         self.elbo = self._make_elbo(train_cfg)
         self.kl_method = None  # how the ELBO gets KL(q||p): "analytic" or "monte-carlo"
         if not isinstance(vae, Autoencoder):
@@ -228,25 +238,27 @@ class VAETrainer(FitLoop):
                 raise LatentFamilyError(f"free bits need KL(q||p) in closed form, which is not registered "
                                         f"for guide {vae.posterior_family.name!r} and prior {vae.prior_family.name!r}")
         self.kl_schedule = build_kl_schedule(
-            train_cfg.get("kl_schedule", "constant"), train_cfg["epochs"], weight=train_cfg.get("kl_weight", 1.0),
-            warmup_epochs=train_cfg.get("kl_warmup_epochs", 10.0), start=train_cfg.get("kl_start", 0.1),
-            num_cycles=train_cfg.get("kl_cycles", 4))
+            train_cfg.kl_schedule, train_cfg.epochs, weight=train_cfg.kl_weight,
+            warmup_epochs=train_cfg.kl_warmup_epochs, start=train_cfg.kl_start, num_cycles=train_cfg.kl_cycles)
         self.optim_config = optim_config(train_cfg)
         initialize_(vae, self.optim_config)
         self.optim = self._optimizer(vae.parameters(), fused=self.loader.device.type in ("cpu", "cuda"))
         # what the steps differentiate: the ELBO summed over the batch, or its mean (He et al.)
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
-        self.compile_mode = compile_mode(train_cfg.get("compile", "off"))
-        if self.compile_mode in ("on", "record") and train_cfg.get("aggressive"):
+        self.compile_mode = compile_mode(train_cfg.compile)
+        if self.compile_mode in ("on", "record") and self.precision.enabled:
+            raise DataError(f"--compile {self.compile_mode} records the float32 step, and --precision "
+                            f"{self.precision.precision} runs the step eagerly; drop one of them")
+        if self.compile_mode in ("on", "record") and train_cfg.aggressive:
             raise DataError(f"--compile {self.compile_mode} applies to the standard SVI step; "
                             "drop --compile or --aggressive")
         # TorchSVI's compile: False (eager), "record" or True; "auto" decides in fit(), when the run's length is known
-        self.compile = {"on": True, "record": "record"}.get(self.compile_mode, False)
+        self.compile = False if self.compile_mode == "auto" else torch_svi_compile(self.compile_mode)
         self._build_svi()
         if self.world_size > 1:
-            distributed.seed_rank_noise(train_cfg["seed"], 0)
+            distributed.seed_rank_noise(train_cfg.seed, 0)
         self.switch = None
-        if train_cfg.get("aggressive"):
+        if train_cfg.aggressive:
             self._make_aggressive(train_cfg)
         else:
             self.clip_gradients(self.optim, list(vae.parameters()), self.optim_config.clip_norm)
@@ -265,17 +277,17 @@ class VAETrainer(FitLoop):
 
     def _make_elbo(self, train_cfg):
         """The estimator of the objective named by :attr:`elbo_name` (free bits replace it when set)."""
-        name, particles, two_layer = self.elbo_name, train_cfg["num_particles"], isinstance(self.vae, TwoLayerVAE)
+        name, particles, two_layer = self.elbo_name, train_cfg.num_particles, isinstance(self.vae, TwoLayerVAE)
         if isinstance(self.vae, Autoencoder) and name in ("iwae", "tc"):
             raise DataError(f"--elbo {name} needs a guide with a density; an autoencoder's is a point mass")
-        if train_cfg.get("free_bits", 0.0) > 0:
+        if train_cfg.free_bits > 0:
             if name in ("iwae", "tc") or two_layer:
                 raise DataError(f"free bits replace the objective by the analytic ELBO with a floored KL of "
                                 f"site 'z'; drop --free-bits or use --elbo auto|meanfield with a one-layer VAE, "
                                 f"not {'--layers 2' if two_layer else '--elbo ' + name}")
-            return FreeBitsELBO(train_cfg["free_bits"], num_particles=particles)
+            return FreeBitsELBO(train_cfg.free_bits, num_particles=particles)
         if name == "iwae":
-            return IWAE_ELBO(num_particles=particles, max_plate_nesting=1, dreg=bool(train_cfg.get("dreg", False)))
+            return IWAE_ELBO(num_particles=particles, max_plate_nesting=1, dreg=bool(train_cfg.dreg))
         if name == "tc":
             if two_layer:
                 raise DataError("--elbo tc decomposes the KL of the one latent site 'z'; the two-layer model has two")
@@ -285,17 +297,24 @@ class VAETrainer(FitLoop):
                     isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1):
                 raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
                                 f"which the guide {family.name!r} does not have")
-            return TCELBO(beta=train_cfg.get("tc_beta", DEFAULT_TRAIN["tc_beta"]),
+            return TCELBO(beta=train_cfg.tc_beta,
                           dataset_size=self.loader.num_examples, num_particles=particles)
         if name == "meanfield" and two_layer:
             raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
                             "q(z2|z1), after z1; use --elbo auto or trace")
-        if name == "trace" and particles > 1 and train_cfg.get("vectorize_particles", False):
+        if name == "trace" and particles > 1 and train_cfg.vectorize_particles:
             return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
         return ELBOS[name](num_particles=particles)
 
+    @property
+    def handles_precision(self):
+        """The standard step is :class:`~pyrogen.infer.TorchSVI`'s, which applies the precision itself
+        (autocast forward, gradient scaler under fp16); the aggressive step runs under the loop's autocast."""
+        return isinstance(getattr(self, "svi", None), TorchSVI)
+
     def _build_svi(self):
-        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile)
+        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile,
+                            precision=self.precision if self.precision.enabled else None)
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
@@ -303,9 +322,9 @@ class VAETrainer(FitLoop):
 
     def compile_blocked(self):
         """Settings under which ``--compile auto`` means off: aggressive training (its own inner
-        loop), several processes, an ELBO that refuses recording (DReG)."""
-        return bool(self.config["train"].get("aggressive") or self.world_size > 1
-                    or getattr(self.elbo, "dreg", False))
+        loop), several processes, an ELBO that refuses recording (DReG), mixed precision (an eager step)."""
+        return bool(self.settings.train.aggressive or self.world_size > 1
+                    or getattr(self.elbo, "dreg", False) or self.precision.enabled)
 
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the run's length.
@@ -335,10 +354,11 @@ class VAETrainer(FitLoop):
         decoder = [p for p in self.vae.parameters() if all(p is not e for e in encoder)]
         self.optim = self._optimizer(encoder)
         self.decoder_optim = self._optimizer(decoder)
-        self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(train_cfg["seed"] + 2)
+        self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(
+            stream_seed("aggressive", train_cfg.seed))
         self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.loss,
                                  self._random_batch, window=10, max_steps=100, clip_norm=self.optim_config.clip_norm)
-        self.switch = AggressiveSwitch(train_cfg.get("aggressive_patience", 5))
+        self.switch = AggressiveSwitch(train_cfg.aggressive_patience)
 
     def _random_batch(self):
         """A fresh random training minibatch (the inner loop's data), binarized like the loader's."""
@@ -391,14 +411,15 @@ class VAETrainer(FitLoop):
         self.vae.eval()
         with pyro.validation_enabled(False):
             result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data if data is None else data,
-                                      batch_size=self.config["eval"]["batch_size"],
-                                      num_samples=num_samples)
+                                      batch_size=self.settings.eval.batch_size,
+                                      num_samples=num_samples, progress=self.progress)
         self.vae.train()
         return result
 
     def _evaluate_autoencoder(self, num_samples, data=None):
         data = self.test_data if data is None else data
-        x = data[: self.config["eval"]["batch_size"]]
+        bs = self.settings.eval.batch_size
+        x = data[:bs]
         if num_samples:
             try:
                 log_importance_weights(self.vae.model, self.vae.guide, x, 1)
@@ -407,8 +428,8 @@ class VAETrainer(FitLoop):
         self.vae.eval()
         total, objective = 0.0, ReparamTrace_ELBO()
         with pyro.validation_enabled(False), torch.no_grad():
-            for i in range(0, data.shape[0], self.config["eval"]["batch_size"]):
-                x = data[i : i + self.config["eval"]["batch_size"]]
+            for i in range(0, data.shape[0], bs):
+                x = data[i : i + bs]
                 total -= objective.differentiable_loss(self.vae.model, self.vae.guide, x).item()
         self.vae.train()
         return {"objective": total / data.shape[0]}
@@ -424,19 +445,19 @@ class VAETrainer(FitLoop):
         self.vae.eval()
         with pyro.validation_enabled(False), torch.no_grad():
             if isinstance(self.vae, Autoencoder):
-                bs = self.config["eval"]["batch_size"]
+                bs = self.settings.eval.batch_size
                 codes = torch.cat([self.vae.code(data[i : i + bs]) for i in range(0, data.shape[0], bs)])
                 result = {"active_units": active_units(codes)[0]}
             else:
                 result = collapse_diagnostics(self.vae.model, self.vae.guide, data,
-                                              batch_size=self.config["eval"]["batch_size"],
-                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z")
+                                              batch_size=self.settings.eval.batch_size,
+                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z",
+                                              progress=self.progress)
         self.vae.train()
         return result
 
     def diverged(self, where, what):
-        return TrainingDivergedError(f"training loss became NaN or infinite at {where}; stopping. "
-                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
+        return svi_diverged(self, where, what)
 
     def train_step(self, x):
         """One SVI step on minibatch ``x`` at the KL weight of this point of training; returns the loss.
@@ -528,35 +549,69 @@ class VAETrainer(FitLoop):
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
         if self.progress:
-            tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds))
+            evaluation = None if self.epoch_started is None else time.perf_counter() - self.epoch_started - seconds
+            tqdm.write(epoch_line(self.epoch, train_elbo, test, diagnostics, seconds, evaluation))
         return row
+
+    def epoch_images(self):
+        """For the trackers: ``"samples"``, the decoder's means at 64 draws from the prior (the same draws
+        every epoch), and ``"reconstructions"``, 32 test images above their reconstructions. Drawn under a
+        forked random state, so a tracked run's numbers are the untracked run's."""
+        vae, devices = self.vae, [self.test_data.device] if self.test_data.device.type == "cuda" else []
+        if self.test_data.dim() != 4 or not all(hasattr(vae, name) for name in ("sample", "reconstruct")):
+            return {}  # images only: a table's rows make no picture
+        was_training = vae.training
+        vae.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False):
+                torch.manual_seed(0)
+                samples = vae.sample(64)
+                x = self.test_data[:32]
+                images = {"samples": samples, "reconstructions": torch.cat([x, vae.reconstruct(x)])}
+        finally:
+            vae.train(was_training)
+        return {k: v.reshape(v.shape[0], *x.shape[1:]).float().clamp(0, 1) for k, v in images.items()}
+
+
+def svi_diverged(trainer, where, what):
+    """The error of an SVI trainer that diverged at ``where`` because ``what`` (``"loss is nan"``, a named
+    parameter that became NaN, ...): it names what diverged, the training loss, another statistic or a parameter."""
+    if what.startswith("loss is "):
+        text = f"training loss became NaN or infinite at {where}"
+    else:
+        text = f"training diverged at {where}: {what}"
+    return TrainingDivergedError(f"{text}; stopping. {trainer.kept_checkpoint()}. {trainer.divergence_advice}")
 
 
 def optim_config(train_cfg):
-    """The :class:`~pyrogen.optim.OptimConfig` of a run's ``config["train"]`` (keys absent in old runs: defaults)."""
-    decay_epochs = train_cfg.get("lr_decay_epochs", 0)
+    """The :class:`~pyrogen.optim.OptimConfig` of a run's training settings (a dict of any layout, or the
+    typed section of :func:`~pyrogen.settings.migrate`)."""
+    if isinstance(train_cfg, dict):
+        train_cfg = migrate({"train": train_cfg}).train
+    decay_epochs = train_cfg.lr_decay_epochs
     return OptimConfig(
-        optimizer=train_cfg.get("optimizer", "adam"), lr=train_cfg["lr"], momentum=train_cfg.get("momentum", 0.0),
-        loss_reduction=train_cfg.get("loss_reduction", "sum"), clip_norm=train_cfg.get("clip_norm"),
-        init=train_cfg.get("init", "default"), decay=decay_epochs > 0, decay_epochs=max(1, decay_epochs),
-        max_decay=train_cfg.get("max_decay", 5), decay_start_epoch=train_cfg.get("decay_start_epoch", 15),
-        decay_reference=train_cfg.get("decay_reference", "last"))
+        optimizer=train_cfg.optimizer, lr=train_cfg.lr, momentum=train_cfg.momentum,
+        loss_reduction=train_cfg.loss_reduction, clip_norm=train_cfg.clip_norm,
+        init=train_cfg.init, decay=decay_epochs > 0, decay_epochs=max(1, decay_epochs),
+        max_decay=train_cfg.max_decay, decay_start_epoch=train_cfg.decay_start_epoch,
+        decay_reference=train_cfg.decay_reference)
 
 
 def build_trainer(config, run=None, device="auto", progress=True):
     """A :class:`VAETrainer` for a configuration: model, data and optimizer, freshly seeded."""
     device = resolve_device(device)
-    pyro.set_rng_seed(config["train"]["seed"])
+    settings = migrate(config)
+    pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     vae = build_model(config).to(device)
     train, test, _ = load_data(config["data"], device)
     validation = None
-    size = config["train"].get("validation_size", 0)
+    size = settings.train.validation_size
     if size:
         if not size < train.shape[0]:
             raise DataError(f"--validation-size {size} leaves no training data out of {train.shape[0]} examples")
-        train, validation = split_validation(train, size, seed=config["train"]["seed"])
-        if config["data"]["binarize"] != "none":
-            validation = static_binarize(validation, seed=12346)
+        train, validation = split_validation(train, size, seed=stream_seed("validation_split", settings.train.seed))
+        if settings.data.binarize != "none":
+            validation = static_binarize(validation, seed=stream_seed("validation_binarization"))
     return VAETrainer(vae, train, test, config, run=run, progress=progress, validation_data=validation)
 
 

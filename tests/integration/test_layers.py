@@ -16,16 +16,18 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.checks", "pyrogen.files", "pyrogen.distributed",
-                    "pyrogen.threads", "pyrogen.precision", "pyrogen.tracking"]),
+    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
+                    "pyrogen.precision", "pyrogen.tracking", "pyrogen.checks", "pyrogen.settings",
+                    "pyrogen.random_streams"]),
     ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
                                           "pyrogen.optim"]),
     ("models", ["pyrogen.models"]),
     ("infer", ["pyrogen.infer"]),
-    ("configurations and runs", ["pyrogen.config", "pyrogen.runs"]),
+    ("configurations, run kinds and run directories", ["pyrogen.config", "pyrogen.kinds", "pyrogen.rundirs"]),
     ("evaluation", ["pyrogen.evaluation", "pyrogen.testing", "pyrogen.pytest_plugin"]),
     ("training", ["pyrogen.training", "pyrogen.lightning"]),
     ("plotting and report", ["pyrogen.plotting", "pyrogen.plotting_tables", "pyrogen.report"]),
+    ("runs", ["pyrogen.runs"]),
     ("cli", ["pyrogen.cli", "pyrogen.__main__", "pyrogen._entry"]),
 ]
 """Lowest first: (name, module prefixes). A prefix covers a package and everything in it."""
@@ -128,8 +130,8 @@ def test_import_graph_has_no_cycle():
 def test_the_checker_sees_function_local_imports():
     """The parser finds what the rules are about: imports inside functions and ``from pyrogen import x``."""
     assert "pyrogen.evaluation.features" in GRAPH["pyrogen.evaluation.sample_quality"]  # inside a function
-    assert "pyrogen.runs" in GRAPH["pyrogen.evaluation.sample_quality"]  # inside a function
-    assert "pyrogen.distributed" in GRAPH["pyrogen.cli"]  # "from pyrogen import distributed"
+    assert "pyrogen.rundirs" in GRAPH["pyrogen.evaluation.sample_quality"]  # inside a function
+    assert "pyrogen.runs" in GRAPH["pyrogen.cli"]  # "from pyrogen import kinds, runs"
     assert layer("pyrogen.training.gan") > layer("pyrogen.evaluation.sample_quality")
 
 
