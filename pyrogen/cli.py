@@ -23,6 +23,7 @@ import warnings
 
 from pyrogen import kinds, runs
 from pyrogen.errors import PyrogenError
+from pyrogen.files import release_run_locks
 from pyrogen.kinds import options as O
 from pyrogen.kinds.vae import optim_settings as _optim_settings  # noqa: F401  (the options' settings)
 from pyrogen.runs import binarized_note as _binarized_note  # noqa: F401  (the reconstruction grids' note)
@@ -244,3 +245,4 @@ def main(argv=None):
         if previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous)
         torch.set_num_threads(threads)  # main() called from Python leaves torch as it found it
+        release_run_locks()  # main() called from Python holds no run's lock once it returns

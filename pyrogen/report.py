@@ -360,7 +360,7 @@ def _pictures(run, record):
                        f"<code>{_esc(latest)}/</code>; earlier ones are in "
                        f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
     if record.vae_pair:
-        figures.append(_inapplicable(run.config.get("model", {})))
+        figures.append(_inapplicable(run.config["model"]))
     for path, caption in pictures:
         rel = os.path.relpath(path, run.path)
         try:  # only the run's own pictures: a symbolic link could point anywhere (a system file, say)

@@ -184,6 +184,7 @@ def _python_blocks(rst):
 @pytest.mark.parametrize("name", sorted(TUTORIAL_SIZES))
 def test_tutorial_code_runs(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # torch is loaded here: an example's set_wait_policy keeps it
     code = "\n".join(_python_blocks((DOCS / "tutorials" / f"{name}.rst").read_text()))
     for constant, value in TUTORIAL_SIZES[name].items():
         code, count = re.subn(rf"^{constant} = .*$", f"{constant} = {value!r}", code, flags=re.MULTILINE)
