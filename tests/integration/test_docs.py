@@ -168,6 +168,7 @@ TUTORIAL_SIZES = {
     "ae_vae_gan": {"NUM_TRAIN": 200, "NUM_TEST": 50, "EPOCHS": 1, "HIDDEN": 16, "NUM_SAMPLES": 10},
     "extending": {"SCRIPT": str(ROOT / "examples" / "semi_supervised.py")},
     "posterior_collapse": {"NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1, "MAX_INNER_STEPS": 2},
+    "own_data": {"NUM_IMAGES": 200, "EPOCHS": 1},
 }
 
 
