@@ -390,3 +390,14 @@ def test_nothing_is_written_through_a_link_that_leaves_the_run(tmp_path, name, w
     with pytest.raises(RunFileError, match="outside the run directory .*; refusing to write it"):
         write(run)
     assert os.listdir(outside) == []
+
+
+def test_the_command_line_releases_its_locks_when_it_returns(tmp_path, capsys):
+    """main() called from Python (a notebook, a test) leaves no run locked behind it."""
+    from pyrogen.cli import main
+
+    files.lock_run_dir(tmp_path)  # as a training in this process would have
+    assert main(["report", str(tmp_path / "none")]) == 2
+    holder = _holder(tmp_path)  # another process now gets the lock
+    holder.kill()
+    holder.wait()
