@@ -53,10 +53,21 @@ FEATURES = "features"
 
 
 def resolve_device(device):
-    """``"auto"`` is CUDA where there is a GPU, else the CPU."""
+    """``"auto"`` is CUDA where there is a GPU, else the CPU; anything else a torch device that exists here.
+
+    :raises DataError: (one line) for a name torch does not know, or a CUDA device this machine lacks.
+    """
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DataError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device {str(device)!r} needs a CUDA GPU, and torch finds none here; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DataError(f"device {str(device)!r} does not exist: torch finds {torch.cuda.device_count()} CUDA "
+                        "device(s), numbered from 0")
     if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device

@@ -223,7 +223,8 @@ def add_engines(p):
     """``--precision`` and ``--logger``, which every ``pyrogen train`` kind takes (:func:`add_run` adds them)."""
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="numbers of the training steps: 32 (float32), bf16 or fp16 (torch.autocast: products in "
-                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler); a resumed run "
+                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler, which the VAE "
+                        "family's step has and the adversarial kinds' do not: they take bf16); a resumed run "
                         "keeps its own (default: 32)")
     p.add_argument("--logger", choices=LOGGERS, default="none",
                    help="tensorboard: also write each epoch's metrics and image grids to RUN_DIR/tensorboard "
