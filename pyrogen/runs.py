@@ -273,11 +273,20 @@ def binarized_note(config):
 
 
 def write_training_pictures(trainer):
-    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled."""
+    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled; for examples
+    that are not images (a table, counts) ``latent_codes.png`` and ``feature_reconstruction.png`` of the
+    test data instead (:mod:`pyrogen.plotting_tables`)."""
     from pyrogen.plotting import plot_image_grid, plot_reconstruction_pairs
+    from pyrogen.plotting_tables import is_image_shape, plot_table_pictures
 
     if trainer.run is None:
         return []
+    if not is_image_shape(getattr(trainer.vae, "image_shape", (1, 1, 1))):
+        vae = trainer.vae.eval()
+        try:
+            return plot_table_pictures(vae, trainer.test_data, trainer.run.file, getattr(trainer, "test_labels", None))
+        finally:
+            vae.train()
     vae = trainer.vae.eval()
     with torch.no_grad():
         samples = vae.sample(64)
