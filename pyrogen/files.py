@@ -560,8 +560,11 @@ class RunDir:
                 raise RunFileError(f"{path!r} row {i} has another number of fields than its header; "
                                    "expected the CSV that pyrogen wrote, one row per epoch")
             epoch = row.get("epoch")
-            if "epoch" in row and (not isinstance(epoch, int) or epoch < 0):
+            if "epoch" in row and (not isinstance(epoch, int) or not 0 <= epoch < 10**9):
                 raise RunFileError(f"{path!r} row {i} has epoch {_short(epoch)}; expected a whole number")
+            for k, v in row.items():  # a whole number past float's range of integers is a figure, not a count
+                if k != "epoch" and isinstance(v, int) and abs(v) > 2**53:
+                    row[k] = float(v)
         return rows
 
     def save_checkpoint(self, state):

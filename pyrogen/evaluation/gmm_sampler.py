@@ -40,7 +40,7 @@ import torch
 from pyro import distributions as dist
 
 from pyrogen.data import static_binarize
-from pyrogen.errors import PyrogenError
+from pyrogen.errors import DataError, PyrogenError
 from pyrogen.random_streams import stream_seed
 
 COVARIANCES = ("full", "diag")
@@ -141,7 +141,8 @@ def fit_gmm(codes, n_components=10, covariance="full", max_iter=200, tol=1e-6, r
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
     z = torch.as_tensor(codes).detach().double().cpu()
     if z.dim() != 2 or z.shape[0] < n_components:
-        raise ValueError(f"codes must have shape (N, d) with N >= n_components = {n_components}, got {tuple(z.shape)}")
+        raise DataError(f"codes must have shape (N, d) with N >= n_components = {n_components}, got "
+                        f"{tuple(z.shape)}: a gmm:K sampler needs at least K training codes")
     generator = torch.Generator().manual_seed(seed)
     fits = [_em(z, n_components, covariance, max_iter, tol, reg, kmeans_iter, generator) for _ in range(n_init)]
     return max(fits, key=lambda fit: fit.log_likelihoods[-1])

@@ -249,3 +249,36 @@ def test_a_run_directory_that_is_a_file_is_one_line(tmp_path, command, capsys):
     assert cli(COMMANDS[command](str(path))) == 2
     assert one_error_line(capsys) == f"pyrogen: error: {str(path)!r} holds no pyrogen run (no config.json)"
     assert path.read_text() == "not a run"
+
+
+# ---------------------------------------------------------------- values past their range
+def metrics_row(field, value):
+    def edit(out):
+        path = os.path.join(out, "metrics.csv")
+        with open(path) as f:
+            header = f.readline().strip().split(",")
+        row = ["1" if name == "epoch" else "1.0" for name in header]
+        row[header.index(field)] = value
+        with open(path, "w") as f:
+            f.write(",".join(header) + "\n" + ",".join(row) + "\n")
+    return edit
+
+
+@requires_fashion_mnist
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_an_epoch_past_any_run_in_metrics_is_one_line(run, command, capsys):
+    metrics_row("epoch", "99999999999999999999")(run)
+    assert cli(COMMANDS[command](run)) == 2
+    assert "metrics.csv' row 1 has epoch 99999999999999999999; expected a whole number" in one_error_line(capsys)
+
+
+@requires_fashion_mnist
+def test_a_huge_whole_figure_in_metrics_is_read_as_a_number(run, capsys):
+    metrics_row("train_elbo", "-99999999999999999999")(run)
+    assert cli(COMMANDS["report"](run)) == 0, capsys.readouterr().err
+
+
+@requires_fashion_mnist
+def test_a_mixture_of_more_components_than_codes_is_one_line(run, capsys):
+    assert cli(["sample", run, "--sampler", "gmm:100000", "-n", "2", "--device", "cpu"]) == 2
+    assert "N >= n_components = 100000, got (200, 4): a gmm:K sampler needs at least K" in one_error_line(capsys)
