@@ -23,7 +23,7 @@ import torch
 
 from pyrogen import distributed
 from pyrogen.data import load_splits, static_binarize
-from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError
+from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError, RunFileError
 from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where users find run files)
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -171,7 +171,12 @@ class Run:
         if self._checkpoint is None:
             state = self.dir.load_checkpoint(map_location=self.device)
             try:
-                same = _comparable(state.get("config")) == _comparable(self.config)
+                mine = _comparable(self.config)
+            except DataError as e:  # config.json itself holds a value of the wrong type or range
+                raise RunFileError(f"{self.dir.file(CONFIG_FILE)!r} holds a setting pyrogen cannot use: {e}; "
+                                   "expected the configuration that 'pyrogen train' wrote") from None
+            try:
+                same = _comparable(state.get("config")) == mine
             except DataError:
                 same = False
             if not same:
@@ -191,7 +196,14 @@ class Run:
         if weights_key not in state:  # e.g. a GAN's checkpoint in a VAE's run
             raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} holds no {weights_key!r} weights, "
                                   f"which a {self.kind} run's checkpoint has")
-        model = self.record.model(state["config"]).to(self.device)
+        try:
+            model = self.record.model(state["config"]).to(self.device)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # a configuration edited by hand
+            if isinstance(e, PyrogenError):
+                raise
+            what = (str(e).splitlines() or [""])[0][:600] or type(e).__name__
+            raise CheckpointError(f"the configuration in {self.dir.checkpoint_path!r} cannot build the run's model "
+                                  f"({what}); expected the configuration that 'pyrogen train' wrote") from None
         try:
             model.load_state_dict(state[weights_key])
         except RuntimeError as e:  # missing keys or tensors of other sizes than the configuration makes
