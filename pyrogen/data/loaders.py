@@ -369,7 +369,7 @@ class StreamingLoader:
             num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
         self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.labels = reader.labels if labels is None else labels
+        self.labels = labels  # served beside each batch when given (the reader's own: reader.labels)
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         self.generator = torch.Generator(device=self._device).manual_seed(seed)
         self.position, self._order, self._epoch_state = 0, None, None

@@ -39,7 +39,8 @@ def test_streamed_folder_of_images(tmp_path):
     source = open_source(tmp_path, test_fraction=0.25)
     (train, _), (reader, _) = source.splits(), source.splits(stream=True)
     device = DeviceLoader(train.images, 8, seed=1, labels=train.labels)
-    stream = StreamingLoader(reader, 8, seed=1, num_workers=1)
+    assert all(isinstance(x, torch.Tensor) for x in StreamingLoader(reader, 8, seed=1, num_workers=0))  # no labels
+    stream = StreamingLoader(reader, 8, seed=1, num_workers=1, labels=reader.labels)
     for (u, y), (v, z) in zip(device, stream):
         assert torch.equal(u, v) and torch.equal(y, z)
 

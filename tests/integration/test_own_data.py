@@ -203,3 +203,20 @@ def test_data_options_without_data_and_streaming_a_file_that_cannot_stream(tmp_p
     assert _last_line(capsys) == (f"pyrogen: error: argument --stream: streaming reads a .npy array or a folder "
                                   f"of images, and {data!r} is read into memory")
     assert not os.path.exists(tmp_path / "r" / "config.json")
+
+
+def test_a_labelled_folder_streams_through_the_cli_and_is_evaluated(tmp_path, capsys, one_thread):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        os.makedirs(tmp_path / "imgs" / f"{i % 2}", exist_ok=True)
+        image = Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8))
+        image.save(tmp_path / "imgs" / f"{i % 2}" / f"{i:04d}.png")
+    out = str(tmp_path / "run")
+    assert main(["train", "vae", "--out", out, "--data", str(tmp_path / "imgs"), "--stream", "--num-workers", "1",
+                 "--epochs", "1"] + SMALL) == 0
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["data"]["stream"] is True and config["model"]["image_shape"] == [1, 20, 24]
+    assert "mtimes_sha256" in config["data"]["source"]["fingerprint"]  # streamed: never read in full
+    assert main(["evaluate", out, "--eval-samples", "5", "--device", "cpu"]) == 0
