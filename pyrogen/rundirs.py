@@ -208,8 +208,16 @@ class Run:
 
     @property
     def settings(self):
-        """``config.json`` as a complete, typed :class:`~pyrogen.settings.RunConfig`."""
-        return migrate(self.config)
+        """``config.json`` as a complete, typed :class:`~pyrogen.settings.RunConfig`.
+
+        :raises DataError: for a configuration :func:`~pyrogen.settings.migrate` refuses (the message
+            names ``config.json`` and the setting).
+        """
+        try:
+            return migrate(self.config)
+        except DataError as e:
+            where = self.dir.file(CONFIG_FILE)
+            raise DataError(str(e) if repr(where) in str(e) else f"{where!r}: {e}") from None
 
     @property
     def checkpoint(self):
@@ -222,8 +230,9 @@ class Run:
             self._checkpoint = {"config": self.config, "model": self._feature_network().state_dict()}
         if self._checkpoint is None:
             state = self.dir.load_checkpoint(map_location=self.device)
+            own = _comparable(self.settings.to_dict())  # config.json's own fault named before any comparison
             try:
-                same = _comparable(state.get("config")) == _comparable(self.config)
+                same = _comparable(state.get("config")) == own
             except DataError:
                 same = False
             if not same:

@@ -21,7 +21,7 @@ import torch
 
 from pyrogen import distributed
 from pyrogen.data.sources import relocated
-from pyrogen.errors import DataError, PyrogenError, RunDirError
+from pyrogen.errors import DataError, PyrogenError, RunDirError, RunFileError
 from pyrogen.kinds import get_kind
 from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where users find runs)
     CHECKPOINT_FILE,
@@ -90,7 +90,21 @@ def _open_for_resume(out, command):
                           "the configuration that 'pyrogen train' wrote")
     if not os.access(run.path, os.W_OK):
         raise RunDirError(f"--out {out!r} is not writable; a resumed run writes its checkpoints there")
+    for name in (METRICS_FILE, "evaluations"):  # checked before an epoch is trained
+        _check_run_folder(run, name, "trained")
     return run
+
+
+def _check_run_folder(run, name, done):
+    """Refuse, before any work, a run whose ``evaluations`` folder or ``metrics.csv`` (``name``), which the
+    command adds to, is of the other type or a link out of the run; ``done`` says what was not done."""
+    path = run.dir.file(name)
+    if os.path.lexists(path):
+        run.dir.resolve(name, "write")
+        folder = name == "evaluations"
+        if os.path.isdir(path) != folder:
+            raise RunFileError(f"{path!r} is not a {'directory' if folder else 'regular file'}; expected the "
+                               f"run's own, which the command adds to (nothing was {done})")
 
 
 def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, logger="none", data=None):
@@ -336,6 +350,7 @@ def _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, ech
     if record.evaluate == "objective" and eval_samples is not None:  # no importance weights, no log p(x)
         raise PyrogenError("argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
                            "is a point mass); omit --eval-samples to evaluate its test objective")
+    _check_run_folder(run, "evaluations", "evaluated")
     trainer = load_trainer(run_dir, device=device, progress=progress)
     if test_size:
         trainer.test_data = trainer.test_data[:test_size]
@@ -437,8 +452,16 @@ def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print
 def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print, data=None):
     """``pyrogen plot``: the run's pictures (:func:`pyrogen.plotting.plot_run`); returns their paths.
     ``data``: where the run's recorded data are now, when they moved (``--data NEW_PATH``)."""
+    from pyrogen.files import EVALUATIONS_DIR, RUN_FILES, _enclosing_run
     from pyrogen.plotting import plot_run
 
+    if out is not None:  # a folder of pictures, never a run's own file or its evaluations/ folder
+        for folder in dict.fromkeys((os.path.abspath(out), os.path.realpath(out))):
+            found = _enclosing_run(os.path.join(folder, "picture.png"))
+            rel = os.path.dirname(found[1]) if found else ""
+            if rel in RUN_FILES or rel.split(os.sep)[0] == EVALUATIONS_DIR:
+                raise RunDirError(f"--out {os.path.abspath(out)!r} is in its run's own files ({rel!r}); expected "
+                                  "another folder for the pictures (nothing was written)")
     run = open_run(run_dir, device="cpu")
     run.require_source()
     with relocated(run.source, data):
