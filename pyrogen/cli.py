@@ -52,6 +52,12 @@ def _add_train_commands(commands):
         kind.add_options(parsers.add_parser(kind.command, help=kind.help, description=kind.description))
 
 
+def _add_moved_data(p):
+    p.add_argument("--data", default=None, metavar="NEW_PATH",
+                   help="where the run's recorded data are now, when they were moved or copied (default: the "
+                        "recorded path)")
+
+
 def _add_evaluate(commands):
     ev = commands.add_parser(
         "evaluate", help="test ELBO and importance-sampled log p(x) of a run",
@@ -63,6 +69,7 @@ def _add_evaluate(commands):
     ev.add_argument("--num-samples", type=O.positive_int, default=None, dest="deprecated_num_samples",
                     help=argparse.SUPPRESS)  # the old name of --eval-samples, kept working
     ev.add_argument("--test-size", type=O.positive_int, default=None, help="evaluate the first N test images")
+    _add_moved_data(ev)
     O.add_seed(ev, help="random seed of the importance samples; results go to "
                         "RUN_DIR/evaluations/log-px-K<K>-seed<SEED>-epoch<E>-test<N>.json (default: 0)")
     O.add_device(ev)
@@ -97,6 +104,7 @@ def _add_sample_quality(commands):
     sq.add_argument("run_dir", metavar="RUN_DIR")
     sq.add_argument("-n", "--num-samples", type=O.positive_int, default=10000,
                     help="samples, scored against as many test images (default: 10000)")
+    _add_moved_data(sq)
     O.add_seed(sq, help="random seed (default: 0)")
     O.add_device(sq)
 
@@ -111,6 +119,7 @@ def _add_plot(commands):
                     help="folder for the PNGs (default: RUN_DIR/plots)")
     pl.add_argument("--num-points", type=O.positive_int, default=5000,
                     help="test images in the latent-code scatter plot (default: 5000)")
+    _add_moved_data(pl)
     O.add_seed(pl, help="random seed (default: 0)")
     O.add_device(pl)
 
@@ -122,6 +131,7 @@ def _add_report(commands):
                     "Pareto k-hat diagnostic, metrics, training curves and the run's pictures.")
     rp.add_argument("run_dir", metavar="RUN_DIR")
     rp.add_argument("--out", default=None, type=O.out_file, help="HTML path (default: RUN_DIR/report.html)")
+    _add_moved_data(rp)
     O.add_threads(rp)
 
 
@@ -143,7 +153,7 @@ def _train(args):
     logger = getattr(args, "logger", "none")
     if args.resume:
         runs.resume(args.out, epochs=args.epochs, command=args.kind, device=args.device, progress=progress,
-                    logger=logger)
+                    logger=logger, data=getattr(args, "data", None))
         return 0
     config = O.engine_settings(args, kind.make_config(args))
     runs.train(config, args.out, device=args.device, progress=progress, logger=logger)
@@ -157,7 +167,7 @@ def _evaluate_run(args):
               "'train' uses for the same K", file=sys.stderr)
         eval_samples = args.deprecated_num_samples
     runs.evaluate(args.run_dir, eval_samples=eval_samples, test_size=args.test_size, seed=args.seed,
-                  device=args.device, progress=not args.no_progress)
+                  device=args.device, progress=not args.no_progress, data=args.data)
     return 0
 
 
@@ -168,17 +178,19 @@ def _sample_run(args):
 
 
 def _sample_quality_run(args):
-    runs.sample_quality(args.run_dir, num_samples=args.num_samples, seed=args.seed, device=args.device)
+    runs.sample_quality(args.run_dir, num_samples=args.num_samples, seed=args.seed, device=args.device,
+                        data=args.data)
     return 0
 
 
 def _plot_run(args):
-    runs.plot(args.run_dir, out=args.out, device=args.device, seed=args.seed, num_points=args.num_points)
+    runs.plot(args.run_dir, out=args.out, device=args.device, seed=args.seed, num_points=args.num_points,
+              data=args.data)
     return 0
 
 
 def _report_run(args):
-    runs.report(args.run_dir, args.out)
+    runs.report(args.run_dir, args.out, data=args.data)
     return 0
 
 

@@ -83,6 +83,10 @@ class SVIModule(pl.LightningModule):
     :param bool sum_over_ranks: multiply each process's loss by the number of processes (see the module
         docs); False for a model whose plate carries the full data size.
     :param str site: the latent site of the validation diagnostics (None: no diagnostics, ELBO only).
+
+    Building one sets Pyro's global ``module_local_params`` to True for the rest of the process, as
+    Pyro's ``svi_lightning`` example does at its start: a ``PyroParam`` then lives in its module, where
+    DDP and the optimizer see it, not in Pyro's global parameter store.
     """
 
     def __init__(self, model, guide, elbo=None, lr=1e-3, optimizer=torch.optim.Adam, modules=None, example=None,

@@ -69,7 +69,8 @@ def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0
 
 
 class _MarginalPrior:
-    """Draws of :math:`z_1 \\sim p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2` (no density, no quantile function)."""
+    """Draws of :math:`z_1 \\sim p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2` (no density, no quantile
+    function)."""
 
     def __init__(self, vae):
         self.vae = vae
@@ -576,9 +577,14 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
                                              new_name(out_dir, "interpolations.png"), dpi=dpi))
         if vae.latent_dim == 2:
             paths.append(plot_manifold(vae, new_name(out_dir, "manifold.png"), dpi=dpi))
-        names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
-        paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
-                                       new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
+        source = run.source or {}
+        if source.get("kind") not in (None, "fashion-mnist", "built-in"):  # your own data: their class names
+            names = source.get("class_names")
+        else:
+            names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
+        if labels is not None:  # data without labels have no codes-by-class picture
+            paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
+                                           new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
     if rows:
         paths.append(plot_training_curves(rows, new_name(out_dir, "training_curves.png"), dpi=dpi))
     return paths

@@ -187,7 +187,7 @@ def plot_feature_reconstruction(vae, x, path, feature_names=None, num_features=8
     ax = fig.add_subplot(rows, cols, len(order) + 1)
     finite = corr[torch.isfinite(corr)]
     ax.hist(finite.numpy(), bins=30, range=(-1, 1), color="C1")
-    ax.set_title(f"correlation per feature ({finite.numel()} features, median "
+    ax.set_title(f"r per feature ({finite.numel()}; median "
                  f"{finite.median().item() if finite.numel() else float('nan'):.2f})", fontsize=9)
     ax.set_xlabel("r(data, reconstruction)", fontsize=8)
     ax.set_ylabel("features", fontsize=8)

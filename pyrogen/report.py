@@ -127,8 +127,14 @@ def _used_pairs(config):
         unused.add("aggressive_patience")
     if "gp_weight" in train and train.get("loss") != "wgan-gp":
         unused.add("gp_weight")
-    return [(k, v) for k, v in _flatten(config)
-            if v is not None and k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)]
+    source = (config.get("data") or {}).get("source") if isinstance(config.get("data"), dict) else None
+    built_in = not isinstance(source, dict) or source.get("kind") in ("fashion-mnist", "built-in")
+
+    def shown(k):  # a recorded source by what it is (not its hashes); the built-in data set's by data.dataset
+        if k.startswith("data.source."):
+            return not built_in and not k.startswith(("data.source.fingerprint.", "data.source.format"))
+        return k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)
+    return [(k, v) for k, v in _flatten(config) if v is not None and shown(k)]
 
 
 _LABELS = {"eval.num_samples": "eval.num_samples (K of the evaluation at the end of training)"}
@@ -360,7 +366,7 @@ def _pictures(run, record):
                        f"<code>{_esc(latest)}/</code>; earlier ones are in "
                        f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
     if record.vae_pair:
-        figures.append(_inapplicable(run.config.get("model", {})))
+        figures.append(_inapplicable(run.config["model"]))
     for path, caption in pictures:
         rel = os.path.relpath(path, run.path)
         try:  # only the run's own pictures: a symbolic link could point anywhere (a system file, say)

@@ -23,7 +23,9 @@ import torch
 
 from pyrogen import distributed
 from pyrogen.data import load_splits, static_binarize
-from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError, RunFileError
+from pyrogen.data.loaders import is_reader
+from pyrogen.data.sources import fashion_mnist_record, reopen, source_splits
+from pyrogen.errors import CheckpointError, DataError, PyrogenError, RunDirError
 from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where users find run files)
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -51,10 +53,21 @@ FEATURES = "features"
 
 
 def resolve_device(device):
-    """``"auto"`` is CUDA where there is a GPU, else the CPU."""
+    """``"auto"`` is CUDA where there is a GPU, else the CPU; anything else a torch device that exists here.
+
+    :raises DataError: (one line) for a name torch does not know, or a CUDA device this machine lacks.
+    """
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DataError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device {str(device)!r} needs a CUDA GPU, and torch finds none here; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DataError(f"device {str(device)!r} does not exist: torch finds {torch.cuda.device_count()} CUDA "
+                        "device(s), numbered from 0")
     if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
@@ -63,11 +76,34 @@ def resolve_device(device):
 # ------------------------------------------------------------------------------------------------- data
 
 
-def read_splits(data_config):
-    """The training and test :class:`~pyrogen.data.Split` of a run's ``data`` section (any layout): the one
-    place a run's data is read, for every kind (``data.source`` None: the built-in data set ``dataset``)."""
+BUILT_IN_KINDS = ("fashion-mnist", "built-in")
+"""Source records of the built-in data sets, read from ``data.dataset`` and ``data.root`` as ever."""
+
+
+def read_splits(data_config, device=None, stream_ok=False):
+    """The training and test :class:`~pyrogen.data.ImageDataset` of a run's ``data`` section (any layout): the
+    one place a run's data is read, for every kind.
+
+    ``data.source`` None or the built-in data set's record: the data set ``dataset`` (Fashion-MNIST) from
+    ``root``; else the recorded source, re-opened exactly (:func:`pyrogen.data.sources.reopen`: refused
+    in one line where missing or changed). With ``stream_ok`` (the VAE family's loaders) the training
+    set may be a streaming reader, as ``data.stream`` says or, where None, by its size on ``device``.
+    """
     data = migrate_data(data_config) if isinstance(data_config, dict) else data_config
-    return load_splits(data.dataset, data.root, data.train_size, data.test_size)
+    if data.source is None or data.source.get("kind") in BUILT_IN_KINDS:
+        if data.stream:
+            raise DataError("Fashion-MNIST fits in memory; --stream applies to --data sources (.npy, folders)")
+        return load_splits(data.dataset, data.root, data.train_size, data.test_size)
+    if data.stream and not stream_ok:
+        raise DataError("a streamed data set trains 'pyrogen train vae' and 'ae'; drop --stream for this kind")
+    return source_splits(data.source_record, stream=data.stream if stream_ok else False, device=device,
+                         train_size=data.train_size, test_size=data.test_size)
+
+
+def _on(dataset, device):
+    """The examples of a split on ``device`` (a streaming reader as it is) and its labels (or None)."""
+    x = dataset if is_reader(dataset) else dataset.images.to(device)
+    return x, None if dataset.labels is None else dataset.labels.to(device)
 
 
 def _binarized_test(images, data_config):
@@ -84,20 +120,21 @@ def load_data(data_config, device):
     Dynamic binarization happens in the loader; the test set is binarized once with a fixed seed
     (the ``"test_binarization"`` stream), so every evaluation scores the same binary images.
     """
-    train, test = read_splits(data_config)
-    return train.images.to(device), _binarized_test(test.images.to(device), data_config), test.labels.to(device)
+    train, test = read_splits(data_config, device, stream_ok=True)
+    (train_x, _), (test_x, test_y) = _on(train, device), _on(test, device)
+    return train_x, _binarized_test(test_x, data_config), test_y
 
 
 def load_gan_data(data_config, device):
     """Training and test images in [0, 1] (grey levels, no binarization) on ``device``."""
-    train, test = read_splits(data_config)
+    train, test = read_splits(data_config, device)
     return train.images.to(device), test.images.to(device)
 
 
 def load_labelled_data(data_config, device):
     """``(train, train_labels, test, test_labels)`` of a run on ``device``; the test images are
     binarized once with a fixed seed when the configuration binarizes (as :func:`load_data`)."""
-    train, test = read_splits(data_config)
+    train, test = read_splits(data_config, device)
     labels = [None if s.labels is None else s.labels.to(device) for s in (train, test)]
     return train.images.to(device), labels[0], _binarized_test(test.images.to(device), data_config), labels[1]
 
@@ -114,8 +151,23 @@ def load_run_data(kind, data_config, device):
 # -------------------------------------------------------------------------------------------- open a run
 
 
+def with_source(config):
+    """``config`` with its data source recorded: where ``data.source`` is None, the built-in data set's
+    record (Fashion-MNIST's, or ``{"kind": "built-in", "dataset": ...}`` for a torchvision one), which is
+    what :func:`read_splits` reads for it."""
+    data = migrate(config).data
+    if data.source is not None:
+        return config
+    record = fashion_mnist_record(data.root) if data.dataset == "fashion-mnist" else \
+        {"format": 1, "kind": "built-in", "dataset": data.dataset, "path": data.root}
+    return {**config, "data": {**(config["data"] if "data" in config else {}), "source": record}}
+
+
 def _comparable(config):
     config = migrate(json.loads(json.dumps(config))).to_dict()  # any layout, tuples and lists alike
+    source = config["data"].get("source")
+    if source is not None and source["kind"] in BUILT_IN_KINDS:  # recorded or not, the built-in data set
+        config["data"]["source"] = None
     for section, key in RESUMABLE_KEYS:
         config[section].pop(key, None)
     return config
@@ -156,8 +208,16 @@ class Run:
 
     @property
     def settings(self):
-        """``config.json`` as a complete, typed :class:`~pyrogen.settings.RunConfig`."""
-        return migrate(self.config)
+        """``config.json`` as a complete, typed :class:`~pyrogen.settings.RunConfig`.
+
+        :raises DataError: for a configuration :func:`~pyrogen.settings.migrate` refuses (the message
+            names ``config.json`` and the setting).
+        """
+        try:
+            return migrate(self.config)
+        except DataError as e:
+            where = self.dir.file(CONFIG_FILE)
+            raise DataError(str(e) if repr(where) in str(e) else f"{where!r}: {e}") from None
 
     @property
     def checkpoint(self):
@@ -170,13 +230,9 @@ class Run:
             self._checkpoint = {"config": self.config, "model": self._feature_network().state_dict()}
         if self._checkpoint is None:
             state = self.dir.load_checkpoint(map_location=self.device)
+            own = _comparable(self.settings.to_dict())  # config.json's own fault named before any comparison
             try:
-                mine = _comparable(self.config)
-            except DataError as e:  # config.json itself holds a value of the wrong type or range
-                raise RunFileError(f"{self.dir.file(CONFIG_FILE)!r} holds a setting pyrogen cannot use: {e}; "
-                                   "expected the configuration that 'pyrogen train' wrote") from None
-            try:
-                same = _comparable(state.get("config")) == mine
+                same = _comparable(state.get("config")) == own
             except DataError:
                 same = False
             if not same:
@@ -218,9 +274,43 @@ class Run:
 
     def data(self):
         """The run's data on :attr:`device`: ``(train, test, test_labels)`` for the VAE family,
-        binarized as configured; ``(train, test)`` grey levels for a GAN and the feature network."""
-        data = self.settings.data if self.record.configured else migrate_data({})
-        return load_run_data(self.record, data, self.device)
+        binarized as configured; ``(train, test)`` grey levels for a GAN and the feature network.
+
+        :raises DataError: for a run built in Python that recorded no data source, and where the recorded
+            source is missing or changed (:func:`pyrogen.data.sources.reopen`)."""
+        if not self.record.configured:
+            return load_run_data(self.record, migrate_data({}), self.device)
+        self.require_source()
+        return load_run_data(self.record, self.settings.data, self.device)
+
+    @property
+    def source(self):
+        """The record of the data the run trained on (:mod:`pyrogen.data.sources`); None for the built-in
+        data set of a run made before sources were recorded, and for a run built in Python without one."""
+        return self.settings.data.source_record if self.record.configured else None
+
+    def require_source(self):
+        """Refuse, in one line, a run that records no data source although its layout records one: a run
+        whose trainer was given data in Python (not read by :func:`build_trainer` from its configuration)
+        without ``config["data"]["source"]``, whose data no command can know."""
+        if not self.record.configured or self.settings.version < 3 or self.settings.data.source is not None:
+            return
+        if self.dir.never_finished_an_epoch():  # no checkpoint: resuming builds it from its configuration
+            return
+        if migrate(self.checkpoint["config"]).data.source is None:  # build_trainer records the data it reads
+            raise DataError(
+                f"the run in {self.path!r} records no data source (built in Python without "
+                "config['data']['source']), so no command can know its data; record them with "
+                "config['data']['source'] = pyrogen.data.sources.open_source(PATH).record() "
+                "(or fashion_mnist_record() for the built-in data set)")
+
+    def check_source(self):
+        """:meth:`require_source`, then re-open the recorded source (refused in one line where missing or
+        changed; ``--data NEW_PATH``, :func:`pyrogen.data.sources.relocated`, points at a moved copy)."""
+        self.require_source()
+        source = self.source
+        if source is not None and source.get("kind") not in BUILT_IN_KINDS:
+            reopen(source)
 
     def require(self, capability, what):
         """Refuse, in one line, a command the run's kind cannot serve (``capability``: a
@@ -275,7 +365,8 @@ def load_generator(run_dir, device="auto", use_ema=True):
 
 def build_trainer(config, run=None, device="auto", progress=True):
     """The trainer of a new run of ``config`` (any kind, any layout), freshly seeded: the one generic build."""
-    return get_kind(migrate(config).kind).build(config, run=run, device=device, progress=progress)
+    # the trainer's configuration (and so its checkpoints) records the data it reads (with_source)
+    return get_kind(migrate(config).kind).build(with_source(config), run=run, device=device, progress=progress)
 
 
 def resume_trainer(run_dir, device="auto", progress=True, epochs=None):

@@ -20,7 +20,8 @@ import sys
 import torch
 
 from pyrogen import distributed
-from pyrogen.errors import DataError, PyrogenError, RunDirError
+from pyrogen.data.sources import relocated
+from pyrogen.errors import DataError, PyrogenError, RunDirError, RunFileError
 from pyrogen.kinds import get_kind
 from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where users find runs)
     CHECKPOINT_FILE,
@@ -51,6 +52,7 @@ from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where
     save_checkpoint,
     set_rng_state,
     start_run,
+    with_source,
 )
 from pyrogen.settings import migrate
 
@@ -88,10 +90,24 @@ def _open_for_resume(out, command):
                           "the configuration that 'pyrogen train' wrote")
     if not os.access(run.path, os.W_OK):
         raise RunDirError(f"--out {out!r} is not writable; a resumed run writes its checkpoints there")
+    for name in (METRICS_FILE, "evaluations"):  # checked before an epoch is trained
+        _check_run_folder(run, name, "trained")
     return run
 
 
-def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, logger="none"):
+def _check_run_folder(run, name, done):
+    """Refuse, before any work, a run whose ``evaluations`` folder or ``metrics.csv`` (``name``), which the
+    command adds to, is of the other type or a link out of the run; ``done`` says what was not done."""
+    path = run.dir.file(name)
+    if os.path.lexists(path):
+        run.dir.resolve(name, "write")
+        folder = name == "evaluations"
+        if os.path.isdir(path) != folder:
+            raise RunFileError(f"{path!r} is not a {'directory' if folder else 'regular file'}; expected the "
+                               f"run's own, which the command adds to (nothing was {done})")
+
+
+def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, logger="none", data=None):
     """Continue the run in ``out`` from its last checkpoint, exactly: the resume policy.
 
     The run trains to its own total of epochs (``config.json``'s ``train.epochs``), or to
@@ -101,10 +117,18 @@ def resume(out, epochs=None, command=None, device="auto", progress=True, echo=pr
     COMMAND``) must be the run's own. After training, the kind's steps (:func:`finish`).
     ``logger``: ``"tensorboard"`` also writes each epoch to ``RUN_DIR/tensorboard`` (:func:`track`).
 
+    ``data`` is where the run's recorded data are now, when they moved (``--data NEW_PATH``).
+
     :returns: the trainer.
     """
     distributed.init_from_env(device)
     run = _open_for_resume(out, command)
+    run.require_source()
+    with relocated(run.source, data):
+        return _resume(run, out, epochs, device, progress, echo, logger)
+
+
+def _resume(run, out, epochs, device, progress, echo, logger):
     remove_stale_temporaries(run.path)  # left by a process killed while it wrote
     own = run.settings.train.epochs
     if run.dir.never_finished_an_epoch():  # stopped in its first epoch: start it again as it was made
@@ -151,6 +175,7 @@ def train(config, out, device="auto", progress=True, echo=print, logger="none"):
     distributed.init_from_env(device)
     if os.path.isdir(out) and not RunDir(out).holds_run():
         remove_stale_temporaries(out)
+    config = with_source(config)
     trainer = start_run(out, config, lambda: build_trainer(config, device=device, progress=progress))
     _fit_and_finish(trainer, None, echo, logger)
     return trainer
@@ -262,11 +287,20 @@ def binarized_note(config):
 
 
 def write_training_pictures(trainer):
-    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled."""
+    """``samples.png`` and ``reconstructions.png`` of the trained model, titled and labelled; for examples
+    that are not images (a table, counts) ``latent_codes.png`` and ``feature_reconstruction.png`` of the
+    test data instead (:mod:`pyrogen.plotting_tables`)."""
     from pyrogen.plotting import plot_image_grid, plot_reconstruction_pairs
+    from pyrogen.plotting_tables import is_image_shape, plot_table_pictures
 
     if trainer.run is None:
         return []
+    if not is_image_shape(getattr(trainer.vae, "image_shape", (1, 1, 1))):
+        vae = trainer.vae.eval()
+        try:
+            return plot_table_pictures(vae, trainer.test_data, trainer.run.file, getattr(trainer, "test_labels", None))
+        finally:
+            vae.train()
     vae = trainer.vae.eval()
     with torch.no_grad():
         samples = vae.sample(64)
@@ -294,9 +328,11 @@ def final_evaluation(trainer, echo=print):
 
 
 def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", progress=True, echo=print,
-             command="pyrogen evaluate"):
+             command="pyrogen evaluate", data=None):
     """``pyrogen evaluate``: the run's test ELBO and log p(x) of ``eval_samples`` importance samples
     (default 1000; an autoencoder's test objective), printed and written into the run.
+
+    ``data``: where the run's recorded data are now, when they moved (``--data NEW_PATH``).
 
     :returns: the result dict (also in ``RUN_DIR/evaluations/``).
     """
@@ -304,9 +340,17 @@ def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", 
     record = run.record
     if record.evaluate is None:
         raise RunDirError(record.evaluate_refusal.format(run=run_dir))
+    run.require_source()
+    with relocated(run.source, data):
+        return _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, echo, command)
+
+
+def _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, echo, command):
+    record = run.record
     if record.evaluate == "objective" and eval_samples is not None:  # no importance weights, no log p(x)
         raise PyrogenError("argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
                            "is a point mass); omit --eval-samples to evaluate its test objective")
+    _check_run_folder(run, "evaluations", "evaluated")
     trainer = load_trainer(run_dir, device=device, progress=progress)
     if test_size:
         trainer.test_data = trainer.test_data[:test_size]
@@ -381,14 +425,17 @@ def sample(run_dir, num_samples=64, out=None, sampler="prior", seed=0, label=Non
     return path
 
 
-def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print):
+def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print, data=None):
     """``pyrogen sample-quality``: Fréchet distance, precision and recall of the run's samples in the
     feature network's features, printed and written into the run; returns the result."""
     from pyrogen.evaluation.sample_quality import evaluate_run
     from pyrogen.files import sample_quality_name
 
-    open_run(run_dir, device="cpu").require("can_sample", "pyrogen sample-quality")
-    r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
+    opened = open_run(run_dir, device="cpu")
+    opened.require("can_sample", "pyrogen sample-quality")
+    with relocated(opened.source, data):
+        opened.check_source()
+        r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
     echo(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
          f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
          f"feature network {r['feature_net']})")
@@ -402,23 +449,41 @@ def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print
     return saved
 
 
-def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print):
-    """``pyrogen plot``: the run's pictures (:func:`pyrogen.plotting.plot_run`); returns their paths."""
+def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print, data=None):
+    """``pyrogen plot``: the run's pictures (:func:`pyrogen.plotting.plot_run`); returns their paths.
+    ``data``: where the run's recorded data are now, when they moved (``--data NEW_PATH``)."""
+    from pyrogen.files import EVALUATIONS_DIR, RUN_FILES, _enclosing_run
     from pyrogen.plotting import plot_run
 
-    paths = plot_run(run_dir, out_dir=out, device=device, seed=seed, num_points=num_points)
+    if out is not None:  # a folder of pictures, never a run's own file or its evaluations/ folder
+        for folder in dict.fromkeys((os.path.abspath(out), os.path.realpath(out))):
+            found = _enclosing_run(os.path.join(folder, "picture.png"))
+            rel = os.path.dirname(found[1]) if found else ""
+            if rel in RUN_FILES or rel.split(os.sep)[0] == EVALUATIONS_DIR:
+                raise RunDirError(f"--out {os.path.abspath(out)!r} is in its run's own files ({rel!r}); expected "
+                                  "another folder for the pictures (nothing was written)")
+    run = open_run(run_dir, device="cpu")
+    run.require_source()
+    with relocated(run.source, data):
+        paths = plot_run(run_dir, out_dir=out, device=device, seed=seed, num_points=num_points)
     for path in paths:
         echo(f"wrote {path}")
     return paths
 
 
-def report(run_dir, out=None, echo=print):
-    """``pyrogen report``: the run's HTML report (:func:`pyrogen.report.write_report`); returns its path."""
+def report(run_dir, out=None, echo=print, data=None):
+    """``pyrogen report``: the run's HTML report (:func:`pyrogen.report.write_report`); returns its path.
+
+    The report is about the run's data, so they must still be what the run recorded (re-opened first;
+    ``data``: where they are now, when they moved, ``--data NEW_PATH``)."""
     from pyrogen.files import check_not_run_file
     from pyrogen.report import write_report
 
     if out is not None:
         check_not_run_file(out)
+    run = open_run(run_dir, device="cpu")
+    with relocated(run.source, data):
+        run.check_source()
     path = write_report(run_dir, out)
     echo(f"wrote {path}")
     return path

@@ -20,7 +20,11 @@ Layouts by ``version``:
 
 * 1 (no ``version`` key): every configuration written before the key existed,
   whichever of the settings above it lacks;
-* 2: ``version`` and ``data.source`` (None: the built-in data set) present.
+* 2: ``version`` and ``data.source`` (None: the built-in data set) present;
+* 3: ``data.source`` is the record of the data the run trained on (:mod:`pyrogen.data.sources`), the
+  built-in data set's too when trained through :func:`pyrogen.runs.train`; None marks a run built in
+  Python that recorded no source, whose data no command can know (layouts 1 and 2: Fashion-MNIST).
+  ``data.stream`` (None: decided by size) where set.
 """
 
 import dataclasses
@@ -30,7 +34,7 @@ import types
 from pyrogen.errors import DataError
 from pyrogen.precision import PRECISIONS
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 """The layout :mod:`pyrogen.config` writes; :func:`migrate` reads it and every earlier one."""
 
 ELBO_NAMES = ("auto", "trace", "meanfield", "iwae", "tc")
@@ -80,8 +84,9 @@ DEFAULT_TRAIN = {
 }  # fmt: skip
 DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
                 "train_size": None, "test_size": None, "source": None}
-"""``source``: None for the built-in data set named by ``dataset``, else the JSON record of a user's data source.
-(:class:`DataConfig` also reads ``num_workers``, the streaming loader's worker processes, None where absent.)"""
+"""``source``: the JSON record of the data (:meth:`pyrogen.data.sources.Source.record`); :func:`pyrogen.runs.train`
+fills in the built-in data set's (``dataset``) where it is None. (:class:`DataConfig` also reads ``num_workers``,
+the streaming loader's worker processes, and ``stream``, True or False where set, None: decided by size.)"""
 DEFAULT_EVAL = {"num_samples": 1000, "batch_size": 100}
 
 DEFAULT_GAN_TRAIN = {
@@ -193,14 +198,21 @@ class DataConfig(Section):
     test_size: object = None
     source: object = None
     num_workers: object = None
+    stream: object = None
 
     def to_dict(self):
         out = Section.to_dict(self)
         if self.binarize is None:  # a GAN's data: grey levels, no binarize key
             del out["binarize"]
-        if self.num_workers is None:  # written only where set
-            del out["num_workers"]
+        for key in ("num_workers", "stream"):  # written only where set
+            if out[key] is None:
+                del out[key]
         return out
+
+    @property
+    def source_record(self):
+        """:attr:`source` as the plain JSON dict :mod:`pyrogen.data.sources` reads (None where none)."""
+        return _plain(self.source)
 
     def check(self):
         if not isinstance(self.dataset, str):
@@ -212,6 +224,11 @@ class DataConfig(Section):
         for key in ("train_size", "test_size"):
             if getattr(self, key) is not None:
                 self._int(key, 1)
+        if self.stream not in (None, True, False):
+            self._fail("stream", "true, false or null (decided by size)", self.stream)
+        if self.source is not None and not (isinstance(self.source, (dict, types.MappingProxyType))
+                                            and "kind" in self.source):
+            self._fail("source", "null or the record of a data source (a JSON object with a 'kind')", self.source)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """pyrogen.lightning: the SVIModule under Lightning's DDP takes TorchSVI's steps; its metrics are pyrogen's."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 LOSS_RTOL = 1e-5
 """Relative tolerance of a step's loss, DDP against one process: float32 sums over 20 x 784 pixels taken
 in another order and gradients averaged over 2 processes (observed: at most 9e-8 relative over the 8 steps)."""
+
+
+@pytest.fixture(autouse=True)
+def _restore_module_local_params():
+    """SVIModule sets Pyro's global module_local_params (as Pyro's svi_lightning does); other tests expect
+    Pyro's default, so it is put back."""
+    import pyro
+
+    before = pyro.settings.get("module_local_params")
+    yield
+    pyro.settings.set(module_local_params=before)
 
 
 def reference_losses():
@@ -49,3 +61,33 @@ def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
     # the logged ELBO: the last epoch's per-example mean over both processes, nats
     last_epoch = expected[len(expected) // 2:]
     assert run["train_elbo"] == pytest.approx(-sum(last_epoch) / 80, rel=LOSS_RTOL)
+
+
+def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
+    """One process: the logged figures are those of pyrogen.evaluation on the same validation data."""
+    import lightning.pytorch as pl
+    import pyro
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from pyrogen.evaluation import evaluate_dataset
+    from pyrogen.evaluation.diagnostics import collapse_diagnostics
+    from pyrogen.lightning import SVIModule
+    from pyrogen.models import VAE
+
+    torch.manual_seed(0)
+    data = ddp.data()
+    vae = VAE(latent_dim=3, hidden=(16,))
+    module = SVIModule(vae.model, vae.guide, lr=1e-2)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(TensorDataset(data), batch_size=20),
+                DataLoader(TensorDataset(data[:60]), batch_size=25))
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert {"train_elbo", "val_elbo", "val_kl", "val_mi", "val_active_units"} <= set(logged)
+    with pyro.validation_enabled(False):
+        diagnostics = collapse_diagnostics(vae.model, vae.guide, data[:60])
+        elbo = evaluate_dataset(vae.model, vae.guide, data[:60])["elbo"]
+    assert logged["val_kl"] == pytest.approx(diagnostics["kl"], rel=1e-5)  # closed form: the same number
+    assert logged["val_active_units"] == diagnostics["active_units"]
+    assert 0 <= logged["val_mi"] <= math.log(60) + 1e-6  # one draw per example: a fresh estimate, capped at log N
+    assert logged["val_elbo"] == pytest.approx(elbo, abs=3.0)  # Monte Carlo: 60 images, one draw each

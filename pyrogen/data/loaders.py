@@ -241,6 +241,7 @@ class ArrayReader:
         self._array = None
         if self.indices is None:
             self._n = np.load(path, mmap_mode="r").shape[0]
+        self.file_labels = labels  # of every example in the file
         self.labels = None if labels is None else (labels if indices is None else labels[torch.as_tensor(indices)])
 
     def __len__(self):
@@ -248,6 +249,11 @@ class ArrayReader:
 
     def __getstate__(self):
         return {**self.__dict__, "_array": None}  # each worker maps the file itself
+
+    def subset(self, n):
+        """The first ``n`` examples."""
+        indices = np.arange(len(self)) if self.indices is None else self.indices
+        return ArrayReader(self.path, self.shape, self.file_labels, indices[:n])
 
     def __getitem__(self, positions):
         if self._array is None:
@@ -280,6 +286,10 @@ class FolderReader:
     def __len__(self):
         return len(self.indices) if self.indices is not None else self.source.num_examples
 
+    def subset(self, n):
+        """The first ``n`` examples."""
+        return FolderReader(self.source, (np.arange(len(self)) if self.indices is None else self.indices)[:n])
+
     def __getitem__(self, positions):
         rows = np.asarray(positions, dtype=np.int64)
         if self.indices is not None:
@@ -305,6 +315,16 @@ class _Batches(torch.utils.data.Sampler):
         order, b = self.loader._order, self.loader.batch_size
         for i in range(self.loader.position, len(self.loader)):
             yield order[i * b : (i + 1) * b].tolist()
+
+
+def _worker_context():
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "numpy", "pyrogen.data.loaders"])  # imported once, in the server
+    return context
 
 
 def _worker_init(_):
@@ -349,7 +369,7 @@ class StreamingLoader:
             num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
         self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.labels = reader.labels if labels is None else labels
+        self.labels = labels  # served beside each batch when given (the reader's own: reader.labels)
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         self.generator = torch.Generator(device=self._device).manual_seed(seed)
         self.position, self._order, self._epoch_state = 0, None, None
@@ -357,6 +377,9 @@ class StreamingLoader:
         self._loader = torch.utils.data.DataLoader(
             reader, batch_size=None, sampler=_Batches(self), num_workers=num_workers,
             pin_memory=self._device.type == "cuda", persistent_workers=num_workers > 0,
+            # workers started afresh, not forked: a fork would inherit the run directory's lock (and every
+            # other open file), holding it after a killed run until the workers noticed
+            multiprocessing_context=_worker_context() if num_workers > 0 else None,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             worker_init_fn=_worker_init if num_workers > 0 else None,
             generator=torch.Generator().manual_seed(seed))  # its workers' seeds drawn from it, not the global stream

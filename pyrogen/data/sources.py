@@ -30,6 +30,7 @@ matches) or their modification times; a file's size, the SHA-256 of its first Mi
 SHA-256 of all of it when it is at most :data:`FULL_HASH_BYTES` (else its modification time).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -179,6 +180,20 @@ class Source:
         :class:`~pyrogen.data.loaders.StreamingLoader`."""
         raise DataError(f"{self.kind} sources are read into memory; streaming reads .npy arrays and image folders")
 
+    def stat_signature(self):
+        """Sizes and modification times of the source's files (and its test source's): what a change
+        would alter, read without reading the data."""
+        files = getattr(self, "files", None)  # a folder's images, else the file itself
+        paths = [self.path] if files is None else [os.path.join(self.path, f) for f in files]
+        try:
+            own = _digest([[p, st.st_size, st.st_mtime_ns] for p, st in ((p, os.stat(p)) for p in paths)])
+        except OSError:
+            return None
+        return [own, None if self.test_source is None else self.test_source.stat_signature()]
+
+    can_stream = False
+    """Whether :meth:`streaming_dataset` reads it from disk (a folder of images, a ``.npy``)."""
+
     @property
     def nbytes(self):
         """The float32 bytes of all examples in memory."""
@@ -241,10 +256,19 @@ class Source:
                "class_names": None if self.class_names is None else list(self.class_names),
                "split": {"seed": self.split_seed, "fraction": self.test_fraction,
                          "test_data": None if self.test_source is None else self.test_source.record()}}
+        _RECORDED[_key(rec)] = (self, self.stat_signature())  # reopen() here takes it while its files are unchanged
         return rec
 
     def __repr__(self):
         return f"{type(self).__name__}({self.path!r}, shape={tuple(self.shape)}, n={self.num_examples})"
+
+
+_RECORDED = {}
+"""Sources whose record was taken in this process, by record: reopening one of them reads nothing again."""
+
+
+def _key(record):
+    return json.dumps(record, sort_keys=True)
 
 
 def _take(dataset, idx):
@@ -257,6 +281,7 @@ class FolderSource(Source):
     """A folder of images, with class subfolders or without (see the module docs)."""
 
     kind = "folder"
+    can_stream = True
     value_transform = "levels/255"
 
     def __init__(self, path, *, image_size=None, channels=None, **split):
@@ -429,6 +454,10 @@ class ArraySource(Source):
         self.labels, self.class_names = (None, None) if labels is None else \
             _labels_from(labels, self.path, self.num_examples, class_names)
 
+    @property
+    def can_stream(self):
+        return self.path.lower().endswith(".npy")
+
     def fingerprint(self):
         return _file_fingerprint(self.path)
 
@@ -466,14 +495,15 @@ class TableSource(Source):
         labels = None
         if label_column is not None:
             if label_column not in frame.columns:
+                more = ", ..." if len(frame.columns) > 10 else ""
                 raise DataError(f"{self.path!r} has no column {label_column!r} (label_column); its columns are "
-                                f"{', '.join(map(str, frame.columns[:10]))}{', ...' if len(frame.columns) > 10 else ''}")
+                                f"{', '.join(map(str, frame.columns[:10]))}{more}")
             labels = frame.pop(label_column).to_numpy()
         bad = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise DataError(f"{self.path!r}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad[:5]))} "
-                            f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only (name a label column with "
-                            "label_column / --label-column)")
+                            f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only "
+                            "(name a label column with label_column / --label-column)")
         if frame.shape[1] == 0 or frame.shape[0] == 0:
             raise DataError(f"{self.path!r} holds {frame.shape[0]} rows and {frame.shape[1]} numeric columns; "
                             "expected at least one of each")
@@ -518,6 +548,9 @@ class FashionMNISTSource(Source):
 
     def fingerprint(self):
         return {}
+
+    def stat_signature(self):
+        return None
 
     def splits(self, stream=False):
         from pyrogen.data.fashion_mnist import load_fashion_mnist
@@ -593,6 +626,34 @@ def _changes(recorded, now):
     return None
 
 
+_RELOCATED = {}
+"""Recorded path -> where the data are now, while :func:`relocated` is in force."""
+
+
+@contextlib.contextmanager
+def relocated(record, path):
+    """Within the block, :func:`reopen` looks for the data that ``record`` describes at ``path`` (when
+    not None): how ``--data NEW_PATH`` reaches every place that reads a run's data."""
+    if path is None or record is None:
+        yield
+        return
+    key = record["path"]
+    before = _RELOCATED.get(key)
+    _RELOCATED[key] = os.path.abspath(os.fspath(path))
+    try:
+        yield
+    finally:
+        if before is None:
+            _RELOCATED.pop(key, None)
+        else:
+            _RELOCATED[key] = before
+
+
+def fashion_mnist_record(root=None):
+    """The record of the built-in Fashion-MNIST (its own train/test split), for a run built in Python."""
+    return FashionMNISTSource(root).record()
+
+
 def reopen(record, path=None):
     """Open exactly the source that ``record`` (from :meth:`Source.record`) describes.
 
@@ -605,7 +666,13 @@ def reopen(record, path=None):
     if record.get("format") != SOURCE_FORMAT:
         raise DataError(f"the recorded data source has format {record.get('format')!r}; this pyrogen reads "
                         f"format {SOURCE_FORMAT}")
+    if path is None:
+        path = _RELOCATED.get(record["path"])
     where = os.path.abspath(os.fspath(path)) if path is not None else record["path"]
+    if where == record["path"] and _key(record) in _RECORDED:
+        source, signature = _RECORDED[_key(record)]
+        if signature is not None and source.stat_signature() == signature:
+            return source
     hint = "pass --data NEW_PATH to point at a moved or copied original"
     if not os.path.exists(where):
         raise DataError(f"the run's data {where!r} are missing; {hint}")
@@ -639,3 +706,31 @@ def _moved_test_path(record, test_rec, where):
     """Where the test data are when the training data moved: the same place relative to them."""
     rel = os.path.relpath(test_rec["path"], os.path.dirname(record["path"]))
     return os.path.normpath(os.path.join(os.path.dirname(where), rel))
+
+
+def source_splits(record, path=None, stream=None, device=None, train_size=None, test_size=None):
+    """``(train, test)`` of the recorded source (see :func:`reopen` for ``record`` and ``path``).
+
+    The test set is an :class:`ImageDataset` in memory; the training set too, or a streaming reader
+    (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`) when
+    ``stream`` is True, or when ``stream`` is None and the source can stream (a ``.npy`` or a folder)
+    and its float32 tensor exceeds :data:`~pyrogen.data.loaders.STREAM_MEMORY_FRACTION` of the memory
+    available on ``device`` (:func:`~pyrogen.data.loaders.choose_stream`).
+
+    :param int train_size: keep only the first N training examples (None: all); likewise ``test_size``.
+    """
+    from pyrogen.data.loaders import choose_stream
+
+    source = reopen(record, path)
+    if stream is None:
+        stream = source.can_stream and choose_stream(source.nbytes, device)
+    train, test = source.splits(stream=bool(stream))
+    for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
+        if n is not None and not 1 <= n <= len(ds):
+            raise DataError(f"{key} must be between 1 and {len(ds)} (the {key[:-5]} examples of "
+                            f"{source.path!r}), got {n}")
+    if train_size is not None:
+        train = train.subset(train_size)
+    if test_size is not None:
+        test = test.subset(test_size)
+    return train, test

@@ -640,7 +640,7 @@ def _zero_inflated_share(x, max_rows=1000, max_features=50):
     return ((zinb - nb) > 3.0).double().mean().item()
 
 
-def choose_likelihood(x, images=None, max_rows=100_000):
+def choose_likelihood(x, images=None, max_rows=10_000):
     """``likelihood="auto"``: the registered likelihood that fits data ``x``, and why.
 
     In order: every value 0 or 1 -> ``"bernoulli"``; values in [0, 1] -> ``"bernoulli"`` for
@@ -654,7 +654,7 @@ def choose_likelihood(x, images=None, max_rows=100_000):
 
     :param torch.Tensor x: the training data, ``(N, C, H, W)`` or ``(N, D)``.
     :param bool images: whether the examples are images (default: ``x`` has 4 dimensions).
-    :param int max_rows: the statistics read the first ``max_rows`` examples.
+    :param int max_rows: the statistics read the first ``max_rows`` examples (in float64 on the CPU).
     :returns: ``(name, reason)``; the reason is a short clause with the figures that decided.
     :raises DataError: for empty data or NaN / infinite values.
 

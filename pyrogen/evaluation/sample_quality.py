@@ -124,7 +124,8 @@ def _pairwise_distances(a, b, chunk_size):
 
 
 def knn_radii(features, k=3, chunk_size=1000):
-    """Distance of each feature vector ``(N, D)`` to its k-th nearest neighbour in the set (itself excluded), ``(N,)``."""
+    """Distance of each feature vector ``(N, D)`` to its k-th nearest neighbour in the set (itself excluded):
+    ``(N,)``."""
     radii = torch.empty(features.shape[0], dtype=features.dtype)
     for start, dist in _pairwise_distances(features, features, chunk_size):
         # the smallest distance is each point's own (0); the (k+1)-th smallest is the k-th neighbour
@@ -248,14 +249,23 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
     import pyro
 
     from pyrogen.data import load_dataset
-    from pyrogen.rundirs import open_run
+    from pyrogen.rundirs import BUILT_IN_KINDS, open_run, read_splits
+    from pyrogen.settings import migrate_data
 
     if not is_integer(num_samples) or num_samples < 2:
         raise DataError(f"num_samples must be an integer of at least 2, got {num_samples!r}")
     run = open_run(run_dir, device)
     model = run.model()
     data = run.settings.data
-    real = load_dataset(data.dataset, "test", data.root).images
+    source = run.source
+    if source is None or source.get("kind") in BUILT_IN_KINDS:
+        real = load_dataset(data.dataset, "test", data.root).images
+    else:  # your own data: their test split, grey levels (the recorded source, re-opened)
+        if tuple(source["shape"]) != (1, 28, 28):
+            raise DataError(f"sample quality is measured in the features of pyrogen's Fashion-MNIST classifier, "
+                            f"which takes 1x28x28 images; the run in {run_dir!r} trained on examples of shape "
+                            f"{tuple(source['shape'])}")
+        real = read_splits(migrate_data({**data.to_dict(), "stream": False}))[1].images
     if num_samples > len(real):
         raise DataError(f"num_samples must be at most the {len(real)} test images, got {num_samples}")
     pyro.set_rng_seed(seed)

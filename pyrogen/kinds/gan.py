@@ -27,7 +27,7 @@ def add_options(p):
     g.add_argument("--conditional", action="store_true",
                    help="class-conditional GAN: a generator G(z, y) against a projection discriminator on an MLP "
                         "of --hidden widths, trained on the labelled data; the sample grid has one row per class")
-    O.add_data(p)
+    O.add_data(p, channels_flag="--image-channels")
     g = p.add_argument_group("training (the adversarial game)")
     g.add_argument("--loss", choices=sorted(GAN_LOSSES), default="nonsaturating",
                    help="the game (default: nonsaturating)")

@@ -14,6 +14,7 @@ import os
 import re
 
 from pyrogen.data import BINARIZATIONS, DATASETS
+from pyrogen.errors import PyrogenError
 
 SUPPRESS = "==SUPPRESS=="
 """argparse's mark of an option left out of ``--help`` (``argparse.SUPPRESS``)."""
@@ -222,7 +223,8 @@ def add_engines(p):
     """``--precision`` and ``--logger``, which every ``pyrogen train`` kind takes (:func:`add_run` adds them)."""
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="numbers of the training steps: 32 (float32), bf16 or fp16 (torch.autocast: products in "
-                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler); a resumed run "
+                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler, which the VAE "
+                        "family's step has and the adversarial kinds' do not: they take bf16); a resumed run "
                         "keeps its own (default: 32)")
     p.add_argument("--logger", choices=LOGGERS, default="none",
                    help="tensorboard: also write each epoch's metrics and image grids to RUN_DIR/tensorboard "
@@ -237,9 +239,11 @@ def engine_settings(args, config):
     return config
 
 
-def add_data(p, binarize=None):
-    """The data group: data set, its directory, the first N images; ``binarize`` is ``--binarize``'s help
-    (None: the kind trains on grey levels and has no such option)."""
+def add_data(p, binarize=None, channels_flag="--channels"):
+    """The data group: data set, its directory, the first N images, your own data (:func:`add_source`);
+    ``binarize`` is ``--binarize``'s help (None: the kind trains on grey levels and has no such option);
+    ``channels_flag`` the name of the option that reads a folder as grey or RGB (a GAN's ``--channels``
+    are its networks' widths)."""
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)")
@@ -248,7 +252,62 @@ def add_data(p, binarize=None):
         g.add_argument("--binarize", choices=BINARIZATIONS, default=None, help=binarize)
     g.add_argument("--train-size", type=positive_int, default=None, help="use only the first N training images")
     g.add_argument("--test-size", type=positive_int, default=None, help="use only the first N test images")
+    add_source(g, channels_flag)
     return g
+
+
+def image_size(text):
+    """``--image-size H`` or ``HxW``: a pair of positive pixel counts."""
+    from pyrogen.data.sources import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except PyrogenError as e:
+        raise OptionValueError(f"expected H or HxW in pixels, got {text!r}") from e
+
+
+def fraction(text):
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise OptionValueError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def add_source(g, channels_flag="--channels"):
+    """Your own data (:mod:`pyrogen.data.sources`) instead of the built-in data set: ``--data PATH`` and
+    how to read and split it, and ``--stream``."""
+    g.add_argument("--data", default=None, metavar="PATH",
+                   help="your own data instead of the data set: a folder of images (class subfolders give "
+                        "labels), a .npy/.npz/.pt array of shape (N, C, H, W), (N, H, W) or (N, D), or a "
+                        ".csv/.parquet table of numeric columns; recorded in the run (default: none)")
+    g.add_argument("--image-size", type=image_size, default=None, metavar="H[xW]",
+                   help="with a folder of images: resize every image to H x W pixels (default: their own size, "
+                        "which must be one)")
+    g.add_argument(channels_flag, type=int, choices=(1, 3), default=None, dest="source_channels",
+                   help="with a folder of images: read them as grey (1) or RGB (3) (default: the first image's)")
+    g.add_argument("--label-column", default=None, metavar="NAME",
+                   help="with a table: the column of labels (default: none)")
+    g.add_argument("--test-data", default=None, metavar="PATH",
+                   help="with --data: the test set, a source of the same kind and shape (default: hold out "
+                        "--test-fraction of --data)")
+    g.add_argument("--test-fraction", type=fraction, default=None,
+                   help="with --data: the fraction held out as the test set, drawn with --split-seed "
+                        "(default: 0.1)")
+    g.add_argument("--split-seed", type=non_negative_int, default=0,
+                   help="with --data: the seed of the test split's draw, recorded in the run (default: 0)")
+    g.add_argument("--stream", action="store_const", const=True, default=None,
+                   help="with --data: read training batches from disk in worker processes (a .npy or a folder) "
+                        "instead of holding the data in memory (default: stream when the data exceed half the "
+                        "available memory)")
+    g.add_argument("--no-stream", action="store_const", const=False, dest="stream",
+                   help="with --data: hold the data in memory however large (default: as --stream says)")
+    g.add_argument("--num-workers", type=non_negative_int, default=None,
+                   help="with --stream: worker processes reading batches (default: one less than the CPU cores, "
+                        "1 to 4)")
 
 
 def add_epochs_and_batch(g, batch_size, what="minibatch size"):
@@ -259,13 +318,60 @@ def add_epochs_and_batch(g, batch_size, what="minibatch size"):
 
 
 def data_settings(args, config):
-    """``config["data"]`` updated from the data group's options."""
+    """``config["data"]`` updated from the data group's options (and the model's ``image_shape`` from
+    ``--data``'s examples)."""
     binarize = getattr(args, "binarize", None)
     config["data"].update(dataset=args.dataset, root=args.data_dir, train_size=args.train_size,
                           test_size=args.test_size)
     if binarize is not None:
         config["data"]["binarize"] = binarize
+    source_settings(args, config)
     return config
+
+
+def source_settings(args, config):
+    """``--data PATH`` opened (:func:`pyrogen.data.sources.open_source`) and recorded in ``config``; its
+    examples' shape becomes the model's ``image_shape``. Data that will not stream are read now, so the
+    record holds a hash of their content."""
+    from pyrogen.data.loaders import choose_stream
+    from pyrogen.data.sources import open_source
+
+    path = getattr(args, "data", None)
+    if path is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("image_size", "source_channels", "label_column", "test_data",
+                                                       "test_fraction", "stream", "num_workers")
+                 if getattr(args, k, None) is not None]
+        given = [g.replace("--source-channels", "--channels") for g in given]
+        if given:
+            raise PyrogenError(f"argument {given[0]}: applies to your own data; give --data PATH")
+        return
+    if args.data_dir is not None or args.dataset != "fashion-mnist":
+        raise PyrogenError("argument --data: your own data replace the built-in data set; drop "
+                           f"{'--data-dir' if args.data_dir is not None else '--dataset'}")
+    if args.test_data is not None and args.test_fraction is not None:
+        raise PyrogenError("argument --test-fraction: the test set is --test-data; give one of the two")
+    source = open_source(path, image_size=args.image_size, channels=args.source_channels,
+                         label_column=args.label_column,
+                         test_data=args.test_data, split_seed=args.split_seed,
+                         test_fraction=0.1 if args.test_fraction is None else args.test_fraction)
+    if args.stream and not source.can_stream:
+        raise PyrogenError(f"argument --stream: streaming reads a .npy array or a folder of images, and "
+                           f"{source.path!r} is read into memory")
+    device = getattr(args, "device", "auto")
+    if device in (None, "auto"):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    streams = args.stream if args.stream is not None else source.can_stream and choose_stream(source.nbytes, device)
+    if not streams:
+        source.data()  # read (and checked) now: the record then holds a hash of the content
+    config["data"]["source"] = source.record()
+    if args.stream is not None:
+        config["data"]["stream"] = args.stream
+    if args.num_workers is not None:
+        config["data"]["num_workers"] = args.num_workers
+    if "image_shape" in config.get("model", {}):
+        config["model"]["image_shape"] = list(source.shape)
 
 
 def epochs(args, default=10):

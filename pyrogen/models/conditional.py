@@ -97,7 +97,10 @@ class ConditionalVAE(PyroModule):
             raise DataError("hidden must name at least one hidden layer width")
         num_classes, latent_dim = int(num_classes), int(latent_dim)
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
-        self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
+        if self.likelihood.uses_library:
+            raise DataError("the conditional VAE does not give its likelihood each example's library size; use "
+                            "the likelihood without '-library' or the VAE")
         self.posterior_family = get_family("normal")
         self.config = {"num_classes": num_classes, "latent_dim": latent_dim, "image_shape": list(self.image_shape),
                        "hidden": list(hidden),

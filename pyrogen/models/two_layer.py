@@ -101,7 +101,10 @@ class TwoLayerVAE(PyroModule):
         if sizes(image_shape, 3) is None:
             raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
         self.image_shape = sizes(image_shape, 3)
-        self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
+        if self.likelihood.uses_library:
+            raise DataError("the two-layer VAE does not give its likelihood each example's library size; use "
+                            "the likelihood without '-library' or the VAE")
         hidden = tuple(sizes(h) for h in hidden)
         d1, d2 = self.latent_dims
         self.config = {

@@ -606,6 +606,9 @@ def build_trainer(config, run=None, device="auto", progress=True):
     train, test, _ = load_data(config["data"], device)
     validation = None
     size = settings.train.validation_size
+    if size and is_reader(train):
+        raise DataError("--validation-size holds out part of the training data in memory; a streamed data set "
+                        "trains without it (drop --validation-size, or --no-stream)")
     if size:
         if not size < train.shape[0]:
             raise DataError(f"--validation-size {size} leaves no training data out of {train.shape[0]} examples")

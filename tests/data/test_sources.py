@@ -81,7 +81,8 @@ def test_folder_resizes_and_converts_channels(tmp_path):
 
 
 def test_parse_image_size():
-    assert parse_image_size("32") == (32, 32) and parse_image_size("32x48") == (32, 48) and parse_image_size(7) == (7, 7)
+    assert parse_image_size("32") == (32, 32) and parse_image_size("32x48") == (32, 48)
+    assert parse_image_size(7) == (7, 7)
     with pytest.raises(DataError, match="image_size must be H or HxW in pixels"):
         parse_image_size("32x")
 

@@ -39,7 +39,8 @@ def test_streamed_folder_of_images(tmp_path):
     source = open_source(tmp_path, test_fraction=0.25)
     (train, _), (reader, _) = source.splits(), source.splits(stream=True)
     device = DeviceLoader(train.images, 8, seed=1, labels=train.labels)
-    stream = StreamingLoader(reader, 8, seed=1, num_workers=1)
+    assert all(isinstance(x, torch.Tensor) for x in StreamingLoader(reader, 8, seed=1, num_workers=0))  # no labels
+    stream = StreamingLoader(reader, 8, seed=1, num_workers=1, labels=reader.labels)
     for (u, y), (v, z) in zip(device, stream):
         assert torch.equal(u, v) and torch.equal(y, z)
 
@@ -118,3 +119,22 @@ def test_a_trainer_refuses_images_of_another_shape_than_the_models():
         _vae_trainer(images, torch.rand(10, 1, 28, 28))
     with pytest.raises(DataError, match=r"test data holds examples of shape \(3, 28, 28\)"):
         _vae_trainer(torch.rand(100, 1, 28, 28), torch.rand(10, 3, 28, 28))
+
+
+def test_source_splits_cuts_sizes_and_streams_by_request(tmp_path):
+    from pyrogen.data.loaders import ArrayReader
+    from pyrogen.data.sources import source_splits
+
+    x = (np.random.RandomState(0).rand(50, 1, 3, 3) * 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x)
+    record = open_source(tmp_path / "x.npy", test_fraction=0.2).record()
+    train, test = source_splits(record, train_size=7, test_size=3)
+    assert train.images.shape == (7, 1, 3, 3) and test.images.shape == (3, 1, 3, 3)
+    reader, _ = source_splits(record, stream=True, train_size=7)
+    assert isinstance(reader, ArrayReader) and len(reader) == 7
+    assert torch.equal(reader[list(range(7))], train.images)
+    with pytest.raises(DataError, match=r"train_size must be between 1 and 40 \(the train examples of"):
+        source_splits(record, train_size=41)
+    moved = source_splits(record, path=tmp_path / "y.npy")[1]  # the same content elsewhere
+    assert torch.equal(moved.images[:3], test.images)

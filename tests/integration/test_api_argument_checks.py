@@ -138,3 +138,21 @@ def test_a_nan_loss_in_the_fit_loop_is_its_one_line_not_a_warning_per_step():
         warnings.simplefilter("always")
         loop.fit()
     assert not [w for w in record if "Encountered NaN" in str(w.message)]
+
+
+def test_open_run_with_a_device_torch_does_not_know_is_one_line(tmp_path):
+    # Before: torch's "Expected one of cpu, cuda, ipu, xpu, ... device type at start of device string" RuntimeError
+    from pyrogen.runs import open_run
+
+    with pytest.raises(DataError) as info:
+        open_run(tmp_path, device="nonsense")
+    assert str(info.value) == "device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), got 'nonsense'"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_open_run_on_cuda_without_a_gpu_is_one_line(tmp_path):
+    from pyrogen.runs import open_run
+
+    with pytest.raises(DataError, match=r"^device 'cuda:1' needs a CUDA GPU, and torch finds none here; use 'cpu' "
+                                         r"or 'auto'$"):
+        open_run(tmp_path, device="cuda:1")

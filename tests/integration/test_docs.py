@@ -168,6 +168,7 @@ TUTORIAL_SIZES = {
     "ae_vae_gan": {"NUM_TRAIN": 200, "NUM_TEST": 50, "EPOCHS": 1, "HIDDEN": 16, "NUM_SAMPLES": 10},
     "extending": {"SCRIPT": str(ROOT / "examples" / "semi_supervised.py")},
     "posterior_collapse": {"NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1, "MAX_INNER_STEPS": 2},
+    "own_data": {"NUM_IMAGES": 200, "EPOCHS": 1},
 }
 
 
@@ -184,6 +185,7 @@ def _python_blocks(rst):
 @pytest.mark.parametrize("name", sorted(TUTORIAL_SIZES))
 def test_tutorial_code_runs(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # torch is loaded here: an example's set_wait_policy keeps it
     code = "\n".join(_python_blocks((DOCS / "tutorials" / f"{name}.rst").read_text()))
     for constant, value in TUTORIAL_SIZES[name].items():
         code, count = re.subn(rf"^{constant} = .*$", f"{constant} = {value!r}", code, flags=re.MULTILINE)

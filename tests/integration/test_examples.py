@@ -22,6 +22,7 @@ TINY = {
     "ddp_vae.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--batch-size", "50"],
     "semi_supervised.py": ["--epochs", "1", "--num-train", "300", "--num-labeled", "100",
                            "--num-test", "100"],
+    "own_data.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--latent-dim", "4"],
 }
 FIGURES = {
     "vae.py": ["vae_reconstructions.png", "vae_samples.png"],
@@ -29,13 +30,17 @@ FIGURES = {
     "custom_decoder.py": ["custom_decoder_samples.png"],
     "ddp_vae.py": ["ddp_vae_samples.png"],
     "semi_supervised.py": ["semi_supervised.png"],
+    "own_data.py": ["own_data_reconstructions.png", "own_data_samples.png"],
 }
+# What an example writes besides its figures: its own data and run directory.
+OUTPUTS = {"own_data.py": ["run", "shapes.npz"]}
 
 # What each example prints about the test set, in words and units.
 EVALUATES = {
     "vae.py": r"test ELBO -\d+\.\d\d nats, log p\(x\) -\d+\.\d\d nats \(K = 10\), per image, on 50 test",
     "custom_decoder.py": r"test ELBO -\d+\.\d\d nats per image, on 50 test images",
     "ddp_vae.py": r"test ELBO -\d+\.\d\d nats per image, on 50 test images",
+    "own_data.py": r"epoch 1: train ELBO -\d+\.\d\d, test ELBO -\d+\.\d\d nats per image",
 }
 
 
@@ -60,7 +65,7 @@ def test_example_runs(name, tmp_path, monkeypatch, one_thread, capsys):
     for figure in FIGURES[name]:
         data = (tmp_path / figure).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), figure
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FIGURES[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FIGURES[name] + OUTPUTS.get(name, []))
 
 
 # Run in a fresh interpreter: reports whether --help imported torch, then the help text.

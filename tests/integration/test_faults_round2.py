@@ -209,7 +209,7 @@ MALFORMED = [
     ("likelihood-list", _both_configs("model", "likelihood", [1]), ["sample", "plot"],
      "checkpoint.pt' cannot build the run's model"),
     ("data-root-number", _both_configs("data", "root", 7), ["plot", "evaluate", "sample"],
-     "config.json' holds a setting pyrogen cannot use: data.root must be a folder path or null, got 7"),
+     "config.json': data.root must be a folder path or null, got 7"),
     ("config-train-null", _write("config.json", b'{"kind": "vae", "train": null}'),
      ["sample", "report", "resume"], "config.json' holds 'train': null; expected a JSON object"),
 ]

@@ -82,3 +82,13 @@ def test_flat_batches_must_have_the_feature_count():
     vae = VAE(latent_dim=2, image_shape=(7,), hidden=(8,), likelihood="normal-feature")
     with pytest.raises(DataError, match=r"^x must have shape \(B, 7\), got \(3, 8\)$"):
         vae.model(torch.zeros(3, 8))
+
+
+def test_other_vaes_bind_their_likelihood_and_refuse_library_sizes():
+    from pyrogen.models import ConditionalVAE, TwoLayerVAE
+
+    cvae = ConditionalVAE(num_classes=3, latent_dim=2, image_shape=(1, 4, 4), hidden=(8,), likelihood="normal-feature")
+    assert cvae.likelihood.raw_scale.shape == (1, 4, 4)
+    with pytest.raises(DataError, match=r"^the two-layer VAE does not give its likelihood each example's library "
+                                        r"size; use the likelihood without '-library' or the VAE$"):
+        TwoLayerVAE(image_shape=(1, 4, 4), likelihood="negative-binomial-library")
