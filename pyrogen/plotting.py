@@ -69,7 +69,8 @@ def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0
 
 
 class _MarginalPrior:
-    """Draws of :math:`z_1 \\sim p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2` (no density, no quantile function)."""
+    """Draws of :math:`z_1 \\sim p(z_1) = \\int p(z_1 \\mid z_2)\\, p(z_2)\\, dz_2` (no density, no quantile
+    function)."""
 
     def __init__(self, vae):
         self.vae = vae

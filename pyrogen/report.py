@@ -387,6 +387,10 @@ def _inapplicable(model):
 
     shape = model.get("image_shape", (1, 28, 28))
     latent_dim = model.get("latent_dim", (model.get("latent_dims") or [None])[0])
+    whole = (int,)
+    if not (isinstance(shape, (list, tuple)) and all(isinstance(n, whole) for n in shape)
+            and (latent_dim is None or isinstance(latent_dim, whole))):
+        return ""  # a hand-edited configuration: the report lists it in the settings, it draws no conclusions
     skipped = inapplicable_pictures(shape, latent_dim)
     if not skipped:
         return ""

@@ -252,7 +252,14 @@ class Run:
         if weights_key not in state:  # e.g. a GAN's checkpoint in a VAE's run
             raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} holds no {weights_key!r} weights, "
                                   f"which a {self.kind} run's checkpoint has")
-        model = self.record.model(state["config"]).to(self.device)
+        try:
+            model = self.record.model(state["config"]).to(self.device)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # a configuration edited by hand
+            if isinstance(e, PyrogenError):
+                raise
+            what = (str(e).splitlines() or [""])[0][:600] or type(e).__name__
+            raise CheckpointError(f"the configuration in {self.dir.checkpoint_path!r} cannot build the run's model "
+                                  f"({what}); expected the configuration that 'pyrogen train' wrote") from None
         try:
             model.load_state_dict(state[weights_key])
         except RuntimeError as e:  # missing keys or tensors of other sizes than the configuration makes

@@ -215,6 +215,10 @@ class DataConfig(Section):
         return _plain(self.source)
 
     def check(self):
+        if not isinstance(self.dataset, str):
+            self._fail("dataset", "the name of a data set", self.dataset)
+        if self.root is not None and not isinstance(self.root, str):
+            self._fail("root", "a folder path or null", self.root)
         if self.binarize not in ("dynamic", "static", "none", None):
             self._fail("binarize", "'dynamic', 'static' or 'none'", self.binarize)
         for key in ("train_size", "test_size"):

@@ -130,3 +130,10 @@ def test_a_gans_samples_are_not_called_mean_images():
     assert _picture_caption("samples.png", "gan").startswith("Samples G(z) of the generator")
     assert _picture_caption("samples-epoch3-n64-seed0.png", "gan").startswith("64 samples G(z) of the generator")
     assert _picture_caption("samples-epoch3-n64-seed0.png", "vae").startswith("Mean images of 64 draws")
+
+
+@pytest.mark.parametrize("shape", [None, -1, 1e308, ["a"]])
+def test_a_hand_edited_image_shape_is_no_traceback(shape):
+    from pyrogen.report import _inapplicable
+
+    assert _inapplicable({"image_shape": shape, "latent_dim": 2}) == ""

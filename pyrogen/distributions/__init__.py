@@ -15,6 +15,7 @@ from pyrogen.distributions.families import (
     has_analytic_kl,
     kl_method,
 )
+from pyrogen.distributions.gompertz import Gompertz
 from pyrogen.distributions.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -37,7 +38,6 @@ from pyrogen.distributions.likelihoods import (
     get_likelihood,
     resolve_likelihood,
 )
-from pyrogen.distributions.gompertz import Gompertz
 from pyrogen.distributions.projected_normal import ProjectedNormal
 from pyrogen.distributions.rayleigh import Rayleigh
 from pyrogen.distributions.reciprocal import Reciprocal

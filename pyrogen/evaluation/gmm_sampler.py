@@ -12,7 +12,8 @@ components,
 
 fitted here by expectation-maximisation (Dempster, Laird and Rubin 1977) in
 float64 torch: k-means++ seeding (Arthur and Vassilvitskii 2007) from a fixed
-seed and a few k-means iterations, then E-steps (responsibilities :math:`r_{nk} \\propto \\pi_k \\mathcal{N}(z_n; \\mu_k, \\Sigma_k)`)
+seed and a few k-means iterations, then E-steps (responsibilities
+:math:`r_{nk} \\propto \\pi_k \\mathcal{N}(z_n; \\mu_k, \\Sigma_k)`)
 and M-steps (:math:`\\pi_k = N_k / N`, :math:`\\mu_k`, :math:`\\Sigma_k` the
 responsibility-weighted mean and covariance, plus ``reg`` on the diagonal)
 until the mean log-likelihood (nats per code) rises by less than ``tol``.
@@ -34,7 +35,6 @@ Example::
     (torch.Size([5, 2]), torch.Size([5, 1, 28, 28]))
 """
 
-import math
 
 import torch
 from pyro import distributions as dist

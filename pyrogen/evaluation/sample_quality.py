@@ -124,7 +124,8 @@ def _pairwise_distances(a, b, chunk_size):
 
 
 def knn_radii(features, k=3, chunk_size=1000):
-    """Distance of each feature vector ``(N, D)`` to its k-th nearest neighbour in the set (itself excluded), ``(N,)``."""
+    """Distance of each feature vector ``(N, D)`` to its k-th nearest neighbour in the set (itself excluded):
+    ``(N,)``."""
     radii = torch.empty(features.shape[0], dtype=features.dtype)
     for start, dist in _pairwise_distances(features, features, chunk_size):
         # the smallest distance is each point's own (0); the (k+1)-th smallest is the k-th neighbour

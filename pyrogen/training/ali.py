@@ -37,6 +37,7 @@ from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.random_streams import stream_seed
 from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.settings import migrate
 from pyrogen.training.game import GameTrainer
 from pyrogen.training.loop import resume_from
 
@@ -75,7 +76,7 @@ class AdversarialPairTrainer(GameTrainer):
         vae.likelihood.check_binarize(config["data"]["binarize"])
         self.test_data = test_data
         self.loss = self.game_loss()
-        n = min(cfg.get("probe_size", 0), train_data.shape[0], test_data.shape[0])
+        n = min(migrate(config).train.probe_size, train_data.shape[0], test_data.shape[0])  # 0 in old runs
         self.probe = None
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
@@ -201,9 +202,9 @@ class ALITrainer(AdversarialPairTrainer):
         optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
         self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
                                               d_steps=cfg["d_steps"], model_x=cfg["model_x"],
-                                              update=cfg.get("update", "alternating"))  # runs made before the key
+                                              update=migrate(config).train.update)  # old runs: "alternating"
         self._check_model_x()
-        if cfg.get("init_output_bias", False):  # runs made before the key existed: the layer's own initialisation
+        if migrate(config).train.init_output_bias:  # False in runs made before the key: the layer's own init
             init_output_bias_(vae, train_data)
 
     def _check_model_x(self):

@@ -20,7 +20,7 @@ import time
 import pytest
 import torch
 
-from pyrogen import cli, files
+from pyrogen import files
 from pyrogen.cli import main
 from pyrogen.files import RunDir
 from pyrogen.runs import open_run

@@ -3,8 +3,6 @@
 import json
 import os
 
-import pytest
-
 from pyrogen import runs
 from pyrogen.cli import main
 from pyrogen.config import default_config
