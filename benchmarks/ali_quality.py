@@ -84,15 +84,22 @@ class PyrogenLoop:
     """``pyrogen train ali`` (defaults, or the old MLP ones), one :meth:`ALITrainer.fit` epoch per
     :meth:`train_epoch`."""
 
-    def __init__(self, train_images, train_labels, test_images, test_labels, seed, old=None, run_dir=None,
-                 settings=None):
+    def __init__(
+        self, train_images, train_labels, test_images, test_labels, seed, old=None, run_dir=None, settings=None
+    ):
         from pyrogen.config import default_ali_config
         from pyrogen.runs import start_run
         from pyrogen.training.ali import build_ali_trainer
 
         if old:  # the defaults before this benchmark, with the likelihood ``old`` names
-            config = default_ali_config(architecture="mlp", hidden=(400,), disc_hidden=(256,), disc_dropout=0.0,
-                                        likelihood=old, update="alternating")
+            config = default_ali_config(
+                architecture="mlp",
+                hidden=(400,),
+                disc_hidden=(256,),
+                disc_dropout=0.0,
+                likelihood=old,
+                update="alternating",
+            )
             config["train"].update(lr_g=2e-4, lr_d=2e-4)
         else:
             config = default_ali_config()
@@ -147,13 +154,17 @@ class RunLoop:
 
 LOOPS = {
     "pyrogen": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
-        tr, ytr, te, yte, seed, run_dir=run_dir, settings=settings),
+        tr, ytr, te, yte, seed, run_dir=run_dir, settings=settings
+    ),
     "pyrogen-dcgan": lambda tr, ytr, te, yte, seed, run_dir=None, settings=None: PyrogenLoop(
-        tr, ytr, te, yte, seed, run_dir=run_dir, settings=[*PREVIOUS, *(settings or ())]),
-    "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
-                                                                          old="continuous-bernoulli"),
-    "pyrogen-mlp-sigmoid": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(tr, ytr, te, yte, seed,
-                                                                                  old="bernoulli-relaxed"),
+        tr, ytr, te, yte, seed, run_dir=run_dir, settings=[*PREVIOUS, *(settings or ())]
+    ),
+    "pyrogen-mlp": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(
+        tr, ytr, te, yte, seed, old="continuous-bernoulli"
+    ),
+    "pyrogen-mlp-sigmoid": lambda tr, ytr, te, yte, seed, run_dir=None: PyrogenLoop(
+        tr, ytr, te, yte, seed, old="bernoulli-relaxed"
+    ),
     "reference": lambda tr, ytr, te, yte, seed, run_dir=None: ReferenceLoop(tr, seed),
 }
 
@@ -171,14 +182,25 @@ def score(loop, ctx):
     probe = linear_probe_accuracy(loop.codes(ctx["probe_train"]), ctx["probe_labels"], codes_test, y_test)
     samples = loop.decode(ctx["z"])
     fake = extract_features(ctx["classifier"].features, samples, 1000, "samples")
-    return {"agreement": (pred == y_test).float().mean().item(), "mse": (recon - test).square().mean().item(),
-            "probe": probe, "fd": frechet_distance(ctx["real_features"], fake)}
+    return {
+        "agreement": (pred == y_test).float().mean().item(),
+        "mse": (recon - test).square().mean().item(),
+        "probe": probe,
+        "fd": frechet_distance(ctx["real_features"], fake),
+    }
 
 
 def run_one(name, seed, args, ctx, log):
     keep = args.keep_run if name == "pyrogen" and seed == args.seeds[0] else None
-    loop = LOOPS[name](ctx["train"], ctx["train_labels"], ctx["test"], ctx["test_labels"], seed, keep,
-                       **({"settings": args.set} if name in ("pyrogen", "pyrogen-dcgan") and args.set else {}))
+    loop = LOOPS[name](
+        ctx["train"],
+        ctx["train_labels"],
+        ctx["test"],
+        ctx["test_labels"],
+        seed,
+        keep,
+        **({"settings": args.set} if name in ("pyrogen", "pyrogen-dcgan") and args.set else {}),
+    )
     rows, seconds = [], 0.0
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()
@@ -187,11 +209,19 @@ def run_one(name, seed, args, ctx, log):
         if epoch < args.score_from:
             log(f"{name} seed {seed} epoch {epoch}: {seconds:.0f} s training (scored from epoch {args.score_from})")
             continue
-        row = {"loop": name, "seed": seed, "epoch": epoch, "train_seconds": round(seconds, 1), **score(loop, ctx),
-               "flags": getattr(loop, "flags", "")}
+        row = {
+            "loop": name,
+            "seed": seed,
+            "epoch": epoch,
+            "train_seconds": round(seconds, 1),
+            **score(loop, ctx),
+            "flags": getattr(loop, "flags", ""),
+        }
         rows.append(row)
-        log(f"{name} seed {seed} epoch {epoch}: class agreement {row['agreement']:.3f}, recon MSE {row['mse']:.4f}, "
-            f"probe {row['probe']:.3f}, FD {row['fd']:.1f}, flags [{row['flags']}], {seconds:.0f} s training")
+        log(
+            f"{name} seed {seed} epoch {epoch}: class agreement {row['agreement']:.3f}, recon MSE {row['mse']:.4f}, "
+            f"probe {row['probe']:.3f}, FD {row['fd']:.1f}, flags [{row['flags']}], {seconds:.0f} s training"
+        )
     return rows
 
 
@@ -199,10 +229,12 @@ def report(rows, args, manifest, start):
     loops = [name for name in LOOPS if any(r["loop"] == name for r in rows)]
     seeds = sorted({r["seed"] for r in rows})
     print()
-    print(f"Fashion-MNIST, {args.train_size} training images, batch {BATCH_SIZE}, seeds {seeds}; "
-          f"{args.test_size} test images (reconstructions, probe, FD against {args.test_size} samples) in the "
-          f"features of {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}); means over the "
-          "seeds (min-max)")
+    print(
+        f"Fashion-MNIST, {args.train_size} training images, batch {BATCH_SIZE}, seeds {seeds}; "
+        f"{args.test_size} test images (reconstructions, probe, FD against {args.test_size} samples) in the "
+        f"features of {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}); means over the "
+        "seeds (min-max)"
+    )
     print()
     print("| loop | epoch | class agreement | recon MSE | probe accuracy | FD | flagged seeds | training s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -217,9 +249,11 @@ def report(rows, args, manifest, start):
             hi = {k: max(r[k] for r in sel) for k in m}
             m["flagged"] = sum(1 for r in sel if r["flags"])
             summary.append({"loop": name, "epoch": e, "n": len(sel), **m})
-            print(f"| {name} | {e} | {m['agreement']:.3f} ({lo['agreement']:.3f}-{hi['agreement']:.3f}) | "
-                  f"{m['mse']:.4f} | {m['probe']:.3f} ({lo['probe']:.3f}-{hi['probe']:.3f}) | {m['fd']:.1f} | "
-                  f"{m['flagged']}/{len(sel)} | {m['train_seconds']:.0f} |")
+            print(
+                f"| {name} | {e} | {m['agreement']:.3f} ({lo['agreement']:.3f}-{hi['agreement']:.3f}) | "
+                f"{m['mse']:.4f} | {m['probe']:.3f} ({lo['probe']:.3f}-{hi['probe']:.3f}) | {m['fd']:.1f} | "
+                f"{m['flagged']}/{len(sel)} | {m['train_seconds']:.0f} |"
+            )
     if args.window:  # one figure per loop over the late epochs: one epoch of a GAN swings too much to compare
         first, last = args.window
         print()
@@ -234,14 +268,22 @@ def report(rows, args, manifest, start):
             m = {k: sum(r[k] for r in sel) / len(sel) for k in ("agreement", "mse", "probe", "fd")}
             per_seed = ", ".join(
                 f"{sum(r['agreement'] for r in sel if r['seed'] == s) / sum(1 for r in sel if r['seed'] == s):.3f}"
-                for s in seeds if any(r["seed"] == s for r in sel))
-            print(f"| {name} | {m['agreement']:.3f} ({per_seed}) | {m['probe']:.3f} | {m['mse']:.4f} | {m['fd']:.1f} | "
-                  f"{len(sel)} |")
+                for s in seeds
+                if any(r["seed"] == s for r in sel)
+            )
+            print(
+                f"| {name} | {m['agreement']:.3f} ({per_seed}) | {m['probe']:.3f} | {m['mse']:.4f} | {m['fd']:.1f} | "
+                f"{len(sel)} |"
+            )
             summary.append({"loop": name, "epochs": [first, last], "n": len(sel), **m})
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.out:
-        out = {"feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
-               "args": vars(args), "rows": rows, "summary": summary}
+        out = {
+            "feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
+            "args": vars(args),
+            "rows": rows,
+            "summary": summary,
+        }
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         atomic_write(args.out, lambda f: json.dump(out, f, indent=2), binary=False)
 
@@ -271,8 +313,9 @@ def _setting(text):
     """``SECTION.KEY=JSON`` (``--set``) as ``("SECTION.KEY", value)``."""
     key, sep, value = text.partition("=")
     if not sep or "." not in key or key.split(".", 1)[0] not in ("train", "model", "discriminator", "data"):
-        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=JSON with SECTION one of train, model, "
-                                         f"discriminator, data; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected SECTION.KEY=JSON with SECTION one of train, model, discriminator, data; got {text!r}"
+        )
     try:
         return key, json.loads(value)
     except ValueError:
@@ -284,26 +327,55 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--train-size", type=int, default=10000, help="first N training images (default: 10,000)")
-    p.add_argument("--test-size", type=int, default=2000,
-                   help="test images scored, training images of the probe, samples of the FD (default: 2,000)")
+    p.add_argument(
+        "--test-size",
+        type=int,
+        default=2000,
+        help="test images scored, training images of the probe, samples of the FD (default: 2,000)",
+    )
     p.add_argument("--loops", nargs="+", choices=list(LOOPS), default=["pyrogen", "reference"])
     p.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 2,000 training images: about a minute")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write every row and the summary as JSON here")
     p.add_argument("--keep-run", default=None, metavar="RUN_DIR", help="keep the first seed's pyrogen run here")
-    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                   help="train nothing: tabulate (and --out) the rows of these --out files together; a later "
-                        "file's row replaces an earlier one's of the same loop, seed and epoch")
-    p.add_argument("--score-run", default=None, metavar="RUN_DIR",
-                   help="train nothing: print the four figures of a `pyrogen train ali` run (e.g. a --keep-run "
-                        "trained on with `pyrogen train ali --resume`)")
-    p.add_argument("--set", nargs="+", type=_setting, default=[], metavar="SECTION.KEY=JSON",
-                   help="change the pyrogen loop's configuration, e.g. train.update='\"simultaneous\"' "
-                        "model.hidden=[256]")
-    p.add_argument("--window", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"),
-                   help="also print each loop's means over epochs FIRST-LAST and the seeds")
-    p.add_argument("--score-from", type=int, default=1, metavar="EPOCH",
-                   help="score only after this epoch and the later ones (default: 1, every epoch)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="train nothing: tabulate (and --out) the rows of these --out files together; a later "
+        "file's row replaces an earlier one's of the same loop, seed and epoch",
+    )
+    p.add_argument(
+        "--score-run",
+        default=None,
+        metavar="RUN_DIR",
+        help="train nothing: print the four figures of a `pyrogen train ali` run (e.g. a --keep-run "
+        "trained on with `pyrogen train ali --resume`)",
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        type=_setting,
+        default=[],
+        metavar="SECTION.KEY=JSON",
+        help="change the pyrogen loop's configuration, e.g. train.update='\"simultaneous\"' model.hidden=[256]",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("FIRST", "LAST"),
+        help="also print each loop's means over epochs FIRST-LAST and the seeds",
+    )
+    p.add_argument(
+        "--score-from",
+        type=int,
+        default=1,
+        metavar="EPOCH",
+        help="score only after this epoch and the later ones (default: 1, every epoch)",
+    )
     args = p.parse_args(argv)
     if args.merge:
         return merge(args)
@@ -319,19 +391,29 @@ def main(argv=None):
     classifier, manifest = load_classifier()  # raises, naming `pyrogen train features`, when not cached
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
     n, m = args.train_size, args.test_size
-    ctx = {"classifier": classifier.eval(), "train": train_set.images[:n], "train_labels": train_set.labels[:n],
-           "test": test_set.images[:m], "test_labels": test_set.labels[:m],
-           "probe_train": train_set.images[:m], "probe_labels": train_set.labels[:m],
-           "z": torch.randn(m, LATENT_DIM, generator=torch.Generator().manual_seed(12345))}
+    ctx = {
+        "classifier": classifier.eval(),
+        "train": train_set.images[:n],
+        "train_labels": train_set.labels[:n],
+        "test": test_set.images[:m],
+        "test_labels": test_set.labels[:m],
+        "probe_train": train_set.images[:m],
+        "probe_labels": train_set.labels[:m],
+        "z": torch.randn(m, LATENT_DIM, generator=torch.Generator().manual_seed(12345)),
+    }
     ctx["real_features"] = extract_features(classifier.features, ctx["test"], 1000, "real images")
-    log(f"feature network sha256 {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}, "
+    log(
+        f"feature network sha256 {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}, "
         f"{TRAIN_COMMAND}); {n} training images, {m} test images, {args.epochs} epoch(s), seeds {args.seeds}, "
-        f"{torch.get_num_threads()} thread(s)")
+        f"{torch.get_num_threads()} thread(s)"
+    )
     if args.score_run:
         loop = RunLoop(args.score_run)
         row = score(loop, ctx)
-        print(f"{args.score_run} after {loop.epochs} epochs: class agreement {row['agreement']:.3f}, recon MSE "
-              f"{row['mse']:.4f}, probe {row['probe']:.3f}, FD {row['fd']:.1f}")
+        print(
+            f"{args.score_run} after {loop.epochs} epochs: class agreement {row['agreement']:.3f}, recon MSE "
+            f"{row['mse']:.4f}, probe {row['probe']:.3f}, FD {row['fd']:.1f}"
+        )
         return
     rows = []
     for seed in args.seeds:  # the loops alternate within each seed: load drifts hit both alike

@@ -99,21 +99,44 @@ register("iwae-dreg-50", _vae, lambda a: IWAE_ELBO(num_particles=50, dreg=True),
 register("two-layer-vae", _two_layer, lambda a: Trace_ELBO(), "two stochastic layers (100, 50), ELBO")
 register("two-layer-iwae-50", _two_layer, lambda a: IWAE_ELBO(num_particles=50), "two stochastic layers, K = 50")
 register("tc-vae", _vae, lambda a: TCELBO(beta=6.0, dataset_size=a.train_size), "beta-TC-VAE, beta = 6, MWS")
-register("iaf", lambda a: _vae(a, flow="iaf:2"), lambda a: Trace_ELBO(),
-         "q(z|x) through 2 IAF steps z exp(s) + m, no context (the default), Monte Carlo KL")
-register("iaf-context-gated", lambda a: _vae(a, flow="iaf:2", iaf_context=True, iaf_step="gated"),
-         lambda a: Trace_ELBO(), "as iaf with the context h(x) and the gated step (pyrogen's IAF before 2026-12-03)")
-register("planar", lambda a: _vae(a, flow="planar:10"), lambda a: Trace_ELBO(),
-         "q(z|x) through 10 planar steps, Monte Carlo KL")
-register("vampprior", lambda a: _vae(a, prior="vamp:500"),
-         lambda a: Trace_ELBO(), "VampPrior, 500 pseudo-inputs, Monte Carlo KL")
-register("vampprior-sigmoid", lambda a: _vae(a, prior="vamp:500", pseudo_inputs="sigmoid"), lambda a: Trace_ELBO(),
-         "as vampprior with sigmoid pseudo-inputs near 0.5 (pyrogen's before 2026-12-03)")
+register(
+    "iaf",
+    lambda a: _vae(a, flow="iaf:2"),
+    lambda a: Trace_ELBO(),
+    "q(z|x) through 2 IAF steps z exp(s) + m, no context (the default), Monte Carlo KL",
+)
+register(
+    "iaf-context-gated",
+    lambda a: _vae(a, flow="iaf:2", iaf_context=True, iaf_step="gated"),
+    lambda a: Trace_ELBO(),
+    "as iaf with the context h(x) and the gated step (pyrogen's IAF before 2026-12-03)",
+)
+register(
+    "planar",
+    lambda a: _vae(a, flow="planar:10"),
+    lambda a: Trace_ELBO(),
+    "q(z|x) through 10 planar steps, Monte Carlo KL",
+)
+register(
+    "vampprior",
+    lambda a: _vae(a, prior="vamp:500"),
+    lambda a: Trace_ELBO(),
+    "VampPrior, 500 pseudo-inputs, Monte Carlo KL",
+)
+register(
+    "vampprior-sigmoid",
+    lambda a: _vae(a, prior="vamp:500", pseudo_inputs="sigmoid"),
+    lambda a: Trace_ELBO(),
+    "as vampprior with sigmoid pseudo-inputs near 0.5 (pyrogen's before 2026-12-03)",
+)
 
 
-register("vae-log-scale", lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), scale_head="log-scale"),
-         lambda a: TraceMeanField_ELBO(),
-         "as vae with sigma = exp(a), the head pyrogen had before log-variance (sigma = exp(a/2)) became its default")
+register(
+    "vae-log-scale",
+    lambda a: VAE(latent_dim=LATENT, hidden=(HIDDEN,), scale_head="log-scale"),
+    lambda a: TraceMeanField_ELBO(),
+    "as vae with sigma = exp(a), the head pyrogen had before log-variance (sigma = exp(a/2)) became its default",
+)
 
 
 # pythae (clementchadebec/benchmark_VAE) with the same networks, scored by pyrogen's estimators.
@@ -188,8 +211,10 @@ if pythae is not None:
             vamp = self.inner
             u = vamp.pseudo_inputs(vamp.idle_input.to(x.device)).reshape((vamp.number_components,) + vamp.input_dim)
             out = vamp.encoder(u)
-            return UniformMixture(lambda loc, scale: dist.Normal(loc, scale).to_event(1),
-                                  {"loc": out.embedding, "scale": (0.5 * out.log_covariance).exp()})
+            return UniformMixture(
+                lambda loc, scale: dist.Normal(loc, scale).to_event(1),
+                {"loc": out.embedding, "scale": (0.5 * out.log_covariance).exp()},
+            )
 
     class _PythaeIAFTransform(torch.distributions.Transform):
         """pythae's IAF (``VAE_IAF.iaf_flow``, unconditioned: the same flow for every x) as a
@@ -262,8 +287,12 @@ if pythae is not None:
     register("pythae-vae", _pythae("vae"), note="pythae 0.1.2 VAE, same networks", train_step=_pythae_step)
     register("pythae-iwae-50", _pythae("iwae"), note="pythae 0.1.2 IWAE, n = 50", train_step=_pythae_step)
     register("pythae-vamp", _pythae("vamp"), note="pythae 0.1.2 VAMP, 500 pseudo-inputs", train_step=_pythae_step)
-    register("pythae-iaf", _pythae("iaf"), train_step=_pythae_step,
-             note="pythae 0.1.2 VAE_IAF, 2 MADE blocks (1 x 500 hidden), flow not conditioned on x")
+    register(
+        "pythae-iaf",
+        _pythae("iaf"),
+        train_step=_pythae_step,
+        note="pythae 0.1.2 VAE_IAF, 2 MADE blocks (1 x 500 hidden), flow not conditioned on x",
+    )
 
 
 def run(row, train, test, args):
@@ -295,17 +324,38 @@ def run(row, train, test, args):
     module.eval()
     with pyro.validation_enabled(False), torch.no_grad():
         elbo = evaluate_dataset(module.model, module.guide, test, batch_size=args.eval_batch_size)["elbo"]
-        scored = log_likelihood_with_khat(module.model, module.guide, test, num_samples=args.log_px_samples,
-                                          batch_size=args.eval_batch_size, chunk_size=args.chunk_size)
+        scored = log_likelihood_with_khat(
+            module.model,
+            module.guide,
+            test,
+            num_samples=args.log_px_samples,
+            batch_size=args.eval_batch_size,
+            chunk_size=args.chunk_size,
+        )
     summary = khat_summary(scored["khat"])
-    return {"row": row.name, "note": row.note, "elbo": elbo, "log_px": scored["log_px"],
-            "khat_above": summary["share_above_threshold"], "seconds_per_epoch": seconds / max(args.epochs, 1)}
+    return {
+        "row": row.name,
+        "note": row.note,
+        "elbo": elbo,
+        "log_px": scored["log_px"],
+        "khat_above": summary["share_above_threshold"],
+        "seconds_per_epoch": seconds / max(args.epochs, 1),
+    }
 
 
 def table(results):
     header = ("row", "test ELBO", "log p(x)", "k-hat > 0.7", "s/epoch", "note")
-    lines = [(r["row"], f"{r['elbo']:.2f}", f"{r['log_px']:.2f}", f"{100 * r['khat_above']:.1f}%",
-              f"{r['seconds_per_epoch']:.1f}", r["note"]) for r in results]
+    lines = [
+        (
+            r["row"],
+            f"{r['elbo']:.2f}",
+            f"{r['log_px']:.2f}",
+            f"{100 * r['khat_above']:.1f}%",
+            f"{r['seconds_per_epoch']:.1f}",
+            r["note"],
+        )
+        for r in results
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     rule = "  ".join("=" * w for w in widths)
     out = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)), rule]
@@ -326,9 +376,13 @@ def main(argv=None):
     p.add_argument("--chunk-size", type=int, default=500, help="importance samples per vectorized pass")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale-head", choices=["log-variance", "log-scale"], default="log-variance",
-                   help="the normal guide's scale head of the one-layer rows (VAE(scale_head=...)); docs/bounds.rst's "
-                        "rows other than vae were measured with log-scale, the default before 2026-12-03")
+    p.add_argument(
+        "--scale-head",
+        choices=["log-variance", "log-scale"],
+        default="log-variance",
+        help="the normal guide's scale head of the one-layer rows (VAE(scale_head=...)); docs/bounds.rst's "
+        "rows other than vae were measured with log-scale, the default before 2026-12-03",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", help="also write the results to this file")
@@ -344,10 +398,12 @@ def main(argv=None):
     train = load_fashion_mnist("train").images[: args.train_size].to(args.device)
     test = static_binarize(load_fashion_mnist("test").images[: args.test_size].to(args.device), seed=12345)
     args.train_size = train.shape[0]
-    print(f"Fashion-MNIST, {args.train_size} training / {test.shape[0]} test images (dynamic / static "
-          f"binarization), {args.epochs} epochs, Adam lr {args.lr}, batch {args.batch_size}, seed {args.seed}; "
-          f"log p(x) with K = {args.log_px_samples}; {args.device}, {torch.get_num_threads()} CPU threads"
-          f"{'' if pythae else '; pythae not installed: its rows are absent'}")
+    print(
+        f"Fashion-MNIST, {args.train_size} training / {test.shape[0]} test images (dynamic / static "
+        f"binarization), {args.epochs} epochs, Adam lr {args.lr}, batch {args.batch_size}, seed {args.seed}; "
+        f"log p(x) with K = {args.log_px_samples}; {args.device}, {torch.get_num_threads()} CPU threads"
+        f"{'' if pythae else '; pythae not installed: its rows are absent'}"
+    )
     results = []
     for name in names:
         row = ROWS[name]
@@ -357,8 +413,10 @@ def main(argv=None):
         results.append(run(row, train, test, args))
     print()
     print(table(results))
-    print("Nats per test image; higher ELBO and log p(x) are better. Fashion-MNIST figures are not comparable with "
-          "the binarized-MNIST figures of the IWAE paper.")
+    print(
+        "Nats per test image; higher ELBO and log p(x) are better. Fashion-MNIST figures are not comparable with "
+        "the binarized-MNIST figures of the IWAE paper."
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)

@@ -95,18 +95,29 @@ def true_model_row(lm, test_x, test_z, num_samples=2000):
     ``mi`` is E[log p(x|z)] - E[log p(x)] over the test set.
     """
     with torch.no_grad():
+
         def log_lik(z, x):
             logits = lm.net(z, x) / lm.temperature
             return torch.distributions.Categorical(logits=logits).log_prob(x).sum(-1)
 
         g = torch.Generator().manual_seed(0)
-        draws = torch.stack([log_lik(torch.randn(test_x.shape[0], lm.latent_dim, generator=g), test_x)
-                             for _ in range(num_samples)])
+        draws = torch.stack(
+            [log_lik(torch.randn(test_x.shape[0], lm.latent_dim, generator=g), test_x) for _ in range(num_samples)]
+        )
         log_px = (torch.logsumexp(draws, 0) - math.log(num_samples)).mean().item()
         conditional = log_lik(test_z, test_x).mean().item()
-    return {"method": "generator", "recipe": "-", "seed": "-", "log_px": log_px, "elbo": math.nan,
-            "kl": math.nan, "mi": conditional - log_px, "mi_cap": math.nan, "active_units": lm.latent_dim,
-            "seconds": math.nan}
+    return {
+        "method": "generator",
+        "recipe": "-",
+        "seed": "-",
+        "log_px": log_px,
+        "elbo": math.nan,
+        "kl": math.nan,
+        "mi": conditional - log_px,
+        "mi_cap": math.nan,
+        "active_units": lm.latent_dim,
+        "seconds": math.nan,
+    }
 
 
 def make_data(args):
@@ -137,8 +148,9 @@ def build(method, recipe_name, args, seed):
 
         vae = PixelCNNVAE(args.latent_dim, hidden=(args.hidden,), channels=args.channels, num_layers=args.layers)
     else:
-        vae = SequenceVAE(args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout,
-                          heads=args.heads)
+        vae = SequenceVAE(
+            args.vocab, args.seq_len, args.latent_dim, args.embed_dim, args.hidden, args.dropout, heads=args.heads
+        )
     initialize_(vae, config)
     if method == "free-bits":
         loss = FreeBitsELBO(args.free_bits)  # analytic KL per dimension
@@ -176,8 +188,18 @@ def train(method, recipe_name, seed, data, args, log=print, snapshots=None):
             return train_x[torch.randint(n, (bs,), generator=gen)]
 
         window = 10 if args.data == "fashion-mnist" else 15  # He et al.: 10 for images, 15 for text
-        svi = AggressiveSVI(vae.model, vae.guide, enc, dec, loss, fresh, window=window, max_steps=99,
-                            clip_norm=config.clip_norm, first_on_batch=True)
+        svi = AggressiveSVI(
+            vae.model,
+            vae.guide,
+            enc,
+            dec,
+            loss,
+            fresh,
+            window=window,
+            max_steps=99,
+            clip_norm=config.clip_norm,
+            first_on_batch=True,
+        )
         switch = AggressiveSwitch(patience=args.aggressive_patience)
     else:
         opt = build_optimizer(vae.parameters(), config)
@@ -194,7 +216,7 @@ def train(method, recipe_name, seed, data, args, log=print, snapshots=None):
         perm = torch.randperm(n, generator=gen)
         with pyro.validation_enabled(False):
             for i in range(steps_per_epoch):
-                x = train_x[perm[i * bs:(i + 1) * bs]]
+                x = train_x[perm[i * bs : (i + 1) * bs]]
                 svi.step(x, kl_weight=schedule(epoch + i / steps_per_epoch))
                 iteration += 1
                 if snapshots and iteration in snapshots:
@@ -203,8 +225,14 @@ def train(method, recipe_name, seed, data, args, log=print, snapshots=None):
         with pyro.validation_enabled(False):
             val = evaluate_dataset(vae.model, vae.guide, val_x, batch_size=500)
             diag = collapse_diagnostics(vae.model, vae.guide, val_x, batch_size=500)
-        record = {"epoch": epoch + 1, "val_elbo": val["elbo"], "val_kl": diag["kl"], "val_mi": diag["mi"],
-                  "val_au": diag["active_units"], "lr": optimizers[0].param_groups[0]["lr"]}
+        record = {
+            "epoch": epoch + 1,
+            "val_elbo": val["elbo"],
+            "val_kl": diag["kl"],
+            "val_mi": diag["mi"],
+            "val_au": diag["active_units"],
+            "lr": optimizers[0].param_groups[0]["lr"],
+        }
         if aggressive:
             record["aggressive"] = int(svi.aggressive)
             record["inner_steps"] = svi.inner_steps
@@ -213,8 +241,11 @@ def train(method, recipe_name, seed, data, args, log=print, snapshots=None):
         outcome = plateau.step(epoch, -val["elbo"])
         record["plateau"] = outcome
         history.append(record)
-        log(f"  [{recipe_name} {method} seed {seed}] " + " ".join(
-            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+        log(
+            f"  [{recipe_name} {method} seed {seed}] "
+            + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+            flush=True,
+        )
         if outcome == "finished":
             break
     seconds = time.perf_counter() - start
@@ -223,18 +254,28 @@ def train(method, recipe_name, seed, data, args, log=print, snapshots=None):
     with pyro.validation_enabled(False):
         diag = collapse_diagnostics(vae.model, vae.guide, test_x, batch_size=500)
         ev = evaluate_dataset(vae.model, vae.guide, test_x, batch_size=100, num_samples=args.eval_samples)
-    row = {"method": method, "recipe": recipe_name, "seed": seed, "log_px": ev.get("log_px", math.nan),
-           "elbo": ev["elbo"], **diag, "best_epoch": plateau.best_epoch + 1, "epochs_run": len(history),
-           "seconds": seconds}
+    row = {
+        "method": method,
+        "recipe": recipe_name,
+        "seed": seed,
+        "log_px": ev.get("log_px", math.nan),
+        "elbo": ev["elbo"],
+        **diag,
+        "best_epoch": plateau.best_epoch + 1,
+        "epochs_run": len(history),
+        "seconds": seconds,
+    }
     if snapshots is not None:
         row["vae"] = vae
     return row, history
 
 
 def summary_line(row):
-    return (f"method={row['method']} recipe={row['recipe']} seed={row['seed']} log_px={row['log_px']:.2f} "
-            f"elbo={row['elbo']:.2f} kl={row['kl']:.2f} mi={row['mi']:.2f} mi_cap={row['mi_cap']:.2f} "
-            f"au={row['active_units']} best_epoch={row['best_epoch']} seconds={row['seconds']:.0f}")
+    return (
+        f"method={row['method']} recipe={row['recipe']} seed={row['seed']} log_px={row['log_px']:.2f} "
+        f"elbo={row['elbo']:.2f} kl={row['kl']:.2f} mi={row['mi']:.2f} mi_cap={row['mi_cap']:.2f} "
+        f"au={row['active_units']} best_epoch={row['best_epoch']} seconds={row['seconds']:.0f}"
+    )
 
 
 def table(rows, reference=None):
@@ -251,17 +292,23 @@ def table(rows, reference=None):
             return f"{values[0]:.2f}"
         return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
-    lines = ["| recipe | method | seeds | log p(x) | ELBO | KL | MI (cap) | active units | minutes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | method | seeds | log p(x) | ELBO | KL | MI (cap) | active units | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (rec, method), rs in groups.items():
         cap = rs[0]["mi_cap"]
-        lines.append(f"| {rec} | {method} | {len(rs)} | {fmt([r['log_px'] for r in rs])} | "
-                     f"{fmt([r['elbo'] for r in rs])} | {fmt([r['kl'] for r in rs])} | "
-                     f"{fmt([r['mi'] for r in rs])} ({cap:.1f}) | {', '.join(str(r['active_units']) for r in rs)} | "
-                     f"{fmt([r['seconds'] / 60 for r in rs])} |")
+        lines.append(
+            f"| {rec} | {method} | {len(rs)} | {fmt([r['log_px'] for r in rs])} | "
+            f"{fmt([r['elbo'] for r in rs])} | {fmt([r['kl'] for r in rs])} | "
+            f"{fmt([r['mi'] for r in rs])} ({cap:.1f}) | {', '.join(str(r['active_units']) for r in rs)} | "
+            f"{fmt([r['seconds'] / 60 for r in rs])} |"
+        )
     if reference:
-        lines.append(f"| – | generator | – | {reference['log_px']:.2f} | – | – | {reference['mi']:.2f} | "
-                     f"{reference['active_units']} | – |")
+        lines.append(
+            f"| – | generator | – | {reference['log_px']:.2f} | – | – | {reference['mi']:.2f} | "
+            f"{reference['active_units']} | – |"
+        )
     return "\n".join(lines)
 
 
@@ -284,8 +331,11 @@ def picture(args, data, path):
             vae.train(was_training)
             panels[method][f"iter {iteration}"] = pts
             summary = lag(pts)
-            print(f"  picture {method} iter {iteration}: method={pts['method']} "
-                  + " ".join(f"{k}={v:.3f}" for k, v in summary.items()), flush=True)
+            print(
+                f"  picture {method} iter {iteration}: method={pts['method']} "
+                + " ".join(f"{k}={v:.3f}" for k, v in summary.items()),
+                flush=True,
+            )
 
         row, _ = train(method, "he2019", args.seeds[0], data, args, snapshots={i: snap for i in points})
         print(summary_line(row), flush=True)
@@ -295,29 +345,44 @@ def picture(args, data, path):
 def build_parser():
     """The command line of this benchmark (also read by ``collapse_switchoff.py``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", choices=["lstm", "fashion-mnist"], default="lstm",
-                   help="fashion-mnist: statically binarized images and a PixelCNN decoder (--hidden is the MLP "
-                        "encoder width); needs a GPU to finish in reasonable time, not measured here")
+    p.add_argument(
+        "--data",
+        choices=["lstm", "fashion-mnist"],
+        default="lstm",
+        help="fashion-mnist: statically binarized images and a PixelCNN decoder (--hidden is the MLP "
+        "encoder width); needs a GPU to finish in reasonable time, not measured here",
+    )
     p.add_argument("--channels", type=int, default=32, help="PixelCNN feature maps")
     p.add_argument("--layers", type=int, default=4, help="PixelCNN mask-B layers")
-    p.add_argument("--config", choices=sorted(CONFIGS), default="synthetic",
-                   help="synthetic: He et al.'s config_synthetic.py; pyrogen: the earlier set-up")
+    p.add_argument(
+        "--config",
+        choices=sorted(CONFIGS),
+        default="synthetic",
+        help="synthetic: He et al.'s config_synthetic.py; pyrogen: the earlier set-up",
+    )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--recipes", nargs="+", choices=RECIPE_NAMES, default=list(RECIPE_NAMES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true",
-                   help="standard and aggressive under he2019, seed 0, a smaller run (1,500 training sequences, 5 epochs, "
-                        "K = 100 on 500 test sequences; under 5 minutes of one core)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="standard and aggressive under he2019, seed 0, a smaller run (1,500 training sequences, 5 epochs, "
+        "K = 100 on 500 test sequences; under 5 minutes of one core)",
+    )
     p.add_argument("--vocab", type=int, default=20)
     p.add_argument("--seq-len", type=int, default=10)
     p.add_argument("--latent-dim", type=int, default=None)
     p.add_argument("--embed-dim", type=int, default=None)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--heads", choices=["pyrogen", "he2019"], default="he2019",
-                   help="he2019 (default): bias-free (loc, log σ²) encoder head and bias-free decoder maps, as "
-                        "their code; pyrogen: ParameterHead (loc, log σ with biases), which under SGD lr 1.0 "
-                        "lets MI decay once aggressive mode ends")
+    p.add_argument(
+        "--heads",
+        choices=["pyrogen", "he2019"],
+        default="he2019",
+        help="he2019 (default): bias-free (loc, log σ²) encoder head and bias-free decoder maps, as "
+        "their code; pyrogen: ParameterHead (loc, log σ with biases), which under SGD lr 1.0 "
+        "lets MI decay once aggressive mode ends",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--train-size", type=int, default=5000, help="sequences drawn for training (validation included)")
@@ -326,17 +391,28 @@ def build_parser():
     p.add_argument("--warmup-epochs", type=float, default=10.0)
     p.add_argument("--cycles", type=int, default=4)
     p.add_argument("--free-bits", type=float, default=0.1)
-    p.add_argument("--aggressive-patience", type=int, default=1,
-                   help="epochs of no validation-MI gain before leaving aggressive mode (He et al.: 1 text, 5 images)")
-    p.add_argument("--elbo", choices=["trace", "meanfield"], default="meanfield",
-                   help="meanfield (default): analytic KL, as He et al.'s code; trace: one-draw KL (pyrogen's "
-                        "default elsewhere)")
+    p.add_argument(
+        "--aggressive-patience",
+        type=int,
+        default=1,
+        help="epochs of no validation-MI gain before leaving aggressive mode (He et al.: 1 text, 5 images)",
+    )
+    p.add_argument(
+        "--elbo",
+        choices=["trace", "meanfield"],
+        default="meanfield",
+        help="meanfield (default): analytic KL, as He et al.'s code; trace: one-draw KL (pyrogen's default elsewhere)",
+    )
     p.add_argument("--eval-samples", type=int, default=500)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="write rows and per-epoch histories to this file")
-    p.add_argument("--picture", default=None, metavar="PNG",
-                   help="instead of the table: He et al.'s posterior-mean picture, standard beside aggressive")
+    p.add_argument(
+        "--picture",
+        default=None,
+        metavar="PNG",
+        help="instead of the table: He et al.'s posterior-mean picture, standard beside aggressive",
+    )
     p.add_argument("--picture-iterations", nargs="+", type=int, default=[1, 100, 300, 1000, 2000])
     p.add_argument("--picture-samples", type=int, default=500, help="importance samples per sequence (latent > 1)")
     return p
@@ -374,14 +450,26 @@ def main(argv=None):
                 histories[f"{rec}/{method}/{seed}"] = history
                 if args.json:
                     with open(args.json, "w") as f:
-                        json.dump({"settings": {k: v for k, v in vars(args).items()}, "rows": rows,
-                                   "histories": histories, "reference": reference}, f, indent=1)
+                        json.dump(
+                            {
+                                "settings": {k: v for k, v in vars(args).items()},
+                                "rows": rows,
+                                "histories": histories,
+                                "reference": reference,
+                            },
+                            f,
+                            indent=1,
+                        )
     if reference:
-        print("reference: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in reference.items()))
+        print(
+            "reference: "
+            + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in reference.items())
+        )
     for row in rows:
-        print(f"method={row['method']} log_px={row['log_px']:.2f} kl={row['kl']:.2f} mi={row['mi']:.2f} "
-              f"au={row['active_units']}")
+        print(
+            f"method={row['method']} log_px={row['log_px']:.2f} kl={row['kl']:.2f} mi={row['mi']:.2f} "
+            f"au={row['active_units']}"
+        )
     print(table(rows, reference))
     return rows
 

@@ -41,8 +41,18 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(seed + 1)
     n, bs = train_x.shape[0], args.batch_size
     enc, dec = build_optimizer(vae.encoder.parameters(), config), build_optimizer(vae.decoder.parameters(), config)
-    svi = AggressiveSVI(vae.model, vae.guide, enc, dec, loss, lambda: train_x[torch.randint(n, (bs,), generator=gen)],
-                        window=15, max_steps=99, clip_norm=config.clip_norm, first_on_batch=True)
+    svi = AggressiveSVI(
+        vae.model,
+        vae.guide,
+        enc,
+        dec,
+        loss,
+        lambda: train_x[torch.randint(n, (bs,), generator=gen)],
+        window=15,
+        max_steps=99,
+        clip_norm=config.clip_norm,
+        first_on_batch=True,
+    )
     switch = AggressiveSwitch(patience=args.aggressive_patience)
     start = time.perf_counter()
 
@@ -51,7 +61,7 @@ def main(argv=None):
         perm = torch.randperm(n, generator=g)
         with pyro.validation_enabled(False):
             for i in range(n // bs):
-                step(train_x[perm[i * bs:(i + 1) * bs]])
+                step(train_x[perm[i * bs : (i + 1) * bs]])
         vae.eval()
         with pyro.validation_enabled(False):
             elbo = evaluate_dataset(vae.model, vae.guide, val_x, batch_size=500)["elbo"]
@@ -60,8 +70,11 @@ def main(argv=None):
 
     for e in range(args.max_aggressive_epochs):
         elbo, d = epoch(svi.step, gen)
-        print(f"aggressive epoch {e + 1}: elbo={elbo:.3f} kl={d['kl']:.3f} mi={d['mi']:.3f} "
-              f"au={d['active_units']} t={time.perf_counter() - start:.0f}s", flush=True)
+        print(
+            f"aggressive epoch {e + 1}: elbo={elbo:.3f} kl={d['kl']:.3f} mi={d['mi']:.3f} "
+            f"au={d['active_units']} t={time.perf_counter() - start:.0f}s",
+            flush=True,
+        )
         if not switch.update(d["mi"]):
             break
     weights, order = copy.deepcopy(vae.state_dict()), gen.get_state()
@@ -79,8 +92,11 @@ def main(argv=None):
         for e in range(args.post_epochs):
             elbo, d = epoch(joint.step, g)
             cells.append(f"{d['mi']:.2f}")
-            print(f"  {variant} epoch {e + 1} after the switch-off: elbo={elbo:.3f} kl={d['kl']:.3f} "
-                  f"mi={d['mi']:.3f} au={d['active_units']}", flush=True)
+            print(
+                f"  {variant} epoch {e + 1} after the switch-off: elbo={elbo:.3f} kl={d['kl']:.3f} "
+                f"mi={d['mi']:.3f} au={d['active_units']}",
+                flush=True,
+            )
         print(f"variant={variant} mi_per_epoch=" + ",".join(cells), flush=True)
 
 

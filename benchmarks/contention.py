@@ -56,14 +56,29 @@ def _env(policy):
 
 def _train_args(args, out, epochs):
     sizes = ["--train-size", str(args.train_size)] + (["--test-size", str(args.test_size)] if args.test_size else [])
-    return ["train", "vae", "--out", out, "--epochs", str(epochs), "--eval-samples", str(args.eval_samples),
-            "--no-progress", *sizes]
+    return [
+        "train",
+        "vae",
+        "--out",
+        out,
+        "--epochs",
+        str(epochs),
+        "--eval-samples",
+        str(args.eval_samples),
+        "--no-progress",
+        *sizes,
+    ]
 
 
 def _start(setting, args, out, epochs):
     command, extra, policy = SETTINGS[setting]
-    return subprocess.Popen(command + _train_args(args, out, epochs) + extra, env=_env(policy),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command + _train_args(args, out, epochs) + extra,
+        env=_env(policy),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait(proc, started):
@@ -89,8 +104,10 @@ def together(setting, count, args, tmp):
 
 
 def jobs(args):
-    print(f"contention: {args.train_size} training images, 1 epoch, {os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"contention: {args.train_size} training images, 1 epoch, {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
     print("| setting | copies | epoch s (mean) | epoch / solo | wall s (mean) | wall / solo |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,8 +120,11 @@ def jobs(args):
                 epochs, walls = together(setting, count, args, tmp)
                 epoch, wall = sum(epochs) / count, sum(walls) / count
                 solo = solo or (epoch, wall)
-                print(f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {wall:.2f} | "
-                      f"{wall / solo[1]:.2f}x |", flush=True)
+                print(
+                    f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {wall:.2f} | "
+                    f"{wall / solo[1]:.2f}x |",
+                    flush=True,
+                )
 
 
 def quickstart(args):
@@ -131,8 +151,10 @@ def quickstart(args):
         for c in competitors:
             c.terminate()
             c.wait()
-        print(f"quickstart beside {args.competitors} trainings ({args.competitor_setting}): {loaded:.1f} s, "
-              f"{loaded / quiet:.2f}x alone")
+        print(
+            f"quickstart beside {args.competitors} trainings ({args.competitor_setting}): {loaded:.1f} s, "
+            f"{loaded / quiet:.2f}x alone"
+        )
 
 
 def main():
@@ -148,9 +170,12 @@ def main():
     q = sub.choices["quickstart"]
     q.add_argument("--epochs", type=int, default=10)
     q.add_argument("--competitors", type=int, default=2)
-    q.add_argument("--competitor-setting", choices=list(SETTINGS), default="spin",
-                   help="how the competing trainings run (default: spin, torch's own policy, as another "
-                        "user's job would)")
+    q.add_argument(
+        "--competitor-setting",
+        choices=list(SETTINGS),
+        default="spin",
+        help="how the competing trainings run (default: spin, torch's own policy, as another user's job would)",
+    )
     q.add_argument("--head-start", type=float, default=10.0, help="seconds the competitors run first")
     args = parser.parse_args()
     if args.what == "quickstart" and args.train_size is None:

@@ -97,8 +97,10 @@ class Log1pNormal(dist.TorchDistribution):
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
-            y = torch.normal(self.loc.expand(self._extended_shape(sample_shape)),
-                             self.scale.expand(self._extended_shape(sample_shape)))
+            y = torch.normal(
+                self.loc.expand(self._extended_shape(sample_shape)),
+                self.scale.expand(self._extended_shape(sample_shape)),
+            )
             return torch.expm1(y).clamp(min=0).round()
 
     def log_prob(self, x):
@@ -106,8 +108,9 @@ class Log1pNormal(dist.TorchDistribution):
         if not self.discretised:
             return dist.Normal(self.loc, self.scale).log_prob(y) - y
         hi = (torch.log1p(x + 0.5) - self.loc) / self.scale
-        lo = torch.where(x > 0, (torch.log1p((x - 0.5).clamp(min=0)) - self.loc) / self.scale,
-                         torch.full_like(hi, -math.inf))
+        lo = torch.where(
+            x > 0, (torch.log1p((x - 0.5).clamp(min=0)) - self.loc) / self.scale, torch.full_like(hi, -math.inf)
+        )
         # log(Phi(hi) - Phi(lo)), in the tail where it is accurate: Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
         upper = lo > 0
         a, b = torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)
@@ -129,8 +132,14 @@ class Log1pNormalLikelihood(NormalLikelihood):
         return Log1pNormal(loc, scale, self.discretised).to_event(self.event_dim)
 
 
-MODELS = ("negative-binomial", "zinb", "normal-log1p", "normal-log1p-discretised", "negative-binomial-library",
-          "zinb-library")
+MODELS = (
+    "negative-binomial",
+    "zinb",
+    "normal-log1p",
+    "normal-log1p-discretised",
+    "negative-binomial-library",
+    "zinb-library",
+)
 
 
 def build(name, genes, latent, hidden):
@@ -138,8 +147,9 @@ def build(name, genes, latent, hidden):
         likelihood = Log1pNormalLikelihood(discretised=name.endswith("discretised"))
     else:
         likelihood = get_likelihood(name)
-    return VAE(latent_dim=latent, image_shape=(genes,), hidden=(hidden,), likelihood=likelihood,
-               input_transform="log1p")
+    return VAE(
+        latent_dim=latent, image_shape=(genes,), hidden=(hidden,), likelihood=likelihood, input_transform="log1p"
+    )
 
 
 @torch.no_grad()
@@ -211,8 +221,9 @@ def evaluate(name, vae, test, train_x, labels_test, labels_train, k, particles, 
         if name == "normal-log1p":  # the same trained model, scored by the discretised pmf
             vae.likelihood.discretised = True
             pyro.set_rng_seed(seed)
-            row["test_log_px_discretised"] = log_likelihood(vae.model, vae.guide, test, num_samples=particles,
-                                                            chunk_size=50).mean().item()
+            row["test_log_px_discretised"] = (
+                log_likelihood(vae.model, vae.guide, test, num_samples=particles, chunk_size=50).mean().item()
+            )
             vae.likelihood.discretised = False
     codes_test = vae.posterior(test).mean
     codes_train = vae.posterior(train_x).mean
@@ -250,8 +261,10 @@ def main(argv=None):
     centred = normalised - normalised.mean(0)
     pcs = centred @ torch.linalg.svd(centred, full_matrices=False)[2][:10].T
     summary = {
-        "zeros": (x == 0).double().mean().item(), "mean_count": x.mean().item(),
-        "library_median": library.median().item(), "theta_median": theta.median().item(),
+        "zeros": (x == 0).double().mean().item(),
+        "mean_count": x.mean().item(),
+        "library_median": library.median().item(),
+        "theta_median": theta.median().item(),
         "ari_true_codes_test": kmeans_ari(z[test_idx], labels_test, args.clusters, args.seed),
         "ari_pca10_log1p_cp10k_test": kmeans_ari(pcs[test_idx], labels_test, args.clusters, args.seed),
     }
@@ -263,21 +276,31 @@ def main(argv=None):
         init_output_bias(name, vae, train_x)
         start = time.process_time()
         losses = train(vae, train_x, args.epochs, args.batch_size, args.lr, args.seed)
-        row = evaluate(name, vae, test_x, train_x, labels_test, labels_train, args.clusters, args.particles,
-                       args.seed + 7)
+        row = evaluate(
+            name, vae, test_x, train_x, labels_test, labels_train, args.clusters, args.particles, args.seed + 7
+        )
         row["train_loss_last_epoch"] = losses[-1]
         row["train_loss_by_epoch"] = [round(v, 2) for v in losses]  # negative ELBO per cell, nats
         row["cpu_seconds"] = round(time.process_time() - start, 1)  # train + evaluate; not a speed figure
         rows.append(row)
         print(json.dumps(row), flush=True)
     record = {
-        "benchmark": "benchmarks/count_data.py", "command": "OMP_NUM_THREADS=1 python -m benchmarks.count_data "
+        "benchmark": "benchmarks/count_data.py",
+        "command": "OMP_NUM_THREADS=1 python -m benchmarks.count_data "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "pyro": pyro.__version__, "python": platform.python_version()},
-        "settings": vars(args), "data": summary, "results": rows,
+        "machine": {
+            "node": platform.node(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+            "python": platform.python_version(),
+        },
+        "settings": vars(args),
+        "data": summary,
+        "results": rows,
     }
     text = json.dumps(record, indent=1) + "\n"
     atomic_write(args.out, lambda f: f.write(text), binary=False)

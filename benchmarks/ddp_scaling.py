@@ -32,10 +32,25 @@ import tempfile
 def run(processes, args, threads):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
-        command = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--standalone",
-                   "--nproc-per-node", str(processes), "-m", "pyrogen", "train", args.kind, "--out", out,
-                   "--epochs", str(args.epochs), "--no-progress", "--device", "cpu",
-                   "--batch-size", str(args.batch_size)]
+        command = [
+            os.path.join(os.path.dirname(sys.executable), "torchrun"),
+            "--standalone",
+            "--nproc-per-node",
+            str(processes),
+            "-m",
+            "pyrogen",
+            "train",
+            args.kind,
+            "--out",
+            out,
+            "--epochs",
+            str(args.epochs),
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--batch-size",
+            str(args.batch_size),
+        ]
         command += ["--eval-samples", "0"] if args.kind == "vae" else ["--architecture", "mlp"]
         if args.train_size:
             command += ["--train-size", str(args.train_size)]
@@ -68,8 +83,10 @@ def main():
         results[n] = (threads, run(n, args, threads))
         print(f"{n} process(es) x {threads} thread(s): {results[n][1]:.2f} s per epoch", flush=True)
     base = results[args.processes[0]][1]
-    print(f"\n{args.kind}, Fashion-MNIST, {examples} training images, M = {args.batch_size}, {args.cores} cores, "
-          f"{'compiled' if args.compile else 'eager'} step")
+    print(
+        f"\n{args.kind}, Fashion-MNIST, {examples} training images, M = {args.batch_size}, {args.cores} cores, "
+        f"{'compiled' if args.compile else 'eager'} step"
+    )
     print("| processes | threads each | s / epoch | examples / s | speed-up |")
     print("|---|---|---|---|---|")
     for n, (threads, seconds) in results.items():

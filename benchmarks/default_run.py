@@ -36,8 +36,12 @@ def main():
     parser.add_argument("--train-size", type=int, default=None, help="training images (default: all 60,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--compile", choices=["auto", "on", "record", "off"], default="auto",
-                        help="pyrogen's --compile (default: auto, the default of 'pyrogen train vae')")
+    parser.add_argument(
+        "--compile",
+        choices=["auto", "on", "record", "off"],
+        default="auto",
+        help="pyrogen's --compile (default: auto, the default of 'pyrogen train vae')",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,8 +56,13 @@ def main():
     pyro.set_rng_seed(args.seed)
     plain = PlainVAE("mlp")
     optim = torch.optim.Adam(plain.parameters(), lr=1e-3, fused=True)
-    loader = DeviceLoader(trainer.loader.data, config["train"]["batch_size"], binarize="dynamic",
-                          seed=args.seed + 1, device=torch.device("cpu"))
+    loader = DeviceLoader(
+        trainer.loader.data,
+        config["train"]["batch_size"],
+        binarize="dynamic",
+        seed=args.seed + 1,
+        device=torch.device("cpu"),
+    )
     times = {"pyrogen": [], "plain": [], "evaluation": []}
 
     report = trainer.epoch_report
@@ -70,8 +79,11 @@ def main():
             plain.loss(x).backward()
             optim.step()
         times["plain"].append(time.perf_counter() - start)
-        print(f"epoch {trainer.epoch}: pyrogen {seconds:.1f} s (test ELBO {row['test_elbo']:.2f}), "
-              f"plain {times['plain'][-1]:.1f} s, pyrogen's evaluation {times['evaluation'][-1]:.1f} s", flush=True)
+        print(
+            f"epoch {trainer.epoch}: pyrogen {seconds:.1f} s (test ELBO {row['test_elbo']:.2f}), "
+            f"plain {times['plain'][-1]:.1f} s, pyrogen's evaluation {times['evaluation'][-1]:.1f} s",
+            flush=True,
+        )
         return row
 
     trainer.epoch_report = epoch_report
@@ -80,19 +92,27 @@ def main():
 
     steps = trainer.steps_per_epoch()
     total_p, total_r = sum(times["pyrogen"]), sum(times["plain"])
-    print(f"\n{args.epochs} epochs of {steps} steps (M = 100), torch threads {torch.get_num_threads()}, "
-          f"pyrogen --elbo auto ({type(trainer.elbo).__name__}), --compile {args.compile} "
-          f"({ {True: 'compiled', 'record': 'recorded and replayed'}.get(compiled.get('on'), 'eager') })")
+    print(
+        f"\n{args.epochs} epochs of {steps} steps (M = 100), torch threads {torch.get_num_threads()}, "
+        f"pyrogen --elbo auto ({type(trainer.elbo).__name__}), --compile {args.compile} "
+        f"({ {True: 'compiled', 'record': 'recorded and replayed'}.get(compiled.get('on'), 'eager') })"
+    )
     print("| | pyrogen s | plain s | ratio |")
     print("|---|---|---|---|")
-    print(f"| whole run (recording or compilation included) | {total_p:.1f} | {total_r:.1f} | {total_p / total_r:.2f}x |")
+    print(
+        f"| whole run (recording or compilation included) | {total_p:.1f} | {total_r:.1f} | {total_p / total_r:.2f}x |"
+    )
     if args.epochs > 1:
         rest_p, rest_r = sum(times["pyrogen"][1:]), sum(times["plain"][1:])
         print(f"| epochs 2-{args.epochs} | {rest_p:.1f} | {rest_r:.1f} | {rest_p / rest_r:.2f}x |")
-    print(f"| ms per step, whole run | {total_p / (steps * args.epochs) * 1e3:.2f} "
-          f"| {total_r / (steps * args.epochs) * 1e3:.2f} | |")
-    print(f"pyrogen's per-epoch evaluation (test ELBO and collapse diagnostics, not counted above): "
-          f"{sum(times['evaluation']):.1f} s in all")
+    print(
+        f"| ms per step, whole run | {total_p / (steps * args.epochs) * 1e3:.2f} "
+        f"| {total_r / (steps * args.epochs) * 1e3:.2f} | |"
+    )
+    print(
+        f"pyrogen's per-epoch evaluation (test ELBO and collapse diagnostics, not counted above): "
+        f"{sum(times['evaluation']):.1f} s in all"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,13 @@ DATA = {"bernoulli": "binarized", "continuous-bernoulli": "[0, 1] density", "dis
 def run(latent, likelihood, train, test, args):
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
-    model = {"latent_dim": args.latent_dim, "hidden": (args.hidden,), "likelihood": likelihood,
-             "prior": latent, "posterior": latent}
+    model = {
+        "latent_dim": args.latent_dim,
+        "hidden": (args.hidden,),
+        "likelihood": likelihood,
+        "prior": latent,
+        "posterior": latent,
+    }
     config = default_config(**model)
     config["train"].update(epochs=args.epochs, batch_size=100, lr=args.lr, elbo="meanfield", seed=args.seed)
     config["eval"].update(num_samples=args.num_samples, batch_size=100)
@@ -53,14 +58,26 @@ def run(latent, likelihood, train, test, args):
     try:
         trainer.fit()
     except TrainingDivergedError:
-        return {"latent": latent, "likelihood": likelihood, "kl": trainer.kl_method, "elbo": math.nan,
-                "log_px": math.nan, "seconds": time.perf_counter() - start}
+        return {
+            "latent": latent,
+            "likelihood": likelihood,
+            "kl": trainer.kl_method,
+            "elbo": math.nan,
+            "log_px": math.nan,
+            "seconds": time.perf_counter() - start,
+        }
     seconds = time.perf_counter() - start
     vae.eval()
     with pyro.validation_enabled(False), torch.no_grad():
         result = evaluate_dataset(vae.model, vae.guide, test_x, batch_size=100, num_samples=args.num_samples)
-    return {"latent": latent, "likelihood": likelihood, "kl": trainer.kl_method, "elbo": result["elbo"],
-            "log_px": result["log_px"], "seconds": seconds}
+    return {
+        "latent": latent,
+        "likelihood": likelihood,
+        "kl": trainer.kl_method,
+        "elbo": result["elbo"],
+        "log_px": result["log_px"],
+        "seconds": seconds,
+    }
 
 
 def main(argv=None):
@@ -81,24 +98,42 @@ def main(argv=None):
 
     train = load_fashion_mnist("train").images[: args.train_size]
     test = load_fashion_mnist("test").images[: args.test_size]
-    print(f"Fashion-MNIST, {len(train)} training / {len(test)} test images; MLP {args.hidden} hidden, "
-          f"latent dim {args.latent_dim}, {args.epochs} epochs, Adam lr {args.lr}, batch 100, "
-          f"TraceMeanField_ELBO, seed {args.seed}; log p(x) by importance sampling, K = {args.num_samples}; "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"Fashion-MNIST, {len(train)} training / {len(test)} test images; MLP {args.hidden} hidden, "
+        f"latent dim {args.latent_dim}, {args.epochs} epochs, Adam lr {args.lr}, batch 100, "
+        f"TraceMeanField_ELBO, seed {args.seed}; log p(x) by importance sampling, K = {args.num_samples}; "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     rows = []
     for likelihood in args.likelihoods:
         for latent in args.latents:
             row = run(latent, likelihood, train, test, args)
             rows.append(row)
-            print(f"  {likelihood:22s} {latent:10s} log p(x) {row['log_px']:9.2f}  ({row['seconds']:.0f} s)", flush=True)
+            print(
+                f"  {likelihood:22s} {latent:10s} log p(x) {row['log_px']:9.2f}  ({row['seconds']:.0f} s)", flush=True
+            )
 
-    header = ("likelihood (data)", "latent p(z) = q family", "KL", "test ELBO (nats)", "test log p(x) (nats)",
-              "bits/dim")
+    header = (
+        "likelihood (data)",
+        "latent p(z) = q family",
+        "KL",
+        "test ELBO (nats)",
+        "test log p(x) (nats)",
+        "bits/dim",
+    )
     lines = []
     for r in rows:
         bpd = f"{-r['log_px'] / (784 * math.log(2)):.3f}" if r["likelihood"] == "discretized-logistic" else "--"
-        lines.append((f"{r['likelihood']} ({DATA.get(r['likelihood'], '')})", r["latent"], r["kl"],
-                      f"{r['elbo']:.2f}", f"{r['log_px']:.2f}", bpd))
+        lines.append(
+            (
+                f"{r['likelihood']} ({DATA.get(r['likelihood'], '')})",
+                r["latent"],
+                r["kl"],
+                f"{r['elbo']:.2f}",
+                f"{r['log_px']:.2f}",
+                bpd,
+            )
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     rule = "  ".join("=" * w for w in widths)
     print()
@@ -108,8 +143,10 @@ def main(argv=None):
     for line in lines:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
     print(rule)
-    print("log p(x) of different likelihoods are NOT comparable: binary probabilities, densities on [0, 1] "
-          "and 8-bit probabilities measure different things; compare latent families within a likelihood.")
+    print(
+        "log p(x) of different likelihoods are NOT comparable: binary probabilities, densities on [0, 1] "
+        "and 8-bit probabilities measure different things; compare latent families within a likelihood."
+    )
 
 
 if __name__ == "__main__":

@@ -178,8 +178,7 @@ LOOPS = {
     "reference": lambda train, test, seed, run_dir=None: ReferenceDCGAN(train, seed),
     # ablations of the one difference between the two generators, the batch norm after G's projection:
     # pyrogen with DCGAN's per-map BatchNorm2d, the reference with pyrogen's per-feature BatchNorm1d
-    "pyrogen-bn2d": lambda train, test, seed, run_dir=None: PyrogenDCGAN(train, test, seed,
-                                                                       projection_norm="channel"),
+    "pyrogen-bn2d": lambda train, test, seed, run_dir=None: PyrogenDCGAN(train, test, seed, projection_norm="channel"),
     "reference-bn1d": lambda train, test, seed, run_dir=None: ReferenceDCGAN(train, seed, projection_norm="feature"),
 }
 
@@ -225,10 +224,12 @@ def run_one(loop, seed, args, train, test, net, real_features, z, log):
             for k, v in score(net, real_features, draw(gen, z, mode)).items():
                 row[k if mode == "eval" else f"{k}_{mode}"] = v
         rows.append(row)
-        log(f"{loop} seed {seed} epoch {epoch}: FD {row.get('fd', float('nan')):.2f} precision "
+        log(
+            f"{loop} seed {seed} epoch {epoch}: FD {row.get('fd', float('nan')):.2f} precision "
             f"{row.get('precision', float('nan')):.3f} recall {row.get('recall', float('nan')):.3f}"
             + (f" (train-mode FD {row['fd_train']:.2f})" if "fd_train" in row else "")
-            + f", {seconds:.0f} s training (+{build:.1f} s setup)")
+            + f", {seconds:.0f} s training (+{build:.1f} s setup)"
+        )
     return rows
 
 
@@ -239,8 +240,11 @@ def summarise(rows, epochs, loops):
         for e in range(1, epochs + 1):
             sel = [r for r in rows if r["loop"] == loop and r["epoch"] == e]
             if sel:
-                table[(loop, e)] = {k: sum(r[k] for r in sel) / len(sel) for k in sel[0]
-                                    if isinstance(sel[0][k], float) or k == "train_seconds"}
+                table[(loop, e)] = {
+                    k: sum(r[k] for r in sel) / len(sel)
+                    for k in sel[0]
+                    if isinstance(sel[0][k], float) or k == "train_seconds"
+                }
                 table[(loop, e)]["n"] = len(sel)
     return table
 
@@ -253,18 +257,26 @@ def plot(rows, loops, path):
 
     fig = Figure(figsize=(10, 3.2))
     axes = fig.subplots(1, 3)
-    colours = {"pyrogen": "tab:blue", "reference": "tab:orange", "pyrogen-bn2d": "tab:purple",
-               "reference-bn1d": "tab:green"}
-    for ax, key, title in zip(axes, ("fd", "precision", "recall"),
-                              ("Fréchet distance (lower is better)", "precision", "recall")):
+    colours = {
+        "pyrogen": "tab:blue",
+        "reference": "tab:orange",
+        "pyrogen-bn2d": "tab:purple",
+        "reference-bn1d": "tab:green",
+    }
+    for ax, key, title in zip(
+        axes, ("fd", "precision", "recall"), ("Fréchet distance (lower is better)", "precision", "recall")
+    ):
         for loop in loops:
             seeds = sorted({r["seed"] for r in rows if r["loop"] == loop})
             for s in seeds:
                 sel = sorted((r for r in rows if r["loop"] == loop and r["seed"] == s), key=lambda r: r["epoch"])
                 ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], color=colours.get(loop), alpha=0.35, lw=1)
             epochs = sorted({r["epoch"] for r in rows if r["loop"] == loop})
-            means = [sum(r[key] for r in rows if r["loop"] == loop and r["epoch"] == e)
-                     / sum(1 for r in rows if r["loop"] == loop and r["epoch"] == e) for e in epochs]
+            means = [
+                sum(r[key] for r in rows if r["loop"] == loop and r["epoch"] == e)
+                / sum(1 for r in rows if r["loop"] == loop and r["epoch"] == e)
+                for e in epochs
+            ]
             ax.plot(epochs, means, color=colours.get(loop), lw=2, marker="o", label=f"{loop} (mean of {len(seeds)})")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
@@ -284,9 +296,11 @@ def report(rows, args, manifest, start):
     seeds = sorted({r["seed"] for r in rows})
     table = summarise(rows, epochs, loops)
     print()
-    print(f"Fashion-MNIST, {args.train_size or 60000} training images, batch {BATCH_SIZE}, seeds {seeds}; "
-          f"{args.num_samples} samples (eval mode) vs as many test images in the features of "
-          f"{manifest['sha256'][:12]}, k = 3; means over the seeds")
+    print(
+        f"Fashion-MNIST, {args.train_size or 60000} training images, batch {BATCH_SIZE}, seeds {seeds}; "
+        f"{args.num_samples} samples (eval mode) vs as many test images in the features of "
+        f"{manifest['sha256'][:12]}, k = 3; means over the seeds"
+    )
     print()
     print("| loop | epoch | FD | precision | recall | training s |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -296,14 +310,19 @@ def report(rows, args, manifest, start):
     for loop in loops:
         if loop != "reference" and (loop, epochs) in table and ("reference", epochs) in table:
             ratios[loop] = table[(loop, epochs)]["fd"] / table[("reference", epochs)]["fd"]
-            print(f"epoch {epochs}: mean FD {loop} / reference = {ratios[loop]:.3f}"
-                  + (" (target <= 1.10)" if loop == "pyrogen" else ""))
+            print(
+                f"epoch {epochs}: mean FD {loop} / reference = {ratios[loop]:.3f}"
+                + (" (target <= 1.10)" if loop == "pyrogen" else "")
+            )
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.out:
-        out = {"feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
-               "args": {k: v for k, v in vars(args).items() if k != "merge"}, "rows": rows,
-               "fd_ratio_last_epoch": ratios,
-               "summary": [{"loop": k[0], "epoch": k[1], **v} for k, v in table.items()]}
+        out = {
+            "feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
+            "args": {k: v for k, v in vars(args).items() if k != "merge"},
+            "rows": rows,
+            "fd_ratio_last_epoch": ratios,
+            "summary": [{"loop": k[0], "epoch": k[1], **v} for k, v in table.items()],
+        }
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         atomic_write(args.out, lambda f: json.dump(out, f, indent=2), binary=False)
     if args.plot:
@@ -316,21 +335,41 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-size", type=int, default=None, help="first N training images (default: all 60,000)")
     p.add_argument("--num-samples", type=int, default=10000, help="generated and real (test) images per score")
-    p.add_argument("--loops", nargs="+", choices=list(LOOPS), default=["pyrogen", "reference"],
-                   help="pyrogen, reference, and the ablations pyrogen-bn2d and reference-bn1d")
-    p.add_argument("--modes", nargs="+", choices=["eval", "train"], default=["eval"],
-                   help="how generators are sampled for scoring (see the module docs)")
-    p.add_argument("--quick", action="store_true",
-                   help="1 seed, 1 epoch, 5,000 training images, 2,000 samples: a few minutes")
+    p.add_argument(
+        "--loops",
+        nargs="+",
+        choices=list(LOOPS),
+        default=["pyrogen", "reference"],
+        help="pyrogen, reference, and the ablations pyrogen-bn2d and reference-bn1d",
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["eval", "train"],
+        default=["eval"],
+        help="how generators are sampled for scoring (see the module docs)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="1 seed, 1 epoch, 5,000 training images, 2,000 samples: a few minutes"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write every row and the summary as JSON here")
     p.add_argument("--plot", default=None, help="write the curves (FD, precision, recall by epoch) as PNG here")
-    p.add_argument("--keep-run", default=None, metavar="RUN_DIR",
-                   help="write the first seed's pyrogen run here as a run directory (pyrogen sample RUN_DIR, "
-                        "pyrogen sample-quality RUN_DIR)")
-    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                   help="train nothing: tabulate (and --out, --plot) the rows of these --out files together, "
-                        "e.g. one process per seed")
+    p.add_argument(
+        "--keep-run",
+        default=None,
+        metavar="RUN_DIR",
+        help="write the first seed's pyrogen run here as a run directory (pyrogen sample RUN_DIR, "
+        "pyrogen sample-quality RUN_DIR)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="train nothing: tabulate (and --out, --plot) the rows of these --out files together, "
+        "e.g. one process per seed",
+    )
     args = p.parse_args(argv)
     start = time.perf_counter()
     if args.merge:
@@ -370,9 +409,11 @@ def main(argv=None):
     real = test[: args.num_samples]
     real_features = extract_features(net, real, 1000, "real images")
     z = torch.randn(args.num_samples, LATENT_DIM, generator=torch.Generator().manual_seed(12345))
-    log(f"feature network sha256 {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}, "
+    log(
+        f"feature network sha256 {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}, "
         f"{TRAIN_COMMAND}); {train.shape[0]} training images, {args.epochs} epoch(s), seeds {args.seeds}, "
-        f"{args.num_samples} samples vs {real.shape[0]} test images, {torch.get_num_threads()} thread(s)")
+        f"{args.num_samples} samples vs {real.shape[0]} test images, {torch.get_num_threads()} thread(s)"
+    )
 
     rows = []
     for seed in args.seeds:  # the loops alternate within each seed: load drifts hit both alike

@@ -50,8 +50,9 @@ def plain_step(g_net, d_net, opt_g, opt_d, real, latent_dim):
 
 def build(args, seed, device):
     torch.manual_seed(seed)
-    gen = Generator(args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden),
-                    channels=args.channels).to(device)
+    gen = Generator(
+        args.latent_dim, architecture=args.architecture, hidden=tuple(args.hidden), channels=args.channels
+    ).to(device)
     disc = build_discriminator(args.architecture, hidden=tuple(args.hidden), channels=args.channels).to(device)
     adam = lambda ps: torch.optim.Adam(ps, lr=2e-4, betas=(0.5, 0.999))  # noqa: E731
     return gen, disc, adam(gen.parameters()), adam(disc.parameters())
@@ -93,21 +94,26 @@ def main():
     for fn in loops.values():
         fn()  # warm-up
     for r in range(args.rounds):
-        for name in (("pyrogen", "plain") if r % 2 == 0 else ("plain", "pyrogen")):
+        for name in ("pyrogen", "plain") if r % 2 == 0 else ("plain", "pyrogen"):
             sync()
             start = time.perf_counter()
             loops[name]()
             sync()
             times[name].append((time.perf_counter() - start) / args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{args.architecture} on {device.type}, batch {args.batch_size}, {args.threads} thread(s), "
-          f"{args.rounds} blocks x {args.steps} steps each, interleaved")
+    print(
+        f"{args.architecture} on {device.type}, batch {args.batch_size}, {args.threads} thread(s), "
+        f"{args.rounds} blocks x {args.steps} steps each, interleaved"
+    )
     for k in loops:
-        print(f"  {k:8s} median {1e3 * med[k]:.2f} ms/step (min {1e3 * min(times[k]):.2f}, "
-              f"max {1e3 * max(times[k]):.2f})")
+        print(
+            f"  {k:8s} median {1e3 * med[k]:.2f} ms/step (min {1e3 * min(times[k]):.2f}, max {1e3 * max(times[k]):.2f})"
+        )
     paired = statistics.median(a / b for a, b in zip(times["pyrogen"], times["plain"]))
-    print(f"  ratio pyrogen/plain: {med['pyrogen'] / med['plain']:.3f} of the medians, {paired:.3f} median of "
-          f"the paired (adjacent-block) ratios (target <= 1.10)")
+    print(
+        f"  ratio pyrogen/plain: {med['pyrogen'] / med['plain']:.3f} of the medians, {paired:.3f} median of "
+        f"the paired (adjacent-block) ratios (target <= 1.10)"
+    )
 
 
 if __name__ == "__main__":

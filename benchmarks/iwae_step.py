@@ -48,8 +48,12 @@ def main(argv=None):
     contenders = {}
     for name, dreg in [("pyrogen", False)] + ([("pyrogen DReG", True)] if args.dreg else []):
         vae = VAE(latent_dim=catalogue.LATENT, hidden=(catalogue.HIDDEN,))
-        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3),
-                       IWAE_ELBO(num_particles=args.particles, dreg=dreg))
+        svi = TorchSVI(
+            vae.model,
+            vae.guide,
+            torch.optim.Adam(vae.parameters(), lr=1e-3),
+            IWAE_ELBO(num_particles=args.particles, dreg=dreg),
+        )
         contenders[name] = lambda svi=svi: svi.step(x)
     config_args = argparse.Namespace()
     wrapped = catalogue._pythae("iwae")(config_args)
@@ -59,12 +63,16 @@ def main(argv=None):
     contenders["pythae"] = lambda: catalogue._pythae_step(wrapped, optimizer, x)
 
     times = catalogue.interleaved_times(contenders, args.blocks, args.steps)
-    print(f"IWAE step, K = {args.particles}, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), "
-          f"{args.blocks} interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"IWAE step, K = {args.particles}, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), "
+        f"{args.blocks} interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}"
+    )
     for name, ms in times.items():
         ratio = statistics.median(a / b for a, b in zip(ms, times["pythae"]))
-        print(f"  {name:13s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.0f}' for m in ms)})"
-              f"  ratio to pythae {ratio:.2f} (median of per-block ratios)")
+        print(
+            f"  {name:13s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.0f}' for m in ms)})"
+            f"  ratio to pythae {ratio:.2f} (median of per-block ratios)"
+        )
     return times
 
 

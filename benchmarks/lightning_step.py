@@ -39,8 +39,12 @@ def main(argv=None):
     p.add_argument("--train-size", type=int, default=None, help="training images (default: all 60,000)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--precision", choices=["32", "bf16"], default="32",
-                   help="both paths: Lightning's precision (bf16-mixed) and TorchSVI's (bf16)")
+    p.add_argument(
+        "--precision",
+        choices=["32", "bf16"],
+        default="32",
+        help="both paths: Lightning's precision (bf16-mixed) and TorchSVI's (bf16)",
+    )
     args = p.parse_args(argv)
 
     import lightning.pytorch as pl
@@ -57,8 +61,13 @@ def main(argv=None):
     vae = VAE(latent_dim=50, hidden=(400,)).to(device)
     twin = VAE(latent_dim=50, hidden=(400,)).to(device)
     twin.load_state_dict(vae.state_dict())
-    svi = TorchSVI(twin.model, twin.guide, torch.optim.Adam(twin.parameters(), lr=1e-3), ReparamTrace_ELBO(),
-                   precision=args.precision)
+    svi = TorchSVI(
+        twin.model,
+        twin.guide,
+        torch.optim.Adam(twin.parameters(), lr=1e-3),
+        ReparamTrace_ELBO(),
+        precision=args.precision,
+    )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     svi_batches = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=2, device=device)
     svi_iter = iter(svi_batches)
@@ -102,24 +111,36 @@ def main(argv=None):
 
     module = SVIModule(vae.model, vae.guide, lr=1e-3)
     loader = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=1, device=device)
-    trainer = pl.Trainer(accelerator=args.device, devices=1,
-                         precision="bf16-mixed" if args.precision == "bf16" else "32-true",
-                         max_steps=(args.blocks + 1) * args.block,
-                         max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, use_distributed_sampler=False, callbacks=[Interleave()])
+    trainer = pl.Trainer(
+        accelerator=args.device,
+        devices=1,
+        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+        max_steps=(args.blocks + 1) * args.block,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=[Interleave()],
+    )
     with pyro.validation_enabled(False):
         trainer.fit(module, loader)
 
     ratios = [a / b for a, b in zip(times["lightning"], times["torchsvi"])]
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{args.threads} threads, {platform.machine()}"
-    print(f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, precision "
-          f"{args.precision}, {where}, {len(ratios)} blocks of {args.block} steps")
+    print(
+        f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, precision "
+        f"{args.precision}, {where}, {len(ratios)} blocks of {args.block} steps"
+    )
     print("| path | ms per step (median) |")
     print("|---|---|")
     for name, values in times.items():
         print(f"| {name} | {statistics.median(values):.2f} |")
-    print(f"Lightning / TorchSVI, median over blocks: {statistics.median(ratios):.3f}x "
-          f"(blocks: {min(ratios):.3f}x to {max(ratios):.3f}x; target at most 1.10x)")
+    print(
+        f"Lightning / TorchSVI, median over blocks: {statistics.median(ratios):.3f}x "
+        f"(blocks: {min(ratios):.3f}x to {max(ratios):.3f}x; target at most 1.10x)"
+    )
 
 
 if __name__ == "__main__":

@@ -85,15 +85,31 @@ def main(argv=None):
     common = ["--epochs", str(args.epochs), "--seed", str(args.seed), "--threads", "1", *args.extra.split()]
     runs = {"built-in": os.path.join(args.runs, "builtin"), "png": os.path.join(args.runs, "png")}
     pyrogen("train", "vae", "--out", runs["built-in"], *common)
-    pyrogen("train", "vae", "--out", runs["png"], "--data", os.path.join(args.root, "train"),
-            "--test-data", os.path.join(args.root, "test"), *common)
+    pyrogen(
+        "train",
+        "vae",
+        "--out",
+        runs["png"],
+        "--data",
+        os.path.join(args.root, "train"),
+        "--test-data",
+        os.path.join(args.root, "test"),
+        *common,
+    )
     rows = {name: result(run) for name, run in runs.items()}
-    out = {"machine": machine(), "command": "python -m benchmarks.own_data " + " ".join(
-        sys.argv[1:] if argv is None else argv), "epochs": args.epochs, "seed": args.seed,
-        "export_seconds": exported, "runs": rows,
-        "difference": {k: (None if rows["png"][k] is None else rows["png"][k] - rows["built-in"][k])
-                       for k in ("test_elbo", "log_px")},
-        "png_files": sum(len(files) for _, _, files in os.walk(args.root))}
+    out = {
+        "machine": machine(),
+        "command": "python -m benchmarks.own_data " + " ".join(sys.argv[1:] if argv is None else argv),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "export_seconds": exported,
+        "runs": rows,
+        "difference": {
+            k: (None if rows["png"][k] is None else rows["png"][k] - rows["built-in"][k])
+            for k in ("test_elbo", "log_px")
+        },
+        "png_files": sum(len(files) for _, _, files in os.walk(args.root)),
+    }
     print(json.dumps({k: out[k] for k in ("runs", "difference")}, indent=1))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".tmp", "w") as f:

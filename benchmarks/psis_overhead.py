@@ -41,8 +41,10 @@ def main():
             times["PSIS fit"].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in med.items():
-        print(f"{k}: median {v:.3f} s for {args.examples} examples, K = {args.samples} "
-              f"({args.repeats} interleaved repeats)")
+        print(
+            f"{k}: median {v:.3f} s for {args.examples} examples, K = {args.samples} "
+            f"({args.repeats} interleaved repeats)"
+        )
     print(f"PSIS fit / log p(x) = {med['PSIS fit'] / med['log p(x)']:.3f}")
 
 

@@ -105,10 +105,19 @@ def _train_seconds(trainer):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", default=DEFAULT_MODELS,
-                   help=f"models to train here (default: {' '.join(DEFAULT_MODELS)}; none with a bare --models)")
-    p.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
-                   help="also score the model of a run directory (pyrogen train vae|ae|gan)")
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=DEFAULT_MODELS,
+        help=f"models to train here (default: {' '.join(DEFAULT_MODELS)}; none with a bare --models)",
+    )
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also score the model of a run directory (pyrogen train vae|ae|gan)",
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="training wall-clock budget per model")
     p.add_argument("--num-samples", type=int, default=10000, help="generated and real images per row")
     p.add_argument("--latent-dim", type=int, default=50)
@@ -120,9 +129,12 @@ def main(argv=None):
 
     start = time.perf_counter()
     _, manifest = load_classifier(train_if_missing=True)
-    print(f"feature network: {os.path.join(cache_dir(), 'fashion_mnist_features.pt')}, sha256 "
-          f"{manifest['sha256'][:12]}, test accuracy {manifest['test_accuracy']:.4f} "
-          f"(recipe v{manifest['recipe']['version']}, {TRAIN_COMMAND})", flush=True)
+    print(
+        f"feature network: {os.path.join(cache_dir(), 'fashion_mnist_features.pt')}, sha256 "
+        f"{manifest['sha256'][:12]}, test accuracy {manifest['test_accuracy']:.4f} "
+        f"(recipe v{manifest['recipe']['version']}, {TRAIN_COMMAND})",
+        flush=True,
+    )
     from pyrogen.evaluation import load_feature_network
 
     net = load_feature_network()
@@ -134,10 +146,20 @@ def main(argv=None):
     def score(name, samples, epochs, seconds):
         t = time.perf_counter()
         result = evaluate_samples(samples, real, feature_net=net)
-        rows.append({"model": name, "epochs": epochs, "train_seconds": round(seconds, 1), **result,
-                     "eval_seconds": round(time.perf_counter() - t, 1)})
-        print(f"{name}: FD {result['frechet_distance']:.3f}, precision {result['precision']:.3f}, "
-              f"recall {result['recall']:.3f} ({epochs} epochs, {seconds:.0f} s training)", flush=True)
+        rows.append(
+            {
+                "model": name,
+                "epochs": epochs,
+                "train_seconds": round(seconds, 1),
+                **result,
+                "eval_seconds": round(time.perf_counter() - t, 1),
+            }
+        )
+        print(
+            f"{name}: FD {result['frechet_distance']:.3f}, precision {result['precision']:.3f}, "
+            f"recall {result['recall']:.3f} ({epochs} epochs, {seconds:.0f} s training)",
+            flush=True,
+        )
 
     score("real (train images)", train_images, 0, 0.0)
     for name in args.models:
@@ -145,7 +167,7 @@ def main(argv=None):
             if name in ("ae", "vae"):
                 out = train_vae_family(name, args)
             elif name.startswith("gan-"):
-                out = train_gan(name[len("gan-"):], args)
+                out = train_gan(name[len("gan-") :], args)
             else:
                 raise SystemExit(f"unknown model {name!r}; expected ae, vae or gan-<loss>")
         except MissingModel as e:
@@ -158,21 +180,29 @@ def main(argv=None):
         score(name, *samples_from_run(path or name, args.num_samples, args.seed + 1))
 
     print()
-    print(f"Fashion-MNIST, {args.num_samples} generated vs {args.num_samples} test images, features of the "
-          f"pyrogen classifier {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}), "
-          f"k = 3; budget {args.seconds:.0f} s training per model, {torch.get_num_threads()} thread(s)")
+    print(
+        f"Fashion-MNIST, {args.num_samples} generated vs {args.num_samples} test images, features of the "
+        f"pyrogen classifier {manifest['sha256'][:12]} (test accuracy {manifest['test_accuracy']:.4f}), "
+        f"k = 3; budget {args.seconds:.0f} s training per model, {torch.get_num_threads()} thread(s)"
+    )
     print()
     print("| model | epochs | training s | FD (lower better) | precision | recall |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['epochs']} | {r['train_seconds']:.0f} | {r['frechet_distance']:.3f} "
-              f"| {r['precision']:.3f} | {r['recall']:.3f} |")
+        print(
+            f"| {r['model']} | {r['epochs']} | {r['train_seconds']:.0f} | {r['frechet_distance']:.3f} "
+            f"| {r['precision']:.3f} | {r['recall']:.3f} |"
+        )
     for m in missing:
         print(f"missing: {m}")
     print(f"\ntotal {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.out:
-        report = {"feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
-                  "args": vars(args), "rows": rows, "missing": missing}
+        report = {
+            "feature_net": {k: manifest[k] for k in ("sha256", "test_accuracy", "recipe")},
+            "args": vars(args),
+            "rows": rows,
+            "missing": missing,
+        }
         atomic_write(args.out, lambda f: json.dump(report, f, indent=2), binary=False)
 
 

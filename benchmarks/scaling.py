@@ -62,18 +62,23 @@ def main():
         torch.set_num_threads(args.threads)
     pyro.enable_validation(False)
 
-    print(f"MLP 784-400-d VAE, Bernoulli, L = 1, torch threads {torch.get_num_threads()}, "
-          f"{args.blocks} interleaved blocks x {args.steps} steps")
-    print("| latent | M | pyrogen ms / step | examples / s | ratio to hand-written | "
-          f"activations per example | largest M in {args.budget_gb:g} GB |")
+    print(
+        f"MLP 784-400-d VAE, Bernoulli, L = 1, torch threads {torch.get_num_threads()}, "
+        f"{args.blocks} interleaved blocks x {args.steps} steps"
+    )
+    print(
+        "| latent | M | pyrogen ms / step | examples / s | ratio to hand-written | "
+        f"activations per example | largest M in {args.budget_gb:g} GB |"
+    )
     print("|---|---|---|---|---|---|---|")
     for latent in args.latent_sizes:
         for batch in args.batch_sizes:
             x = torch.bernoulli(torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
             pyro.set_rng_seed(0)
             vae = VAE(latent_dim=latent, hidden=(400,))
-            svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
-                           ReparamTrace_ELBO())
+            svi = TorchSVI(
+                vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True), ReparamTrace_ELBO()
+            )
             plain = PlainVAE("mlp", latent_dim=latent)
             plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-3, fused=True)
 
@@ -87,7 +92,7 @@ def main():
             for fn in loops.values():
                 fn()  # warm-up
             for r in range(args.blocks):
-                for name in (("pyrogen", "plain") if r % 2 == 0 else ("plain", "pyrogen")):
+                for name in ("pyrogen", "plain") if r % 2 == 0 else ("plain", "pyrogen"):
                     start = time.perf_counter()
                     for _ in range(args.steps):
                         loops[name]()
@@ -97,8 +102,11 @@ def main():
             elbo = ReparamTrace_ELBO()
             per_example = saved_bytes(lambda x: elbo.differentiable_loss(vae.model, vae.guide, x), x) / batch
             largest = int((args.budget_gb * 2**30 - fixed_bytes(vae)) // per_example)
-            print(f"| {latent} | {batch} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ratio:.2f}x "
-                  f"| {per_example / 1024:.1f} KiB | {largest:,} |", flush=True)
+            print(
+                f"| {latent} | {batch} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ratio:.2f}x "
+                f"| {per_example / 1024:.1f} KiB | {largest:,} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -45,13 +45,20 @@ from pyrogen.training import VAETrainer, default_config
 
 def machine():
     """Date and machine of a measurement, for its results file."""
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average": os.getloadavg()}
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**20, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def generate(path, n):
@@ -78,6 +85,7 @@ def trainer(data, test, workers):
 
 def stepper(t):
     """One training step of trainer ``t`` per call, over its loader's epochs."""
+
     def batches():
         while True:
             yield from t.loader
@@ -106,8 +114,11 @@ def probe(args):
     with pyro.validation_enabled(False):
         for _ in range(args.blocks * args.steps):
             step()
-    workers = [w.pid for w in getattr(t.loader._loader._iterator, "_workers", [])] \
-        if getattr(t.loader._loader, "_iterator", None) is not None else []
+    workers = (
+        [w.pid for w in getattr(t.loader._loader._iterator, "_workers", [])]
+        if getattr(t.loader._loader, "_iterator", None) is not None
+        else []
+    )
     rss = peak_rss_kib([os.getpid()] + workers)
     print(json.dumps({"main_kib": rss.get(os.getpid()), "workers_kib": [rss[p] for p in workers if p in rss]}))
 
@@ -129,33 +140,53 @@ def main(argv=None):
         start = time.perf_counter()
         generate(args.path, args.images)
         print(f"wrote {args.images} images to {args.path} in {time.perf_counter() - start:.1f} s")
-    rss = subprocess.run([sys.executable, "-m", "benchmarks.streaming", "--probe", *sys.argv[1:]] if argv is None
-                         else [sys.executable, "-m", "benchmarks.streaming", "--probe", *argv],
-                         capture_output=True, text=True, check=True)
+    rss = subprocess.run(
+        [sys.executable, "-m", "benchmarks.streaming", "--probe", *sys.argv[1:]]
+        if argv is None
+        else [sys.executable, "-m", "benchmarks.streaming", "--probe", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss = json.loads(rss.stdout.strip().splitlines()[-1])
     source = open_source(args.path, test_fraction=args.test_fraction)
     (train, test), (reader, _) = source.splits(), source.splits(stream=True)
     test_x = static_binarize(test.images, 12345)
-    contenders = {"in-memory": stepper(trainer(train.images, test_x, args.workers)),
-                  "streaming": stepper(trainer(reader, test_x, args.workers))}
+    contenders = {
+        "in-memory": stepper(trainer(train.images, test_x, args.workers)),
+        "streaming": stepper(trainer(reader, test_x, args.workers)),
+    }
     times = interleaved_times(contenders, args.blocks, args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "machine": machine(),
         "command": "python -m benchmarks.streaming " + " ".join(sys.argv[1:] if argv is None else argv),
-        "images": args.images, "train_images": len(reader), "workers": args.workers,
-        "blocks": args.blocks, "steps_per_block": args.steps,
-        "ms_per_step_median": med, "ms_per_step_blocks": times,
+        "images": args.images,
+        "train_images": len(reader),
+        "workers": args.workers,
+        "blocks": args.blocks,
+        "steps_per_block": args.steps,
+        "ms_per_step_median": med,
+        "ms_per_step_blocks": times,
         "speed_ratio_streaming_over_in_memory": med["in-memory"] / med["streaming"],
-        "peak_rss_streaming_only_mib": {"main": rss["main_kib"] / 1024,
-                                        "workers": [w / 1024 for w in rss["workers_kib"]],
-                                        "total": (rss["main_kib"] + sum(rss["workers_kib"])) / 1024},
-        "peak_rss_this_process_mib": __import__("resource").getrusage(
-            __import__("resource").RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_streaming_only_mib": {
+            "main": rss["main_kib"] / 1024,
+            "workers": [w / 1024 for w in rss["workers_kib"]],
+            "total": (rss["main_kib"] + sum(rss["workers_kib"])) / 1024,
+        },
+        "peak_rss_this_process_mib": __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss
+        / 1024,
         "array_mib": os.path.getsize(args.path) / 2**20,
     }
-    print(json.dumps({k: result[k] for k in ("ms_per_step_median", "speed_ratio_streaming_over_in_memory",
-                                             "peak_rss_streaming_only_mib")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("ms_per_step_median", "speed_ratio_streaming_over_in_memory", "peak_rss_streaming_only_mib")
+            },
+            indent=1,
+        )
+    )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".tmp", "w") as f:
         json.dump(result, f, indent=1)

@@ -126,24 +126,42 @@ def main():
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block", type=int, default=50, help="steps each loop takes in its turn")
-    parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp",
-                        help="conv: pyrogen's convolutional encoder and decoder; times only (no evaluation)")
+    parser.add_argument(
+        "--architecture",
+        choices=["mlp", "conv"],
+        default="mlp",
+        help="conv: pyrogen's convolutional encoder and decoder; times only (no evaluation)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--batch-size", type=int, default=100, help="M, examples per step")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--target-elbo", type=float, default=-250.0,
-                        help="the test ELBO (nats per image) whose first crossing is timed")
+    parser.add_argument(
+        "--target-elbo", type=float, default=-250.0, help="the test ELBO (nats per image) whose first crossing is timed"
+    )
     parser.add_argument("--target-every", type=int, default=2, help="check the target every N blocks")
     parser.add_argument("--target-images", type=int, default=2000, help="test images for the target check")
     parser.add_argument("--cudagraphs", action="store_true", help="add the compiled step with CUDA graphs")
-    parser.add_argument("--autocast", choices=["bf16"], default=None,
-                        help="add plain and pyrogen eager rows under torch.autocast(bfloat16)")
+    parser.add_argument(
+        "--autocast",
+        choices=["bf16"],
+        default=None,
+        help="add plain and pyrogen eager rows under torch.autocast(bfloat16)",
+    )
     parser.add_argument("--no-pythae", action="store_true", help="leave pythae out even if importable")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="time steps by the wall clock, or by this thread's CPU time (CPU only: on a shared "
-                             "machine it leaves out the time the thread waits for a core)")
-    parser.add_argument("--rows", nargs="+", default=None, metavar="ROW",
-                        help="time only these loops (plain is always in): e.g. --rows pyrogen pyrogen-pyro-meanfield")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time steps by the wall clock, or by this thread's CPU time (CPU only: on a shared "
+        "machine it leaves out the time the thread waits for a core)",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help="time only these loops (plain is always in): e.g. --rows pyrogen pyrogen-pyro-meanfield",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -184,8 +202,9 @@ def main():
             loss = ReparamTrace_ELBO() if name == "trace" else ELBOS[name]()
         else:
             loss = {"trace": ReparamTrace_ELBO, "pyro-meanfield": pyro.infer.TraceMeanField_ELBO}[elbo]()
-        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
-                       loss, compile=compile)
+        svi = TorchSVI(
+            vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True), loss, compile=compile
+        )
         if compile_options:
             svi.loss_module.compile_options.update(compile_options)
         if compile:
@@ -193,8 +212,11 @@ def main():
             with pyro.validation_enabled(False):
                 svi.loss_module(torch.zeros(batch, 1, 28, 28, device=device)).backward()  # records and compiles
             vae.zero_grad(set_to_none=True)
-            name = "pyrogen-record: recorded" if compile == "record" else (
-                f"pyrogen-compile{'-cudagraphs' if compile_options else ''}: recorded and compiled")
+            name = (
+                "pyrogen-record: recorded"
+                if compile == "record"
+                else (f"pyrogen-compile{'-cudagraphs' if compile_options else ''}: recorded and compiled")
+            )
             print(f"{name} in {time.perf_counter() - start:.1f} s", flush=True)
         if not autocast:
             return vae, svi.step
@@ -205,10 +227,22 @@ def main():
 
         return vae, step
 
-    rows = ["plain", "plain-mc-kl", "plain-default-adam", "pyrogen", "pyrogen-record", "pyrogen-pyro-meanfield",
-            "pyrogen-trace", "pyrogen-compile"] + (["pyrogen-compile-cudagraphs"] if args.cudagraphs else []) + (
-            ["plain-bf16", "pyrogen-bf16"] if args.autocast else []) + ["pyro-tutorial"] + (
-            ["pythae"] if args.architecture == "mlp" and not args.no_pythae else [])
+    rows = (
+        [
+            "plain",
+            "plain-mc-kl",
+            "plain-default-adam",
+            "pyrogen",
+            "pyrogen-record",
+            "pyrogen-pyro-meanfield",
+            "pyrogen-trace",
+            "pyrogen-compile",
+        ]
+        + (["pyrogen-compile-cudagraphs"] if args.cudagraphs else [])
+        + (["plain-bf16", "pyrogen-bf16"] if args.autocast else [])
+        + ["pyro-tutorial"]
+        + (["pythae"] if args.architecture == "mlp" and not args.no_pythae else [])
+    )
     if args.rows:
         unknown = set(args.rows) - set(rows)
         if unknown:
@@ -267,8 +301,9 @@ def main():
             return evaluate_dataset(model.model, model.guide, x, batch_size=500)["elbo"]
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    loaders = {name: DeviceLoader(train.images, batch, binarize="dynamic", seed=args.seed + 1, device=device)
-               for name in loops}
+    loaders = {
+        name: DeviceLoader(train.images, batch, binarize="dynamic", seed=args.seed + 1, device=device) for name in loops
+    }
     per_step = {name: [] for name in loops}
     trained = dict.fromkeys(loops, 0.0)  # seconds of training so far
     reached = dict.fromkeys(loops)  # seconds of training when the target ELBO was first reached
@@ -291,15 +326,21 @@ def main():
                     if reached[name] is None and (block // args.block + 1) % args.target_every == 0:
                         if test_elbo(name, target_x) >= args.target_elbo:
                             reached[name] = trained[name]
-            print(f"epoch {epoch + 1}: " + ", ".join(
-                f"{n} {statistics.median(t[-blocks_per_epoch:]) * 1e3:.2f} ms" for n, t in per_step.items()),
-                flush=True)
+            print(
+                f"epoch {epoch + 1}: "
+                + ", ".join(
+                    f"{n} {statistics.median(t[-blocks_per_epoch:]) * 1e3:.2f} ms" for n, t in per_step.items()
+                ),
+                flush=True,
+            )
 
     reference = statistics.median(per_step["plain"])
     same_estimator = statistics.median(per_step["plain-mc-kl"]) if "plain-mc-kl" in per_step else float("nan")
-    print(f"\nFashion-MNIST, {args.architecture} VAE on {device.type}, {args.epochs} epochs, M = {batch}, L = 1, "
-          f"torch threads {torch.get_num_threads()}, {args.clock} clock, median of {len(per_step['plain'])} blocks "
-          f"of {args.block} steps")
+    print(
+        f"\nFashion-MNIST, {args.architecture} VAE on {device.type}, {args.epochs} epochs, M = {batch}, L = 1, "
+        f"torch threads {torch.get_num_threads()}, {args.clock} clock, median of {len(per_step['plain'])} blocks "
+        f"of {args.block} steps"
+    )
 
     def to_same_estimator(ms):  # "–" when the plain-mc-kl row was left out (--rows)
         return "–" if math.isnan(same_estimator) else f"{ms / same_estimator / 1e3:.2f}x"
@@ -308,26 +349,34 @@ def main():
         return f"{reached[name]:.1f} s" if reached[name] is not None else "not reached"
 
     if args.architecture == "conv":
-        print("| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl "
-              f"| to ELBO {args.target_elbo:g} |")
+        print(
+            "| loop | ms / step | examples / s | ratio to plain | ratio to plain-mc-kl "
+            f"| to ELBO {args.target_elbo:g} |"
+        )
         print("|---|---|---|---|---|---|")
         for name, times in per_step.items():
             ms = statistics.median(times) * 1e3
-            print(f"| {name} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
-                  f"| {to_same_estimator(ms)} | {reach(name)} |")
+            print(
+                f"| {name} | {ms:.2f} | {batch * 1e3 / ms:.0f} | {ms / reference / 1e3:.2f}x "
+                f"| {to_same_estimator(ms)} | {reach(name)} |"
+            )
         return
-    print(f"| loop | ms / step | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} | test ELBO "
-          f"| test log p(x), K = {args.eval_samples} |")
+    print(
+        f"| loop | ms / step | ratio to plain | ratio to plain-mc-kl | to ELBO {args.target_elbo:g} | test ELBO "
+        f"| test log p(x), K = {args.eval_samples} |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in loops:
         model = as_pyrogen(name)
         pyro.set_rng_seed(123)
         with pyro.validation_enabled(False):
-            result = evaluate_dataset(model.model, model.guide, test_x, batch_size=500,
-                                      num_samples=args.eval_samples)
+            result = evaluate_dataset(model.model, model.guide, test_x, batch_size=500, num_samples=args.eval_samples)
         ms = statistics.median(per_step[name]) * 1e3
-        print(f"| {name} | {ms:.2f} | {ms / reference / 1e3:.2f}x | {to_same_estimator(ms)} "
-              f"| {reach(name)} | {result['elbo']:.2f} | {result['log_px']:.2f} |")
+        print(
+            f"| {name} | {ms:.2f} | {ms / reference / 1e3:.2f}x | {to_same_estimator(ms)} "
+            f"| {reach(name)} | {result['elbo']:.2f} | {result['log_px']:.2f} |"
+        )
+
 
 if __name__ == "__main__":
     main()

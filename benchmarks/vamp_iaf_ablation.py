@@ -66,12 +66,24 @@ def _vamp_no_bias(args):
 register("vamp-hardtanh-no-bias", _vamp_no_bias, lambda a: Trace_ELBO(), "VampPrior, hardtanh(w_k), no shared bias")
 register("iaf-no-context", _iaf(context=False), lambda a: Trace_ELBO(), "IAF 2 steps, stable, no context h(x)")
 register("iaf-unstable", _iaf(stable=False), lambda a: Trace_ELBO(), "IAF 2 steps, context, z exp(s) + m")
-register("iaf-no-context-unstable", _iaf(context=False, stable=False), lambda a: Trace_ELBO(),
-         "IAF 2 steps, no context, z exp(s) + m, random orders")
-register("iaf-unstable-flip", _iaf(stable=False, flip=True), lambda a: Trace_ELBO(),
-         "IAF 2 steps, context, z exp(s) + m, orders flipped")
-register("iaf-pythae-like", _iaf(context=False, stable=False, flip=True), lambda a: Trace_ELBO(),
-         "IAF 2 steps, no context, z exp(s) + m, orders flipped")
+register(
+    "iaf-no-context-unstable",
+    _iaf(context=False, stable=False),
+    lambda a: Trace_ELBO(),
+    "IAF 2 steps, no context, z exp(s) + m, random orders",
+)
+register(
+    "iaf-unstable-flip",
+    _iaf(stable=False, flip=True),
+    lambda a: Trace_ELBO(),
+    "IAF 2 steps, context, z exp(s) + m, orders flipped",
+)
+register(
+    "iaf-pythae-like",
+    _iaf(context=False, stable=False, flip=True),
+    lambda a: Trace_ELBO(),
+    "IAF 2 steps, no context, z exp(s) + m, orders flipped",
+)
 
 if __name__ == "__main__":
     catalogue.main(sys.argv[1:])

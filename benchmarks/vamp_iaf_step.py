@@ -52,21 +52,30 @@ def main(argv=None):
         svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3), Trace_ELBO())
         contenders[f"pyrogen {kind}"] = lambda svi=svi: svi.step(x)
         vae = VAE(latent_dim=catalogue.LATENT, hidden=(catalogue.HIDDEN,), **options)
-        svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
-                       ReparamTrace_ELBO(), compile="record")
+        svi = TorchSVI(
+            vae.model,
+            vae.guide,
+            torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True),
+            ReparamTrace_ELBO(),
+            compile="record",
+        )
         contenders[f"pyrogen {kind} recorded"] = lambda svi=svi: svi.step(x)
         wrapped = catalogue._pythae(kind)(argparse.Namespace())
         optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-3)
         contenders[f"pythae {kind}"] = lambda w=wrapped, o=optimizer: catalogue._pythae_step(w, o, x)
 
     times = catalogue.interleaved_times(contenders, args.blocks, args.steps)
-    print(f"training step, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), {args.blocks} "
-          f"interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"training step, batch {args.batch_size}, 784-400-50, {args.threads} CPU thread(s), {args.blocks} "
+        f"interleaved blocks of {args.steps} steps; load average {os.getloadavg()[0]:.2f}"
+    )
     for name, ms in times.items():
         reference = times["pythae " + name.split()[1]]
         ratio = statistics.median(a / b for a, b in zip(ms, reference))
-        print(f"  {name:22s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.1f}' for m in ms)})"
-              f"  ratio to pythae's same model {ratio:.2f} (median of per-block ratios)")
+        print(
+            f"  {name:22s} {statistics.median(ms):8.1f} ms/step (median; blocks {', '.join(f'{m:.1f}' for m in ms)})"
+            f"  ratio to pythae's same model {ratio:.2f} (median of per-block ratios)"
+        )
     return times
 
 

@@ -181,8 +181,7 @@ def _reexported(app, env, node, contnode):
     if not home or home == module_name:
         return None
     domain = env.get_domain("py")
-    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
-                               f"{home}.{attr}", node, contnode)
+    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], f"{home}.{attr}", node, contnode)
 
 
 def _external_link(app, env, node, contnode):
@@ -191,8 +190,9 @@ def _external_link(app, env, node, contnode):
     url = EXTERNAL_SEARCH.get(target.split(".")[0])
     if node.get("refdomain") != "py" or url is None:
         return None
-    ref = nodes.reference("", "", internal=False, refuri=url.format(quote(target)),
-                          reftitle=f"{target} (external documentation)")
+    ref = nodes.reference(
+        "", "", internal=False, refuri=url.format(quote(target)), reftitle=f"{target} (external documentation)"
+    )
     ref.append(contnode)
     return ref
 
@@ -202,5 +202,3 @@ def setup(app):
     app.connect("missing-reference", _reexported)
     app.connect("missing-reference", _external_link)
     return {"parallel_read_safe": True}
-
-

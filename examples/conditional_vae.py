@@ -37,15 +37,17 @@ defaults (the documentation build does not run it):
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")
 parser.add_argument("--latent-dim", type=int, default=10, help="dimension of the code z")
 parser.add_argument("--hidden", type=int, default=400, help="units of the hidden layer of each network")
 parser.add_argument("--out", default="runs/examples/conditional_vae", help="folder for the figure")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 args = parser.parse_args()
 
 # Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's

@@ -30,15 +30,17 @@ defaults (the documentation build does not run it):
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")
 parser.add_argument("--num-test", type=int, default=1000, help="test images to evaluate")
 parser.add_argument("--latent-dim", type=int, default=20, help="dimension of the code z")
 parser.add_argument("--out", default="runs/examples/custom_decoder", help="folder for the figure")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 args = parser.parse_args()
 
 # Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's
@@ -73,8 +75,11 @@ class SubPixelDecoder(nn.Module):
         self.channels = channels
         self.project = nn.Sequential(nn.Linear(latent_dim, channels * 7 * 7), nn.SiLU())
         self.upsample = nn.Sequential(
-            nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.SiLU(),  # 7 -> 14
-            nn.Conv2d(channels, 4, 3, padding=1), nn.PixelShuffle(2),  # 14 -> 28, one channel
+            nn.Conv2d(channels, 4 * channels, 3, padding=1),
+            nn.PixelShuffle(2),
+            nn.SiLU(),  # 7 -> 14
+            nn.Conv2d(channels, 4, 3, padding=1),
+            nn.PixelShuffle(2),  # 14 -> 28, one channel
         )
         self.pixel_bias = nn.Parameter(torch.zeros(1, 28, 28))
 

@@ -31,16 +31,19 @@ documentation build does not run the script):
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")
 parser.add_argument("--num-test", type=int, default=1000, help="test images to evaluate (rank 0)")
 parser.add_argument("--batch-size", type=int, default=100, help="global minibatch M, over all processes")
-parser.add_argument("--out", default="runs/examples/ddp_vae",
-                    help="folder for the figure of prior samples (rank 0 writes it)")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--out", default="runs/examples/ddp_vae", help="folder for the figure of prior samples (rank 0 writes it)"
+)
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 args = parser.parse_args()
 
 # Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's
@@ -82,8 +85,15 @@ if world_size > 1:
     svi.distribute()
 if rank > 0:  # each rank its own noise for z = mu + sigma * eps; rank 0 keeps a single process's
     torch.manual_seed(rank)
-loader = DeviceLoader(train.images, batch_size=args.batch_size, binarize="dynamic", seed=0,
-                      device=device, rank=rank, world_size=world_size)
+loader = DeviceLoader(
+    train.images,
+    batch_size=args.batch_size,
+    binarize="dynamic",
+    seed=0,
+    device=device,
+    rank=rank,
+    world_size=world_size,
+)
 
 for epoch in range(1, args.epochs + 1):
     total = torch.zeros((), device=device)
@@ -91,8 +101,10 @@ for epoch in range(1, args.epochs + 1):
         total += svi.step(x)  # this rank's shard: its negative ELBO, nats
     total = distributed.all_reduce_sum(total)  # the whole data set's
     if rank == 0:
-        print(f"epoch {epoch}: train ELBO {-total.item() / len(train):.2f} nats per image "
-              f"({world_size} process{'es' if world_size > 1 else ''})")
+        print(
+            f"epoch {epoch}: train ELBO {-total.item() / len(train):.2f} nats per image "
+            f"({world_size} process{'es' if world_size > 1 else ''})"
+        )
 
 if rank == 0:
     test = load_fashion_mnist("test").subset(args.num_test)

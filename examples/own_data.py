@@ -34,14 +34,16 @@ kind, place and size, but only a trace of its colour.
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=10, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=4500, help="training images written to the .npz")
 parser.add_argument("--num-test", type=int, default=500, help="test images written to the .npz (held out by seed)")
 parser.add_argument("--latent-dim", type=int, default=16, help="dimension of the code z")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 parser.add_argument("--out", default="runs/examples/own_data", help="folder for the data, the run and the figures")
 args = parser.parse_args()
 
@@ -95,8 +97,9 @@ train, test = source.splits()
 print(f"{source.kind} {source.path}: {len(train)} training and {len(test)} test images of shape {source.shape}")
 
 # A convolutional VAE for (3, 32, 32) images; the configuration records the source.
-config = default_config(latent_dim=args.latent_dim, image_shape=list(source.shape), architecture="conv",
-                        likelihood="bernoulli-relaxed")
+config = default_config(
+    latent_dim=args.latent_dim, image_shape=list(source.shape), architecture="conv", likelihood="bernoulli-relaxed"
+)
 config["data"].update(binarize="none", source=source.record())
 config["train"].update(epochs=args.epochs, batch_size=100)
 config["eval"]["num_samples"] = 0  # the command line's 'pyrogen evaluate' gives log p(x)

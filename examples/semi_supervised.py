@@ -38,16 +38,18 @@ defaults (the documentation build does not run it):
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the unlabelled images")
 parser.add_argument("--num-train", type=int, default=20000, help="training images (labelled + unlabelled)")
 parser.add_argument("--num-labeled", type=int, default=1000, help="how many of them keep their label")
 parser.add_argument("--num-test", type=int, default=2000, help="test images for the classifier's accuracy")
 parser.add_argument("--alpha", type=float, default=50.0, help="weight of the supervised classifier loss")
 parser.add_argument("--out", default="runs/examples/semi_supervised", help="folder for the figure")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 args = parser.parse_args()
 
 # Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's
@@ -105,8 +107,7 @@ class SSVAE(PyroModule):
     def guide(self, x, y=None):
         with pyro.plate("data", x.shape[0]):
             if y is None:  # unlabelled: q(y|x), summed over exactly by TraceEnum_ELBO
-                y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)),
-                                infer={"enumerate": "parallel"})
+                y = pyro.sample("y", dist.Categorical(logits=self.classifier(x)), infer={"enumerate": "parallel"})
             params = self.head(self._join(self.image_features(x), y))
             pyro.sample("z", self.family(**params))
 
@@ -133,8 +134,13 @@ elbo = SVI(ssvae.model, ssvae.guide, optim, TraceEnum_ELBO(max_plate_nesting=1))
 supervised = SVI(ssvae.model, ssvae.guide, optim, Trace_ELBO())  # y observed: nothing to enumerate
 classify = SVI(ssvae.model_classify, ssvae.guide_classify, optim, Trace_ELBO())
 
-labelled = DeviceLoader(train.images[: args.num_labeled], batch_size=100, binarize="dynamic",
-                        labels=train.labels[: args.num_labeled], seed=1)
+labelled = DeviceLoader(
+    train.images[: args.num_labeled],
+    batch_size=100,
+    binarize="dynamic",
+    labels=train.labels[: args.num_labeled],
+    seed=1,
+)
 unlabelled = DeviceLoader(train.images[args.num_labeled :], batch_size=100, binarize="dynamic")
 x_test = torch.bernoulli(test.images, generator=torch.Generator().manual_seed(0))
 accuracy = []

@@ -31,16 +31,18 @@ defaults (the documentation build does not run it):
 
 import argparse
 
-parser = argparse.ArgumentParser(description=__doc__.strip().partition("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+parser = argparse.ArgumentParser(
+    description=__doc__.strip().partition("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+)
 parser.add_argument("--epochs", type=int, default=5, help="passes over the training images")
 parser.add_argument("--num-train", type=int, default=60000, help="training images to use")
 parser.add_argument("--num-test", type=int, default=1000, help="test images to evaluate")
 parser.add_argument("--latent-dim", type=int, default=20, help="dimension of the code z")
 parser.add_argument("--hidden", type=int, default=400, help="units of the hidden layer, each way")
 parser.add_argument("--num-samples", type=int, default=1000, help="importance samples K for log p(x)")
-parser.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for torch; 0 keeps torch's default of one per core")
+parser.add_argument(
+    "--threads", type=int, default=0, help="CPU threads for torch; 0 keeps torch's default of one per core"
+)
 parser.add_argument("--out", default="runs/examples/vae", help="folder for the figures")
 args = parser.parse_args()
 
@@ -85,8 +87,10 @@ for epoch in range(1, args.epochs + 1):
 # The test ELBO and the K-sample importance-weighted log p(x) (Burda et al. 2016).
 x_test = torch.bernoulli(test.images, generator=torch.Generator().manual_seed(0)).to(device)
 result = evaluate_dataset(vae.model, vae.guide, x_test, num_samples=args.num_samples)
-print(f"test ELBO {result['elbo']:.2f} nats, log p(x) {result['log_px']:.2f} nats "
-      f"(K = {args.num_samples}), per image, on {len(x_test)} test images")
+print(
+    f"test ELBO {result['elbo']:.2f} nats, log p(x) {result['log_px']:.2f} nats "
+    f"(K = {args.num_samples}), per image, on {len(x_test)} test images"
+)
 
 os.makedirs(args.out, exist_ok=True)
 plot_reconstructions(vae, x_test[:16], os.path.join(args.out, "vae_reconstructions.png"))

@@ -49,8 +49,9 @@ def default_config(kind="vae", **model):
     }
 
 
-def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), channels=64, norm=None,
-                       loss="nonsaturating"):
+def default_gan_config(
+    architecture="dcgan", latent_dim=100, hidden=(256, 256), channels=64, norm=None, loss="nonsaturating"
+):
     """A complete GAN run configuration: ``{"kind": "gan", "model", "discriminator", "data", "train"}``.
 
     ``norm`` None picks the discriminator's normalisation: none for WGAN-GP (its per-example
@@ -65,8 +66,10 @@ def default_gan_config(architecture="dcgan", latent_dim=100, hidden=(256, 256), 
     if norm not in NORMS:
         raise DataError(f"norm must be one of {NORMS}, got {norm!r}")
     if loss == "wgan-gp" and norm == "batch":
-        raise DataError("WGAN-GP's gradient penalty is per example, which batch norm in the discriminator "
-                        "breaks; use norm 'none' or 'spectral'")
+        raise DataError(
+            "WGAN-GP's gradient penalty is per example, which batch norm in the discriminator "
+            "breaks; use norm 'none' or 'spectral'"
+        )
     model = Generator(latent_dim, architecture=architecture, hidden=tuple(hidden), channels=channels).config
     return {
         "version": CONFIG_VERSION, "kind": "gan", "model": model,
@@ -80,9 +83,15 @@ def conditional_gan_config(config, num_classes=10):
     (``"model"`` gains ``num_classes``) and a :class:`~pyrogen.models.gan.ProjectionDiscriminator` on an MLP
     of the discriminator's ``hidden`` widths (norm ``"spectral"`` or ``"none"``; batch norm becomes none)."""
     m, d = config["model"], config["discriminator"]
-    model = ConditionalGenerator(num_classes, m["latent_dim"], tuple(m["image_shape"]), m["architecture"],
-                                 tuple(m["hidden"]), m["channels"],
-                                 projection_norm=migrate(config).model.args["projection_norm"]).config
+    model = ConditionalGenerator(
+        num_classes,
+        m["latent_dim"],
+        tuple(m["image_shape"]),
+        m["architecture"],
+        tuple(m["hidden"]),
+        m["channels"],
+        projection_norm=migrate(config).model.args["projection_norm"],
+    ).config
     norm = "none" if d["norm"] == "batch" else d["norm"]
     return {**config, "model": model, "discriminator": {**d, "architecture": "projection", "norm": norm}}
 
@@ -97,11 +106,6 @@ def default_cvae_config(num_classes=10, latent_dim=20, hidden=(400,), likelihood
     config["model"] = ConditionalVAE(num_classes, latent_dim, hidden=tuple(hidden), likelihood=likelihood).config
     config["eval"]["num_samples"] = 0
     return config
-
-
-
-
-
 
 
 def _adversarial_pair_config(kind, train, loss, model):
@@ -119,16 +123,32 @@ generator of ALI's convolutional experiments (Dumoulin et al. 2017, appendix A; 
 ``experiments/ali_svhn.py``) at 28x28: convolutions with batch norm down to a 1x1 map and back, leaky
 ReLU(0.01) (Blocks' ``LeakyRectifier``), weights N(0, 0.01), batch-norm scales 1, images fed as they are."""
 
-ALI_DISCRIMINATOR = {"x_hidden": [256], "z_hidden": [256, 256], "joint_hidden": [512, 512], "slope": 0.01,
-                     "init_std": 0.01}
+ALI_DISCRIMINATOR = {
+    "x_hidden": [256],
+    "z_hidden": [256, 256],
+    "joint_hidden": [512, 512],
+    "slope": 0.01,
+    "init_std": 0.01,
+}
 """ALI's joint discriminator at 28x28 with the :data:`ALI_NETWORK` pair: D_x two stride-2 convolutions
 and a (7x7) layer of 256 units, D_z two layers of 256, D_xz two layers of 512 and the score; leaky
 ReLU(0.01) and weights N(0, 0.01), as the encoder's."""
 
 
-def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed",
-                       prior="normal", posterior="normal", loss="nonsaturating", model_x="mean",
-                       disc_hidden=None, disc_architecture=None, disc_dropout=0.2, update="simultaneous"):
+def default_ali_config(
+    latent_dim=64,
+    architecture="dcgan",
+    hidden=(256,),
+    likelihood="bernoulli-relaxed",
+    prior="normal",
+    posterior="normal",
+    loss="nonsaturating",
+    model_x="mean",
+    disc_hidden=None,
+    disc_architecture=None,
+    disc_dropout=0.2,
+    update="simultaneous",
+):
     """An ALI / BiGAN run: the VAE pair of :func:`default_config` as generator and encoder, and a
     :class:`~pyrogen.models.gan.JointDiscriminator` (``"discriminator"``: widths of the linear layers on x,
     on z and joint, the architecture on x, its first convolution's channels, the dropout).
@@ -168,8 +188,14 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     if likelihood in ("bernoulli", "bernoulli-relaxed"):  # logit outputs: ALI's data-dependent output bias
         train["init_output_bias"] = True
     recipe = architecture == "dcgan"
-    model = dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
-                 prior=prior, posterior=posterior)
+    model = dict(
+        latent_dim=latent_dim,
+        architecture=architecture,
+        hidden=tuple(hidden),
+        likelihood=likelihood,
+        prior=prior,
+        posterior=posterior,
+    )
     if recipe:
         model["network"] = dict(ALI_NETWORK)
         if posterior == "normal":
@@ -195,15 +221,33 @@ def default_ali_config(latent_dim=64, architecture="dcgan", hidden=(256,), likel
     return config
 
 
-def default_aae_config(latent_dim=8, architecture="mlp", hidden=(400,), likelihood="bernoulli", prior="normal",
-                       posterior="normal", loss="nonsaturating", adversarial_weight=1.0, disc_hidden=(256, 256)):
+def default_aae_config(
+    latent_dim=8,
+    architecture="mlp",
+    hidden=(400,),
+    likelihood="bernoulli",
+    prior="normal",
+    posterior="normal",
+    loss="nonsaturating",
+    adversarial_weight=1.0,
+    disc_hidden=(256, 256),
+):
     """An adversarial-autoencoder run: the VAE pair of :func:`default_config` and a
     :class:`~pyrogen.models.gan.LatentDiscriminator` on codes (``"discriminator": {"hidden"}``)."""
     if not adversarial_weight >= 0:
         raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
     config = _adversarial_pair_config(
-        "aae", dict(DEFAULT_AAE_TRAIN, adversarial_weight=float(adversarial_weight)), loss,
-        dict(latent_dim=latent_dim, architecture=architecture, hidden=tuple(hidden), likelihood=likelihood,
-             prior=prior, posterior=posterior))
+        "aae",
+        dict(DEFAULT_AAE_TRAIN, adversarial_weight=float(adversarial_weight)),
+        loss,
+        dict(
+            latent_dim=latent_dim,
+            architecture=architecture,
+            hidden=tuple(hidden),
+            likelihood=likelihood,
+            prior=prior,
+            posterior=posterior,
+        ),
+    )
     config["discriminator"] = {"hidden": list(disc_hidden)}
     return config

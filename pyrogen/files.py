@@ -86,23 +86,26 @@ def check_not_run_file(path, what="--out"):
     if os.path.isdir(path):
         raise RunDirError(f"{what} {path!r} is a directory; expected a file path")
     if not os.path.isdir(os.path.dirname(path)):
-        raise RunDirError(f"{what} {path!r}: the folder {os.path.dirname(path)!r} does not exist "
-                          "(or is not a directory); expected a path in an existing folder")
+        raise RunDirError(
+            f"{what} {path!r}: the folder {os.path.dirname(path)!r} does not exist "
+            "(or is not a directory); expected a path in an existing folder"
+        )
     for candidate in dict.fromkeys((path, os.path.realpath(path))):
         found = _enclosing_run(candidate)
         if found is None:
             continue
         rel = found[1]
         if rel in RUN_FILES or rel.split(os.sep)[0] == EVALUATIONS_DIR:
-            raise RunDirError(f"{what} {path!r} is one of its run's own files; expected another file name "
-                              "(nothing was written)")
+            raise RunDirError(
+                f"{what} {path!r} is one of its run's own files; expected another file name (nothing was written)"
+            )
 
 
 def _ours(name):
     """True for the name of a temporary file that :func:`atomic_write` makes (never a user's file)."""
     if not (name.startswith(".") and name.endswith(".tmp")):
         return False
-    stem = name[1:-len(".tmp")]
+    stem = name[1 : -len(".tmp")]
     head, mark, tail = stem.rpartition(TEMPORARY_MARK)
     return bool(mark and head and len(tail) >= 6 and all(c.isalnum() or c == "_" for c in tail))
 
@@ -167,8 +170,10 @@ def lock_run_dir(directory, what="output directory"):
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        raise RunDirError(f"{what} {directory!r} is in use: another pyrogen process is writing there; "
-                          "wait until it ends, or choose another directory (nothing was written)") from None
+        raise RunDirError(
+            f"{what} {directory!r} is in use: another pyrogen process is writing there; "
+            "wait until it ends, or choose another directory (nothing was written)"
+        ) from None
     _LOCKS[key] = fd
     return True
 
@@ -232,8 +237,7 @@ def atomic_write(path, write, binary=True, replace=True):
     directory = os.path.dirname(os.path.abspath(path))
     tmp = recorder = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + TEMPORARY_MARK,
-                                   suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + TEMPORARY_MARK, suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make run files private to their owner
@@ -271,19 +275,25 @@ def save_checkpoint(path, state):
 def _check_state(path, state):
     """Refuse a checkpoint whose bookkeeping is not what pyrogen's trainers write (one line, naming it)."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path!r} is not a pyrogen checkpoint (expected format {CHECKPOINT_FORMAT!r})"
-        )
-    expected = {"config": (dict, "a run configuration (a JSON object)"), "epoch": (int, "a whole number"),
-                "step": (int, "a whole number"), "metrics": (list, "a list of per-epoch rows")}
+        raise CheckpointError(f"{path!r} is not a pyrogen checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    expected = {
+        "config": (dict, "a run configuration (a JSON object)"),
+        "epoch": (int, "a whole number"),
+        "step": (int, "a whole number"),
+        "metrics": (list, "a list of per-epoch rows"),
+    }
     for key, (kind, what) in expected.items():
         value = state.get(key, kind())
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
-            raise CheckpointError(f"the checkpoint {path!r} holds {key} = {_short(value)}; expected {what}: "
-                                  "it was not written by pyrogen's trainer, or was changed since")
+            raise CheckpointError(
+                f"the checkpoint {path!r} holds {key} = {_short(value)}; expected {what}: "
+                "it was not written by pyrogen's trainer, or was changed since"
+            )
     if not all(isinstance(row, dict) for row in state.get("metrics", [])):
-        raise CheckpointError(f"the checkpoint {path!r} holds metrics that are not per-epoch rows; "
-                              "it was not written by pyrogen's trainer, or was changed since")
+        raise CheckpointError(
+            f"the checkpoint {path!r} holds metrics that are not per-epoch rows; "
+            "it was not written by pyrogen's trainer, or was changed since"
+        )
 
 
 def _short(value):
@@ -355,8 +365,9 @@ def parse_json(data, path):
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RunFileError(f"{path!r} is not UTF-8 text (byte {e.start}); expected the JSON that pyrogen "
-                           "wrote") from None
+        raise RunFileError(
+            f"{path!r} is not UTF-8 text (byte {e.start}); expected the JSON that pyrogen wrote"
+        ) from None
     try:
         return json.loads(text)
     except RecursionError:
@@ -404,8 +415,10 @@ class RunDir:
         path = self.file(name)
         real, root = os.path.realpath(path), os.path.realpath(self.path)
         if os.path.commonpath([real, root]) != root:
-            raise RunFileError(f"{path!r} is a link to {real!r}, outside the run directory {self.path!r}; "
-                               f"refusing to {doing} it (expected the run's own file)")
+            raise RunFileError(
+                f"{path!r} is a link to {real!r}, outside the run directory {self.path!r}; "
+                f"refusing to {doing} it (expected the run's own file)"
+            )
         return real
 
     def open_file(self, name):
@@ -429,8 +442,11 @@ class RunDir:
     def never_finished_an_epoch(self):
         """True for a run that has its ``config.json`` but neither a checkpoint nor metrics (it stopped
         before its first epoch ended): ``--resume`` starts it again from its configuration."""
-        return (os.path.isfile(self.file(CONFIG_FILE)) and not os.path.exists(self.checkpoint_path)
-                and not os.path.exists(self.file(METRICS_FILE)))
+        return (
+            os.path.isfile(self.file(CONFIG_FILE))
+            and not os.path.exists(self.checkpoint_path)
+            and not os.path.exists(self.file(METRICS_FILE))
+        )
 
     @classmethod
     def create(cls, path, config, defer_config=False):
@@ -491,8 +507,9 @@ class RunDir:
         with self.open_file(name) as f:
             data = f.read(MAX_JSON_BYTES + 1)
         if len(data) > MAX_JSON_BYTES:
-            raise RunFileError(f"{self.file(name)!r} is larger than {MAX_JSON_BYTES >> 20} MiB; expected the "
-                               "JSON that pyrogen wrote")
+            raise RunFileError(
+                f"{self.file(name)!r} is larger than {MAX_JSON_BYTES >> 20} MiB; expected the JSON that pyrogen wrote"
+            )
         return parse_json(data, self.file(name))
 
     def write_json(self, name, obj):
@@ -510,15 +527,20 @@ class RunDir:
         path = self.file(CONFIG_FILE)
         config = self.read_json(CONFIG_FILE)
         if not isinstance(config, dict):
-            raise RunFileError(f"{path!r} holds {_short_json(config)}; expected a run configuration "
-                               "(a JSON object with 'kind', 'model', 'data' and 'train')")
+            raise RunFileError(
+                f"{path!r} holds {_short_json(config)}; expected a run configuration "
+                "(a JSON object with 'kind', 'model', 'data' and 'train')"
+            )
         for key, value in config.items():
             if key in ("model", "data", "train", "eval") and not isinstance(value, dict):
-                raise RunFileError(f"{path!r} holds {key!r}: {_short_json(value)}; expected a JSON object "
-                                   "(the configuration that 'pyrogen train' wrote)")
+                raise RunFileError(
+                    f"{path!r} holds {key!r}: {_short_json(value)}; expected a JSON object "
+                    "(the configuration that 'pyrogen train' wrote)"
+                )
         if "kind" in config and not isinstance(config["kind"], str):
-            raise RunFileError(f"{path!r} holds 'kind': {_short_json(config['kind'])}; expected the name of "
-                               "a kind of run")
+            raise RunFileError(
+                f"{path!r} holds 'kind': {_short_json(config['kind'])}; expected the name of a kind of run"
+            )
         return config
 
     def write_metrics(self, rows):
@@ -548,17 +570,21 @@ class RunDir:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise RunFileError(f"{path!r} is not UTF-8 text (byte {e.start}); expected the CSV that pyrogen "
-                               "wrote, one row per epoch") from None
+            raise RunFileError(
+                f"{path!r} is not UTF-8 text (byte {e.start}); expected the CSV that pyrogen wrote, one row per epoch"
+            ) from None
         try:
             rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text, newline=""))]
         except csv.Error as e:
-            raise RunFileError(f"{path!r} is not valid CSV ({e}); expected the CSV that pyrogen wrote, "
-                               "one row per epoch") from None
+            raise RunFileError(
+                f"{path!r} is not valid CSV ({e}); expected the CSV that pyrogen wrote, one row per epoch"
+            ) from None
         for i, row in enumerate(rows, 1):
             if None in row or any(k is None or v is None for k, v in row.items()):
-                raise RunFileError(f"{path!r} row {i} has another number of fields than its header; "
-                                   "expected the CSV that pyrogen wrote, one row per epoch")
+                raise RunFileError(
+                    f"{path!r} row {i} has another number of fields than its header; "
+                    "expected the CSV that pyrogen wrote, one row per epoch"
+                )
             epoch = row.get("epoch")
             if "epoch" in row and (not isinstance(epoch, int) or not 0 <= epoch < 10**9):
                 raise RunFileError(f"{path!r} row {i} has epoch {_short(epoch)}; expected a whole number")

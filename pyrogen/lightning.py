@@ -49,8 +49,9 @@ from pyrogen.infer.torch_svi import ELBOModule
 try:
     import lightning.pytorch as pl
 except ImportError:  # pragma: no cover - the message is the point
-    raise ImportError("pyrogen.lightning needs Lightning, which is not installed: "
-                      "pip install 'pyrogen[lightning]'") from None
+    raise ImportError(
+        "pyrogen.lightning needs Lightning, which is not installed: pip install 'pyrogen[lightning]'"
+    ) from None
 
 __all__ = ["SVIModule"]
 
@@ -89,14 +90,23 @@ class SVIModule(pl.LightningModule):
     DDP and the optimizer see it, not in Pyro's global parameter store.
     """
 
-    def __init__(self, model, guide, elbo=None, lr=1e-3, optimizer=torch.optim.Adam, modules=None, example=None,
-                 sum_over_ranks=True, site="z"):
+    def __init__(
+        self,
+        model,
+        guide,
+        elbo=None,
+        lr=1e-3,
+        optimizer=torch.optim.Adam,
+        modules=None,
+        example=None,
+        sum_over_ranks=True,
+        site="z",
+    ):
         super().__init__()
         pyro.settings.set(module_local_params=True)  # parameters live in the modules, not the param store
         if modules is None:
             modules = list({id(m): m for m in map(_owner, (model, guide)) if m is not None}.values())
-        self.elbo_module = ELBOModule(model, guide, elbo if elbo is not None else ReparamTrace_ELBO(),
-                                      modules=modules)
+        self.elbo_module = ELBOModule(model, guide, elbo if elbo is not None else ReparamTrace_ELBO(), modules=modules)
         self.lr, self.optimizer_class, self.site = lr, optimizer, site
         self.sum_over_ranks = sum_over_ranks
         self.last_loss = None  # this process's loss of the last training step (its share, summed), detached
@@ -105,8 +115,10 @@ class SVIModule(pl.LightningModule):
             with torch.no_grad(), pyro.validation_enabled(False):
                 self.elbo_module(_images(example))
         if not any(True for _ in self.parameters()):
-            raise ValueError("SVIModule found no parameters in the model and guide; a guide that creates them "
-                             "lazily (an AutoGuide) needs one batch first: pass example=<a batch>")
+            raise ValueError(
+                "SVIModule found no parameters in the model and guide; a guide that creates them "
+                "lazily (an AutoGuide) needs one batch first: pass example=<a batch>"
+            )
 
     def forward(self, x):
         """The loss (negative ELBO, nats, summed over the batch ``x``)."""
@@ -120,8 +132,14 @@ class SVIModule(pl.LightningModule):
         with pyro.validation_enabled(False):
             loss = self.elbo_module(x)
         self.last_loss = loss.detach()
-        self.log("train_elbo", -loss.detach() / x.shape[0], on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=x.shape[0])
+        self.log(
+            "train_elbo",
+            -loss.detach() / x.shape[0],
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=x.shape[0],
+        )
         world = self.trainer.world_size if self._trainer is not None else 1
         return loss * world if self.sum_over_ranks and world > 1 else loss
 
@@ -139,9 +157,9 @@ class SVIModule(pl.LightningModule):
         with pyro.validation_enabled(False):
             metrics = {"val_elbo": evaluate_dataset(self.elbo_module.model, self.elbo_module.guide, data)["elbo"]}
             if self.site is not None:
-                diagnostics = collapse_diagnostics(self.elbo_module.model, self.elbo_module.guide, data,
-                                                   site=self.site)
-                metrics.update({"val_" + k: float(v) for k, v in diagnostics.items()
-                                if k in ("kl", "mi", "active_units")})
+                diagnostics = collapse_diagnostics(self.elbo_module.model, self.elbo_module.guide, data, site=self.site)
+                metrics.update(
+                    {"val_" + k: float(v) for k, v in diagnostics.items() if k in ("kl", "mi", "active_units")}
+                )
         for name, value in metrics.items():  # the same data and parameters on every process: the same values
             self.log(name, float(value), rank_zero_only=True)

@@ -44,8 +44,7 @@ class MLP(nn.Sequential):
     :param bool activate_output: apply the activation to the output too.
     """
 
-    def __init__(self, in_features, hidden, out_features, activation=nn.Softplus,
-                 activate_output=False):
+    def __init__(self, in_features, hidden, out_features, activation=nn.Softplus, activate_output=False):
         layers, width = [], in_features
         for h in hidden:
             layers += [nn.Linear(width, h), activation()]
@@ -65,8 +64,7 @@ class MLPEncoder(nn.Module):
             raise ValueError("MLPEncoder needs at least one hidden layer width")
         self.image_shape = tuple(image_shape)
         self.out_features = hidden[-1]
-        self.net = MLP(math.prod(image_shape), hidden[:-1], hidden[-1], activation,
-                       activate_output=True)
+        self.net = MLP(math.prod(image_shape), hidden[:-1], hidden[-1], activation, activate_output=True)
 
     def forward(self, x):
         return self.net(x.flatten(-len(self.image_shape)))
@@ -76,8 +74,7 @@ class MLPDecoder(nn.Module):
     """Maps latents ``(..., latent_dim)`` through ``hidden`` widths to ``(..., out_channels, H, W)``
     (for flat examples ``(D,)``: ``(..., out_channels)``)."""
 
-    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=(400,),
-                 activation=nn.Softplus):
+    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=(400,), activation=nn.Softplus):
         super().__init__()
         self.out_shape = (out_channels or image_shape[0],) + tuple(image_shape[1:])
         self.net = MLP(latent_dim, hidden, math.prod(self.out_shape), activation)
@@ -98,15 +95,19 @@ def conv_sides(network, image_shape, channels, hidden):
     than :data:`MAX_LINEAR_WEIGHTS` weights."""
     shape = tuple(image_shape)
     if len(shape) != 3:
-        raise ValueError(f"{network} needs images (C, H, W), got examples of shape {shape}; "
-                         "use the mlp architecture for flat vectors")
+        raise ValueError(
+            f"{network} needs images (C, H, W), got examples of shape {shape}; "
+            "use the mlp architecture for flat vectors"
+        )
     c, h, w = shape
     h4, w4 = 4 * math.ceil(h / 4), 4 * math.ceil(w / 4)
     weights = 2 * channels * (h4 // 4) * (w4 // 4) * hidden
     if weights > MAX_LINEAR_WEIGHTS:
-        raise ValueError(f"{network} on {c}x{h}x{w} images would need a linear layer of {weights:,} weights "
-                         f"(a {h4 // 4}x{w4 // 4} map of {2 * channels} channels to {hidden} units; at most "
-                         f"{MAX_LINEAR_WEIGHTS:,}): resize the images")
+        raise ValueError(
+            f"{network} on {c}x{h}x{w} images would need a linear layer of {weights:,} weights "
+            f"(a {h4 // 4}x{w4 // 4} map of {2 * channels} channels to {hidden} units; at most "
+            f"{MAX_LINEAR_WEIGHTS:,}): resize the images"
+        )
     return h4, w4
 
 
@@ -166,8 +167,7 @@ class ConvDecoder(_Padded):
     """A linear layer to a 7x7 map, then two stride-2 transposed convolutions (7 -> 14 -> 28); for
     sides that are not multiples of 4 the output is cropped (:func:`conv_sides`)."""
 
-    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32,
-                 activation=nn.SiLU):
+    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32, activation=nn.SiLU):
         super().__init__()
         c = image_shape[0]
         h, w = self._setup_sides("ConvDecoder", image_shape, channels, hidden)
@@ -227,8 +227,9 @@ class DCGANEncoder(_Padded):
         convolution, as DCGAN's data are (the default), or take them as they are, as ALI's encoder does.
     """
 
-    def __init__(self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02,
-                 centre_input=True):
+    def __init__(
+        self, image_shape, hidden=256, channels=32, layout="dcgan", slope=0.2, init_std=0.02, centre_input=True
+    ):
         super().__init__()
         c = image_shape[0]
         h, w = self._setup_sides("DCGANEncoder", image_shape, channels, hidden)
@@ -280,8 +281,18 @@ class DCGANDecoder(_Padded):
     :param float init_std: standard deviation of the initial weights (DCGAN's 0.02; ALI's 0.01).
     """
 
-    def __init__(self, latent_dim, image_shape, out_channels=None, hidden=256, channels=32, layout="dcgan",
-                 activation="relu", slope=0.2, init_std=0.02):
+    def __init__(
+        self,
+        latent_dim,
+        image_shape,
+        out_channels=None,
+        hidden=256,
+        channels=32,
+        layout="dcgan",
+        activation="relu",
+        slope=0.2,
+        init_std=0.02,
+    ):
         super().__init__()
         c = image_shape[0]
         h, w = self._setup_sides("DCGANDecoder", image_shape, channels, hidden)
@@ -366,8 +377,10 @@ DCGAN_OPTIONS = ("layout", "slope", "init_std", "decoder_activation", "centre_in
 def _dcgan_options(architecture, network):
     network = dict(network or {})
     if network and architecture != "dcgan":
-        raise ValueError(f"network options are for the 'dcgan' architecture only, got architecture "
-                         f"{architecture!r} with {sorted(network)}")
+        raise ValueError(
+            f"network options are for the 'dcgan' architecture only, got architecture "
+            f"{architecture!r} with {sorted(network)}"
+        )
     unknown = sorted(set(network) - set(DCGAN_OPTIONS))
     if unknown:
         raise ValueError(f"unknown network option(s) {unknown}; expected some of {DCGAN_OPTIONS}")

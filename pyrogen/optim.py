@@ -87,10 +87,12 @@ class OptimConfig:
     decay_reference: str = "last"
 
     def __post_init__(self):
-        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("loss_reduction", self.loss_reduction, REDUCTIONS),
-                                     ("init", self.init, INITS),
-                                     ("decay_reference", self.decay_reference, DECAY_REFERENCES)):
+        for name, value, allowed in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("loss_reduction", self.loss_reduction, REDUCTIONS),
+            ("init", self.init, INITS),
+            ("decay_reference", self.decay_reference, DECAY_REFERENCES),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         if not self.lr > 0:
@@ -118,13 +120,36 @@ class OptimConfig:
         if recipe == "default":
             base = {}
         elif recipe == "he2019":
-            base = dict(optimizer="sgd", lr=1.0, momentum=0.0, loss_reduction="mean", clip_norm=5.0,
-                        init="uniform", init_scale=0.01, embedding_init_scale=0.1, decay=True,
-                        decay_factor=0.5, decay_epochs=2, max_decay=5, decay_start_epoch=15)
+            base = dict(
+                optimizer="sgd",
+                lr=1.0,
+                momentum=0.0,
+                loss_reduction="mean",
+                clip_norm=5.0,
+                init="uniform",
+                init_scale=0.01,
+                embedding_init_scale=0.1,
+                decay=True,
+                decay_factor=0.5,
+                decay_epochs=2,
+                max_decay=5,
+                decay_start_epoch=15,
+            )
         elif recipe == "he2019-image":
-            base = dict(optimizer="adam", lr=1e-3, momentum=0.0, loss_reduction="mean", clip_norm=5.0,
-                        init="default", decay=True, decay_factor=0.5, decay_epochs=20, max_decay=5,
-                        decay_start_epoch=0, decay_reference="best")
+            base = dict(
+                optimizer="adam",
+                lr=1e-3,
+                momentum=0.0,
+                loss_reduction="mean",
+                clip_norm=5.0,
+                init="default",
+                decay=True,
+                decay_factor=0.5,
+                decay_epochs=20,
+                max_decay=5,
+                decay_start_epoch=0,
+                decay_reference="best",
+            )
         else:
             raise ValueError(f"recipe must be one of {list(RECIPES)}, got {recipe!r}")
         merged = {**base, **{k: v for k, v in overrides.items() if v is not None}}
@@ -137,6 +162,7 @@ class OptimConfig:
 
 
 # --- initialisation ------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def uniform_init_(module, scale=0.01, embedding_scale=0.1):
@@ -164,6 +190,7 @@ def initialize_(module, config):
 
 
 # --- optimiser, loss reduction, clipping ---------------------------------------------------------
+
 
 def build_optimizer(params, config=None, *, lr=None, optimizer="adam", momentum=0.0, betas=None, fused=False):
     """A ``torch.optim`` optimiser over ``params``: momentum-``SGD`` or ``Adam``.
@@ -282,6 +309,7 @@ def split_validation(data, size, seed=0):
 
 # --- learning-rate decay on plateau --------------------------------------------------------------
 
+
 class PlateauDecay:
     """He et al.'s learning-rate decay on a validation plateau, with best-checkpoint reload.
 
@@ -313,8 +341,9 @@ class PlateauDecay:
     :returns: from :meth:`step`, ``"improved"``, ``"plateau"``, ``"decayed"`` or ``"finished"``.
     """
 
-    def __init__(self, module, optimizers, factor=0.5, patience=2, max_decay=5, start_epoch=15, decay=True,
-                 reference="last"):
+    def __init__(
+        self, module, optimizers, factor=0.5, patience=2, max_decay=5, start_epoch=15, decay=True, reference="last"
+    ):
         if reference not in DECAY_REFERENCES:
             raise ValueError(f"reference must be one of {list(DECAY_REFERENCES)}, got {reference!r}")
         if not 0 < factor < 1:
@@ -334,8 +363,16 @@ class PlateauDecay:
 
     @classmethod
     def from_config(cls, module, optimizers, config):
-        return cls(module, optimizers, config.decay_factor, config.decay_epochs, config.max_decay,
-                   config.decay_start_epoch, decay=config.decay, reference=config.decay_reference)
+        return cls(
+            module,
+            optimizers,
+            config.decay_factor,
+            config.decay_epochs,
+            config.max_decay,
+            config.decay_start_epoch,
+            decay=config.decay,
+            reference=config.decay_reference,
+        )
 
     @property
     def finished(self):
@@ -344,7 +381,7 @@ class PlateauDecay:
     @property
     def lr_scale(self):
         """The factor applied to the initial learning rates so far."""
-        return self.factor ** self.decays
+        return self.factor**self.decays
 
     def _snapshot(self):
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
@@ -383,9 +420,14 @@ class PlateauDecay:
             self.module.load_state_dict(self.best_state)
 
     def state_dict(self):
-        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "reference": self.reference,
-                "not_improved": self.not_improved, "decays": self.decays,
-                "best_state": None if self.best_state is None else copy.deepcopy(self.best_state)}
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "reference": self.reference,
+            "not_improved": self.not_improved,
+            "decays": self.decays,
+            "best_state": None if self.best_state is None else copy.deepcopy(self.best_state),
+        }
 
     def load_state_dict(self, state):
         self.best_loss, self.best_epoch, self.reference = state["best_loss"], state["best_epoch"], state["reference"]

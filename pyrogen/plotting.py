@@ -44,16 +44,14 @@ def _grid_figsize(rows, cols, left=0.0, top=0.35, bottom=0.0):
     return (cols * GRID_CELL + left + 0.2, rows * GRID_CELL + top + bottom + 0.2)
 
 
-def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0, row_labels=None,
-               padding=2):
+def _show_grid(fig, images, ncol, title, figsize, left=0.0, top=0.35, bottom=0.0, row_labels=None, padding=2):
     """Draw ``images (N, C, H, W)`` in [0, 1] as one grid filling the figure below its title."""
     from torchvision.utils import make_grid
 
     images = images.detach().float().cpu().clamp(0, 1)
     grid = make_grid(images, nrow=ncol, padding=padding, pad_value=1.0)
     w, h = figsize
-    ax = fig.add_axes([(left + 0.1) / w, (bottom + 0.1) / h, 1 - (left + 0.2) / w,
-                       1 - (top + bottom + 0.2) / h])
+    ax = fig.add_axes([(left + 0.1) / w, (bottom + 0.1) / h, 1 - (left + 0.2) / w, 1 - (top + bottom + 0.2) / h])
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     if row_labels:
@@ -112,8 +110,10 @@ def _view(vae):
 
 def _check_images(x, vae, name="x"):
     if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(vae.image_shape):
-        raise DataError(f"{name} must be images of shape (N, {', '.join(map(str, vae.image_shape))}), "
-                        f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise DataError(
+            f"{name} must be images of shape (N, {', '.join(map(str, vae.image_shape))}), "
+            f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
 
 
 def _codes(vae, x, batch_size=500):
@@ -165,14 +165,23 @@ def plot_reconstruction_pairs(x, recon, path, ncol=8, note=None, dpi=100):
     pad = rows * ncol - x.shape[0]
     blank = torch.ones((pad,) + x.shape[1:], device=x.device)
     xs, rs = torch.cat([x, blank]), torch.cat([recon.to(x.device), blank])
-    interleaved = torch.cat([torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]])
-                             for r in range(rows)]).flatten(0, 1)
+    interleaved = torch.cat(
+        [torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]]) for r in range(rows)]
+    ).flatten(0, 1)
     top = 0.35 if note is None else 0.6
     figsize = _grid_figsize(2 * rows, ncol, left=1.1, top=top)
     title = "Inputs (rows marked input) and their reconstructions (the row below each)"
     fig = Figure(figsize=figsize)
-    _show_grid(fig, interleaved, ncol, title if note is None else f"{title}\n{note}", figsize, left=1.1, top=top,
-               row_labels=["input", "reconstruction"] * rows)
+    _show_grid(
+        fig,
+        interleaved,
+        ncol,
+        title if note is None else f"{title}\n{note}",
+        figsize,
+        left=1.1,
+        top=top,
+        row_labels=["input", "reconstruction"] * rows,
+    )
     return _save(fig, path, dpi)
 
 
@@ -191,12 +200,20 @@ def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
     pad = rows * ncol - x.shape[0]
     blank = torch.ones((pad,) + x.shape[1:], device=x.device)
     xs, rs = torch.cat([x, blank]), torch.cat([recon, blank])
-    interleaved = torch.cat([torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]])
-                             for r in range(rows)]).flatten(0, 1)
+    interleaved = torch.cat(
+        [torch.stack([xs[r * ncol : (r + 1) * ncol], rs[r * ncol : (r + 1) * ncol]]) for r in range(rows)]
+    ).flatten(0, 1)
     figsize = _grid_figsize(2 * rows, ncol, left=1.1)
     fig = Figure(figsize=figsize)
-    _show_grid(fig, interleaved, ncol, "Inputs and reconstructions (decoded posterior mean)",
-               figsize, left=1.1, row_labels=["input", "reconstruction"] * rows)
+    _show_grid(
+        fig,
+        interleaved,
+        ncol,
+        "Inputs and reconstructions (decoded posterior mean)",
+        figsize,
+        left=1.1,
+        row_labels=["input", "reconstruction"] * rows,
+    )
     return _save(fig, path, dpi)
 
 
@@ -247,9 +264,15 @@ def plot_latent_traversals(vae, path, x=None, dims=None, num_steps=11, max_dims=
     figsize = _grid_figsize(len(dims), num_steps, left=0.6)
     fig = Figure(figsize=figsize)
     origin = "the code of the first input" if x is not None else "the prior median"
-    _show_grid(fig, images, num_steps,
-               f"Latent traversals from {origin}: one dimension, prior quantiles 5% to 95%",
-               figsize, left=0.6, row_labels=[f"z{d}" for d in dims])
+    _show_grid(
+        fig,
+        images,
+        num_steps,
+        f"Latent traversals from {origin}: one dimension, prior quantiles 5% to 95%",
+        figsize,
+        left=0.6,
+        row_labels=[f"z{d}" for d in dims],
+    )
     return _save(fig, path, dpi)
 
 
@@ -269,8 +292,9 @@ def plot_interpolations(vae, x_start, x_end, path, num_steps=10, method="linear"
     _check_images(x_start, vae, "x_start")
     _check_images(x_end, vae, "x_end")
     if x_start.shape != x_end.shape:
-        raise DataError(f"x_start and x_end must have the same shape, got {tuple(x_start.shape)} "
-                        f"and {tuple(x_end.shape)}")
+        raise DataError(
+            f"x_start and x_end must have the same shape, got {tuple(x_start.shape)} and {tuple(x_end.shape)}"
+        )
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
     a, b = _codes(vae, x_start), _codes(vae, x_end)
@@ -286,8 +310,9 @@ def plot_interpolations(vae, x_start, x_end, path, num_steps=10, method="linear"
     ncol = num_steps + 2
     figsize = _grid_figsize(a.shape[0], ncol)
     fig = Figure(figsize=figsize)
-    _show_grid(fig, images, ncol, f"Interpolations ({method}) between the codes of two inputs "
-               "(inputs at both ends)", figsize)
+    _show_grid(
+        fig, images, ncol, f"Interpolations ({method}) between the codes of two inputs (inputs at both ends)", figsize
+    )
     return _save(fig, path, dpi)
 
 
@@ -312,8 +337,16 @@ def plot_manifold(vae, path, num=20, dpi=100):
     images = vae.decode(z.reshape(-1, 2))
     figsize = (8.0 + 0.8, 8.0 + 0.35 + 0.5 + 0.2)
     fig = Figure(figsize=figsize)
-    ax = _show_grid(fig, images, num, "Learned manifold: decoded means on a grid of prior quantiles",
-                    figsize, left=0.6, bottom=0.5, padding=0)
+    ax = _show_grid(
+        fig,
+        images,
+        num,
+        "Learned manifold: decoded means on a grid of prior quantiles",
+        figsize,
+        left=0.6,
+        bottom=0.5,
+        padding=0,
+    )
     cell = images.shape[-1]
     ticks = sorted({0, num // 4, num // 2, (3 * num) // 4, num - 1})
     ax.set_xticks([cell * (i + 0.5) for i in ticks], [f"{z1[i]:.2f}" for i in ticks], fontsize=7)
@@ -357,8 +390,9 @@ def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0)
     for c in labels.unique().tolist():
         mask = labels == c
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        ax.scatter(z[mask, 0], z[mask, 1], s=4, alpha=0.6, color=colours[c % 10], label=name,
-                   linewidths=0, rasterized=True)
+        ax.scatter(
+            z[mask, 0], z[mask, 1], s=4, alpha=0.6, color=colours[c % 10], label=name, linewidths=0, rasterized=True
+        )
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title(f"Posterior means of {x.shape[0]} inputs, by class", fontsize=10)
@@ -367,21 +401,35 @@ def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0)
 
 
 CURVE_PANELS = (
-    ("nats per example", (("elbo", "ELBO"), ("log_px", "log p(x)"), ("iwae", "IWAE bound"),
-                          ("log_likelihood", "log p(x)"))),
+    (
+        "nats per example",
+        (("elbo", "ELBO"), ("log_px", "log p(x)"), ("iwae", "IWAE bound"), ("log_likelihood", "log p(x)")),
+    ),
     ("nats per example", (("kl", "KL(q||p)"), ("rate", "rate"))),
-    ("nats per example", (("recon", "reconstruction"), ("reconstruction", "reconstruction"),
-                          ("nll", "reconstruction"), ("distortion", "distortion"))),
+    (
+        "nats per example",
+        (
+            ("recon", "reconstruction"),
+            ("reconstruction", "reconstruction"),
+            ("nll", "reconstruction"),
+            ("distortion", "distortion"),
+        ),
+    ),
     ("loss", (("loss", "loss"),)),
-    ("nats", (("mi", "mutual information I(x; z)"), ("mutual_info", "mutual information I(x; z)"),
-              ("mutual_information", "mutual information I(x; z)"))),
+    (
+        "nats",
+        (
+            ("mi", "mutual information I(x; z)"),
+            ("mutual_info", "mutual information I(x; z)"),
+            ("mutual_information", "mutual information I(x; z)"),
+        ),
+    ),
     ("count", (("active_units", "active units"), ("au", "active units"))),
     ("weight", (("kl_weight", "KL weight"), ("beta", "KL weight"))),
     ("learning rate", (("lr", "learning rate"),)),
     ("1 = on, 0 = off", (("aggressive", "aggressive training"),)),
     ("distance", (("fid", "Fréchet distance"), ("kid", "kernel distance"))),
-    ("share", (("precision", "precision"), ("recall", "recall"), ("density", "density"),
-               ("coverage", "coverage"))),
+    ("share", (("precision", "precision"), ("recall", "recall"), ("density", "density"), ("coverage", "coverage"))),
     ("score", (("is", "inception score"),)),
 )
 """Training-curve panels, one quantity (one unit) each: ``(y-axis unit, ((name part, label), ...))``.
@@ -415,8 +463,12 @@ def curve_panels(columns):
         if col in _NOT_CURVES:
             continue
         name = f"_{col.lower()}_"
-        matches = [(len(part), -i, i, part, label) for i, (_, parts) in enumerate(CURVE_PANELS)
-                   for part, label in parts if f"_{part}_" in name]
+        matches = [
+            (len(part), -i, i, part, label)
+            for i, (_, parts) in enumerate(CURVE_PANELS)
+            for part, label in parts
+            if f"_{part}_" in name
+        ]
         if matches:
             _, _, i, part, label = max(matches)
             panels[i].append((col, part, label))
@@ -451,9 +503,14 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     if not rows:
         raise DataError("no metrics to plot: metrics.csv is missing or empty")
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    numeric = [c for c in columns
-               if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                      and math.isfinite(r.get(c)) for r in rows)]
+    numeric = [
+        c
+        for c in columns
+        if any(
+            isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) and math.isfinite(r.get(c))
+            for r in rows
+        )
+    ]
     panels = curve_panels(numeric)
     if not panels:
         raise DataError(f"metrics.csv has no column to plot (columns: {', '.join(columns)})")
@@ -462,17 +519,24 @@ def plot_training_curves(rows, path, figsize=None, dpi=100):
     figsize = figsize or (5.5 * ncols, 3.6 * nrows)
     fig = Figure(figsize=figsize, layout="constrained")
     grid = fig.add_gridspec(nrows, ncols)
-    axes = [fig.add_subplot(grid[i // ncols, i % ncols] if not (i == len(panels) - 1 and i % ncols == 0)
-                            else grid[i // ncols, :])
-            for i in range(len(panels))]
+    axes = [
+        fig.add_subplot(
+            grid[i // ncols, i % ncols] if not (i == len(panels) - 1 and i % ncols == 0) else grid[i // ncols, :]
+        )
+        for i in range(len(panels))
+    ]
     xname = "epoch" if "epoch" in columns else None
     xs_all = set()
     for ax, (title, unit, members) in zip(axes, panels):
         ys_all = []
         for col, label in members:
-            pts = [(r[xname] if xname else i + 1, r[col]) for i, r in enumerate(rows)
-                   if isinstance(r.get(col), (int, float)) and math.isfinite(r.get(col))
-                   and (not xname or isinstance(r.get(xname), (int, float)))]
+            pts = [
+                (r[xname] if xname else i + 1, r[col])
+                for i, r in enumerate(rows)
+                if isinstance(r.get(col), (int, float))
+                and math.isfinite(r.get(col))
+                and (not xname or isinstance(r.get(xname), (int, float)))
+            ]
             if pts:
                 xs, ys = zip(*pts)
                 xs_all.update(xs)
@@ -553,28 +617,37 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
 
         def new_name(folder, name):
             return unused_path(os.path.join(folder, name))
+
     paths = []
     rows = run.dir.read_metrics()  # read (and checked) before any picture is drawn
     model = run.model() if run.record.configured and run.record.vae_pair else None
     if model is not None and not is_image_shape(getattr(model, "image_shape", (1, 1, 1))):
         _, test, labels = run.data()  # a table or a count matrix: no image grids (inapplicable_pictures says why)
         pyro.set_rng_seed(seed)
-        paths += plot_table_pictures(model, test, lambda name: new_name(out_dir, name), labels,
-                                     num_points=num_points, dpi=dpi)
+        paths += plot_table_pictures(
+            model, test, lambda name: new_name(out_dir, name), labels, num_points=num_points, dpi=dpi
+        )
     elif model is not None:  # a VAE, or the VAE pair ALI and the AAE train
         vae = _view(model)
         _, test, labels = run.data()
         pyro.set_rng_seed(seed)
         pick = torch.randperm(test.shape[0], device="cpu").to(test.device)
         pairs = min(8, test.shape[0] // 2)
-        paths.append(plot_reconstructions(vae, test[pick[:16]], new_name(out_dir, "reconstructions.png"),
-                                          dpi=dpi))
+        paths.append(plot_reconstructions(vae, test[pick[:16]], new_name(out_dir, "reconstructions.png"), dpi=dpi))
         paths.append(plot_prior_samples(vae, new_name(out_dir, "prior_samples.png"), dpi=dpi))
-        paths.append(plot_latent_traversals(vae, new_name(out_dir, "latent_traversals.png"),
-                                            x=test[: num_points], dpi=dpi))
+        paths.append(
+            plot_latent_traversals(vae, new_name(out_dir, "latent_traversals.png"), x=test[:num_points], dpi=dpi)
+        )
         if pairs:
-            paths.append(plot_interpolations(vae, test[pick[:pairs]], test[pick[pairs : 2 * pairs]],
-                                             new_name(out_dir, "interpolations.png"), dpi=dpi))
+            paths.append(
+                plot_interpolations(
+                    vae,
+                    test[pick[:pairs]],
+                    test[pick[pairs : 2 * pairs]],
+                    new_name(out_dir, "interpolations.png"),
+                    dpi=dpi,
+                )
+            )
         if vae.latent_dim == 2:
             paths.append(plot_manifold(vae, new_name(out_dir, "manifold.png"), dpi=dpi))
         source = run.source or {}
@@ -583,8 +656,16 @@ def plot_run(run_dir, out_dir=None, device="auto", seed=0, num_points=5000, dpi=
         else:
             names = FASHION_MNIST_CLASSES if run.settings.data.dataset == "fashion-mnist" else None
         if labels is not None:  # data without labels have no codes-by-class picture
-            paths.append(plot_latent_codes(vae, test[:num_points], labels[:num_points],
-                                           new_name(out_dir, "latent_codes.png"), class_names=names, dpi=dpi))
+            paths.append(
+                plot_latent_codes(
+                    vae,
+                    test[:num_points],
+                    labels[:num_points],
+                    new_name(out_dir, "latent_codes.png"),
+                    class_names=names,
+                    dpi=dpi,
+                )
+            )
     if rows:
         paths.append(plot_training_curves(rows, new_name(out_dir, "training_curves.png"), dpi=dpi))
     return paths
@@ -622,8 +703,14 @@ def plot_posterior_mean_space(panels, path, row_labels=None, cell=2.6, limit=Non
         return torch.as_tensor(a, dtype=torch.float64).reshape(-1)
 
     if limit is None:
-        extent = max((max(values(p["q_mean"]).abs().max().item(), values(p["p_mean"]).abs().max().item())
-                      for r in rows for p in panels[r].values()), default=0.5)
+        extent = max(
+            (
+                max(values(p["q_mean"]).abs().max().item(), values(p["p_mean"]).abs().max().item())
+                for r in rows
+                for p in panels[r].values()
+            ),
+            default=0.5,
+        )
         limit = max(0.5, 1.05 * extent)
     fig = Figure(figsize=(cols * cell + 0.6, nrows * cell + 0.4))
     axes = fig.subplots(nrows, cols, squeeze=False)
@@ -636,13 +723,19 @@ def plot_posterior_mean_space(panels, path, row_labels=None, cell=2.6, limit=Non
                 continue
             p = panels[r][titles[j]]
             ax.plot([-limit, limit], [-limit, limit], color="0.6", lw=0.8, zorder=0)
-            ax.scatter(values(p["q_mean"]).numpy(), values(p["p_mean"]).numpy(), s=4, alpha=0.5,
-                       color="C0" if i == 0 else f"C{i % 10}", linewidths=0)
+            ax.scatter(
+                values(p["q_mean"]).numpy(),
+                values(p["p_mean"]).numpy(),
+                s=4,
+                alpha=0.5,
+                color="C0" if i == 0 else f"C{i % 10}",
+                linewidths=0,
+            )
             ax.set_xlim(-limit, limit)
             ax.set_ylim(-limit, limit)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=7)
-            label = (row_labels[i] if row_labels else r)
+            label = row_labels[i] if row_labels else r
             ax.set_title(" ".join(s for s in (label, titles[j]) if s), fontsize=8)
             if i == len(rows) - 1:
                 ax.set_xlabel("E_q[z|x] (approximate)", fontsize=7)

@@ -24,8 +24,13 @@ from matplotlib.figure import Figure
 from pyrogen.errors import DataError
 from pyrogen.files import atomic_write
 
-IMAGE_PICTURES = ("reconstructions.png", "prior_samples.png", "latent_traversals.png", "interpolations.png",
-                  "manifold.png")
+IMAGE_PICTURES = (
+    "reconstructions.png",
+    "prior_samples.png",
+    "latent_traversals.png",
+    "interpolations.png",
+    "manifold.png",
+)
 """The picture kinds that draw examples as images."""
 
 TABLE_PICTURES = ("latent_codes.png", "feature_reconstruction.png", "training_curves.png")
@@ -49,18 +54,28 @@ def inapplicable_pictures(example_shape, latent_dim, has_labels=True):
     shape = tuple(example_shape)
     out = []
     if not is_image_shape(shape):
-        what = (f"vectors of {shape[0]} features" if len(shape) == 1
-                else f"arrays of shape {shape} (not 1- or 3-channel images)")
-        replacement = {"reconstructions.png": "feature_reconstruction.png plots reconstructions against the "
-                                              "data, feature by feature",
-                       "prior_samples.png": "a sample is a vector with no picture as an image",
-                       "latent_traversals.png": "a decoded traversal is a vector with no picture as an image",
-                       "interpolations.png": "a decoded interpolation is a vector with no picture as an image",
-                       "manifold.png": "a decoded grid of codes is a grid of vectors with no picture as images"}
+        what = (
+            f"vectors of {shape[0]} features"
+            if len(shape) == 1
+            else f"arrays of shape {shape} (not 1- or 3-channel images)"
+        )
+        replacement = {
+            "reconstructions.png": "feature_reconstruction.png plots reconstructions against the "
+            "data, feature by feature",
+            "prior_samples.png": "a sample is a vector with no picture as an image",
+            "latent_traversals.png": "a decoded traversal is a vector with no picture as an image",
+            "interpolations.png": "a decoded interpolation is a vector with no picture as an image",
+            "manifold.png": "a decoded grid of codes is a grid of vectors with no picture as images",
+        }
         out += [(name, f"the examples are {what}; {replacement[name]}") for name in IMAGE_PICTURES]
     elif latent_dim != 2:
-        out.append(("manifold.png", f"the latent space has {latent_dim} dimensions; the manifold is drawn "
-                                    "for 2-dimensional latent spaces only"))
+        out.append(
+            (
+                "manifold.png",
+                f"the latent space has {latent_dim} dimensions; the manifold is drawn "
+                "for 2-dimensional latent spaces only",
+            )
+        )
     if not has_labels:
         out.append(("latent_codes.png (colours)", "the data have no labels: the codes are drawn in one colour"))
     return out
@@ -90,8 +105,10 @@ def _codes(vae, x, batch_size=500):
 def _check_examples(x, vae, name="x"):
     shape = tuple(vae.image_shape)
     if not torch.is_tensor(x) or tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-        raise DataError(f"{name} must be examples of shape (N, {', '.join(map(str, shape))}), "
-                        f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise DataError(
+            f"{name} must be examples of shape (N, {', '.join(map(str, shape))}), "
+            f"got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
 
 
 def _plane(z):
@@ -105,8 +122,9 @@ def _plane(z):
     centred = z - z.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     share = (s[:2] ** 2 / (s**2).sum()).tolist()
-    return centred @ v[:2].T, tuple(f"principal component {i + 1} ({100 * share[i]:.0f}% of variance)"
-                                    for i in range(2))
+    return centred @ v[:2].T, tuple(
+        f"principal component {i + 1} ({100 * share[i]:.0f}% of variance)" for i in range(2)
+    )
 
 
 @torch.no_grad()
@@ -132,8 +150,9 @@ def plot_codes_by_label(vae, x, path, labels=None, class_names=None, figsize=(7.
         for i, c in enumerate(labels.unique().tolist()):
             mask = labels == c
             name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-            ax.scatter(z[mask, 0], z[mask, 1], s=4, alpha=0.6, color=f"C{i % 10}", label=name, linewidths=0,
-                       rasterized=True)
+            ax.scatter(
+                z[mask, 0], z[mask, 1], s=4, alpha=0.6, color=f"C{i % 10}", label=name, linewidths=0, rasterized=True
+            )
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), markerscale=3, frameon=False, fontsize=8)
         title = f"Posterior means of {x.shape[0]} examples, by label"
     ax.set_xlabel(axes[0])
@@ -187,20 +206,23 @@ def plot_feature_reconstruction(vae, x, path, feature_names=None, num_features=8
     ax = fig.add_subplot(rows, cols, len(order) + 1)
     finite = corr[torch.isfinite(corr)]
     ax.hist(finite.numpy(), bins=30, range=(-1, 1), color="C1")
-    ax.set_title(f"r per feature ({finite.numel()}; median "
-                 f"{finite.median().item() if finite.numel() else float('nan'):.2f})", fontsize=9)
+    ax.set_title(
+        f"r per feature ({finite.numel()}; median {finite.median().item() if finite.numel() else float('nan'):.2f})",
+        fontsize=9,
+    )
     ax.set_xlabel("r(data, reconstruction)", fontsize=8)
     ax.set_ylabel("features", fontsize=8)
     fig.suptitle(f"Reconstruction against data, {x.shape[0]} examples", fontsize=10)
     return _save(fig, path, dpi)
 
 
-def plot_table_pictures(vae, x, new_name, labels=None, class_names=None, feature_names=None, num_points=5000,
-                        dpi=100):
+def plot_table_pictures(vae, x, new_name, labels=None, class_names=None, feature_names=None, num_points=5000, dpi=100):
     """The pictures of a model of examples that are not images: codes by label and reconstruction per
     feature on the first ``num_points`` of ``x`` (held-out examples). ``new_name(name)`` gives each
     picture's path (:func:`pyrogen.plotting.plot_run` draws the training curves). Returns the paths."""
     x = x[:num_points]
     labels = None if labels is None else labels[:num_points]
-    return [plot_codes_by_label(vae, x, new_name("latent_codes.png"), labels, class_names, dpi=dpi),
-            plot_feature_reconstruction(vae, x, new_name("feature_reconstruction.png"), feature_names, dpi=dpi)]
+    return [
+        plot_codes_by_label(vae, x, new_name("latent_codes.png"), labels, class_names, dpi=dpi),
+        plot_feature_reconstruction(vae, x, new_name("feature_reconstruction.png"), feature_names, dpi=dpi),
+    ]

@@ -109,8 +109,7 @@ class Precision:
 
     def load_state_dict(self, state):
         if state["precision"] != self.precision:
-            raise DataError(f"the checkpoint was trained with precision {state['precision']!r}, not "
-                            f"{self.precision!r}")
+            raise DataError(f"the checkpoint was trained with precision {state['precision']!r}, not {self.precision!r}")
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
 

@@ -41,14 +41,14 @@ CAPTIONS = {
     "latent_traversals.png": "Latent traversals: one latent dimension at a time, over its prior quantiles.",
     "interpolations.png": "Decoded interpolations between the codes of pairs of test inputs.",
     "manifold.png": "The learned manifold of the 2-D latent space, decoded on a grid of prior "
-                    "quantiles (Kingma and Welling 2014, figure 4).",
+    "quantiles (Kingma and Welling 2014, figure 4).",
     "latent_codes.png": "Posterior means of test inputs, coloured by class.",
 }
 _ORDER = list(CAPTIONS)
 TRAINING_CAPTIONS = {
     "samples.png": "Mean images of draws from the prior p(z), written by pyrogen train at the end of training.",
     "reconstructions.png": "Test inputs and their reconstructions (each row of inputs above its row of "
-                           "reconstructions), written by pyrogen train at the end of training.",
+    "reconstructions), written by pyrogen train at the end of training.",
 }
 SUPERSEDED_BY_PLOTS = {"samples.png": "prior_samples.png", "reconstructions.png": "reconstructions.png"}
 """Training's grids that ``pyrogen plot`` draws again: the report shows one picture of each kind."""
@@ -57,7 +57,9 @@ _SAMPLE_NAME = re.compile(r"samples-epoch(\d+)-n(\d+)-seed(-?\d+)(?:-(\d+))?\.pn
 PSIS_LABELS = {
     "share_above_threshold": "share of examples with k-hat above the threshold",
     "share_good": "share of examples with k-hat below 0.5",
-    "threshold": "threshold", "khat_median": "median k-hat", "khat_max": "largest k-hat",
+    "threshold": "threshold",
+    "khat_median": "median k-hat",
+    "khat_max": "largest k-hat",
     "num_examples": "test examples",
 }
 
@@ -100,8 +102,7 @@ def _flatten(obj, prefix=""):
 
 
 def _key_value_table(pairs, key="setting"):
-    rows = "".join(f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td></tr>"
-                   for k, v in pairs)
+    rows = "".join(f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td></tr>" for k, v in pairs)
     return f"<table><tr><th class='key'>{_esc(key)}</th><th class='key'>value</th></tr>{rows}</table>"
 
 
@@ -120,9 +121,11 @@ def _used_pairs(config):
     unused = set()
     schedule = train.get("kl_schedule")
     if isinstance(schedule, str):
-        unused |= {"constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
-                   "linear": {"kl_weight", "kl_cycles"},
-                   "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"}}.get(schedule, set())
+        unused |= {
+            "constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
+            "linear": {"kl_weight", "kl_cycles"},
+            "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"},
+        }.get(schedule, set())
     if "aggressive" in train and not train["aggressive"]:
         unused.add("aggressive_patience")
     if "gp_weight" in train and train.get("loss") != "wgan-gp":
@@ -133,7 +136,8 @@ def _used_pairs(config):
     def shown(k):  # a recorded source by what it is (not its hashes); the built-in data set's by data.dataset
         if k.startswith("data.source."):
             return not built_in and not k.startswith(("data.source.fingerprint.", "data.source.format"))
-        return k != "version" and not (k.startswith("train.") and k[len("train."):] in unused)
+        return k != "version" and not (k.startswith("train.") and k[len("train.") :] in unused)
+
     return [(k, v) for k, v in _flatten(config) if v is not None and shown(k)]
 
 
@@ -170,26 +174,34 @@ def changed_settings(config):
         return None
     flat = dict(_flatten(defaults))
     missing = object()
-    return [(_LABELS.get(k, k), v, flat.get(k)) for k, v in _used_pairs(json.loads(json.dumps(config)))
-            if flat.get(k, missing) != v]
+    return [
+        (_LABELS.get(k, k), v, flat.get(k))
+        for k, v in _used_pairs(json.loads(json.dumps(config)))
+        if flat.get(k, missing) != v
+    ]
 
 
 def _settings(config, record):
     kind = record.name
     full = used_settings(config)
     changed = changed_settings(config)
-    folded = (f"<details><summary>All {len(full)} settings</summary>{_key_value_table(full)}</details>")
+    folded = f"<details><summary>All {len(full)} settings</summary>{_key_value_table(full)}</details>"
     if changed is None:
         return f"<p class='note'>No defaults are known for runs of kind {_esc(kind)}.</p>{_key_value_table(full)}"
     command = record.usage
     if not changed:
         head = f"<p>Every setting is the default of <code>pyrogen train {_esc(command)}</code>.</p>"
     else:
-        rows = "".join(f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td>"
-                       f"<td class='key'>{_esc('unset' if d is None else _fmt(d))}</td></tr>" for k, v, d in changed)
-        head = (f"<p>The settings that differ from the defaults of <code>pyrogen train {_esc(command)}</code>:</p>"
-                "<table><tr><th class='key'>setting</th><th class='key'>value</th><th class='key'>default</th>"
-                f"</tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><td class='key'>{_esc(k)}</td><td class='key'>{_esc(_fmt(v))}</td>"
+            f"<td class='key'>{_esc('unset' if d is None else _fmt(d))}</td></tr>"
+            for k, v, d in changed
+        )
+        head = (
+            f"<p>The settings that differ from the defaults of <code>pyrogen train {_esc(command)}</code>:</p>"
+            "<table><tr><th class='key'>setting</th><th class='key'>value</th><th class='key'>default</th>"
+            f"</tr>{rows}</table>"
+        )
     return head + folded
 
 
@@ -216,18 +228,24 @@ def _read_evaluation(run, rel):
     """
     result = run.read_json(rel)
     if not isinstance(result, dict) or not isinstance(result.get("psis", {}), dict):
-        raise DataError(f"{run.file(rel)!r} holds no evaluation (expected the JSON object "
-                        "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+        raise DataError(
+            f"{run.file(rel)!r} holds no evaluation (expected the JSON object "
+            "'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'"
+        )
     for key in _WHOLE:
         value = result.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise DataError(f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a whole number "
-                            "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+            raise DataError(
+                f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a whole number "
+                "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'"
+            )
     for key in _FIGURES:
         value = result.get(key, 0.0)
         if value is not None and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
-            raise DataError(f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a number "
-                            "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'")
+            raise DataError(
+                f"{run.file(rel)!r} holds {key} = {json.dumps(value)[:40]}; expected a number "
+                "(the JSON object 'pyrogen evaluate' writes); rewrite it with 'pyrogen evaluate'"
+            )
     return result
 
 
@@ -241,21 +259,27 @@ def _evaluation(run, record):
     results = _evaluations(run, "log-px")
     quality = _evaluations(run, "sample-quality")
     if not record.has_density and not quality:
-        return ("<p class='note'>No sample-quality scores yet: run <code>pyrogen sample-quality "
-                f"{_esc(run.path)}</code> (Fréchet distance, precision and recall; a GAN's generator has no "
-                "density, so no ELBO or log p(x)).</p>")
+        return (
+            "<p class='note'>No sample-quality scores yet: run <code>pyrogen sample-quality "
+            f"{_esc(run.path)}</code> (Fréchet distance, precision and recall; a GAN's generator has no "
+            "density, so no ELBO or log p(x)).</p>"
+        )
     if record.evaluate is None and record.conditional and not results and not quality:
-        return ("<p class='note'>No evaluation: <code>pyrogen evaluate</code> does not take conditional VAE runs "
-                "yet; their test ELBO given the labels is the test_elbo column of the metrics below.</p>")
+        return (
+            "<p class='note'>No evaluation: <code>pyrogen evaluate</code> does not take conditional VAE runs "
+            "yet; their test ELBO given the labels is the test_elbo column of the metrics below.</p>"
+        )
     if not results and not quality:
-        return ("<p class='note'>No evaluation yet: run <code>pyrogen evaluate "
-                f"{_esc(run.path)}</code>.</p>")
+        return f"<p class='note'>No evaluation yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
     body = ""
     if not results and record.evaluate is not None:
         what = "test objective" if record.evaluate == "objective" else "log p(x)"
         body = f"<p class='note'>No {what} yet: run <code>pyrogen evaluate {_esc(run.path)}</code>.</p>"
-    labels = {"elbo": "test ELBO (nats per example)", "objective": "test objective (nats per example)",
-              "log_px": "importance-sampled log p(x) (nats per example)"}
+    labels = {
+        "elbo": "test ELBO (nats per example)",
+        "objective": "test objective (nats per example)",
+        "log_px": "importance-sampled log p(x) (nats per example)",
+    }
     for rel, result in results:
         result = dict(result)
         psis = result.pop("psis", None)
@@ -271,20 +295,33 @@ def _evaluation(run, record):
         if psis:
             advice = psis.pop("advice", None)
             body += "<h4>Pareto k&#770; of the importance weights (PSIS)</h4>"
-            body += ("<p>Above 0.7 an example's importance-sampled log p(x) is not to be trusted "
-                     "(Yao, Vehtari, Simpson and Gelman 2018).</p>")
+            body += (
+                "<p>Above 0.7 an example's importance-sampled log p(x) is not to be trusted "
+                "(Yao, Vehtari, Simpson and Gelman 2018).</p>"
+            )
             body += _key_value_table([(PSIS_LABELS.get(k, k), v) for k, v in psis.items()], key="figure")
             if advice:
                 body += f"<p class='warning'>{_esc(advice)}</p>"
     if quality:
         body += "<h3>Sample quality (pyrogen sample-quality)</h3>"
-        cols = [("epoch", "checkpoint of epoch"), ("num_fake", "samples"), ("num_real", "test images"),
-                ("seed", "seed"), ("frechet_distance", "Fréchet distance"), ("precision", "precision"),
-                ("recall", "recall"), ("k", "k"), ("feature_net", "feature network")]
+        cols = [
+            ("epoch", "checkpoint of epoch"),
+            ("num_fake", "samples"),
+            ("num_real", "test images"),
+            ("seed", "seed"),
+            ("frechet_distance", "Fréchet distance"),
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("k", "k"),
+            ("feature_net", "feature network"),
+        ]
         head = "".join(f"<th>{_esc(label)}</th>" for _, label in cols) + "<th class='key'>file</th>"
-        rows = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c, _ in cols)
-                       + f"<td class='key'><code>{_esc(rel)}</code>, {_esc(_written(r))}</td></tr>"
-                       for rel, r in quality)
+        rows = "".join(
+            "<tr>"
+            + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c, _ in cols)
+            + f"<td class='key'><code>{_esc(rel)}</code>, {_esc(_written(r))}</td></tr>"
+            for rel, r in quality
+        )
         body += f"<div class='scroll'><table><tr>{head}</tr>{rows}</table></div>"
     return body
 
@@ -304,8 +341,11 @@ def _picture_caption(name, record=None):
     match = _SAMPLE_NAME.match(name)
     if match:
         epoch, n, seed, _ = match.groups()
-        what = f"{n} samples G(z) of the generator, z ~ p(z)" if implicit else \
-            f"Mean images of {n} draws from the prior p(z)"
+        what = (
+            f"{n} samples G(z) of the generator, z ~ p(z)"
+            if implicit
+            else f"Mean images of {n} draws from the prior p(z)"
+        )
         return f"{what}, seed {seed}, checkpoint of epoch {epoch}, written by pyrogen sample."
     return ""
 
@@ -315,8 +355,7 @@ def _metrics(rows):
         return "<p class='note'>No metrics.csv in the run.</p>"
     cols = list(dict.fromkeys(k for row in rows for k in row))
     head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
@@ -350,21 +389,27 @@ def _pictures(run, record):
 
     folders = plot_folders(run)
     latest = folders[-1] if folders else PLOTS_DIR
-    plots = [p for p in glob.glob(os.path.join(run.path, latest, "*.png"))
-             if os.path.basename(p) != "training_curves.png"]
-    pictures = [(p, CAPTIONS.get(os.path.basename(p), ""))
-                for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))]
+    plots = [
+        p for p in glob.glob(os.path.join(run.path, latest, "*.png")) if os.path.basename(p) != "training_curves.png"
+    ]
+    pictures = [
+        (p, CAPTIONS.get(os.path.basename(p), "")) for p in sorted(plots, key=lambda p: rank(os.path.basename(p)))
+    ]
     drawn_again = {os.path.basename(p) for p in plots}
-    pictures += [(p, _picture_caption(os.path.basename(p), record))
-                 for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
-                 if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again]
+    pictures += [
+        (p, _picture_caption(os.path.basename(p), record))
+        for p in sorted(glob.glob(os.path.join(run.path, "*.png")))
+        if SUPERSEDED_BY_PLOTS.get(os.path.basename(p)) not in drawn_again
+    ]
     figures = []
     if not folders and record.vae_pair:
         figures.append(f"<p class='note'>Run <code>pyrogen plot {_esc(run.path)}</code> for more pictures.</p>")
     elif len(folders) > 1:
-        figures.append(f"<p class='note'>The pictures of the latest <code>pyrogen plot</code>, in "
-                       f"<code>{_esc(latest)}/</code>; earlier ones are in "
-                       f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>")
+        figures.append(
+            f"<p class='note'>The pictures of the latest <code>pyrogen plot</code>, in "
+            f"<code>{_esc(latest)}/</code>; earlier ones are in "
+            f"{', '.join(f'<code>{_esc(f)}/</code>' for f in folders[:-1])}.</p>"
+        )
     if record.vae_pair:
         figures.append(_inapplicable(run.config["model"]))
     for path, caption in pictures:
@@ -376,8 +421,7 @@ def _pictures(run, record):
                 img = _img(f.read(), rel)
         except RunFileError:
             continue
-        figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}"
-                       "</figcaption></figure>")
+        figures.append(f"<figure>{img}<figcaption><code>{_esc(rel)}</code> {_esc(caption)}</figcaption></figure>")
     return "\n".join(figures) or "<p class='note'>No pictures.</p>"
 
 
@@ -388,14 +432,20 @@ def _inapplicable(model):
     shape = model.get("image_shape", (1, 28, 28))
     latent_dim = model.get("latent_dim", (model.get("latent_dims") or [None])[0])
     whole = (int,)
-    if not (isinstance(shape, (list, tuple)) and all(isinstance(n, whole) for n in shape)
-            and (latent_dim is None or isinstance(latent_dim, whole))):
+    if not (
+        isinstance(shape, (list, tuple))
+        and all(isinstance(n, whole) for n in shape)
+        and (latent_dim is None or isinstance(latent_dim, whole))
+    ):
         return ""  # a hand-edited configuration: the report lists it in the settings, it draws no conclusions
     skipped = inapplicable_pictures(shape, latent_dim)
     if not skipped:
         return ""
-    return ("<p class='note'>Pictures that do not apply to this run: "
-            + "; ".join(f"<code>{_esc(name)}</code>: {_esc(reason)}" for name, reason in skipped) + ".</p>")
+    return (
+        "<p class='note'>Pictures that do not apply to this run: "
+        + "; ".join(f"<code>{_esc(name)}</code>: {_esc(reason)}" for name, reason in skipped)
+        + ".</p>"
+    )
 
 
 def _plural(count, word):
@@ -410,8 +460,10 @@ def build_report(run_dir):
     """
     opened = open_run(run_dir, device="cpu")  # the report reads files only: no model, no checkpoint
     if not opened.record.configured:
-        raise RunDirError(f"{opened.path!r} holds the feature network's cache, not a training run; its test "
-                          "accuracy is in its manifest ('pyrogen train features' prints it)")
+        raise RunDirError(
+            f"{opened.path!r} holds the feature network's cache, not a training run; its test "
+            "accuracy is in its manifest ('pyrogen train features' prints it)"
+        )
     run = opened.dir
     config = run.config
     try:
@@ -429,10 +481,12 @@ def build_report(run_dir):
         "Settings": _settings(config, record),
     }
     sections = [_section(title_, bodies[title_]) for title_ in SECTIONS]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>\n"
-            f"<h1>{_esc(title)}</h1><p class='note'>Written {_esc(stamp)} by <code>pyrogen report</code>; "
-            f"{_plural(len(rows), 'epoch')} recorded.</p>\n" + "\n".join(sections) + "\n</body></html>\n")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>\n"
+        f"<h1>{_esc(title)}</h1><p class='note'>Written {_esc(stamp)} by <code>pyrogen report</code>; "
+        f"{_plural(len(rows), 'epoch')} recorded.</p>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
 
 
 def write_report(run_dir, out=None):
@@ -449,8 +503,9 @@ def write_report(run_dir, out=None):
         try:
             atomic_write(out, lambda f: f.write(page), replace=False)
         except FileExistsError:
-            raise RunDirError(f"--out {out!r} exists already; expected a new file name (an earlier report "
-                              "is never replaced)") from None
+            raise RunDirError(
+                f"--out {out!r} exists already; expected a new file name (an earlier report is never replaced)"
+            ) from None
         return out
     stem, ext = os.path.splitext(os.path.join(os.fspath(run_dir), REPORT_FILE))
     for n in range(1, 10_000):

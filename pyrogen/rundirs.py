@@ -66,8 +66,10 @@ def resolve_device(device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DataError(f"device {str(device)!r} needs a CUDA GPU, and torch finds none here; use 'cpu' or 'auto'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise DataError(f"device {str(device)!r} does not exist: torch finds {torch.cuda.device_count()} CUDA "
-                        "device(s), numbered from 0")
+        raise DataError(
+            f"device {str(device)!r} does not exist: torch finds {torch.cuda.device_count()} CUDA "
+            "device(s), numbered from 0"
+        )
     if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
@@ -96,8 +98,13 @@ def read_splits(data_config, device=None, stream_ok=False):
         return load_splits(data.dataset, data.root, data.train_size, data.test_size)
     if data.stream and not stream_ok:
         raise DataError("a streamed data set trains 'pyrogen train vae' and 'ae'; drop --stream for this kind")
-    return source_splits(data.source_record, stream=data.stream if stream_ok else False, device=device,
-                         train_size=data.train_size, test_size=data.test_size)
+    return source_splits(
+        data.source_record,
+        stream=data.stream if stream_ok else False,
+        device=device,
+        train_size=data.train_size,
+        test_size=data.test_size,
+    )
 
 
 def _on(dataset, device):
@@ -158,8 +165,11 @@ def with_source(config):
     data = migrate(config).data
     if data.source is not None:
         return config
-    record = fashion_mnist_record(data.root) if data.dataset == "fashion-mnist" else \
-        {"format": 1, "kind": "built-in", "dataset": data.dataset, "path": data.root}
+    record = (
+        fashion_mnist_record(data.root)
+        if data.dataset == "fashion-mnist"
+        else {"format": 1, "kind": "built-in", "dataset": data.dataset, "path": data.root}
+    )
     return {**config, "data": {**(config["data"] if "data" in config else {}), "source": record}}
 
 
@@ -238,7 +248,8 @@ class Run:
             if not same:
                 raise CheckpointError(
                     f"the checkpoint {self.dir.checkpoint_path!r} was written with another configuration than "
-                    f"{self.dir.file(CONFIG_FILE)!r}: the two files belong to different runs")
+                    f"{self.dir.file(CONFIG_FILE)!r}: the two files belong to different runs"
+                )
             self._checkpoint = state
         return self._checkpoint
 
@@ -250,21 +261,27 @@ class Run:
         state = self.checkpoint
         weights_key = self.record.weights(state, use_ema)
         if weights_key not in state:  # e.g. a GAN's checkpoint in a VAE's run
-            raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} holds no {weights_key!r} weights, "
-                                  f"which a {self.kind} run's checkpoint has")
+            raise CheckpointError(
+                f"the checkpoint {self.dir.checkpoint_path!r} holds no {weights_key!r} weights, "
+                f"which a {self.kind} run's checkpoint has"
+            )
         try:
             model = self.record.model(state["config"]).to(self.device)
         except (ValueError, TypeError, KeyError, AttributeError) as e:  # a configuration edited by hand
             if isinstance(e, PyrogenError):
                 raise
             what = (str(e).splitlines() or [""])[0][:600] or type(e).__name__
-            raise CheckpointError(f"the configuration in {self.dir.checkpoint_path!r} cannot build the run's model "
-                                  f"({what}); expected the configuration that 'pyrogen train' wrote") from None
+            raise CheckpointError(
+                f"the configuration in {self.dir.checkpoint_path!r} cannot build the run's model "
+                f"({what}); expected the configuration that 'pyrogen train' wrote"
+            ) from None
         try:
             model.load_state_dict(state[weights_key])
         except RuntimeError as e:  # missing keys or tensors of other sizes than the configuration makes
-            raise CheckpointError(f"the checkpoint {self.dir.checkpoint_path!r} does not fit its configuration: "
-                                  f"{' '.join(str(e).split())[:300]}") from None
+            raise CheckpointError(
+                f"the checkpoint {self.dir.checkpoint_path!r} does not fit its configuration: "
+                f"{' '.join(str(e).split())[:300]}"
+            ) from None
         return model.eval()
 
     def _feature_network(self):
@@ -302,7 +319,8 @@ class Run:
                 f"the run in {self.path!r} records no data source (built in Python without "
                 "config['data']['source']), so no command can know its data; record them with "
                 "config['data']['source'] = pyrogen.data.sources.open_source(PATH).record() "
-                "(or fashion_mnist_record() for the built-in data set)")
+                "(or fashion_mnist_record() for the built-in data set)"
+            )
 
     def check_source(self):
         """:meth:`require_source`, then re-open the recorded source (refused in one line where missing or
@@ -320,8 +338,10 @@ class Run:
 
             raise RunDirError(NOT_A_MODEL.format(run=self.path, what=what))
         if not getattr(self.record, capability):
-            raise RunDirError(f"{what} needs a run whose model {capability.replace('_', ' ')}, "
-                              f"and {self.path!r} holds a {self.kind} run")
+            raise RunDirError(
+                f"{what} needs a run whose model {capability.replace('_', ' ')}, "
+                f"and {self.path!r} holds a {self.kind} run"
+            )
 
 
 def open_run(path, device="auto"):
@@ -391,5 +411,7 @@ def load_trainer(run_dir, device="auto", progress=True, epochs=None):
         if isinstance(e, PyrogenError):
             raise
         what = " ".join(str(e).split())[:300] or repr(e)
-        raise CheckpointError(f"the checkpoint {RunDir(run_dir).checkpoint_path!r} does not fit the run it is in "
-                              f"({type(e).__name__}: {what})") from None
+        raise CheckpointError(
+            f"the checkpoint {RunDir(run_dir).checkpoint_path!r} does not fit the run it is in "
+            f"({type(e).__name__}: {what})"
+        ) from None

@@ -82,12 +82,16 @@ def _open_for_resume(out, command):
     if record.resume_advice is not None:
         raise RunDirError(record.resume_advice.format(run=out))
     if command is not None and record.command != command:
-        raise RunDirError(f"--out {out!r} holds a {run.kind} run, not a {command} run; resume it "
-                          f"with 'pyrogen train {record.command} --out {out} --resume'")
+        raise RunDirError(
+            f"--out {out!r} holds a {run.kind} run, not a {command} run; resume it "
+            f"with 'pyrogen train {record.command} --out {out} --resume'"
+        )
     missing = [k for k in ("model", "data", "train") if not isinstance(run.config.get(k), dict)]
     if missing:
-        raise RunDirError(f"{run.dir.file('config.json')!r} lacks {', '.join(map(repr, missing))}; expected "
-                          "the configuration that 'pyrogen train' wrote")
+        raise RunDirError(
+            f"{run.dir.file('config.json')!r} lacks {', '.join(map(repr, missing))}; expected "
+            "the configuration that 'pyrogen train' wrote"
+        )
     if not os.access(run.path, os.W_OK):
         raise RunDirError(f"--out {out!r} is not writable; a resumed run writes its checkpoints there")
     for name in (METRICS_FILE, "evaluations"):  # checked before an epoch is trained
@@ -103,8 +107,10 @@ def _check_run_folder(run, name, done):
         run.dir.resolve(name, "write")
         folder = name == "evaluations"
         if os.path.isdir(path) != folder:
-            raise RunFileError(f"{path!r} is not a {'directory' if folder else 'regular file'}; expected the "
-                               f"run's own, which the command adds to (nothing was {done})")
+            raise RunFileError(
+                f"{path!r} is not a {'directory' if folder else 'regular file'}; expected the "
+                f"run's own, which the command adds to (nothing was {done})"
+            )
 
 
 def resume(out, epochs=None, command=None, device="auto", progress=True, echo=print, logger="none", data=None):
@@ -146,11 +152,14 @@ def _resume(run, out, epochs, device, progress, echo, logger):
         done = trainer.epoch
         total = own if epochs is None else epochs
         if epochs is not None and epochs <= done:
-            raise PyrogenError(f"argument --epochs: expected more than the {done} epochs the run in "
-                               f"{out!r} has done (--epochs is the new total), got {epochs}")
+            raise PyrogenError(
+                f"argument --epochs: expected more than the {done} epochs the run in "
+                f"{out!r} has done (--epochs is the new total), got {epochs}"
+            )
         if total <= done:
-            raise PyrogenError(f"the run in {out!r} has done all its {own} epochs; give --epochs N with N > {done} "
-                               "to train it further")
+            raise PyrogenError(
+                f"the run in {out!r} has done all its {own} epochs; give --epochs N with N > {done} to train it further"
+            )
         if total != own and run.record.note_on_extending is not None:
             note = run.record.note_on_extending(run.settings, own)
             if note:
@@ -238,14 +247,25 @@ def evaluate_trainer(trainer, num_samples, seed=0, command="pyrogen train"):
         result = trainer.evaluate(0)
         vae = trainer.vae.eval()
         with pyro.validation_enabled(False):
-            ll = log_likelihood_with_khat(vae.model, vae.guide, trainer.test_data, num_samples,
-                                          batch_size=migrate(trainer.config).eval.batch_size,
-                                          progress=trainer.progress)
+            ll = log_likelihood_with_khat(
+                vae.model,
+                vae.guide,
+                trainer.test_data,
+                num_samples,
+                batch_size=migrate(trainer.config).eval.batch_size,
+                progress=trainer.progress,
+            )
         vae.train()
         result.update(log_px=ll["log_px"], psis=khat_summary(ll["khat"]))
     num_examples = trainer.test_data.shape[0]
-    result.update(num_samples=num_samples, seed=seed, epoch=trainer.epoch, num_examples=num_examples,
-                  written_by=command, written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    result.update(
+        num_samples=num_samples,
+        seed=seed,
+        epoch=trainer.epoch,
+        num_examples=num_examples,
+        written_by=command,
+        written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
     return result
 
 
@@ -275,8 +295,9 @@ def write_evaluation(trainer, result):
     try:
         trainer.run.write_json(name, result)
     except OSError as e:
-        raise PyrogenError(f"cannot write {trainer.run.file(name)!r}: {e.strerror or e}; "
-                           "the evaluation above was not saved") from None
+        raise PyrogenError(
+            f"cannot write {trainer.run.file(name)!r}: {e.strerror or e}; the evaluation above was not saved"
+        ) from None
 
 
 def binarized_note(config):
@@ -307,10 +328,16 @@ def write_training_pictures(trainer):
         x = trainer.test_data[:32]
         recon = vae.reconstruct(x)
     vae.train()
-    return [plot_image_grid(samples, trainer.run.file("samples.png"),
-                            f"Mean images of 64 draws z ~ p(z), end of training (epoch {trainer.epoch})"),
-            plot_reconstruction_pairs(x, recon, trainer.run.file("reconstructions.png"),
-                                      note=binarized_note(trainer.config))]
+    return [
+        plot_image_grid(
+            samples,
+            trainer.run.file("samples.png"),
+            f"Mean images of 64 draws z ~ p(z), end of training (epoch {trainer.epoch})",
+        ),
+        plot_reconstruction_pairs(
+            x, recon, trainer.run.file("reconstructions.png"), note=binarized_note(trainer.config)
+        ),
+    ]
 
 
 def final_evaluation(trainer, echo=print):
@@ -327,8 +354,17 @@ def final_evaluation(trainer, echo=print):
     write_evaluation(trainer, result)
 
 
-def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", progress=True, echo=print,
-             command="pyrogen evaluate", data=None):
+def evaluate(
+    run_dir,
+    eval_samples=None,
+    test_size=None,
+    seed=0,
+    device="auto",
+    progress=True,
+    echo=print,
+    command="pyrogen evaluate",
+    data=None,
+):
     """``pyrogen evaluate``: the run's test ELBO and log p(x) of ``eval_samples`` importance samples
     (default 1000; an autoencoder's test objective), printed and written into the run.
 
@@ -348,8 +384,10 @@ def evaluate(run_dir, eval_samples=None, test_size=None, seed=0, device="auto", 
 def _evaluate(run, run_dir, eval_samples, test_size, seed, device, progress, echo, command):
     record = run.record
     if record.evaluate == "objective" and eval_samples is not None:  # no importance weights, no log p(x)
-        raise PyrogenError("argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
-                           "is a point mass); omit --eval-samples to evaluate its test objective")
+        raise PyrogenError(
+            "argument --eval-samples: an autoencoder run has no log p(x) to estimate (its guide "
+            "is a point mass); omit --eval-samples to evaluate its test objective"
+        )
     _check_run_folder(run, "evaluations", "evaluated")
     trainer = load_trainer(run_dir, device=device, progress=progress)
     if test_size:
@@ -419,8 +457,11 @@ def sample(run_dir, num_samples=64, out=None, sampler="prior", seed=0, label=Non
     else:  # named by its settings, and never over an earlier picture
         epoch = run.checkpoint["epoch"]
         path = plot_image_grid(
-            images, unused_path(run.dir.file(f"{stem}-epoch{epoch}-n{num_samples}-seed{seed}.png")),
-            f"Mean images of {images.shape[0]} {what}, seed {seed}, checkpoint of epoch {epoch}", ncol=nrow)
+            images,
+            unused_path(run.dir.file(f"{stem}-epoch{epoch}-n{num_samples}-seed{seed}.png")),
+            f"Mean images of {images.shape[0]} {what}, seed {seed}, checkpoint of epoch {epoch}",
+            ncol=nrow,
+        )
     echo(f"wrote {path}")
     return path
 
@@ -436,13 +477,21 @@ def sample_quality(run_dir, num_samples=10000, seed=0, device="auto", echo=print
     with relocated(opened.source, data):
         opened.check_source()
         r = evaluate_run(run_dir, num_samples=num_samples, seed=seed, device=device)
-    echo(f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
-         f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
-         f"feature network {r['feature_net']})")
+    echo(
+        f"Fréchet distance {r['frechet_distance']:.3f}, precision {r['precision']:.3f}, recall {r['recall']:.3f} "
+        f"({r['num_fake']} samples vs {r['num_real']} test images, k = {r['k']}, "
+        f"feature network {r['feature_net']})"
+    )
     run = open_run(run_dir, device="cpu")
     epoch = run.checkpoint["epoch"]
-    saved = dict(r, num_samples=num_samples, seed=seed, epoch=epoch, written_by="pyrogen sample-quality",
-                 written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    saved = dict(
+        r,
+        num_samples=num_samples,
+        seed=seed,
+        epoch=epoch,
+        written_by="pyrogen sample-quality",
+        written_at=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
     name = sample_quality_name(num_samples, seed, epoch)
     run.dir.write_json(name, saved)
     echo(f"wrote {run.dir.file(name)}")
@@ -460,8 +509,10 @@ def plot(run_dir, out=None, device="auto", seed=0, num_points=5000, echo=print, 
             found = _enclosing_run(os.path.join(folder, "picture.png"))
             rel = os.path.dirname(found[1]) if found else ""
             if rel in RUN_FILES or rel.split(os.sep)[0] == EVALUATIONS_DIR:
-                raise RunDirError(f"--out {os.path.abspath(out)!r} is in its run's own files ({rel!r}); expected "
-                                  "another folder for the pictures (nothing was written)")
+                raise RunDirError(
+                    f"--out {os.path.abspath(out)!r} is in its run's own files ({rel!r}); expected "
+                    "another folder for the pictures (nothing was written)"
+                )
     run = open_run(run_dir, device="cpu")
     run.require_source()
     with relocated(run.source, data):
@@ -501,12 +552,16 @@ def train_features(cache_dir=None, force=False, progress=True, echo=print):
     if not force:
         try:
             _, manifest = F.load_classifier(cache_dir)
-            echo(f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
-                 f"sha256 {manifest['sha256']}")
+            echo(
+                f"valid cached feature network at {path}: test accuracy {manifest['test_accuracy']:.4f}, "
+                f"sha256 {manifest['sha256']}"
+            )
             return manifest
         except F.FeatureNetworkError:
             pass
     _, manifest = F.train_feature_network(cache_dir, progress=progress)
-    echo(f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
-         f"trained in {manifest['train_seconds']} s")
+    echo(
+        f"wrote {path}: test accuracy {manifest['test_accuracy']:.4f}, sha256 {manifest['sha256']}, "
+        f"trained in {manifest['train_seconds']} s"
+    )
     return manifest

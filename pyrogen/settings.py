@@ -82,8 +82,14 @@ DEFAULT_TRAIN = {
     # the steps' numbers: "32" (float32), "bf16" or "fp16" (autocast; fp16 with a gradient scaler), pyrogen.precision
     "precision": "32",
 }  # fmt: skip
-DEFAULT_DATA = {"dataset": "fashion-mnist", "root": None, "binarize": "dynamic",
-                "train_size": None, "test_size": None, "source": None}
+DEFAULT_DATA = {
+    "dataset": "fashion-mnist",
+    "root": None,
+    "binarize": "dynamic",
+    "train_size": None,
+    "test_size": None,
+    "source": None,
+}
 """``source``: the JSON record of the data (:meth:`pyrogen.data.sources.Source.record`); :func:`pyrogen.runs.train`
 fills in the built-in data set's (``dataset``) where it is None. (:class:`DataConfig` also reads ``num_workers``,
 the streaming loader's worker processes, and ``stream``, True or False where set, None: decided by size.)"""
@@ -226,8 +232,9 @@ class DataConfig(Section):
                 self._int(key, 1)
         if self.stream not in (None, True, False):
             self._fail("stream", "true, false or null (decided by size)", self.stream)
-        if self.source is not None and not (isinstance(self.source, (dict, types.MappingProxyType))
-                                            and "kind" in self.source):
+        if self.source is not None and not (
+            isinstance(self.source, (dict, types.MappingProxyType)) and "kind" in self.source
+        ):
             self._fail("source", "null or the record of a data source (a JSON object with a 'kind')", self.source)
 
 
@@ -271,8 +278,19 @@ class TrainSection(Section):
         self._int("epochs", 1)
         self._int("batch_size", 1)
         self._int("seed", 0)
-        for key in ("lr", "lr_g", "lr_d", "gp_weight", "tc_beta", "kl_weight", "free_bits", "adversarial_weight",
-                    "ema_decay", "momentum", "clip_norm"):
+        for key in (
+            "lr",
+            "lr_g",
+            "lr_d",
+            "gp_weight",
+            "tc_beta",
+            "kl_weight",
+            "free_bits",
+            "adversarial_weight",
+            "ema_decay",
+            "momentum",
+            "clip_norm",
+        ):
             if hasattr(self, key):
                 self._number(key, optional=key in ("clip_norm", "lr"))
         if hasattr(self, "precision") and self.precision not in PRECISIONS:
@@ -282,8 +300,9 @@ class TrainSection(Section):
 def _train_section(name, defaults, legacy, extra=()):
     """A frozen dataclass of a kind's training settings: one field per key of ``defaults`` (and ``extra``)."""
     values = {**defaults, **dict(extra)}
-    fields = [(k, type(v) if v is not None else object, dataclasses.field(default=_frozen(v)))
-              for k, v in values.items()]
+    fields = [
+        (k, type(v) if v is not None else object, dataclasses.field(default=_frozen(v))) for k, v in values.items()
+    ]
     cls = dataclasses.make_dataclass(name, fields, bases=(TrainSection,), frozen=True)
     cls.__doc__ = f"Training settings ({', '.join(values)}); settings a run lacks take {legacy or 'the defaults'}."
     cls.__module__ = __name__
@@ -292,15 +311,25 @@ def _train_section(name, defaults, legacy, extra=()):
 
 VAETrainConfig = _train_section("VAETrainConfig", DEFAULT_TRAIN, LEGACY_VALUES["vae"])
 GANTrainConfig = _train_section("GANTrainConfig", DEFAULT_GAN_TRAIN, None)
-ALITrainConfig = _train_section("ALITrainConfig", DEFAULT_ALI_TRAIN, LEGACY_VALUES["ali"],
-                                extra={"update": "simultaneous", "init_output_bias": False})
+ALITrainConfig = _train_section(
+    "ALITrainConfig",
+    DEFAULT_ALI_TRAIN,
+    LEGACY_VALUES["ali"],
+    extra={"update": "simultaneous", "init_output_bias": False},
+)
 AAETrainConfig = _train_section("AAETrainConfig", DEFAULT_AAE_TRAIN, LEGACY_VALUES["aae"])
 
 TRAIN_LAYOUT = {"vae": "vae", "ae": "vae", "cvae": "vae", "gan": "gan", "ali": "ali", "aae": "aae"}
 """Each configured kind's training layout (the autoencoder and the conditional VAE share the VAE's)."""
 
-TRAIN_SECTIONS = {"vae": VAETrainConfig, "ae": VAETrainConfig, "cvae": VAETrainConfig, "gan": GANTrainConfig,
-                  "ali": ALITrainConfig, "aae": AAETrainConfig}
+TRAIN_SECTIONS = {
+    "vae": VAETrainConfig,
+    "ae": VAETrainConfig,
+    "cvae": VAETrainConfig,
+    "gan": GANTrainConfig,
+    "ali": ALITrainConfig,
+    "aae": AAETrainConfig,
+}
 """Each configured kind's training section (the feature network has none: its recipe is fixed)."""
 
 
@@ -362,8 +391,14 @@ def _legacy_generator(model):
     return {**model, "projection_norm": model.get("projection_norm", "feature")}
 
 
-LEGACY_MODEL = {"vae": _legacy_vae_pair, "ae": _legacy_vae_pair, "ali": _legacy_vae_pair, "aae": _legacy_vae_pair,
-                "gan": _legacy_generator, "cvae": dict}
+LEGACY_MODEL = {
+    "vae": _legacy_vae_pair,
+    "ae": _legacy_vae_pair,
+    "ali": _legacy_vae_pair,
+    "aae": _legacy_vae_pair,
+    "gan": _legacy_generator,
+    "cvae": dict,
+}
 """Per kind: the model section of an earlier layout with the settings its runs used filled in."""
 
 LEGACY_DISCRIMINATOR = {"ali": ALI_LEGACY_DISCRIMINATOR}
@@ -410,8 +445,10 @@ def migrate(config):
         raise DataError(f"a run configuration must be a JSON object, got {type(config).__name__}")
     version = config.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
-        raise DataError(f"the configuration's version must be an integer from 1 to {CONFIG_VERSION} (this "
-                        f"pyrogen's), got {version!r}: it was written by a newer pyrogen")
+        raise DataError(
+            f"the configuration's version must be an integer from 1 to {CONFIG_VERSION} (this "
+            f"pyrogen's), got {version!r}: it was written by a newer pyrogen"
+        )
     kind = kind_of(config)
     if kind not in TRAIN_SECTIONS:
         raise DataError(f"the configuration's kind must be one of {sorted(TRAIN_SECTIONS)}, got {kind!r}")
@@ -431,8 +468,15 @@ def migrate(config):
         d = _section_dict(config, "discriminator", "the discriminator's settings")
         discriminator = DiscriminatorConfig({**LEGACY_DISCRIMINATOR.get(kind, {}), **d})
     binarize = None if kind in UNBINARIZED_KINDS else data.get("binarize", "none")
-    return RunConfig(kind=kind, model=ModelConfig(LEGACY_MODEL[kind](model)), data=migrate_data(data, binarize),
-                     train=train, eval=evaluation, discriminator=discriminator, version=version)
+    return RunConfig(
+        kind=kind,
+        model=ModelConfig(LEGACY_MODEL[kind](model)),
+        data=migrate_data(data, binarize),
+        train=train,
+        eval=evaluation,
+        discriminator=discriminator,
+        version=version,
+    )
 
 
 def compile_mode(value):

@@ -158,8 +158,7 @@ def _plates(site):
 
 def _full_sizes(site):
     """``{plate name: full size}`` of the plates a site sits in (the size before subsampling)."""
-    return {f.name: f.size if f.full_size is None else f.full_size
-            for f in site["cond_indep_stack"] if f.vectorized}
+    return {f.name: f.size if f.full_size is None else f.full_size for f in site["cond_indep_stack"] if f.vectorized}
 
 
 def _is_auxiliary(site):
@@ -215,8 +214,7 @@ def assert_guide_matches_model(model, guide, *args, **kwargs):
             )
         if name not in model_latent:
             raise AssertionError(
-                f"guide site {name!r} does not appear in the model; the model's latent sites "
-                f"are {sorted(model_latent)}"
+                f"guide site {name!r} does not appear in the model; the model's latent sites are {sorted(model_latent)}"
             )
     # Under replay, a model site the guide lacks is drawn from the model's own distribution.
     for name, site in model_latent.items():
@@ -266,15 +264,17 @@ def _check_log_prob_shape(site, where):
     try:
         log_prob = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
     except ValueError as e:
-        raise AssertionError(f"{where} site {site['name']!r}: log_prob of {_describe(site['fn'])} fails on the "
-                             f"site's value: {str(e).splitlines()[0]}") from e
+        raise AssertionError(
+            f"{where} site {site['name']!r}: log_prob of {_describe(site['fn'])} fails on the "
+            f"site's value: {str(e).splitlines()[0]}"
+        ) from e
     actual = tuple(log_prob.shape)
     plates = _plates(site)
     sizes = {dim: size for dim, size in plates.values()}
     depth = max([0] + [-dim for dim in sizes])
     expected = tuple(sizes.get(dim, 1) for dim in range(-depth, 0))
     padded = (1,) * max(0, depth - len(actual)) + actual
-    if padded[len(padded) - depth:] == expected and all(n == 1 for n in padded[: len(padded) - depth]):
+    if padded[len(padded) - depth :] == expected and all(n == 1 for n in padded[: len(padded) - depth]):
         return
     plate_text = ", ".join(f"{n!r} (dim {d}, size {s})" for n, (d, s) in plates.items()) or "none"
     raise AssertionError(
@@ -325,10 +325,13 @@ def assert_shapes_agree(model, guide, *args, **kwargs):
             )
         if site["fn"].event_shape != g["fn"].event_shape:
             model_dims, guide_dims = len(site["fn"].event_shape), len(g["fn"].event_shape)
-            hint = (f": declare the guide's dimensions of one draw with .to_event({model_dims - guide_dims})"
-                    if model_dims > guide_dims else
-                    f": declare the model's dimensions of one draw with .to_event({guide_dims - model_dims})"
-                    if guide_dims > model_dims else "")
+            hint = (
+                f": declare the guide's dimensions of one draw with .to_event({model_dims - guide_dims})"
+                if model_dims > guide_dims
+                else f": declare the model's dimensions of one draw with .to_event({guide_dims - model_dims})"
+                if guide_dims > model_dims
+                else ""
+            )
             raise AssertionError(
                 f"site {name!r} has event_shape {tuple(site['fn'].event_shape)} in the model but "
                 f"{tuple(g['fn'].event_shape)} in the guide{hint}"
@@ -368,12 +371,21 @@ def assert_vectorizes(model, guide, *args, num_samples=2, **kwargs):
     :raises AssertionError: naming what failed and the usual fix.
     """
     model_trace, guide_trace = _traces(model, guide, args, kwargs)
-    nesting = max([0] + [-f.dim for trace in (model_trace, guide_trace) for site in _sample_sites(trace).values()
-                         for f in site["cond_indep_stack"] if f.vectorized])
+    nesting = max(
+        [0]
+        + [
+            -f.dim
+            for trace in (model_trace, guide_trace)
+            for site in _sample_sites(trace).values()
+            for f in site["cond_indep_stack"]
+            if f.vectorized
+        ]
+    )
     dim = -(nesting + 1)
     try:
-        model_trace, guide_trace = _traces(_sample_plate(model, num_samples, dim),
-                                           _sample_plate(guide, num_samples, dim), args, kwargs)
+        model_trace, guide_trace = _traces(
+            _sample_plate(model, num_samples, dim), _sample_plate(guide, num_samples, dim), args, kwargs
+        )
         for where, trace, observed in (("guide", guide_trace, False), ("model", model_trace, None)):
             for site in _sample_sites(trace, observed).values():
                 _check_log_prob_shape(site, where)
@@ -460,8 +472,9 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
     """
     loss_value, params, owners, seen_by_pyro = _parameters(model, guide, args, kwargs, loss)
     _assert_finite(loss_value)
-    params = {key: (name, p) for key, (name, p) in params.items()
-              if not any(name.startswith(prefix) for prefix in unused)}
+    params = {
+        key: (name, p) for key, (name, p) in params.items() if not any(name.startswith(prefix) for prefix in unused)
+    }
     saved = {key: p.grad for key, (_, p) in params.items()}
     try:
         for _, p in params.values():
@@ -477,9 +490,7 @@ def assert_gradients_reach_parameters(model, guide, *args, loss=None, unused=(),
             if not torch.isfinite(p.grad).all():
                 raise AssertionError(f"parameter {name!r} has a non-finite gradient")
             if not p.grad.any():
-                raise AssertionError(
-                    f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it"
-                )
+                raise AssertionError(f"parameter {name!r} has an all-zero gradient: the ELBO does not depend on it")
         for key, (name, _) in params.items():
             if key not in seen_by_pyro and not torch_svi:
                 raise AssertionError(
@@ -510,8 +521,9 @@ def _restoring(params):
                 p.grad = None
 
 
-def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None,
-                           num_eval_particles=16, seed=0, max_p=1e-3, **kwargs):
+def assert_svi_lowers_loss(
+    model, guide, *args, num_steps=10, lr=1e-3, loss=None, num_eval_particles=16, seed=0, max_p=1e-3, **kwargs
+):
     """Assert that ``num_steps`` of SVI (Adam, ``lr``) on the batch move the parameters and do not raise the loss.
 
     The loss is estimated before and after training from ``num_eval_particles``
@@ -548,8 +560,10 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
     def evaluate(draw_seed):
         with torch.random.fork_rng():
             torch.manual_seed(draw_seed)
-            return torch.tensor([float(loss.loss(model, guide, *args, **kwargs))
-                                 for _ in range(num_eval_particles)], dtype=torch.float64)
+            return torch.tensor(
+                [float(loss.loss(model, guide, *args, **kwargs)) for _ in range(num_eval_particles)],
+                dtype=torch.float64,
+            )
 
     with _restoring(params):
         start = {name: p.detach().clone() for name, p in params.items()}
@@ -581,8 +595,20 @@ def assert_svi_lowers_loss(model, guide, *args, num_steps=10, lr=1e-3, loss=None
     return mean_before, mean_after
 
 
-def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unused=(),
-                      num_steps=10, lr=1e-3, torch_svi=False, vectorized=None, seed=0, **kwargs):
+def check_model_guide(
+    model,
+    guide,
+    *args,
+    loss=None,
+    reparameterized=True,
+    unused=(),
+    num_steps=10,
+    lr=1e-3,
+    torch_svi=False,
+    vectorized=None,
+    seed=0,
+    **kwargs,
+):
     """Run every check of this module on a model/guide pair and a small batch.
 
     In order: :func:`assert_guide_matches_model`, :func:`assert_reparameterized`
@@ -621,8 +647,7 @@ def check_model_guide(model, guide, *args, loss=None, reparameterized=True, unus
     if vectorized:
         assert_vectorizes(model, guide, *args, **kwargs)
     assert_elbo_finite(model, guide, *args, loss=loss, **kwargs)
-    assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, torch_svi=torch_svi,
-                                      **kwargs)
+    assert_gradients_reach_parameters(model, guide, *args, loss=loss, unused=unused, torch_svi=torch_svi, **kwargs)
     if num_steps:
         return assert_svi_lowers_loss(model, guide, *args, num_steps=num_steps, lr=lr, loss=loss, seed=seed, **kwargs)
     return None

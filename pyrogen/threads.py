@@ -43,7 +43,10 @@ def set_wait_policy(policy="PASSIVE"):
     if "torch" in sys.modules:
         import warnings
 
-        warnings.warn(f"{WAIT_POLICY}={policy} was set after torch was imported, so torch's threads in this "
-                      "process keep their policy; call set_wait_policy() before 'import torch'",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{WAIT_POLICY}={policy} was set after torch was imported, so torch's threads in this "
+            "process keep their policy; call set_wait_policy() before 'import torch'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return policy

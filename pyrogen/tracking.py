@@ -23,8 +23,9 @@ import numbers
 
 from pyrogen.errors import DataError
 
-TENSORBOARD_MISSING = ("--logger tensorboard needs the tensorboard package, which is not installed: "
-                       "pip install 'pyrogen[tensorboard]'")
+TENSORBOARD_MISSING = (
+    "--logger tensorboard needs the tensorboard package, which is not installed: pip install 'pyrogen[tensorboard]'"
+)
 
 
 class TensorBoardTracker:
@@ -66,8 +67,9 @@ class TensorBoardTracker:
         for name, grid in (images or {}).items():
             from torchvision.utils import make_grid
 
-            self.writer.add_image(name, make_grid(grid.detach().float().cpu().clamp(0, 1), nrow=self.nrow),
-                                  global_step=epoch)
+            self.writer.add_image(
+                name, make_grid(grid.detach().float().cpu().clamp(0, 1), nrow=self.nrow), global_step=epoch
+            )
         self.writer.flush()
 
     def close(self):

@@ -50,19 +50,33 @@ def main(out):
     dataset = TensorDataset(data())
     # the shares in order (Lightning's own sampler would shuffle the training data), so that the global
     # batches are the reference's: rank r takes examples r, r + 2, r + 4, ... of each run of 20
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=int(os.environ["RANK"]),
-                                 shuffle=False)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=int(os.environ["RANK"]), shuffle=False)
     loader = DataLoader(dataset, batch_size=GLOBAL_BATCH // world, sampler=sampler)
-    trainer = pl.Trainer(accelerator="cpu", devices=world, num_nodes=1, max_epochs=EPOCHS,
-                         strategy=DDPStrategy(process_group_backend="gloo", static_graph=True),
-                         use_distributed_sampler=False, callbacks=[Record()], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=world,
+        num_nodes=1,
+        max_epochs=EPOCHS,
+        strategy=DDPStrategy(process_group_backend="gloo", static_graph=True),
+        use_distributed_sampler=False,
+        callbacks=[Record()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, loader)
     if trainer.global_rank == 0:
         with open(out, "w") as f:
-            json.dump({"losses": losses, "world_size": trainer.world_size,
-                       "train_elbo": float(trainer.callback_metrics["train_elbo"]),
-                       "params": [p.detach().sum().item() for p in ae.parameters()]}, f)
+            json.dump(
+                {
+                    "losses": losses,
+                    "world_size": trainer.world_size,
+                    "train_elbo": float(trainer.callback_metrics["train_elbo"]),
+                    "params": [p.detach().sum().item() for p in ae.parameters()],
+                },
+                f,
+            )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,11 @@ def test_subsampled_model_plate_against_unsubsampled_guide_plate_fails(x):
         with pyro.plate("data", 8):
             pyro.sample("z", dist.Normal(0.0, 1.0))
 
-    with pytest.raises(AssertionError, match=r"^site 'z' is in plates of full sizes \{'data': 60000\} in the "
-                                             r"model but \{'data': 8\} in the guide"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^site 'z' is in plates of full sizes \{'data': 60000\} in the "
+        r"model but \{'data': 8\} in the guide",
+    ):
         assert_shapes_agree(model, guide, x)
 
 
@@ -103,8 +106,11 @@ def test_guide_outside_the_prior_support_is_named(x):
     def guide(x):
         pyro.sample("w", dist.Normal(-5.0, 0.1))
 
-    with pytest.raises(AssertionError, match=r"^guide site 'w' draws from Normal \(support Real\(\)\), values "
-                                             r"outside the support GreaterThanEq\(lower_bound=0.0\) of the model's Gamma"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^guide site 'w' draws from Normal \(support Real\(\)\), values "
+        r"outside the support GreaterThanEq\(lower_bound=0.0\) of the model's Gamma",
+    ):
         check_model_guide(positive_model, guide, x)
 
 
@@ -117,9 +123,12 @@ def test_observed_site_lacking_obs_is_advised_to_pass_obs(x):
     def guide(x):
         pyro.sample("w", dist.Gamma(pyro.param("a", torch.tensor(2.0)), 1.0))
 
-    with pytest.raises(AssertionError, match=r"^model latent site 'x' has no site in the guide.*If 'x' is "
-                                             r"data, the model's pyro.sample\('x', ...\) lacks obs=: pass "
-                                             r"the data as obs"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^model latent site 'x' has no site in the guide.*If 'x' is "
+        r"data, the model's pyro.sample\('x', ...\) lacks obs=: pass "
+        r"the data as obs",
+    ):
         assert_guide_matches_model(model, guide, x)
 
 
@@ -157,8 +166,15 @@ def test_gmm_tutorial_pair_passes_whatever_the_seed(seed, lr):
     # Dirichlet and Gamma samplers draw a varying count of random numbers, so one seed gave other draws after
     # training, and the heavy-tailed ELBO draws (a small scale) swamped the comparison.
     pyro.set_rng_seed(seed)
-    before, after = check_model_guide(gmm_model, gmm_guide, GMM_DATA, loss=TraceEnum_ELBO(max_plate_nesting=1),
-                                      reparameterized=False, lr=lr, seed=seed)
+    before, after = check_model_guide(
+        gmm_model,
+        gmm_guide,
+        GMM_DATA,
+        loss=TraceEnum_ELBO(max_plate_nesting=1),
+        reparameterized=False,
+        lr=lr,
+        seed=seed,
+    )
     assert math.isfinite(before) and math.isfinite(after)
 
 
@@ -169,16 +185,25 @@ def test_svi_that_raises_the_loss_is_reported(x):
             return -super().differentiable_loss(model, guide, *args, **kwargs)
 
     def guide(x):
-        pyro.sample("w", dist.Gamma(pyro.param("a", torch.tensor(4.0), constraint=constraints.positive),
-                                    pyro.param("b", torch.tensor(4.0), constraint=constraints.positive)))
+        pyro.sample(
+            "w",
+            dist.Gamma(
+                pyro.param("a", torch.tensor(4.0), constraint=constraints.positive),
+                pyro.param("b", torch.tensor(4.0), constraint=constraints.positive),
+            ),
+        )
 
-    with pytest.raises(AssertionError, match=r"^10 SVI steps \(Adam, lr=0.05\) did not lower the loss: it rose "
-                                             r"from [\d.]+ nats to [\d.]+ \(medians of 16 independent draws each; "
-                                             r"one-sided Mann-Whitney p = [\d.e-]+\), more than chance explains$"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^10 SVI steps \(Adam, lr=0.05\) did not lower the loss: it rose "
+        r"from [\d.]+ nats to [\d.]+ \(medians of 16 independent draws each; "
+        r"one-sided Mann-Whitney p = [\d.e-]+\), more than chance explains$",
+    ):
         check_model_guide(positive_model, guide, x, loss=Ascent(), lr=0.05)
 
 
 # --- a decoder that reads the batch size from the left ---------------------------------------------------
+
 
 class LeftReshapeVAE(PlainVAE):
     """Correct with one particle; its decoder reshapes with z.shape[0], so a leading sample dimension breaks it."""
@@ -202,10 +227,10 @@ def test_decoder_reshaping_with_the_batch_size_from_the_left_is_caught():
     assert str(info.value) == (
         "the pair fails with an extra leading dimension of 2 draws (a plate at dim -2, as vectorized particles "
         "and pyrogen.evaluation.log_likelihood add): RuntimeError: shape '[2, 3]' is invalid for input of size 36. "
-        "Read batch dimensions from the right (z.shape[:-1], x.shape[:-3]), not from the left (z.shape[0])")
+        "Read batch dimensions from the right (z.shape[:-1], x.shape[:-3]), not from the left (z.shape[0])"
+    )
     PlainVAE.model(vae, x)  # the right-reading decoder passes
-    check_model_guide(PlainVAE.model.__get__(vae), vae.guide, x, loss=ReparamTrace_ELBO(), torch_svi=True,
-                      num_steps=0)
+    check_model_guide(PlainVAE.model.__get__(vae), vae.guide, x, loss=ReparamTrace_ELBO(), torch_svi=True, num_steps=0)
 
 
 def test_plain_module_pair_is_told_about_torch_svi():
@@ -215,7 +240,8 @@ def test_plain_module_pair_is_told_about_torch_svi():
     assert str(info.value) == (
         "parameter 'decoder.weight' of PlainVAE is not registered with Pyro (make the module a pyro.nn.PyroModule "
         "or call pyro.module(name, module) in the model or guide), so pyro.infer.SVI would not train it; if a torch "
-        "optimizer trains it (pyrogen.infer.TorchSVI), pass torch_svi=True")
+        "optimizer trains it (pyrogen.infer.TorchSVI), pass torch_svi=True"
+    )
 
 
 def test_guide_without_to_event_gets_a_line_naming_it():
@@ -235,14 +261,18 @@ def test_guide_without_to_event_gets_a_line_naming_it():
     assert str(info.value) == (
         "guide site 'z': dimension -1 of its batch shape has size 2 but plate 'data' (dim -1) has size 8, so a "
         "dimension of one draw is read as a batch dimension. Declare the dimensions of one draw as event dimensions "
-        "(.to_event(n), e.g. dist.Normal(loc, scale).to_event(1)) or put each batch dimension inside a pyro.plate")
+        "(.to_event(n), e.g. dist.Normal(loc, scale).to_event(1)) or put each batch dimension inside a pyro.plate"
+    )
 
     def unbatched_guide(x):  # one number per example: the event shapes differ
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(pyro.param("loc2", torch.zeros(x.shape[0])), 1.0))
 
-    with pytest.raises(AssertionError, match=r"^site 'z' has event_shape \(2,\) in the model but \(\) in the guide: "
-                                             r"declare the guide's dimensions of one draw with .to_event\(1\)$"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^site 'z' has event_shape \(2,\) in the model but \(\) in the guide: "
+        r"declare the guide's dimensions of one draw with .to_event\(1\)$",
+    ):
         assert_shapes_agree(model, unbatched_guide, torch.randn(8, 1))
 
 
@@ -254,7 +284,7 @@ T, N_DP = 6, 40
 def _dp_data():
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[-8.0, -8.0], [8.0, 8.0], [1.5, 2.0], [-0.5, 1.0]])
-    return (centres.repeat_interleave(N_DP // 4, 0) + torch.randn(N_DP, 2, generator=g))
+    return centres.repeat_interleave(N_DP // 4, 0) + torch.randn(N_DP, 2, generator=g)
 
 
 def _mix_weights(beta):
@@ -275,8 +305,9 @@ def dp_model(data):
 def dp_guide(data):
     kappa = pyro.param("kappa", lambda: dist.Uniform(0, 2).sample([T - 1]), constraint=constraints.positive)
     tau = pyro.param("tau", lambda: dist.MultivariateNormal(torch.zeros(2), 3 * torch.eye(2)).sample([T]))
-    phi = pyro.param("phi", lambda: dist.Dirichlet(1 / T * torch.ones(T)).sample([data.shape[0]]),
-                     constraint=constraints.simplex)
+    phi = pyro.param(
+        "phi", lambda: dist.Dirichlet(1 / T * torch.ones(T)).sample([data.shape[0]]), constraint=constraints.simplex
+    )
     with pyro.plate("beta_plate", T - 1):
         pyro.sample("beta", dist.Beta(torch.ones(T - 1), kappa))
     with pyro.plate("mu_plate", T):

@@ -25,12 +25,12 @@ def test_the_discretised_log1p_normal_is_the_normal_mass_of_each_bin():
     for k in [0, 1, 2, 5, 9]:
         lo = -math.inf if k == 0 else math.log1p(k - 0.5)
         mass = stats.norm(loc, scale).cdf(math.log1p(k + 0.5)) - stats.norm(loc, scale).cdf(lo)
-        assert d.log_prob(torch.tensor(float(k), dtype=torch.float64)).item() == pytest.approx(math.log(mass),
-                                                                                              rel=1e-9)
+        assert d.log_prob(torch.tensor(float(k), dtype=torch.float64)).item() == pytest.approx(math.log(mass), rel=1e-9)
     # the continuous version is the density of y = log1p(x) times the Jacobian 1 / (1 + x)
     c = Log1pNormal(torch.tensor(loc), torch.tensor(scale), False)
     assert c.log_prob(torch.tensor(3.0)).item() == pytest.approx(
-        stats.norm(loc, scale).logpdf(math.log(4.0)) - math.log(4.0), rel=1e-5)
+        stats.norm(loc, scale).logpdf(math.log(4.0)) - math.log(4.0), rel=1e-5
+    )
 
 
 def test_adjusted_rand_index():
@@ -40,8 +40,12 @@ def test_adjusted_rand_index():
     # pairs together in both 2, in a 6, in b 3, of 15: (2 - 6 * 3 / 15) / ((6 + 3) / 2 - 6 * 3 / 15)
     assert adjusted_rand_index(a, b) == pytest.approx(0.8 / 3.3)
     g = torch.Generator().manual_seed(0)
-    chance = [adjusted_rand_index(torch.randint(4, (2000,), generator=g).numpy(),
-                                  torch.randint(4, (2000,), generator=g).numpy()) for _ in range(5)]
+    chance = [
+        adjusted_rand_index(
+            torch.randint(4, (2000,), generator=g).numpy(), torch.randint(4, (2000,), generator=g).numpy()
+        )
+        for _ in range(5)
+    ]
     assert max(abs(c) for c in chance) < 0.01
 
 

@@ -38,8 +38,7 @@ def _train(model_cls, epochs, run_dir=None):
     pyro.set_rng_seed(config["train"]["seed"])
     model = model_cls(**config["model"])
     train, test = _data()
-    trainer = VAETrainer(model, train, test, config, run=run_dir and RunDir.create(run_dir, config),
-                         progress=False)
+    trainer = VAETrainer(model, train, test, config, run=run_dir and RunDir.create(run_dir, config), progress=False)
     losses = [trainer.train_epoch() for _ in range(epochs)]
     return trainer, losses
 
@@ -82,9 +81,14 @@ def _adversarial(loss, real, z, rank=None):
     torch.manual_seed(0)
     gen = _MLPGenerator()
     disc = nn.Sequential(nn.Linear(6, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
-    gan = Adversarial(gen.model, disc, torch.optim.SGD(gen.parameters(), lr=0.1, weight_decay=0.01),
-                      torch.optim.SGD(disc.parameters(), lr=0.1),
-                      loss=_DataEpsilonGP() if loss == "wgan-gp" else loss, track_grad_norms=True)
+    gan = Adversarial(
+        gen.model,
+        disc,
+        torch.optim.SGD(gen.parameters(), lr=0.1, weight_decay=0.01),
+        torch.optim.SGD(disc.parameters(), lr=0.1),
+        loss=_DataEpsilonGP() if loss == "wgan-gp" else loss,
+        track_grad_norms=True,
+    )
     if rank is not None:
         if rank == 1:  # distribute() must hand every rank rank 0's parameters
             with torch.no_grad():
@@ -94,8 +98,11 @@ def _adversarial(loss, real, z, rank=None):
         real, z = real.chunk(2, dim=1)[rank], z.chunk(2, dim=1)[rank]
     stats = [gan.step(real[i], z=z[i]) for i in range(real.shape[0])]
     assert gen.unused.grad is None  # weight decay would otherwise have moved it
-    return {"generator": gen.state_dict(), "discriminator": disc.state_dict(),
-            "stats": {k: torch.stack([s[k] for s in stats]) for k in stats[0]}}
+    return {
+        "generator": gen.state_dict(),
+        "discriminator": disc.state_dict(),
+        "stats": {k: torch.stack([s[k] for s in stats]) for k in stats[0]},
+    }
 
 
 def _gan_config():
@@ -118,8 +125,9 @@ def _worker(rank, world, port, out, kind):
     try:
         if kind == "adversarial":
             real, z = _adversarial_batches()
-            torch.save({loss: _adversarial(loss, real, z, rank) for loss in ("nonsaturating", "wgan-gp")},
-                       f"{out}.rank{rank}")
+            torch.save(
+                {loss: _adversarial(loss, real, z, rank) for loss in ("nonsaturating", "wgan-gp")}, f"{out}.rank{rank}"
+            )
         elif kind == "gan":
             config = _gan_config()
             bad = copy.deepcopy(config)
@@ -149,8 +157,7 @@ def _free_port():
 
 
 def _spawn(kind, out, world=2):
-    mp.start_processes(_worker, args=(world, _free_port(), str(out), kind), nprocs=world,
-                       start_method="spawn")
+    mp.start_processes(_worker, args=(world, _free_port(), str(out), kind), nprocs=world, start_method="spawn")
 
 
 def test_two_gloo_processes_give_the_single_process_parameters(tmp_path):
@@ -216,8 +223,9 @@ def test_two_gloo_processes_play_the_single_process_game(adversarial_ranks, loss
 def test_distributed_gan_run_writes_on_rank_zero_and_resumes_in_one_process(tmp_path):
     _spawn("gan", tmp_path / "run")
     config = _gan_config()
-    build_gan_trainer(config, run=RunDir.create(tmp_path / "single", config), device="cpu", progress=False,
-                      data=_gan_data()).fit(1)
+    build_gan_trainer(
+        config, run=RunDir.create(tmp_path / "single", config), device="cpu", progress=False, data=_gan_data()
+    ).fit(1)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "single").iterdir())
     assert "checkpoint.pt" in files and "samples_epoch001.png" in files

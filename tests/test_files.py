@@ -21,17 +21,23 @@ from pyrogen.errors import CheckpointError, RunDirError, RunFileError
 from pyrogen.files import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATE = {"config": {"kind": "vae", "model": {}, "data": {}, "train": {"epochs": 1}}, "epoch": 1, "step": 2,
-         "metrics": [{"epoch": 1}], "model": {"w": torch.ones(2)}}
+STATE = {
+    "config": {"kind": "vae", "model": {}, "data": {}, "train": {"epochs": 1}},
+    "epoch": 1,
+    "step": 2,
+    "metrics": [{"epoch": 1}],
+    "model": {"w": torch.ones(2)},
+}
 
 
 def _holder(directory):
     """A process that takes ``directory``'s run lock and says so on stdout, then sleeps."""
-    code = ("import sys, time; from pyrogen import files; files.lock_run_dir(sys.argv[1]); "
-            "print('locked', flush=True); time.sleep(600)")
+    code = (
+        "import sys, time; from pyrogen import files; files.lock_run_dir(sys.argv[1]); "
+        "print('locked', flush=True); time.sleep(600)"
+    )
     env = dict(os.environ, PYTHONPATH=ROOT)
-    process = subprocess.Popen([sys.executable, "-c", code, str(directory)], stdout=subprocess.PIPE, text=True,
-                               env=env)
+    process = subprocess.Popen([sys.executable, "-c", code, str(directory)], stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout.readline().strip() == "locked"
     return process
 
@@ -44,8 +50,10 @@ def test_a_second_writer_is_refused_while_the_first_lives_and_admitted_once_it_i
     try:
         with pytest.raises(RunDirError) as e:
             RunDir.create(out, {"kind": "vae"}, defer_config=True)
-        assert str(e.value) == (f"output directory {str(out)!r} is in use: another pyrogen process is writing there; "
-                                "wait until it ends, or choose another directory (nothing was written)")
+        assert str(e.value) == (
+            f"output directory {str(out)!r} is in use: another pyrogen process is writing there; "
+            "wait until it ends, or choose another directory (nothing was written)"
+        )
         with pytest.raises(RunDirError, match="is in use"):
             files.remove_stale_temporaries(out)  # a resume's first step: refused, and nothing deleted
         assert os.listdir(out) == []
@@ -102,10 +110,12 @@ def _run_with_files(path):
     return run
 
 
-LINKED = [("config.json", lambda run: run.config),
-          ("metrics.csv", lambda run: run.read_metrics()),
-          ("evaluations/log-px.json", lambda run: run.read_json("evaluations/log-px.json")),
-          ("checkpoint.pt", lambda run: run.load_checkpoint())]
+LINKED = [
+    ("config.json", lambda run: run.config),
+    ("metrics.csv", lambda run: run.read_metrics()),
+    ("evaluations/log-px.json", lambda run: run.read_json("evaluations/log-px.json")),
+    ("checkpoint.pt", lambda run: run.load_checkpoint()),
+]
 
 
 @pytest.mark.parametrize("name, read", LINKED, ids=[n for n, _ in LINKED])
@@ -116,8 +126,10 @@ def test_no_run_file_is_read_through_a_link_that_leaves_the_run(tmp_path, name, 
     os.symlink(secret, run.file(name))
     with pytest.raises((RunFileError, CheckpointError)) as e:
         read(run)
-    assert str(e.value) == (f"{run.file(name)!r} is a link to {str(secret)!r}, outside the run directory "
-                            f"{run.path!r}; refusing to read it (expected the run's own file)")
+    assert str(e.value) == (
+        f"{run.file(name)!r} is a link to {str(secret)!r}, outside the run directory "
+        f"{run.path!r}; refusing to read it (expected the run's own file)"
+    )
 
 
 def test_a_link_to_a_folder_outside_is_refused_and_a_link_inside_the_run_is_read(tmp_path):
@@ -221,22 +233,29 @@ def test_a_checkpoint_with_bookkeeping_of_the_wrong_types_is_one_line(tmp_path, 
     files.save_checkpoint(run.checkpoint_path, dict(STATE, **change))
     with pytest.raises(CheckpointError) as e:
         run.load_checkpoint()
-    assert str(e.value) == (f"the checkpoint {run.checkpoint_path!r} {message}: it was not written by pyrogen's "
-                            "trainer, or was changed since") or (message in str(e.value) and "\n" not in str(e.value))
+    assert str(e.value) == (
+        f"the checkpoint {run.checkpoint_path!r} {message}: it was not written by pyrogen's "
+        "trainer, or was changed since"
+    ) or (message in str(e.value) and "\n" not in str(e.value))
 
 
 # ---------------------------------------------------------------- item 4: only pyrogen's temporaries go
 def test_only_pyrogens_own_temporaries_are_removed(tmp_path):
     ours = ".checkpoint.pt.pyrogen-a1b2c3d4.tmp"
-    theirs = [".my.notes.tmp", ".a.b.tmp", ".checkpoint.pt.abc123.tmp", "notes.pyrogen-abcdef.tmp",
-              ".pyrogen-abcdef.tmp", ".x.pyrogen-ab.tmp"]
+    theirs = [
+        ".my.notes.tmp",
+        ".a.b.tmp",
+        ".checkpoint.pt.abc123.tmp",
+        "notes.pyrogen-abcdef.tmp",
+        ".pyrogen-abcdef.tmp",
+        ".x.pyrogen-ab.tmp",
+    ]
     for name in [ours] + theirs:
         (tmp_path / name).write_text("x")
     os.mkdir(tmp_path / ".dir.pyrogen-abcdef12.tmp")  # named like ours, but a folder: left alone
     os.symlink(tmp_path / ".my.notes.tmp", tmp_path / ".link.pyrogen-abcdef12.tmp")
     assert files.remove_stale_temporaries(tmp_path) == [ours]
-    assert sorted(os.listdir(tmp_path)) == sorted(theirs + [".dir.pyrogen-abcdef12.tmp",
-                                                            ".link.pyrogen-abcdef12.tmp"])
+    assert sorted(os.listdir(tmp_path)) == sorted(theirs + [".dir.pyrogen-abcdef12.tmp", ".link.pyrogen-abcdef12.tmp"])
 
 
 def test_atomic_write_names_its_temporaries_as_pyrogens_own(tmp_path, monkeypatch):
@@ -298,8 +317,9 @@ def small_filesystem(tmp_path):
     """A real 256 KiB tmpfs at ``tmp_path/fs`` (skipped where mounting is not allowed)."""
     where = tmp_path / "fs"
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], check=False,
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], check=False, capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (not root, or no CAP_SYS_ADMIN)")
     try:
@@ -334,15 +354,25 @@ def test_atomic_write_without_replace_refuses_an_existing_file(tmp_path):
     assert (tmp_path / "other.html").read_text() == "new"
 
 
-@pytest.mark.parametrize("target", ["evaluations/log-px.json", "evaluations/new.json", "config.json",
-                                    "checkpoint.pt", "metrics.csv", "link-to-evaluation.json"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "evaluations/log-px.json",
+        "evaluations/new.json",
+        "config.json",
+        "checkpoint.pt",
+        "metrics.csv",
+        "link-to-evaluation.json",
+    ],
+)
 def test_no_output_goes_to_a_runs_own_result_files(tmp_path, target):
     run = _run_with_files(tmp_path / "run")
     os.symlink(run.file("evaluations/log-px.json"), run.file("link-to-evaluation.json"))
     with pytest.raises(RunDirError) as e:
         files.check_not_run_file(run.file(target))
-    assert str(e.value) == (f"--out {run.file(target)!r} is one of its run's own files; expected another file "
-                            "name (nothing was written)")
+    assert str(e.value) == (
+        f"--out {run.file(target)!r} is one of its run's own files; expected another file name (nothing was written)"
+    )
     files.check_not_run_file(run.file("report-2.html"))  # a new file beside them is fine
 
 
@@ -368,11 +398,13 @@ def test_a_killed_writer_releases_its_lock_within_a_second(tmp_path):
     assert json.dumps(sorted(os.listdir(tmp_path))) == "[]"
 
 
-WRITES = [("config.json", lambda run: run.write_json("config.json", {"kind": "vae"})),
-          ("evaluations/new.json", lambda run: run.write_json("evaluations/new.json", {})),
-          ("metrics.csv", lambda run: run.write_metrics([{"epoch": 1}])),
-          ("checkpoint.pt", lambda run: run.save_checkpoint(STATE)),
-          ("samples.png", lambda run: run.save_image("samples.png", torch.zeros(1, 1, 4, 4)))]
+WRITES = [
+    ("config.json", lambda run: run.write_json("config.json", {"kind": "vae"})),
+    ("evaluations/new.json", lambda run: run.write_json("evaluations/new.json", {})),
+    ("metrics.csv", lambda run: run.write_metrics([{"epoch": 1}])),
+    ("checkpoint.pt", lambda run: run.save_checkpoint(STATE)),
+    ("samples.png", lambda run: run.save_image("samples.png", torch.zeros(1, 1, 4, 4))),
+]
 
 
 @pytest.mark.parametrize("name, write", WRITES, ids=[n for n, _ in WRITES])

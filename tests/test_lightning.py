@@ -47,9 +47,22 @@ def reference_losses():
 def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
     out = tmp_path / "ddp.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(ROOT / "tests" / "lightning_ddp_run.py"), str(out)],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(ROOT / "tests" / "lightning_ddp_run.py"),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(out.read_text())
     expected, params = reference_losses()
@@ -59,7 +72,7 @@ def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
     assert expected[-1] < expected[0]  # it trained
     assert run["params"] == pytest.approx(params, rel=1e-4, abs=1e-5)
     # the logged ELBO: the last epoch's per-example mean over both processes, nats
-    last_epoch = expected[len(expected) // 2:]
+    last_epoch = expected[len(expected) // 2 :]
     assert run["train_elbo"] == pytest.approx(-sum(last_epoch) / 80, rel=LOSS_RTOL)
 
 
@@ -78,10 +91,18 @@ def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     data = ddp.data()
     vae = VAE(latent_dim=3, hidden=(16,))
     module = SVIModule(vae.model, vae.guide, lr=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(module, DataLoader(TensorDataset(data), batch_size=20),
-                DataLoader(TensorDataset(data[:60]), batch_size=25))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(
+        module, DataLoader(TensorDataset(data), batch_size=20), DataLoader(TensorDataset(data[:60]), batch_size=25)
+    )
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
     assert {"train_elbo", "val_elbo", "val_kl", "val_mi", "val_active_units"} <= set(logged)
     with pyro.validation_enabled(False):

@@ -35,34 +35,77 @@ def _global_norm(params):
 
 def test_recipe_settings_and_command_line():
     he = OptimConfig.from_recipe("he2019")
-    assert (he.optimizer, he.lr, he.momentum, he.loss_reduction, he.clip_norm, he.init) == ("sgd", 1.0, 0.0, "mean", 5.0, "uniform")
+    assert (he.optimizer, he.lr, he.momentum, he.loss_reduction, he.clip_norm, he.init) == (
+        "sgd",
+        1.0,
+        0.0,
+        "mean",
+        5.0,
+        "uniform",
+    )
     assert (he.decay, he.decay_factor, he.decay_epochs, he.max_decay, he.decay_start_epoch) == (True, 0.5, 2, 5, 15)
     default = OptimConfig()
     assert (default.optimizer, default.lr, default.loss_reduction, default.clip_norm, default.init, default.decay) == (
-        "adam", 1e-3, "sum", None, "default", False)
+        "adam",
+        1e-3,
+        "sum",
+        None,
+        "default",
+        False,
+    )
     from pyrogen.cli import _optim_settings, build_parser
 
     def settings(*options):
-        return _optim_settings(build_parser().parse_args(["train", "vae", "--out", "x", "--validation-size", "10",
-                                                          *options]))
+        return _optim_settings(
+            build_parser().parse_args(["train", "vae", "--out", "x", "--validation-size", "10", *options])
+        )
 
     he_cli = settings("--recipe", "he2019")
-    assert (he_cli["optimizer"], he_cli["lr"], he_cli["clip_norm"], he_cli["init"], he_cli["loss_reduction"],
-            he_cli["lr_decay_epochs"]) == ("sgd", 1.0, 5.0, "uniform", "mean", 2)
+    assert (
+        he_cli["optimizer"],
+        he_cli["lr"],
+        he_cli["clip_norm"],
+        he_cli["init"],
+        he_cli["loss_reduction"],
+        he_cli["lr_decay_epochs"],
+    ) == ("sgd", 1.0, 5.0, "uniform", "mean", 2)
     mixed = settings("--recipe", "he2019", "--optimizer", "adam", "--lr", "1e-3", "--clip-norm", "0")
     assert (mixed["optimizer"], mixed["lr"], mixed["clip_norm"], mixed["init"], mixed["loss_reduction"]) == (
-        "adam", 1e-3, None, "uniform", "mean")
+        "adam",
+        1e-3,
+        None,
+        "uniform",
+        "mean",
+    )
     image = OptimConfig.from_recipe("he2019-image")  # image.py: Adam for encoder and decoder, clip_grad = 5.0,
     # loss.mean(), the networks' own init, decay_epoch = 20 from epoch 0 (no start), max_decay = 5
     assert (image.optimizer, image.lr, image.loss_reduction, image.clip_norm, image.init) == (
-        "adam", 1e-3, "mean", 5.0, "default")
-    assert (image.decay, image.decay_factor, image.decay_epochs, image.max_decay, image.decay_start_epoch,
-            image.decay_reference) == (True, 0.5, 20, 5, 0, "best")
+        "adam",
+        1e-3,
+        "mean",
+        5.0,
+        "default",
+    )
+    assert (
+        image.decay,
+        image.decay_factor,
+        image.decay_epochs,
+        image.max_decay,
+        image.decay_start_epoch,
+        image.decay_reference,
+    ) == (True, 0.5, 20, 5, 0, "best")
     assert he.decay_reference == "last"
     image_cli = settings("--recipe", "he2019-image")
-    assert (image_cli["optimizer"], image_cli["lr"], image_cli["clip_norm"], image_cli["init"],
-            image_cli["loss_reduction"], image_cli["lr_decay_epochs"], image_cli["decay_start_epoch"],
-            image_cli["decay_reference"]) == ("adam", 1e-3, 5.0, "default", "mean", 20, 0, "best")
+    assert (
+        image_cli["optimizer"],
+        image_cli["lr"],
+        image_cli["clip_norm"],
+        image_cli["init"],
+        image_cli["loss_reduction"],
+        image_cli["lr_decay_epochs"],
+        image_cli["decay_start_epoch"],
+        image_cli["decay_reference"],
+    ) == ("adam", 1e-3, 5.0, "default", "mean", 20, 0, "best")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="recipe must be one of"):
@@ -134,8 +177,17 @@ def test_clipping_bounds_the_global_norm_in_plain_and_inner_steps():
     dec = torch.optim.SGD(vae.decoder.parameters(), lr=0.1)
     inner, raw = [], []
     enc.register_step_pre_hook(lambda o, a, k: inner.append(_global_norm(vae.parameters())))
-    agg = AggressiveSVI(vae.model, vae.guide, enc, dec, ReparamTrace_ELBO(), lambda: torch.randint(7, (8, 5)),
-                        window=2, max_steps=6, clip_norm=clip)
+    agg = AggressiveSVI(
+        vae.model,
+        vae.guide,
+        enc,
+        dec,
+        ReparamTrace_ELBO(),
+        lambda: torch.randint(7, (8, 5)),
+        window=2,
+        max_steps=6,
+        clip_norm=clip,
+    )
     enc.register_step_pre_hook(lambda o, a, k: raw.append(agg.last_grad_norm.item()))
     with pyro.validation_enabled(False):
         agg.step(x)
@@ -159,8 +211,9 @@ def test_first_inner_step_is_on_the_current_batch():
     with pyro.validation_enabled(False):
         agg.step(x)
     assert len(drawn) == agg.inner_steps - 1  # He et al.: the first inner step uses x itself
-    agg_fresh = AggressiveSVI(vae.model, vae.guide, enc, dec, ReparamTrace_ELBO(), fresh, window=3, max_steps=5,
-                              first_on_batch=False)
+    agg_fresh = AggressiveSVI(
+        vae.model, vae.guide, enc, dec, ReparamTrace_ELBO(), fresh, window=3, max_steps=5, first_on_batch=False
+    )
     before = len(drawn)
     with pyro.validation_enabled(False):
         agg_fresh.step(x)
@@ -192,8 +245,21 @@ def test_plateau_decay_follows_the_authors_rule_and_resumes_bit_for_bit():
     # epochs 2, 3 rise above the reference 4.0, but decay waits for epoch >= 4; epochs 5, 6 rise above 3.9:
     # decay at 6 (back to epoch 4's weights); 7 and 8 rise above 4.3 (the reference after a decay): decay at 8;
     # 10-11 rise above 3.0: decay at 11, the third and last
-    assert outcomes == ["improved", "improved", "plateau", "plateau", "improved", "plateau", "decayed",
-                        "plateau", "decayed", "improved", "plateau", "finished", "plateau"]
+    assert outcomes == [
+        "improved",
+        "improved",
+        "plateau",
+        "plateau",
+        "improved",
+        "plateau",
+        "decayed",
+        "plateau",
+        "decayed",
+        "improved",
+        "plateau",
+        "finished",
+        "plateau",
+    ]
     assert decay.finished and decay.decays == 3 and decay.best_epoch == 9
     assert opt.param_groups[0]["lr"] == 0.125 and decay.lr_scale == 0.125
 
@@ -273,7 +339,12 @@ def test_plateau_decay_reloads_the_best_checkpoint_and_restarts_the_optimizer():
     assert not opt.state and opt.param_groups[0]["lr"] == pytest.approx(0.05)
     # decay=False: only the best-checkpoint bookkeeping
     keep = PlateauDecay(model, opt, patience=1, start_epoch=0, decay=False)
-    assert [keep.step(e, v) for e, v in enumerate([3.0, 4.0, 5.0, 2.0])] == ["improved", "plateau", "plateau", "improved"]
+    assert [keep.step(e, v) for e, v in enumerate([3.0, 4.0, 5.0, 2.0])] == [
+        "improved",
+        "plateau",
+        "plateau",
+        "improved",
+    ]
     assert keep.decays == 0 and keep.best_epoch == 3
 
 
@@ -301,8 +372,9 @@ def _fit(aggressive, train_x, seed=0, steps=40, batch_size=16):
 
     if aggressive:
         enc, dec = build_optimizer(vae.encoder.parameters(), config), build_optimizer(vae.decoder.parameters(), config)
-        svi = AggressiveSVI(vae.model, vae.guide, enc, dec, loss, fresh, window=15, max_steps=99,
-                            clip_norm=config.clip_norm)
+        svi = AggressiveSVI(
+            vae.model, vae.guide, enc, dec, loss, fresh, window=15, max_steps=99, clip_norm=config.clip_norm
+        )
     else:
         opt = build_optimizer(vae.parameters(), config)
         attach_gradient_clipping(opt, vae.parameters(), config.clip_norm)

@@ -79,8 +79,7 @@ def test_latent_traversals_pick_the_most_active_dims(trained, tmp_path):
 @pytest.mark.parametrize("method", ["linear", "slerp"])
 def test_interpolations(trained, tmp_path, method):
     models, x, _ = trained
-    path = plotting.plot_interpolations(models[5], x[:3], x[3:6], tmp_path / "i.png", num_steps=6,
-                                        method=method)
+    path = plotting.plot_interpolations(models[5], x[:3], x[3:6], tmp_path / "i.png", num_steps=6, method=method)
     _check_png(path, _grid(3, 8))
 
 
@@ -99,8 +98,9 @@ def test_manifold_is_the_prior_quantile_grid(trained, tmp_path):
 def test_latent_codes(trained, tmp_path):
     models, x, labels = trained
     for dim in (2, 5):  # 5-D codes are projected on two principal components
-        path = plotting.plot_latent_codes(models[dim], x, labels, tmp_path / f"c{dim}.png",
-                                          class_names=FASHION_MNIST_CLASSES)
+        path = plotting.plot_latent_codes(
+            models[dim], x, labels, tmp_path / f"c{dim}.png", class_names=FASHION_MNIST_CLASSES
+        )
         _check_png(path, (7.0, 6.0))
     with pytest.raises(DataError, match=r"labels must have one entry per image \(300\), got 5"):
         plotting.plot_latent_codes(models[2], x, labels[:5], tmp_path / "c.png")
@@ -109,8 +109,10 @@ def test_latent_codes(trained, tmp_path):
 
 
 def test_training_curves_plot_whichever_known_columns_exist(tmp_path):
-    vae_rows = [{"epoch": e, "step": 10 * e, "train_elbo": -200.0 + e, "test_elbo": -201.0 + e,
-                 "seconds": 1.0} for e in range(1, 6)]
+    vae_rows = [
+        {"epoch": e, "step": 10 * e, "train_elbo": -200.0 + e, "test_elbo": -201.0 + e, "seconds": 1.0}
+        for e in range(1, 6)
+    ]
     path = plotting.plot_training_curves(vae_rows, tmp_path / "v.png")
     _check_png(path, (5.5, 3.6))  # one panel
     gan_rows = [{"epoch": e, "loss_d": 1.0 / e, "loss_g": 0.5 * e, "fid": 30.0 - e} for e in range(1, 4)]
@@ -124,9 +126,24 @@ def test_training_curves_plot_whichever_known_columns_exist(tmp_path):
 
 
 def test_curve_panels_sort_columns_by_their_words():
-    panels = (plotting.curve_panels(
-        ["epoch", "train_elbo", "test_log_px", "kl", "test_kl", "kl_weight", "test_kl_weight", "loss_d", "d_loss",
-         "mi", "active_units", "fid", "seconds", "unknown"]))
+    panels = plotting.curve_panels(
+        [
+            "epoch",
+            "train_elbo",
+            "test_log_px",
+            "kl",
+            "test_kl",
+            "kl_weight",
+            "test_kl_weight",
+            "loss_d",
+            "d_loss",
+            "mi",
+            "active_units",
+            "fid",
+            "seconds",
+            "unknown",
+        ]
+    )
     panels = {title: (unit, members) for title, unit, members in panels}
     assert panels == {
         "ELBO and log p(x)": ("nats per example", [("train_elbo", "train ELBO"), ("test_log_px", "test log p(x)")]),
@@ -147,29 +164,44 @@ def _curve_figure(rows, tmp_path, monkeypatch):
 
 
 def test_curve_panels_are_honest_about_the_columns_present(tmp_path, monkeypatch):
-    rows = [{"epoch": e, "step": 20 * e, "train_elbo": -300.0 + e, "test_elbo": -290.0 + e, "kl": 20.0 + e,
-             "mi": 3.0, "active_units": 12 + e, "seconds": 2.5} for e in (1, 2, 3)]
+    rows = [
+        {
+            "epoch": e,
+            "step": 20 * e,
+            "train_elbo": -300.0 + e,
+            "test_elbo": -290.0 + e,
+            "kl": 20.0 + e,
+            "mi": 3.0,
+            "active_units": 12 + e,
+            "seconds": 2.5,
+        }
+        for e in (1, 2, 3)
+    ]
     fig = _curve_figure(rows, tmp_path, monkeypatch)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     # No log p(x) and no reconstruction in the metrics: the titles do not promise them.
     assert [ax.get_title() for ax in axes] == ["ELBO", "KL(q||p)", "Mutual information I(x; z)", "Active units"]
     assert [ax.get_ylabel() for ax in axes] == ["nats per example", "nats per example", "nats", "count"]
     assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes] == [
-        ["train ELBO", "test ELBO"], ["KL(q||p)"], ["mutual information I(x; z)"], ["active units"]]
+        ["train ELBO", "test ELBO"],
+        ["KL(q||p)"],
+        ["mutual information I(x; z)"],
+        ["active units"],
+    ]
     assert all(list(ax.get_xticks()) == [1, 2, 3] for ax in axes)  # whole epochs
     assert len(fig.axes) == 4  # no empty panel
     assert all(float(t).is_integer() for t in axes[3].get_yticks())  # a count has whole ticks
 
 
 def test_one_epoch_of_a_gan_has_whole_epoch_ticks_and_an_odd_panel_spans_the_row(tmp_path, monkeypatch):
-    fig = _curve_figure([{"epoch": 1, "loss_d": 1.2, "loss_g": 0.8, "fid": 40.0, "kl_weight": 1.0}], tmp_path,
-                        monkeypatch)
+    fig = _curve_figure(
+        [{"epoch": 1, "loss_d": 1.2, "loss_g": 0.8, "fid": 40.0, "kl_weight": 1.0}], tmp_path, monkeypatch
+    )
     assert [ax.get_title() for ax in fig.axes] == ["Losses", "KL weight", "Fréchet distance"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["discriminator loss", "generator loss"]
     assert all(list(ax.get_xticks()) == [1] for ax in fig.axes)
     last, first = fig.axes[-1].get_position(), fig.axes[0].get_position()
     assert last.width > 1.5 * first.width  # the third panel fills its row instead of leaving a blank one
-
 
 
 def test_training_grids_are_large_titled_and_say_their_layout_and_binarization(tmp_path, monkeypatch):
@@ -186,7 +218,9 @@ def test_training_grids_are_large_titled_and_say_their_layout_and_binarization(t
     plotting.plot_image_grid(torch.rand(64, 1, 28, 28), tmp_path / "s.png", "Mean images of 64 draws")
     (recon, dpi), (samples, _) = figures
     assert recon._suptitle.get_text().splitlines() == [
-        "Inputs (rows marked input) and their reconstructions (the row below each)", note]
+        "Inputs (rows marked input) and their reconstructions (the row below each)",
+        note,
+    ]
     assert [t.get_text() for t in recon.axes[0].get_yticklabels()] == ["input", "reconstruction"] * 2
     assert samples._suptitle.get_text() == "Mean images of 64 draws"
     # 55 pixels per 28-pixel image: about twice the 242-pixel grid of before.
@@ -211,7 +245,8 @@ def test_a_two_layer_vae_is_plotted_through_its_lower_code(trained, tmp_path):
     assert drawn.shape == (4, 6)
     _check_png(plotting.plot_reconstructions(vae, x, tmp_path / "r.png", num=12, ncol=6), _grid(4, 6, left=1.1))
     _check_png(plotting.plot_prior_samples(vae, tmp_path / "s.png", num=20, ncol=5), _grid(4, 5))
-    _check_png(plotting.plot_latent_traversals(vae, tmp_path / "t.png", x=x, num_steps=7, max_dims=3),
-               _grid(3, 7, left=0.6))
+    _check_png(
+        plotting.plot_latent_traversals(vae, tmp_path / "t.png", x=x, num_steps=7, max_dims=3), _grid(3, 7, left=0.6)
+    )
     _check_png(plotting.plot_interpolations(vae, x[:3], x[3:6], tmp_path / "i.png", num_steps=6), _grid(3, 8))
     _check_png(plotting.plot_latent_codes(vae, x, labels, tmp_path / "c.png"), (7.0, 6.0))

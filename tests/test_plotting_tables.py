@@ -18,18 +18,26 @@ from pyrogen.plotting_tables import (
 def test_image_pictures_do_not_apply_to_flat_vectors_and_say_why():
     reasons = dict(inapplicable_pictures((7,), latent_dim=2))
     assert sorted(reasons) == sorted(IMAGE_PICTURES)
-    assert reasons["reconstructions.png"] == ("the examples are vectors of 7 features; feature_reconstruction.png "
-                                              "plots reconstructions against the data, feature by feature")
-    assert reasons["prior_samples.png"] == ("the examples are vectors of 7 features; a sample is a vector with no "
-                                            "picture as an image")
+    assert reasons["reconstructions.png"] == (
+        "the examples are vectors of 7 features; feature_reconstruction.png "
+        "plots reconstructions against the data, feature by feature"
+    )
+    assert reasons["prior_samples.png"] == (
+        "the examples are vectors of 7 features; a sample is a vector with no picture as an image"
+    )
     assert inapplicable_pictures((1, 28, 28), latent_dim=2) == []
     assert inapplicable_pictures((3, 32, 32), latent_dim=10) == [
-        ("manifold.png", "the latent space has 10 dimensions; the manifold is drawn for 2-dimensional latent "
-                         "spaces only")]
+        (
+            "manifold.png",
+            "the latent space has 10 dimensions; the manifold is drawn for 2-dimensional latent spaces only",
+        )
+    ]
     assert dict(inapplicable_pictures((5, 8, 8), 2))["manifold.png"].startswith(
-        "the examples are arrays of shape (5, 8, 8) (not 1- or 3-channel images)")
+        "the examples are arrays of shape (5, 8, 8) (not 1- or 3-channel images)"
+    )
     assert inapplicable_pictures((1, 28, 28), 2, has_labels=False) == [
-        ("latent_codes.png (colours)", "the data have no labels: the codes are drawn in one colour")]
+        ("latent_codes.png (colours)", "the data have no labels: the codes are drawn in one colour")
+    ]
 
 
 @pytest.mark.parametrize("likelihood", ["normal-feature", "negative-binomial-library"])
@@ -37,8 +45,9 @@ def test_table_pictures_are_written(tmp_path, likelihood):
     torch.manual_seed(0)
     x = torch.poisson(torch.rand(60, 7) * 4) if "binomial" in likelihood else torch.randn(60, 7)
     vae = VAE(latent_dim=3, image_shape=(7,), hidden=(8,), likelihood=likelihood)
-    paths = plot_table_pictures(vae, x, lambda name: tmp_path / name, labels=torch.arange(60) % 3,
-                                feature_names=list("abcdefg"))
+    paths = plot_table_pictures(
+        vae, x, lambda name: tmp_path / name, labels=torch.arange(60) % 3, feature_names=list("abcdefg")
+    )
     assert [p.rsplit("/", 1)[1] for p in paths] == ["latent_codes.png", "feature_reconstruction.png"]
     for p in paths:
         image = imread(p)
@@ -58,8 +67,10 @@ def test_the_report_names_the_pictures_that_do_not_apply():
     from pyrogen.report import _inapplicable
 
     note = _inapplicable({"image_shape": [7], "latent_dim": 2})
-    assert note.startswith("<p class='note'>Pictures that do not apply to this run: <code>reconstructions.png</code>: "
-                           "the examples are vectors of 7 features; feature_reconstruction.png plots")
+    assert note.startswith(
+        "<p class='note'>Pictures that do not apply to this run: <code>reconstructions.png</code>: "
+        "the examples are vectors of 7 features; feature_reconstruction.png plots"
+    )
     assert note.count("<code>") == len(IMAGE_PICTURES)
     assert _inapplicable({"image_shape": [1, 28, 28], "latent_dim": 2}) == ""
     assert "the latent space has 8 dimensions" in _inapplicable({"model": "two-layer", "latent_dims": [8, 4]})

@@ -83,10 +83,12 @@ def test_fp16_needs_a_scaler_in_the_step():
     vae = VAE(latent_dim=2, hidden=(8,))
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     loader = DeviceLoader((torch.rand(20, 1, 28, 28) > 0.5).float(), 10)
-    loop = FitLoop(loader, {"train": {"epochs": 1, "log_every": 1, "precision": "fp16"}}, estimator=svi,
-                   progress=False)
-    with pytest.raises(DataError, match=r"^precision 'fp16' needs a gradient scaler in the training step, which "
-                                        r"FitLoop does not have; use 'bf16' \(float32's range, no scaler needed\)$"):
+    loop = FitLoop(loader, {"train": {"epochs": 1, "log_every": 1, "precision": "fp16"}}, estimator=svi, progress=False)
+    with pytest.raises(
+        DataError,
+        match=r"^precision 'fp16' needs a gradient scaler in the training step, which "
+        r"FitLoop does not have; use 'bf16' \(float32's range, no scaler needed\)$",
+    ):
         loop.fit()
 
 
@@ -95,8 +97,7 @@ def test_bf16_under_the_loops_autocast_for_any_estimator():
     vae = VAE(latent_dim=2, hidden=(8,))
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     loader = DeviceLoader((torch.rand(20, 1, 28, 28) > 0.5).float(), 10)
-    loop = FitLoop(loader, {"train": {"epochs": 1, "log_every": 1, "precision": "bf16"}}, estimator=svi,
-                   progress=False)
+    loop = FitLoop(loader, {"train": {"epochs": 1, "log_every": 1, "precision": "bf16"}}, estimator=svi, progress=False)
     dtypes = []
     vae.decoder.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     loop.fit()
@@ -107,11 +108,15 @@ def test_precision_names():
     assert check_precision(32) == "32"
     with pytest.raises(DataError, match=r"^precision must be one of \['32', 'bf16', 'fp16'\], got 'fp8'$"):
         check_precision("fp8")
-    with pytest.raises(ValueError, match=r"^compile='record' records the float32 step; mixed precision \(bf16\) "
-                                         r"runs eagerly: give compile=False$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^compile='record' records the float32 step; mixed precision \(bf16\) "
+        r"runs eagerly: give compile=False$",
+    ):
         vae = VAE(latent_dim=2, hidden=(8,))
-        TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), Trace_ELBO(), compile="record",
-                 precision="bf16")
+        TorchSVI(
+            vae.model, vae.guide, torch.optim.Adam(vae.parameters()), Trace_ELBO(), compile="record", precision="bf16"
+        )
 
 
 def test_a_checkpoint_of_another_precision_is_refused():

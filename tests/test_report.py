@@ -13,10 +13,30 @@ from pyrogen.report import SECTIONS, build_report, write_report
 from pyrogen.runs import RunDir
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "300", "--test-size", "60", "--epochs", "2", "--latent-dim", "2",
-        "--hidden", "32", "--eval-samples", "0", "--no-progress"]
-PLOTS = ("reconstructions", "prior_samples", "latent_traversals", "interpolations", "manifold",
-         "latent_codes", "training_curves")
+TINY = [
+    "--train-size",
+    "300",
+    "--test-size",
+    "60",
+    "--epochs",
+    "2",
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "32",
+    "--eval-samples",
+    "0",
+    "--no-progress",
+]
+PLOTS = (
+    "reconstructions",
+    "prior_samples",
+    "latent_traversals",
+    "interpolations",
+    "manifold",
+    "latent_codes",
+    "training_curves",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +88,10 @@ def test_report_page_has_every_section_and_embeds_every_picture(run_dir, capsys)
     assert "model.latent_dim" in page and "train.epochs" in page  # settings
     assert "Pareto k&#770;" in page and "importance-sampled log p(x)" in page  # evaluation
     # Every evaluation on disk, each headed by the K it used (not the config's eval.num_samples).
-    assert sorted(re.findall(r"<h3>K = (\d+)(?: \(test ELBO only\))?, seed 0, 60 test images, checkpoint of epoch 2</h3>", page),
-                  key=int) == sorted({m.split("-")[2][1:] for m in
-                                      (p.name for p in (run_dir / "evaluations").iterdir())}, key=int)
+    assert sorted(
+        re.findall(r"<h3>K = (\d+)(?: \(test ELBO only\))?, seed 0, 60 test images, checkpoint of epoch 2</h3>", page),
+        key=int,
+    ) == sorted({m.split("-")[2][1:] for m in (p.name for p in (run_dir / "evaluations").iterdir())}, key=int)
     # Settings the run did not use are left out; K of the final evaluation is labelled as such.
     assert "kl_cycles" not in page and "kl_warmup_epochs" not in page and "data.root" not in page
     assert "eval.num_samples (K of the evaluation at the end of training)" in page

@@ -25,8 +25,14 @@ def vae_run(tmp_path, one_thread):
     config["data"]["binarize"] = "static"
     config["train"].update(epochs=1, batch_size=20)
     pyro.set_rng_seed(0)
-    trainer = VAETrainer(VAE(**config["model"]), _images(60, 1), _images(20, 2), config,
-                         run=RunDir.create(tmp_path / "run", config), progress=False)
+    trainer = VAETrainer(
+        VAE(**config["model"]),
+        _images(60, 1),
+        _images(20, 2),
+        config,
+        run=RunDir.create(tmp_path / "run", config),
+        progress=False,
+    )
     trainer.fit()
     return trainer
 

@@ -26,8 +26,19 @@ from pyrogen.settings import CONFIG_VERSION, RunConfig, migrate
 from tests.conftest import requires_fashion_mnist
 
 TINY_DATA = {"train_size": 100, "test_size": 50}
-OPTIM_KEYS = ("recipe", "optimizer", "momentum", "loss_reduction", "clip_norm", "init", "lr_decay_epochs",
-              "max_decay", "decay_start_epoch", "decay_reference", "validation_size")
+OPTIM_KEYS = (
+    "recipe",
+    "optimizer",
+    "momentum",
+    "loss_reduction",
+    "clip_norm",
+    "init",
+    "lr_decay_epochs",
+    "max_decay",
+    "decay_start_epoch",
+    "decay_reference",
+    "validation_size",
+)
 
 
 def _without(config, model=(), train=(), data=("source",), discriminator=(), top=("version",)):
@@ -51,8 +62,11 @@ def _tiny(config, epochs=2, batch_size=50):
 def vae_first_layout():
     """The first layout (pyrogen/config.py at 1fefce7): elbo "trace", compile a boolean, no objective,
     vectorization or optimisation keys; the model without its scale head (σ = exp(a) then)."""
-    config = _without(default_config(latent_dim=4, hidden=(16,)), model=("scale_head",),
-                      train=("dreg", "tc_beta", "vectorize_particles", *OPTIM_KEYS))
+    config = _without(
+        default_config(latent_dim=4, hidden=(16,)),
+        model=("scale_head",),
+        train=("dreg", "tc_beta", "vectorize_particles", *OPTIM_KEYS),
+    )
     config["train"].update(elbo="trace", compile=False)
     return _tiny(config)
 
@@ -78,17 +92,23 @@ def gan_first_layout():
 def ali_first_layout():
     """ALI runs of 9567041: an MLP joint discriminator without architecture, channels, dropout, slope and
     initialisation keys; no update (alternating then), output-bias or probe keys; Adam at 2e-4."""
-    config = default_ali_config(latent_dim=4, architecture="mlp", hidden=(16,), likelihood="bernoulli",
-                                disc_hidden=(16,))
-    config = _without(config, model=("scale_head",), train=("update", "init_output_bias", "probe_size"),
-                      discriminator=("architecture", "channels", "dropout", "slope", "init_std"))
+    config = default_ali_config(
+        latent_dim=4, architecture="mlp", hidden=(16,), likelihood="bernoulli", disc_hidden=(16,)
+    )
+    config = _without(
+        config,
+        model=("scale_head",),
+        train=("update", "init_output_bias", "probe_size"),
+        discriminator=("architecture", "channels", "dropout", "slope", "init_std"),
+    )
     config["train"].update(lr_g=2e-4, lr_d=2e-4)
     return _tiny(config)
 
 
 def aae_first_layout():
-    config = _without(default_aae_config(latent_dim=4, hidden=(16,), disc_hidden=(16,)), model=("scale_head",),
-                      train=("probe_size",))
+    config = _without(
+        default_aae_config(latent_dim=4, hidden=(16,), disc_hidden=(16,)), model=("scale_head",), train=("probe_size",)
+    )
     return _tiny(config)
 
 
@@ -97,13 +117,28 @@ def cvae_unversioned_layout():
     return _tiny(config)
 
 
-LAYOUTS = {"vae-first": vae_first_layout, "vae-compile-auto": vae_compile_auto_layout,
-           "vae-unversioned": vae_unversioned_layout, "gan-first": gan_first_layout,
-           "ali-first": ali_first_layout, "aae-first": aae_first_layout, "cvae-unversioned": cvae_unversioned_layout}
+LAYOUTS = {
+    "vae-first": vae_first_layout,
+    "vae-compile-auto": vae_compile_auto_layout,
+    "vae-unversioned": vae_unversioned_layout,
+    "gan-first": gan_first_layout,
+    "ali-first": ali_first_layout,
+    "aae-first": aae_first_layout,
+    "cvae-unversioned": cvae_unversioned_layout,
+}
 
 
-@pytest.mark.parametrize("make", [default_config, lambda: default_config("ae"), default_gan_config,
-                                  default_ali_config, default_aae_config, default_cvae_config])
+@pytest.mark.parametrize(
+    "make",
+    [
+        default_config,
+        lambda: default_config("ae"),
+        default_gan_config,
+        default_ali_config,
+        default_aae_config,
+        default_cvae_config,
+    ],
+)
 def test_todays_configurations_migrate_to_themselves(make):
     config = json.loads(json.dumps(make()))
     settings = migrate(config)
@@ -141,16 +176,19 @@ def test_settings_are_frozen_and_complete():
     assert config == before  # migrate reads, never changes
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(version=CONFIG_VERSION + 1), "written by a newer pyrogen"),
-    (lambda c: c.update(kind="diffusion"), "kind must be one of"),
-    (lambda c: c.update(train=[1]), "the configuration's 'train' must be a JSON object"),
-    (lambda c: c["train"].update(epochs=0), "train.epochs must be an integer >= 1, got 0"),
-    (lambda c: c["train"].update(tc_beta=float("nan")), "train.tc_beta must be a finite number, got nan"),
-    (lambda c: c["train"].update(compile="sometimes"), "train.compile must be one of"),
-    (lambda c: c["data"].update(binarize="half"), "data.binarize must be 'dynamic', 'static' or 'none'"),
-    (lambda c: c["eval"].update(num_samples=-1), "eval.num_samples must be an integer >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(version=CONFIG_VERSION + 1), "written by a newer pyrogen"),
+        (lambda c: c.update(kind="diffusion"), "kind must be one of"),
+        (lambda c: c.update(train=[1]), "the configuration's 'train' must be a JSON object"),
+        (lambda c: c["train"].update(epochs=0), "train.epochs must be an integer >= 1, got 0"),
+        (lambda c: c["train"].update(tc_beta=float("nan")), "train.tc_beta must be a finite number, got nan"),
+        (lambda c: c["train"].update(compile="sometimes"), "train.compile must be one of"),
+        (lambda c: c["data"].update(binarize="half"), "data.binarize must be 'dynamic', 'static' or 'none'"),
+        (lambda c: c["eval"].update(num_samples=-1), "eval.num_samples must be an integer >= 0, got -1"),
+    ],
+)
 def test_a_configuration_out_of_range_is_refused_naming_the_setting(change, message):
     config = default_config()
     change(config)

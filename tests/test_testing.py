@@ -61,8 +61,7 @@ def test_pyrogen_vae_passes_every_check(tiny_images):
     vae = VAE(latent_dim=2, hidden=(16,))
     before, after = check_model_guide(vae.model, vae.guide, tiny_images, num_steps=10)
     assert after < before
-    before_r, after_r = check_model_guide(vae.model, vae.guide, tiny_images, loss=ReparamTrace_ELBO(),
-                                          num_steps=10)
+    before_r, after_r = check_model_guide(vae.model, vae.guide, tiny_images, loss=ReparamTrace_ELBO(), num_steps=10)
     assert before_r == pytest.approx(before, rel=1e-5)  # same draws, same parameters, same value
 
 
@@ -121,8 +120,11 @@ def test_guide_site_absent_from_model(x):
         toy.guide(x)
         pyro.sample("extra", dist.Normal(0.0, 1.0))
 
-    with pytest.raises(AssertionError, match=r"^guide site 'extra' does not appear in the model; the "
-                                             r"model's latent sites are \['z'\]"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^guide site 'extra' does not appear in the model; the "
+        r"model's latent sites are \['z'\]",
+    ):
         assert_guide_matches_model(toy.model, guide, x)
 
 
@@ -143,8 +145,11 @@ def test_non_reparameterized_guide_site_named_and_enumerated_exempt():
         pyro.sample("c", dist.Categorical(logits=torch.zeros(3)))
         pyro.sample("z", dist.Normal(0.0, 1.0))
 
-    with pytest.raises(AssertionError, match=r"^guide site 'c' draws from Categorical, which is not "
-                                             r"reparameterized"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^guide site 'c' draws from Categorical, which is not "
+        r"reparameterized",
+    ):
         assert_reparameterized(guide)
     assert_reparameterized(guide, sites=["z"])
 
@@ -162,8 +167,11 @@ def test_missing_to_event_outside_a_plate(x):
     def guide(x):  # forgot .to_event(1): one scalar Normal per coordinate, no plate
         pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], D), 1.0))
 
-    with pytest.raises(AssertionError, match=r"^guide site 'z': log_prob has shape \(8, 2\) but its "
-                                             r"plates \[none\] need \(\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^guide site 'z': log_prob has shape \(8, 2\) but its "
+        r"plates \[none\] need \(\)",
+    ):
         assert_shapes_agree(model, guide, x)
 
 
@@ -176,8 +184,11 @@ def test_latent_in_different_plates_in_model_and_guide(x):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(torch.zeros(D), 1.0).to_event(1))
 
-    with pytest.raises(AssertionError, match=r"^site 'z' is in plates \{\} in the model but "
-                                             r"\{'data': \(-1, 8\)\} in the guide"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^site 'z' is in plates \{\} in the model but "
+        r"\{'data': \(-1, 8\)\} in the guide",
+    ):
         assert_shapes_agree(model, guide, x)
 
 
@@ -189,8 +200,9 @@ def test_infinite_elbo_names_the_site(x):
             z = pyro.sample("z", dist.Normal(torch.zeros(D), 1.0).to_event(1))
             pyro.sample("x", dist.Uniform(10.0, 11.0).expand([3]).to_event(1), obs=x + 0 * z[..., :1])
 
-    with pyro.validation_enabled(False), pytest.raises(
-        AssertionError, match=r"^the ELBO is (inf|nan): log_prob is not finite at model site 'x'$"
+    with (
+        pyro.validation_enabled(False),
+        pytest.raises(AssertionError, match=r"^the ELBO is (inf|nan): log_prob is not finite at model site 'x'$"),
     ):
         assert_elbo_finite(model, toy.guide, x)
 
@@ -218,8 +230,11 @@ def test_module_hidden_from_pyro_is_reported(x):
                 pyro.sample("z", dist.Normal(torch.zeros(D), 1.0).to_event(1))
 
     plain = Plain()
-    with pytest.raises(AssertionError, match=r"^parameter 'decoder\.weight' of Plain is not registered "
-                                             r"with Pyro"):
+    with pytest.raises(
+        AssertionError,
+        match=r"^parameter 'decoder\.weight' of Plain is not registered "
+        r"with Pyro",
+    ):
         assert_gradients_reach_parameters(plain.model, plain.guide, x)
 
 
@@ -231,7 +246,8 @@ def test_svi_that_cannot_learn_is_reported(x):
 
 def test_plugin_fixtures_in_a_users_test_suite(tmp_path):
     """The entry point loads the plugin in any pytest run; its fixtures check a user's model."""
-    (tmp_path / "test_user_model.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_user_model.py").write_text(
+        textwrap.dedent("""
         import torch
         from pyrogen.models import VAE
 
@@ -240,11 +256,13 @@ def test_plugin_fixtures_in_a_users_test_suite(tmp_path):
             assert set(tiny_images.unique().tolist()) == {0.0, 1.0}
             vae = VAE(latent_dim=2, hidden=(8,))
             check_model_guide(vae.model, vae.guide, tiny_images, num_steps=3)
-    """))
+    """)
+    )
     # In process (as pytester does): the nested session loads plugins from their entry points.
     status = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)])
     assert status == pytest.ExitCode.OK
     # Without the plugin the fixtures do not exist: they came from pyrogen's entry point.
-    status = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:pyrogen", "--rootdir", str(tmp_path),
-                          str(tmp_path)])
+    status = pytest.main(
+        ["-q", "-p", "no:cacheprovider", "-p", "no:pyrogen", "--rootdir", str(tmp_path), str(tmp_path)]
+    )
     assert status == pytest.ExitCode.TESTS_FAILED

@@ -48,8 +48,9 @@ def _torch_saw(run, policy=None):
     if policy is not None:
         env[WAIT_POLICY] = policy
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", SPY.format(run=run)], env=env, capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SPY.format(run=run)], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     return out.strip().splitlines()[-1]
 
 
@@ -77,8 +78,9 @@ def test_cli_main_called_from_python_leaves_the_environment_alone():
     run = "import pyrogen.cli, os; print('after import:', os.environ.get('OMP_WAIT_POLICY', '<unset>'))"
     env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", run], env=env, capture_output=True, text=True, timeout=120,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", run], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     assert out.strip() == "after import: <unset>"
 
 

@@ -63,20 +63,27 @@ def test_vae_run_writes_elbo_kl_mi_and_active_units(tmp_path, fashion_mnist_smal
     train, test = fashion_mnist_small
     run = RunDir.create(tmp_path / "run", config)
     torch.manual_seed(0)
-    trainer = VAETrainer(build_model(config), train.images[:500], test.images[:200].round(), config, run=run,
-                         progress=False)
+    trainer = VAETrainer(
+        build_model(config), train.images[:500], test.images[:200].round(), config, run=run, progress=False
+    )
     tracker = TensorBoardTracker(tmp_path / "run" / "tensorboard")
     trainer.trackers.append(tracker)
     trainer.fit()
     tracker.close()
-    _check_scalars_equal_metrics(_read(tmp_path / "run" / "tensorboard"), run.read_metrics(),
-                                 ["train_elbo", "test_elbo", "kl", "mi", "active_units"])
+    _check_scalars_equal_metrics(
+        _read(tmp_path / "run" / "tensorboard"),
+        run.read_metrics(),
+        ["train_elbo", "test_elbo", "kl", "mi", "active_units"],
+    )
 
 
 def test_without_tensorboard_one_line_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
-    with pytest.raises(DataError, match=r"^--logger tensorboard needs the tensorboard package, which is not "
-                                        r"installed: pip install 'pyrogen\[tensorboard\]'$"):
+    with pytest.raises(
+        DataError,
+        match=r"^--logger tensorboard needs the tensorboard package, which is not "
+        r"installed: pip install 'pyrogen\[tensorboard\]'$",
+    ):
         TensorBoardTracker(tmp_path)
 
 

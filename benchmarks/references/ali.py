@@ -96,9 +96,9 @@ class ReferenceLoop:
     def step(self, x):
         """ALI's update on the batch ``x``; returns the discriminator's accuracy on its pairs."""
         ali, b = self.ali, x.shape[0]
-        z_hat = ali.encode(x)                               # data pairs (x, z ~ q(z|x))
+        z_hat = ali.encode(x)  # data pairs (x, z ~ q(z|x))
         z = torch.randn(b, ali.nz)
-        x_tilde = ali.decode(z)                             # model pairs (x ~ G(z), z ~ p(z))
+        x_tilde = ali.decode(z)  # model pairs (x ~ G(z), z ~ p(z))
         scores = ali.discriminate(torch.cat([x, x_tilde]), torch.cat([z_hat, z]))
         s_q, s_p = scores[:b], scores[b:]
         loss_d = (F.softplus(-s_q) + F.softplus(s_p)).mean()
@@ -131,9 +131,14 @@ class ReferenceLoop:
 
 
 PREVIOUS = (
-    ("model.network", None), ("model.scale_head", "log-variance"), ("discriminator.x_hidden", [256, 256]),
-    ("discriminator.z_hidden", [256, 256]), ("discriminator.joint_hidden", [256, 256]),
-    ("discriminator.slope", None), ("discriminator.init_std", None), ("train.update", "alternating"),
+    ("model.network", None),
+    ("model.scale_head", "log-variance"),
+    ("discriminator.x_hidden", [256, 256]),
+    ("discriminator.z_hidden", [256, 256]),
+    ("discriminator.joint_hidden", [256, 256]),
+    ("discriminator.slope", None),
+    ("discriminator.init_std", None),
+    ("train.update", "alternating"),
 )
 """The ``--set`` settings that turn the present defaults back into the earlier ones (``pyrogen-dcgan``):
 DCGAN's layout of the pair (2x - 1 inputs, a linear layer after the convolutions, LeakyReLU(0.2) and ReLU,
@@ -160,8 +165,11 @@ def _layers(*modules):
 
 def _corresponding_layers(ref, vae, disc):
     """The pairs (reference layer, pyrogen layer), in order; raises when the layers differ."""
-    pairs = [*zip(_layers(ref.encoder)[:-1], _layers(vae.encoder[0])), *zip(_layers(ref.decoder), _layers(vae.decoder)),
-             *zip(_layers(ref.d_x, ref.d_z, ref.d_xz), _layers(disc.phi_x, disc.phi_z, disc.joint))]
+    pairs = [
+        *zip(_layers(ref.encoder)[:-1], _layers(vae.encoder[0])),
+        *zip(_layers(ref.decoder), _layers(vae.decoder)),
+        *zip(_layers(ref.d_x, ref.d_z, ref.d_xz), _layers(disc.phi_x, disc.phi_z, disc.joint)),
+    ]
     if len(pairs) != len(_layers(ref)) - 1 or len(_layers(vae, disc)) != len(_layers(ref)) + 1:
         raise AssertionError("the pyrogen networks do not have the reference's layers")
     return pairs
@@ -195,8 +203,12 @@ def _largest_difference(ref, vae, disc, images):
                 m.eval()
         mu, log_sigma = ref.encoder(images).flatten(1).chunk(2, dim=1)
         q = vae.posterior(images).base_dist
-        outputs = [(mu, q.loc), (log_sigma.exp(), q.scale), (ref.decode(z), vae.decode(z).reshape(images.shape)),
-                   (ref.discriminate(images, z), disc(images, z))]
+        outputs = [
+            (mu, q.loc),
+            (log_sigma.exp(), q.scale),
+            (ref.decode(z), vae.decode(z).reshape(images.shape)),
+            (ref.discriminate(images, z), disc(images, z)),
+        ]
         worst = max([worst, *((a - b).abs().max().item() for a, b in outputs)])
     for m in (ref, vae, disc):
         m.train()
@@ -240,8 +252,7 @@ def _same_step(images, steps, seed, settings, batch_size):
     config["data"].update(train_size=images.shape[0])
     config["train"].update(seed=seed, probe_size=0, batch_size=batch_size)
     torch.manual_seed(seed)
-    trainer = build_ali_trainer(config, device="cpu", progress=False,
-                                data=(images, None, images[:batch_size], None))
+    trainer = build_ali_trainer(config, device="cpu", progress=False, data=(images, None, images[:batch_size], None))
     ref_loop = ReferenceLoop(images, seed)
     ref, vae, disc = ref_loop.ali, trainer.vae, trainer.discriminator  # float64: built under that default
     _copy_reference(ref, vae, disc)
@@ -259,5 +270,6 @@ def _same_step(images, steps, seed, settings, batch_size):
             grad_difference = max(
                 (a.grad.reshape(-1) - b.grad.reshape(-1)).abs().max().item()
                 for src, dst in _corresponding_layers(ref, vae, disc)
-                for a, b in zip(src.parameters(), dst.parameters()))
+                for a, b in zip(src.parameters(), dst.parameters())
+            )
     return grad_difference, _largest_difference(ref, vae, disc, images[:batch_size])

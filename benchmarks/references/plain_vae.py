@@ -62,9 +62,13 @@ class PlainVAE(nn.Module):
     def as_pyrogen(self):
         """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
         vae = VAE(latent_dim=self.loc.out_features, hidden=(400,))
-        names = {"encoder.0.net.0": self.enc, "encoder.1.layers.loc": self.loc,
-                 "encoder.1.layers.scale": self.scale, "decoder.net.0": self.dec1,
-                 "decoder.net.2": self.dec2}
+        names = {
+            "encoder.0.net.0": self.enc,
+            "encoder.1.layers.loc": self.loc,
+            "encoder.1.layers.scale": self.scale,
+            "decoder.net.0": self.dec1,
+            "decoder.net.2": self.dec2,
+        }
         state = {f"{k}.{p}": getattr(m, p).detach().clone() for k, m in names.items() for p in ("weight", "bias")}
         vae.load_state_dict(dict(vae.state_dict(), **state))
         return vae

@@ -59,8 +59,9 @@ def grid(images, nrow=8):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gan-run", help="a `pyrogen train gan` run directory (DCGAN players)")
-    p.add_argument("--ali-only", action="store_true",
-                   help="draw only ALI's panels: 32 test images, their G(E(x)) and 32 samples")
+    p.add_argument(
+        "--ali-only", action="store_true", help="draw only ALI's panels: 32 test images, their G(E(x)) and 32 samples"
+    )
     p.add_argument("--ali-run", required=True, help="a `pyrogen train ali` run directory")
     p.add_argument("--out", default="ae_vae_gan.png")
     p.add_argument("--threads", type=int, default=1)
@@ -128,8 +129,9 @@ def draw_ali_only(args):
         panels = {
             "test images": x,
             f"ALI: G(E(x)) (z: {ali.latent_dim}, {epochs} epochs)": ali.decode(ali.encode(x)["loc"]).reshape(x.shape),
-            "ALI: samples G(z), z ~ N(0, I)": ali.decode(torch.randn(32, ali.latent_dim,
-                                                                     generator=torch.Generator().manual_seed(1))),
+            "ALI: samples G(z), z ~ N(0, I)": ali.decode(
+                torch.randn(32, ali.latent_dim, generator=torch.Generator().manual_seed(1))
+            ),
         }
 
     import matplotlib

@@ -96,12 +96,12 @@ def load_fashion_mnist(split="train", root=None):
     images, labels = (read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(
-            f"IDX files in {root!r} do not hold N images and N labels "
-            f"(images {images.shape}, labels {labels.shape})"
+            f"IDX files in {root!r} do not hold N images and N labels (images {images.shape}, labels {labels.shape})"
         )
     if images.shape[1:] != (28, 28):  # checked before any run directory exists, not in the first step
-        raise DataError(f"IDX images in {paths[0]!r} are {images.shape[1]}x{images.shape[2]} pixels; "
-                        "expected Fashion-MNIST's 28x28")
+        raise DataError(
+            f"IDX images in {paths[0]!r} are {images.shape[1]}x{images.shape[2]} pixels; expected Fashion-MNIST's 28x28"
+        )
     x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
     return ImageDataset(x, torch.from_numpy(labels.astype(np.int64)))
 
@@ -124,8 +124,7 @@ def load_dataset(name="fashion-mnist", split="train", root=None, download=False)
         ds = cls(root, train=(split == "train"), download=download)
     except RuntimeError as e:
         raise DatasetNotFoundError(
-            f"{name} not found under {root!r}; pass download=True (--download) on a "
-            f"machine with internet access ({e})"
+            f"{name} not found under {root!r}; pass download=True (--download) on a machine with internet access ({e})"
         ) from e
     x = ds.data.unsqueeze(1).float().div_(255.0)
     return ImageDataset(x, ds.targets.long())
@@ -142,5 +141,4 @@ def load_splits(name="fashion-mnist", root=None, train_size=None, test_size=None
     for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
         if n is not None and not 1 <= n <= len(ds):
             raise DataError(f"{key} must be between 1 and {len(ds)}, got {n}")
-    return (train.subset(train_size) if train_size else train,
-            test.subset(test_size) if test_size else test)
+    return (train.subset(train_size) if train_size else train, test.subset(test_size) if test_size else test)

@@ -61,12 +61,16 @@ def static_binarize(x, seed=0):
     :raises DataError: when ``x`` is not such a tensor.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise DataError(f"static_binarize needs a floating-point tensor of probabilities in [0, 1], got "
-                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise DataError(
+            f"static_binarize needs a floating-point tensor of probabilities in [0, 1], got "
+            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
     if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
         low, high = x.min().item(), x.max().item()
-        raise DataError(f"static_binarize needs probabilities in [0, 1], got values from {low:g} to {high:g} "
-                        "(scale the images to [0, 1] first)")
+        raise DataError(
+            f"static_binarize needs probabilities in [0, 1], got values from {low:g} to {high:g} "
+            "(scale the images to [0, 1] first)"
+        )
     g = torch.Generator(device=x.device).manual_seed(seed)
     return torch.bernoulli(x, generator=g)
 
@@ -96,8 +100,20 @@ class DeviceLoader:
         binarization needs ``"unit-interval"``.
     """
 
-    def __init__(self, data, batch_size, binarize="none", shuffle=True, drop_last=False,
-                 seed=0, device=None, labels=None, rank=0, world_size=1, values="unit-interval"):
+    def __init__(
+        self,
+        data,
+        batch_size,
+        binarize="none",
+        shuffle=True,
+        drop_last=False,
+        seed=0,
+        device=None,
+        labels=None,
+        rank=0,
+        world_size=1,
+        values="unit-interval",
+    ):
         if values not in LOADER_VALUES:
             raise DataError(f"values must be one of {LOADER_VALUES}, got {values!r}")
         if values == "any" and binarize == "none":
@@ -106,9 +122,7 @@ class DeviceLoader:
             check_images(data, "data")
         n = data.shape[0]
         if not is_integer(batch_size) or not 1 <= batch_size <= n:
-            raise DataError(
-                f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}"
-            )
+            raise DataError(f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
         if binarize not in BINARIZATIONS:
             raise DataError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
         device = torch.device(device) if device is not None else data.device
@@ -188,9 +202,11 @@ def check_example_shape(shape, expected, name="training data"):
     shape, expected = tuple(shape), tuple(expected)
     if shape != expected:
         n = "N"
-        raise DataError(f"{name} holds examples of shape {shape} (as ({n}, {', '.join(map(str, shape))})); "
-                        f"the model takes {expected}: give data of shape ({n}, {', '.join(map(str, expected))}) "
-                        "or build the model for this shape")
+        raise DataError(
+            f"{name} holds examples of shape {shape} (as ({n}, {', '.join(map(str, shape))})); "
+            f"the model takes {expected}: give data of shape ({n}, {', '.join(map(str, expected))}) "
+            "or build the model for this shape"
+        )
 
 
 STREAM_MEMORY_FRACTION = 0.5
@@ -280,8 +296,11 @@ class FolderReader:
         self.source = source
         self.shape = tuple(source.shape)
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
-        self.labels = None if source.labels is None else \
-            (source.labels if indices is None else source.labels[torch.as_tensor(indices)])
+        self.labels = (
+            None
+            if source.labels is None
+            else (source.labels if indices is None else source.labels[torch.as_tensor(indices)])
+        )
 
     def __len__(self):
         return len(self.indices) if self.indices is not None else self.source.num_examples
@@ -350,19 +369,33 @@ class StreamingLoader:
     :param int prefetch_factor: batches each worker reads ahead.
     """
 
-    def __init__(self, reader, batch_size, binarize="none", shuffle=True, drop_last=False, seed=0, device=None,
-                 labels=None, rank=0, world_size=1, num_workers=None, prefetch_factor=4):
+    def __init__(
+        self,
+        reader,
+        batch_size,
+        binarize="none",
+        shuffle=True,
+        drop_last=False,
+        seed=0,
+        device=None,
+        labels=None,
+        rank=0,
+        world_size=1,
+        num_workers=None,
+        prefetch_factor=4,
+    ):
         import os
 
         n = len(reader)
         if not is_integer(batch_size) or not 1 <= batch_size <= n:
-            raise DataError(
-                f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
+            raise DataError(f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
         if binarize not in BINARIZATIONS:
             raise DataError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
         if binarize == "static":
-            raise DataError("static binarization draws once over the whole data set in memory; "
-                            "a streamed data set takes binarize 'dynamic' or 'none'")
+            raise DataError(
+                "static binarization draws once over the whole data set in memory; "
+                "a streamed data set takes binarize 'dynamic' or 'none'"
+            )
         if world_size != 1 or rank != 0:
             raise DataError("a streamed data set trains in a single process; run it without torchrun")
         if num_workers is None:
@@ -375,14 +408,19 @@ class StreamingLoader:
         self.position, self._order, self._epoch_state = 0, None, None
         self.num_workers = num_workers
         self._loader = torch.utils.data.DataLoader(
-            reader, batch_size=None, sampler=_Batches(self), num_workers=num_workers,
-            pin_memory=self._device.type == "cuda", persistent_workers=num_workers > 0,
+            reader,
+            batch_size=None,
+            sampler=_Batches(self),
+            num_workers=num_workers,
+            pin_memory=self._device.type == "cuda",
+            persistent_workers=num_workers > 0,
             # workers started afresh, not forked: a fork would inherit the run directory's lock (and every
             # other open file), holding it after a killed run until the workers noticed
             multiprocessing_context=_worker_context() if num_workers > 0 else None,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             worker_init_fn=_worker_init if num_workers > 0 else None,
-            generator=torch.Generator().manual_seed(seed))  # its workers' seeds drawn from it, not the global stream
+            generator=torch.Generator().manual_seed(seed),
+        )  # its workers' seeds drawn from it, not the global stream
 
     @property
     def device(self):

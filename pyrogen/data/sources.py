@@ -74,8 +74,11 @@ def parse_image_size(image_size):
         value = (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = (value[0], value[0])
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise DataError(f"image_size must be H or HxW in pixels (positive integers), got {image_size!r}")
     return tuple(value)
 
@@ -108,8 +111,7 @@ def _digest(items):
 def _check_finite(x, path):
     if not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(1).nonzero()[0].item()
-        raise DataError(f"{path!r} holds NaN or infinite values (example {bad} is the first); "
-                        "expected finite numbers")
+        raise DataError(f"{path!r} holds NaN or infinite values (example {bad} is the first); expected finite numbers")
 
 
 def _labels_from(values, path, n, class_names=None):
@@ -124,8 +126,9 @@ def _labels_from(values, path, n, class_names=None):
         if class_names is None:
             class_names = tuple(str(i) for i in range(int(labels.max()) + 1 if n else 0))
         elif n and labels.max() >= len(class_names):
-            raise DataError(f"{path!r}: label {labels.max().item()} has no class name "
-                            f"(there are {len(class_names)} class names)")
+            raise DataError(
+                f"{path!r}: label {labels.max().item()} has no class name (there are {len(class_names)} class names)"
+            )
         return labels, tuple(str(c) for c in class_names)
     if values.dtype.kind in "fc":
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
@@ -151,8 +154,9 @@ class Source:
 
     def __init__(self, path, *, test_data=None, test_fraction=0.1, split_seed=0):
         self.path = os.path.abspath(os.fspath(path))
-        if test_data is None and (isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float))
-                                  or not 0 < test_fraction < 1):
+        if test_data is None and (
+            isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1
+        ):
             raise DataError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
         if isinstance(split_seed, bool) or not isinstance(split_seed, int):
             raise DataError(f"split_seed must be an integer, got {split_seed!r}")
@@ -215,8 +219,10 @@ class Source:
             return torch.arange(n), None
         n_test = round(n * self.test_fraction)
         if not 1 <= n_test < n:
-            raise DataError(f"{self.path!r}: a test fraction of {self.test_fraction} of {n} examples leaves "
-                            f"{n_test} test and {n - n_test} training examples; both need at least one")
+            raise DataError(
+                f"{self.path!r}: a test fraction of {self.test_fraction} of {n} examples leaves "
+                f"{n_test} test and {n - n_test} training examples; both need at least one"
+            )
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         return perm[n_test:].sort().values, perm[:n_test].sort().values
 
@@ -227,17 +233,23 @@ class Source:
         if self.test_source is not None:
             test = self.test_source.data()
             if tuple(test.images.shape[1:]) != tuple(self.shape):
-                raise DataError(f"the test data {self.test_source.path!r} hold examples of shape "
-                                f"{tuple(test.images.shape[1:])}; the training data {self.path!r} hold "
-                                f"{tuple(self.shape)}")
+                raise DataError(
+                    f"the test data {self.test_source.path!r} hold examples of shape "
+                    f"{tuple(test.images.shape[1:])}; the training data {self.path!r} hold "
+                    f"{tuple(self.shape)}"
+                )
             if (test.class_names is None) != (self.class_names is None):
-                raise DataError(f"{'only' if test.class_names is None else 'not'} the training data "
-                                f"{self.path!r} have labels; the test data {self.test_source.path!r} "
-                                f"{'have none' if test.class_names is None else 'do'}")
+                raise DataError(
+                    f"{'only' if test.class_names is None else 'not'} the training data "
+                    f"{self.path!r} have labels; the test data {self.test_source.path!r} "
+                    f"{'have none' if test.class_names is None else 'do'}"
+                )
             if test.class_names is not None and tuple(test.class_names) != tuple(self.class_names):
-                raise DataError(f"the test data {self.test_source.path!r} have the classes "
-                                f"{', '.join(test.class_names)}; the training data {self.path!r} have "
-                                f"{', '.join(self.class_names)}")
+                raise DataError(
+                    f"the test data {self.test_source.path!r} have the classes "
+                    f"{', '.join(test.class_names)}; the training data {self.path!r} have "
+                    f"{', '.join(self.class_names)}"
+                )
         if stream:
             train = self.streaming_dataset(train_idx)
         else:
@@ -248,14 +260,24 @@ class Source:
 
     def record(self):
         """A JSON-able description of this source: enough to open it again and to tell it has changed."""
-        rec = {"format": SOURCE_FORMAT, "kind": self.kind, "path": self.path, "fingerprint": self.fingerprint(),
-               "shape": list(self.shape), "num_examples": self.num_examples,
-               "channels": self.shape[0] if len(self.shape) == 3 else None,
-               "value_transform": self.value_transform, "options": self.options(),
-               "labels": self.class_names is not None,
-               "class_names": None if self.class_names is None else list(self.class_names),
-               "split": {"seed": self.split_seed, "fraction": self.test_fraction,
-                         "test_data": None if self.test_source is None else self.test_source.record()}}
+        rec = {
+            "format": SOURCE_FORMAT,
+            "kind": self.kind,
+            "path": self.path,
+            "fingerprint": self.fingerprint(),
+            "shape": list(self.shape),
+            "num_examples": self.num_examples,
+            "channels": self.shape[0] if len(self.shape) == 3 else None,
+            "value_transform": self.value_transform,
+            "options": self.options(),
+            "labels": self.class_names is not None,
+            "class_names": None if self.class_names is None else list(self.class_names),
+            "split": {
+                "seed": self.split_seed,
+                "fraction": self.test_fraction,
+                "test_data": None if self.test_source is None else self.test_source.record(),
+            },
+        }
         _RECORDED[_key(rec)] = (self, self.stat_signature())  # reopen() here takes it while its files are unchanged
         return rec
 
@@ -298,8 +320,10 @@ class FolderSource(Source):
         files = []  # (name, class index, relative path)
         if subdirs:
             if top:
-                raise DataError(f"{self.path!r} holds both images ({top[0]!r}) and class folders ({subdirs[0]!r}); "
-                                "expected images in class folders only, or images only")
+                raise DataError(
+                    f"{self.path!r} holds both images ({top[0]!r}) and class folders ({subdirs[0]!r}); "
+                    "expected images in class folders only, or images only"
+                )
             for k, d in enumerate(subdirs):
                 for root, _, names in sorted(os.walk(os.path.join(self.path, d), followlinks=True)):
                     for name in sorted(names):
@@ -311,8 +335,10 @@ class FolderSource(Source):
             files = [(name, 0, name) for name in top]
             self.class_names = None
         if not files:
-            raise DataError(f"{self.path!r} holds no images (looked for {', '.join(extensions)} files, "
-                            "in class folders or at the top)")
+            raise DataError(
+                f"{self.path!r} holds no images (looked for {', '.join(extensions)} files, "
+                "in class folders or at the top)"
+            )
         files.sort(key=lambda f: (f[0], f[1]))
         self.files = [f[2] for f in files]
         self.labels = torch.tensor([f[1] for f in files], dtype=torch.int64) if subdirs else None
@@ -332,8 +358,11 @@ class FolderSource(Source):
 
     def fingerprint(self):
         stats = [os.stat(os.path.join(self.path, f)) for f in self.files]
-        fp = {"files": len(self.files), "bytes": sum(s.st_size for s in stats),
-              "names_sizes_sha256": _digest([[f, s.st_size] for f, s in zip(self.files, stats)])}
+        fp = {
+            "files": len(self.files),
+            "bytes": sum(s.st_size for s in stats),
+            "names_sizes_sha256": _digest([[f, s.st_size] for f, s in zip(self.files, stats)]),
+        }
         if self._content_sha256 is not None:
             fp["content_sha256"] = self._content_sha256
         else:
@@ -360,9 +389,11 @@ class FolderSource(Source):
         except OSError as e:
             raise DataError(f"cannot read the image {path!r}: {e}") from None
         if a.shape[:2] != self.shape[1:]:
-            raise DataError(f"{path!r} is {a.shape[0]}x{a.shape[1]} pixels but {self.files[0]!r} is "
-                            f"{self.shape[1]}x{self.shape[2]}; images of different sizes need "
-                            "image_size (--image-size H[xW]) to resize them to one")
+            raise DataError(
+                f"{path!r} is {a.shape[0]}x{a.shape[1]} pixels but {self.files[0]!r} is "
+                f"{self.shape[1]}x{self.shape[2]}; images of different sizes need "
+                "image_size (--image-size H[xW]) to resize them to one"
+            )
         x = torch.from_numpy(a.copy())
         x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
         return x
@@ -394,10 +425,15 @@ def _read_array(path):
                 names = [k for k in keys if k not in ("labels", "class_names")]
                 key = next((k for k in ("images", "x", "data") if k in keys), names[0] if len(names) == 1 else None)
                 if key is None:
-                    raise DataError(f"{path!r} holds arrays {keys}; expected one named 'images' "
-                                    "(optionally with 'labels' and 'class_names')")
-                return z[key], z["labels"] if "labels" in keys else None, \
-                    (tuple(z["class_names"].tolist()) if "class_names" in keys else None)
+                    raise DataError(
+                        f"{path!r} holds arrays {keys}; expected one named 'images' "
+                        "(optionally with 'labels' and 'class_names')"
+                    )
+                return (
+                    z[key],
+                    z["labels"] if "labels" in keys else None,
+                    (tuple(z["class_names"].tolist()) if "class_names" in keys else None),
+                )
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except DataError:
         raise
@@ -409,10 +445,15 @@ def _read_array(path):
         key = next((k for k in ("images", "x", "data") if k in obj), None)
         if key is not None and isinstance(obj[key], torch.Tensor):
             labels = obj.get("labels")
-            return (obj[key].numpy(), None if labels is None else np.asarray(labels),
-                    None if obj.get("class_names") is None else tuple(obj["class_names"]))
-    raise DataError(f"{path!r} holds a {type(obj).__name__}; expected a tensor, or a dict with a tensor "
-                    "'images' (and optionally 'labels' and 'class_names')")
+            return (
+                obj[key].numpy(),
+                None if labels is None else np.asarray(labels),
+                None if obj.get("class_names") is None else tuple(obj["class_names"]),
+            )
+    raise DataError(
+        f"{path!r} holds a {type(obj).__name__}; expected a tensor, or a dict with a tensor "
+        "'images' (and optionally 'labels' and 'class_names')"
+    )
 
 
 def _example_shape(shape, path):
@@ -451,8 +492,9 @@ class ArraySource(Source):
         self.dtype = str(values.dtype)
         self.value_transform = "uint8/255" if values.dtype == np.uint8 else "none"
         self._values = values
-        self.labels, self.class_names = (None, None) if labels is None else \
-            _labels_from(labels, self.path, self.num_examples, class_names)
+        self.labels, self.class_names = (
+            (None, None) if labels is None else _labels_from(labels, self.path, self.num_examples, class_names)
+        )
 
     @property
     def can_stream(self):
@@ -468,8 +510,10 @@ class ArraySource(Source):
 
     def streaming_dataset(self, indices=None):
         if os.path.splitext(self.path)[1].lower() != ".npy":
-            raise DataError(f"streaming reads a memory-mapped .npy file; {self.path!r} is read into memory "
-                            "(save its array with numpy.save to stream it)")
+            raise DataError(
+                f"streaming reads a memory-mapped .npy file; {self.path!r} is read into memory "
+                "(save its array with numpy.save to stream it)"
+            )
         from pyrogen.data.loaders import ArrayReader
 
         return ArrayReader(self.path, self.shape, self.labels, indices)
@@ -496,28 +540,37 @@ class TableSource(Source):
         if label_column is not None:
             if label_column not in frame.columns:
                 more = ", ..." if len(frame.columns) > 10 else ""
-                raise DataError(f"{self.path!r} has no column {label_column!r} (label_column); its columns are "
-                                f"{', '.join(map(str, frame.columns[:10]))}{more}")
+                raise DataError(
+                    f"{self.path!r} has no column {label_column!r} (label_column); its columns are "
+                    f"{', '.join(map(str, frame.columns[:10]))}{more}"
+                )
             labels = frame.pop(label_column).to_numpy()
         bad = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
-            raise DataError(f"{self.path!r}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad[:5]))} "
-                            f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only "
-                            "(name a label column with label_column / --label-column)")
+            raise DataError(
+                f"{self.path!r}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad[:5]))} "
+                f"{'are' if len(bad) > 1 else 'is'} not numeric; expected numeric columns only "
+                "(name a label column with label_column / --label-column)"
+            )
         if frame.shape[1] == 0 or frame.shape[0] == 0:
-            raise DataError(f"{self.path!r} holds {frame.shape[0]} rows and {frame.shape[1]} numeric columns; "
-                            "expected at least one of each")
+            raise DataError(
+                f"{self.path!r} holds {frame.shape[0]} rows and {frame.shape[1]} numeric columns; "
+                "expected at least one of each"
+            )
         values = frame.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             row, col = np.argwhere(~np.isfinite(values))[0]
-            raise DataError(f"{self.path!r} holds NaN or infinite values (column {str(frame.columns[col])!r}, "
-                            f"row {row}); expected finite numbers")
+            raise DataError(
+                f"{self.path!r} holds NaN or infinite values (column {str(frame.columns[col])!r}, "
+                f"row {row}); expected finite numbers"
+            )
         self.columns = tuple(str(c) for c in frame.columns)
         self.shape = (values.shape[1],)
         self.num_examples = values.shape[0]
         self._values = torch.from_numpy(values).float()
-        self.labels, self.class_names = (None, None) if labels is None else \
-            _labels_from(labels, self.path, self.num_examples)
+        self.labels, self.class_names = (
+            (None, None) if labels is None else _labels_from(labels, self.path, self.num_examples)
+        )
 
     def options(self):
         return {"label_column": self.label_column}
@@ -558,13 +611,16 @@ class FashionMNISTSource(Source):
         if stream:
             raise DataError("Fashion-MNIST fits in memory; streaming reads .npy arrays and image folders")
         train, test = (load_fashion_mnist(s, self.path) for s in ("train", "test"))
-        return (ImageDataset(train.images, train.labels, self.class_names),
-                ImageDataset(test.images, test.labels, self.class_names))
+        return (
+            ImageDataset(train.images, train.labels, self.class_names),
+            ImageDataset(test.images, test.labels, self.class_names),
+        )
 
 
 # ---------------------------------------------------------------------- opening
-def open_source(path, *, image_size=None, channels=None, label_column=None, test_data=None, test_fraction=0.1,
-                split_seed=0):
+def open_source(
+    path, *, image_size=None, channels=None, label_column=None, test_data=None, test_fraction=0.1, split_seed=0
+):
     """Open a data source: a folder of images, an array file or a table (see the module docs).
 
     :param path: the folder or file.
@@ -579,40 +635,54 @@ def open_source(path, *, image_size=None, channels=None, label_column=None, test
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
-        raise DatasetNotFoundError(f"no data at {path!r}; expected a folder of images, a .npy/.npz/.pt array "
-                                   "or a .csv/.parquet table")
+        raise DatasetNotFoundError(
+            f"no data at {path!r}; expected a folder of images, a .npy/.npz/.pt array or a .csv/.parquet table"
+        )
     if test_data is not None and not isinstance(test_data, Source):
-        test_data = open_source(test_data, image_size=image_size, channels=channels, label_column=label_column,
-                                test_fraction=0.5)
+        test_data = open_source(
+            test_data, image_size=image_size, channels=channels, label_column=label_column, test_fraction=0.5
+        )
     split = {"test_data": test_data, "test_fraction": test_fraction, "split_seed": split_seed}
     suffix = os.path.splitext(path)[1].lower()
     folder_only = {"image_size": image_size, "channels": channels}
     if os.path.isdir(path):
         if label_column is not None:
-            raise DataError(f"label_column (--label-column) names a column of a table; {path!r} is a folder of "
-                            "images, whose class folders give the labels")
+            raise DataError(
+                f"label_column (--label-column) names a column of a table; {path!r} is a folder of "
+                "images, whose class folders give the labels"
+            )
         return FolderSource(path, image_size=image_size, channels=channels, **split)
     for name, value in folder_only.items():
         if value is not None:
-            raise DataError(f"{name} (--{name.replace('_', '-')}) applies to a folder of images; {path!r} is a "
-                            f"file, whose arrays are taken at their own size")
+            raise DataError(
+                f"{name} (--{name.replace('_', '-')}) applies to a folder of images; {path!r} is a "
+                f"file, whose arrays are taken at their own size"
+            )
     if suffix in ARRAY_SUFFIXES:
         if label_column is not None:
-            raise DataError(f"label_column (--label-column) names a column of a table; {path!r} is an array "
-                            "file (put its labels in an .npz under 'labels')")
+            raise DataError(
+                f"label_column (--label-column) names a column of a table; {path!r} is an array "
+                "file (put its labels in an .npz under 'labels')"
+            )
         return ArraySource(path, **split)
     if suffix in TABLE_SUFFIXES:
         return TableSource(path, label_column=label_column, **split)
-    raise DataError(f"{path!r} is not a data source pyrogen reads; expected a folder of images, a "
-                    f"{'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table")
+    raise DataError(
+        f"{path!r} is not a data source pyrogen reads; expected a folder of images, a "
+        f"{'/'.join(ARRAY_SUFFIXES)} array or a {'/'.join(TABLE_SUFFIXES)} table"
+    )
 
 
 def _changes(recorded, now):
     """A phrase saying how fingerprint ``now`` differs from ``recorded`` (None: the same content)."""
     for key in ("files", "size", "bytes", "names_sizes_sha256"):
         if key in recorded and recorded.get(key) != now.get(key):
-            what = {"files": "number of files", "size": "size", "bytes": "total size",
-                    "names_sizes_sha256": "file names or sizes"}[key]
+            what = {
+                "files": "number of files",
+                "size": "size",
+                "bytes": "total size",
+                "names_sizes_sha256": "file names or sizes",
+            }[key]
             if key in ("files", "size", "bytes"):
                 return f"{what} {now.get(key)}, recorded {recorded[key]}"
             return f"its {what} differ from those recorded"
@@ -664,8 +734,9 @@ def reopen(record, path=None):
     if record is None or record.get("kind") == "fashion-mnist":
         return FashionMNISTSource(None if record is None else record.get("path"))
     if record.get("format") != SOURCE_FORMAT:
-        raise DataError(f"the recorded data source has format {record.get('format')!r}; this pyrogen reads "
-                        f"format {SOURCE_FORMAT}")
+        raise DataError(
+            f"the recorded data source has format {record.get('format')!r}; this pyrogen reads format {SOURCE_FORMAT}"
+        )
     if path is None:
         path = _RELOCATED.get(record["path"])
     where = os.path.abspath(os.fspath(path)) if path is not None else record["path"]
@@ -682,16 +753,23 @@ def reopen(record, path=None):
         test_rec = split["test_data"]
         test = reopen(test_rec, None if path is None else _moved_test_path(record, test_rec, where))
     try:
-        source = open_source(where, **record.get("options", {}), test_data=test,
-                             test_fraction=split.get("fraction") or 0.1, split_seed=split.get("seed", 0))
+        source = open_source(
+            where,
+            **record.get("options", {}),
+            test_data=test,
+            test_fraction=split.get("fraction") or 0.1,
+            split_seed=split.get("seed", 0),
+        )
     except DataError as e:
         raise DataError(f"the run's data {where!r} cannot be opened as recorded ({e}); {hint}") from None
     change = None
     if source.kind != record["kind"]:
         change = f"it is a {source.kind}, recorded a {record['kind']}"
     elif list(source.shape) != list(record["shape"]) or source.num_examples != record["num_examples"]:
-        change = (f"{source.num_examples} examples of shape {tuple(source.shape)}, recorded "
-                  f"{record['num_examples']} of {tuple(record['shape'])}")
+        change = (
+            f"{source.num_examples} examples of shape {tuple(source.shape)}, recorded "
+            f"{record['num_examples']} of {tuple(record['shape'])}"
+        )
     else:
         recorded_fp = record["fingerprint"]
         if "content_sha256" in recorded_fp:  # a folder read in full: compare contents (a copy matches)
@@ -727,8 +805,9 @@ def source_splits(record, path=None, stream=None, device=None, train_size=None, 
     train, test = source.splits(stream=bool(stream))
     for key, n, ds in (("train_size", train_size, train), ("test_size", test_size, test)):
         if n is not None and not 1 <= n <= len(ds):
-            raise DataError(f"{key} must be between 1 and {len(ds)} (the {key[:-5]} examples of "
-                            f"{source.path!r}), got {n}")
+            raise DataError(
+                f"{key} must be between 1 and {len(ds)} (the {key[:-5]} examples of {source.path!r}), got {n}"
+            )
     if train_size is not None:
         train = train.subset(train_size)
     if test_size is not None:

@@ -81,8 +81,9 @@ class QuantizedCategorical(_OnLevels):
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(QuantizedCategorical, _instance)
-        QuantizedCategorical.__init__(new, self.logits.expand(tuple(batch_shape) + (self.num_levels,)),
-                                      validate_args=False)
+        QuantizedCategorical.__init__(
+            new, self.logits.expand(tuple(batch_shape) + (self.num_levels,)), validate_args=False
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -129,8 +130,11 @@ class DiscretizedLogisticMixture(_OnLevels):
     :param int num_levels: L (256 for 8-bit data).
     """
 
-    arg_constraints = {"logits": constraints.real_vector, "loc": constraints.real_vector,
-                       "scale": constraints.independent(constraints.positive, 1)}
+    arg_constraints = {
+        "logits": constraints.real_vector,
+        "loc": constraints.real_vector,
+        "scale": constraints.independent(constraints.positive, 1),
+    }
 
     def __init__(self, logits, loc, scale, num_levels=256, validate_args=None):
         logits, self.loc, self.scale = torch.broadcast_tensors(logits, loc, scale)
@@ -145,8 +149,14 @@ class DiscretizedLogisticMixture(_OnLevels):
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(DiscretizedLogisticMixture, _instance)
         shape = tuple(batch_shape) + self.loc.shape[-1:]
-        DiscretizedLogisticMixture.__init__(new, self.logits.expand(shape), self.loc.expand(shape),
-                                            self.scale.expand(shape), self.num_levels, validate_args=False)
+        DiscretizedLogisticMixture.__init__(
+            new,
+            self.logits.expand(shape),
+            self.loc.expand(shape),
+            self.scale.expand(shape),
+            self.num_levels,
+            validate_args=False,
+        )
         new._validate_args = self._validate_args
         return new
 
@@ -159,10 +169,11 @@ class DiscretizedLogisticMixture(_OnLevels):
         upper = (x + half - self.loc) / self.scale
         lower = (x - half - self.loc) / self.scale
         zero = upper.new_zeros(())
-        log_mass = (torch.where(k < self.num_levels - 1, F.logsigmoid(upper), zero)
-                    + torch.where(k > 0, F.logsigmoid(-lower), zero)
-                    + torch.where((k > 0) & (k < self.num_levels - 1),
-                                  torch.log(-torch.expm1(-2 * half / self.scale)), zero))
+        log_mass = (
+            torch.where(k < self.num_levels - 1, F.logsigmoid(upper), zero)
+            + torch.where(k > 0, F.logsigmoid(-lower), zero)
+            + torch.where((k > 0) & (k < self.num_levels - 1), torch.log(-torch.expm1(-2 * half / self.scale)), zero)
+        )
         return torch.logsumexp(self.logits + log_mass, dim=-1)
 
     def sample(self, sample_shape=torch.Size()):

@@ -65,8 +65,10 @@ class Likelihood(nn.Module):
         per feature (their shape is ``event_shape``). Models call it once at construction; returns self."""
         event_shape = tuple(int(s) for s in event_shape)
         if self.event_shape is not None and self.event_shape != event_shape:
-            raise ValueError(f"this {type(self).__name__} is bound to examples of shape {self.event_shape}, "
-                             f"not {event_shape}; use a fresh likelihood per model")
+            raise ValueError(
+                f"this {type(self).__name__} is bound to examples of shape {self.event_shape}, "
+                f"not {event_shape}; use a fresh likelihood per model"
+            )
         self.event_shape, self.event_dim = event_shape, len(event_shape)
         self._build(event_shape)
         return self
@@ -77,8 +79,10 @@ class Likelihood(nn.Module):
     def _feature_parameter(self, name):
         value = getattr(self, name, None)
         if value is None:
-            raise ValueError(f"the {type(self).__name__} learns {name} per feature: bind it to the examples' "
-                             "shape first (likelihood.bind(event_shape); the VAE does)")
+            raise ValueError(
+                f"the {type(self).__name__} learns {name} per feature: bind it to the examples' "
+                "shape first (likelihood.bind(event_shape); the VAE does)"
+            )
         return value
 
     data_kind = None
@@ -101,8 +105,7 @@ class Likelihood(nn.Module):
         d = -self.event_dim
         if out.shape[d] % self.num_params:
             raise ValueError(
-                f"decoder output must have num_params * C = {self.num_params} * C channels, "
-                f"got {out.shape[d]}"
+                f"decoder output must have num_params * C = {self.num_params} * C channels, got {out.shape[d]}"
             )
         return out.unflatten(d, (self.num_params, out.shape[d] // self.num_params))
 
@@ -342,8 +345,14 @@ class BetaLikelihood(Likelihood):
         if self.squeeze:
             _check_interval(x, name, 0.0, 1.0, f"a Beta likelihood with squeeze={self.squeeze:g}")
         else:
-            _check_interval(x, name, 0.0, 1.0, "a Beta likelihood with squeeze=0 (use squeeze > 0 for "
-                            "data with exact 0s and 1s)", open_interval=True)
+            _check_interval(
+                x,
+                name,
+                0.0,
+                1.0,
+                "a Beta likelihood with squeeze=0 (use squeeze > 0 for data with exact 0s and 1s)",
+                open_interval=True,
+            )
 
     def mean(self, out):
         c1, c0 = self.positive(self._unflatten(out)).unbind(-self.event_dim - 1)
@@ -419,12 +428,15 @@ class DiscretizedLogisticMixtureLikelihood(Likelihood):
 def _check_counts(x, name, what):
     xmin, xmax = x.min().item(), x.max().item()
     if xmin < 0:
-        raise DataError(f"{name} must hold non-negative integer counts under {what}, "
-                        f"got values in [{xmin:.4g}, {xmax:.4g}]")
+        raise DataError(
+            f"{name} must hold non-negative integer counts under {what}, got values in [{xmin:.4g}, {xmax:.4g}]"
+        )
     fractional = x != x.round()
     if fractional.any():
-        raise DataError(f"{name} must hold non-negative integer counts under {what}, got non-integer values "
-                        f"such as {x[fractional][0].item():.4g} (normalised or log-transformed data? pass raw counts)")
+        raise DataError(
+            f"{name} must hold non-negative integer counts under {what}, got non-integer values "
+            f"such as {x[fractional][0].item():.4g} (normalised or log-transformed data? pass raw counts)"
+        )
 
 
 class CountLikelihood(Likelihood):
@@ -469,8 +481,10 @@ class CountLikelihood(Likelihood):
         log_share = out.flatten(-self.event_dim).log_softmax(-1).unflatten(-1, out.shape[out.dim() - self.event_dim :])
         if library is None:
             if torch.isnan(self.log_library):
-                raise DataError("the library size of generated examples is unknown: call likelihood.adapt(x) "
-                                "with the training counts first (the trainers do)")
+                raise DataError(
+                    "the library size of generated examples is unknown: call likelihood.adapt(x) "
+                    "with the training counts first (the trainers do)"
+                )
             log_library = self.log_library
         else:
             log_library = torch.as_tensor(library, dtype=out.dtype, device=out.device).log()
@@ -557,8 +571,9 @@ class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
         log_mu = self.log_mean(mean_out, library)
         raw = self._feature_parameter("raw_theta")
         theta = self.positive(raw).expand(log_mu.shape)
-        return dist.ZeroInflatedNegativeBinomial(theta, logits=log_mu - raw, gate_logits=gate_logits,
-                                                 validate_args=False).to_event(self.event_dim)
+        return dist.ZeroInflatedNegativeBinomial(
+            theta, logits=log_mu - raw, gate_logits=gate_logits, validate_args=False
+        ).to_event(self.event_dim)
 
     def mean(self, out, library=None):
         mean_out, gate_logits = self._split(out)
@@ -600,6 +615,7 @@ def default_binarize(likelihood):
     binary likelihoods (and those that do not declare their :attr:`~Likelihood.data_kind`),
     ``"none"`` otherwise."""
     return "dynamic" if get_likelihood(likelihood).data_kind in (None, "binary") else "none"
+
 
 def get_likelihood(likelihood):
     """A :class:`Likelihood` from itself or its registered name."""
@@ -666,8 +682,10 @@ def choose_likelihood(x, images=None, max_rows=10_000):
         'likelihood auto: bernoulli (every value is 0 or 1)'
     """
     if not torch.is_tensor(x) or x.dim() < 2 or x.shape[0] == 0:
-        raise DataError(f"likelihood 'auto' needs a tensor of examples (N, ...), got "
-                        f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise DataError(
+            f"likelihood 'auto' needs a tensor of examples (N, ...), got "
+            f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
     images = x.dim() == 4 if images is None else images
     x = x[:max_rows].detach().to("cpu", torch.float64).flatten(1)
     if not torch.isfinite(x).all():
@@ -677,35 +695,46 @@ def choose_likelihood(x, images=None, max_rows=10_000):
         return "bernoulli", "every value is 0 or 1"
     if lo >= 0 and hi <= 1:
         if images:
-            return "bernoulli", (f"images with values in [0, 1] ({torch.unique(x).numel()} distinct levels): "
-                                 "grey levels, binarized dynamically as for Fashion-MNIST (continuous-bernoulli "
-                                 "or beta model the levels themselves)")
+            return "bernoulli", (
+                f"images with values in [0, 1] ({torch.unique(x).numel()} distinct levels): "
+                "grey levels, binarized dynamically as for Fashion-MNIST (continuous-bernoulli "
+                "or beta model the levels themselves)"
+            )
         return "continuous-bernoulli", "values in [0, 1] that are not all 0 or 1: a density on [0, 1]"
     if lo >= 0 and (x == x.round()).all():
         mean, var = x.mean(0), x.var(0)
         ratio = (var.sum() / mean.sum().clamp(min=1e-12)).item()
         totals = x.sum(1)
-        spread = f"; totals range {totals.min().item():.0f}-{totals.max().item():.0f} (the -library variant " \
-                 "conditions on them, as scvi-tools does)"
+        spread = (
+            f"; totals range {totals.min().item():.0f}-{totals.max().item():.0f} (the -library variant "
+            "conditions on them, as scvi-tools does)"
+        )
         if ratio < 1.2:
             return "poisson", f"non-negative integers up to {hi:.0f} with variance {ratio:.2f}x the mean" + spread
         observed = (x == 0).double().mean().item()
         share = _zero_inflated_share(x)
         if share > 0.5:
-            return "zinb", (f"non-negative integers up to {hi:.0f}, over-dispersed (variance {ratio:.1f}x the mean), "
-                            f"{100 * observed:.0f}% zeros: a zero-inflated negative binomial fits "
-                            f"{100 * share:.0f}% of the features better by more than 3 nats" + spread)
-        return "negative-binomial", (f"non-negative integers up to {hi:.0f}, over-dispersed (variance {ratio:.1f}x "
-                                     f"the mean), {100 * observed:.0f}% zeros, as many as a negative binomial "
-                                     f"has for {100 * (1 - share):.0f}% of the features" + spread)
+            return "zinb", (
+                f"non-negative integers up to {hi:.0f}, over-dispersed (variance {ratio:.1f}x the mean), "
+                f"{100 * observed:.0f}% zeros: a zero-inflated negative binomial fits "
+                f"{100 * share:.0f}% of the features better by more than 3 nats" + spread
+            )
+        return "negative-binomial", (
+            f"non-negative integers up to {hi:.0f}, over-dispersed (variance {ratio:.1f}x "
+            f"the mean), {100 * observed:.0f}% zeros, as many as a negative binomial "
+            f"has for {100 * (1 - share):.0f}% of the features" + spread
+        )
     z = (x - x.mean(0)) / x.std(0).clamp(min=1e-12)
     kurtosis = ((z**4).mean(0) - 3)[x.std(0) > 0]
     excess = kurtosis.median().item() if kurtosis.numel() else 0.0
     if excess > 1:
-        return "student-t", (f"real values in [{lo:.4g}, {hi:.4g}] with heavy tails (median excess kurtosis "
-                             f"{excess:.1f})")
-    return "normal-feature", (f"real values in [{lo:.4g}, {hi:.4g}] (median excess kurtosis {excess:.1f}): "
-                              "a Normal with a learned scale per feature")
+        return "student-t", (
+            f"real values in [{lo:.4g}, {hi:.4g}] with heavy tails (median excess kurtosis {excess:.1f})"
+        )
+    return "normal-feature", (
+        f"real values in [{lo:.4g}, {hi:.4g}] (median excess kurtosis {excess:.1f}): "
+        "a Normal with a learned scale per feature"
+    )
 
 
 def auto_message(name, reason):

@@ -74,5 +74,4 @@ class ProjectedNormal(_PyroProjectedNormal):
             self._validate_sample(value)
         d = self.concentration.shape[-1]
         t = (self.concentration * value).sum(-1)
-        return (_log_radial_integral(t, d - 1) - d / 2 * math.log(2 * math.pi)
-                - self.concentration.pow(2).sum(-1) / 2)
+        return _log_radial_integral(t, d - 1) - d / 2 * math.log(2 * math.pi) - self.concentration.pow(2).sum(-1) / 2

@@ -36,8 +36,7 @@ class Rayleigh(TransformedDistribution):
     def __init__(self, scale, validate_args=None):
         (self.scale,) = broadcast_all(scale)
         base = Exponential(torch.ones_like(self.scale), validate_args=False)
-        transforms = [PowerTransform(self.scale.new_tensor(0.5)),
-                      AffineTransform(0.0, self.scale * math.sqrt(2.0))]
+        transforms = [PowerTransform(self.scale.new_tensor(0.5)), AffineTransform(0.0, self.scale * math.sqrt(2.0))]
         super().__init__(base, transforms, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):

@@ -57,8 +57,7 @@ def _obs_dims(x, name):
 
 
 @torch.no_grad()
-def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z", observed="x",
-                      coords=None):
+def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z", observed="x", coords=None):
     """Posterior, prior and predictive draws of a model/guide pair for inputs ``x``, as ``InferenceData``.
 
     The model follows :class:`~pyrogen.models.VAE`'s signature: ``model(x)``
@@ -79,8 +78,9 @@ def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z",
         ``constant_data`` with labels); see the module's description.
     """
     if not torch.is_tensor(x) or x.dim() < 2:
-        raise DataError(f"x must be a batch of inputs (B, ...), got "
-                        f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise DataError(
+            f"x must be a batch of inputs (B, ...), got {tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
     if num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     model, guide = module_local(model), module_local(guide)
@@ -95,16 +95,16 @@ def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z",
     log_lik = _site_log_prob(scored, observed)  # (S, B)
     log_weight = _site_log_prob(scored, latent) + log_lik - log_q
     # Posterior predictive: the model without data, on the same draws.
-    ppc = Predictive(model, posterior_samples={latent: z}, parallel=True, return_sites=(observed,))(
-        None, batch_size=B)
-    prior = Predictive(model, num_samples=S, parallel=True, return_sites=(latent, observed))(
-        None, batch_size=B)
+    ppc = Predictive(model, posterior_samples={latent: z}, parallel=True, return_sites=(observed,))(None, batch_size=B)
+    prior = Predictive(model, num_samples=S, parallel=True, return_sites=(latent, observed))(None, batch_size=B)
 
     shape = (S, B)
     for name, t in (("log q", log_q), ("log p(x|z)", log_lik), ("posterior predictive", ppc[observed])):
         if tuple(t.shape[:2]) != shape:
-            raise DataError(f"{name} has shape {tuple(t.shape)}; expected draws and examples first, "
-                            f"{shape}: is the model's data plate the rightmost batch dimension?")
+            raise DataError(
+                f"{name} has shape {tuple(t.shape)}; expected draws and examples first, "
+                f"{shape}: is the model's data plate the rightmost batch dimension?"
+            )
     obs = x.reshape((B,) + tuple(ppc[observed].shape[2:]))
     groups = {
         "posterior": {latent: _numpy(z, S)},
@@ -115,8 +115,12 @@ def to_inference_data(model, guide, x, num_samples=100, labels=None, latent="z",
         "prior_predictive": {observed: _numpy(prior[observed].reshape(ppc[observed].shape), S)},
         "observed_data": {observed: obs.detach().cpu().numpy()},
     }
-    dims = {latent: ["example", f"{latent}_dim"], observed: ["example"] + _obs_dims(obs, observed),
-            "log_weight": ["example"], "label": ["example"]}
+    dims = {
+        latent: ["example", f"{latent}_dim"],
+        observed: ["example"] + _obs_dims(obs, observed),
+        "log_weight": ["example"],
+        "label": ["example"],
+    }
     if labels is not None:
         labels = torch.as_tensor(labels).reshape(-1)
         if labels.shape[0] != B:
@@ -133,11 +137,14 @@ def _inference_data(groups, coords, dims, num_samples):
 
     # The log-likelihood variable shares its name with the observed one but not its dims.
     loglik_dims = {k: ["example"] for k in groups["log_likelihood"]}
-    data = az.from_dict(**{k: v for k, v in groups.items() if k != "log_likelihood"},
-                        coords=coords, dims=dims)
-    data.add_groups(log_likelihood=az.from_dict(
-        log_likelihood=groups["log_likelihood"], coords=coords, dims=loglik_dims).log_likelihood)
+    data = az.from_dict(**{k: v for k, v in groups.items() if k != "log_likelihood"}, coords=coords, dims=dims)
+    data.add_groups(
+        log_likelihood=az.from_dict(
+            log_likelihood=groups["log_likelihood"], coords=coords, dims=loglik_dims
+        ).log_likelihood
+    )
     data.posterior.attrs["pyrogen_note"] = (
         f"{num_samples} independent draws from the guide q(z|x), not from p(z|x); "
-        "sample_stats.log_weight holds their log importance weights")
+        "sample_stats.log_weight holds their log importance weights"
+    )
     return data

@@ -142,8 +142,9 @@ def _posterior_mean(q):
 
 
 @torch.no_grad()
-def collapse_diagnostics(model, guide, data, batch_size=500, site="z", threshold=0.01, mi="full", progress=False,
-                         **kwargs):
+def collapse_diagnostics(
+    model, guide, data, batch_size=500, site="z", threshold=0.01, mi="full", progress=False, **kwargs
+):
     """KL, mutual information and active units of a model/guide pair on a data set.
 
     :param torch.Tensor data: held-out examples on the model's device.

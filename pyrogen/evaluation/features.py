@@ -74,8 +74,7 @@ def classifier_accuracy(classifier, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def train_classifier(train_images, train_labels, test_images=None, test_labels=None, recipe=None,
-                     progress=True):
+def train_classifier(train_images, train_labels, test_images=None, test_labels=None, recipe=None, progress=True):
     """Train :class:`FashionMNISTClassifier` by ``recipe`` (default :data:`FEATURE_RECIPE`).
 
     Seeded: the same recipe, data, PyTorch build and thread count give the same
@@ -103,8 +102,9 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
         classifier.train()
         perm = torch.randperm(n, generator=gen)
         running = 0.0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress,
-                   leave=False)
+        bar = tqdm(
+            total=steps_per_epoch, desc=f"epoch {epoch + 1}/{recipe['epochs']}", disable=not progress, leave=False
+        )
         with bar:
             for step in range(steps_per_epoch):
                 idx = perm[step * bs : (step + 1) * bs]
@@ -125,8 +125,7 @@ def _train_classifier(train_images, train_labels, test_images, test_labels, reci
         if progress:
             tqdm.write(line)
     classifier.eval()
-    info = {"recipe": recipe, "train_seconds": round(time.perf_counter() - start, 1),
-            "torch": torch.__version__}
+    info = {"recipe": recipe, "train_seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__}
     if test_images is not None:
         info["test_accuracy"] = classifier_accuracy(classifier, test_images, test_labels)
     return classifier, info

@@ -35,7 +35,6 @@ Example::
     (torch.Size([5, 2]), torch.Size([5, 1, 28, 28]))
 """
 
-
 import torch
 from pyro import distributions as dist
 
@@ -121,8 +120,9 @@ def _m_step(z, resp, covariance, reg):
     return weights, means, cov + reg * eye
 
 
-def fit_gmm(codes, n_components=10, covariance="full", max_iter=200, tol=1e-6, reg=1e-6, seed=0, kmeans_iter=20,
-            n_init=3):
+def fit_gmm(
+    codes, n_components=10, covariance="full", max_iter=200, tol=1e-6, reg=1e-6, seed=0, kmeans_iter=20, n_init=3
+):
     """Fit a Gaussian mixture to ``codes`` ``(N, d)`` by EM (see the module docstring).
 
     :param int n_components: K (Ghosh et al. use 10).
@@ -141,8 +141,10 @@ def fit_gmm(codes, n_components=10, covariance="full", max_iter=200, tol=1e-6, r
         raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
     z = torch.as_tensor(codes).detach().double().cpu()
     if z.dim() != 2 or z.shape[0] < n_components:
-        raise DataError(f"codes must have shape (N, d) with N >= n_components = {n_components}, got "
-                        f"{tuple(z.shape)}: a gmm:K sampler needs at least K training codes")
+        raise DataError(
+            f"codes must have shape (N, d) with N >= n_components = {n_components}, got "
+            f"{tuple(z.shape)}: a gmm:K sampler needs at least K training codes"
+        )
     generator = torch.Generator().manual_seed(seed)
     fits = [_em(z, n_components, covariance, max_iter, tol, reg, kmeans_iter, generator) for _ in range(n_init)]
     return max(fits, key=lambda fit: fit.log_likelihoods[-1])
@@ -244,12 +246,13 @@ def fit_run_gmm(run, n_components=10, seed=0, **em):
         raise PyrogenError(f"the GMM sampler fits the codes of an autoencoder or a VAE, not of a {run.kind} run")
     model = run.model()
     if not (hasattr(model, "code") or hasattr(model, "posterior")):
-        raise PyrogenError(f"the GMM sampler needs one latent code per image, which {type(model).__name__} "
-                           "does not give (it has more than one latent layer)")
+        raise PyrogenError(
+            f"the GMM sampler needs one latent code per image, which {type(model).__name__} "
+            "does not give (it has more than one latent layer)"
+        )
     train, binarize = run.data()[0], run.settings.data.binarize
     if binarize == "static":  # the very draw the run trained on (its loader's stream)
         train = static_binarize(train, seed=stream_seed("data_order", run.settings.train.seed))
     elif binarize == "dynamic":  # one draw of the kind it trained on
         train = static_binarize(train, seed=seed)
     return fit_code_gmm(model, train, n_components=n_components, seed=seed, **em)
-

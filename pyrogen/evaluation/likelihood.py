@@ -36,8 +36,13 @@ def _vectorized(fn, num_samples, dim):
 
 def _plate_frames(*traces):
     """``{name: frame}`` of the vectorized plates of the traces' scored sites, the sample plate left out."""
-    return {f.name: f for trace in traces for _, site in scored_sites(trace)
-            for f in site["cond_indep_stack"] if f.vectorized and f.name != _SAMPLES}
+    return {
+        f.name: f
+        for trace in traces
+        for _, site in scored_sites(trace)
+        for f in site["cond_indep_stack"]
+        if f.vectorized and f.name != _SAMPLES
+    }
 
 
 def guess_max_plate_nesting(model, guide, x, **kwargs):
@@ -72,8 +77,9 @@ def _data_plate(frames, model_trace, batch_size, data_plate=None):
     found = ", ".join(f"{f.name!r} (size {f.size})" for f in frames.values()) or "none"
     if data_plate is not None:
         if data_plate not in frames:
-            raise ValueError(f"log p(x) per example: the pair has no plate named {data_plate!r} (data_plate=); "
-                             f"its plates: {found}")
+            raise ValueError(
+                f"log p(x) per example: the pair has no plate named {data_plate!r} (data_plate=); its plates: {found}"
+            )
         frame = frames[data_plate]
     elif "data" in frames:
         frame = frames["data"]
@@ -83,12 +89,15 @@ def _data_plate(frames, model_trace, batch_size, data_plate=None):
             raise ValueError(
                 f"log p(x) per example needs a plate over the {batch_size} examples of x: one named 'data', "
                 "the outermost plate of every observed site, or the one named by data_plate=; the pair's "
-                f"plates: {found}")
+                f"plates: {found}"
+            )
         frame = frames[outermost.pop()]
     if frame.size != batch_size:
-        raise ValueError(f"log p(x) per example: the plate over the examples, {frame.name!r}, has size "
-                         f"{frame.size} but x holds {batch_size} examples (x.shape[0]); name the plate over the "
-                         "examples with data_plate=")
+        raise ValueError(
+            f"log p(x) per example: the plate over the examples, {frame.name!r}, has size "
+            f"{frame.size} but x holds {batch_size} examples (x.shape[0]); name the plate over the "
+            "examples with data_plate="
+        )
     return frame
 
 
@@ -144,8 +153,9 @@ def log_importance_weights(model, guide, x, num_samples, max_plate_nesting=None,
     if max_plate_nesting is None:
         max_plate_nesting = guess_max_plate_nesting(model, guide, x, **kwargs)
     dim = -(max_plate_nesting + 1)
-    model_trace, guide_trace = trace_pair(_vectorized(model, num_samples, dim),
-                                          _vectorized(guide, num_samples, dim), (x,), kwargs)
+    model_trace, guide_trace = trace_pair(
+        _vectorized(model, num_samples, dim), _vectorized(guide, num_samples, dim), (x,), kwargs
+    )
     batch_size = x.shape[0]
     data = _data_plate(_plate_frames(model_trace, guide_trace), model_trace, batch_size, data_plate)
     log_w = 0.0
@@ -171,8 +181,10 @@ def _check_count(value, name):
 
 def _check_batch(x, name):
     if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
-        raise DataError(f"{name} must be a tensor of at least one example, got "
-                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        raise DataError(
+            f"{name} must be a tensor of at least one example, got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}"
+        )
 
 
 def _chunks(total, size):
@@ -181,8 +193,17 @@ def _chunks(total, size):
 
 
 @torch.no_grad()
-def log_likelihood(model, guide, x, num_samples=1000, chunk_size=100, max_plate_nesting=None,
-                   return_log_weights=False, data_plate=None, **kwargs):
+def log_likelihood(
+    model,
+    guide,
+    x,
+    num_samples=1000,
+    chunk_size=100,
+    max_plate_nesting=None,
+    return_log_weights=False,
+    data_plate=None,
+    **kwargs,
+):
     """Importance-sampled :math:`\\log p(x)` per example, in nats.
 
     The K draws are taken ``chunk_size`` at a time and combined by a running

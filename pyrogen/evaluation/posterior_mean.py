@@ -105,8 +105,9 @@ def default_grid(low=-20.0, high=20.0, step=0.1):
 
 
 @torch.no_grad()
-def posterior_mean_space(model, guide, data, site="z", dim=0, method="auto", grid=None, num_samples=500,
-                         batch_size=100, **kwargs):
+def posterior_mean_space(
+    model, guide, data, site="z", dim=0, method="auto", grid=None, num_samples=500, batch_size=100, **kwargs
+):
     """The points of the posterior mean space for ``data``: ``{"q_mean", "p_mean", "method"}``.
 
     :param torch.Tensor data: held-out examples (He et al. use about 500).

@@ -63,8 +63,11 @@ class EvaluationProgress:
             elapsed = time.perf_counter() - self.start
             self.estimate = elapsed * self.total / self.done
             if self.enabled and self.estimate >= self.announce_after and self.done < self.total:
-                tqdm.write(f"{self.desc}: about {format_duration(self.estimate)} for {self.total:,} {self.unit}s "
-                           f"(the first {self.done:,} took {elapsed:.1f} s)", file=sys.stderr)
+                tqdm.write(
+                    f"{self.desc}: about {format_duration(self.estimate)} for {self.total:,} {self.unit}s "
+                    f"(the first {self.done:,} took {elapsed:.1f} s)",
+                    file=sys.stderr,
+                )
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -41,9 +41,7 @@ def _check_log_weights(log_weights):
     if not torch.is_tensor(log_weights):
         log_weights = torch.as_tensor(log_weights)
     if log_weights.dim() != 2:
-        raise ValueError(
-            f"log_weights must have shape (K, B) (draws, examples), got {tuple(log_weights.shape)}"
-        )
+        raise ValueError(f"log_weights must have shape (K, B) (draws, examples), got {tuple(log_weights.shape)}")
     if log_weights.shape[0] < MIN_SAMPLES:
         raise ValueError(
             f"PSIS needs at least {MIN_SAMPLES} importance samples per example to fit the Pareto "
@@ -160,24 +158,34 @@ def khat_advice(share, threshold=KHAT_THRESHOLD):
     grade = khat_grade(share)
     head = f"Pareto k-hat > {threshold} for {grade} of the examples ({100 * share:.1f}%): "
     if grade == "few":
-        return head + ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018); the other "
-                       "examples' estimates are.")
+        return head + (
+            "their importance-sampled log p(x) is not to be trusted (Yao et al. 2018); the other "
+            "examples' estimates are."
+        )
     if grade == "some":
-        return head + ("their importance-sampled log p(x) is not to be trusted (Yao et al. 2018), so the test "
-                       "set's figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE)
-    return head + ("the importance-sampled log p(x) is not to be trusted for most of the test set (Yao et al. "
-                   "2018): its figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE)
+        return head + (
+            "their importance-sampled log p(x) is not to be trusted (Yao et al. 2018), so the test "
+            "set's figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE
+        )
+    return head + (
+        "the importance-sampled log p(x) is not to be trusted for most of the test set (Yao et al. "
+        "2018): its figure is a lower estimate, not a converged one. " + _GUIDE_ADVICE
+    )
 
 
-_GUIDE_ADVICE = ("The guide q(z|x) is narrower than the posterior or misplaced; more importance samples "
-                 "(--eval-samples) help only slowly, a better guide (more training, IWAE training, a richer "
-                 "posterior family) helps.")
+_GUIDE_ADVICE = (
+    "The guide q(z|x) is narrower than the posterior or misplaced; more importance samples "
+    "(--eval-samples) help only slowly, a better guide (more training, IWAE training, a richer "
+    "posterior family) helps."
+)
 
 
 def format_khat_summary(summary):
     """One line for the command line: the share of high :math:`\\hat k`, then the advice once, if any."""
-    line = (f"Pareto k-hat: {100 * summary['share_above_threshold']:.1f}% of "
-            f"{summary['num_examples']} examples above {summary['threshold']}")
+    line = (
+        f"Pareto k-hat: {100 * summary['share_above_threshold']:.1f}% of "
+        f"{summary['num_examples']} examples above {summary['threshold']}"
+    )
     if summary["khat_max"] is not None:
         line += f" (median {summary['khat_median']:.2f}, max {summary['khat_max']:.2f})"
     if summary["advice"]:  # the advice's own first clause repeats the share: only its explanation follows
@@ -186,8 +194,9 @@ def format_khat_summary(summary):
 
 
 @torch.no_grad()
-def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=100, chunk_size=100,
-                             progress=False, **kwargs):
+def log_likelihood_with_khat(
+    model, guide, data, num_samples=1000, batch_size=100, chunk_size=100, progress=False, **kwargs
+):
     """Importance-sampled log p(x) and :math:`\\hat k` of every example of a data set.
 
     The same draws serve both: each batch's ``(K, B)`` log weights from
@@ -209,14 +218,14 @@ def log_likelihood_with_khat(model, guide, data, num_samples=1000, batch_size=10
     log_px, khat = [], []
     with EvaluationProgress(data.shape[0], f"log p(x), K = {num_samples}", enabled=progress) as bar:
         for i in range(0, data.shape[0], batch_size):
-            lp, lw = log_likelihood(model, guide, data[i : i + batch_size], num_samples, chunk_size,
-                                    return_log_weights=True, **kwargs)
+            lp, lw = log_likelihood(
+                model, guide, data[i : i + batch_size], num_samples, chunk_size, return_log_weights=True, **kwargs
+            )
             log_px.append(lp.cpu())
             khat.append(pareto_khat(lw))
             bar.update(lp.shape[0])
     log_px = torch.cat(log_px)
-    return {"log_px": log_px.double().mean().item(), "log_px_per_example": log_px,
-            "khat": torch.cat(khat)}
+    return {"log_px": log_px.double().mean().item(), "log_px_per_example": log_px, "khat": torch.cat(khat)}
 
 
 __all__ = [

@@ -183,8 +183,10 @@ def extract_features(feature_net, images, batch_size=500, name="images"):
     was_training = feature_net.training
     feature_net.eval()
     try:
-        out = [feature_net(images[i : i + batch_size].to(**to)).detach().double().cpu()
-               for i in range(0, images.shape[0], batch_size)]
+        out = [
+            feature_net(images[i : i + batch_size].to(**to)).detach().double().cpu()
+            for i in range(0, images.shape[0], batch_size)
+        ]
     finally:
         feature_net.train(was_training)
     feats = torch.cat(out)
@@ -262,16 +264,19 @@ def evaluate_run(run_dir, num_samples=10000, feature_net=None, seed=0, device="c
         real = load_dataset(data.dataset, "test", data.root).images
     else:  # your own data: their test split, grey levels (the recorded source, re-opened)
         if tuple(source["shape"]) != (1, 28, 28):
-            raise DataError(f"sample quality is measured in the features of pyrogen's Fashion-MNIST classifier, "
-                            f"which takes 1x28x28 images; the run in {run_dir!r} trained on examples of shape "
-                            f"{tuple(source['shape'])}")
+            raise DataError(
+                f"sample quality is measured in the features of pyrogen's Fashion-MNIST classifier, "
+                f"which takes 1x28x28 images; the run in {run_dir!r} trained on examples of shape "
+                f"{tuple(source['shape'])}"
+            )
         real = read_splits(migrate_data({**data.to_dict(), "stream": False}))[1].images
     if num_samples > len(real):
         raise DataError(f"num_samples must be at most the {len(real)} test images, got {num_samples}")
     pyro.set_rng_seed(seed)
     with torch.no_grad():
-        fake = torch.cat([model.sample(min(batch_size, num_samples - i)).cpu()
-                          for i in range(0, num_samples, batch_size)])
+        fake = torch.cat(
+            [model.sample(min(batch_size, num_samples - i)).cpu() for i in range(0, num_samples, batch_size)]
+        )
     return evaluate_samples(fake, real[:num_samples], feature_net=feature_net)
 
 
@@ -332,13 +337,14 @@ def conditional_accuracy(pred, requested):
         requested = torch.full_like(pred, requested)
     requested = _labels(requested, "requested")
     if requested.shape != pred.shape or pred.numel() == 0:
-        raise DataError(f"pred and requested must hold the same, non-zero number of labels, got "
-                        f"{pred.numel()} and {requested.numel()}")
+        raise DataError(
+            f"pred and requested must hold the same, non-zero number of labels, got "
+            f"{pred.numel()} and {requested.numel()}"
+        )
     return float((pred.cpu() == requested.cpu()).double().mean())
 
 
-def linear_probe_accuracy(codes_train, y_train, codes_test, y_test, num_classes=None, weight_decay=1e-3,
-                          max_iter=500):
+def linear_probe_accuracy(codes_train, y_train, codes_test, y_test, num_classes=None, weight_decay=1e-3, max_iter=500):
     """Test accuracy of a multinomial logistic regression fitted to codes: how linearly the codes
     E(x) of an encoder separate the classes (the usual check of ALI / BiGAN features, Donahue et al. 2017).
 
@@ -357,8 +363,9 @@ def linear_probe_accuracy(codes_train, y_train, codes_test, y_test, num_classes=
     codes_train = torch.from_numpy(_as_features(codes_train, "codes_train"))
     codes_test = torch.from_numpy(_as_features(codes_test, "codes_test", min_rows=1))
     if codes_train.shape[1] != codes_test.shape[1]:
-        raise DataError(f"codes_train and codes_test must have the same width, got {codes_train.shape[1]} "
-                        f"and {codes_test.shape[1]}")
+        raise DataError(
+            f"codes_train and codes_test must have the same width, got {codes_train.shape[1]} and {codes_test.shape[1]}"
+        )
     if num_classes is None:
         num_classes = int(max(_labels(y_train, "y_train").max(), _labels(y_test, "y_test").max())) + 1
     y_train, y_test = _labels(y_train, "y_train", num_classes).cpu(), _labels(y_test, "y_test", num_classes).cpu()
@@ -369,8 +376,9 @@ def linear_probe_accuracy(codes_train, y_train, codes_test, y_test, num_classes=
     a, b = (codes_train - mean) / std, (codes_test - mean) / std
     weight = torch.zeros(a.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optim = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe",
-                              tolerance_grad=1e-9, tolerance_change=1e-12)
+    optim = torch.optim.LBFGS(
+        [weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12
+    )
 
     def closure():
         optim.zero_grad()

@@ -11,6 +11,20 @@ from pyrogen.infer.reparam_meanfield_elbo import ReparamTraceMeanField_ELBO
 from pyrogen.infer.tc_elbo import TCELBO
 from pyrogen.infer.torch_svi import ELBOModule, TorchSVI, module_local
 
-__all__ = ["ReparamTrace_ELBO", "ReparamTraceMeanField_ELBO", "TorchSVI", "ELBOModule", "module_local", "CompiledLoss",
-           "RecordedLoss", "Adversarial", "GANLoss", "GAN_LOSSES", "AdversarialInference", "EncoderSiteError",
-           "AdversarialAutoencoder", "IWAE_ELBO", "TCELBO"]
+__all__ = [
+    "ReparamTrace_ELBO",
+    "ReparamTraceMeanField_ELBO",
+    "TorchSVI",
+    "ELBOModule",
+    "module_local",
+    "CompiledLoss",
+    "RecordedLoss",
+    "Adversarial",
+    "GANLoss",
+    "GAN_LOSSES",
+    "AdversarialInference",
+    "EncoderSiteError",
+    "AdversarialAutoencoder",
+    "IWAE_ELBO",
+    "TCELBO",
+]

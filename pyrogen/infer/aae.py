@@ -74,17 +74,34 @@ class AdversarialAutoencoder(AdversarialGame):
     ``d_real`` and ``d_fake`` (mean scores of prior draws and codes) and ``d_accuracy``.
     """
 
-    def __init__(self, model, guide, discriminator, autoencoder_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", adversarial_weight=1.0, d_steps=1, x_site="x", z_site="z",
-                 track_grad_norms=False):
+    def __init__(
+        self,
+        model,
+        guide,
+        discriminator,
+        autoencoder_optim=None,
+        discriminator_optim=None,
+        loss="nonsaturating",
+        adversarial_weight=1.0,
+        d_steps=1,
+        x_site="x",
+        z_site="z",
+        track_grad_norms=False,
+    ):
         if not callable(model) or not callable(guide):
             raise TypeError("model and guide must be callable Pyro programs")
         check_players(discriminator, d_steps)
         if not adversarial_weight >= 0:
             raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
         autoencoder_optim, discriminator_optim = pair_optimizers(
-            model, guide, discriminator, autoencoder_optim, discriminator_optim, "autoencoder_optim",
-            lambda params: torch.optim.Adam(params, lr=1e-3))
+            model,
+            guide,
+            discriminator,
+            autoencoder_optim,
+            discriminator_optim,
+            "autoencoder_optim",
+            lambda params: torch.optim.Adam(params, lr=1e-3),
+        )
         super().__init__(discriminator, autoencoder_optim, discriminator_optim, loss, d_steps, track_grad_norms)
         self.model, self.guide = module_local(model), module_local(guide)
         self.adversarial_weight = float(adversarial_weight)
@@ -111,8 +128,10 @@ class AdversarialAutoencoder(AdversarialGame):
                 raise DataError(f"the model has no sample site {site!r}")
         obs = trace.nodes[self.x_site]
         if not obs["is_observed"]:
-            raise DataError(f"site {self.x_site!r} of the model is not observed when the model is called as "
-                            "model(x); the adversarial autoencoder scores x there")
+            raise DataError(
+                f"site {self.x_site!r} of the model is not observed when the model is called as "
+                "model(x); the adversarial autoencoder scores x there"
+            )
         log_px = obs["fn"].log_prob(obs["value"])
         recon = -log_px.sum() / x.shape[0]
         return z_msg["value"], recon, trace.nodes[self.z_site]["fn"]
@@ -141,8 +160,12 @@ class AdversarialAutoencoder(AdversarialGame):
     def statistics(self, state, loss_d, loss_g, real_scores, fake_scores):
         """The game's statistics after ``loss`` (:math:`\\mathcal{L}_\\text{AE}`) and ``loss_recon``."""
         recon, game = state[1], super().statistics(state, loss_d, loss_g, real_scores, fake_scores)
-        return {"loss": (recon + self.adversarial_weight * loss_g).detach(), "loss_recon": recon.detach(),
-                "loss_g": game.pop("loss_g"), **game}
+        return {
+            "loss": (recon + self.adversarial_weight * loss_g).detach(),
+            "loss_recon": recon.detach(),
+            "loss_g": game.pop("loss_g"),
+            **game,
+        }
 
     def step(self, x, **kwargs):
         """``d_steps`` discriminator updates (fresh prior draws each, the batch's codes), then one

@@ -108,16 +108,31 @@ class Adversarial(AdversarialGame):
     group, each rank on its shard of every batch.
     """
 
-    def __init__(self, model, discriminator, generator_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", d_steps=1, site="x", track_grad_norms=False, label=None):
+    def __init__(
+        self,
+        model,
+        discriminator,
+        generator_optim=None,
+        discriminator_optim=None,
+        loss="nonsaturating",
+        d_steps=1,
+        site="x",
+        track_grad_norms=False,
+        label=None,
+    ):
         if not callable(model):
             raise TypeError(f"model must be a callable Pyro model, got {type(model).__name__}")
         check_players(discriminator, d_steps)
         owner = getattr(model, "__self__", None)
         generator_optim, discriminator_optim = game_optimizers(
-            owner.parameters() if isinstance(owner, nn.Module) else None, discriminator, generator_optim,
-            discriminator_optim, "generator_optim", "generator_optim is needed when model is not a method of an "
-            "nn.Module (there is no module to take the generator's parameters from)")
+            owner.parameters() if isinstance(owner, nn.Module) else None,
+            discriminator,
+            generator_optim,
+            discriminator_optim,
+            "generator_optim",
+            "generator_optim is needed when model is not a method of an "
+            "nn.Module (there is no module to take the generator's parameters from)",
+        )
         super().__init__(discriminator, generator_optim, discriminator_optim, loss, d_steps, track_grad_norms)
         self.model = module_local(model)
         self.generator = owner if isinstance(owner, nn.Module) else None
@@ -141,47 +156,58 @@ class Adversarial(AdversarialGame):
         if msg is None:
             raise GeneratorSiteError(
                 f"the generator model has no sample site {self.site!r}; a generator must draw its "
-                f"examples at pyro.sample({self.site!r}, ...) when called as model(batch_size=B)")
+                f"examples at pyro.sample({self.site!r}, ...) when called as model(batch_size=B)"
+            )
         if msg["is_observed"]:
             raise GeneratorSiteError(
                 f"site {self.site!r} of the generator is observed; Adversarial calls the model "
-                "without observations, model(batch_size=B), and the model must then sample it")
+                "without observations, model(batch_size=B), and the model must then sample it"
+            )
         fn = msg["fn"]
         if not getattr(fn, "has_rsample", False):
             raise GeneratorSiteError(
                 f"site {self.site!r} of the generator is drawn from {describe(fn)}, which is not "
                 "reparameterizable (no rsample), so no gradient reaches the generator; use a point mass "
                 "dist.Delta(G(z), event_dim=...) or a reparameterized likelihood (e.g. "
-                "'continuous-bernoulli' or 'normal-fixed' instead of 'bernoulli' for a VAE decoder)")
+                "'continuous-bernoulli' or 'normal-fixed' instead of 'bernoulli' for a VAE decoder)"
+            )
         x = msg["value"]
         if x.dim() < 1 or x.shape[0] != batch_size:
             raise GeneratorSiteError(
                 f"site {self.site!r} must hold a batch of shape ({batch_size}, ...) when the model is called "
-                f"with batch_size={batch_size}, got shape {tuple(x.shape)}")
+                f"with batch_size={batch_size}, got shape {tuple(x.shape)}"
+            )
         return x
 
     def _check_real(self, x, fake):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise DataError(f"x must be a floating-point tensor batch of real examples, got "
-                            f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}")
+            raise DataError(
+                f"x must be a floating-point tensor batch of real examples, got "
+                f"{type(x).__name__ if not isinstance(x, torch.Tensor) else x.dtype}"
+            )
         if x.shape != fake.shape:
-            raise DataError(f"x must have the shape of the generator's samples {tuple(fake.shape)}, "
-                            f"got {tuple(x.shape)}")
+            raise DataError(
+                f"x must have the shape of the generator's samples {tuple(fake.shape)}, got {tuple(x.shape)}"
+            )
 
     def _labels(self, kwargs):
         """The labels of a conditional GAN's batch (None for an unconditional one)."""
         if self.label is None:
             return None
         if kwargs.get(self.label) is None:
-            raise DataError(f"this Adversarial is conditional (label={self.label!r}): pass the real batch's "
-                            f"labels, step(x, {self.label}=labels)")
+            raise DataError(
+                f"this Adversarial is conditional (label={self.label!r}): pass the real batch's "
+                f"labels, step(x, {self.label}=labels)"
+            )
         return kwargs[self.label]
 
     def _batches(self, x):
         if isinstance(x, (list, tuple)):
             if len(x) != self.d_steps:
-                raise DataError(f"step got {len(x)} real batches; pass one batch, or a list of d_steps = "
-                                f"{self.d_steps} batches (one per discriminator update)")
+                raise DataError(
+                    f"step got {len(x)} real batches; pass one batch, or a list of d_steps = "
+                    f"{self.d_steps} batches (one per discriminator update)"
+                )
             return list(x)
         if not isinstance(x, torch.Tensor):
             raise DataError(f"x must be a tensor batch (or a list of d_steps batches), got {type(x).__name__}")
@@ -195,10 +221,12 @@ class Adversarial(AdversarialGame):
         if labels is None:
             return batches, None, kwargs
         if isinstance(x, (list, tuple)) != isinstance(labels, (list, tuple)) or (
-                isinstance(labels, (list, tuple)) and len(labels) != len(batches)):
+            isinstance(labels, (list, tuple)) and len(labels) != len(batches)
+        ):
             n = len(batches) if isinstance(x, (list, tuple)) else 1
-            raise DataError(f"pass one label tensor per real batch: {n} batch(es), "
-                            f"{self.label}={type(labels).__name__}")
+            raise DataError(
+                f"pass one label tensor per real batch: {n} batch(es), {self.label}={type(labels).__name__}"
+            )
         return batches, list(labels) if isinstance(labels, (list, tuple)) else [labels] * len(batches), kwargs
 
     def views(self, state, i):

@@ -160,8 +160,15 @@ class AdversarialGame:
     ``d_steps`` and the optimizers.
     """
 
-    def __init__(self, discriminator, generator_optim, discriminator_optim, loss="nonsaturating", d_steps=1,
-                 track_grad_norms=False):
+    def __init__(
+        self,
+        discriminator,
+        generator_optim,
+        discriminator_optim,
+        loss="nonsaturating",
+        d_steps=1,
+        track_grad_norms=False,
+    ):
         check_players(discriminator, d_steps)
         for name, optim in (("generator_optim", generator_optim), ("discriminator_optim", discriminator_optim)):
             if not isinstance(optim, torch.optim.Optimizer):
@@ -202,9 +209,13 @@ class AdversarialGame:
         (the fraction of both the discriminator classified correctly); detached scalars."""
         th = self.loss.threshold
         accuracy = ((real_scores > th).float().mean() + (fake_scores <= th).float().mean()) / 2
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                "d_real": self.loss.score_mean(real_scores), "d_fake": self.loss.score_mean(fake_scores),
-                "d_accuracy": accuracy}
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": self.loss.score_mean(real_scores),
+            "d_fake": self.loss.score_mean(fake_scores),
+            "d_accuracy": accuracy,
+        }
 
     # ------------------------------------------------------------------ the discriminator
     def score(self, view):
@@ -336,8 +347,10 @@ class AdversarialGame:
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
-            raise PyrogenError(f"{type(self).__name__}.distribute() needs an initialized torch.distributed process "
-                               "group; launch with torchrun and call pyrogen.distributed.init_from_env() first")
+            raise PyrogenError(
+                f"{type(self).__name__}.distribute() needs an initialized torch.distributed process "
+                "group; launch with torchrun and call pyrogen.distributed.init_from_env() first"
+            )
         self._group, self._world_size = group, dist.get_world_size(group)
         src = 0 if group is None else dist.get_global_rank(group, 0)
         with torch.no_grad():
@@ -349,10 +362,11 @@ class AdversarialGame:
         """Both players' parameters (those of the optimizers included) and buffers, each once."""
         tensors = {}
         modules = self.modules()
-        for t in (*(p for m in modules for p in m.parameters()),
-                  *(p for o in (self.generator_optim, self.discriminator_optim)
-                    for g in o.param_groups for p in g["params"]),
-                  *(b for m in modules for b in m.buffers())):
+        for t in (
+            *(p for m in modules for p in m.parameters()),
+            *(p for o in (self.generator_optim, self.discriminator_optim) for g in o.param_groups for p in g["params"]),
+            *(b for m in modules for b in m.buffers()),
+        ):
             tensors.setdefault(id(t), t)
         return list(tensors.values())
 
@@ -374,15 +388,17 @@ class AdversarialGame:
                 missing = True
                 chunks.append(torch.zeros(p.numel(), dtype=dtype, device=device))
             elif p.grad.is_sparse:
-                raise PyrogenError(f"{type(self).__name__}.distribute() averages dense gradients; a parameter of "
-                                   f"shape {tuple(p.shape)} has a sparse gradient")
+                raise PyrogenError(
+                    f"{type(self).__name__}.distribute() averages dense gradients; a parameter of "
+                    f"shape {tuple(p.shape)} has a sparse gradient"
+                )
             else:
                 chunks.append(p.grad.reshape(-1).to(dtype=dtype, device=device))
         # one more element per parameter counts the ranks that have its gradient
         chunks.append(torch.tensor([p.grad is not None for p in params], dtype=dtype, device=device))
         flat = torch.cat(chunks)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self._group)
-        counts = flat[-len(params):].tolist() if missing else None  # a host sync only when needed
+        counts = flat[-len(params) :].tolist() if missing else None  # a host sync only when needed
         flat = flat[: -len(params)].div_(self._world_size)
         offset = 0
         for i, p in enumerate(params):

@@ -124,8 +124,10 @@ def checked_code_site(trace, site="z"):
     if msg["is_observed"]:
         raise EncoderSiteError(f"site {site!r} of the guide is observed; the guide must sample the code")
     if not getattr(msg["fn"], "has_rsample", False):
-        raise EncoderSiteError(f"site {site!r} of the guide is drawn from {describe(msg['fn'])}, which is neither "
-                               "reparameterized (rsample) nor a Delta, so no gradient reaches the encoder")
+        raise EncoderSiteError(
+            f"site {site!r} of the guide is drawn from {describe(msg['fn'])}, which is neither "
+            "reparameterized (rsample) nor a Delta, so no gradient reaches the encoder"
+        )
     return msg
 
 
@@ -133,9 +135,15 @@ def pair_optimizers(model, guide, discriminator, optim, discriminator_optim, nam
     """The two optimizers of a model/guide pair trained against ``discriminator``: given ones are checked,
     missing ones are ``default(params)`` over the pair's module parameters and
     :func:`~pyrogen.infer.adversarial_game.default_optimizer` over the discriminator's."""
-    return game_optimizers(owners_parameters(model, guide) or None, discriminator, optim, discriminator_optim, name,
-                           f"{name} is needed when neither model nor guide is a method of an nn.Module with "
-                           "parameters", default)
+    return game_optimizers(
+        owners_parameters(model, guide) or None,
+        discriminator,
+        optim,
+        discriminator_optim,
+        name,
+        f"{name} is needed when neither model nor guide is a method of an nn.Module with parameters",
+        default,
+    )
 
 
 def _mean(fn):
@@ -172,8 +180,10 @@ def encoder_generator_loss(loss, real_scores, fake_scores):
         return -loss.discriminator_loss(real_scores, fake_scores)
     if isinstance(loss, (WassersteinGPLoss, HingeLoss)):
         return real_scores.mean() - fake_scores.mean()
-    raise DataError(f"adversarial inference has no encoder-and-generator loss for {loss!r}; use one of "
-                    "minimax, nonsaturating, least-squares, wgan-gp, hinge")
+    raise DataError(
+        f"adversarial inference has no encoder-and-generator loss for {loss!r}; use one of "
+        "minimax, nonsaturating, least-squares, wgan-gp, hinge"
+    )
 
 
 class AdversarialInference(AdversarialGame):
@@ -208,9 +218,21 @@ class AdversarialInference(AdversarialGame):
     of data and model pairs, probabilities for the logistic losses) and ``d_accuracy``.
     """
 
-    def __init__(self, model, guide, discriminator, generator_optim=None, discriminator_optim=None,
-                 loss="nonsaturating", d_steps=1, model_x="sample", x_site="x", z_site="z", update="alternating",
-                 track_grad_norms=False):
+    def __init__(
+        self,
+        model,
+        guide,
+        discriminator,
+        generator_optim=None,
+        discriminator_optim=None,
+        loss="nonsaturating",
+        d_steps=1,
+        model_x="sample",
+        x_site="x",
+        z_site="z",
+        update="alternating",
+        track_grad_norms=False,
+    ):
         if not callable(model) or not callable(guide):
             raise TypeError("model and guide must be callable Pyro programs")
         check_players(discriminator, d_steps)
@@ -219,7 +241,8 @@ class AdversarialInference(AdversarialGame):
         if update not in UPDATES:
             raise DataError(f"update must be one of {UPDATES}, got {update!r}")
         generator_optim, discriminator_optim = pair_optimizers(
-            model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer)
+            model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer
+        )
         super().__init__(discriminator, generator_optim, discriminator_optim, loss, d_steps, track_grad_norms)
         encoder_generator_loss(self.loss, torch.zeros(1), torch.zeros(1))  # refuse an unknown loss now
         self.model, self.guide = module_local(model), module_local(guide)
@@ -248,8 +271,10 @@ class AdversarialInference(AdversarialGame):
             x = _mean(msg["fn"])
         else:
             if not getattr(msg["fn"], "has_rsample", False):
-                raise DataError(f"site {self.x_site!r} of the model is drawn from {describe(msg['fn'])}, which "
-                                "is not reparameterized; use model_x='mean' (the decoder mean) or a point mass")
+                raise DataError(
+                    f"site {self.x_site!r} of the model is drawn from {describe(msg['fn'])}, which "
+                    "is not reparameterized; use model_x='mean' (the decoder mean) or a point mass"
+                )
             x = msg["value"]
         return x, trace.nodes[self.z_site]["value"]
 
@@ -257,11 +282,13 @@ class AdversarialInference(AdversarialGame):
         real = self.data_pairs(x, **kwargs)
         fake = self.model_pairs(x.shape[0], **kwargs)
         if fake[0].shape != x.shape:
-            raise DataError(f"x must have the shape of the model's examples {tuple(fake[0].shape)}, got "
-                            f"{tuple(x.shape)}")
+            raise DataError(
+                f"x must have the shape of the model's examples {tuple(fake[0].shape)}, got {tuple(x.shape)}"
+            )
         if fake[1].shape != real[1].shape:
-            raise DataError(f"the guide's codes {tuple(real[1].shape)} and the model's {tuple(fake[1].shape)} "
-                            "differ in shape")
+            raise DataError(
+                f"the guide's codes {tuple(real[1].shape)} and the model's {tuple(fake[1].shape)} differ in shape"
+            )
         return real, fake
 
     # ------------------------------------------------------------------ the game
@@ -323,8 +350,11 @@ class AdversarialInference(AdversarialGame):
             p.grad = g
         self._average_gradients(self.discriminator_optim)
         self._average_gradients(self.generator_optim)
-        norms = {"grad_norm_d": grad_norm(self._d_params),
-                 "grad_norm_g": grad_norm(self._g_params)} if self.track_grad_norms else {}
+        norms = (
+            {"grad_norm_d": grad_norm(self._d_params), "grad_norm_g": grad_norm(self._g_params)}
+            if self.track_grad_norms
+            else {}
+        )
         self.discriminator_optim.step()
         self.generator_optim.step()
         return {**self.statistics(state, loss_d, loss_g, real_scores.detach(), fake_scores.detach()), **norms}
@@ -348,4 +378,3 @@ class AdversarialInference(AdversarialGame):
     def reconstruction_error(self, x, **kwargs):
         """Mean squared error per element between ``x`` and :meth:`reconstruct` ``(x)`` (a 0-d tensor)."""
         return (self.reconstruct(x, **kwargs) - x).square().mean()
-

@@ -147,15 +147,28 @@ class AggressiveSVI:
     backward pass, when clipping).
     """
 
-    def __init__(self, model, guide, encoder_optim, decoder_optim, loss, sample_batch, window=10, max_steps=100,
-                 clip_norm=None, first_on_batch=True):
+    def __init__(
+        self,
+        model,
+        guide,
+        encoder_optim,
+        decoder_optim,
+        loss,
+        sample_batch,
+        window=10,
+        max_steps=100,
+        clip_norm=None,
+        first_on_batch=True,
+    ):
         for name, opt in (("encoder_optim", encoder_optim), ("decoder_optim", decoder_optim)):
             if not isinstance(opt, torch.optim.Optimizer):
                 raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(opt).__name__}")
         enc = {id(p) for g in encoder_optim.param_groups for p in g["params"]}
         if any(id(p) in enc for g in decoder_optim.param_groups for p in g["params"]):
-            raise ValueError("encoder_optim and decoder_optim share parameters; "
-                             "aggressive training needs the inference network and the generator apart")
+            raise ValueError(
+                "encoder_optim and decoder_optim share parameters; "
+                "aggressive training needs the inference network and the generator apart"
+            )
         self.model, self.guide = module_local(model), module_local(guide)
         self.encoder_optim, self.decoder_optim = encoder_optim, decoder_optim
         self.loss, self.sample_batch = loss, sample_batch

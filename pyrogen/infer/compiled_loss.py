@@ -190,12 +190,13 @@ class RecordedLoss(nn.Module):
             eager = self.loss_module(*args, **kwargs)
             _check_leaves(eager, [*values, *inputs])
             try:
-                graph = make_fx(loss, pre_dispatch=True)([t.detach() for t in values],
-                                                         [t.detach() for t in inputs])
+                graph = make_fx(loss, pre_dispatch=True)([t.detach() for t in values], [t.detach() for t in inputs])
             except Exception as e:  # noqa: BLE001 - whatever stops the recording, the eager module still runs
                 reason = (str(e).strip().splitlines() or [""])[0]
-                raise RecordingError(f"could not record the loss as a graph ({type(e).__name__}: {reason}); "
-                                     "train without recording (compile off)") from e
+                raise RecordingError(
+                    f"could not record the loss as a graph ({type(e).__name__}: {reason}); "
+                    "train without recording (compile off)"
+                ) from e
             # Operations whose results nothing reads (a plate's index range, a dtype probe) go; in-place
             # ones, the random draws among them, are impure to FX and stay.
             graph.graph.eliminate_dead_code()
@@ -210,7 +211,8 @@ class RecordedLoss(nn.Module):
                     raise RecordingError(
                         f"the recorded graph returned {replayed.item()!r} where the module returned "
                         f"{eager.item()!r} on the same draws; the loss's Python code depends on more than "
-                        "its inputs' shapes. Train without recording (compile off)")
+                        "its inputs' shapes. Train without recording (compile off)"
+                    )
         return functools.partial(self._prepare(graph), values)
 
     def _first_call(self, run, inputs):
@@ -246,7 +248,8 @@ class RecordedLoss(nn.Module):
                 f"returned {eager.item()!r} on the same draws (it reads a Python value that changed since it was "
                 "recorded, such as a weight from a list or a global, which the recording replays as a constant); "
                 "pass such values as tensor arguments (kl_weight=torch.tensor(w)), or train without recording "
-                "(compile off)")
+                "(compile off)"
+            )
         return loss
 
     def forward(self, *args, **kwargs):
@@ -256,8 +259,11 @@ class RecordedLoss(nn.Module):
         if run is None:
             if len(self._graphs) >= self.max_graphs:
                 if not self._warned:
-                    warnings.warn(f"{type(self).__name__}: more than {self.max_graphs} argument signatures; "
-                                  "new ones run eagerly", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{type(self).__name__}: more than {self.max_graphs} argument signatures; new ones run eagerly",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                     self._warned = True
                 return self.loss_module(*args, **kwargs)
             run = self._capture(args, kwargs)

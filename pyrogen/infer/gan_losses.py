@@ -29,8 +29,10 @@ from pyrogen.errors import DataError
 
 def _check_scores(scores, name):
     if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
-        raise DataError(f"{name} must be a floating-point tensor of discriminator scores, got "
-                        f"{type(scores).__name__ if not isinstance(scores, torch.Tensor) else scores.dtype}")
+        raise DataError(
+            f"{name} must be a floating-point tensor of discriminator scores, got "
+            f"{type(scores).__name__ if not isinstance(scores, torch.Tensor) else scores.dtype}"
+        )
     if scores.dim() == 0 or scores.shape[0] == 0:
         raise DataError(f"{name} must hold one score per example, shape (B,) or (B, 1), got {tuple(scores.shape)}")
     if scores.dim() > 1 and scores[0].numel() != 1:
@@ -171,8 +173,10 @@ class WassersteinGPLoss(GANLoss):
         if self.gp_weight == 0:
             return None
         if real.shape != fake.shape:
-            raise DataError(f"real and fake batches must have the same shape for the gradient penalty, "
-                            f"got {tuple(real.shape)} and {tuple(fake.shape)}")
+            raise DataError(
+                f"real and fake batches must have the same shape for the gradient penalty, "
+                f"got {tuple(real.shape)} and {tuple(fake.shape)}"
+            )
         if epsilon is None:
             epsilon = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
         epsilon = epsilon.reshape((-1,) + (1,) * (real.dim() - 1))
@@ -229,8 +233,7 @@ class LeastSquaresLoss(GANLoss):
         return 0.5 * (_check_scores(fake_scores, "fake_scores") - 1).square().mean()
 
 
-GAN_LOSSES = {cls.name: cls for cls in (MinimaxLoss, NonSaturatingLoss, WassersteinGPLoss, HingeLoss,
-                                        LeastSquaresLoss)}
+GAN_LOSSES = {cls.name: cls for cls in (MinimaxLoss, NonSaturatingLoss, WassersteinGPLoss, HingeLoss, LeastSquaresLoss)}
 """Losses by name: ``"minimax"``, ``"nonsaturating"``, ``"wgan-gp"``, ``"hinge"``, ``"least-squares"``."""
 
 
@@ -239,6 +242,8 @@ def get_gan_loss(loss, **options):
     if isinstance(loss, GANLoss):
         return loss
     if loss not in GAN_LOSSES:
-        raise DataError(f"unknown GAN loss {loss!r}; expected one of {', '.join(sorted(GAN_LOSSES))} "
-                        "or a pyrogen.infer.gan_losses.GANLoss")
+        raise DataError(
+            f"unknown GAN loss {loss!r}; expected one of {', '.join(sorted(GAN_LOSSES))} "
+            "or a pyrogen.infer.gan_losses.GANLoss"
+        )
     return GAN_LOSSES[loss](**options)

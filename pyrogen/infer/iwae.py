@@ -188,8 +188,7 @@ class IWAE_ELBO(ELBO):
 
     def __init__(self, num_particles=5, max_plate_nesting=float("inf"), dreg=False, data_plate="data"):
         num_particles = check_count(num_particles, "num_particles")
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         vectorize_particles=False)
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, vectorize_particles=False)
         self.dreg = dreg
         self.data_plate = data_plate
 
@@ -200,7 +199,8 @@ class IWAE_ELBO(ELBO):
         """The guide's trace and the model's replayed against it, vectorized over the particles."""
         guide_trace = poutine.trace(self._particles(guide)).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(self._particles(model), trace=guide_trace)).get_trace(
-            *args, **kwargs)
+            *args, **kwargs
+        )
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
         return model_trace, guide_trace
@@ -227,8 +227,10 @@ class IWAE_ELBO(ELBO):
             if not isinstance(log_prob, torch.Tensor):
                 log_prob = torch.as_tensor(log_prob)
             if log_prob.dim() > depth:
-                raise ValueError(f"site {name!r}: log_prob has shape {tuple(log_prob.shape)}, more batch "
-                                 f"dimensions than max_plate_nesting + 1 = {depth}")
+                raise ValueError(
+                    f"site {name!r}: log_prob has shape {tuple(log_prob.shape)}, more batch "
+                    f"dimensions than max_plate_nesting + 1 = {depth}"
+                )
             log_prob = log_prob.reshape((1,) * (depth - log_prob.dim()) + log_prob.shape)
             data_dim = depth + frame.dim
             keep = log_prob.shape[0], log_prob.shape[data_dim]
@@ -287,7 +289,8 @@ class IWAE_ELBO(ELBO):
         self._check_reparameterized(guide_trace)
         # log q_{stop(phi)}(z_k | x): the guide replayed on the draws with its parameters detached
         stopped_trace = poutine.trace(
-            poutine.replay(self._particles(stop_parameters(guide)), trace=guide_trace)).get_trace(*args, **kwargs)
+            poutine.replay(self._particles(stop_parameters(guide)), trace=guide_trace)
+        ).get_trace(*args, **kwargs)
         if mode is None and self.one_pass:
             loss = self._dreg_one_pass(particles_model, guide_trace, stopped_trace, args, kwargs)
             if loss is not None:
@@ -297,7 +300,8 @@ class IWAE_ELBO(ELBO):
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting + 1)
         # log p_theta(x, stop(z_k)): the model's gradient without a path to the guide
         detached_model_trace = poutine.trace(
-            poutine.replay(particles_model, trace=_detached_trace(guide_trace))).get_trace(*args, **kwargs)
+            poutine.replay(particles_model, trace=_detached_trace(guide_trace))
+        ).get_trace(*args, **kwargs)
         log_p, scale = self._per_example(model_trace, observed=True)
         log_q, _ = self._per_example(stopped_trace, observed=False)
         log_p_detached_z, _ = self._per_example(detached_model_trace, observed=True)

@@ -207,14 +207,29 @@ class ReparamTrace_ELBO(ELBO):
     swaps into code written for it.
     """
 
-    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), max_iarange_nesting=None,
-                 vectorize_particles=False, strict_enumeration_warning=True, ignore_jit_warnings=False,
-                 jit_options=None, retain_graph=None, tail_adaptive_beta=-1.0):
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
-                         max_iarange_nesting=max_iarange_nesting, vectorize_particles=vectorize_particles,
-                         strict_enumeration_warning=strict_enumeration_warning,
-                         ignore_jit_warnings=ignore_jit_warnings, jit_options=jit_options,
-                         retain_graph=retain_graph, tail_adaptive_beta=tail_adaptive_beta)
+    def __init__(
+        self,
+        num_particles=1,
+        max_plate_nesting=float("inf"),
+        max_iarange_nesting=None,
+        vectorize_particles=False,
+        strict_enumeration_warning=True,
+        ignore_jit_warnings=False,
+        jit_options=None,
+        retain_graph=None,
+        tail_adaptive_beta=-1.0,
+    ):
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            max_iarange_nesting=max_iarange_nesting,
+            vectorize_particles=vectorize_particles,
+            strict_enumeration_warning=strict_enumeration_warning,
+            ignore_jit_warnings=ignore_jit_warnings,
+            jit_options=jit_options,
+            retain_graph=retain_graph,
+            tail_adaptive_beta=tail_adaptive_beta,
+        )
 
     def _get_trace(self, model, guide, args, kwargs):
         """One particle: the guide's trace and the model's trace replayed against it.

@@ -66,8 +66,7 @@ class TCELBO(ELBO):
     :param int num_particles: draws averaged per step.
     """
 
-    def __init__(self, beta=1.0, dataset_size=None, alpha=1.0, gamma=1.0, site="z", num_particles=1,
-                 data_plate="data"):
+    def __init__(self, beta=1.0, dataset_size=None, alpha=1.0, gamma=1.0, site="z", num_particles=1, data_plate="data"):
         super().__init__(num_particles=num_particles)
         if dataset_size is not None and dataset_size < 1:
             raise ValueError(f"dataset_size must be positive, got {dataset_size!r}")
@@ -110,8 +109,12 @@ class TCELBO(ELBO):
         log_qz_dims = (torch.logsumexp(pairs, dim=-2) - log_norm).sum(-1)
         log_qzx = q.log_prob(z)
         log_pz = p_site["fn"].log_prob(z)
-        terms = {"mi": log_qzx - log_qz, "tc": log_qz - log_qz_dims, "dimwise_kl": log_qz_dims - log_pz,
-                 "kl": log_qzx - log_pz}
+        terms = {
+            "mi": log_qzx - log_qz,
+            "tc": log_qz - log_qz_dims,
+            "dimwise_kl": log_qz_dims - log_pz,
+            "kl": log_qzx - log_pz,
+        }
         return rest, q_site["scale"], terms
 
     def differentiable_loss(self, model, guide, *args, **kwargs):

@@ -26,8 +26,7 @@ def _warn_if_nan(loss):
     nothing: on the CPU, or under Pyro's validation. A loss on an accelerator is not read on the host at every
     step (the caller reads it every few steps). Inside :func:`~pyrogen.infer.reparam_elbo.nan_check` ``(False)``
     there is no warning: :class:`~pyrogen.training.FitLoop` reads the loss itself and stops on a NaN in one line."""
-    if (isinstance(loss, torch.Tensor) and nan_checked()
-            and (loss.device.type == "cpu" or is_validation_enabled())):
+    if isinstance(loss, torch.Tensor) and nan_checked() and (loss.device.type == "cpu" or is_validation_enabled()):
         warn_if_nan(loss, "loss")
     return loss
 
@@ -116,15 +115,18 @@ class TorchSVI:
         if precision is not None and not precision.enabled:
             precision = None
         if precision is not None and compile:
-            raise ValueError(f"compile={compile!r} records the float32 step; mixed precision "
-                             f"({precision.precision}) runs eagerly: give compile=False")
+            raise ValueError(
+                f"compile={compile!r} records the float32 step; mixed precision "
+                f"({precision.precision}) runs eagerly: give compile=False"
+            )
         self.optim = optim
         self.loss = loss
         self.precision = precision
         elbo_module = ELBOModule(model, guide, loss)
         self.model, self.guide = elbo_module.model, elbo_module.guide
-        self.loss_module = (RecordedLoss(elbo_module) if compile == "record" else
-                            CompiledLoss(elbo_module) if compile else elbo_module)
+        self.loss_module = (
+            RecordedLoss(elbo_module) if compile == "record" else CompiledLoss(elbo_module) if compile else elbo_module
+        )
         self._gradient_scale = 1.0
 
     def distribute(self, **ddp_options):

@@ -17,11 +17,12 @@ def make_config(args):
 
 
 KIND = RunKind(
-    name="aae", command="aae",
+    name="aae",
+    command="aae",
     help="adversarial autoencoder: reconstruction plus a discriminator on codes",
     description="Train a VAE pair as an adversarial autoencoder (pyrogen.infer.AdversarialAutoencoder) "
-                "and write metrics (test ELBO, reconstruction error, linear-probe accuracy, health flags), "
-                "a checkpoint and sample and reconstruction grids per epoch.",
+    "and write metrics (test ELBO, reconstruction error, linear-probe accuracy, health flags), "
+    "a checkpoint and sample and reconstruction grids per epoch.",
     default_config=lazy("pyrogen.config:default_aae_config"),
     trainer="pyrogen.training.aae:AAETrainer",
     build=lazy("pyrogen.training.aae:build_aae_trainer"),

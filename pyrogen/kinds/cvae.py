@@ -13,18 +13,35 @@ def make_config(args):
     """A conditional VAE run's configuration from ``pyrogen train vae --conditional``'s options."""
     from pyrogen.config import default_cvae_config
 
-    unsupported = [flag for flag, used in (
-        ("--architecture conv", args.architecture != "mlp"), ("--prior", args.prior != "normal"),
-        ("--posterior", args.posterior != "normal"), ("--kl-schedule", args.kl_schedule != "constant"),
-        ("--kl-weight", args.kl_weight != 1.0), ("--free-bits", args.free_bits > 0),
-        ("--aggressive", args.aggressive), (f"--compile {args.compile}", args.compile in ("on", "record"))) if used]
+    unsupported = [
+        flag
+        for flag, used in (
+            ("--architecture conv", args.architecture != "mlp"),
+            ("--prior", args.prior != "normal"),
+            ("--posterior", args.posterior != "normal"),
+            ("--kl-schedule", args.kl_schedule != "constant"),
+            ("--kl-weight", args.kl_weight != 1.0),
+            ("--free-bits", args.free_bits > 0),
+            ("--aggressive", args.aggressive),
+            (f"--compile {args.compile}", args.compile in ("on", "record")),
+        )
+        if used
+    ]
     if unsupported:
-        raise PyrogenError(f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
-                           f"KL weight 1), which does not take {', '.join(unsupported)}")
+        raise PyrogenError(
+            f"--conditional trains the conditional VAE (MLP, normal prior and posterior, "
+            f"KL weight 1), which does not take {', '.join(unsupported)}"
+        )
     config = default_cvae_config(latent_dim=args.latent_dim, hidden=tuple(args.hidden), likelihood=args.likelihood)
     O.data_settings(args, config)
-    config["train"].update(epochs=O.epochs(args), batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
-                           num_particles=args.num_particles, seed=args.seed)
+    config["train"].update(
+        epochs=O.epochs(args),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        elbo=args.elbo,
+        num_particles=args.num_particles,
+        seed=args.seed,
+    )
     return config
 
 
@@ -36,7 +53,9 @@ def finish(trainer, echo):
 
 
 KIND = RunKind(
-    name="cvae", command="vae", usage="vae --conditional",
+    name="cvae",
+    command="vae",
+    usage="vae --conditional",
     default_config=lazy("pyrogen.config:default_cvae_config"),
     trainer="pyrogen.training.cvae:CVAETrainer",
     build=lazy("pyrogen.training.cvae:build_cvae_trainer"),
@@ -47,5 +66,5 @@ KIND = RunKind(
     vae_pair=False,
     evaluate=None,
     evaluate_refusal="pyrogen evaluate does not take conditional VAE runs yet; their test ELBO given the "
-                     "labels is in metrics.csv (test_elbo)",
+    "labels is in metrics.csv (test_elbo)",
 )

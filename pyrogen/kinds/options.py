@@ -66,11 +66,13 @@ def non_negative_int(text):
 
 def bounded_int(limit, why=""):
     """A positive integer at most ``limit`` (beyond it the networks or images would not fit in memory)."""
+
     def parse(text):
         value = positive_int(text)
         if value > limit:
             raise OptionValueError(f"expected a positive integer <= {limit}{why}, got {value}")
         return value
+
     return parse
 
 
@@ -123,8 +125,9 @@ def device(text):
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise OptionValueError(f"expected a device that exists, got {text!r}: no CUDA GPU is available")
     if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        raise OptionValueError(f"expected a device that exists, got {text!r}: there are "
-                                         f"{torch.cuda.device_count()} CUDA devices")
+        raise OptionValueError(
+            f"expected a device that exists, got {text!r}: there are {torch.cuda.device_count()} CUDA devices"
+        )
     return text
 
 
@@ -146,19 +149,20 @@ def out_file(text):
 
 def latent_family(vamp):
     """An argparse type: a registered latent family's name, ``erlang:k``, or (for the prior) ``vamp:K``."""
+
     def parse(text):
         from pyrogen.distributions import LatentFamilyError, get_family
 
         if vamp and re.fullmatch(r"vamp:[1-9][0-9]*", text):
             if int(text.split(":")[1]) > MAX_PSEUDO_INPUTS:
-                raise OptionValueError(f"expected vamp:K with K <= {MAX_PSEUDO_INPUTS} pseudo-inputs, "
-                                                 f"got {text!r}")
+                raise OptionValueError(f"expected vamp:K with K <= {MAX_PSEUDO_INPUTS} pseudo-inputs, got {text!r}")
             return text
         try:
             get_family(text)
         except LatentFamilyError as e:
             raise OptionValueError(str(e) + ("" if not vamp else "; or vamp:K for the VampPrior")) from None
         return text
+
     return parse
 
 
@@ -184,16 +188,25 @@ def sampler(text):
 
 
 def add_threads(p):
-    p.add_argument("--threads", type=bounded_int(MAX_THREADS), default=None, metavar="N",
-                   help="CPU threads of torch (torch.set_num_threads); torch's default, one per core, "
-                        "stalls when anything else runs on the machine, so give fewer on a shared one "
-                        f"(at most {MAX_THREADS}; default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=bounded_int(MAX_THREADS),
+        default=None,
+        metavar="N",
+        help="CPU threads of torch (torch.set_num_threads); torch's default, one per core, "
+        "stalls when anything else runs on the machine, so give fewer on a shared one "
+        f"(at most {MAX_THREADS}; default: torch's)",
+    )
 
 
 def add_device(p):
     """``--device``, ``--no-progress`` and ``--threads``: where and how a command computes."""
-    p.add_argument("--device", default="auto", type=device,
-                   help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        type=device,
+        help="'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: auto)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_threads(p)
 
@@ -204,12 +217,20 @@ def add_seed(p, help="random seed; seeded runs are reproducible"):
 
 def add_run(p, pictures="pictures", resumed=""):
     """``--out RUN_DIR`` and ``--resume``, the options every ``pyrogen train`` kind shares."""
-    p.add_argument("--out", required=True, metavar="RUN_DIR", type=run_dir,
-                   help=f"run directory for config.json, metrics.csv, checkpoint.pt and {pictures}; "
-                        "must not already hold a run unless --resume is given")
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue the run in RUN_DIR from its last checkpoint, exactly;{resumed} "
-                        "--epochs, if given, is the new total (default: the run's own)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="RUN_DIR",
+        type=run_dir,
+        help=f"run directory for config.json, metrics.csv, checkpoint.pt and {pictures}; "
+        "must not already hold a run unless --resume is given",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run in RUN_DIR from its last checkpoint, exactly;{resumed} "
+        "--epochs, if given, is the new total (default: the run's own)",
+    )
     add_engines(p)
 
 
@@ -221,15 +242,23 @@ LOGGERS = ("none", "tensorboard")
 
 def add_engines(p):
     """``--precision`` and ``--logger``, which every ``pyrogen train`` kind takes (:func:`add_run` adds them)."""
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
-                   help="numbers of the training steps: 32 (float32), bf16 or fp16 (torch.autocast: products in "
-                        "16 bits, losses and parameters in float32; fp16 with a gradient scaler, which the VAE "
-                        "family's step has and the adversarial kinds' do not: they take bf16); a resumed run "
-                        "keeps its own (default: 32)")
-    p.add_argument("--logger", choices=LOGGERS, default="none",
-                   help="tensorboard: also write each epoch's metrics and image grids to RUN_DIR/tensorboard "
-                        "(needs pip install 'pyrogen[tensorboard]'; view with tensorboard --logdir RUN_DIR) "
-                        "(default: none)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=None,
+        help="numbers of the training steps: 32 (float32), bf16 or fp16 (torch.autocast: products in "
+        "16 bits, losses and parameters in float32; fp16 with a gradient scaler, which the VAE "
+        "family's step has and the adversarial kinds' do not: they take bf16); a resumed run "
+        "keeps its own (default: 32)",
+    )
+    p.add_argument(
+        "--logger",
+        choices=LOGGERS,
+        default="none",
+        help="tensorboard: also write each epoch's metrics and image grids to RUN_DIR/tensorboard "
+        "(needs pip install 'pyrogen[tensorboard]'; view with tensorboard --logdir RUN_DIR) "
+        "(default: none)",
+    )
 
 
 def engine_settings(args, config):
@@ -245,8 +274,12 @@ def add_data(p, binarize=None, channels_flag="--channels"):
     ``channels_flag`` the name of the option that reads a folder as grey or RGB (a GAN's ``--channels``
     are its networks' widths)."""
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
-                   help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)")
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="fashion-mnist",
+        help="data set (default: fashion-mnist, read from /usr/share/datasets/fashion-mnist)",
+    )
     g.add_argument("--data-dir", default=None, help="directory holding the data set's files")
     if binarize is not None:
         g.add_argument("--binarize", choices=BINARIZATIONS, default=None, help=binarize)
@@ -280,49 +313,94 @@ def fraction(text):
 def add_source(g, channels_flag="--channels"):
     """Your own data (:mod:`pyrogen.data.sources`) instead of the built-in data set: ``--data PATH`` and
     how to read and split it, and ``--stream``."""
-    g.add_argument("--data", default=None, metavar="PATH",
-                   help="your own data instead of the data set: a folder of images (class subfolders give "
-                        "labels), a .npy/.npz/.pt array of shape (N, C, H, W), (N, H, W) or (N, D), or a "
-                        ".csv/.parquet table of numeric columns; recorded in the run (default: none)")
-    g.add_argument("--image-size", type=image_size, default=None, metavar="H[xW]",
-                   help="with a folder of images: resize every image to H x W pixels (default: their own size, "
-                        "which must be one)")
-    g.add_argument(channels_flag, type=int, choices=(1, 3), default=None, dest="source_channels",
-                   help="with a folder of images: read them as grey (1) or RGB (3) (default: the first image's)")
-    g.add_argument("--label-column", default=None, metavar="NAME",
-                   help="with a table: the column of labels (default: none)")
-    g.add_argument("--test-data", default=None, metavar="PATH",
-                   help="with --data: the test set, a source of the same kind and shape (default: hold out "
-                        "--test-fraction of --data)")
-    g.add_argument("--test-fraction", type=fraction, default=None,
-                   help="with --data: the fraction held out as the test set, drawn with --split-seed "
-                        "(default: 0.1)")
-    g.add_argument("--split-seed", type=non_negative_int, default=0,
-                   help="with --data: the seed of the test split's draw, recorded in the run (default: 0)")
-    g.add_argument("--stream", action="store_const", const=True, default=None,
-                   help="with --data: read training batches from disk in worker processes (a .npy or a folder) "
-                        "instead of holding the data in memory (default: stream when the data exceed half the "
-                        "available memory)")
-    g.add_argument("--no-stream", action="store_const", const=False, dest="stream",
-                   help="with --data: hold the data in memory however large (default: as --stream says)")
-    g.add_argument("--num-workers", type=non_negative_int, default=None,
-                   help="with --stream: worker processes reading batches (default: one less than the CPU cores, "
-                        "1 to 4)")
+    g.add_argument(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="your own data instead of the data set: a folder of images (class subfolders give "
+        "labels), a .npy/.npz/.pt array of shape (N, C, H, W), (N, H, W) or (N, D), or a "
+        ".csv/.parquet table of numeric columns; recorded in the run (default: none)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=image_size,
+        default=None,
+        metavar="H[xW]",
+        help="with a folder of images: resize every image to H x W pixels (default: their own size, which must be one)",
+    )
+    g.add_argument(
+        channels_flag,
+        type=int,
+        choices=(1, 3),
+        default=None,
+        dest="source_channels",
+        help="with a folder of images: read them as grey (1) or RGB (3) (default: the first image's)",
+    )
+    g.add_argument(
+        "--label-column", default=None, metavar="NAME", help="with a table: the column of labels (default: none)"
+    )
+    g.add_argument(
+        "--test-data",
+        default=None,
+        metavar="PATH",
+        help="with --data: the test set, a source of the same kind and shape (default: hold out "
+        "--test-fraction of --data)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=fraction,
+        default=None,
+        help="with --data: the fraction held out as the test set, drawn with --split-seed (default: 0.1)",
+    )
+    g.add_argument(
+        "--split-seed",
+        type=non_negative_int,
+        default=0,
+        help="with --data: the seed of the test split's draw, recorded in the run (default: 0)",
+    )
+    g.add_argument(
+        "--stream",
+        action="store_const",
+        const=True,
+        default=None,
+        help="with --data: read training batches from disk in worker processes (a .npy or a folder) "
+        "instead of holding the data in memory (default: stream when the data exceed half the "
+        "available memory)",
+    )
+    g.add_argument(
+        "--no-stream",
+        action="store_const",
+        const=False,
+        dest="stream",
+        help="with --data: hold the data in memory however large (default: as --stream says)",
+    )
+    g.add_argument(
+        "--num-workers",
+        type=non_negative_int,
+        default=None,
+        help="with --stream: worker processes reading batches (default: one less than the CPU cores, 1 to 4)",
+    )
 
 
 def add_epochs_and_batch(g, batch_size, what="minibatch size"):
-    g.add_argument("--epochs", type=positive_int, default=None,
-                   help="epochs in total (default: 10; with --resume, the run's own)")
-    g.add_argument("--batch-size", type=bounded_int(MAX_BATCH, " (larger batches do not fit in memory)"),
-                   default=batch_size, help=f"{what} (default: {batch_size})")
+    g.add_argument(
+        "--epochs", type=positive_int, default=None, help="epochs in total (default: 10; with --resume, the run's own)"
+    )
+    g.add_argument(
+        "--batch-size",
+        type=bounded_int(MAX_BATCH, " (larger batches do not fit in memory)"),
+        default=batch_size,
+        help=f"{what} (default: {batch_size})",
+    )
 
 
 def data_settings(args, config):
     """``config["data"]`` updated from the data group's options (and the model's ``image_shape`` from
     ``--data``'s examples)."""
     binarize = getattr(args, "binarize", None)
-    config["data"].update(dataset=args.dataset, root=args.data_dir, train_size=args.train_size,
-                          test_size=args.test_size)
+    config["data"].update(
+        dataset=args.dataset, root=args.data_dir, train_size=args.train_size, test_size=args.test_size
+    )
     if binarize is not None:
         config["data"]["binarize"] = binarize
     source_settings(args, config)
@@ -338,25 +416,44 @@ def source_settings(args, config):
 
     path = getattr(args, "data", None)
     if path is None:
-        given = [f"--{k.replace('_', '-')}" for k in ("image_size", "source_channels", "label_column", "test_data",
-                                                       "test_fraction", "stream", "num_workers")
-                 if getattr(args, k, None) is not None]
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in (
+                "image_size",
+                "source_channels",
+                "label_column",
+                "test_data",
+                "test_fraction",
+                "stream",
+                "num_workers",
+            )
+            if getattr(args, k, None) is not None
+        ]
         given = [g.replace("--source-channels", "--channels") for g in given]
         if given:
             raise PyrogenError(f"argument {given[0]}: applies to your own data; give --data PATH")
         return
     if args.data_dir is not None or args.dataset != "fashion-mnist":
-        raise PyrogenError("argument --data: your own data replace the built-in data set; drop "
-                           f"{'--data-dir' if args.data_dir is not None else '--dataset'}")
+        raise PyrogenError(
+            "argument --data: your own data replace the built-in data set; drop "
+            f"{'--data-dir' if args.data_dir is not None else '--dataset'}"
+        )
     if args.test_data is not None and args.test_fraction is not None:
         raise PyrogenError("argument --test-fraction: the test set is --test-data; give one of the two")
-    source = open_source(path, image_size=args.image_size, channels=args.source_channels,
-                         label_column=args.label_column,
-                         test_data=args.test_data, split_seed=args.split_seed,
-                         test_fraction=0.1 if args.test_fraction is None else args.test_fraction)
+    source = open_source(
+        path,
+        image_size=args.image_size,
+        channels=args.source_channels,
+        label_column=args.label_column,
+        test_data=args.test_data,
+        split_seed=args.split_seed,
+        test_fraction=0.1 if args.test_fraction is None else args.test_fraction,
+    )
     if args.stream and not source.can_stream:
-        raise PyrogenError(f"argument --stream: streaming reads a .npy array or a folder of images, and "
-                           f"{source.path!r} is read into memory")
+        raise PyrogenError(
+            f"argument --stream: streaming reads a .npy array or a folder of images, and "
+            f"{source.path!r} is read into memory"
+        )
     device = getattr(args, "device", "auto")
     if device in (None, "auto"):
         import torch

@@ -47,8 +47,10 @@ def check_labels(y, num_classes, name="y"):
     if isinstance(y, int):
         y = torch.tensor([y])
     if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise DataError(f"{name} must be an integer tensor of class labels, got "
-                        f"{type(y).__name__ if not isinstance(y, torch.Tensor) else y.dtype}")
+        raise DataError(
+            f"{name} must be an integer tensor of class labels, got "
+            f"{type(y).__name__ if not isinstance(y, torch.Tensor) else y.dtype}"
+        )
     if y.dim() != 1:
         raise DataError(f"{name} must hold one label per example, shape (B,), got {tuple(y.shape)}")
     if y.numel():
@@ -86,8 +88,7 @@ class ConditionalVAE(PyroModule):
         torch.Size([3, 1, 28, 28])
     """
 
-    def __init__(self, num_classes=10, latent_dim=20, image_shape=(1, 28, 28), hidden=(400,),
-                 likelihood="bernoulli"):
+    def __init__(self, num_classes=10, latent_dim=20, image_shape=(1, 28, 28), hidden=(400,), likelihood="bernoulli"):
         super().__init__()
         if not is_integer(num_classes) or num_classes < 2:
             raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -99,16 +100,23 @@ class ConditionalVAE(PyroModule):
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
         self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
         if self.likelihood.uses_library:
-            raise DataError("the conditional VAE does not give its likelihood each example's library size; use "
-                            "the likelihood without '-library' or the VAE")
+            raise DataError(
+                "the conditional VAE does not give its likelihood each example's library size; use "
+                "the likelihood without '-library' or the VAE"
+            )
         self.posterior_family = get_family("normal")
-        self.config = {"num_classes": num_classes, "latent_dim": latent_dim, "image_shape": list(self.image_shape),
-                       "hidden": list(hidden),
-                       "likelihood": likelihood if isinstance(likelihood, str) else type(likelihood).__name__}
+        self.config = {
+            "num_classes": num_classes,
+            "latent_dim": latent_dim,
+            "image_shape": list(self.image_shape),
+            "hidden": list(hidden),
+            "likelihood": likelihood if isinstance(likelihood, str) else type(likelihood).__name__,
+        }
         pixels = math.prod(self.image_shape)
         self.encoder = nn.Sequential(
             MLP(pixels + num_classes, tuple(hidden[:-1]), hidden[-1], nn.Softplus, activate_output=True),
-            ParameterHead(hidden[-1], self.posterior_family, latent_dim))
+            ParameterHead(hidden[-1], self.posterior_family, latent_dim),
+        )
         self.out_shape = (self.likelihood.num_params * self.image_shape[0],) + self.image_shape[1:]
         self.decoder = MLP(latent_dim + num_classes, tuple(reversed(hidden)), math.prod(self.out_shape), nn.Softplus)
         self.register_buffer("prior_loc", torch.zeros(latent_dim))
@@ -123,8 +131,10 @@ class ConditionalVAE(PyroModule):
 
     def _observations(self, x):
         if x.dim() < 1 or x[0].numel() != math.prod(self.image_shape):
-            raise DataError(f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "
-                            f"(B, {math.prod(self.image_shape)}), got {tuple(x.shape)}")
+            raise DataError(
+                f"x must have shape (B, {', '.join(map(str, self.image_shape))}) or "
+                f"(B, {math.prod(self.image_shape)}), got {tuple(x.shape)}"
+            )
         return x.reshape((x.shape[0],) + self.image_shape)
 
     def _labels(self, y, batch_size):

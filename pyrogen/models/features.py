@@ -50,8 +50,7 @@ def cache_dir():
 def default_paths(directory=None):
     """``(weights, manifest)`` paths of the default feature network in ``directory`` (default :func:`cache_dir`)."""
     directory = cache_dir() if directory is None else os.fspath(directory)
-    return (os.path.join(directory, FEATURE_NET_NAME + ".pt"),
-            os.path.join(directory, FEATURE_NET_NAME + ".json"))
+    return (os.path.join(directory, FEATURE_NET_NAME + ".pt"), os.path.join(directory, FEATURE_NET_NAME + ".json"))
 
 
 class FashionMNISTClassifier(nn.Module):
@@ -197,7 +196,5 @@ def load_network(module, path, manifest_path):
         state = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(state)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise FeatureNetworkError(
-            f"cannot load the feature network weights {path!r}: {str(e).splitlines()[0]}"
-        ) from e
+        raise FeatureNetworkError(f"cannot load the feature network weights {path!r}: {str(e).splitlines()[0]}") from e
     return manifest

@@ -129,8 +129,12 @@ class AmortizedFlow(nn.Module):
         iaf_hidden = hidden_dims if hidden_dims is not None else [10 * latent_dim]  # Pyro's conditional default
         make = {
             "iaf": (lambda: T.conditional_affine_autoregressive(latent_dim, context_dim, hidden_dims, stable=stable))
-            if iaf_context else
-            (lambda: T.AffineAutoregressive(AutoRegressiveNN(latent_dim, iaf_hidden, param_dims=[1, 1]), stable=stable)),
+            if iaf_context
+            else (
+                lambda: T.AffineAutoregressive(
+                    AutoRegressiveNN(latent_dim, iaf_hidden, param_dims=[1, 1]), stable=stable
+                )
+            ),
             "planar": lambda: T.conditional_planar(latent_dim, context_dim, hidden_dims),
             "radial": lambda: T.conditional_radial(latent_dim, context_dim, hidden_dims),
         }[self.kind]
@@ -166,4 +170,5 @@ class FlowDistribution(dist.TransformedDistribution):
         except KeyError as error:  # Pyro's planar and radial transforms: a miss in their cache
             raise NotImplementedError(
                 "this flow's density is known only at its own draws: planar and radial transforms have no "
-                "closed-form inverse") from error
+                "closed-form inverse"
+            ) from error

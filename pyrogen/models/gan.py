@@ -115,11 +115,19 @@ class DCGANGenerator(nn.Module):
             raise DataError(f"projection_norm must be one of {PROJECTION_NORMS}, got {projection_norm!r}")
         maps = (2 * channels, h // 4, w // 4)
         if projection_norm == "channel":
-            projection = [nn.Linear(latent_dim, math.prod(maps), bias=False), nn.Unflatten(1, maps),
-                          nn.BatchNorm2d(2 * channels), nn.ReLU(True)]
+            projection = [
+                nn.Linear(latent_dim, math.prod(maps), bias=False),
+                nn.Unflatten(1, maps),
+                nn.BatchNorm2d(2 * channels),
+                nn.ReLU(True),
+            ]
         else:
-            projection = [nn.Linear(latent_dim, math.prod(maps), bias=False), nn.BatchNorm1d(math.prod(maps)),
-                          nn.ReLU(True), nn.Unflatten(1, maps)]
+            projection = [
+                nn.Linear(latent_dim, math.prod(maps), bias=False),
+                nn.BatchNorm1d(math.prod(maps)),
+                nn.ReLU(True),
+                nn.Unflatten(1, maps),
+            ]
         self.net = nn.Sequential(
             *projection,
             nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(True),
@@ -206,8 +214,9 @@ class MLPDiscriminator(nn.Module):
         return self.net(2 * x.flatten(1) - 1).reshape(batch_shape)
 
 
-def build_generator_network(architecture, latent_dim, image_shape, hidden=(256, 256), channels=64,
-                            projection_norm="feature"):
+def build_generator_network(
+    architecture, latent_dim, image_shape, hidden=(256, 256), channels=64, projection_norm="feature"
+):
     """A generator network by name: ``"dcgan"`` (``channels``, ``projection_norm``) or ``"mlp"``
     (``hidden`` widths)."""
     if architecture == "dcgan":
@@ -217,8 +226,7 @@ def build_generator_network(architecture, latent_dim, image_shape, hidden=(256, 
     raise DataError(f"unknown GAN architecture {architecture!r}; expected one of {ARCHITECTURES}")
 
 
-def build_discriminator(architecture="dcgan", image_shape=(1, 28, 28), hidden=(256, 256), channels=64,
-                        norm=None):
+def build_discriminator(architecture="dcgan", image_shape=(1, 28, 28), hidden=(256, 256), channels=64, norm=None):
     """A discriminator by name, mirroring :func:`build_generator_network`.
 
     :param str norm: ``"batch"``, ``"spectral"`` or ``"none"``; None for the architecture's
@@ -253,18 +261,34 @@ class Generator(PyroModule):
         torch.Size([5, 1, 28, 28])
     """
 
-    def __init__(self, latent_dim=100, image_shape=(1, 28, 28), architecture="dcgan", hidden=(256, 256),
-                 channels=64, network=None, projection_norm="feature"):
+    def __init__(
+        self,
+        latent_dim=100,
+        image_shape=(1, 28, 28),
+        architecture="dcgan",
+        hidden=(256, 256),
+        channels=64,
+        network=None,
+        projection_norm="feature",
+    ):
         super().__init__()
         if not is_integer(latent_dim) or latent_dim < 1:
             raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         latent_dim = int(latent_dim)
         self.latent_dim, self.image_shape = latent_dim, tuple(image_shape)
-        self.network = network if network is not None else build_generator_network(
-            architecture, latent_dim, self.image_shape, hidden, channels, projection_norm)
-        self.config = {"latent_dim": latent_dim, "image_shape": list(self.image_shape),
-                       "architecture": architecture if network is None else "custom",
-                       "hidden": list(hidden), "channels": channels, "projection_norm": projection_norm}
+        self.network = (
+            network
+            if network is not None
+            else build_generator_network(architecture, latent_dim, self.image_shape, hidden, channels, projection_norm)
+        )
+        self.config = {
+            "latent_dim": latent_dim,
+            "image_shape": list(self.image_shape),
+            "architecture": architecture if network is None else "custom",
+            "hidden": list(hidden),
+            "channels": channels,
+            "projection_norm": projection_norm,
+        }
         self.register_buffer("prior_loc", torch.zeros(latent_dim))
         self.register_buffer("prior_scale", torch.ones(latent_dim))
 
@@ -281,8 +305,10 @@ class Generator(PyroModule):
         :returns: the generated batch ``(batch_size, *image_shape)``.
         """
         if x is not None:
-            raise DataError("the GAN generator is an implicit model: it has no density p(x), so x cannot be "
-                            "observed; call model(batch_size=B) and train it with pyrogen.infer.Adversarial")
+            raise DataError(
+                "the GAN generator is an implicit model: it has no density p(x), so x cannot be "
+                "observed; call model(batch_size=B) and train it with pyrogen.infer.Adversarial"
+            )
         with pyro.plate("data", batch_size):
             z = pyro.sample("z", self.prior())
             out = self.network(z)
@@ -329,8 +355,17 @@ class ConditionalGenerator(PyroModule):
         (torch.Size([3, 1, 28, 28]), True)
     """
 
-    def __init__(self, num_classes=10, latent_dim=100, image_shape=(1, 28, 28), architecture="dcgan",
-                 hidden=(256, 256), channels=64, network=None, projection_norm="feature"):
+    def __init__(
+        self,
+        num_classes=10,
+        latent_dim=100,
+        image_shape=(1, 28, 28),
+        architecture="dcgan",
+        hidden=(256, 256),
+        channels=64,
+        network=None,
+        projection_norm="feature",
+    ):
         super().__init__()
         if not is_integer(num_classes) or num_classes < 2:
             raise DataError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -338,11 +373,22 @@ class ConditionalGenerator(PyroModule):
             raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         num_classes, latent_dim = int(num_classes), int(latent_dim)
         self.num_classes, self.latent_dim, self.image_shape = num_classes, latent_dim, tuple(image_shape)
-        self.network = network if network is not None else build_generator_network(
-            architecture, latent_dim + num_classes, self.image_shape, hidden, channels, projection_norm)
-        self.config = {"num_classes": num_classes, "latent_dim": latent_dim, "image_shape": list(self.image_shape),
-                       "architecture": architecture if network is None else "custom",
-                       "hidden": list(hidden), "channels": channels, "projection_norm": projection_norm}
+        self.network = (
+            network
+            if network is not None
+            else build_generator_network(
+                architecture, latent_dim + num_classes, self.image_shape, hidden, channels, projection_norm
+            )
+        )
+        self.config = {
+            "num_classes": num_classes,
+            "latent_dim": latent_dim,
+            "image_shape": list(self.image_shape),
+            "architecture": architecture if network is None else "custom",
+            "hidden": list(hidden),
+            "channels": channels,
+            "projection_norm": projection_norm,
+        }
         self.register_buffer("prior_loc", torch.zeros(latent_dim))
         self.register_buffer("prior_scale", torch.ones(latent_dim))
         self.register_buffer("class_logits", torch.zeros(num_classes))
@@ -367,8 +413,10 @@ class ConditionalGenerator(PyroModule):
         :returns: the generated batch ``(B, *image_shape)``.
         """
         if x is not None:
-            raise DataError("the GAN generator is an implicit model: it has no density p(x), so x cannot be "
-                            "observed; call model(y=labels) and train it with pyrogen.infer.Adversarial")
+            raise DataError(
+                "the GAN generator is an implicit model: it has no density p(x), so x cannot be "
+                "observed; call model(y=labels) and train it with pyrogen.infer.Adversarial"
+            )
         if y is not None:
             y = check_labels(y, self.num_classes).to(self.prior_loc.device)
             batch_size = y.shape[0]
@@ -493,20 +541,34 @@ class JointDiscriminator(nn.Module):
     ``forward(x, z)`` maps ``(B, *x_shape)`` and ``(B, latent_dim)`` to scores ``(B,)``.
     """
 
-    def __init__(self, x_shape, latent_dim, x_hidden=(256,), z_hidden=(256,), joint_hidden=(256,),
-                 unit_interval=True, norm="none", architecture="mlp", channels=32, dropout=0.0, slope=0.2,
-                 init_std=None):
+    def __init__(
+        self,
+        x_shape,
+        latent_dim,
+        x_hidden=(256,),
+        z_hidden=(256,),
+        joint_hidden=(256,),
+        unit_interval=True,
+        norm="none",
+        architecture="mlp",
+        channels=32,
+        dropout=0.0,
+        slope=0.2,
+        init_std=None,
+    ):
         super().__init__()
         if norm not in ("spectral", "none"):
             raise DataError(f"norm must be 'spectral' or 'none' for a joint discriminator, got {norm!r}")
         if architecture not in ARCHITECTURES:
-            raise DataError(f"architecture must be one of {ARCHITECTURES} for a joint discriminator, "
-                            f"got {architecture!r}")
+            raise DataError(
+                f"architecture must be one of {ARCHITECTURES} for a joint discriminator, got {architecture!r}"
+            )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise DataError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         check_slope(slope)
-        if init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
-                                     or not init_std > 0):
+        if init_std is not None and (
+            isinstance(init_std, bool) or not isinstance(init_std, (int, float)) or not init_std > 0
+        ):
             raise DataError(f"init_std must be a positive number or None, got {init_std!r}")
         self.x_shape, self.latent_dim, self.unit_interval = tuple(x_shape), latent_dim, unit_interval
         self.architecture, self.dropout = architecture, float(dropout)
@@ -523,11 +585,20 @@ class JointDiscriminator(nn.Module):
 
         if architecture == "dcgan":
             if len(self.x_shape) != 3 or self.x_shape[1] % 4 or self.x_shape[2] % 4:
-                raise DataError(f"the dcgan joint discriminator needs images (C, H, W) with sides divisible by 4, "
-                                f"got {self.x_shape}")
+                raise DataError(
+                    f"the dcgan joint discriminator needs images (C, H, W) with sides divisible by 4, "
+                    f"got {self.x_shape}"
+                )
             c, h, w = self.x_shape
-            convs = [*drop(), nn.Conv2d(c, channels, 4, 2, 1), nn.LeakyReLU(slope),
-                     *drop(), nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(slope), nn.Flatten()]
+            convs = [
+                *drop(),
+                nn.Conv2d(c, channels, 4, 2, 1),
+                nn.LeakyReLU(slope),
+                *drop(),
+                nn.Conv2d(channels, 2 * channels, 4, 2, 1),
+                nn.LeakyReLU(slope),
+                nn.Flatten(),
+            ]
             layers, wx = mlp(2 * channels * (h // 4) * (w // 4), x_hidden)
             self.phi_x = nn.Sequential(*convs, *layers)
         else:

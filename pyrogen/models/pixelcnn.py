@@ -33,8 +33,8 @@ class MaskedConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         mask = torch.ones_like(self.weight)
         c = kernel_size // 2
-        mask[:, :, c, c + (mask_type == "B"):] = 0
-        mask[:, :, c + 1:, :] = 0
+        mask[:, :, c, c + (mask_type == "B") :] = 0
+        mask[:, :, c + 1 :, :] = 0
         self.register_buffer("mask", mask)
 
     def forward(self, x):
@@ -74,12 +74,19 @@ class PixelCNNVAE(VAE):
     draws pixel by pixel.
     """
 
-    def __init__(self, latent_dim=32, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
-                 channels=32, num_layers=4):
+    def __init__(
+        self, latent_dim=32, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,), channels=32, num_layers=4
+    ):
         if image_shape[0] != 1:
             raise ValueError(f"PixelCNNVAE models one-channel images, got image_shape {tuple(image_shape)}")
-        super().__init__(latent_dim, image_shape, architecture, hidden, likelihood="bernoulli",
-                         decoder=PixelCNNDecoder(latent_dim, channels, num_layers))
+        super().__init__(
+            latent_dim,
+            image_shape,
+            architecture,
+            hidden,
+            likelihood="bernoulli",
+            decoder=PixelCNNDecoder(latent_dim, channels, num_layers),
+        )
         self.config.update(architecture=architecture, channels=channels, num_layers=num_layers)
         self.config.pop("likelihood"), self.config.pop("prior"), self.config.pop("posterior")
 

@@ -60,7 +60,9 @@ class UniformMixture(dist.MixtureSameFamily):
     def __init__(self, family, params, max_elements=2**22, validate_args=None):
         components = family(**params)
         if len(components.batch_shape) != 1:
-            raise ValueError(f"UniformMixture needs components of batch shape (K,), got {tuple(components.batch_shape)}")
+            raise ValueError(
+                f"UniformMixture needs components of batch shape (K,), got {tuple(components.batch_shape)}"
+            )
         if int(max_elements) < 1:
             raise ValueError(f"max_elements must be a positive integer, got {max_elements!r}")
         num = components.batch_shape[0]
@@ -79,7 +81,7 @@ class UniformMixture(dist.MixtureSameFamily):
             self._validate_sample(value)
         event_dim = len(self.event_shape)
         batch = value.shape[: value.dim() - event_dim]
-        flat = value.reshape((-1,) + value.shape[value.dim() - event_dim:])
+        flat = value.reshape((-1,) + value.shape[value.dim() - event_dim :])
         normal = _diagonal_normal(self.component_distribution)
         if normal is not None:
             return _normal_mixture_log_prob(flat, *normal, self.max_elements).to(value.dtype).reshape(batch)
@@ -104,8 +106,12 @@ class UniformMixture(dist.MixtureSameFamily):
 def _diagonal_normal(components):
     """``(loc, scale)``, each ``(K, D)``, when ``components`` is a diagonal Normal with event shape ``(D,)``;
     else None."""
-    if (isinstance(components, Independent) and components.reinterpreted_batch_ndims == 1
-            and isinstance(components.base_dist, Normal) and len(components.base_dist.batch_shape) == 2):
+    if (
+        isinstance(components, Independent)
+        and components.reinterpreted_batch_ndims == 1
+        and isinstance(components.base_dist, Normal)
+        and len(components.base_dist.batch_shape) == 2
+    ):
         return components.base_dist.loc, components.base_dist.scale
     return None
 

@@ -79,10 +79,19 @@ def build_pair_discriminator(config):
 
 
 def _joint_discriminator(model, d):
-    return JointDiscriminator(tuple(model["image_shape"]), model["latent_dim"], tuple(d["x_hidden"]),
-                              tuple(d["z_hidden"]), tuple(d["joint_hidden"]), norm=d["norm"],
-                              architecture=d["architecture"], channels=d["channels"], dropout=d["dropout"],
-                              slope=d["slope"], init_std=d["init_std"])
+    return JointDiscriminator(
+        tuple(model["image_shape"]),
+        model["latent_dim"],
+        tuple(d["x_hidden"]),
+        tuple(d["z_hidden"]),
+        tuple(d["joint_hidden"]),
+        norm=d["norm"],
+        architecture=d["architecture"],
+        channels=d["channels"],
+        dropout=d["dropout"],
+        slope=d["slope"],
+        init_std=d["init_std"],
+    )
 
 
 def _latent_discriminator(model, d):
@@ -100,9 +109,12 @@ def build_gan_networks(config):
     model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.model.to_dict().items()}
     d = settings.discriminator.to_dict()
     if "num_classes" in model:
-        return (ConditionalGenerator(**model),
-                ProjectionDiscriminator(model["num_classes"], model["image_shape"], tuple(d["hidden"]), d["norm"]))
+        return (
+            ConditionalGenerator(**model),
+            ProjectionDiscriminator(model["num_classes"], model["image_shape"], tuple(d["hidden"]), d["norm"]),
+        )
     gen = Generator(**model)
-    disc = build_discriminator(d["architecture"], tuple(model["image_shape"]), tuple(d["hidden"]),
-                               d["channels"], d["norm"])
+    disc = build_discriminator(
+        d["architecture"], tuple(model["image_shape"]), tuple(d["hidden"]), d["channels"], d["norm"]
+    )
     return gen, disc

@@ -123,8 +123,15 @@ class SequenceVAE(PyroModule):
         if heads not in ("pyrogen", "he2019"):
             raise ValueError(f"heads must be 'pyrogen' or 'he2019', got {heads!r}")
         self.vocab_size, self.seq_len, self.latent_dim = vocab_size, seq_len, latent_dim
-        self.config = {"vocab_size": vocab_size, "seq_len": seq_len, "latent_dim": latent_dim,
-                       "embed_dim": embed_dim, "hidden": hidden, "dropout": dropout, "heads": heads}
+        self.config = {
+            "vocab_size": vocab_size,
+            "seq_len": seq_len,
+            "latent_dim": latent_dim,
+            "embed_dim": embed_dim,
+            "hidden": hidden,
+            "dropout": dropout,
+            "heads": heads,
+        }
         self.family = get_family("normal")
         body = _LSTMEncoder(vocab_size, embed_dim, hidden)
         head = LogVarHead(hidden, latent_dim) if heads == "he2019" else ParameterHead(hidden, self.family, latent_dim)
@@ -138,8 +145,7 @@ class SequenceVAE(PyroModule):
 
     def _observations(self, x):
         if x.dim() != 2 or x.shape[1] != self.seq_len or x.dtype != torch.long:
-            raise DataError(f"x must be a (B, {self.seq_len}) tensor of int64 tokens, "
-                            f"got {tuple(x.shape)} {x.dtype}")
+            raise DataError(f"x must be a (B, {self.seq_len}) tensor of int64 tokens, got {tuple(x.shape)} {x.dtype}")
         return x
 
     def logits(self, z, x):
@@ -184,8 +190,18 @@ class RandomLSTMLanguageModel(nn.Module):
     changes the sequences strongly. Returns ``(sequences (n, T) int64, z (n, latent_dim))``.
     """
 
-    def __init__(self, vocab_size=20, seq_len=10, latent_dim=2, embed_dim=16, hidden=32,
-                 scale=3.0, latent_scale=3.0, temperature=1.0, seed=0):
+    def __init__(
+        self,
+        vocab_size=20,
+        seq_len=10,
+        latent_dim=2,
+        embed_dim=16,
+        hidden=32,
+        scale=3.0,
+        latent_scale=3.0,
+        temperature=1.0,
+        seed=0,
+    ):
         super().__init__()
         self.seq_len, self.latent_dim, self.temperature = seq_len, latent_dim, temperature
         self.net = _LSTMDecoder(vocab_size, latent_dim, embed_dim, hidden)

@@ -42,8 +42,9 @@ class Features(nn.Module):
         super().__init__()
         self.event_dims = event_dims
         self.out_features = hidden[-1] if hidden else in_features
-        self.net = MLP(in_features, hidden[:-1], hidden[-1], activation, activate_output=True) if hidden \
-            else nn.Identity()
+        self.net = (
+            MLP(in_features, hidden[:-1], hidden[-1], activation, activate_output=True) if hidden else nn.Identity()
+        )
 
     def forward(self, x):
         return self.net(x.flatten(-self.event_dims) if self.event_dims > 1 else x)
@@ -88,23 +89,29 @@ class TwoLayerVAE(PyroModule):
         torch.Size([3, 1, 28, 28])
     """
 
-    def __init__(self, latent_dims=(100, 50), image_shape=(1, 28, 28), hidden=((100, 100), (50, 50)),
-                 likelihood="bernoulli", activation=nn.Tanh):
+    def __init__(
+        self,
+        latent_dims=(100, 50),
+        image_shape=(1, 28, 28),
+        hidden=((100, 100), (50, 50)),
+        likelihood="bernoulli",
+        activation=nn.Tanh,
+    ):
         super().__init__()
         if sizes(latent_dims, 2) is None:
             raise DataError(f"latent_dims must be two positive integers (dim z1, dim z2), got {latent_dims!r}")
-        if (not isinstance(hidden, (tuple, list)) or len(hidden) != 2
-                or any(sizes(h) is None for h in hidden)):
-            raise DataError(f"hidden must be two sequences of positive integer widths (one per layer), "
-                            f"got {hidden!r}")
+        if not isinstance(hidden, (tuple, list)) or len(hidden) != 2 or any(sizes(h) is None for h in hidden):
+            raise DataError(f"hidden must be two sequences of positive integer widths (one per layer), got {hidden!r}")
         self.latent_dims = sizes(latent_dims, 2)
         if sizes(image_shape, 3) is None:
             raise DataError(f"image_shape must be (channels, height, width) of positive integers, got {image_shape!r}")
         self.image_shape = sizes(image_shape, 3)
         self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
         if self.likelihood.uses_library:
-            raise DataError("the two-layer VAE does not give its likelihood each example's library size; use "
-                            "the likelihood without '-library' or the VAE")
+            raise DataError(
+                "the two-layer VAE does not give its likelihood each example's library size; use "
+                "the likelihood without '-library' or the VAE"
+            )
         hidden = tuple(sizes(h) for h in hidden)
         d1, d2 = self.latent_dims
         self.config = {
@@ -129,8 +136,7 @@ class TwoLayerVAE(PyroModule):
         return dist.Normal(self.prior_loc, self.prior_scale).to_event(1)
 
     def _observations(self, x):
-        return check_observations(x, self.image_shape, self.likelihood,
-                                  next(self.parameters(), torch.empty(0)).dtype)
+        return check_observations(x, self.image_shape, self.likelihood, next(self.parameters(), torch.empty(0)).dtype)
 
     @pyro_method
     def model(self, x=None, batch_size=1, kl_weight=1.0):

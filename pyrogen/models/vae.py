@@ -46,8 +46,9 @@ def _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder
         raise DataError(f"latent_dim must be a positive integer, got {latent_dim!r}")
     shape = sizes(image_shape)
     if shape is None or len(shape) not in (1, 3):
-        raise DataError(f"image_shape must be (channels, height, width) or (features,) of positive integers, "
-                        f"got {image_shape!r}")
+        raise DataError(
+            f"image_shape must be (channels, height, width) or (features,) of positive integers, got {image_shape!r}"
+        )
     widths = (hidden,) if is_integer(hidden) else hidden
     if encoder is None or decoder is None:
         if not isinstance(widths, (tuple, list)) or not widths or not all(is_count(h) for h in widths):
@@ -74,7 +75,6 @@ def _kl_scale(kl_weight):
     return contextlib.nullcontext() if kl_weight == 1.0 else poutine.scale(scale=kl_weight)
 
 
-
 SCALE_HEADS = ("log-variance", "log-scale")
 """How a normal guide's scale comes out of the encoder's linear output a: ``"log-variance"``, σ = exp(a / 2)
 (a = log σ², Kingma and Welling 2014, appendix C.2; pythae's ``log_covariance``), the default; or
@@ -92,9 +92,15 @@ def check_observations(x, image_shape, likelihood, dtype=torch.float32):
     if x.dim() < 1 or x.shape[0] == 0:
         raise DataError(f"x must hold at least one image, got shape {tuple(x.shape)}")
     if x.dtype != dtype:
-        raise DataError(f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
-                        f"{x.dtype}" + (" (scale grey levels with x.float() / 255)" if x.dtype == torch.uint8
-                                        else f" (convert with x.to({dtype}))"))
+        raise DataError(
+            f"x must be a {dtype} tensor of values in [0, 1] like the model's parameters, got "
+            f"{x.dtype}"
+            + (
+                " (scale grey levels with x.float() / 255)"
+                if x.dtype == torch.uint8
+                else f" (convert with x.to({dtype}))"
+            )
+        )
     if x.shape[1:].numel() != torch.Size(image_shape).numel():  # sizes only: no tensor operation per call
         raise DataError(
             f"x must have shape (B, {', '.join(map(str, image_shape))})"
@@ -180,10 +186,25 @@ class VAE(PyroModule):
         >>> loss = svi.step(x)  # negative ELBO of the batch, in nats
     """
 
-    def __init__(self, latent_dim=50, image_shape=(1, 28, 28), architecture="mlp", hidden=(400,),
-                 likelihood="bernoulli", prior="normal", posterior="normal",
-                 encoder=None, decoder=None, flow=None, scale_head="log-variance", pseudo_inputs="hardtanh",
-                 iaf_context=False, iaf_step="affine", network=None, input_transform="none"):
+    def __init__(
+        self,
+        latent_dim=50,
+        image_shape=(1, 28, 28),
+        architecture="mlp",
+        hidden=(400,),
+        likelihood="bernoulli",
+        prior="normal",
+        posterior="normal",
+        encoder=None,
+        decoder=None,
+        flow=None,
+        scale_head="log-variance",
+        pseudo_inputs="hardtanh",
+        iaf_context=False,
+        iaf_step="affine",
+        network=None,
+        input_transform="none",
+    ):
         super().__init__()
         _check_sizes(latent_dim, image_shape, hidden, architecture, encoder, decoder)
         latent_dim, image_shape, hidden = int(latent_dim), sizes(image_shape), _widths(hidden)
@@ -197,8 +218,9 @@ class VAE(PyroModule):
         vamp = re.fullmatch(r"vamp:(\d+)", prior) if isinstance(prior, str) else None
         if isinstance(prior, str) and prior.startswith("vamp") and (vamp is None or int(vamp.group(1)) < 1):
             raise LatentFamilyError(f"the VampPrior is 'vamp:K' with K >= 1 pseudo-inputs, got {prior!r}")
-        self.prior_family = (dataclasses.replace(self.base_family, name=prior, monte_carlo_kl=True) if vamp
-                             else get_family(prior))
+        self.prior_family = (
+            dataclasses.replace(self.base_family, name=prior, monte_carlo_kl=True) if vamp else get_family(prior)
+        )
         self.posterior_family = self.base_family
         self.likelihood = get_likelihood(likelihood).bind(self.image_shape)
         self.config = {
@@ -229,8 +251,10 @@ class VAE(PyroModule):
         self.encoder = torch.nn.Sequential(body, head)
         out_channels = self.likelihood.num_params * self.image_shape[0]
         try:
-            self.decoder = decoder if decoder is not None else build_decoder(
-                architecture, latent_dim, image_shape, out_channels, hidden, network
+            self.decoder = (
+                decoder
+                if decoder is not None
+                else build_decoder(architecture, latent_dim, image_shape, out_channels, hidden, network)
             )
         except ValueError as e:
             raise DataError(str(e)) from None
@@ -239,18 +263,22 @@ class VAE(PyroModule):
             if self.base_family.support is not torch.distributions.constraints.real_vector:
                 raise LatentFamilyError(
                     f"a flow maps R^d to R^d, but the guide family {self.base_family.name!r} has support "
-                    f"{self.base_family.support}; use a family on the real line (normal, laplace, student-t, ...)")
+                    f"{self.base_family.support}; use a family on the real line (normal, laplace, student-t, ...)"
+                )
             if type(self).guide is not VAE.guide:
                 raise LatentFamilyError(
-                    f"the flow transforms the VAE's guide, but {type(self).__name__} has a guide of its own")
+                    f"the flow transforms the VAE's guide, but {type(self).__name__} has a guide of its own"
+                )
             if vamp:
                 raise LatentFamilyError(
                     "a VampPrior is a mixture of the guide's distribution at the pseudo-inputs, whose density at "
                     "new points needs the flow's inverse (planar and radial flows have none in closed form); "
-                    "use the VampPrior with a flow-free guide")
+                    "use the VampPrior with a flow-free guide"
+                )
             self.flow = AmortizedFlow(flow, latent_dim, body.out_features, iaf_context=iaf_context, iaf_step=iaf_step)
             self.posterior_family = dataclasses.replace(
-                self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True)
+                self.base_family, name=f"{self.base_family.name}+{self.flow.spec}", monte_carlo_kl=True
+            )
             self.config["flow"] = self.flow.spec
             if self.flow.kind == "iaf":
                 self.config.update(iaf_context=iaf_context, iaf_step=iaf_step)
@@ -266,9 +294,7 @@ class VAE(PyroModule):
         standard member, or the VampPrior's mixture over its pseudo-inputs."""
         if self.vamp is not None:
             return self.vamp.distribution(self.encoder, self.base_family)
-        return self.prior_family(
-            **{name: getattr(self, "prior_" + name) for name in self.prior_family.prior}
-        )
+        return self.prior_family(**{name: getattr(self, "prior_" + name) for name in self.prior_family.prior})
 
     def posterior(self, x):
         """q(z|x) for observations ``x`` ``(B, C, H, W)``: the encoder's distribution, pushed
@@ -279,8 +305,9 @@ class VAE(PyroModule):
 
     def _observations(self, x):
         parameter = next(self.decoder.parameters(), None)
-        return check_observations(x, self.image_shape, self.likelihood,
-                                  torch.float32 if parameter is None else parameter.dtype)
+        return check_observations(
+            x, self.image_shape, self.likelihood, torch.float32 if parameter is None else parameter.dtype
+        )
 
     @pyro_method
     def model(self, x=None, batch_size=1, kl_weight=1.0):

@@ -11,7 +11,6 @@ every epoch also reports the test ELBO (``test_elbo``, nats per example, the
 KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
 """
 
-
 from pyrogen.infer.aae import AdversarialAutoencoder
 from pyrogen.training.ali import AdversarialPairTrainer, build_pair_trainer
 from pyrogen.training.loop import resume_from
@@ -23,15 +22,33 @@ class AAETrainer(AdversarialPairTrainer):
 
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
-    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
-                 train_labels=None, test_labels=None):
+    def __init__(
+        self,
+        vae,
+        discriminator,
+        train_data,
+        test_data,
+        config,
+        run=None,
+        progress=True,
+        train_labels=None,
+        test_labels=None,
+    ):
         super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
         cfg = config["train"]
         vae.likelihood.check(test_data, "test data")
         self.optim = self.make_optimizer(vae.parameters(), cfg["lr"])
         optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
-        self.estimator = AdversarialAutoencoder(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
-                                                adversarial_weight=cfg["adversarial_weight"], d_steps=cfg["d_steps"])
+        self.estimator = AdversarialAutoencoder(
+            vae.model,
+            vae.guide,
+            discriminator,
+            self.optim,
+            optim_d,
+            self.loss,
+            adversarial_weight=cfg["adversarial_weight"],
+            d_steps=cfg["d_steps"],
+        )
 
     def extra_metrics(self):
         return {"test_elbo": self.evaluate()["elbo"]}

@@ -54,8 +54,18 @@ class AdversarialPairTrainer(GameTrainer):
 
     postfix_formats = tuple((k, ".3f") for k in ("loss_d", "loss_g", "d_real", "d_fake"))
 
-    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
-                 train_labels=None, test_labels=None):
+    def __init__(
+        self,
+        vae,
+        discriminator,
+        train_data,
+        test_data,
+        config,
+        run=None,
+        progress=True,
+        train_labels=None,
+        test_labels=None,
+    ):
         super().__init__(config=config, run=run, progress=progress)
         if self.world_size > 1:
             raise DataError(f"pyrogen train {config['kind']} runs in a single process; run it without torchrun")
@@ -66,9 +76,14 @@ class AdversarialPairTrainer(GameTrainer):
             if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
                 raise DataError(f"{key} must be a positive integer, got {cfg[key]!r}")
         self.vae, self.discriminator = vae, discriminator
-        self.loader = DeviceLoader(train_data, cfg["batch_size"], binarize=config["data"]["binarize"],
-                                   seed=stream_seed("data_order", cfg["seed"]), drop_last=True,
-                                   device=train_data.device)
+        self.loader = DeviceLoader(
+            train_data,
+            cfg["batch_size"],
+            binarize=config["data"]["binarize"],
+            seed=stream_seed("data_order", cfg["seed"]),
+            drop_last=True,
+            device=train_data.device,
+        )
         check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
@@ -81,16 +96,19 @@ class AdversarialPairTrainer(GameTrainer):
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
             if self.loader.binarize != "none":  # the encoder sees binary images in training
-                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")),
-                              *self.probe[1:])
+                self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")), *self.probe[1:])
         with self.fixed_stream(train_data.device):
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
         self.real_diversity = self.reference_diversity(test_data)
 
     # --------------------------------------------------------------- state
     def checkpointed(self):
-        return {"model": self.vae, "discriminator": self.discriminator, "optim": self.optim,
-                "optim_d": self.estimator.discriminator_optim}
+        return {
+            "model": self.vae,
+            "discriminator": self.discriminator,
+            "optim": self.optim,
+            "optim_d": self.estimator.discriminator_optim,
+        }
 
     # --------------------------------------------------------------- training
     divergence_advice = "Try lower learning rates, spectral normalisation or another loss."
@@ -130,8 +148,13 @@ class AdversarialPairTrainer(GameTrainer):
         self.vae.eval()
         try:
             with pyro.validation_enabled(False):
-                return evaluate_dataset(self.vae.model, self.vae.guide, self.test_data,
-                                        batch_size=self.config["eval"]["batch_size"], num_samples=num_samples)
+                return evaluate_dataset(
+                    self.vae.model,
+                    self.vae.guide,
+                    self.test_data,
+                    batch_size=self.config["eval"]["batch_size"],
+                    num_samples=num_samples,
+                )
         finally:
             self.vae.train()
 
@@ -168,9 +191,12 @@ class AdversarialPairTrainer(GameTrainer):
         return {**self._extra, "recon_error": recon_error, "probe_accuracy": probe}
 
     def epoch_line(self, row, stats):
-        return (f"epoch {self.epoch}: " + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **self._extra}.items())
-                + f", recon error {row['recon_error']:.4f}, probe accuracy {row['probe_accuracy']:.3f}, "
-                f"diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)")
+        return (
+            f"epoch {self.epoch}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in {**stats, **self._extra}.items())
+            + f", recon error {row['recon_error']:.4f}, probe accuracy {row['probe_accuracy']:.3f}, "
+            f"diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)"
+        )
 
     def epoch_images(self):
         """The epoch's samples and test reconstructions (originals above), for the trackers."""
@@ -194,15 +220,33 @@ class ALITrainer(AdversarialPairTrainer):
     :param torch.Tensor test_labels: optional labels of the test images.
     """
 
-    def __init__(self, vae, discriminator, train_data, test_data, config, run=None, progress=True,
-                 train_labels=None, test_labels=None):
+    def __init__(
+        self,
+        vae,
+        discriminator,
+        train_data,
+        test_data,
+        config,
+        run=None,
+        progress=True,
+        train_labels=None,
+        test_labels=None,
+    ):
         super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
         cfg = config["train"]
         self.optim = self.make_optimizer(vae.parameters(), cfg["lr_g"], betas=cfg["betas"])
         optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
-        self.estimator = AdversarialInference(vae.model, vae.guide, discriminator, self.optim, optim_d, self.loss,
-                                              d_steps=cfg["d_steps"], model_x=cfg["model_x"],
-                                              update=migrate(config).train.update)  # old runs: "alternating"
+        self.estimator = AdversarialInference(
+            vae.model,
+            vae.guide,
+            discriminator,
+            self.optim,
+            optim_d,
+            self.loss,
+            d_steps=cfg["d_steps"],
+            model_x=cfg["model_x"],
+            update=migrate(config).train.update,
+        )  # old runs: "alternating"
         self._check_model_x()
         if migrate(config).train.init_output_bias:  # False in runs made before the key: the layer's own init
             init_output_bias_(vae, train_data)
@@ -211,13 +255,14 @@ class ALITrainer(AdversarialPairTrainer):
         """Refuse a model x that cannot be drawn differentiably now, not at the first step."""
         devices = [self.fixed_noise.device] if self.fixed_noise.device.type == "cuda" else []
         # eval mode: batch norm's running statistics, untouched, and a batch of 1 is allowed
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), \
-                self._eval_mode():
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), self._eval_mode():
             try:
                 self.estimator.model_pairs(1)
             except DataError as e:
-                raise DataError(f"model_x {self.config['train']['model_x']!r} does not work with the "
-                                f"{self.config['model']['likelihood']} likelihood: {e}") from None
+                raise DataError(
+                    f"model_x {self.config['train']['model_x']!r} does not work with the "
+                    f"{self.config['model']['likelihood']} likelihood: {e}"
+                ) from None
 
 
 OUTPUT_BIAS_LIKELIHOODS = ("bernoulli", "bernoulli-relaxed")
@@ -236,10 +281,13 @@ def init_output_bias_(vae, train_data):
     """
     name = vae.config.get("likelihood")
     if name not in OUTPUT_BIAS_LIKELIHOODS:
-        raise DataError(f"init_output_bias needs a decoder output that is a logit (likelihood one of "
-                        f"{OUTPUT_BIAS_LIKELIHOODS}), got likelihood {name!r}")
-    layers = [m for m in vae.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d,
-                                                                 torch.nn.ConvTranspose2d))]
+        raise DataError(
+            f"init_output_bias needs a decoder output that is a logit (likelihood one of "
+            f"{OUTPUT_BIAS_LIKELIHOODS}), got likelihood {name!r}"
+        )
+    layers = [
+        m for m in vae.decoder.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
     if not layers or layers[-1].bias is None:
         raise DataError("init_output_bias needs a decoder whose last layer has a bias")
     m = train_data.float().mean().clamp(1e-3, 1 - 1e-3).item()
@@ -261,8 +309,9 @@ def build_pair_trainer(trainer_class, config, run=None, device="auto", progress=
         train, train_y, test, test_y = load_labelled_data(config["data"], device)
     else:
         train, train_y, test, test_y = (None if d is None else d.to(device) for d in data)
-    return trainer_class(vae, disc, train, test, config, run=run, progress=progress, train_labels=train_y,
-                         test_labels=test_y)
+    return trainer_class(
+        vae, disc, train, test, config, run=run, progress=progress, train_labels=train_y, test_labels=test_y
+    )
 
 
 def build_ali_trainer(config, run=None, device="auto", progress=True, data=None):

@@ -54,9 +54,14 @@ class CVAETrainer(FitLoop):
         self.settings = migrate(config)
         cfg = self.settings.train
         self.cvae, self.test_data, self.test_labels = cvae, test_data, test_labels
-        self.loader = DeviceLoader(train_data, cfg.batch_size, binarize=self.settings.data.binarize,
-                                   seed=stream_seed("data_order", cfg.seed), device=train_data.device,
-                                   labels=train_labels)
+        self.loader = DeviceLoader(
+            train_data,
+            cfg.batch_size,
+            binarize=self.settings.data.binarize,
+            seed=stream_seed("data_order", cfg.seed),
+            device=train_data.device,
+            labels=train_labels,
+        )
         check_example_shape(train_data.shape[1:], cvae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], cvae.image_shape, "test data")
         cvae.likelihood.check_binarize(self.settings.data.binarize)
@@ -67,8 +72,13 @@ class CVAETrainer(FitLoop):
         elbo = "meanfield" if cfg.elbo == "auto" else cfg.elbo
         if elbo not in ("trace", "meanfield"):
             raise DataError(f"the conditional VAE trains with --elbo auto, trace or meanfield, got {elbo!r}")
-        self.svi = TorchSVI(cvae.model, cvae.guide, self.optim, ELBOS[elbo](num_particles=cfg.num_particles),
-                            precision=self.precision if self.precision.enabled else None)
+        self.svi = TorchSVI(
+            cvae.model,
+            cvae.guide,
+            self.optim,
+            ELBOS[elbo](num_particles=cfg.num_particles),
+            precision=self.precision if self.precision.enabled else None,
+        )
         k = cvae.num_classes
         self.sample_labels = torch.arange(k, device=train_data.device).repeat_interleave(PER_CLASS)
         with torch.random.fork_rng(devices=[train_data.device] if train_data.device.type == "cuda" else []):
@@ -116,8 +126,13 @@ class CVAETrainer(FitLoop):
         try:
             with pyro.validation_enabled(False):
                 for i in range(0, self.test_data.shape[0], bs):
-                    total += elbo_per_example(self.cvae.model, self.cvae.guide, self.test_data[i : i + bs],
-                                              y=self.test_labels[i : i + bs]).sum().item()
+                    total += (
+                        elbo_per_example(
+                            self.cvae.model, self.cvae.guide, self.test_data[i : i + bs], y=self.test_labels[i : i + bs]
+                        )
+                        .sum()
+                        .item()
+                    )
         finally:
             self.cvae.train()
         return {"elbo": total / self.test_data.shape[0]}
@@ -136,9 +151,11 @@ class CVAETrainer(FitLoop):
             row["conditional_accuracy"] = conditional_accuracy(pred, self.sample_labels)
         row["seconds"] = seconds
         if self.progress:
-            tqdm.write(f"epoch {self.epoch}: train ELBO {row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f}"
-                       + (f", conditional accuracy {row['conditional_accuracy']:.3f}"
-                          if "conditional_accuracy" in row else "") + f" ({seconds:.1f} s)")
+            tqdm.write(
+                f"epoch {self.epoch}: train ELBO {row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f}"
+                + (f", conditional accuracy {row['conditional_accuracy']:.3f}" if "conditional_accuracy" in row else "")
+                + f" ({seconds:.1f} s)"
+            )
         return row
 
     def write_epoch_files(self, row):
@@ -158,8 +175,10 @@ class CVAETrainer(FitLoop):
             z = self.cvae.guide(x, y)
             recon = self.cvae.decode(z, y).reshape(x.shape)
         self.cvae.train()
-        return [self.run.save_image("samples.png", self.samples(), nrow=PER_CLASS),
-                self.run.save_image("reconstructions.png", torch.cat([x, recon]))]
+        return [
+            self.run.save_image("samples.png", self.samples(), nrow=PER_CLASS),
+            self.run.save_image("reconstructions.png", torch.cat([x, recon])),
+        ]
 
 
 def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None):

@@ -37,10 +37,10 @@ from pyrogen.training.loop import FitLoop
 
 FLAG_TEXT = {
     "class-collapse": "class collapse: the fixed-noise samples fall into fewer than 8 of the 10 classes "
-                      "of the feature classifier",
+    "of the feature classifier",
     "mode-collapse": "possible mode collapse: the fixed-noise samples are much less diverse than real images",
     "d-overpowering": "the discriminator is overpowering the generator (it classifies nearly every example "
-                      "correctly); the generator's gradients may vanish",
+    "correctly); the generator's gradients may vanish",
 }
 """The warning each training-health flag prints."""
 
@@ -130,15 +130,22 @@ class GameTrainer(FitLoop):
 
     def named_parameters(self):
         """The players' parameters, named by their checkpoint key (``"discriminator.net.0.weight"``, ...)."""
-        return [(f"{key}.{name}", p) for key, module in self.checkpointed().items()
-                if isinstance(module, torch.nn.Module) for name, p in module.named_parameters()]
+        return [
+            (f"{key}.{name}", p)
+            for key, module in self.checkpointed().items()
+            if isinstance(module, torch.nn.Module)
+            for name, p in module.named_parameters()
+        ]
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
     def state_dict(self):
-        return {**super().state_dict(), **{k: v.state_dict() for k, v in self.checkpointed().items()},
-                "fixed_noise": self.fixed_noise}
+        return {
+            **super().state_dict(),
+            **{k: v.state_dict() for k, v in self.checkpointed().items()},
+            "fixed_noise": self.fixed_noise,
+        }
 
     def load_state_dict(self, state):
         for key, value in self.checkpointed().items():
@@ -187,10 +194,20 @@ class GameTrainer(FitLoop):
         (each also a warning line, rank 0) and a summary line."""
         figures = self.epoch_figures()
         images = self.images
-        diversity = (mean_pairwise_distance(images) / self.real_diversity
-                     if images is not None and images.shape[0] >= 2 else float("nan"))
-        row = {"epoch": self.epoch, "step": self.step, **stats, **figures, "diversity": diversity,
-               **self.class_figures(images), "seconds": seconds}
+        diversity = (
+            mean_pairwise_distance(images) / self.real_diversity
+            if images is not None and images.shape[0] >= 2
+            else float("nan")
+        )
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            **stats,
+            **figures,
+            "diversity": diversity,
+            **self.class_figures(images),
+            "seconds": seconds,
+        }
         flags = self.health_flags(row)
         row["flags"] = ";".join(flags)
         if self.progress:

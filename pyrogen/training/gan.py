@@ -148,8 +148,9 @@ class GANTrainer(GameTrainer):
     global batch; on the CPU (gloo) its statistics are those of each rank's shard.
     """
 
-    def __init__(self, generator, discriminator, train_data, test_data, config, run=None, progress=True,
-                 train_labels=None):
+    def __init__(
+        self, generator, discriminator, train_data, test_data, config, run=None, progress=True, train_labels=None
+    ):
         super().__init__(config=config, run=run, progress=progress)
         self.num_classes = getattr(generator, "num_classes", None)  # a class-conditional generator's K
         train_labels = _check_conditional_labels(self.num_classes, train_labels, train_data)
@@ -161,26 +162,41 @@ class GANTrainer(GameTrainer):
         check_images(train_data, "training data")
         check_images(test_data, "test data")
         check_players(discriminator, cfg["d_steps"])
-        self.loader = DeviceLoader(train_data, cfg["batch_size"], seed=stream_seed("data_order", cfg["seed"]),
-                                   drop_last=True,
-                                   device=train_data.device, rank=self.rank, world_size=self.world_size,
-                                   labels=train_labels)
+        self.loader = DeviceLoader(
+            train_data,
+            cfg["batch_size"],
+            seed=stream_seed("data_order", cfg["seed"]),
+            drop_last=True,
+            device=train_data.device,
+            rank=self.rank,
+            world_size=self.world_size,
+            labels=train_labels,
+        )
         if getattr(generator, "image_shape", None) is not None:
             check_example_shape(train_data.shape[1:], generator.image_shape, "training data")
             check_example_shape(test_data.shape[1:], generator.image_shape, "test data")
         if cfg["batch_size"] % self.world_size:
-            raise DataError(f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
-                            f"{self.world_size}: the GAN losses are means over each process's share, which "
-                            "must be equal for their average to be the global batch's mean")
+            raise DataError(
+                f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
+                f"{self.world_size}: the GAN losses are means over each process's share, which "
+                "must be equal for their average to be the global batch's mean"
+            )
         if len(self.loader) < cfg["d_steps"]:
             raise DataError(f"an epoch of {len(self.loader)} batches is shorter than d_steps = {cfg['d_steps']}")
         self.test_data = test_data
         self.loss = self.game_loss()
         self.optim_g = self.make_optimizer(generator.parameters(), cfg["lr_g"], betas=cfg["betas"])
         self.optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
-        self.gan = Adversarial(generator.model, discriminator, self.optim_g, self.optim_d, self.loss,
-                               d_steps=cfg["d_steps"], track_grad_norms=True,
-                               label="y" if self.num_classes else None)
+        self.gan = Adversarial(
+            generator.model,
+            discriminator,
+            self.optim_g,
+            self.optim_d,
+            self.loss,
+            d_steps=cfg["d_steps"],
+            track_grad_norms=True,
+            label="y" if self.num_classes else None,
+        )
         if self.world_size > 1:
             self.gan.distribute()
             distributed.seed_rank_noise(cfg["seed"], 0)
@@ -196,8 +212,12 @@ class GANTrainer(GameTrainer):
 
     # --------------------------------------------------------------- state
     def checkpointed(self):
-        return {"generator": self.generator, "discriminator": self.discriminator, "optim_g": self.optim_g,
-                "optim_d": self.optim_d}
+        return {
+            "generator": self.generator,
+            "discriminator": self.discriminator,
+            "optim_g": self.optim_g,
+            "optim_d": self.optim_d,
+        }
 
     def state_dict(self):
         state = super().state_dict()
@@ -232,8 +252,9 @@ class GANTrainer(GameTrainer):
             self.generator.train(was_training)
 
     # --------------------------------------------------------------- training
-    divergence_advice = ("Try lower learning rates (--lr-g, --lr-d), spectral normalisation (--norm spectral) "
-                         "or another loss.")
+    divergence_advice = (
+        "Try lower learning rates (--lr-g, --lr-d), spectral normalisation (--norm spectral) or another loss."
+    )
 
     divergence_subject = "GAN training"
 
@@ -278,9 +299,11 @@ class GANTrainer(GameTrainer):
         return {}
 
     def epoch_line(self, row, stats):
-        return (f"epoch {self.epoch}: loss_d {stats['loss_d']:.3f}, loss_g {stats['loss_g']:.3f}, "
-                f"D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}, "
-                f"D accuracy {stats['d_accuracy']:.2f}, diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)")
+        return (
+            f"epoch {self.epoch}: loss_d {stats['loss_d']:.3f}, loss_g {stats['loss_g']:.3f}, "
+            f"D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}, "
+            f"D accuracy {stats['d_accuracy']:.2f}, diversity {row['diversity']:.2f} ({row['seconds']:.1f} s)"
+        )
 
     def grid_columns(self):
         return self.per_class if self.num_classes else 8  # conditional: one row per class
@@ -293,11 +316,15 @@ def _check_conditional_labels(num_classes, labels, data):
     if labels is None:
         raise DataError("a class-conditional GAN needs labelled training data, and these data have no labels")
     if labels.shape != (data.shape[0],) or labels.is_floating_point():
-        raise DataError(f"the training labels must be integers of shape ({data.shape[0]},), got "
-                        f"{labels.dtype} {tuple(labels.shape)}")
+        raise DataError(
+            f"the training labels must be integers of shape ({data.shape[0]},), got "
+            f"{labels.dtype} {tuple(labels.shape)}"
+        )
     if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
-        raise DataError(f"the training labels must lie in 0 .. {num_classes - 1}, got values in "
-                        f"{int(labels.min())} .. {int(labels.max())}")
+        raise DataError(
+            f"the training labels must lie in 0 .. {num_classes - 1}, got values in "
+            f"{int(labels.min())} .. {int(labels.max())}"
+        )
     return labels
 
 

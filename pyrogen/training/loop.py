@@ -63,10 +63,15 @@ def _statistic(name, value):
         return value if value.dim() == 0 else value.reshape(())
     if isinstance(value, numbers.Real):
         return torch.tensor(value, dtype=torch.float64)
-    what = (f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
-            else f"{value!r} ({type(value).__name__})")
-    raise TypeError(f"the training step returned {what} as {name!r}; a step (estimator.step or train_step) must "
-                    "return its loss as a number or a one-element tensor, or a dict of them")
+    what = (
+        f"a tensor of shape {tuple(value.shape)}"
+        if isinstance(value, torch.Tensor)
+        else f"{value!r} ({type(value).__name__})"
+    )
+    raise TypeError(
+        f"the training step returned {what} as {name!r}; a step (estimator.step or train_step) must "
+        "return its loss as a number or a one-element tensor, or a dict of them"
+    )
 
 
 class FitLoop(distributed.RankZeroRun):
@@ -164,8 +169,9 @@ class FitLoop(distributed.RankZeroRun):
             limit = self.config["train"]["divergence_threshold"]
             for name in self.bounded_statistics:
                 if abs(means[name]) > limit:
-                    raise self.diverged(where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold "
-                                               f"{limit:g}")
+                    raise self.diverged(
+                        where, f"|{name}| = {abs(means[name]):.3g} exceeds divergence_threshold {limit:g}"
+                    )
 
     def postfix(self, means):
         """The progress bar's figures for a window's means."""
@@ -212,24 +218,36 @@ class FitLoop(distributed.RankZeroRun):
 
     def diverged(self, where, what):
         """The error that stops a run that diverged at ``where`` because ``what``."""
-        return TrainingDivergedError(f"{self.divergence_subject} diverged at {where}: {what}; stopping. "
-                                     f"{self.kept_checkpoint()}. {self.divergence_advice}")
+        return TrainingDivergedError(
+            f"{self.divergence_subject} diverged at {where}: {what}; stopping. "
+            f"{self.kept_checkpoint()}. {self.divergence_advice}"
+        )
 
     def kept_checkpoint(self):
         if self.run and self.epoch:  # --resume continues with the run's settings: new ones need a new run
-            return (f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}; "
-                    "--resume would continue with the run's own settings, so change them in a new run "
-                    "(another --out)")
+            return (
+                f"The last good checkpoint (epoch {self.epoch}) is kept in {self.run.checkpoint_path!r}; "
+                "--resume would continue with the run's own settings, so change them in a new run "
+                "(another --out)"
+            )
         if self.run:
-            return (f"No epoch had finished, so no checkpoint was written and {self.run.path!r} can be used again "
-                    "with other settings")
+            return (
+                f"No epoch had finished, so no checkpoint was written and {self.run.path!r} can be used again "
+                "with other settings"
+            )
         return "No checkpoint had been written yet"
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
         """The loop's state (configuration, counters, loader, random state, metrics); trainers add theirs."""
-        state = {"config": self.config, "epoch": self.epoch, "step": self.step,
-                 "loader": self.loader.state_dict(), "rng": rng_state(), "metrics": self.metrics}
+        state = {
+            "config": self.config,
+            "epoch": self.epoch,
+            "step": self.step,
+            "loader": self.loader.state_dict(),
+            "rng": rng_state(),
+            "metrics": self.metrics,
+        }
         if self.decay is not None:
             state["decay"] = self.decay.state_dict()
         if self.precision.enabled:  # a float32 run's checkpoint stays as it was
@@ -252,8 +270,10 @@ class FitLoop(distributed.RankZeroRun):
         train = self.config.get("train") if isinstance(self.config, dict) else None
         value = train.get("log_every") if isinstance(train, dict) else None
         if not is_count(value):
-            raise DataError(f"FitLoop needs config['train']['log_every'], a positive integer (steps between "
-                            f"reads of the statistics), got {value!r}")
+            raise DataError(
+                f"FitLoop needs config['train']['log_every'], a positive integer (steps between "
+                f"reads of the statistics), got {value!r}"
+            )
         return int(value)
 
     # ------------------------------------------------------------------ the loop
@@ -299,17 +319,24 @@ class FitLoop(distributed.RankZeroRun):
         else:
             where = "epochs"
         if not is_count(epochs, minimum=0):
-            raise DataError(f"FitLoop.fit needs {where}, the epochs to train in total (a non-negative integer), "
-                            f"got {epochs!r}")
+            raise DataError(
+                f"FitLoop.fit needs {where}, the epochs to train in total (a non-negative integer), got {epochs!r}"
+            )
         epochs = int(epochs)
         if self.precision.scaler is not None and not self.handles_precision:
-            raise DataError(f"precision 'fp16' needs a gradient scaler in the training step, which "
-                            f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)")
+            raise DataError(
+                f"precision 'fp16' needs a gradient scaler in the training step, which "
+                f"{type(self).__name__} does not have; use 'bf16' (float32's range, no scaler needed)"
+            )
         self.on_fit_start()
         while self.epoch < epochs and not self.should_stop():
             start = self.epoch_started = time.perf_counter()
-            bar = tqdm(total=self.steps_per_epoch(), desc=f"epoch {self.epoch + 1}/{epochs}",
-                       disable=not self.progress, leave=False)
+            bar = tqdm(
+                total=self.steps_per_epoch(),
+                desc=f"epoch {self.epoch + 1}/{epochs}",
+                disable=not self.progress,
+                leave=False,
+            )
             with bar:
                 stats = self.epoch_stats(bar)
             seconds = time.perf_counter() - start

@@ -150,8 +150,14 @@ def auto_compile(steps, device, blocked=False):
     return True if steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device) else "record"
 
 
-EPOCH_LINE_NAMES = {"elbo": "test ELBO", "objective": "test objective", "log_px": "test log p(x)",
-                    "kl": "KL", "mi": "MI", "active_units": "active units"}
+EPOCH_LINE_NAMES = {
+    "elbo": "test ELBO",
+    "objective": "test objective",
+    "log_px": "test log p(x)",
+    "kl": "KL",
+    "mi": "MI",
+    "active_units": "active units",
+}
 """How the per-epoch line names the metrics-row columns (one case throughout)."""
 
 
@@ -182,8 +188,10 @@ def _check_data(vae, x, name):
     if not _any_values(vae):
         return check_images(x, name)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
-        raise DataError(f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
-                        + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__))
+        raise DataError(
+            f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
+            + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__)
+        )
 
 
 class VAETrainer(FitLoop):
@@ -232,14 +240,24 @@ class VAETrainer(FitLoop):
         if not isinstance(vae, Autoencoder):
             check_guide_family(_posterior_family(vae), type(self.elbo).__name__, prior=_prior_family(vae))
             check_latent_pair(_prior_family(vae), _posterior_family(vae))
-            self.kl_method = kl_method(_posterior_family(vae), _prior_family(vae),
-                                       analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)))
+            self.kl_method = kl_method(
+                _posterior_family(vae),
+                _prior_family(vae),
+                analytic=isinstance(self.elbo, (TraceMeanField_ELBO, FreeBitsELBO)),
+            )
             if isinstance(self.elbo, FreeBitsELBO) and self.kl_method != "analytic":
-                raise LatentFamilyError(f"free bits need KL(q||p) in closed form, which is not registered "
-                                        f"for guide {vae.posterior_family.name!r} and prior {vae.prior_family.name!r}")
+                raise LatentFamilyError(
+                    f"free bits need KL(q||p) in closed form, which is not registered "
+                    f"for guide {vae.posterior_family.name!r} and prior {vae.prior_family.name!r}"
+                )
         self.kl_schedule = build_kl_schedule(
-            train_cfg.kl_schedule, train_cfg.epochs, weight=train_cfg.kl_weight,
-            warmup_epochs=train_cfg.kl_warmup_epochs, start=train_cfg.kl_start, num_cycles=train_cfg.kl_cycles)
+            train_cfg.kl_schedule,
+            train_cfg.epochs,
+            weight=train_cfg.kl_weight,
+            warmup_epochs=train_cfg.kl_warmup_epochs,
+            start=train_cfg.kl_start,
+            num_cycles=train_cfg.kl_cycles,
+        )
         self.optim_config = optim_config(train_cfg)
         initialize_(vae, self.optim_config)
         self.optim = self._optimizer(vae.parameters(), fused=self.loader.device.type in ("cpu", "cuda"))
@@ -247,11 +265,14 @@ class VAETrainer(FitLoop):
         self.loss = reduce_loss(self.elbo, self.optim_config.loss_reduction)
         self.compile_mode = compile_mode(train_cfg.compile)
         if self.compile_mode in ("on", "record") and self.precision.enabled:
-            raise DataError(f"--compile {self.compile_mode} records the float32 step, and --precision "
-                            f"{self.precision.precision} runs the step eagerly; drop one of them")
+            raise DataError(
+                f"--compile {self.compile_mode} records the float32 step, and --precision "
+                f"{self.precision.precision} runs the step eagerly; drop one of them"
+            )
         if self.compile_mode in ("on", "record") and train_cfg.aggressive:
-            raise DataError(f"--compile {self.compile_mode} applies to the standard SVI step; "
-                            "drop --compile or --aggressive")
+            raise DataError(
+                f"--compile {self.compile_mode} applies to the standard SVI step; drop --compile or --aggressive"
+            )
         # TorchSVI's compile: False (eager), "record" or True; "auto" decides in fit(), when the run's length is known
         self.compile = False if self.compile_mode == "auto" else torch_svi_compile(self.compile_mode)
         self._build_svi()
@@ -265,8 +286,10 @@ class VAETrainer(FitLoop):
         self.decay = None
         if self.optim_config.decay:
             if validation_data is None:
-                raise DataError("learning-rate decay on plateau watches a validation split of the training data, "
-                                "never the test set; give --validation-size N")
+                raise DataError(
+                    "learning-rate decay on plateau watches a validation split of the training data, "
+                    "never the test set; give --validation-size N"
+                )
             optimizers = [self.optim] + ([self.decoder_optim] if self.switch is not None else [])
             self.decay = PlateauDecay.from_config(vae, optimizers, self.optim_config)
 
@@ -282,9 +305,11 @@ class VAETrainer(FitLoop):
             raise DataError(f"--elbo {name} needs a guide with a density; an autoencoder's is a point mass")
         if train_cfg.free_bits > 0:
             if name in ("iwae", "tc") or two_layer:
-                raise DataError(f"free bits replace the objective by the analytic ELBO with a floored KL of "
-                                f"site 'z'; drop --free-bits or use --elbo auto|meanfield with a one-layer VAE, "
-                                f"not {'--layers 2' if two_layer else '--elbo ' + name}")
+                raise DataError(
+                    f"free bits replace the objective by the analytic ELBO with a floored KL of "
+                    f"site 'z'; drop --free-bits or use --elbo auto|meanfield with a one-layer VAE, "
+                    f"not {'--layers 2' if two_layer else '--elbo ' + name}"
+                )
             return FreeBitsELBO(train_cfg.free_bits, num_particles=particles)
         if name == "iwae":
             return IWAE_ELBO(num_particles=particles, max_plate_nesting=1, dreg=bool(train_cfg.dreg))
@@ -294,14 +319,18 @@ class VAETrainer(FitLoop):
             family = _posterior_family(self.vae)
             q = family(**family.random_params(2, (2,)))
             if getattr(self.vae, "flow", None) is not None or not (
-                    isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1):
-                raise DataError(f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
-                                f"which the guide {family.name!r} does not have")
-            return TCELBO(beta=train_cfg.tc_beta,
-                          dataset_size=self.loader.num_examples, num_particles=particles)
+                isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1
+            ):
+                raise DataError(
+                    f"--elbo tc needs a guide with independent coordinates (its q(z_d) per dimension), "
+                    f"which the guide {family.name!r} does not have"
+                )
+            return TCELBO(beta=train_cfg.tc_beta, dataset_size=self.loader.num_examples, num_particles=particles)
         if name == "meanfield" and two_layer:
-            raise DataError("--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
-                            "q(z2|z1), after z1; use --elbo auto or trace")
+            raise DataError(
+                "--elbo meanfield needs a mean-field guide, but the two-layer guide draws z2 from "
+                "q(z2|z1), after z1; use --elbo auto or trace"
+            )
         if name == "trace" and particles > 1 and train_cfg.vectorize_particles:
             return ReparamTrace_ELBO(num_particles=particles, max_plate_nesting=1, vectorize_particles=True)
         return ELBOS[name](num_particles=particles)
@@ -313,8 +342,14 @@ class VAETrainer(FitLoop):
         return isinstance(getattr(self, "svi", None), TorchSVI)
 
     def _build_svi(self):
-        self.svi = TorchSVI(self.vae.model, self.vae.guide, self.optim, self.loss, compile=self.compile,
-                            precision=self.precision if self.precision.enabled else None)
+        self.svi = TorchSVI(
+            self.vae.model,
+            self.vae.guide,
+            self.optim,
+            self.loss,
+            compile=self.compile,
+            precision=self.precision if self.precision.enabled else None,
+        )
         if self.world_size > 1:
             # The same parameters take part in every step (an autoencoder leaves its scale head
             # unused throughout), which static_graph lets DDP learn once instead of every step.
@@ -323,8 +358,12 @@ class VAETrainer(FitLoop):
     def compile_blocked(self):
         """Settings under which ``--compile auto`` means off: aggressive training (its own inner
         loop), several processes, an ELBO that refuses recording (DReG), mixed precision (an eager step)."""
-        return bool(self.settings.train.aggressive or self.world_size > 1
-                    or getattr(self.elbo, "dreg", False) or self.precision.enabled)
+        return bool(
+            self.settings.train.aggressive
+            or self.world_size > 1
+            or getattr(self.elbo, "dreg", False)
+            or self.precision.enabled
+        )
 
     def fit(self, epochs=None):
         """Train until ``epochs`` epochs in total; ``--compile auto`` first decides from the run's length.
@@ -340,9 +379,11 @@ class VAETrainer(FitLoop):
                 self.compile = compile
                 self._build_svi()
                 if compile is True and self.progress:
-                    tqdm.write(f"Compiling the ELBO for this run's {steps} steps (--compile auto: on when a C++ "
-                               f"compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps); "
-                               "the first step takes some seconds longer.")
+                    tqdm.write(
+                        f"Compiling the ELBO for this run's {steps} steps (--compile auto: on when a C++ "
+                        f"compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps); "
+                        "the first step takes some seconds longer."
+                    )
         return super().fit(epochs)
 
     def _make_aggressive(self, train_cfg):
@@ -355,16 +396,27 @@ class VAETrainer(FitLoop):
         self.optim = self._optimizer(encoder)
         self.decoder_optim = self._optimizer(decoder)
         self.inner_generator = torch.Generator(device=self.loader.device).manual_seed(
-            stream_seed("aggressive", train_cfg.seed))
-        self.svi = AggressiveSVI(self.vae.model, self.vae.guide, self.optim, self.decoder_optim, self.loss,
-                                 self._random_batch, window=10, max_steps=100, clip_norm=self.optim_config.clip_norm)
+            stream_seed("aggressive", train_cfg.seed)
+        )
+        self.svi = AggressiveSVI(
+            self.vae.model,
+            self.vae.guide,
+            self.optim,
+            self.decoder_optim,
+            self.loss,
+            self._random_batch,
+            window=10,
+            max_steps=100,
+            clip_norm=self.optim_config.clip_norm,
+        )
         self.switch = AggressiveSwitch(train_cfg.aggressive_patience)
 
     def _random_batch(self):
         """A fresh random training minibatch (the inner loop's data), binarized like the loader's."""
         g = self.inner_generator
-        x = self.loader.examples(torch.randint(self.loader.num_examples, (self.loader.batch_size,),
-                                               device=self.loader.device, generator=g))
+        x = self.loader.examples(
+            torch.randint(self.loader.num_examples, (self.loader.batch_size,), device=self.loader.device, generator=g)
+        )
         return torch.bernoulli(x, generator=g) if self.loader.binarize == "dynamic" else x
 
     def _check_support(self):
@@ -374,8 +426,11 @@ class VAETrainer(FitLoop):
         grey levels gives data of the same support without drawing random numbers.
         Streamed training data are checked on their first :data:`STREAM_CHECK_EXAMPLES` examples.
         """
-        data = self.loader.sample(STREAM_CHECK_EXAMPLES) if is_reader(getattr(self.loader, "reader", None)) \
+        data = (
+            self.loader.sample(STREAM_CHECK_EXAMPLES)
+            if is_reader(getattr(self.loader, "reader", None))
             else self.loader.data
+        )
         data = data if self.loader.binarize != "dynamic" else data.round()
         self.vae.likelihood.check(data, "training data")
         self.vae.likelihood.check(self.test_data, "test data")
@@ -384,8 +439,12 @@ class VAETrainer(FitLoop):
     def state_dict(self):
         state = {**super().state_dict(), "model": self.vae.state_dict(), "optim": self.optim.state_dict()}
         if self.switch is not None:
-            state["aggressive"] = {"switch": self.switch.state_dict(), "decoder_optim": self.decoder_optim.state_dict(),
-                                   "generator": self.inner_generator.get_state(), "on": self.svi.aggressive}
+            state["aggressive"] = {
+                "switch": self.switch.state_dict(),
+                "decoder_optim": self.decoder_optim.state_dict(),
+                "generator": self.inner_generator.get_state(),
+                "on": self.svi.aggressive,
+            }
         return state
 
     def load_state_dict(self, state):
@@ -410,9 +469,14 @@ class VAETrainer(FitLoop):
             return self._evaluate_autoencoder(num_samples, data)
         self.vae.eval()
         with pyro.validation_enabled(False):
-            result = evaluate_dataset(self.vae.model, self.vae.guide, self.test_data if data is None else data,
-                                      batch_size=self.settings.eval.batch_size,
-                                      num_samples=num_samples, progress=self.progress)
+            result = evaluate_dataset(
+                self.vae.model,
+                self.vae.guide,
+                self.test_data if data is None else data,
+                batch_size=self.settings.eval.batch_size,
+                num_samples=num_samples,
+                progress=self.progress,
+            )
         self.vae.train()
         return result
 
@@ -449,10 +513,14 @@ class VAETrainer(FitLoop):
                 codes = torch.cat([self.vae.code(data[i : i + bs]) for i in range(0, data.shape[0], bs)])
                 result = {"active_units": active_units(codes)[0]}
             else:
-                result = collapse_diagnostics(self.vae.model, self.vae.guide, data,
-                                              batch_size=self.settings.eval.batch_size,
-                                              site="z1" if isinstance(self.vae, TwoLayerVAE) else "z",
-                                              progress=self.progress)
+                result = collapse_diagnostics(
+                    self.vae.model,
+                    self.vae.guide,
+                    data,
+                    batch_size=self.settings.eval.batch_size,
+                    site="z1" if isinstance(self.vae, TwoLayerVAE) else "z",
+                    progress=self.progress,
+                )
         self.vae.train()
         return result
 
@@ -518,10 +586,14 @@ class VAETrainer(FitLoop):
         if why:
             return f"KL(q||p) is estimated by Monte Carlo at the sampled z ({name}){why}."
         if isinstance(self.elbo, ReparamTrace_ELBO) and self.elbo_name == "trace":
-            return ("KL(q||p) is estimated by Monte Carlo at the sampled z (Trace_ELBO's estimator); "
-                    "--elbo meanfield uses the closed form.")
-        return (f"KL(q||p) is estimated by Monte Carlo at the sampled z: no closed form is registered for "
-                f"guide {_posterior_family(self.vae).name!r} and prior {_prior_family(self.vae).name!r}.")
+            return (
+                "KL(q||p) is estimated by Monte Carlo at the sampled z (Trace_ELBO's estimator); "
+                "--elbo meanfield uses the closed form."
+            )
+        return (
+            f"KL(q||p) is estimated by Monte Carlo at the sampled z: no closed form is registered for "
+            f"guide {_posterior_family(self.vae).name!r} and prior {_prior_family(self.vae).name!r}."
+        )
 
     def on_fit_start(self):
         if self.progress and self.kl_method:
@@ -543,9 +615,16 @@ class VAETrainer(FitLoop):
         if self.decay is not None:
             self.decay.step(self.epoch - 1, -validation["validation_elbo"])
             validation.update(lr=self.optim.param_groups[0]["lr"], decays=self.decay.decays)
-        row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo,
-               **{"test_" + k: v for k, v in test.items()}, **diagnostics, **validation,
-               **{k: v for k, v in stats.items() if k != "loss"}, "seconds": seconds}
+        row = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "train_elbo": train_elbo,
+            **{"test_" + k: v for k, v in test.items()},
+            **diagnostics,
+            **validation,
+            **{k: v for k, v in stats.items() if k != "loss"},
+            "seconds": seconds,
+        }
         if self.switch is not None:
             row["aggressive"] = int(self.svi.aggressive)
         if self.progress:
@@ -590,11 +669,18 @@ def optim_config(train_cfg):
         train_cfg = migrate({"train": train_cfg}).train
     decay_epochs = train_cfg.lr_decay_epochs
     return OptimConfig(
-        optimizer=train_cfg.optimizer, lr=train_cfg.lr, momentum=train_cfg.momentum,
-        loss_reduction=train_cfg.loss_reduction, clip_norm=train_cfg.clip_norm,
-        init=train_cfg.init, decay=decay_epochs > 0, decay_epochs=max(1, decay_epochs),
-        max_decay=train_cfg.max_decay, decay_start_epoch=train_cfg.decay_start_epoch,
-        decay_reference=train_cfg.decay_reference)
+        optimizer=train_cfg.optimizer,
+        lr=train_cfg.lr,
+        momentum=train_cfg.momentum,
+        loss_reduction=train_cfg.loss_reduction,
+        clip_norm=train_cfg.clip_norm,
+        init=train_cfg.init,
+        decay=decay_epochs > 0,
+        decay_epochs=max(1, decay_epochs),
+        max_decay=train_cfg.max_decay,
+        decay_start_epoch=train_cfg.decay_start_epoch,
+        decay_reference=train_cfg.decay_reference,
+    )
 
 
 def build_trainer(config, run=None, device="auto", progress=True):
@@ -607,8 +693,10 @@ def build_trainer(config, run=None, device="auto", progress=True):
     validation = None
     size = settings.train.validation_size
     if size and is_reader(train):
-        raise DataError("--validation-size holds out part of the training data in memory; a streamed data set "
-                        "trains without it (drop --validation-size, or --no-stream)")
+        raise DataError(
+            "--validation-size holds out part of the training data in memory; a streamed data set "
+            "trains without it (drop --validation-size, or --no-stream)"
+        )
     if size:
         if not size < train.shape[0]:
             raise DataError(f"--validation-size {size} leaves no training data out of {train.shape[0]} examples")

@@ -84,16 +84,21 @@ def test_loader_state_dict_replays_the_same_batches():
 
 @pytest.mark.parametrize("batch_size", [0, 11, -1, 2.5])
 def test_bad_batch_size(batch_size):
-    with pytest.raises(DataError, match=f"batch_size must be an integer between 1 and the data set size 10, got {batch_size}"):
+    with pytest.raises(
+        DataError, match=f"batch_size must be an integer between 1 and the data set size 10, got {batch_size}"
+    ):
         DeviceLoader(torch.rand(10, 1, 2, 2), batch_size)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.tensor([[0.5, float("nan")]]), "data holds NaN or infinite values"),
-    (torch.tensor([[0.5, float("inf")]]), "data holds NaN or infinite values"),
-    (torch.tensor([[0.5, 1.5]]), r"data must lie in \[0, 1\], got values in \[0.5, 1.5\]"),
-    (torch.tensor([[0, 255]], dtype=torch.uint8), "data must be a floating-point tensor in"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.tensor([[0.5, float("nan")]]), "data holds NaN or infinite values"),
+        (torch.tensor([[0.5, float("inf")]]), "data holds NaN or infinite values"),
+        (torch.tensor([[0.5, 1.5]]), r"data must lie in \[0, 1\], got values in \[0.5, 1.5\]"),
+        (torch.tensor([[0, 255]], dtype=torch.uint8), "data must be a floating-point tensor in"),
+    ],
+)
 def test_bad_data_values(bad, message):
     with pytest.raises(DataError, match=message):
         DeviceLoader(bad, 1)

@@ -70,8 +70,11 @@ def test_folder_with_class_folders_labels_as_image_folder_and_reads_back_the_lev
 def test_folder_resizes_and_converts_channels(tmp_path):
     _write_folder(tmp_path / "f", _levels(2, (3, 10, 10)))
     Image.fromarray(_levels(1, (12, 8))[0]).save(tmp_path / "f" / "00002.png")
-    with pytest.raises(DataError, match=r"00002.png' is 12x8 pixels but '00000.png' is 10x10; images of different "
-                                        r"sizes need image_size \(--image-size H\[xW\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"00002.png' is 12x8 pixels but '00000.png' is 10x10; images of different "
+        r"sizes need image_size \(--image-size H\[xW\]\)",
+    ):
         open_source(tmp_path / "f").data()
     source = open_source(tmp_path / "f", image_size="6x5", channels=1)
     assert source.data().images.shape == (3, 1, 6, 5) and source.record()["channels"] == 1
@@ -164,8 +167,11 @@ def test_test_data_from_a_separate_source(tmp_path):
         os.rename(tmp_path / name, tmp_path / "moved" / name)
     assert torch.equal(reopen(record, tmp_path / "moved" / "train.npz").splits()[1].images, test.images)
     np.savez(tmp_path / "other.npz", images=_levels(4, (1, 3, 3)))
-    with pytest.raises(DataError, match=r"the test data '.*other.npz' hold examples of shape \(1, 3, 3\); the "
-                                        r"training data '.*moved/train.npz' hold \(2, 3, 3\)"):
+    with pytest.raises(
+        DataError,
+        match=r"the test data '.*other.npz' hold examples of shape \(1, 3, 3\); the "
+        r"training data '.*moved/train.npz' hold \(2, 3, 3\)",
+    ):
         open_source(tmp_path / "moved" / "train.npz", test_data=tmp_path / "other.npz").splits()
 
 

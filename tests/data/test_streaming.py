@@ -67,8 +67,11 @@ def test_refusals(memmap, tmp_path):
     np.savez(tmp_path / "x.npz", images=np.zeros((4, 2)))
     with pytest.raises(DataError, match=r"streaming reads a memory-mapped .npy file; '.*x.npz' is read into memory"):
         open_source(tmp_path / "x.npz", test_fraction=0.5).splits(stream=True)
-    with pytest.raises(DataError, match=r"training data holds examples of shape \(28, 28\) \(as \(N, 28, 28\)\); "
-                                        r"the model takes \(1, 28, 28\): give data of shape \(N, 1, 28, 28\)"):
+    with pytest.raises(
+        DataError,
+        match=r"training data holds examples of shape \(28, 28\) \(as \(N, 28, 28\)\); "
+        r"the model takes \(1, 28, 28\): give data of shape \(N, 1, 28, 28\)",
+    ):
         check_example_shape((28, 28), (1, 28, 28))
 
 
@@ -114,8 +117,11 @@ def test_a_vae_trains_bit_for_bit_alike_streamed_or_in_memory_and_resumes_exactl
 
 def test_a_trainer_refuses_images_of_another_shape_than_the_models():
     images = torch.rand(100, 28, 28)
-    with pytest.raises(DataError, match=r"training data holds examples of shape \(28, 28\) .* the model takes "
-                                        r"\(1, 28, 28\)"):
+    with pytest.raises(
+        DataError,
+        match=r"training data holds examples of shape \(28, 28\) .* the model takes "
+        r"\(1, 28, 28\)",
+    ):
         _vae_trainer(images, torch.rand(10, 1, 28, 28))
     with pytest.raises(DataError, match=r"test data holds examples of shape \(3, 28, 28\)"):
         _vae_trainer(torch.rand(100, 1, 28, 28), torch.rand(10, 3, 28, 28))

@@ -42,8 +42,13 @@ def _set_theta(likelihood, theta):
 def _scvi_log_nb(x, mu, theta, eps=1e-8):
     """scvi-tools' ``log_nb_positive`` (scvi/distributions/_negative_binomial.py), written out."""
     log_theta_mu_eps = torch.log(theta + mu + eps)
-    return (theta * (torch.log(theta + eps) - log_theta_mu_eps) + x * (torch.log(mu + eps) - log_theta_mu_eps)
-            + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1))
+    return (
+        theta * (torch.log(theta + eps) - log_theta_mu_eps)
+        + x * (torch.log(mu + eps) - log_theta_mu_eps)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
 
 
 def _scvi_log_zinb(x, mu, theta, pi, eps=1e-8):
@@ -53,15 +58,28 @@ def _scvi_log_zinb(x, mu, theta, pi, eps=1e-8):
     log_theta_mu_eps = torch.log(theta + mu + eps)
     pi_theta_log = -pi + theta * (log_theta_eps - log_theta_mu_eps)
     case_zero = F.softplus(pi_theta_log) - softplus_pi
-    case_non_zero = (-softplus_pi + pi_theta_log + x * (torch.log(mu + eps) - log_theta_mu_eps)
-                     + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1))
+    case_non_zero = (
+        -softplus_pi
+        + pi_theta_log
+        + x * (torch.log(mu + eps) - log_theta_mu_eps)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
     return torch.where(x < eps, case_zero, case_non_zero)
 
 
 def test_registry_names_the_table_and_count_likelihoods():
-    for name, kind in [("normal-feature", "real"), ("student-t", "real"), ("poisson", "counts"),
-                       ("poisson-library", "counts"), ("negative-binomial", "counts"),
-                       ("negative-binomial-library", "counts"), ("zinb", "counts"), ("zinb-library", "counts")]:
+    for name, kind in [
+        ("normal-feature", "real"),
+        ("student-t", "real"),
+        ("poisson", "counts"),
+        ("poisson-library", "counts"),
+        ("negative-binomial", "counts"),
+        ("negative-binomial-library", "counts"),
+        ("zinb", "counts"),
+        ("zinb-library", "counts"),
+    ]:
         assert get_likelihood(name).data_kind == kind
     assert get_likelihood("zinb-library").uses_library and not get_likelihood("zinb").uses_library
 
@@ -119,8 +137,11 @@ def test_library_size_scales_a_softmax_by_each_examples_total():
     _set_theta(lik, THETA)
     expected = stats.nbinom(THETA.numpy(), (THETA / (THETA + mu)).numpy()).logpmf(X.numpy()).sum(-1)
     assert torch.allclose(lik(LOG_MU, library).log_prob(X), torch.from_numpy(expected), atol=1e-10)
-    with pytest.raises(DataError, match=r"^the library size of generated examples is unknown: call "
-                                        r"likelihood.adapt\(x\) with the training counts first \(the trainers do\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^the library size of generated examples is unknown: call "
+        r"likelihood.adapt\(x\) with the training counts first \(the trainers do\)$",
+    ):
         lik.mean(LOG_MU)
     lik.adapt(X)  # generation then uses the geometric mean of the training totals
     assert math.isclose(lik.mean(LOG_MU).sum(-1)[0].item(), math.sqrt(16 * 45), rel_tol=1e-12)
@@ -149,26 +170,43 @@ def test_normal_feature_and_student_t_learn_one_scale_per_feature():
 
 
 def test_a_per_feature_scale_needs_the_event_shape():
-    with pytest.raises(ValueError, match=r"^the NormalLikelihood learns raw_scale per feature: bind it to the "
-                                         r"examples' shape first \(likelihood.bind\(event_shape\); the VAE does\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^the NormalLikelihood learns raw_scale per feature: bind it to the "
+        r"examples' shape first \(likelihood.bind\(event_shape\); the VAE does\)$",
+    ):
         get_likelihood("normal-feature")(torch.zeros(2, 3))
     lik = get_likelihood("negative-binomial").bind((3,))
-    with pytest.raises(ValueError, match=r"^this NegativeBinomialLikelihood is bound to examples of shape \(3,\), "
-                                         r"not \(4,\); use a fresh likelihood per model$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^this NegativeBinomialLikelihood is bound to examples of shape \(3,\), "
+        r"not \(4,\); use a fresh likelihood per model$",
+    ):
         lik.bind((4,))
 
 
-@pytest.mark.parametrize("name, what", [("poisson", "a Poisson likelihood"),
-                                        ("negative-binomial-library", "a negative binomial likelihood"),
-                                        ("zinb", "a zero-inflated negative binomial likelihood")])
+@pytest.mark.parametrize(
+    "name, what",
+    [
+        ("poisson", "a Poisson likelihood"),
+        ("negative-binomial-library", "a negative binomial likelihood"),
+        ("zinb", "a zero-inflated negative binomial likelihood"),
+    ],
+)
 def test_counts_outside_the_support_are_refused_in_one_line(name, what):
     lik = get_likelihood(name).bind((3,))
-    with pytest.raises(DataError, match=rf"^training data must hold non-negative integer counts under {what}, "
-                                        r"got values in \[-1, 4\]$"):
+    with pytest.raises(
+        DataError,
+        match=rf"^training data must hold non-negative integer counts under {what}, "
+        r"got values in \[-1, 4\]$",
+    ):
         lik.check(torch.tensor([[0.0, -1.0, 4.0]]), "training data")
-    with pytest.raises(DataError, match=rf"^x must hold non-negative integer counts under {what}, got non-integer "
-                                        r"values such as 0\.5 \(normalised or log-transformed data\? pass raw "
-                                        r"counts\)$"):
+    with pytest.raises(
+        DataError,
+        match=rf"^x must hold non-negative integer counts under {what}, got non-integer "
+        r"values such as 0\.5 \(normalised or log-transformed data\? pass raw "
+        r"counts\)$",
+    ):
         lik.check(torch.tensor([[0.0, 0.5, 4.0]]))
     with pytest.raises(DataError, match=r"^x holds NaN or infinite values$"):
         lik.check(torch.tensor([[0.0, math.nan, 4.0]]))
@@ -176,8 +214,11 @@ def test_counts_outside_the_support_are_refused_in_one_line(name, what):
 
 
 def test_count_likelihoods_need_unbinarized_data():
-    with pytest.raises(DataError, match=r"^the NegativeBinomialLikelihood scores counts data, but "
-                                        r"binarize='dynamic' turns the grey levels into 0/1 pixels"):
+    with pytest.raises(
+        DataError,
+        match=r"^the NegativeBinomialLikelihood scores counts data, but "
+        r"binarize='dynamic' turns the grey levels into 0/1 pixels",
+    ):
         get_likelihood("negative-binomial").check_binarize("dynamic")
 
 
@@ -193,8 +234,10 @@ def _nb_matrix(n=2000, d=20, theta=0.5, seed=0, dropout=0.0):
 
 def test_auto_picks_from_the_data_and_says_why():
     g = torch.Generator().manual_seed(0)
-    assert choose_likelihood(torch.bernoulli(torch.full((50, 6), 0.4), generator=g)) == ("bernoulli",
-                                                                                         "every value is 0 or 1")
+    assert choose_likelihood(torch.bernoulli(torch.full((50, 6), 0.4), generator=g)) == (
+        "bernoulli",
+        "every value is 0 or 1",
+    )
     name, reason = choose_likelihood(torch.rand(50, 1, 4, 4, generator=g))
     assert name == "bernoulli" and reason.startswith("images with values in [0, 1] (800 distinct levels)")
     assert choose_likelihood(torch.rand(50, 6, generator=g))[0] == "continuous-bernoulli"
@@ -208,8 +251,11 @@ def test_auto_picks_from_the_data_and_says_why():
     t = torch.distributions.StudentT(2.5).sample((4000, 5))
     assert choose_likelihood(t)[0] == "student-t"
     assert auto_message("zinb", "because") == "likelihood auto: zinb (because)"
-    with pytest.raises(DataError, match=r"^the data hold NaN or infinite values; likelihood 'auto' needs finite "
-                                        r"values$"):
+    with pytest.raises(
+        DataError,
+        match=r"^the data hold NaN or infinite values; likelihood 'auto' needs finite "
+        r"values$",
+    ):
         choose_likelihood(torch.tensor([[0.0, math.inf]]))
 
 
@@ -236,8 +282,11 @@ def test_a_vae_on_flat_vectors_trains(name):
 
 
 def test_conv_architectures_refuse_flat_vectors_in_one_line():
-    with pytest.raises(DataError, match=r"^ConvEncoder needs images \(C, H, W\), got examples of shape \(7,\); "
-                                        r"use the mlp architecture for flat vectors$"):
+    with pytest.raises(
+        DataError,
+        match=r"^ConvEncoder needs images \(C, H, W\), got examples of shape \(7,\); "
+        r"use the mlp architecture for flat vectors$",
+    ):
         VAE(latent_dim=2, image_shape=(7,), architecture="conv", likelihood="normal-feature")
 
 

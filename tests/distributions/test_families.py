@@ -27,8 +27,22 @@ from pyrogen.evaluation import log_importance_weights
 from pyrogen.models import VAE
 from pyrogen.training import VAETrainer, default_config
 
-ORIGINAL = {"normal", "laplace", "student-t", "logistic", "cauchy", "gumbel", "weibull", "rayleigh", "exponential",
-            "log-normal", "gamma", "beta", "dirichlet", "projected-normal"}
+ORIGINAL = {
+    "normal",
+    "laplace",
+    "student-t",
+    "logistic",
+    "cauchy",
+    "gumbel",
+    "weibull",
+    "rayleigh",
+    "exponential",
+    "log-normal",
+    "gamma",
+    "beta",
+    "dirichlet",
+    "projected-normal",
+}
 ALL = sorted(ORIGINAL)  # the rest of Kingma and Welling's list is tested in test_new_families.py
 P = {"loc": 0.3, "scale": 1.7}
 
@@ -103,8 +117,9 @@ def test_projected_normal_density_matches_pyro_closed_forms(d):
     # everywhere, against adaptive quadrature in float64
     for m, v, a in zip(mu.double(), x.double(), actual):
         t, n = (m * v).sum().item(), d - 1
-        radial = integrate.quad(lambda r: r**n * np.exp(-r * r / 2 + r * t), 0, np.inf, epsabs=0, epsrel=1e-12,
-                                limit=500)[0]
+        radial = integrate.quad(
+            lambda r: r**n * np.exp(-r * r / 2 + r * t), 0, np.inf, epsabs=0, epsrel=1e-12, limit=500
+        )[0]
         reference = math.log(radial) - d / 2 * math.log(2 * math.pi) - (m * m).sum().item() / 2
         assert abs(a.item() - reference) < 1e-3 * max(1, abs(reference))
 
@@ -170,8 +185,18 @@ def test_analytic_kl_agrees_with_monte_carlo(name):
 
 def test_which_families_have_analytic_kl():
     analytic = {n for n in ALL if has_analytic_kl(n, n)}
-    assert analytic == {"normal", "laplace", "cauchy", "gumbel", "rayleigh", "exponential", "log-normal",
-                        "gamma", "beta", "dirichlet"}
+    assert analytic == {
+        "normal",
+        "laplace",
+        "cauchy",
+        "gumbel",
+        "rayleigh",
+        "exponential",
+        "log-normal",
+        "gamma",
+        "beta",
+        "dirichlet",
+    }
     assert kl_method("normal", "normal", analytic=True) == "analytic"
     assert kl_method("normal", "normal", analytic=False) == "monte-carlo"
     assert kl_method("student-t", "student-t", analytic=True) == "monte-carlo"
@@ -217,14 +242,21 @@ def _von_mises(loc, concentration):
     return dist.VonMises(loc, concentration).to_event(1)
 
 
-VON_MISES = LatentFamily("von-mises", _von_mises, {"loc": constraints.real, "concentration": constraints.positive},
-                         {"loc": 0.0, "concentration": 1.0}, "inverse-cdf")
+VON_MISES = LatentFamily(
+    "von-mises",
+    _von_mises,
+    {"loc": constraints.real, "concentration": constraints.positive},
+    {"loc": 0.0, "concentration": 1.0},
+    "inverse-cdf",
+)
 
 
 def test_a_guide_without_rsample_is_an_error_before_training():
     assert not VON_MISES.has_rsample
-    with pytest.raises(LatentFamilyError, match="guide family 'von-mises' is not reparameterized .* "
-                                                "but ReparamTrace_ELBO needs pathwise gradients"):
+    with pytest.raises(
+        LatentFamilyError,
+        match="guide family 'von-mises' is not reparameterized .* but ReparamTrace_ELBO needs pathwise gradients",
+    ):
         check_guide_family(VON_MISES, "ReparamTrace_ELBO")
     config = default_config(latent_dim=2, hidden=(8,))
     config["train"]["batch_size"] = 10
@@ -237,8 +269,9 @@ def test_a_guide_without_rsample_is_an_error_before_training():
 
 
 def test_guide_outside_the_prior_support_is_an_error():
-    with pytest.raises(LatentFamilyError, match="guide family 'normal' draws z outside the support of prior "
-                                                "family 'gamma'"):
+    with pytest.raises(
+        LatentFamilyError, match="guide family 'normal' draws z outside the support of prior family 'gamma'"
+    ):
         check_latent_pair("gamma", "normal")
     check_latent_pair("gamma", "log-normal")  # both positive
 
@@ -251,9 +284,14 @@ def test_bad_route_and_unknown_family():
 
 
 def test_a_user_family_plugs_in_by_registering_it(monkeypatch):
-    family = LatentFamily("half-cauchy", lambda scale: dist.HalfCauchy(scale).to_event(1),
-                          {"scale": constraints.positive}, {"scale": 1.0}, "inverse-cdf",
-                          constraints.independent(constraints.positive, 1))
+    family = LatentFamily(
+        "half-cauchy",
+        lambda scale: dist.HalfCauchy(scale).to_event(1),
+        {"scale": constraints.positive},
+        {"scale": 1.0},
+        "inverse-cdf",
+        constraints.independent(constraints.positive, 1),
+    )
     monkeypatch.setitem(FAMILIES, "half-cauchy", family)
     vae = VAE(latent_dim=2, hidden=(8,), prior="half-cauchy", posterior="half-cauchy")
     x = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3))
@@ -262,13 +300,26 @@ def test_a_user_family_plugs_in_by_registering_it(monkeypatch):
     assert torch.isfinite(loss) and vae.config["posterior"] == "half-cauchy"
 
 
-@pytest.mark.parametrize("elbo, posterior, expected, sentence", [
-    ("meanfield", "normal", "analytic", "KL(q||p) is computed in closed form (ReparamTraceMeanField_ELBO).\n"),
-    ("trace", "normal", "monte-carlo", "KL(q||p) is estimated by Monte Carlo at the sampled z (Trace_ELBO's "
-                                       "estimator); --elbo meanfield uses the closed form.\n"),
-    ("meanfield", "student-t", "monte-carlo", "KL(q||p) is estimated by Monte Carlo at the sampled z: no closed "
-                                              "form is registered for guide 'student-t' and prior 'student-t'.\n"),
-])
+@pytest.mark.parametrize(
+    "elbo, posterior, expected, sentence",
+    [
+        ("meanfield", "normal", "analytic", "KL(q||p) is computed in closed form (ReparamTraceMeanField_ELBO).\n"),
+        (
+            "trace",
+            "normal",
+            "monte-carlo",
+            "KL(q||p) is estimated by Monte Carlo at the sampled z (Trace_ELBO's "
+            "estimator); --elbo meanfield uses the closed form.\n",
+        ),
+        (
+            "meanfield",
+            "student-t",
+            "monte-carlo",
+            "KL(q||p) is estimated by Monte Carlo at the sampled z: no closed "
+            "form is registered for guide 'student-t' and prior 'student-t'.\n",
+        ),
+    ],
+)
 def test_the_fit_loop_explains_its_kl_method_in_one_sentence(elbo, posterior, expected, sentence, capsys):
     config = default_config(latent_dim=2, hidden=(8,), prior=posterior, posterior=posterior, image_shape=(1, 4, 4))
     config["train"].update(elbo=elbo, batch_size=10)

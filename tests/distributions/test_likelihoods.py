@@ -23,8 +23,15 @@ from pyrogen.models import VAE
 from pyrogen.training import VAETrainer, default_config
 
 ALL = sorted(LIKELIHOODS)
-CONTINUOUS = ["continuous-bernoulli", "normal-fixed", "normal-shared", "normal-pixel", "laplace", "laplace-pixel",
-              "beta"]
+CONTINUOUS = [
+    "continuous-bernoulli",
+    "normal-fixed",
+    "normal-shared",
+    "normal-pixel",
+    "laplace",
+    "laplace-pixel",
+    "beta",
+]
 
 
 def _decoder_out(likelihood, shape=(1, 1, 1), seed=0, scale=1.0):
@@ -34,10 +41,27 @@ def _decoder_out(likelihood, shape=(1, 1, 1), seed=0, scale=1.0):
 
 
 def test_registry_covers_the_issue():
-    assert set(ALL) == {"bernoulli", "bernoulli-relaxed", "continuous-bernoulli", "normal-fixed", "normal-shared",
-                        "normal-pixel", "laplace", "laplace-pixel", "beta", "categorical-256",
-                        "discretized-logistic", "normal-feature", "student-t", "poisson", "poisson-library",
-                        "negative-binomial", "negative-binomial-library", "zinb", "zinb-library"}
+    assert set(ALL) == {
+        "bernoulli",
+        "bernoulli-relaxed",
+        "continuous-bernoulli",
+        "normal-fixed",
+        "normal-shared",
+        "normal-pixel",
+        "laplace",
+        "laplace-pixel",
+        "beta",
+        "categorical-256",
+        "discretized-logistic",
+        "normal-feature",
+        "student-t",
+        "poisson",
+        "poisson-library",
+        "negative-binomial",
+        "negative-binomial-library",
+        "zinb",
+        "zinb-library",
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -120,8 +144,10 @@ def test_continuous_likelihoods_integrate_to_one(name, seed):
             lo, hi = -math.inf, math.inf
         points = [mean] if math.isinf(lo) else None
         if math.isinf(lo):
-            total = integrate.quad(density, -math.inf, mean, limit=200)[0] + integrate.quad(
-                density, mean, math.inf, limit=200)[0]
+            total = (
+                integrate.quad(density, -math.inf, mean, limit=200)[0]
+                + integrate.quad(density, mean, math.inf, limit=200)[0]
+            )
         else:
             total = integrate.quad(density, lo, hi, limit=200, points=points)[0]
     assert abs(total - 1) < 1e-4
@@ -134,22 +160,35 @@ def test_relaxed_bernoulli_is_not_a_normalised_density():
     assert total < 0.6
 
 
-@pytest.mark.parametrize("name, x, message", [
-    ("bernoulli", 0.5, "x is not binary, but the Bernoulli likelihood scores only 0/1 pixels"),
-    ("bernoulli", 1.5, r"x must lie in \[0, 1\] under a Bernoulli likelihood, got values in \[0, 1.5\]"),
-    ("bernoulli-relaxed", -0.5, r"x must lie in \[0, 1\] under a Bernoulli likelihood"),
-    ("continuous-bernoulli", 1.2, r"x must lie in \[0, 1\] under a Continuous Bernoulli likelihood, got values "
-                                  r"in \[0, 1.2\]"),
-    ("beta", -0.1, r"x must lie in \[0, 1\] under a Beta likelihood with squeeze=0.001"),
-    ("categorical-256", 0.5, "x must hold the 256 grey levels k/255 of 8-bit images under a 256-level "
-                             "categorical likelihood"),
-    ("discretized-logistic", 0.5, "x must hold the 256 grey levels k/255 of 8-bit images under a discretized "
-                                  "logistic mixture likelihood"),
-    ("discretized-logistic", 2.0, r"x must lie in \[0, 1\] under a discretized logistic mixture likelihood"),
-    ("normal-fixed", math.nan, "x holds NaN or infinite values"),
-    ("normal-pixel", math.inf, "x holds NaN or infinite values"),
-    ("laplace", math.nan, "x holds NaN or infinite values"),
-])
+@pytest.mark.parametrize(
+    "name, x, message",
+    [
+        ("bernoulli", 0.5, "x is not binary, but the Bernoulli likelihood scores only 0/1 pixels"),
+        ("bernoulli", 1.5, r"x must lie in \[0, 1\] under a Bernoulli likelihood, got values in \[0, 1.5\]"),
+        ("bernoulli-relaxed", -0.5, r"x must lie in \[0, 1\] under a Bernoulli likelihood"),
+        (
+            "continuous-bernoulli",
+            1.2,
+            r"x must lie in \[0, 1\] under a Continuous Bernoulli likelihood, got values "
+            r"in \[0, 1.2\]",
+        ),
+        ("beta", -0.1, r"x must lie in \[0, 1\] under a Beta likelihood with squeeze=0.001"),
+        (
+            "categorical-256",
+            0.5,
+            "x must hold the 256 grey levels k/255 of 8-bit images under a 256-level categorical likelihood",
+        ),
+        (
+            "discretized-logistic",
+            0.5,
+            "x must hold the 256 grey levels k/255 of 8-bit images under a discretized logistic mixture likelihood",
+        ),
+        ("discretized-logistic", 2.0, r"x must lie in \[0, 1\] under a discretized logistic mixture likelihood"),
+        ("normal-fixed", math.nan, "x holds NaN or infinite values"),
+        ("normal-pixel", math.inf, "x holds NaN or infinite values"),
+        ("laplace", math.nan, "x holds NaN or infinite values"),
+    ],
+)
 def test_support_violations_raise(name, x, message):
     lik = get_likelihood(name)
     data = torch.tensor([0.0, 1.0, x]).reshape(1, 1, 1, 3)
@@ -185,8 +224,11 @@ def test_binarization_must_fit_the_likelihood(name):
     if lik.data_kind == "binary" or name == "bernoulli-relaxed":
         lik.check_binarize("static")
     else:
-        with pytest.raises(DataError, match=f"the {type(lik).__name__} scores .* data, but binarize='dynamic' "
-                                            "turns the grey levels into 0/1 pixels; use binarize='none'"):
+        with pytest.raises(
+            DataError,
+            match=f"the {type(lik).__name__} scores .* data, but binarize='dynamic' "
+            "turns the grey levels into 0/1 pixels; use binarize='none'",
+        ):
             lik.check_binarize("dynamic")
 
 

@@ -42,12 +42,20 @@ CORR = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [-0.3, 0.4, math.sqrt(1 -
 
 
 def test_the_new_families_are_kingma_and_wellings():
-    assert NEW == sorted(["pareto", "gompertz", "reciprocal", "uniform", "triangular", "multivariate-t", "erlang",
-                          "chi-squared", "f"])
+    assert NEW == sorted(
+        ["pareto", "gompertz", "reciprocal", "uniform", "triangular", "multivariate-t", "erlang", "chi-squared", "f"]
+    )
     assert {n: FAMILIES[n].route for n in NEW} == {
-        "pareto": "inverse-cdf", "gompertz": "inverse-cdf", "reciprocal": "inverse-cdf",
-        "uniform": "location-scale", "triangular": "location-scale", "multivariate-t": "location-scale",
-        "erlang": "composition", "chi-squared": "implicit", "f": "composition"}
+        "pareto": "inverse-cdf",
+        "gompertz": "inverse-cdf",
+        "reciprocal": "inverse-cdf",
+        "uniform": "location-scale",
+        "triangular": "location-scale",
+        "multivariate-t": "location-scale",
+        "erlang": "composition",
+        "chi-squared": "implicit",
+        "f": "composition",
+    }
 
 
 def _marginal(name, d=3):
@@ -61,8 +69,10 @@ def _marginal(name, d=3):
         "uniform": (t(["loc", "scale"], (loc, scale)), stats.uniform(loc - scale, 2 * scale)),
         "triangular": (t(["loc", "scale"], (loc, scale)), stats.triang(0.5, loc=loc - scale, scale=2 * scale)),
         # coordinate 0 of a multivariate t is a t with the same df and scale sqrt(Sigma_00) = sigma_0 C_00
-        "multivariate-t": ({"df": torch.tensor(3.5), **t(["loc", "scale"], (loc, scale)), "corr_cholesky": CORR},
-                           stats.t(3.5, loc, scale)),
+        "multivariate-t": (
+            {"df": torch.tensor(3.5), **t(["loc", "scale"], (loc, scale)), "corr_cholesky": CORR},
+            stats.t(3.5, loc, scale),
+        ),
         "erlang": (t(["rate"], (scale,)), stats.erlang(2, scale=1 / scale)),
         "chi-squared": (t(["df"], (3.5,)), stats.chi2(3.5)),
         "f": (t(["df1", "df2"], (4.0, 7.0)), stats.f(4.0, 7.0)),
@@ -124,8 +134,10 @@ def test_pathwise_gradient_agrees_with_score_function(name):
     family = FAMILIES[name]
     generator = torch.Generator().manual_seed(3)
     transforms = {k: biject_to(c) for k, c in family.constraints.items()}
-    raw = {k: (0.5 * torch.randn(t.inverse_shape(family.param_shape(k, 2)), generator=generator)).requires_grad_()
-           for k, t in transforms.items()}
+    raw = {
+        k: (0.5 * torch.randn(t.inverse_shape(family.param_shape(k, 2)), generator=generator)).requires_grad_()
+        for k, t in transforms.items()
+    }
     leaves = list(raw.values())
     torch.manual_seed(0)
     chunks, n = 25, 8000
@@ -230,17 +242,35 @@ def test_parameter_head_gives_valid_parameters_for_any_features(name):
     FAMILIES[name](**params)  # accepted by the distribution
 
 
-@pytest.mark.parametrize("prior, posterior", [("uniform", "uniform"), ("triangular", "triangular"),
-                                              ("reciprocal", "reciprocal"), ("pareto", "normal"),
-                                              ("uniform", "normal"), ("pareto", "erlang"), ("f", "uniform")])
+@pytest.mark.parametrize(
+    "prior, posterior",
+    [
+        ("uniform", "uniform"),
+        ("triangular", "triangular"),
+        ("reciprocal", "reciprocal"),
+        ("pareto", "normal"),
+        ("uniform", "normal"),
+        ("pareto", "erlang"),
+        ("f", "uniform"),
+    ],
+)
 def test_a_prior_that_does_not_cover_the_guide_is_refused(prior, posterior):
     """Their KL(q || p) is infinite (for the bounded pairs: as soon as q's interval leaves p's)."""
     with pytest.raises(LatentFamilyError, match=f"guide family '{posterior}' draws z outside the support"):
         check_latent_pair(prior, posterior)
 
 
-@pytest.mark.parametrize("prior, posterior", [("pareto", "pareto"), ("normal", "uniform"), ("log-normal", "reciprocal"),
-                                              ("uniform", "beta"), ("f", "chi-squared"), ("multivariate-t", "normal"),
-                                              ("erlang", "gompertz")])
+@pytest.mark.parametrize(
+    "prior, posterior",
+    [
+        ("pareto", "pareto"),
+        ("normal", "uniform"),
+        ("log-normal", "reciprocal"),
+        ("uniform", "beta"),
+        ("f", "chi-squared"),
+        ("multivariate-t", "normal"),
+        ("erlang", "gompertz"),
+    ],
+)
 def test_a_prior_that_covers_the_guide_is_accepted(prior, posterior):
     check_latent_pair(prior, posterior)

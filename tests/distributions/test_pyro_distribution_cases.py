@@ -30,10 +30,18 @@ def _cases():
             dict(logits=torch.randn(3, 8, generator=g)),
         ],
         "DiscretizedLogisticMixture": [
-            dict(logits=torch.randn(4, generator=g), loc=torch.rand(4, generator=g),
-                 scale=0.05 + 0.1 * torch.rand(4, generator=g), num_levels=16),
-            dict(logits=torch.randn(2, 3, generator=g), loc=torch.rand(1, 3, generator=g),
-                 scale=0.05 + 0.1 * torch.rand(3, generator=g), num_levels=16),
+            dict(
+                logits=torch.randn(4, generator=g),
+                loc=torch.rand(4, generator=g),
+                scale=0.05 + 0.1 * torch.rand(4, generator=g),
+                num_levels=16,
+            ),
+            dict(
+                logits=torch.randn(2, 3, generator=g),
+                loc=torch.rand(1, 3, generator=g),
+                scale=0.05 + 0.1 * torch.rand(3, generator=g),
+                num_levels=16,
+            ),
         ],
         "ProjectedNormal": [
             dict(concentration=torch.randn(3, generator=g)),
@@ -47,8 +55,12 @@ def _cases():
     }
 
 
-CLASSES = {"QuantizedCategorical": QuantizedCategorical, "DiscretizedLogisticMixture": DiscretizedLogisticMixture,
-           "ProjectedNormal": ProjectedNormal, "Rayleigh": Rayleigh}
+CLASSES = {
+    "QuantizedCategorical": QuantizedCategorical,
+    "DiscretizedLogisticMixture": DiscretizedLogisticMixture,
+    "ProjectedNormal": ProjectedNormal,
+    "Rayleigh": Rayleigh,
+}
 DISCRETE = {"QuantizedCategorical", "DiscretizedLogisticMixture"}
 
 
@@ -179,6 +191,7 @@ def test_expand_error(name):  # test_distributions.py::test_expand_error
 
 
 # --- tests/distributions/test_projected_normal.py, against exact values -----------------------
+
 
 def _exact_log_prob(concentration, value):
     """log p(x) of the projected normal by mpmath quadrature at 30 digits."""

@@ -16,15 +16,24 @@ B, S, L = 4, 300, 3
 @pytest.fixture
 def exported():
     vae = VAE(latent_dim=L, hidden=(16,)).eval()
-    x = torch.bernoulli(torch.full((B, 1, 28, 28), 0.3, dtype=torch.float32),
-                        generator=torch.Generator().manual_seed(3))
+    x = torch.bernoulli(
+        torch.full((B, 1, 28, 28), 0.3, dtype=torch.float32), generator=torch.Generator().manual_seed(3)
+    )
     return vae, x, to_inference_data(vae.model, vae.guide, x, num_samples=S, labels=[7, 1, 0, 9])
 
 
 def test_groups_and_dimensions(exported):
     _, _, idata = exported
-    assert set(idata.groups()) == {"posterior", "posterior_predictive", "log_likelihood", "sample_stats",
-                                   "prior", "prior_predictive", "observed_data", "constant_data"}
+    assert set(idata.groups()) == {
+        "posterior",
+        "posterior_predictive",
+        "log_likelihood",
+        "sample_stats",
+        "prior",
+        "prior_predictive",
+        "observed_data",
+        "constant_data",
+    }
     image = ("channel", "row", "col")
     expected = {
         ("posterior", "z"): (("chain", "draw", "example", "z_dim"), (1, S, B, L)),

@@ -13,8 +13,9 @@ def _python(code, cache):
     """Run ``code`` in a fresh interpreter whose FutureWarnings are errors, with an empty user cache
     (ArviZ shows its notice once a day, remembered there); returns the exit status and stderr."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(cache), OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     return result.returncode, result.stderr
 
 

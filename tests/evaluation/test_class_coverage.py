@@ -45,8 +45,11 @@ def test_bad_labels_are_one_line_errors():
     assert str(e.value) == "label 10 is outside the classes 0..9"
     with pytest.raises(DataError, match=r"^pred must be an integer tensor of class labels, got torch.float32$"):
         class_coverage(torch.tensor([0.0, 1.0]))
-    with pytest.raises(DataError, match=r"^pred and requested must hold the same, non-zero number of labels, "
-                                        r"got 3 and 2$"):
+    with pytest.raises(
+        DataError,
+        match=r"^pred and requested must hold the same, non-zero number of labels, "
+        r"got 3 and 2$",
+    ):
         conditional_accuracy(torch.tensor([0, 1, 2]), torch.tensor([0, 1]))
 
 

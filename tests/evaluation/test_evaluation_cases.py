@@ -43,8 +43,7 @@ def test_subsampled_data_plate_gives_log_px_per_example():
         with pyro.plate("data", 60000, subsample=idx):
             pyro.sample("z", dist.Normal(loc, scale))
 
-    torch.testing.assert_close(log_likelihood(model, guide, x, num_samples=5), _exact_log_px(x),
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(log_likelihood(model, guide, x, num_samples=5), _exact_log_px(x), rtol=0, atol=1e-9)
     torch.testing.assert_close(elbo(model, guide, x), _exact_log_px(x), rtol=0, atol=1e-9)
 
 
@@ -63,8 +62,7 @@ def test_feature_plate_inside_data_plate_is_summed_per_example():
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(loc, scale))
 
-    torch.testing.assert_close(log_likelihood(model, guide, x, num_samples=5), _exact_log_px(x),
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(log_likelihood(model, guide, x, num_samples=5), _exact_log_px(x), rtol=0, atol=1e-9)
 
 
 def test_no_plate_over_the_examples_is_refused_in_one_line():
@@ -78,9 +76,12 @@ def test_no_plate_over_the_examples_is_refused_in_one_line():
     def guide(x):
         pyro.sample("z", dist.Normal(torch.zeros((), dtype=x.dtype), 1.0))
 
-    with pytest.raises(ValueError, match=r"^log p\(x\) per example needs a plate over the 8 examples of x: one "
-                                         r"named 'data', the outermost plate of every observed site, or the one "
-                                         r"named by data_plate=; the pair's plates: none$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^log p\(x\) per example needs a plate over the 8 examples of x: one "
+        r"named 'data', the outermost plate of every observed site, or the one "
+        r"named by data_plate=; the pair's plates: none$",
+    ):
         log_likelihood(model, guide, x, num_samples=2)
 
 

@@ -76,8 +76,10 @@ def test_draws_follow_the_mixture_component_by_component():
             assert stats.kstest(white[:, c].numpy(), "norm").pvalue > 0.01
     # and the mixture's density is the weighted sum written out by hand
     v = torch.tensor([[0.5, 0.5], [2.0, -0.1]], dtype=torch.float64)
-    by_hand = sum(WEIGHTS[j].item() * stats.multivariate_normal(MEANS[j].numpy(), (CHOLS[j] @ CHOLS[j].T).numpy()).pdf(v)
-                  for j in range(3))
+    by_hand = sum(
+        WEIGHTS[j].item() * stats.multivariate_normal(MEANS[j].numpy(), (CHOLS[j] @ CHOLS[j].T).numpy()).pdf(v)
+        for j in range(3)
+    )
     assert np.allclose(truth.log_prob(v).numpy(), np.log(by_hand), atol=1e-6)
     assert torch.allclose(truth.distribution().log_prob(v.float()).double(), truth.log_prob(v), atol=1e-4)
 

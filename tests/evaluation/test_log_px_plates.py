@@ -14,8 +14,10 @@ def test_guessing_max_plate_nesting_draws_no_random_numbers():
 
     vae = VAE(latent_dim=2, image_shape=(1, 4, 4), hidden=(8,))
     x = torch.bernoulli(torch.full((3, 1, 4, 4), 0.4, dtype=torch.float32), generator=torch.Generator().manual_seed(1))
-    for estimate in (lambda **kw: log_likelihood(vae.model, vae.guide, x, num_samples=6, chunk_size=4, **kw),
-                     lambda **kw: elbo(vae.model, vae.guide, x, num_particles=2, **kw)):
+    for estimate in (
+        lambda **kw: log_likelihood(vae.model, vae.guide, x, num_samples=6, chunk_size=4, **kw),
+        lambda **kw: elbo(vae.model, vae.guide, x, num_particles=2, **kw),
+    ):
         pyro.set_rng_seed(5)
         given = estimate(max_plate_nesting=1)
         pyro.set_rng_seed(5)
@@ -25,6 +27,7 @@ def test_guessing_max_plate_nesting_draws_no_random_numbers():
 
 def _feature_pair(data_name, features_name, batch):
     """z_b ~ N(0, 1); x_bd ~ N(z_b, 1) for d < 4, the features in a plate of their own of size 4."""
+
     def model(x):
         with pyro.plate(data_name, x.shape[0], dim=-1):
             z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=x.dtype), 1.0))
@@ -33,7 +36,7 @@ def _feature_pair(data_name, features_name, batch):
 
     def guide(x):
         with pyro.plate(data_name, x.shape[0], dim=-1):
-            pyro.sample("z", dist.Normal(x.sum(-1) / 5, torch.full(x.shape[:1], 5 ** -0.5, dtype=x.dtype)))
+            pyro.sample("z", dist.Normal(x.sum(-1) / 5, torch.full(x.shape[:1], 5**-0.5, dtype=x.dtype)))
 
     x = torch.randn(batch, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = dist.MultivariateNormal(torch.zeros(4, dtype=x.dtype), torch.eye(4, dtype=x.dtype) + 1).log_prob(x)
@@ -49,19 +52,26 @@ def test_the_data_plate_is_found_by_name_not_by_size(data_name, features_name, d
     from pyrogen.evaluation import log_likelihood
 
     model, guide, x, exact = _feature_pair(data_name, features_name, batch=4)
-    torch.testing.assert_close(log_likelihood(model, guide, x, num_samples=3, data_plate=data_plate), exact,
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        log_likelihood(model, guide, x, num_samples=3, data_plate=data_plate), exact, rtol=0, atol=1e-9
+    )
 
 
 def test_a_data_plate_that_is_not_there_or_not_the_batch_is_one_line():
     from pyrogen.evaluation import log_likelihood
 
     model, guide, x, _ = _feature_pair("data", "features", batch=4)
-    with pytest.raises(ValueError, match=r"^log p\(x\) per example: the pair has no plate named 'batch' "
-                                         r"\(data_plate=\); its plates: 'data' \(size 4\), 'features' \(size 4\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^log p\(x\) per example: the pair has no plate named 'batch' "
+        r"\(data_plate=\); its plates: 'data' \(size 4\), 'features' \(size 4\)$",
+    ):
         log_likelihood(model, guide, x, num_samples=2, data_plate="batch")
     model, guide, x, _ = _feature_pair("data", "features", batch=3)
-    with pytest.raises(ValueError, match=r"^log p\(x\) per example: the plate over the examples, 'features', has "
-                                         r"size 4 but x holds 3 examples \(x.shape\[0\]\); name the plate over the "
-                                         r"examples with data_plate=$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^log p\(x\) per example: the plate over the examples, 'features', has "
+        r"size 4 but x holds 3 examples \(x.shape\[0\]\); name the plate over the "
+        r"examples with data_plate=$",
+    ):
         log_likelihood(model, guide, x, num_samples=2, data_plate="features")

@@ -56,8 +56,7 @@ def test_log_joint_is_the_model_density():
     lg = LinearGaussian(2)
     x = _data(lg, n=5)
     z = torch.randn(4, 5, 2, dtype=torch.float64)
-    expected = (dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
-                + dist.Normal(z @ lg.W.T, SIGMA).log_prob(x).sum(-1))
+    expected = dist.Normal(0.0, 1.0).log_prob(z).sum(-1) + dist.Normal(z @ lg.W.T, SIGMA).log_prob(x).sum(-1)
     torch.testing.assert_close(log_joint(lg.model, x, z), expected)
 
 
@@ -100,8 +99,12 @@ def test_lag_summary_and_the_picture(tmp_path):
     assert summary["slope"] == pytest.approx(1.0, abs=1e-5)  # q's mean = the model's + 0.3: on a parallel line
     collapsed = {"q_mean": torch.zeros(60), "p_mean": points["p_mean"]}
     assert lag(collapsed)["slope"] == 0.0 and lag(collapsed)["q_spread"] == 0.0
-    path = plot_posterior_mean_space({"standard": {"iter 1": collapsed, "iter 2": points},
-                                      "aggressive": {"iter 1": points}}, tmp_path / "pm.png", cell=2.0, dpi=50)
+    path = plot_posterior_mean_space(
+        {"standard": {"iter 1": collapsed, "iter 2": points}, "aggressive": {"iter 1": points}},
+        tmp_path / "pm.png",
+        cell=2.0,
+        dpi=50,
+    )
     from PIL import Image
 
     with Image.open(path) as im:

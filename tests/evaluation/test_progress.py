@@ -20,8 +20,9 @@ def test_the_estimate_after_the_first_update_is_said_when_long(capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "about" in line]
     assert len(lines) == 1
-    match = re.fullmatch(r"log p\(x\), K = 1000: about (\d+) s for 1,000 images \(the first 10 took (\d\.\d) s\)",
-                         lines[0].strip())
+    match = re.fullmatch(
+        r"log p\(x\), K = 1000: about (\d+) s for 1,000 images \(the first 10 took (\d\.\d) s\)", lines[0].strip()
+    )
     assert match, lines[0]
     assert 4 <= int(match[1]) <= 60  # 100 x the first update's time (a sleep of 0.05 s, plus scheduling)
     assert bar.done == 1000
@@ -48,7 +49,10 @@ def test_progress_changes_no_figure():
     results = []
     for progress in (False, True):
         torch.manual_seed(1)
-        results.append((evaluate_dataset(vae.model, vae.guide, data, batch_size=50, num_samples=3,
-                                         progress=progress),
-                        collapse_diagnostics(vae.model, vae.guide, data, batch_size=50, progress=progress)))
+        results.append(
+            (
+                evaluate_dataset(vae.model, vae.guide, data, batch_size=50, num_samples=3, progress=progress),
+                collapse_diagnostics(vae.model, vae.guide, data, batch_size=50, progress=progress),
+            )
+        )
     assert results[0] == results[1]

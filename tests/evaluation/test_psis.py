@@ -136,9 +136,18 @@ def test_data_set_evaluation_shows_a_bar_with_the_time_left(capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("above, grade, lower_estimate", [(1, "few", False), (4, "few", False), (5, "some", True),
-                                                          (49, "some", True), (50, "most", True),
-                                                          (81, "most", True), (100, "most", True)])
+@pytest.mark.parametrize(
+    "above, grade, lower_estimate",
+    [
+        (1, "few", False),
+        (4, "few", False),
+        (5, "some", True),
+        (49, "some", True),
+        (50, "most", True),
+        (81, "most", True),
+        (100, "most", True),
+    ],
+)
 def test_the_advice_is_graded_by_the_share_above_the_threshold(above, grade, lower_estimate):
     """Issue 27: the sentence at 1% of the examples is not the one at 81% (few < 5% <= some < 50% <= most)."""
     summary = khat_summary(torch.tensor([0.9] * above + [0.2] * (100 - above)))

@@ -68,7 +68,9 @@ def test_frechet_distance_with_singular_covariances_is_finite():
 
 def test_frechet_distance_bad_inputs():
     x = np.zeros((10, 3))
-    with pytest.raises(DataError, match=r"real_features must be a 2-d array of feature vectors \(N, D\), got shape \(10,\)"):
+    with pytest.raises(
+        DataError, match=r"real_features must be a 2-d array of feature vectors \(N, D\), got shape \(10,\)"
+    ):
         frechet_distance(np.zeros(10), x)
     with pytest.raises(DataError, match="same width D, got 3 and 4"):
         frechet_distance(x, np.zeros((10, 4)))
@@ -171,13 +173,17 @@ def test_evaluate_samples_bad_inputs():
         evaluate_samples(real, real[:, 0], feature_net=net)
     with pytest.raises(DataError, match="fake_images must be a torch.Tensor, got ndarray"):
         evaluate_samples(real.numpy(), real, feature_net=net)
-    with pytest.raises(DataError, match=r"must map \(20, 1, 28, 28\) images to \(20, D\) features, got \(20, 1, 28, 28\)"):
+    with pytest.raises(
+        DataError, match=r"must map \(20, 1, 28, 28\) images to \(20, D\) features, got \(20, 1, 28, 28\)"
+    ):
         evaluate_samples(real, real, feature_net=nn.Identity())
 
 
 def test_evaluate_samples_without_a_cached_network_names_the_training_command(tmp_path, monkeypatch):
     monkeypatch.setenv("PYROGEN_CACHE", str(tmp_path))
-    with pytest.raises(F.FeatureNetworkError, match="no feature network weights at .*; train it with `pyrogen train features`"):
+    with pytest.raises(
+        F.FeatureNetworkError, match="no feature network weights at .*; train it with `pyrogen train features`"
+    ):
         evaluate_samples(torch.rand(10, 1, 28, 28), torch.rand(10, 1, 28, 28))
 
 
@@ -231,14 +237,17 @@ def test_stale_recipe_is_refused_and_retrained_on_request(tmp_path, monkeypatch)
     untrained = F.FashionMNISTClassifier()
     stale = dict(F.FEATURE_RECIPE, version=0)
     F.save_network(untrained, *F.default_paths(tmp_path), info={"recipe": stale, "test_accuracy": 0.1})
-    with pytest.raises(F.FeatureNetworkError, match=r"trained by another recipe \(version 0, current 2\); train it with"):
+    with pytest.raises(
+        F.FeatureNetworkError, match=r"trained by another recipe \(version 0, current 2\); train it with"
+    ):
         F.load_classifier(tmp_path)
     calls = []
 
     def fake_train(directory, progress=True):  # stands in for the minutes-long training
         calls.append(directory)
-        return untrained, F.save_network(untrained, *F.default_paths(directory),
-                                         info={"recipe": F.FEATURE_RECIPE, "test_accuracy": 0.9})
+        return untrained, F.save_network(
+            untrained, *F.default_paths(directory), info={"recipe": F.FEATURE_RECIPE, "test_accuracy": 0.9}
+        )
 
     monkeypatch.setattr(F, "train_feature_network", fake_train)
     net = F.load_feature_network(tmp_path, train_if_missing=True, progress=False)
@@ -283,8 +292,11 @@ def test_cli_train_features_keeps_a_valid_cache_and_retrains_on_force(tmp_path, 
 
     def fake_train(directory, progress=True):
         calls.append(directory)
-        return untrained, F.save_network(untrained, *F.default_paths(directory),
-                                         info={"recipe": F.FEATURE_RECIPE, "test_accuracy": 0.9, "train_seconds": 1.0})
+        return untrained, F.save_network(
+            untrained,
+            *F.default_paths(directory),
+            info={"recipe": F.FEATURE_RECIPE, "test_accuracy": 0.9, "train_seconds": 1.0},
+        )
 
     monkeypatch.setattr(F, "train_feature_network", fake_train)
     assert main(["train", "features", "--cache-dir", str(tmp_path)]) == 0
@@ -310,8 +322,30 @@ def test_sample_quality_of_a_run_directory(tmp_path, monkeypatch, capsys):
     from pyrogen.evaluation.sample_quality import evaluate_run
 
     run = tmp_path / "run"
-    assert main(["train", "vae", "--out", str(run), "--train-size", "300", "--test-size", "50", "--epochs", "1",
-                 "--latent-dim", "4", "--hidden", "32", "--eval-samples", "0", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                str(run),
+                "--train-size",
+                "300",
+                "--test-size",
+                "50",
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "4",
+                "--hidden",
+                "32",
+                "--eval-samples",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     net = user_feature_net()
     a = evaluate_run(str(run), num_samples=200, feature_net=net, seed=1)
     assert a == evaluate_run(str(run), num_samples=200, feature_net=net, seed=1)  # seeded samples

@@ -40,8 +40,13 @@ def _train(weight, steps):
     enc, dec, model, guide = linear_autoencoder()
     disc = LatentDiscriminator(2, (32, 32))
     aae = AdversarialAutoencoder(
-        model, guide, disc, torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=3e-2, betas=(0.5, 0.999)),
-        torch.optim.Adam(disc.parameters(), lr=3e-2, betas=(0.5, 0.999)), adversarial_weight=weight)
+        model,
+        guide,
+        disc,
+        torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=3e-2, betas=(0.5, 0.999)),
+        torch.optim.Adam(disc.parameters(), lr=3e-2, betas=(0.5, 0.999)),
+        adversarial_weight=weight,
+    )
     for _ in range(steps):
         aae.step(torch.randn(64, 2) @ A.T + M)
     codes = aae.encode(torch.randn(5000, 2) @ A.T + M)
@@ -86,7 +91,7 @@ def test_step_with_a_vae_updates_encoder_decoder_and_discriminator(loss):
     after = [*vae.encoder.parameters(), *vae.decoder.parameters(), *disc.parameters()]
     n_enc, n_dec = len(list(vae.encoder.parameters())), len(list(vae.decoder.parameters()))
     changed = [not torch.equal(a, b) for a, b in zip(before, after)]
-    assert any(changed[:n_enc]) and any(changed[n_enc:n_enc + n_dec]) and any(changed[n_enc + n_dec:])
+    assert any(changed[:n_enc]) and any(changed[n_enc : n_enc + n_dec]) and any(changed[n_enc + n_dec :])
 
 
 def test_guide_without_a_differentiable_code_is_a_one_line_error():
@@ -99,5 +104,7 @@ def test_guide_without_a_differentiable_code_is_a_one_line_error():
     aae = AdversarialAutoencoder(model, guide, LatentDiscriminator(2, (8,)), torch.optim.Adam(enc.parameters()))
     with pytest.raises(EncoderSiteError) as e:
         aae.step(torch.randn(4, 2))
-    assert str(e.value) == ("site 'z' of the guide is drawn from Poisson, which is neither reparameterized "
-                            "(rsample) nor a Delta, so no gradient reaches the encoder")
+    assert str(e.value) == (
+        "site 'z' of the guide is drawn from Poisson, which is neither reparameterized "
+        "(rsample) nor a Delta, so no gradient reaches the encoder"
+    )

@@ -61,8 +61,9 @@ def test_hinge_and_least_squares_losses():
     torch.testing.assert_close(hinge.discriminator_loss(REAL, FAKE), expected)
     torch.testing.assert_close(hinge.generator_loss(FAKE), -FAKE.mean())
     ls = LeastSquaresLoss()
-    torch.testing.assert_close(ls.discriminator_loss(REAL, FAKE),
-                               0.5 * ((REAL - 1) ** 2).mean() + 0.5 * (FAKE**2).mean())
+    torch.testing.assert_close(
+        ls.discriminator_loss(REAL, FAKE), 0.5 * ((REAL - 1) ** 2).mean() + 0.5 * (FAKE**2).mean()
+    )
     torch.testing.assert_close(ls.generator_loss(FAKE), 0.5 * ((FAKE - 1) ** 2).mean())
 
 
@@ -94,11 +95,16 @@ def test_gradient_penalty_is_differentiable_in_the_critic():
 
 
 def test_loss_inputs_are_checked():
-    with pytest.raises(DataError, match=r"real_scores must hold one score per example, shape \(B,\) or \(B, 1\), "
-                                        r"got \(4, 2\)"):
+    with pytest.raises(
+        DataError,
+        match=r"real_scores must hold one score per example, shape \(B,\) or \(B, 1\), "
+        r"got \(4, 2\)",
+    ):
         MinimaxLoss().discriminator_loss(torch.zeros(4, 2), FAKE)
-    with pytest.raises(DataError, match="unknown GAN loss 'vanilla'; expected one of hinge, least-squares, "
-                                        "minimax, nonsaturating, wgan-gp"):
+    with pytest.raises(
+        DataError,
+        match="unknown GAN loss 'vanilla'; expected one of hinge, least-squares, minimax, nonsaturating, wgan-gp",
+    ):
         get_gan_loss("vanilla")
     with pytest.raises(DataError, match="gp_weight must be >= 0, got -1"):
         WassersteinGPLoss(gp_weight=-1)
@@ -115,8 +121,9 @@ def test_discriminator_approaches_the_optimal_discriminator(one_thread):
             return pyro.sample("x", dist.Normal(shift, 1.0).expand([1]).to_event(1))
 
     disc = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
-    gan = Adversarial(model, disc, torch.optim.SGD([shift], lr=0.0),
-                      torch.optim.Adam(disc.parameters(), lr=3e-3), loss="minimax")
+    gan = Adversarial(
+        model, disc, torch.optim.SGD([shift], lr=0.0), torch.optim.Adam(disc.parameters(), lr=3e-3), loss="minimax"
+    )
     g = torch.Generator().manual_seed(1)
     with pyro.validation_enabled(False):
         for _ in range(800):
@@ -148,10 +155,16 @@ def test_small_gan_covers_all_eight_modes(one_thread):
     std, width = 0.1, 64
     net = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2))
     gen = Generator(latent_dim=2, image_shape=(2,), network=net)
-    disc = nn.Sequential(nn.Linear(2, width), nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2),
-                         nn.Linear(width, 1))
-    gan = Adversarial(gen.model, disc, torch.optim.Adam(gen.parameters(), 2e-3, betas=(0.5, 0.999)),
-                      torch.optim.Adam(disc.parameters(), 2e-3, betas=(0.5, 0.999)), loss="nonsaturating")
+    disc = nn.Sequential(
+        nn.Linear(2, width), nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1)
+    )
+    gan = Adversarial(
+        gen.model,
+        disc,
+        torch.optim.Adam(gen.parameters(), 2e-3, betas=(0.5, 0.999)),
+        torch.optim.Adam(disc.parameters(), 2e-3, betas=(0.5, 0.999)),
+        loss="nonsaturating",
+    )
     g = torch.Generator().manual_seed(1)
     with pyro.validation_enabled(False):
         for _ in range(1000):
@@ -308,8 +321,11 @@ def test_vae_decoder_works_as_a_generator_unchanged(likelihood):
 def test_non_reparameterized_site_is_a_clear_error():
     vae = VAE(latent_dim=4, hidden=(16,), likelihood="bernoulli")
     gan = Adversarial(vae.model, build_discriminator("mlp", hidden=(16,)))
-    with pytest.raises(GeneratorSiteError, match="site 'x' of the generator is drawn from Bernoulli, which is "
-                                                 r"not reparameterizable \(no rsample\)"):
+    with pytest.raises(
+        GeneratorSiteError,
+        match="site 'x' of the generator is drawn from Bernoulli, which is "
+        r"not reparameterizable \(no rsample\)",
+    ):
         gan.step(torch.rand(8, 1, 28, 28).round())
 
 
@@ -317,8 +333,11 @@ def test_bad_inputs_get_clear_errors():
     gen = Generator(latent_dim=4, architecture="mlp", hidden=(16,))
     disc = build_discriminator("mlp", hidden=(16,))
     gan = Adversarial(gen.model, disc)
-    with pytest.raises(DataError, match=r"x must have the shape of the generator's samples \(8, 1, 28, 28\), "
-                                        r"got \(8, 784\)"):
+    with pytest.raises(
+        DataError,
+        match=r"x must have the shape of the generator's samples \(8, 1, 28, 28\), "
+        r"got \(8, 784\)",
+    ):
         gan.step(torch.rand(8, 784))
     with pytest.raises(DataError, match="x must be a floating-point tensor batch of real examples, got torch.uint8"):
         gan.step(torch.zeros(8, 1, 28, 28, dtype=torch.uint8))
@@ -329,8 +348,11 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(GeneratorSiteError, match="the generator model has no sample site 'image'"):
         Adversarial(gen.model, disc, site="image").step(torch.rand(8, 1, 28, 28))
     wide = nn.Sequential(nn.Flatten(), nn.Linear(784, 2))
-    with pytest.raises(DataError, match=r"real_scores must hold one score per example, shape \(B,\) or \(B, 1\), "
-                                        r"got \(8, 2\)"):
+    with pytest.raises(
+        DataError,
+        match=r"real_scores must hold one score per example, shape \(B,\) or \(B, 1\), "
+        r"got \(8, 2\)",
+    ):
         Adversarial(gen.model, wide).step(torch.rand(8, 1, 28, 28))
     with pytest.raises(DataError, match="WGAN-GP's gradient penalty is per example, which batch norm"):
         default_gan_config("dcgan", loss="wgan-gp", norm="batch")
@@ -370,8 +392,17 @@ def test_resume_is_exact(tmp_path, tiny_data, train, one_thread):
     assert drop(straight.metrics) == drop(resumed.metrics)
     rows = run.read_metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert {"loss_d", "loss_g", "d_real", "d_fake", "d_accuracy", "grad_norm_d", "grad_norm_g", "diversity",
-            "flags"} <= set(rows[0])
+    assert {
+        "loss_d",
+        "loss_g",
+        "d_real",
+        "d_fake",
+        "d_accuracy",
+        "grad_norm_d",
+        "grad_norm_g",
+        "diversity",
+        "flags",
+    } <= set(rows[0])
     assert (tmp_path / "run" / "samples_epoch003.png").exists()
 
 
@@ -383,14 +414,22 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data
     saved = run.load_checkpoint()
     with torch.no_grad():
         next(trainer.generator.parameters()).fill_(float("nan"))
-    with pytest.raises(TrainingDivergedError, match=r"GAN training diverged at epoch 2, step \d+: loss_\w is nan; "
-                                                    r"stopping. The last good checkpoint \(epoch 1\) is kept"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"GAN training diverged at epoch 2, step \d+: loss_\w is nan; "
+        r"stopping. The last good checkpoint \(epoch 1\) is kept",
+    ):
         trainer.fit(2)
     assert run.load_checkpoint()["epoch"] == 1
-    assert torch.equal(run.load_checkpoint()["generator"]["network.net.0.weight"],
-                       saved["generator"]["network.net.0.weight"])
-    trainer = build_gan_trainer(dict(config, train=dict(config["train"], divergence_threshold=1e-3)),
-                                device="cpu", progress=False, data=tiny_data)
+    assert torch.equal(
+        run.load_checkpoint()["generator"]["network.net.0.weight"], saved["generator"]["network.net.0.weight"]
+    )
+    trainer = build_gan_trainer(
+        dict(config, train=dict(config["train"], divergence_threshold=1e-3)),
+        device="cpu",
+        progress=False,
+        data=tiny_data,
+    )
     with pytest.raises(TrainingDivergedError, match=r"exceeds divergence_threshold 0.001"):
         trainer.fit(1)
 
@@ -411,8 +450,14 @@ def test_trainer_refuses_bad_settings(tiny_data):
     with pytest.raises(DataError, match="d_steps must be a positive integer, got 0"):
         build_gan_trainer(_tiny_config(d_steps=0), device="cpu", progress=False, data=tiny_data)
     with pytest.raises(DataError, match="training data must lie in"):
-        GANTrainer(Generator(8, architecture="mlp", hidden=(8,)), build_discriminator("mlp", hidden=(8,)),
-                   tiny_data[0] * 2, tiny_data[1], _tiny_config(), progress=False)
+        GANTrainer(
+            Generator(8, architecture="mlp", hidden=(8,)),
+            build_discriminator("mlp", hidden=(8,)),
+            tiny_data[0] * 2,
+            tiny_data[1],
+            _tiny_config(),
+            progress=False,
+        )
 
 
 def test_cli_trains_resumes_and_samples_a_gan(tmp_path, monkeypatch, tiny_data, capsys):
@@ -421,11 +466,29 @@ def test_cli_trains_resumes_and_samples_a_gan(tmp_path, monkeypatch, tiny_data, 
 
     monkeypatch.setattr(gan_training, "load_gan_data", lambda data, device: tiny_data)
     out = str(tmp_path / "gan")
-    args = ["train", "gan", "--out", out, "--architecture", "mlp", "--hidden", "16", "--latent-dim", "4",
-            "--batch-size", "50", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    args = [
+        "train",
+        "gan",
+        "--out",
+        out,
+        "--architecture",
+        "mlp",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "4",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert cli.main(args) == 0
-    assert cli.main(["train", "gan", "--out", out, "--epochs", "2", "--resume", "--no-progress",
-                     "--device", "cpu"]) == 0
+    assert (
+        cli.main(["train", "gan", "--out", out, "--epochs", "2", "--resume", "--no-progress", "--device", "cpu"]) == 0
+    )
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
     assert cli.main(["sample", out, "-n", "4", "--out", str(tmp_path / "s.png"), "--device", "cpu"]) == 0
     assert (tmp_path / "s.png").exists()

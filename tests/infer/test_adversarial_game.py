@@ -72,13 +72,20 @@ def _play(game, real, z, rank=None):
     sgd = torch.optim.SGD(pair.parameters(), lr=0.1)
     if game == "aae":
         disc = nn.Sequential(nn.Linear(3, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
-        estimator = AdversarialAutoencoder(pair.autoencoder, pair.guide, disc, sgd,
-                                           torch.optim.SGD(disc.parameters(), lr=0.1), track_grad_norms=True)
+        estimator = AdversarialAutoencoder(
+            pair.autoencoder, pair.guide, disc, sgd, torch.optim.SGD(disc.parameters(), lr=0.1), track_grad_norms=True
+        )
     else:
         disc = _JointDiscriminator()
-        estimator = AdversarialInference(pair.generator, pair.guide, disc, sgd,
-                                         torch.optim.SGD(disc.parameters(), lr=0.1),
-                                         update=game.split("-")[1], track_grad_norms=True)
+        estimator = AdversarialInference(
+            pair.generator,
+            pair.guide,
+            disc,
+            sgd,
+            torch.optim.SGD(disc.parameters(), lr=0.1),
+            update=game.split("-")[1],
+            track_grad_norms=True,
+        )
     if rank is not None:
         if rank == 1:  # distribute() must hand every rank rank 0's parameters
             with torch.no_grad():
@@ -87,8 +94,11 @@ def _play(game, real, z, rank=None):
         assert estimator.distribute() is estimator
         real, z = real.chunk(2, dim=1)[rank], z.chunk(2, dim=1)[rank]
     stats = [estimator.step(real[i], z=z[i]) for i in range(real.shape[0])]
-    return {"pair": pair.state_dict(), "discriminator": disc.state_dict(),
-            "stats": {k: torch.stack([s[k] for s in stats]) for k in stats[0]}}
+    return {
+        "pair": pair.state_dict(),
+        "discriminator": disc.state_dict(),
+        "stats": {k: torch.stack([s[k] for s in stats]) for k in stats[0]},
+    }
 
 
 def _worker(rank, world, port, out):
@@ -128,20 +138,27 @@ def test_ali_and_the_adversarial_autoencoder_distribute_as_one_process_on_the_wh
             for r in ranks:
                 torch.testing.assert_close(r["stats"][name], value, rtol=1e-5, atol=1e-6, msg=name)
         else:  # each rank's own statistics, whose mean over equal halves is the whole batch's
-            torch.testing.assert_close((ranks[0]["stats"][name] + ranks[1]["stats"][name]) / 2, value,
-                                       rtol=1e-5, atol=1e-6, msg=name)
+            torch.testing.assert_close(
+                (ranks[0]["stats"][name] + ranks[1]["stats"][name]) / 2, value, rtol=1e-5, atol=1e-6, msg=name
+            )
 
 
 def test_every_game_refuses_to_distribute_without_a_process_group():
     pair = _Pair()
-    games = [Adversarial(Generator(latent_dim=4, architecture="mlp", hidden=(8,)).model,
-                         build_discriminator("mlp", hidden=(8,))),
-             AdversarialInference(pair.generator, pair.guide, _JointDiscriminator()),
-             AdversarialAutoencoder(pair.autoencoder, pair.guide, nn.Linear(3, 1))]
+    games = [
+        Adversarial(
+            Generator(latent_dim=4, architecture="mlp", hidden=(8,)).model, build_discriminator("mlp", hidden=(8,))
+        ),
+        AdversarialInference(pair.generator, pair.guide, _JointDiscriminator()),
+        AdversarialAutoencoder(pair.autoencoder, pair.guide, nn.Linear(3, 1)),
+    ]
     for game in games:
         name = type(game).__name__
-        with pytest.raises(PyrogenError, match=rf"^{name}\.distribute\(\) needs an initialized torch\.distributed "
-                                               "process group; launch with torchrun"):
+        with pytest.raises(
+            PyrogenError,
+            match=rf"^{name}\.distribute\(\) needs an initialized torch\.distributed "
+            "process group; launch with torchrun",
+        ):
             game.distribute()
 
 

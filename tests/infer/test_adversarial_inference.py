@@ -50,8 +50,10 @@ class Recorder(nn.Module):
 
 
 def _optims(gen, enc, disc, lr=1e-2):
-    return (torch.optim.Adam([*gen.parameters(), *enc.parameters()], lr=lr, betas=(0.5, 0.999)),
-            torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)))
+    return (
+        torch.optim.Adam([*gen.parameters(), *enc.parameters()], lr=lr, betas=(0.5, 0.999)),
+        torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)),
+    )
 
 
 def test_discriminator_sees_data_pairs_and_model_pairs_exactly():
@@ -62,10 +64,11 @@ def test_discriminator_sees_data_pairs_and_model_pairs_exactly():
     out = ali.evaluate_loss(x)
     (x_real, z_real), (x_fake, z_fake) = disc.calls
     with torch.no_grad():
-        assert torch.equal(x_real, x) and torch.equal(z_real, enc(x))     # (x, E(x))
+        assert torch.equal(x_real, x) and torch.equal(z_real, enc(x))  # (x, E(x))
         assert torch.equal(z_fake, drawn[0]) and torch.equal(x_fake, gen(drawn[0]))  # (G(z), z), z ~ p(z)
-        expected = get_gan_loss("nonsaturating").discriminator_loss(disc.lin(torch.cat([x_real, z_real], 1)),
-                                                                     disc.lin(torch.cat([x_fake, z_fake], 1)))
+        expected = get_gan_loss("nonsaturating").discriminator_loss(
+            disc.lin(torch.cat([x_real, z_real], 1)), disc.lin(torch.cat([x_fake, z_fake], 1))
+        )
     assert torch.allclose(out["loss_d"], expected.reshape(()), atol=1e-6)
 
     # a step: the discriminator update and the players' update score the same pairs
@@ -159,8 +162,13 @@ def test_encoder_approaches_the_generators_inverse_on_a_gaussian_toy(one_thread)
         gen.bias.copy_(B)
     disc = JointDiscriminator((2,), 2, (32,), (32,), (32,), unit_interval=False)
     model, guide = linear_pair(gen, enc)
-    ali = AdversarialInference(model, guide, disc, torch.optim.Adam(enc.parameters(), lr=2e-2, betas=(0.5, 0.999)),
-                               torch.optim.Adam(disc.parameters(), lr=2e-2, betas=(0.5, 0.999)))
+    ali = AdversarialInference(
+        model,
+        guide,
+        disc,
+        torch.optim.Adam(enc.parameters(), lr=2e-2, betas=(0.5, 0.999)),
+        torch.optim.Adam(disc.parameters(), lr=2e-2, betas=(0.5, 0.999)),
+    )
     z_test = torch.randn(4000, 2)
     x_test = torch.randn(4000, 2) @ A.T + B
 
@@ -203,8 +211,10 @@ def test_bad_inputs_are_one_line_errors():
     ali = AdversarialInference(model, discrete_guide, disc, *_optims(gen, enc, disc))
     with pytest.raises(EncoderSiteError) as e:
         ali.step(torch.randn(4, 2))
-    assert str(e.value) == ("site 'z' of the guide is drawn from Bernoulli, which is neither reparameterized "
-                            "(rsample) nor a Delta, so no gradient reaches the encoder")
+    assert str(e.value) == (
+        "site 'z' of the guide is drawn from Bernoulli, which is neither reparameterized "
+        "(rsample) nor a Delta, so no gradient reaches the encoder"
+    )
     with pytest.raises(EncoderSiteError, match=r"^the guide has no sample site 'z'$"):
         AdversarialInference(model, no_code, disc, *_optims(gen, enc, disc)).step(torch.randn(4, 2))
     with pytest.raises(DataError, match=r"^model_x must be one of \('sample', 'mean'\), got 'mode'$"):
@@ -239,8 +249,16 @@ def test_joint_discriminator_dropout_acts_in_training_only_before_every_layer():
 
 def test_joint_discriminator_mlp_without_dropout_keeps_its_old_parameter_names():
     disc = JointDiscriminator((1, 4, 4), 3, (8,), (8,), (8,))
-    assert list(disc.state_dict()) == ["phi_x.0.weight", "phi_x.0.bias", "phi_z.0.weight", "phi_z.0.bias",
-                                       "joint.0.weight", "joint.0.bias", "joint.2.weight", "joint.2.bias"]
+    assert list(disc.state_dict()) == [
+        "phi_x.0.weight",
+        "phi_x.0.bias",
+        "phi_z.0.weight",
+        "phi_z.0.bias",
+        "joint.0.weight",
+        "joint.0.bias",
+        "joint.2.weight",
+        "joint.2.bias",
+    ]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -262,12 +280,25 @@ def test_ali_defaults_are_alis_recipe_and_old_configs_keep_their_discriminator()
     config = default_ali_config()
     assert config["model"]["architecture"] == "dcgan" and list(config["model"]["hidden"]) == [256]
     assert config["model"]["likelihood"] == "bernoulli-relaxed" and config["data"]["binarize"] == "none"
-    assert config["model"]["network"] == {"layout": "ali", "slope": 0.01, "init_std": 0.01,
-                                          "decoder_activation": "leaky", "centre_input": False}
+    assert config["model"]["network"] == {
+        "layout": "ali",
+        "slope": 0.01,
+        "init_std": 0.01,
+        "decoder_activation": "leaky",
+        "centre_input": False,
+    }
     assert config["model"]["scale_head"] == "log-scale" and config["train"]["update"] == "simultaneous"
-    assert config["discriminator"] == {"x_hidden": [256], "z_hidden": [256, 256], "joint_hidden": [512, 512],
-                                       "norm": "none", "architecture": "dcgan", "channels": 32, "dropout": 0.2,
-                                       "slope": 0.01, "init_std": 0.01}
+    assert config["discriminator"] == {
+        "x_hidden": [256],
+        "z_hidden": [256, 256],
+        "joint_hidden": [512, 512],
+        "norm": "none",
+        "architecture": "dcgan",
+        "channels": 32,
+        "dropout": 0.2,
+        "slope": 0.01,
+        "init_std": 0.01,
+    }
     assert (config["train"]["lr_g"], config["train"]["lr_d"], config["train"]["betas"]) == (1e-4, 1e-4, [0.5, 0.999])
     assert config["train"]["batch_size"] == 100
     vae = build_model(config)
@@ -332,8 +363,11 @@ def test_init_output_bias_starts_the_generator_at_the_data_mean_pixel():
         assert torch.allclose(vae.eval().decode(torch.randn(3, 4)), torch.full((3, 1, 28, 28), 0.2), atol=1e-6)
     assert default_ali_config()["train"]["init_output_bias"] is True
     assert "init_output_bias" not in default_ali_config(likelihood="continuous-bernoulli")["train"]
-    with pytest.raises(DataError, match=r"^init_output_bias needs a decoder output that is a logit \(likelihood one "
-                                        r"of \('bernoulli', 'bernoulli-relaxed'\)\), got likelihood 'laplace'$"):
+    with pytest.raises(
+        DataError,
+        match=r"^init_output_bias needs a decoder output that is a logit \(likelihood one "
+        r"of \('bernoulli', 'bernoulli-relaxed'\)\), got likelihood 'laplace'$",
+    ):
         init_output_bias_(VAE(latent_dim=4, hidden=(8,), likelihood="laplace"), data)
 
 
@@ -355,12 +389,14 @@ def test_simultaneous_update_takes_both_gradients_from_one_scoring():
     def sgd(params):
         return torch.optim.SGD(params, lr=0.5)
 
-    ali = AdversarialInference(vae.model, vae.guide, disc, sgd(vae.parameters()), sgd(disc.parameters()),
-                               model_x="mean", update="simultaneous")
+    ali = AdversarialInference(
+        vae.model, vae.guide, disc, sgd(vae.parameters()), sgd(disc.parameters()), model_x="mean", update="simultaneous"
+    )
     torch.manual_seed(1)
     out = ali.step(x)
-    by_hand = AdversarialInference(vae2.model, vae2.guide, disc2, sgd(vae2.parameters()), sgd(disc2.parameters()),
-                                   model_x="mean")
+    by_hand = AdversarialInference(
+        vae2.model, vae2.guide, disc2, sgd(vae2.parameters()), sgd(disc2.parameters()), model_x="mean"
+    )
     torch.manual_seed(1)
     (xq, zq), (xp, zp) = by_hand._pairs(x)
     s_q, s_p = disc2(xq, zq), disc2(xp, zp)
@@ -376,8 +412,9 @@ def test_simultaneous_update_takes_both_gradients_from_one_scoring():
     for a, b in zip([*disc.parameters(), *vae.parameters()], [*disc2.parameters(), *vae2.parameters()]):
         assert torch.allclose(a, b, atol=1e-6)
     # the alternating update (the default) moves D alike but the players against the updated discriminator
-    alt = AdversarialInference(vae3.model, vae3.guide, disc3, sgd(vae3.parameters()), sgd(disc3.parameters()),
-                               model_x="mean")
+    alt = AdversarialInference(
+        vae3.model, vae3.guide, disc3, sgd(vae3.parameters()), sgd(disc3.parameters()), model_x="mean"
+    )
     assert alt.update == "alternating"
     torch.manual_seed(1)
     alt.step(x)
@@ -425,8 +462,18 @@ def test_dcgan_network_options_and_defaults():
     default = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed")
     assert "network" not in default.config  # configs without the key build the networks they always did
     assert [type(m).__name__ for m in default.decoder.net] == [
-        "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Unflatten", "ConvTranspose2d",
-        "BatchNorm2d", "ReLU", "ConvTranspose2d"]
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Linear",
+        "BatchNorm1d",
+        "ReLU",
+        "Unflatten",
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "ReLU",
+        "ConvTranspose2d",
+    ]
     assert {m.negative_slope for m in default.encoder.modules() if isinstance(m, nn.LeakyReLU)} == {0.2}
     options = {"layout": "ali", "slope": 0.01, "init_std": 0.01, "decoder_activation": "leaky"}
     vae = VAE(latent_dim=4, architecture="dcgan", hidden=(16,), likelihood="bernoulli-relaxed", network=options)
@@ -441,8 +488,11 @@ def test_dcgan_network_options_and_defaults():
     assert DCGANDecoder(4, (1, 28, 28), hidden=16, layout="ali")(torch.randn(2, 3, 4)).shape == (2, 3, 1, 28, 28)
     assert DCGANEncoder((1, 28, 28), hidden=16, layout="ali")(x).shape == (3, 16)
     for network, message in [
-        ({"layot": "ali"}, "unknown network option(s) ['layot']; expected some of ('layout', 'slope', 'init_std', "
-                           "'decoder_activation', 'centre_input')"),
+        (
+            {"layot": "ali"},
+            "unknown network option(s) ['layot']; expected some of ('layout', 'slope', 'init_std', "
+            "'decoder_activation', 'centre_input')",
+        ),
         ({"centre_input": 1}, "centre_input must be True or False, got 1"),
         ({"layout": "resnet"}, "layout must be one of ('dcgan', 'ali'), got 'resnet'"),
         ({"decoder_activation": "tanh"}, "decoder_activation must be one of ('relu', 'leaky'), got 'tanh'"),
@@ -451,8 +501,11 @@ def test_dcgan_network_options_and_defaults():
         with pytest.raises(DataError) as e:
             VAE(latent_dim=4, architecture="dcgan", hidden=(16,), network=network)
         assert str(e.value) == message
-    with pytest.raises(DataError, match=r"^network options are for the 'dcgan' architecture only, got "
-                                        r"architecture 'mlp' with \['slope'\]$"):
+    with pytest.raises(
+        DataError,
+        match=r"^network options are for the 'dcgan' architecture only, got "
+        r"architecture 'mlp' with \['slope'\]$",
+    ):
         VAE(latent_dim=4, hidden=(16,), network={"slope": 0.1})
 
 
@@ -468,8 +521,13 @@ def test_ali_layout_starts_as_alis_networks():
     assert abs(head.std().item() - 0.01) < 0.0005  # 32,768 draws of N(0, 0.01)
     assert all(not layer.bias.any() for layer in vae.encoder[1].layers.values())
     x = torch.rand(5, 1, 28, 28)
-    centred = VAE(latent_dim=64, architecture="dcgan", hidden=(256,), likelihood="bernoulli-relaxed",
-                  network=dict(options, centre_input=True))
+    centred = VAE(
+        latent_dim=64,
+        architecture="dcgan",
+        hidden=(256,),
+        likelihood="bernoulli-relaxed",
+        network=dict(options, centre_input=True),
+    )
     centred.load_state_dict(vae.state_dict())
     body, centred_body = vae.encoder[0].eval(), centred.encoder[0].eval()
     torch.testing.assert_close(body(2 * x - 1), centred_body(x), rtol=0, atol=0)

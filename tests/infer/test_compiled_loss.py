@@ -32,8 +32,7 @@ from tests.training.test_vae import make_trainer, small_config
 def _train(compile, x, steps=4, elbo=ReparamTrace_ELBO):
     pyro.set_rng_seed(0)
     vae = VAE(latent_dim=4, hidden=(24,)).to(x.device)
-    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), elbo(),
-                   compile=compile)
+    svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-2), elbo(), compile=compile)
     with pyro.validation_enabled(False):
         losses = [svi.step(x) for _ in range(steps)]
         # λ as a 0-d tensor is an input of the graph: two values, one compiled graph.
@@ -42,10 +41,13 @@ def _train(compile, x, steps=4, elbo=ReparamTrace_ELBO):
 
 
 @pytest.mark.parametrize("elbo", [ReparamTrace_ELBO, ReparamTraceMeanField_ELBO])
-@pytest.mark.parametrize("device, tolerance", [
-    ("cpu", {"rtol": 1e-4, "atol": 1e-5}),
-    pytest.param("cuda", {"rtol": 1e-3, "atol": 1e-4}, marks=pytest.mark.cuda),
-])
+@pytest.mark.parametrize(
+    "device, tolerance",
+    [
+        ("cpu", {"rtol": 1e-4, "atol": 1e-5}),
+        pytest.param("cuda", {"rtol": 1e-3, "atol": 1e-4}, marks=pytest.mark.cuda),
+    ],
+)
 def test_compiled_steps_match_eager_steps_and_draw_the_same_noise(device, tolerance, elbo):
     # both estimators of --elbo auto record: the closed-form KL reads no value on the host
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3, device=device))
@@ -118,12 +120,39 @@ def test_trainer_with_compile_and_kl_warmup_follows_the_eager_trainer(fashion_mn
 @requires_fashion_mnist
 def test_missing_cxx_compiler_is_a_one_line_cli_error(tmp_path):
     # A fresh process, so that no compiler check or compiled graph is cached yet.
-    env = dict(os.environ, CXX="/nonexistent/g++", TORCHINDUCTOR_FX_GRAPH_CACHE="0",
-               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    env = dict(
+        os.environ,
+        CXX="/nonexistent/g++",
+        TORCHINDUCTOR_FX_GRAPH_CACHE="0",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "pyrogen", "train", "vae", "--out", str(tmp_path / "run"), "--compile",
-         "--epochs", "1", "--train-size", "200", "--test-size", "100", "--latent-dim", "2", "--hidden", "16",
-         "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pyrogen",
+            "train",
+            "vae",
+            "--out",
+            str(tmp_path / "run"),
+            "--compile",
+            "--epochs",
+            "1",
+            "--train-size",
+            "200",
+            "--test-size",
+            "100",
+            "--latent-dim",
+            "2",
+            "--hidden",
+            "16",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("pyrogen: error:")]
     assert errors == [
@@ -139,7 +168,13 @@ def test_compile_setting_accepts_modes_and_the_booleans_of_older_runs():
     from pyrogen.errors import DataError
 
     assert [compile_mode(v) for v in ("auto", "on", "record", "off", True, False)] == [
-        "auto", "on", "record", "off", "on", "off"]
+        "auto",
+        "on",
+        "record",
+        "off",
+        "on",
+        "off",
+    ]
     assert default_config()["train"]["compile"] == "auto"
     with pytest.raises(DataError, match=r"train.compile must be one of \('auto', 'on', 'record', 'off'\)"):
         compile_mode("fast")
@@ -179,14 +214,15 @@ def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatc
 
 
 @requires_fashion_mnist
-def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fashion_mnist_small, monkeypatch,
-                                                                              capsys):
+def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fashion_mnist_small, monkeypatch, capsys):
     from pyrogen.training import vae as vae_training
 
     def broken_compile(graph, **options):
         def run(*args):
             raise torch._dynamo.exc.BackendCompilerFailed(
-                graph, RuntimeError("InvalidCxxCompiler: No working C++ compiler found"), None)
+                graph, RuntimeError("InvalidCxxCompiler: No working C++ compiler found"), None
+            )
+
         return run
 
     train, test = fashion_mnist_small
@@ -205,8 +241,11 @@ def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fas
         results.append((trainer, capsys.readouterr().err))
     (eager, _), (fallback, err) = results
     notes = [line for line in err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
-    assert len(notes) == 1 and re.search(r"pyrogen: --compile auto: torch.compile could not compile the "
-                                         r"recorded loss \(.*\); training eagerly$", notes[0]), err
+    assert len(notes) == 1 and re.search(
+        r"pyrogen: --compile auto: torch.compile could not compile the "
+        r"recorded loss \(.*\); training eagerly$",
+        notes[0],
+    ), err
     assert not fallback.compile
     # Nothing was drawn or updated by the failed attempt: the run is the eager run, bit for bit.
     assert fallback.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]

@@ -50,7 +50,8 @@ class LinearGaussian(nn.Module):
     def closed_form_elbo(self, x, loc, scale):
         mean_x = loc @ self.W.T + self.b.detach()
         expected = dist.Normal(mean_x, SIGMA).log_prob(x).sum(-1) - ((self.W**2) @ (scale**2).T).T.sum(-1) / (
-            2 * SIGMA**2)
+            2 * SIGMA**2
+        )
         return expected - 0.5 * (loc**2 + scale**2 - 1 - torch.log(scale**2)).sum(-1)
 
 
@@ -71,8 +72,11 @@ class DiagonalGuide(nn.Module):
 def linear_gaussian():
     m = LinearGaussian()
     g = torch.Generator().manual_seed(1)
-    x = m.b.detach() + torch.randn(3, Z, generator=g, dtype=torch.float64) @ m.W.T + SIGMA * torch.randn(
-        3, D, generator=g, dtype=torch.float64)
+    x = (
+        m.b.detach()
+        + torch.randn(3, Z, generator=g, dtype=torch.float64) @ m.W.T
+        + SIGMA * torch.randn(3, D, generator=g, dtype=torch.float64)
+    )
     return m, x
 
 
@@ -160,7 +164,8 @@ def test_renyi_elbo_gives_the_same_bound_when_every_site_is_in_the_data_plate(li
     ours = IWAE_ELBO(num_particles=10, max_plate_nesting=1).loss(m.model, q.guide, x)
     pyro.set_rng_seed(4)
     pyros = RenyiELBO(alpha=0, num_particles=10, vectorize_particles=True, max_plate_nesting=1).loss(
-        m.model, q.guide, x)
+        m.model, q.guide, x
+    )
     assert ours == pytest.approx(pyros, rel=1e-12)
 
 
@@ -169,10 +174,18 @@ def test_subsample_scale_goes_outside_the_log_mean_exp_unlike_renyi_elbo():
     # RenyiELBO scales the log-weights inside the log-mean-exp, estimating E log mean_k w_k^2 per example.
     n, scale = 3000, 2
     x, idx = torch.ones(n), torch.arange(n)
-    ours = -IWAE_ELBO(num_particles=K, max_plate_nesting=1).loss(
-        _two_valued_model, _two_valued_guide, x, size=scale * n, subsample=idx) / n
-    pyros = -RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True, max_plate_nesting=1).loss(
-        _two_valued_model, _two_valued_guide, x, size=scale * n, subsample=idx) / n
+    ours = (
+        -IWAE_ELBO(num_particles=K, max_plate_nesting=1).loss(
+            _two_valued_model, _two_valued_guide, x, size=scale * n, subsample=idx
+        )
+        / n
+    )
+    pyros = (
+        -RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True, max_plate_nesting=1).loss(
+            _two_valued_model, _two_valued_guide, x, size=scale * n, subsample=idx
+        )
+        / n
+    )
     # per-example terms lie in [scale log C, scale log A]: a standard deviation of at most half that range
     se = scale * (math.log(A) - math.log(C)) / 2 / math.sqrt(n)
     assert abs(ours - scale * _per_example_bound()) < 4 * se
@@ -290,7 +303,6 @@ def test_vae_trains_with_iwae_under_pyro_svi_and_torch_svi(dreg, one_thread):
     assert torch_svi.evaluate_loss(x).item() < first
 
 
-
 def test_dreg_refuses_a_recording_that_would_drop_its_stop_gradients():
     # make_fx without pre_dispatch (CompiledLoss's recording) turns .detach() into an alias
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -343,9 +355,11 @@ def test_one_pass_dreg_has_the_two_pass_value_and_gradients(kind, one_thread):
     from pyrogen.models import TwoLayerVAE
 
     torch.manual_seed(0)
-    module = {"vae": lambda: VAE(latent_dim=3, hidden=(16,)),
-              "vamp": lambda: VAE(latent_dim=3, hidden=(16,), prior="vamp:4"),
-              "two-layer": lambda: TwoLayerVAE(latent_dims=(4, 2), hidden=((16,), (8,)))}[kind]()
+    module = {
+        "vae": lambda: VAE(latent_dim=3, hidden=(16,)),
+        "vamp": lambda: VAE(latent_dim=3, hidden=(16,), prior="vamp:4"),
+        "two-layer": lambda: TwoLayerVAE(latent_dims=(4, 2), hidden=((16,), (8,))),
+    }[kind]()
     x = torch.bernoulli(torch.full((5, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(2))
     with pyro.validation_enabled(False):
         loss1, grads1 = _dreg_gradients(module, x, one_pass=True)

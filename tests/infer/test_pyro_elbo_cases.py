@@ -46,8 +46,9 @@ def assert_same(model, guide, *args, seed=0, **elbo_kwargs):
     for name in expected_grads:
         torch.testing.assert_close(actual_grads[name], expected_grads[name], rtol=1e-6, atol=1e-6)
     with pyro.validation_enabled(False):  # the training loop's setting: sites recorded by SiteRecorder
-        assert_bitwise_same(_loss_and_grads(ReparamTrace_ELBO, model, guide, args, seed, elbo_kwargs),
-                            (actual, actual_grads))
+        assert_bitwise_same(
+            _loss_and_grads(ReparamTrace_ELBO, model, guide, args, seed, elbo_kwargs), (actual, actual_grads)
+        )
         assert_meanfield_same(model, guide, args, seed, elbo_kwargs)
     return actual
 
@@ -106,13 +107,15 @@ def normal_guide(*names, shape=()):
 
 # --- tests/infer/test_valid_models.py -------------------------------------------------------------
 
+
 def test_nonempty_model_empty_guide_ok():  # test_valid_models.py::test_nonempty_model_empty_guide_ok
     def model():
         loc = torch.tensor([0.0, 0.0])
         pyro.sample("x", dist.Normal(loc, 1.0).to_event(1), obs=torch.tensor([0.5, -1.0]))
 
-    assert assert_same(model, lambda: None) == pytest.approx(-dist.Normal(0.0, 1.0).log_prob(
-        torch.tensor([0.5, -1.0])).sum().item())
+    assert assert_same(model, lambda: None) == pytest.approx(
+        -dist.Normal(0.0, 1.0).log_prob(torch.tensor([0.5, -1.0])).sum().item()
+    )
 
 
 def test_empty_model_empty_guide_ok():  # test_valid_models.py::test_empty_model_empty_guide_ok
@@ -281,8 +284,9 @@ def test_iplate_in_guide_not_model_warning():  # test_valid_models.py::test_ipla
             pass
         pyro.sample("x", dist.Normal(0.0, 1.0))
 
-    assert_same_warning(lambda: pyro.sample("x", dist.Normal(0.0, 1.0)), guide,
-                        "Found plate statements in guide but not model")
+    assert_same_warning(
+        lambda: pyro.sample("x", dist.Normal(0.0, 1.0)), guide, "Found plate statements in guide but not model"
+    )
 
 
 def test_plate_broadcast_error():  # test_valid_models.py::test_plate_broadcast_error
@@ -376,8 +380,7 @@ def test_factor_in_model_ok():  # test_valid_models.py::test_factor_in_model_ok
 
 
 def test_factor_in_guide_error():  # test_valid_models.py::test_factor_in_guide_error
-    assert_same_error(lambda: None, lambda: pyro.factor("f", torch.tensor(0.0)),
-                      "missing specification of has_rsample")
+    assert_same_error(lambda: None, lambda: pyro.factor("f", torch.tensor(0.0)), "missing specification of has_rsample")
 
 
 @pytest.mark.parametrize("has_rsample", [True, False])
@@ -458,6 +461,7 @@ def test_nan_loss_warns_naming_the_site():  # Trace's validation (Pyro's compute
 
 # --- tests/infer/test_gradient.py -----------------------------------------------------------------
 
+
 def _gradient_model_guide(subsample=None):
     data = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.5])
 
@@ -508,6 +512,7 @@ def test_plate_elbo_vectorized_particles():  # test_gradient.py::test_plate_elbo
 
 # --- tests/infer/test_inference.py ----------------------------------------------------------------
 
+
 def test_shape_augmented_gamma_gradient_has_score_term():  # test_inference.py::test_exponential_gamma
     # ShapeAugmentedGamma is reparameterized (has_rsample=True) but its rejection step needs a
     # score-function term; before the fix it was dropped and the gradient differed from Trace_ELBO's.
@@ -553,6 +558,7 @@ def test_non_nested_plating_sum():  # test_inference.py::test_non_nested_plating
 
 # --- tests/infer/test_elbo_mapdata.py -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("batch_size", [5, 20])
 def test_elbo_mapdata(batch_size):  # test_elbo_mapdata.py::test_elbo_mapdata
     g = torch.Generator().manual_seed(0)
@@ -569,6 +575,7 @@ def test_elbo_mapdata(batch_size):  # test_elbo_mapdata.py::test_elbo_mapdata
 
 # --- vectorized particles in pyrogen's own loss modules ---------------------------------------
 
+
 def test_vae_vectorized_particles_eager_and_compiled_equal_trace_elbo():
     # Follows test_valid_models.py::test_vectorized_num_particles with pyrogen's VAE; before the fix
     # ReparamTrace_ELBO(vectorize_particles=True) was a TypeError, in CompiledLoss too.
@@ -580,9 +587,11 @@ def test_vae_vectorized_particles_eager_and_compiled_equal_trace_elbo():
     kwargs = dict(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
     compiled = CompiledLoss(ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO(**kwargs)))
     values = {}
-    for name, loss in [("trace", ELBOModule(vae.model, vae.guide, Trace_ELBO(**kwargs))),
-                       ("eager", ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO(**kwargs))),
-                       ("compiled", compiled)]:
+    for name, loss in [
+        ("trace", ELBOModule(vae.model, vae.guide, Trace_ELBO(**kwargs))),
+        ("eager", ELBOModule(vae.model, vae.guide, ReparamTrace_ELBO(**kwargs))),
+        ("compiled", compiled),
+    ]:
         pyro.set_rng_seed(3)
         with pyro.validation_enabled(False):
             values[name] = loss(x).item()

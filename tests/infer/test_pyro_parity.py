@@ -27,11 +27,19 @@ def _pair(obs_loc=0.0):
 
 # --- Trace_ELBO's keywords ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("Elbo", ELBOS)
 def test_trace_elbo_keywords_are_accepted(Elbo):
     # before: TypeError for each keyword
-    elbo = Elbo(num_particles=2, max_plate_nesting=1, vectorize_particles=False, retain_graph=True,
-                strict_enumeration_warning=False, jit_options={"check_trace": False}, ignore_jit_warnings=True)
+    elbo = Elbo(
+        num_particles=2,
+        max_plate_nesting=1,
+        vectorize_particles=False,
+        retain_graph=True,
+        strict_enumeration_warning=False,
+        jit_options={"check_trace": False},
+        ignore_jit_warnings=True,
+    )
     assert elbo.retain_graph is True and elbo.num_particles == 2
 
 
@@ -61,6 +69,7 @@ def test_retain_graph_is_honoured(Elbo, retain_graph):
 
 # --- NaN warnings and loss() ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("Elbo", ELBOS)
 @pytest.mark.parametrize("method", ["differentiable_loss", "loss", "loss_and_grads"])
 def test_nan_loss_warns_without_validation(Elbo, method):
@@ -88,8 +97,13 @@ def test_torch_svi_step_warns_of_a_nan_loss_as_svi_does(compile):
             pyro.sample("z", dist.Normal(self.loc, 1.0))
 
     pair = Pair()
-    svi = TorchSVI(pair.model, pair.guide, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
-                   ReparamTrace_ELBO(), compile=compile)
+    svi = TorchSVI(
+        pair.model,
+        pair.guide,
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+        ReparamTrace_ELBO(),
+        compile=compile,
+    )
     for validation in (False, True, False):
         with pyro.validation_enabled(validation), warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
@@ -97,8 +111,10 @@ def test_torch_svi_step_warns_of_a_nan_loss_as_svi_does(compile):
         assert [str(w.message) for w in record].count("Encountered NaN: loss") == 1, validation
 
 
-@pytest.mark.parametrize("Elbo, Reference", [(Trace_ELBO, Trace_ELBO), (ReparamTrace_ELBO, Trace_ELBO),
-                                              (ReparamTraceMeanField_ELBO, TraceMeanField_ELBO)])
+@pytest.mark.parametrize(
+    "Elbo, Reference",
+    [(Trace_ELBO, Trace_ELBO), (ReparamTrace_ELBO, Trace_ELBO), (ReparamTraceMeanField_ELBO, TraceMeanField_ELBO)],
+)
 def test_loss_lets_the_model_call_autograd(Elbo, Reference):
     # A model whose likelihood uses a gradient it computes itself (a score, an energy's force): Trace_ELBO's
     # loss() runs it; ReparamTrace_ELBO.loss ran under torch.no_grad and failed in torch.autograd.grad
@@ -120,6 +136,7 @@ def test_loss_lets_the_model_call_autograd(Elbo, Reference):
 
 # --- IWAE_ELBO with a plate of another name ----------------------------------------------------------
 
+
 def test_iwae_with_a_plate_not_named_data_names_the_option():
     # Before: "a latent shared by all examples", which this latent is not, and no word of data_plate=
     def model(x):
@@ -137,7 +154,8 @@ def test_iwae_with_a_plate_not_named_data_names_the_option():
     assert str(info.value) == (
         "IWAE_ELBO bounds each element of pyro.plate('data') separately, but site 'z' is not inside that plate "
         "(its plates: ['batch']); name the plate over the examples with IWAE_ELBO(data_plate=...), or, for a "
-        "latent shared by all examples (no per-example bound), use pyro.infer.RenyiELBO(alpha=0)")
+        "latent shared by all examples (no per-example bound), use pyro.infer.RenyiELBO(alpha=0)"
+    )
     # named, it is the per-example bound: here RenyiELBO(alpha=0)'s, as every site is in the plate
     pyro.set_rng_seed(2)
     ours = IWAE_ELBO(num_particles=3, max_plate_nesting=1, data_plate="batch").loss(model, guide, x)

@@ -61,8 +61,11 @@ def test_a_param_store_parameter_is_refused_not_frozen(recorder):
         pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
 
     loss = recorder(ELBOModule(model, guide, ReparamTrace_ELBO(), modules=[loc]))
-    with pytest.raises(RecordingError, match=r"^the loss uses a tensor that needs a gradient but is not a "
-                                             r"parameter or buffer of the loss module \(shape \(1,\)\)"):
+    with pytest.raises(
+        RecordingError,
+        match=r"^the loss uses a tensor that needs a gradient but is not a "
+        r"parameter or buffer of the loss module \(shape \(1,\)\)",
+    ):
         loss(torch.zeros(1))
     assert issubclass(RecordingError, ValueError)  # what CompiledLoss raised before RecordingError existed
 
@@ -79,9 +82,12 @@ def test_a_loss_whose_python_changes_between_calls_is_refused():
             self.calls += 1
             return self.lin(x).sum() * self.calls
 
-    with pytest.raises(RecordingError, match=r"^the recorded graph returned .* where the module returned .* on "
-                                             r"the same draws; the loss's Python code depends on more than its "
-                                             r"inputs' shapes\. Train without recording \(compile off\)$"):
+    with pytest.raises(
+        RecordingError,
+        match=r"^the recorded graph returned .* where the module returned .* on "
+        r"the same draws; the loss's Python code depends on more than its "
+        r"inputs' shapes\. Train without recording \(compile off\)$",
+    ):
         RecordedLoss(Counting())(torch.ones(2, 3))
 
 
@@ -95,10 +101,13 @@ def test_a_loss_that_cannot_be_recorded_says_why_in_one_line():
             y = self.lin(x).sum()
             return y * 2 if y.item() > 0 else y  # a branch on a value
 
-    with pytest.raises(RecordingError, match=r"^could not record the loss as a graph \(RuntimeError: It appears "
-                                             r"that you're trying to get value out of a tracing tensor with "
-                                             r"aten\.item\.default - erroring out!.*\); train without recording "
-                                             r"\(compile off\)$"):
+    with pytest.raises(
+        RecordingError,
+        match=r"^could not record the loss as a graph \(RuntimeError: It appears "
+        r"that you're trying to get value out of a tracing tensor with "
+        r"aten\.item\.default - erroring out!.*\); train without recording "
+        r"\(compile off\)$",
+    ):
         RecordedLoss(HostRead())(torch.ones(2, 3))
 
 
@@ -141,8 +150,10 @@ def test_auto_falls_back_to_eager_in_one_line_when_recording_fails(monkeypatch, 
     capsys.readouterr()
     auto.fit(1)
     notes = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
-    assert notes == ["pyrogen: --compile auto: could not record the loss as a graph (RuntimeError: "
-                     "data-dependent control flow); training eagerly"]
+    assert notes == [
+        "pyrogen: --compile auto: could not record the loss as a graph (RuntimeError: "
+        "data-dependent control flow); training eagerly"
+    ]
     assert auto.compile is False
     assert auto.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
     assert all(torch.equal(a, b) for a, b in zip(auto.vae.parameters(), eager.vae.parameters()))
@@ -152,8 +163,9 @@ def test_record_with_aggressive_training_is_refused():
     config = small_config(compile="record", aggressive=True, validation_size=10)
     config["train"]["batch_size"] = 10
     x = torch.bernoulli(torch.full((40, 1, 28, 28), 0.3))
-    with pytest.raises(DataError, match=re.escape("--compile record applies to the standard SVI step; "
-                                                  "drop --compile or --aggressive")):
+    with pytest.raises(
+        DataError, match=re.escape("--compile record applies to the standard SVI step; drop --compile or --aggressive")
+    ):
         VAETrainer(VAE(**config["model"]), x, x, config, validation_data=x[:10], progress=False)
 
 
@@ -171,13 +183,19 @@ def test_parameter_heads_lean_transforms_equal_torchs_bit_for_bit(family):
 def test_lean_transform_leaves_out_only_no_op_steps():
     assert lean_transform(biject_to(constraints.positive)) is torch.exp  # exp, then + 0 and * 1: just exp
     x = torch.linspace(-30, 30, 601)
-    for constraint in (constraints.real, constraints.positive, constraints.greater_than(2.0),
-                       constraints.interval(-1.0, 3.0), constraints.unit_interval):
+    for constraint in (
+        constraints.real,
+        constraints.positive,
+        constraints.greater_than(2.0),
+        constraints.interval(-1.0, 3.0),
+        constraints.unit_interval,
+    ):
         transform = biject_to(constraint)
         assert torch.equal(lean_transform(transform)(x), transform(x)), constraint
 
 
 # --- the guard: chosen calls of a recorded loss repeated eagerly on the same draws ---------------------
+
 
 def test_the_guard_checks_calls_2_3_10_100_and_every_1000th():
     assert [step for step in range(1, 5001) if checked_step(step)] == [2, 3, 10, 100, 1000, 2000, 3000, 4000, 5000]
@@ -242,7 +260,9 @@ def test_a_weight_read_from_a_python_list_is_caught_at_the_next_checked_call():
         r"at call 2 the recorded loss returned \S+ where the model's Python code returned \S+ on the same draws "
         r"\(it reads a Python value that changed since it was recorded, such as a weight from a list or a "
         r"global, which the recording replays as a constant\); pass such values as tensor arguments "
-        r"\(kl_weight=torch.tensor\(w\)\), or train without recording \(compile off\)", str(error))
+        r"\(kl_weight=torch.tensor\(w\)\), or train without recording \(compile off\)",
+        str(error),
+    )
     assert isinstance(error, RecordingError)
     # the step retaken eagerly continues the eager run exactly: nothing was drawn or updated by the check
     assert torch.equal(losses, eager_losses)
@@ -271,9 +291,12 @@ def test_the_trainer_continues_eagerly_in_one_line_after_a_mismatch(monkeypatch,
     capsys.readouterr()
     recorded.fit(1)
     notes = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "pyrogen:" in line]
-    assert len(notes) == 1 and re.fullmatch(rf"pyrogen: --compile {mode}: at call 2 the recorded loss returned "
-                                             r"\S+ where the model's Python code returned \S+ on the same draws "
-                                             r"\(.*\); training eagerly", notes[0]), notes
+    assert len(notes) == 1 and re.fullmatch(
+        rf"pyrogen: --compile {mode}: at call 2 the recorded loss returned "
+        r"\S+ where the model's Python code returned \S+ on the same draws "
+        r"\(.*\); training eagerly",
+        notes[0],
+    ), notes
     assert recorded.compile is False
     assert recorded.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
     assert all(torch.equal(a, b) for a, b in zip(recorded.vae.parameters(), eager.vae.parameters()))

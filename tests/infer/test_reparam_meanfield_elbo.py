@@ -60,7 +60,8 @@ def test_the_gaussian_kl_is_the_closed_form():
 
     closed_form = (0.5 * (s**2 + m**2 - 1.0) - torch.log(s)).sum()
     assert ReparamTraceMeanField_ELBO().differentiable_loss(model, guide).item() == pytest.approx(
-        closed_form.item(), rel=1e-6)
+        closed_form.item(), rel=1e-6
+    )
 
 
 def test_it_is_a_trace_mean_field_elbo_and_refuses_what_is_not_reparameterized():

@@ -73,7 +73,8 @@ def test_mws_estimates_for_equal_posteriors_have_their_closed_form():
     assert d["dimwise_kl"] == pytest.approx(-D * math.log(M), abs=1e-5)
     assert d["kl"] == pytest.approx(0.0, abs=1e-6)
     assert TCELBO(dataset_size=100).decomposition(model, guide, torch.zeros(M))["mi"] == pytest.approx(
-        math.log(100), abs=1e-5)
+        math.log(100), abs=1e-5
+    )
 
 
 def test_tc_vae_passes_check_model_guide(vae_batch, one_thread):

@@ -94,10 +94,11 @@ def test_numpy_integers_are_sizes_across_the_package():
     from pyrogen.models.conditional import ConditionalVAE
     from pyrogen.models.gan import ConditionalGenerator, Generator
 
-    for model in (Generator(latent_dim=np.int64(3), architecture="mlp", hidden=(8,)),
-                  ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp",
-                                       hidden=(8,)),
-                  ConditionalVAE(num_classes=np.int64(3), latent_dim=np.int64(2), hidden=(8,))):
+    for model in (
+        Generator(latent_dim=np.int64(3), architecture="mlp", hidden=(8,)),
+        ConditionalGenerator(num_classes=np.int64(3), latent_dim=np.int32(2), architecture="mlp", hidden=(8,)),
+        ConditionalVAE(num_classes=np.int64(3), latent_dim=np.int64(2), hidden=(8,)),
+    ):
         json.dumps(model.config)  # NumPy integers would not serialize
         assert type(model.config["latent_dim"]) is int
     loader = DeviceLoader(torch.rand(6, 1, 2, 2), np.int64(4), world_size=np.int64(2), rank=np.int64(1))
@@ -132,8 +133,9 @@ def test_a_nan_loss_in_the_fit_loop_is_its_one_line_not_a_warning_per_step():
 
     broken = Broken()
     svi = TorchSVI(broken.model, broken.guide, torch.optim.SGD(broken.parameters(), lr=0.1), ReparamTrace_ELBO())
-    loop = FitLoop(DeviceLoader(torch.rand(4, 1, 2, 2), 2), {"train": {"epochs": 1, "log_every": 2}},
-                   progress=False, estimator=svi)
+    loop = FitLoop(
+        DeviceLoader(torch.rand(4, 1, 2, 2), 2), {"train": {"epochs": 1, "log_every": 2}}, progress=False, estimator=svi
+    )
     with warnings.catch_warnings(record=True) as record, pytest.raises(TrainingDivergedError, match="loss is nan"):
         warnings.simplefilter("always")
         loop.fit()
@@ -153,6 +155,9 @@ def test_open_run_with_a_device_torch_does_not_know_is_one_line(tmp_path):
 def test_open_run_on_cuda_without_a_gpu_is_one_line(tmp_path):
     from pyrogen.runs import open_run
 
-    with pytest.raises(DataError, match=r"^device 'cuda:1' needs a CUDA GPU, and torch finds none here; use 'cpu' "
-                                         r"or 'auto'$"):
+    with pytest.raises(
+        DataError,
+        match=r"^device 'cuda:1' needs a CUDA GPU, and torch finds none here; use 'cpu' "
+        r"or 'auto'$",
+    ):
         open_run(tmp_path, device="cuda:1")

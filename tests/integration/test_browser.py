@@ -29,14 +29,23 @@ CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))
 if not os.environ.get("CI"):
     pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[test]'")
     if CHROMIUM is None:
-        pytest.skip("Chromium is not installed: apt-get install chromium, or bash scripts/install.sh --browser",
-                    allow_module_level=True)
+        pytest.skip(
+            "Chromium is not installed: apt-get install chromium, or bash scripts/install.sh --browser",
+            allow_module_level=True,
+        )
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 # Flags that keep Chromium from reaching out on its own (updates, sync, field trials).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # The page's state once its scripts have run: MathJax's typesetting, if the page has MathJax, awaited.
 STATE = """async () => {
@@ -116,8 +125,25 @@ def _pyrogen(*args):
 @requires_fashion_mnist
 def test_report_renders_offline(browser, tmp_path, one_thread):
     run = tmp_path / "run"
-    _pyrogen("train", "vae", "--out", run, "--train-size", "200", "--test-size", "50", "--epochs", "1",
-             "--latent-dim", "2", "--hidden", "16", "--eval-samples", "0", "--no-progress")
+    _pyrogen(
+        "train",
+        "vae",
+        "--out",
+        run,
+        "--train-size",
+        "200",
+        "--test-size",
+        "50",
+        "--epochs",
+        "1",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+        "--eval-samples",
+        "0",
+        "--no-progress",
+    )
     _pyrogen("plot", run, "--num-points", "50")
     _pyrogen("report", run)
     state, remote = _open(browser, run / "report.html")

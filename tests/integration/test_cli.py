@@ -9,8 +9,19 @@ from PIL import Image
 from pyrogen.cli import build_parser, main
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "300", "--test-size", "50", "--epochs", "1", "--latent-dim", "4",
-        "--hidden", "32", "--no-progress"]
+TINY = [
+    "--train-size",
+    "300",
+    "--test-size",
+    "50",
+    "--epochs",
+    "1",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "32",
+    "--no-progress",
+]
 
 
 @requires_fashion_mnist
@@ -35,24 +46,30 @@ def test_train_evaluate_sample_end_to_end(tmp_path, capsys):
     assert "'evaluate --num-samples' is deprecated; use --eval-samples" in printed.err
     # Every evaluation is kept under its settings: training's K = 20 is not replaced by later ones.
     assert sorted(p.name for p in (out / "evaluations").iterdir()) == [
-        "log-px-K20-seed0-epoch1-test50.json", "log-px-K5-seed0-epoch1-test50.json",
-        "log-px-K6-seed0-epoch1-test50.json"]
+        "log-px-K20-seed0-epoch1-test50.json",
+        "log-px-K5-seed0-epoch1-test50.json",
+        "log-px-K6-seed0-epoch1-test50.json",
+    ]
     assert json.loads((out / trained).read_text()) == evaluation
     # Samples without --out get a name of their settings and never replace a picture.
     training_samples = (out / "samples.png").read_bytes()
     for _ in range(2):
         assert main(["sample", str(out), "-n", "16"]) == 0
     assert (out / "samples.png").read_bytes() == training_samples
-    assert sorted(p.name for p in out.glob("samples-*.png")) == ["samples-epoch1-n16-seed0-2.png",
-                                                                 "samples-epoch1-n16-seed0.png"]
+    assert sorted(p.name for p in out.glob("samples-*.png")) == [
+        "samples-epoch1-n16-seed0-2.png",
+        "samples-epoch1-n16-seed0.png",
+    ]
 
     assert main(["sample", str(out), "-n", "16", "--out", str(tmp_path / "s.png")]) == 0
     # 16 images in rows of 8 with 2-pixel padding: 2 x 8 cells of 30 pixels plus the border.
     assert Image.open(tmp_path / "s.png").size == (8 * 30 + 2, 2 * 30 + 2)
 
     # Resume to two epochs in total continues the same run.
-    assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--eval-samples", "0",
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--eval-samples", "0", "--no-progress"])
+        == 0
+    )
     assert [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()] == ["epoch", "1", "2"]
 
 
@@ -79,10 +96,13 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("pyrogen: error: checkpoint")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "vae", "--out", "x", "--batch-size", "0"], "expected a positive integer, got 0"),
-    (["train", "vae", "--out", "x", "--dataset", "cifar"], "invalid choice: 'cifar'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "vae", "--out", "x", "--batch-size", "0"], "expected a positive integer, got 0"),
+        (["train", "vae", "--out", "x", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    ],
+)
 def test_bad_arguments_are_rejected_by_the_parser(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
@@ -97,8 +117,9 @@ def test_help_explains_every_option():
 
 
 def test_module_entry_point_prints_help():
-    result = subprocess.run([sys.executable, "-m", "pyrogen", "train", "vae", "--help"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyrogen", "train", "vae", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--eval-samples" in result.stdout and "--resume" in result.stdout
 
 
@@ -129,11 +150,15 @@ def test_arviz_future_warning_is_not_printed_by_commands(tmp_path):
     # Fresh processes with an empty cache: ArviZ warns at import, once a day (stamped in the user's cache).
     def run(code, cache):
         env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / cache))
-        return subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
-                              check=True, env=env)
+        return subprocess.run(
+            [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, check=True, env=env
+        )
 
-    result = run("import sys; import pyrogen.cli as cli; cli._report_run = lambda args: __import__('arviz') and 0; "
-                 "sys.exit(cli.main(['report', 'unused']))", "a")
+    result = run(
+        "import sys; import pyrogen.cli as cli; cli._report_run = lambda args: __import__('arviz') and 0; "
+        "sys.exit(cli.main(['report', 'unused']))",
+        "a",
+    )
     assert "ArviZ" not in result.stderr and "FutureWarning" not in result.stderr, result.stderr
     unfiltered = run("import arviz", "b")
     assert "FutureWarning" in unfiltered.stderr  # else this test checks nothing: drop it with the warning

@@ -53,6 +53,7 @@ def _terms(vae, x, seed):
 
 # --- KL weight λ ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kl_weight", [1.0, 0.3, 1e-3])
 def test_kl_weight_scales_exactly_the_kl_term(vae_and_x, kl_weight):
     vae, x = vae_and_x
@@ -92,7 +93,8 @@ def test_kl_schedules():
     assert [warm(t) for t in (0, 5, 10, 20)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
     cyc = CyclicalKL(total_epochs=8, num_cycles=4, ratio=0.5)  # period 2, ramp over 1 epoch
     assert [cyc(t) for t in (0, 0.5, 1.0, 1.5, 2.0, 2.25, 7.9, 8.0, 100)] == pytest.approx(
-        [MIN_KL_WEIGHT, 0.5, 1.0, 1.0, MIN_KL_WEIGHT, 0.25, 1.0, 1.0, 1.0])
+        [MIN_KL_WEIGHT, 0.5, 1.0, 1.0, MIN_KL_WEIGHT, 0.25, 1.0, 1.0, 1.0]
+    )
     assert isinstance(build_kl_schedule("cyclical", epochs=8), CyclicalKL)
     with pytest.raises(ValueError, match="kl schedule must be one of"):
         build_kl_schedule("sigmoid", epochs=8)
@@ -101,6 +103,7 @@ def test_kl_schedules():
 
 
 # --- diagnostics ---------------------------------------------------------------------------------
+
 
 def test_mutual_information_is_zero_for_a_guide_that_ignores_x():
     q = dist.Normal(torch.tensor([0.3, -1.0]).expand(500, 2), torch.tensor([1.0, 2.0]).expand(500, 2)).to_event(1)
@@ -128,17 +131,18 @@ def test_full_set_mutual_information_matches_the_closed_form_beyond_the_batch_ca
     truth = 0.5 * math.log(1 + a**2)
     torch.manual_seed(0)
     x = torch.randn(n, 1)
-    blocks = [dist.Normal(a * x[i:i + 500], 1.0).to_event(1) for i in range(0, n, 500)]
+    blocks = [dist.Normal(a * x[i : i + 500], 1.0).to_event(1) for i in range(0, n, 500)]
     full, cap = aggregate_mutual_information(blocks)
     assert cap == pytest.approx(math.log(n))
     # seeds 0-2 give 5.25-5.27 (the one-draw log-sum-exp estimate is biased low by O(1/N) terms)
     assert full == pytest.approx(truth, abs=0.1)
-    per_batch = sum(mutual_information(dist.Normal(a * x[i:i + 100], 1.0).to_event(1)) for i in range(0, n, 100)) / 40
+    per_batch = sum(mutual_information(dist.Normal(a * x[i : i + 100], 1.0).to_event(1)) for i in range(0, n, 100)) / 40
     assert per_batch < math.log(100) < truth - 0.6  # saturated: about 4.2
     # a weakly informative code, where both agree with the truth
     small = 0.5 * math.log(1 + 1.5**2)
-    full_small, _ = aggregate_mutual_information([dist.Normal(1.5 * x[i:i + 500], 1.0).to_event(1)
-                                                  for i in range(0, n, 500)])
+    full_small, _ = aggregate_mutual_information(
+        [dist.Normal(1.5 * x[i : i + 500], 1.0).to_event(1) for i in range(0, n, 500)]
+    )
     assert full_small == pytest.approx(small, abs=0.03)
 
 
@@ -186,6 +190,7 @@ def test_collapse_diagnostics_of_a_collapsed_and_an_informative_encoder(vae_and_
 
 
 # --- aggressive training -------------------------------------------------------------------------
+
 
 def _run(rule, losses):
     """Feed scripted losses until the rule says stop; return the number of steps taken."""
@@ -251,18 +256,17 @@ def test_aggressive_step_moves_only_the_encoder_in_the_inner_loop_and_only_the_d
     moved = {n.split(".")[0] for n, p in vae.named_parameters() if not torch.equal(p, mid[n])}
     assert moved == {"encoder", "decoder"}
     with pytest.raises(ValueError, match="share parameters"):
-        AggressiveSVI(vae.model, vae.guide, enc, torch.optim.SGD(vae.parameters(), lr=0.1),
-                      ReparamTrace_ELBO(), fresh)
+        AggressiveSVI(vae.model, vae.guide, enc, torch.optim.SGD(vae.parameters(), lr=0.1), ReparamTrace_ELBO(), fresh)
 
 
 # --- autoencoder baseline ------------------------------------------------------------------------
+
 
 def test_autoencoder_objective_is_reconstruction_plus_log_prior_at_the_code():
     ae = Autoencoder(latent_dim=3, hidden=(16,))
     x = torch.bernoulli(torch.full((5, 1, 28, 28), 0.4))
     code = ae.code(x)
-    expected = (ae.likelihood(ae.decoder(code)).log_prob(x).sum()
-                + dist.Normal(0.0, 1.0).log_prob(code).sum())
+    expected = ae.likelihood(ae.decoder(code)).log_prob(x).sum() + dist.Normal(0.0, 1.0).log_prob(code).sum()
     loss = ReparamTrace_ELBO().differentiable_loss(ae.model, ae.guide, x)
     torch.testing.assert_close(loss, -expected, rtol=1e-6, atol=1e-3)
     svi = TorchSVI(ae.model, ae.guide, torch.optim.Adam(ae.parameters(), lr=1e-3), ReparamTrace_ELBO())
@@ -281,8 +285,21 @@ def test_importance_sampling_refuses_a_point_mass_guide():
 
 @requires_fashion_mnist
 def test_cli_trains_an_autoencoder_and_refuses_its_log_px_in_one_line(tmp_path, capsys):
-    small = ["--train-size", "200", "--test-size", "100", "--epochs", "1", "--hidden", "16",
-             "--latent-dim", "2", "--no-progress", "--device", "cpu"]
+    small = [
+        "--train-size",
+        "200",
+        "--test-size",
+        "100",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert main(["train", "ae", "--out", str(tmp_path / "ae"), *small]) == 0
     assert "test objective log p(x|z) + log p(z) at the code" in capsys.readouterr().out
     with open(tmp_path / "ae" / "metrics.csv") as f:
@@ -291,18 +308,57 @@ def test_cli_trains_an_autoencoder_and_refuses_its_log_px_in_one_line(tmp_path, 
     assert main(["evaluate", str(tmp_path / "ae"), "--eval-samples", "10", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     # the one-line refusal of issue 15 (item 12): only log p(x) is refused, the objective is evaluated
-    assert err == ("pyrogen: error: argument --eval-samples: an autoencoder run has no log p(x) to estimate "
-                   "(its guide is a point mass); omit --eval-samples to evaluate its test objective")
+    assert err == (
+        "pyrogen: error: argument --eval-samples: an autoencoder run has no log p(x) to estimate "
+        "(its guide is a point mass); omit --eval-samples to evaluate its test objective"
+    )
 
 
 @requires_fashion_mnist
 def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressive_mode(tmp_path, capsys):
-    small = ["--train-size", "200", "--test-size", "100", "--epochs", "1", "--hidden", "16",
-             "--latent-dim", "2", "--no-progress", "--device", "cpu", "--batch-size", "100",
-             "--eval-samples", "0"]
+    small = [
+        "--train-size",
+        "200",
+        "--test-size",
+        "100",
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--latent-dim",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "100",
+        "--eval-samples",
+        "0",
+    ]
     out = tmp_path / "vae"
-    assert main(["train", "vae", "--out", str(out), *small, "--kl-schedule", "cyclical", "--kl-cycles", "1",
-                 "--free-bits", "0.1", "--aggressive", "--aggressive-patience", "1", "--validation-size", "50"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                str(out),
+                *small,
+                "--kl-schedule",
+                "cyclical",
+                "--kl-cycles",
+                "1",
+                "--free-bits",
+                "0.1",
+                "--aggressive",
+                "--aggressive-patience",
+                "1",
+                "--validation-size",
+                "50",
+            ]
+        )
+        == 0
+    )
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1]
@@ -316,8 +372,10 @@ def test_cli_vae_logs_collapse_diagnostics_with_schedules_free_bits_and_aggressi
 def test_cli_refuses_aggressive_mode_without_a_validation_split(tmp_path, capsys):
     assert main(["train", "vae", "--out", str(tmp_path / "agg"), "--aggressive", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pyrogen: error: --aggressive leaves aggressive mode when the mutual information of a validation "
-                   "split stops improving, never the test set's; give --validation-size N"]
+    assert err == [
+        "pyrogen: error: --aggressive leaves aggressive mode when the mutual information of a validation "
+        "split stops improving, never the test set's; give --validation-size N"
+    ]
     assert not (tmp_path / "agg").exists()
 
 
@@ -329,16 +387,23 @@ def _fit_sequence_vae(aggressive, train_x, epochs=2, batch_size=50, seed=0):
     if aggressive:
         enc = torch.optim.Adam(vae.encoder.parameters(), lr=1e-3)
         dec = torch.optim.Adam(vae.decoder.parameters(), lr=1e-3)
-        svi = AggressiveSVI(vae.model, vae.guide, enc, dec, ReparamTrace_ELBO(),
-                            lambda: train_x[torch.randint(n, (batch_size,), generator=gen)],
-                            window=15, max_steps=30)
+        svi = AggressiveSVI(
+            vae.model,
+            vae.guide,
+            enc,
+            dec,
+            ReparamTrace_ELBO(),
+            lambda: train_x[torch.randint(n, (batch_size,), generator=gen)],
+            window=15,
+            max_steps=30,
+        )
     else:
         svi = TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters(), lr=1e-3), ReparamTrace_ELBO())
     with pyro.validation_enabled(False):
         for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
             for i in range(n // batch_size):
-                svi.step(train_x[perm[i * batch_size:(i + 1) * batch_size]])
+                svi.step(train_x[perm[i * batch_size : (i + 1) * batch_size]])
     return vae
 
 
@@ -414,6 +479,6 @@ def test_sgd_step_on_log_sigma_is_four_times_smaller_with_the_log_variance_head(
                 if p.grad is not None:  # ParameterHead's loc layer is not on the path
                     p -= lr * p.grad
         moves[name] = (head(h)["scale"].log() - before).item()
-    sq = (h ** 2).sum().item()
+    sq = (h**2).sum().item()
     assert moves["pyrogen"] == pytest.approx(-lr * g * (sq + 1), rel=1e-9)
     assert moves["he2019"] == pytest.approx(-lr * g * sq / 4, rel=1e-9)

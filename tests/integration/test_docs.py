@@ -105,8 +105,12 @@ def _resources(page):
 def test_pages_load_nothing_from_other_hosts(html):
     pages = sorted(html.rglob("*.html"))
     assert len(pages) > 20
-    remote = {f"{page.relative_to(html)}: {url}" for page in pages for url in _resources(page)
-              if re.match(r"^(https?:)?//", url, re.IGNORECASE)}
+    remote = {
+        f"{page.relative_to(html)}: {url}"
+        for page in pages
+        for url in _resources(page)
+        if re.match(r"^(https?:)?//", url, re.IGNORECASE)
+    }
     assert not remote, "pages load from other hosts:\n" + "\n".join(sorted(remote))
 
 
@@ -121,8 +125,9 @@ def test_maths_is_rendered_by_a_local_mathjax(html):
 
 def test_front_page_code_fits_without_scrolling():
     """At most 80 characters a line in the code blocks of the front page (they show about 90)."""
-    long = [line for line in re.findall(r"^   (\S.*)$", (DOCS / "index.rst").read_text(), re.MULTILINE)
-            if len(line) > 80]
+    long = [
+        line for line in re.findall(r"^   (\S.*)$", (DOCS / "index.rst").read_text(), re.MULTILINE) if len(line) > 80
+    ]
     assert not long, long
 
 
@@ -163,8 +168,7 @@ def test_docstring_examples(test):
 
 # Size constants of each tutorial's code, shrunk so that the code runs in seconds.
 TUTORIAL_SIZES = {
-    "vae_from_first_principles": {"NUM_TRAIN": 300, "EPOCHS": 1, "HIDDEN": 32, "NUM_TEST": 50,
-                                  "NUM_SAMPLES": 10},
+    "vae_from_first_principles": {"NUM_TRAIN": 300, "EPOCHS": 1, "HIDDEN": 32, "NUM_TEST": 50, "NUM_SAMPLES": 10},
     "ae_vae_gan": {"NUM_TRAIN": 200, "NUM_TEST": 50, "EPOCHS": 1, "HIDDEN": 16, "NUM_SAMPLES": 10},
     "extending": {"SCRIPT": str(ROOT / "examples" / "semi_supervised.py")},
     "posterior_collapse": {"NUM_TRAIN": 100, "NUM_TEST": 50, "EPOCHS": 1, "MAX_INNER_STEPS": 2},

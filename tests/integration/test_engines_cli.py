@@ -11,8 +11,19 @@ import torch
 from pyrogen.cli import main
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "300", "--test-size", "50", "--latent-dim", "4", "--hidden", "32", "--no-progress",
-        "--eval-samples", "0"]
+TINY = [
+    "--train-size",
+    "300",
+    "--test-size",
+    "50",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "32",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+]
 
 
 def _metrics(run):
@@ -31,11 +42,16 @@ def test_logger_tensorboard_writes_metrics_csvs_values_and_image_grids(tmp_path,
     rows = _metrics(out)
     for name in ("train_elbo", "test_elbo", "kl", "mi", "active_units"):
         assert {e.step: e.value for e in events.Scalars(name)} == {
-            int(r["epoch"]): float(np.float32(r[name])) for r in rows}, name
+            int(r["epoch"]): float(np.float32(r[name])) for r in rows
+        }, name
     assert {"samples", "reconstructions"} <= set(events.Tags()["images"])
     # resumed with the logger: the third epoch joins the same directory
-    assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "3", "--logger", "tensorboard",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["train", "vae", "--out", str(out), "--resume", "--epochs", "3", "--logger", "tensorboard", "--no-progress"]
+        )
+        == 0
+    )
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     assert [e.step for e in events.Scalars("test_elbo")] == [1, 2, 3]
@@ -52,10 +68,13 @@ def test_a_tracked_run_is_the_untracked_run(tmp_path, one_thread):
 
 def test_logger_tensorboard_without_tensorboard_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    assert main(["train", "vae", "--out", str(tmp_path / "run"), "--epochs", "1", "--logger", "tensorboard"]
-                + TINY) == 2
-    assert capsys.readouterr().err.strip() == ("pyrogen: error: --logger tensorboard needs the tensorboard package, "
-                                               "which is not installed: pip install 'pyrogen[tensorboard]'")
+    assert (
+        main(["train", "vae", "--out", str(tmp_path / "run"), "--epochs", "1", "--logger", "tensorboard"] + TINY) == 2
+    )
+    assert capsys.readouterr().err.strip() == (
+        "pyrogen: error: --logger tensorboard needs the tensorboard package, "
+        "which is not installed: pip install 'pyrogen[tensorboard]'"
+    )
     assert not (tmp_path / "run" / "config.json").exists()
 
 
@@ -89,10 +108,28 @@ def test_precision_32_is_the_default_run_bit_for_bit(tmp_path, one_thread):
 
 
 def test_mixed_precision_and_a_recorded_step_are_refused_together(tmp_path, capsys):
-    assert main(["train", "vae", "--out", str(tmp_path / "run"), "--epochs", "1", "--precision", "bf16",
-                 "--compile", "record"] + TINY) == 2
-    assert capsys.readouterr().err.strip() == ("pyrogen: error: --compile record records the float32 step, and "
-                                               "--precision bf16 runs the step eagerly; drop one of them")
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                str(tmp_path / "run"),
+                "--epochs",
+                "1",
+                "--precision",
+                "bf16",
+                "--compile",
+                "record",
+            ]
+            + TINY
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.strip() == (
+        "pyrogen: error: --compile record records the float32 step, and "
+        "--precision bf16 runs the step eagerly; drop one of them"
+    )
 
 
 @requires_fashion_mnist
@@ -101,5 +138,7 @@ def test_gan_takes_bf16_and_refuses_fp16(tmp_path, capsys, one_thread):
     assert main(["train", "gan", "--out", str(tmp_path / "bf16"), "--precision", "bf16"] + gan) == 0
     assert main(["train", "gan", "--out", str(tmp_path / "fp16"), "--precision", "fp16"] + gan) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == ("pyrogen: error: precision 'fp16' needs a gradient scaler in the training step, which "
-                   "GANTrainer does not have; use 'bf16' (float32's range, no scaler needed)")
+    assert err == (
+        "pyrogen: error: precision 'fp16' needs a gradient scaler in the training step, which "
+        "GANTrainer does not have; use 'bf16' (float32's range, no scaler needed)"
+    )

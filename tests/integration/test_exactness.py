@@ -55,9 +55,9 @@ class PPCA:
     def closed_form_elbo(self, x, loc, scale):
         """E_q[log p(x|z)] - KL(q || p) for q = N(loc, diag scale^2), exactly."""
         mean_x = loc @ self.W.T + self.b
-        expected_loglik = dist.Normal(mean_x, SIGMA).log_prob(x).sum(-1) - (
-            (self.W**2) @ (scale**2).T
-        ).T.sum(-1) / (2 * SIGMA**2)
+        expected_loglik = dist.Normal(mean_x, SIGMA).log_prob(x).sum(-1) - ((self.W**2) @ (scale**2).T).T.sum(-1) / (
+            2 * SIGMA**2
+        )
         kl = 0.5 * (loc**2 + scale**2 - 1 - torch.log(scale**2)).sum(-1)
         return expected_loglik - kl
 
@@ -83,8 +83,7 @@ def test_importance_sampled_log_px_converges_to_exact(ppca):
     # A mismatched guide: right centre, twice the posterior's standard deviations.
     guide = m.diagonal_guide(mean, 2 * cov.diagonal().sqrt())
     exact = m.exact_log_px(x)
-    errors = [(log_likelihood(m.model, guide, x, num_samples=k) - exact).abs().max().item()
-              for k in (10, 10_000)]
+    errors = [(log_likelihood(m.model, guide, x, num_samples=k) - exact).abs().max().item() for k in (10, 10_000)]
     assert errors[1] < 0.01  # nats
     assert errors[1] < errors[0]
 

@@ -15,13 +15,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # Command-line flags that shrink each example to seconds; every example must be listed here.
 TINY = {
-    "vae.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--num-samples", "10",
-               "--hidden", "32"],
+    "vae.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--num-samples", "10", "--hidden", "32"],
     "conditional_vae.py": ["--epochs", "1", "--num-train", "200", "--hidden", "32"],
     "custom_decoder.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50"],
     "ddp_vae.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--batch-size", "50"],
-    "semi_supervised.py": ["--epochs", "1", "--num-train", "300", "--num-labeled", "100",
-                           "--num-test", "100"],
+    "semi_supervised.py": ["--epochs", "1", "--num-train", "300", "--num-labeled", "100", "--num-test", "100"],
     "own_data.py": ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--latent-dim", "4"],
 }
 FIGURES = {
@@ -82,8 +80,9 @@ print("torch imported:", "torch" in sys.modules)
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_example_help_is_quick_and_complete(name):
-    done = subprocess.run([sys.executable, "-c", HELP, str(EXAMPLES / name)],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", HELP, str(EXAMPLES / name)], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.rstrip().endswith("torch imported: False"), "parse the arguments before importing torch"
     help_text = done.stdout.partition("options:")[2]
     # Every option but --help: its own line of help, ending with its default.

@@ -17,8 +17,19 @@ from pyrogen.cli import main
 from tests.conftest import requires_fashion_mnist
 from tests.integration.test_faults_round2 import one_error_line, snapshot
 
-TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
-        "--device", "cpu"]
+TINY = [
+    "--train-size",
+    "200",
+    "--test-size",
+    "40",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def cli(argv):
@@ -57,12 +68,14 @@ COMMANDS = {
 
 def config(change):
     """An edit of ``config.json``: ``change(config)`` returns the new JSON value."""
+
     def edit(out):
         path = os.path.join(out, "config.json")
         with open(path) as f:
             value = change(json.load(f))
         with open(path, "w") as f:
             json.dump(value, f)
+
     return edit
 
 
@@ -70,6 +83,7 @@ def setting(section, key, value):
     def change(c):
         (c[section] if section else c)[key] = value
         return c
+
     return config(change)
 
 
@@ -79,10 +93,12 @@ def without(key):
 
 def replace_by(name, kind):
     """``name`` in the run made a directory (``kind="dir"``) or an empty file."""
+
     def edit(out):
         path = os.path.join(out, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
         os.mkdir(path) if kind == "dir" else open(path, "w").close()
+
     return edit
 
 
@@ -96,19 +112,43 @@ ALL = ["report", "plot", "evaluate", "sample", "sample-quality", "resume"]
 WITH_CHECKPOINT = ["plot", "evaluate", "sample", "sample-quality", "resume"]
 REFUSED = [
     # config.json: wrong types and values, named with the file and the setting, before any comparison
-    ("epochs-string", setting("train", "epochs", "3"), WITH_CHECKPOINT,
-     "config.json': train.epochs must be an integer >= 1, got '3'"),
-    ("epochs-negative", setting("train", "epochs", -1), WITH_CHECKPOINT,
-     "config.json': train.epochs must be an integer >= 1, got -1"),
-    ("batch-size-float", setting("train", "batch_size", 1.5), ["sample", "resume"],
-     "train.batch_size must be an integer >= 1, got 1.5"),
+    (
+        "epochs-string",
+        setting("train", "epochs", "3"),
+        WITH_CHECKPOINT,
+        "config.json': train.epochs must be an integer >= 1, got '3'",
+    ),
+    (
+        "epochs-negative",
+        setting("train", "epochs", -1),
+        WITH_CHECKPOINT,
+        "config.json': train.epochs must be an integer >= 1, got -1",
+    ),
+    (
+        "batch-size-float",
+        setting("train", "batch_size", 1.5),
+        ["sample", "resume"],
+        "train.batch_size must be an integer >= 1, got 1.5",
+    ),
     ("lr-string", setting("train", "lr", "fast"), ["evaluate", "resume"], "train.lr must be a finite number"),
-    ("train-size-string", setting("data", "train_size", "200"), ["plot", "resume"],
-     "data.train_size must be an integer >= 1, got '200'"),
-    ("eval-samples-negative", setting("eval", "num_samples", -1), ["evaluate", "resume"],
-     "eval.num_samples must be an integer >= 0, got -1"),
-    ("binarize-unknown", setting("data", "binarize", "yes"), ["sample", "resume"],
-     "data.binarize must be 'dynamic', 'static' or 'none', got 'yes'"),
+    (
+        "train-size-string",
+        setting("data", "train_size", "200"),
+        ["plot", "resume"],
+        "data.train_size must be an integer >= 1, got '200'",
+    ),
+    (
+        "eval-samples-negative",
+        setting("eval", "num_samples", -1),
+        ["evaluate", "resume"],
+        "eval.num_samples must be an integer >= 0, got -1",
+    ),
+    (
+        "binarize-unknown",
+        setting("data", "binarize", "yes"),
+        ["sample", "resume"],
+        "data.binarize must be 'dynamic', 'static' or 'none', got 'yes'",
+    ),
     ("version-future", setting(None, "version", 99), WITH_CHECKPOINT, "it was written by a newer pyrogen"),
     ("version-string", setting(None, "version", "2"), ["sample", "resume"], "got '2': it was written by a newer"),
     ("kind-unknown", setting(None, "kind", "diffusion"), ALL, "unknown run kind 'diffusion'; expected one of"),
@@ -120,17 +160,37 @@ REFUSED = [
     ("list", config(lambda c: [c]), ALL, "expected a run configuration (a JSON object"),
     ("empty-object", config(lambda c: {}), ["resume"], "lacks 'model', 'data', 'train'"),
     # a checkpoint whose embedded configuration disagrees with config.json
-    ("checkpoint-disagrees", setting("model", "latent_dim", 8), WITH_CHECKPOINT,
-     "checkpoint.pt' was written with another configuration than"),
-    ("checkpoint-disagrees-on-type", setting("model", "latent_dim", "4"), WITH_CHECKPOINT,
-     "the two files belong to different runs"),
-    ("checkpoint-of-another-kind", setting(None, "kind", "gan"), ["sample", "sample-quality"],
-     "the two files belong to different runs"),
+    (
+        "checkpoint-disagrees",
+        setting("model", "latent_dim", 8),
+        WITH_CHECKPOINT,
+        "checkpoint.pt' was written with another configuration than",
+    ),
+    (
+        "checkpoint-disagrees-on-type",
+        setting("model", "latent_dim", "4"),
+        WITH_CHECKPOINT,
+        "the two files belong to different runs",
+    ),
+    (
+        "checkpoint-of-another-kind",
+        setting(None, "kind", "gan"),
+        ["sample", "sample-quality"],
+        "the two files belong to different runs",
+    ),
     # run files of the wrong type: refused before an epoch is trained or an evaluation computed
-    ("metrics-a-directory", replace_by("metrics.csv", "dir"), ["report", "plot", "resume"],
-     "metrics.csv' is not a regular file"),
-    ("evaluations-a-file", replace_by("evaluations", "file"), ["resume", "evaluate"],
-     "evaluations' is not a directory; expected the run's own, which the command adds to"),
+    (
+        "metrics-a-directory",
+        replace_by("metrics.csv", "dir"),
+        ["report", "plot", "resume"],
+        "metrics.csv' is not a regular file",
+    ),
+    (
+        "evaluations-a-file",
+        replace_by("evaluations", "file"),
+        ["resume", "evaluate"],
+        "evaluations' is not a directory; expected the run's own, which the command adds to",
+    ),
     ("checkpoint-a-directory", replace_by("checkpoint.pt", "dir"), WITH_CHECKPOINT, "no checkpoint at"),
     ("config-a-directory", replace_by("config.json", "dir"), ALL, "holds no pyrogen run (no config.json)"),
     ("empty-run-directory", emptied, ALL, "holds no pyrogen run (no config.json)"),
@@ -167,16 +227,22 @@ def extra_column(out):
 
 ACCEPTED = [
     ("unknown-train-key", setting("train", "note", "mine"), ["sample", "resume"]),
-    ("evaluation-named-json-is-a-directory", lambda out: os.mkdir(os.path.join(out, "evaluations", "x.json")),
-     ["report"]),
+    (
+        "evaluation-named-json-is-a-directory",
+        lambda out: os.mkdir(os.path.join(out, "evaluations", "x.json")),
+        ["report"],
+    ),
     ("metrics-header-only", header_only, ["report", "plot"]),
     ("metrics-extra-column", extra_column, ["report"]),
 ]
 
 
 @requires_fashion_mnist
-@pytest.mark.parametrize("name, edit, command", [(n, e, c) for n, e, cs in ACCEPTED for c in cs],
-                         ids=[f"{n}-{c}" for n, _, cs in ACCEPTED for c in cs])
+@pytest.mark.parametrize(
+    "name, edit, command",
+    [(n, e, c) for n, e, cs in ACCEPTED for c in cs],
+    ids=[f"{n}-{c}" for n, _, cs in ACCEPTED for c in cs],
+)
 def test_harmless_oddities_are_read(run, name, edit, command, capsys):
     edit(run)
     assert cli(COMMANDS[command](run)) == 0, capsys.readouterr().err
@@ -188,13 +254,17 @@ def test_harmless_oddities_are_read(run, name, edit, command, capsys):
 
 # ---------------------------------------------------------------- outputs aimed into another run
 @requires_fashion_mnist
-@pytest.mark.parametrize("argv", [["report", "RUN", "--out", "OTHER/evaluations/new.html"],
-                                  ["report", "RUN", "--out", "OTHER/metrics.csv"],
-                                  ["sample", "RUN", "-n", "2", "--device", "cpu", "--out", "OTHER/checkpoint.pt"],
-                                  ["plot", "RUN", "--device", "cpu", "--out", "OTHER/evaluations"],
-                                  ["plot", "RUN", "--device", "cpu", "--out", "OTHER/evaluations/pictures"]],
-                         ids=["report-evaluations", "report-metrics", "sample-checkpoint", "plot-evaluations",
-                              "plot-inside-evaluations"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "RUN", "--out", "OTHER/evaluations/new.html"],
+        ["report", "RUN", "--out", "OTHER/metrics.csv"],
+        ["sample", "RUN", "-n", "2", "--device", "cpu", "--out", "OTHER/checkpoint.pt"],
+        ["plot", "RUN", "--device", "cpu", "--out", "OTHER/evaluations"],
+        ["plot", "RUN", "--device", "cpu", "--out", "OTHER/evaluations/pictures"],
+    ],
+    ids=["report-evaluations", "report-metrics", "sample-checkpoint", "plot-evaluations", "plot-inside-evaluations"],
+)
 def test_no_output_goes_into_another_runs_own_files(run, tmp_path, argv, capsys):
     other = str(shutil.copytree(run, tmp_path / "other"))
     before = snapshot(other)
@@ -207,13 +277,17 @@ def test_no_output_goes_into_another_runs_own_files(run, tmp_path, argv, capsys)
 
 # ---------------------------------------------------------------- epochs and resume
 @requires_fashion_mnist
-@pytest.mark.parametrize("argv, message", [
-    (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
-    (["--resume", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
-    (["--resume", "--epochs", "1"], "expected more than the 1 epochs the run in"),
-    (["--resume"], "has done all its 1 epochs; give --epochs N with N > 1"),
-    (["--epochs", "2"], "already holds a run; pass --resume to continue it"),
-], ids=["epochs-0", "resume-epochs-0", "resume-epochs-done", "resume-finished", "new-over-a-run"])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+        (["--resume", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+        (["--resume", "--epochs", "1"], "expected more than the 1 epochs the run in"),
+        (["--resume"], "has done all its 1 epochs; give --epochs N with N > 1"),
+        (["--epochs", "2"], "already holds a run; pass --resume to continue it"),
+    ],
+    ids=["epochs-0", "resume-epochs-0", "resume-epochs-done", "resume-finished", "new-over-a-run"],
+)
 def test_epochs_that_train_nothing_are_refused(run, argv, message, capsys):
     before = snapshot(run)
     assert cli(["train", "vae", "--out", run, "--no-progress", "--device", "cpu"] + argv) == 2
@@ -261,6 +335,7 @@ def metrics_row(field, value):
         row[header.index(field)] = value
         with open(path, "w") as f:
             f.write(",".join(header) + "\n" + ",".join(row) + "\n")
+
     return edit
 
 

@@ -26,8 +26,21 @@ from pyrogen.files import RunDir
 from pyrogen.runs import open_run
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
-        "--eval-samples", "0", "--device", "cpu"]
+TINY = [
+    "--train-size",
+    "200",
+    "--test-size",
+    "40",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+    "--device",
+    "cpu",
+]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -65,9 +78,34 @@ def gan_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = str(tmp_path_factory.mktemp("faults") / "gan")
-    assert main(["train", "gan", "--out", out, "--epochs", "1", "--architecture", "mlp", "--hidden", "16",
-                 "--latent-dim", "4", "--train-size", "128", "--test-size", "64", "--batch-size", "64",
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--out",
+                out,
+                "--epochs",
+                "1",
+                "--architecture",
+                "mlp",
+                "--hidden",
+                "16",
+                "--latent-dim",
+                "4",
+                "--train-size",
+                "128",
+                "--test-size",
+                "64",
+                "--batch-size",
+                "64",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     torch.set_num_threads(threads)
     return out
 
@@ -85,34 +123,48 @@ BAD_OPTIONS = [
     (["train", "vae", "--lr", "nan"], "argument --lr: expected a positive finite number, got 'nan'"),
     (["train", "vae", "--free-bits", "-1"], "argument --free-bits: expected a finite number >= 0, got '-1'"),
     (["train", "vae", "--free-bits", "nan"], "argument --free-bits: expected a finite number >= 0, got 'nan'"),
-    (["train", "vae", "--device", "bogus"],
-     "argument --device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'bogus'"),
+    (
+        ["train", "vae", "--device", "bogus"],
+        "argument --device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'bogus'",
+    ),
     (["train", "vae", "--device", "cuda:99"], "argument --device: expected a device that exists, got 'cuda:99'"),
     (["train", "vae", "--hidden", "1000000"], "argument --hidden: expected a positive integer <= 65536, got 1000000"),
-    (["train", "vae", "--latent-dim", "1000000000"],
-     "argument --latent-dim: expected a positive integer <= 65536, got 1000000000"),
-    (["train", "vae", "--hidden", "65536", "65536", "--latent-dim", "65536"],
-     "argument --hidden: expected networks whose weights, gradients and Adam state fit in half this machine's "
-     "memory ("),
+    (
+        ["train", "vae", "--latent-dim", "1000000000"],
+        "argument --latent-dim: expected a positive integer <= 65536, got 1000000000",
+    ),
+    (
+        ["train", "vae", "--hidden", "65536", "65536", "--latent-dim", "65536"],
+        "argument --hidden: expected networks whose weights, gradients and Adam state fit in half this machine's "
+        "memory (",
+    ),
     (["train", "vae", "--eval-samples", "-3"], "argument --eval-samples: expected an integer >= 0, got '-3'"),
-    (["train", "vae", "--num-particles", "1000000"],
-     "argument --num-particles: expected at most 3423 particles for --batch-size 100 (a step's 1000000 x 100 "
-     "images would not fit in memory), got 1000000"),
+    (
+        ["train", "vae", "--num-particles", "1000000"],
+        "argument --num-particles: expected at most 3423 particles for --batch-size 100 (a step's 1000000 x 100 "
+        "images would not fit in memory), got 1000000",
+    ),
     (["train", "gan", "--beta1", "2"], "argument --beta1: expected a number in [0, 1), got '2'"),
     (["train", "gan", "--beta2", "nan"], "argument --beta2: expected a number in [0, 1), got 'nan'"),
     (["train", "gan", "--ema-decay", "1"], "argument --ema-decay: expected a number in [0, 1), got '1'"),
     (["train", "gan", "--gp-weight", "-1"], "argument --gp-weight: expected a finite number >= 0, got '-1'"),
     (["train", "gan", "--channels", "999999"], "argument --channels: expected a positive integer <= 65536, got 999999"),
-    (["sample", "RUN", "-n", "1000000000"], "argument -n/--num-samples: expected a positive integer <= 100000, "
-                                            "got 1000000000"),
+    (
+        ["sample", "RUN", "-n", "1000000000"],
+        "argument -n/--num-samples: expected a positive integer <= 100000, got 1000000000",
+    ),
     (["sample", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
     (["plot", "RUN", "--seed", "-5"], "argument --seed: expected an integer >= 0, got '-5'"),
     (["evaluate", "RUN", "--eval-samples", "0"], "argument --eval-samples: expected a positive integer, got 0"),
     (["train", "vae", "--bogus-flag"], "unrecognized arguments: --bogus-flag"),
 ]
 if not torch.cuda.is_available():
-    BAD_OPTIONS.append((["train", "vae", "--device", "cuda"],
-                        "argument --device: expected a device that exists, got 'cuda': no CUDA GPU is available"))
+    BAD_OPTIONS.append(
+        (
+            ["train", "vae", "--device", "cuda"],
+            "argument --device: expected a device that exists, got 'cuda': no CUDA GPU is available",
+        )
+    )
 
 
 @requires_fashion_mnist
@@ -135,13 +187,17 @@ def test_a_bad_option_is_one_line_and_leaves_the_run_untouched(vae_run, args, me
 
 # ---------------------------------------------------------------- item 1: no dead run directories
 @requires_fashion_mnist
-@pytest.mark.parametrize("fault, status, message", [
-    ("nan", 2, "No epoch had finished, so no checkpoint was written and"),
-    ("interrupt", 130, "interrupted before the first epoch finished; no checkpoint was written"),
-    ("compile", 2, "cannot compile"),
-])
+@pytest.mark.parametrize(
+    "fault, status, message",
+    [
+        ("nan", 2, "No epoch had finished, so no checkpoint was written and"),
+        ("interrupt", 130, "interrupted before the first epoch finished; no checkpoint was written"),
+        ("compile", 2, "cannot compile"),
+    ],
+)
 def test_a_failure_in_the_first_epoch_leaves_no_run_and_the_directory_can_be_used_again(
-        tmp_path, fault, status, message, capsys, monkeypatch, one_thread):
+    tmp_path, fault, status, message, capsys, monkeypatch, one_thread
+):
     from pyrogen.errors import CompilationError
     from pyrogen.training.vae import VAETrainer
 
@@ -228,8 +284,9 @@ def test_evaluate_prints_its_result_before_a_failed_write(vae_run, tmp_path, cap
     printed = capsys.readouterr()
     assert "test ELBO" in printed.out and "(K = 5)" in printed.out
     written = out / "evaluations" / f"log-px-K5-seed0-epoch1-test{open_run(out).config['data']['test_size']}.json"
-    assert printed.err == (f"pyrogen: error: cannot write {str(written)!r}: No space left on "
-                           "device; the evaluation above was not saved\n")
+    assert printed.err == (
+        f"pyrogen: error: cannot write {str(written)!r}: No space left on device; the evaluation above was not saved\n"
+    )
     assert snapshot(out) == before
 
 
@@ -242,17 +299,20 @@ def _config(text):
     def change(vae, gan):
         with open(os.path.join(vae, "config.json"), "w") as f:
             f.write(text)
+
     return change
 
 
 def _checkpoint_and_config(edit):
     """Change the checkpoint's tensors and its embedded configuration together (config.json to match)."""
+
     def change(vae, gan):
         path = os.path.join(vae, "checkpoint.pt")
         state = torch.load(path, weights_only=True)
         edit(state)
         files.save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
         RunDir(vae).write_json("config.json", state["config"])
+
     return change
 
 
@@ -278,14 +338,17 @@ FOREIGN = [
 @requires_fashion_mnist
 @pytest.mark.parametrize("command", ["evaluate", "sample", "resume"])
 @pytest.mark.parametrize("name, change, message", FOREIGN, ids=[f[0] for f in FOREIGN])
-def test_foreign_or_inconsistent_run_files_are_one_line(vae_run, gan_run, tmp_path, name, change, message,
-                                                         command, capsys, one_thread):
+def test_foreign_or_inconsistent_run_files_are_one_line(
+    vae_run, gan_run, tmp_path, name, change, message, command, capsys, one_thread
+):
     out = copy_run(vae_run, tmp_path)
     change(str(out), gan_run)
     before = snapshot(out)
-    args = {"evaluate": ["evaluate", str(out), "--eval-samples", "2", "--no-progress", "--device", "cpu"],
-            "sample": ["sample", str(out), "-n", "2", "--device", "cpu"],
-            "resume": ["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]}[command]
+    args = {
+        "evaluate": ["evaluate", str(out), "--eval-samples", "2", "--no-progress", "--device", "cpu"],
+        "sample": ["sample", str(out), "-n", "2", "--device", "cpu"],
+        "resume": ["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"],
+    }[command]
     assert main(args) == 2
     assert message in one_error_line(capsys)
     assert snapshot(out) == before
@@ -295,8 +358,10 @@ def test_foreign_or_inconsistent_run_files_are_one_line(vae_run, gan_run, tmp_pa
 def test_resuming_a_gan_run_as_a_vae_names_the_right_command(gan_run, capsys):
     before = snapshot(gan_run)
     assert main(["train", "vae", "--out", gan_run, "--resume", "--epochs", "2", "--no-progress"]) == 2
-    assert one_error_line(capsys) == (f"pyrogen: error: --out {gan_run!r} holds a gan run, not a vae run; resume "
-                                      f"it with 'pyrogen train gan --out {gan_run} --resume'")
+    assert one_error_line(capsys) == (
+        f"pyrogen: error: --out {gan_run!r} holds a gan run, not a vae run; resume "
+        f"it with 'pyrogen train gan --out {gan_run} --resume'"
+    )
     assert snapshot(gan_run) == before
 
 
@@ -314,11 +379,14 @@ def test_a_checkpoint_from_another_run_is_refused_naming_both_files(vae_run, tmp
 
 
 @requires_fashion_mnist
-@pytest.mark.parametrize("text, message", [
-    ("{", "evaluation.json' is not valid JSON"),
-    ("[]", "evaluation.json' holds no evaluation"),
-    ('{"elbo": -1, "psis": 3}', "evaluation.json' holds no evaluation"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "evaluation.json' is not valid JSON"),
+        ("[]", "evaluation.json' holds no evaluation"),
+        ('{"elbo": -1, "psis": 3}', "evaluation.json' holds no evaluation"),
+    ],
+)
 def test_a_tampered_evaluation_is_one_line_in_report(vae_run, tmp_path, text, message, capsys):
     out = copy_run(vae_run, tmp_path)
     (out / "evaluation.json").write_text(text)
@@ -337,16 +405,19 @@ def test_a_full_disk_in_training_keeps_the_last_good_checkpoint(vae_run, tmp_pat
 
     def full_disk(path, write, binary=True):
         if os.path.basename(path) == "checkpoint.pt":
+
             def half(f):
                 f.write(b"PK\x03\x04 half a checkpoint")
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
             return real(path, half, binary)
         return real(path, write, binary)
 
     monkeypatch.setattr(files, "atomic_write", full_disk)
     assert main(["train", "vae", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
-    assert one_error_line(capsys) == (f"pyrogen: error: cannot read or write {str(out / 'checkpoint.pt')!r}: "
-                                      "No space left on device")
+    assert one_error_line(capsys) == (
+        f"pyrogen: error: cannot read or write {str(out / 'checkpoint.pt')!r}: No space left on device"
+    )
     kept = RunDir(out).load_checkpoint()
     assert kept["epoch"] == 1 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1]
@@ -354,19 +425,32 @@ def test_a_full_disk_in_training_keeps_the_last_good_checkpoint(vae_run, tmp_pat
 
 
 @requires_fashion_mnist
-@pytest.mark.parametrize("args, message", [
-    (["report", "RUN", "--out", "RUN/checkpoint.pt"],
-     "--out 'RUN/checkpoint.pt' is one of its run's own files; expected another file name"),
-    (["report", "RUN", "--out", "RUN/config.json"],
-     "--out 'RUN/config.json' is one of its run's own files; expected another file name"),
-    (["sample", "RUN", "--out", "RUN/metrics.csv"],
-     "--out 'RUN/metrics.csv' is one of its run's own files; expected another file name"),
-    (["report", "RUN", "--out", "RUN"], "--out 'RUN' is a directory; expected a file path"),
-    (["sample", "RUN", "--out", "RUN/missing/s.png"],
-     "--out 'RUN/missing/s.png': the folder 'RUN/missing' does not exist"),
-    (["report", "RUN", "--out", "RUN/config.json/r.html"],
-     "--out 'RUN/config.json/r.html': the folder 'RUN/config.json' does not exist (or is not a directory)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["report", "RUN", "--out", "RUN/checkpoint.pt"],
+            "--out 'RUN/checkpoint.pt' is one of its run's own files; expected another file name",
+        ),
+        (
+            ["report", "RUN", "--out", "RUN/config.json"],
+            "--out 'RUN/config.json' is one of its run's own files; expected another file name",
+        ),
+        (
+            ["sample", "RUN", "--out", "RUN/metrics.csv"],
+            "--out 'RUN/metrics.csv' is one of its run's own files; expected another file name",
+        ),
+        (["report", "RUN", "--out", "RUN"], "--out 'RUN' is a directory; expected a file path"),
+        (
+            ["sample", "RUN", "--out", "RUN/missing/s.png"],
+            "--out 'RUN/missing/s.png': the folder 'RUN/missing' does not exist",
+        ),
+        (
+            ["report", "RUN", "--out", "RUN/config.json/r.html"],
+            "--out 'RUN/config.json/r.html': the folder 'RUN/config.json' does not exist (or is not a directory)",
+        ),
+    ],
+)
 def test_outputs_never_replace_a_runs_files_or_fail_with_a_traceback(vae_run, tmp_path, args, message, capsys):
     out = str(copy_run(vae_run, tmp_path))
     before = snapshot(out)
@@ -399,11 +483,13 @@ def test_a_read_only_run_directory_is_one_line(vae_run, tmp_path, command, capsy
 
     monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(os, "access", lambda p, mode, **k: False if mode & os.W_OK else real_access(p, mode, **k))
-    args = {"resume": ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"],
-            "evaluate": ["evaluate", out, "--eval-samples", "2", "--no-progress", "--device", "cpu"],
-            "sample": ["sample", out, "-n", "2", "--device", "cpu"],
-            "plot": ["plot", out, "--num-points", "20", "--device", "cpu"],
-            "report": ["report", out]}[command]
+    args = {
+        "resume": ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"],
+        "evaluate": ["evaluate", out, "--eval-samples", "2", "--no-progress", "--device", "cpu"],
+        "sample": ["sample", out, "-n", "2", "--device", "cpu"],
+        "plot": ["plot", out, "--num-points", "20", "--device", "cpu"],
+        "report": ["report", out],
+    }[command]
     assert main(args) == 2
     line = one_error_line(capsys)
     assert out in line and ("not writable" in line or "Permission denied" in line), line
@@ -422,6 +508,7 @@ def test_report_embeds_only_regular_files_inside_the_run(vae_run, tmp_path):
     page = build_report(str(out))
     assert "leak.png" not in page
     import base64
+
     assert base64.b64encode(b"\x89PNG secret system file").decode() not in page
 
 
@@ -438,20 +525,25 @@ def test_resume_to_no_more_epochs_says_so(vae_run, epochs, capsys):
     line = one_error_line(capsys)
     assert line.startswith("pyrogen: error: argument --epochs: expected")
     if epochs == "1":
-        assert line.endswith("expected more than the 1 epochs the run in "
-                             f"{vae_run!r} has done (--epochs is the new total), got 1")
+        assert line.endswith(
+            f"expected more than the 1 epochs the run in {vae_run!r} has done (--epochs is the new total), got 1"
+        )
     assert snapshot(vae_run) == before
 
 
 @requires_fashion_mnist
 def test_extending_a_cyclical_schedule_says_what_happens(tmp_path, capsys, one_thread):
     out = str(tmp_path / "run")
-    assert main(["train", "vae", "--out", out, "--epochs", "1", "--kl-schedule", "cyclical", "--kl-cycles", "1"]
-                + TINY) == 0
+    assert (
+        main(["train", "vae", "--out", out, "--epochs", "1", "--kl-schedule", "cyclical", "--kl-cycles", "1"] + TINY)
+        == 0
+    )
     capsys.readouterr()
     assert main(["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress"]) == 0
-    assert ("pyrogen: note: the cyclical KL schedule keeps its 1-epoch cycles; after epoch 1 the KL weight stays 1"
-            in capsys.readouterr().err)
+    assert (
+        "pyrogen: note: the cyclical KL schedule keeps its 1-epoch cycles; after epoch 1 the KL weight stays 1"
+        in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------- item 12: evaluate an autoencoder
@@ -466,8 +558,9 @@ def test_evaluate_an_autoencoder_reports_its_objective_and_refuses_only_log_px(t
     assert "objective" in json.loads(open(written).read())
     before = snapshot(out)
     assert main(["evaluate", out, "--eval-samples", "10", "--no-progress", "--device", "cpu"]) == 2
-    assert one_error_line(capsys).startswith("pyrogen: error: argument --eval-samples: an autoencoder run has no "
-                                             "log p(x)")
+    assert one_error_line(capsys).startswith(
+        "pyrogen: error: argument --eval-samples: an autoencoder run has no log p(x)"
+    )
     assert snapshot(out) == before
 
 
@@ -504,8 +597,13 @@ def _train_process(out, epochs, delay=None):
     if delay:
         env["PYROGEN_TEST_WRITE_DELAY"] = str(delay)
     code = "import torch, sys; torch.set_num_threads(1); from pyrogen.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs),
-                             "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs), "--batch-size", "20"]
+        + TINY,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _slow_train_process(out, epochs, marker):
@@ -524,9 +622,15 @@ def _slow_train_process(out, epochs, marker):
         "    return result\n"
         "VAETrainer.train_step = slow\n"
         "from pyrogen.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n")
-    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs),
-                             "--batch-size", "20"] + TINY, env=env, stderr=subprocess.PIPE, text=True)
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "vae", "--out", out, "--epochs", str(epochs), "--batch-size", "20"]
+        + TINY,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, process, timeout=120):
@@ -554,8 +658,9 @@ def straight_run(tmp_path_factory):
 
 @requires_fashion_mnist
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight_run, tmp_path, sig, capsys,
-                                                                        one_thread):
+def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(
+    straight_run, tmp_path, sig, capsys, one_thread
+):
     """The process is killed while it writes epoch 2's checkpoint (a hook sleeps between write and rename)."""
     out = str(tmp_path / "killed")
     process = _train_process(out, 2, delay=0.6)
@@ -568,7 +673,8 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight
         assert status == 143 and _temporaries(out) == []
         assert err.strip().splitlines()[-1] == (
             f"pyrogen: terminated (SIGTERM); the checkpoint of the last finished epoch is kept in "
-            f"{os.path.join(out, 'checkpoint.pt')!r}: continue with 'pyrogen train vae --out {out} --resume'")
+            f"{os.path.join(out, 'checkpoint.pt')!r}: continue with 'pyrogen train vae --out {out} --resume'"
+        )
     else:
         assert status == -signal.SIGKILL and _temporaries(out)  # left behind, removed by the next start
     assert RunDir(out).load_checkpoint()["epoch"] == 1
@@ -577,8 +683,9 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_bit_for_bit(straight
     assert _temporaries(out) == []
     a, b = RunDir(straight_run).load_checkpoint(), RunDir(out).load_checkpoint()
     assert b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert all(torch.equal(a["optim"]["state"][i]["exp_avg"], b["optim"]["state"][i]["exp_avg"])
-               for i in a["optim"]["state"])
+    assert all(
+        torch.equal(a["optim"]["state"][i]["exp_avg"], b["optim"]["state"][i]["exp_avg"]) for i in a["optim"]["state"]
+    )
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
 
 
@@ -613,32 +720,62 @@ def _api_cases():
     empty = torch.empty(0, 1, 28, 28)
     f32 = "x must be a torch.float32 tensor of values in [0, 1] like the model's parameters, got "
     return [
-        ("check_images-empty", lambda: check_images(empty, "data"),
-         "data must hold at least one image, got shape (0, 1, 28, 28)"),
+        (
+            "check_images-empty",
+            lambda: check_images(empty, "data"),
+            "data must hold at least one image, got shape (0, 1, 28, 28)",
+        ),
         ("loader-empty", lambda: DeviceLoader(empty, 1), "data must hold at least one image"),
-        ("loader-world_size-0", lambda: DeviceLoader(x, 1, world_size=0), "world_size must be a positive integer, got 0"),
+        (
+            "loader-world_size-0",
+            lambda: DeviceLoader(x, 1, world_size=0),
+            "world_size must be a positive integer, got 0",
+        ),
         ("model-empty", lambda: vae.model(empty), "x must hold at least one image, got shape (0, 1, 28, 28)"),
-        ("model-uint8", lambda: vae.model((x * 255).to(torch.uint8)),
-         f32 + "torch.uint8 (scale grey levels with x.float() / 255)"),
+        (
+            "model-uint8",
+            lambda: vae.model((x * 255).to(torch.uint8)),
+            f32 + "torch.uint8 (scale grey levels with x.float() / 255)",
+        ),
         ("model-int64", lambda: vae.model(x.long()), f32 + "torch.int64 (convert with x.to(torch.float32))"),
         ("model-bool", lambda: vae.model(x.bool()), f32 + "torch.bool (convert with x.to(torch.float32))"),
         ("guide-float64", lambda: vae.guide(x.double()), f32 + "torch.float64 (convert with x.to(torch.float32))"),
-        ("log_importance_weights-0", lambda: log_importance_weights(vae.model, vae.guide, x, 0),
-         "num_samples must be a positive integer, got 0"),
+        (
+            "log_importance_weights-0",
+            lambda: log_importance_weights(vae.model, vae.guide, x, 0),
+            "num_samples must be a positive integer, got 0",
+        ),
         ("elbo-0", lambda: elbo(vae.model, vae.guide, x, 0), "num_particles must be a positive integer, got 0"),
-        ("evaluate_dataset-empty", lambda: evaluate_dataset(vae.model, vae.guide, x[:0]),
-         "data must be a tensor of at least one example, got (0, 1, 28, 28)"),
-        ("evaluate_dataset-batch-0", lambda: evaluate_dataset(vae.model, vae.guide, x, batch_size=0),
-         "batch_size must be a positive integer, got 0"),
+        (
+            "evaluate_dataset-empty",
+            lambda: evaluate_dataset(vae.model, vae.guide, x[:0]),
+            "data must be a tensor of at least one example, got (0, 1, 28, 28)",
+        ),
+        (
+            "evaluate_dataset-batch-0",
+            lambda: evaluate_dataset(vae.model, vae.guide, x, batch_size=0),
+            "batch_size must be a positive integer, got 0",
+        ),
         ("latent_dim-0", lambda: VAE(latent_dim=0), "latent_dim must be a positive integer, got 0"),
         ("latent_dim--3", lambda: VAE(latent_dim=-3), "latent_dim must be a positive integer, got -3"),
         ("latent_dim-2.5", lambda: VAE(latent_dim=2.5), "latent_dim must be a positive integer, got 2.5"),
         ("latent_dim-str", lambda: VAE(latent_dim="10"), "latent_dim must be a positive integer, got '10'"),
         ("latent_dim-True", lambda: VAE(latent_dim=True), "latent_dim must be a positive integer, got True"),
-        ("hidden-0", lambda: VAE(hidden=(0,)), "hidden must be a non-empty sequence of positive integer widths, got (0,)"),
-        ("hidden-empty", lambda: VAE(hidden=()), "hidden must be a non-empty sequence of positive integer widths, got ()"),
-        ("image_shape-2d", lambda: VAE(image_shape=(28, 28)),
-         "image_shape must be (channels, height, width) or (features,) of positive integers, got (28, 28)"),
+        (
+            "hidden-0",
+            lambda: VAE(hidden=(0,)),
+            "hidden must be a non-empty sequence of positive integer widths, got (0,)",
+        ),
+        (
+            "hidden-empty",
+            lambda: VAE(hidden=()),
+            "hidden must be a non-empty sequence of positive integer widths, got ()",
+        ),
+        (
+            "image_shape-2d",
+            lambda: VAE(image_shape=(28, 28)),
+            "image_shape must be (channels, height, width) or (features,) of positive integers, got (28, 28)",
+        ),
     ]
 
 
@@ -650,4 +787,3 @@ def test_bad_input_to_the_python_api_is_a_data_error_naming_it(index):
     with pytest.raises(DataError) as e:
         call()
     assert str(e.value) == message or str(e.value).startswith(message), (name, str(e.value))
-

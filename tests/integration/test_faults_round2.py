@@ -22,8 +22,21 @@ from pyrogen.cli import main
 from pyrogen.files import RunDir
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "200", "--test-size", "40", "--latent-dim", "4", "--hidden", "16", "--no-progress",
-        "--eval-samples", "0", "--device", "cpu"]
+TINY = [
+    "--train-size",
+    "200",
+    "--test-size",
+    "40",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+    "--device",
+    "cpu",
+]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -65,9 +78,34 @@ def gan_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = str(tmp_path_factory.mktemp("faults2") / "gan")
-    assert main(["train", "gan", "--out", out, "--epochs", "1", "--architecture", "mlp", "--hidden", "16",
-                 "--latent-dim", "4", "--train-size", "128", "--test-size", "64", "--batch-size", "64",
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--out",
+                out,
+                "--epochs",
+                "1",
+                "--architecture",
+                "mlp",
+                "--hidden",
+                "16",
+                "--latent-dim",
+                "4",
+                "--train-size",
+                "128",
+                "--test-size",
+                "64",
+                "--batch-size",
+                "64",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     torch.set_num_threads(threads)
     return out
 
@@ -106,17 +144,27 @@ COMMANDS = {
 
 
 # ---------------------------------------------------------------- item 2: no reading through links
-LINKS = [("report", "metrics.csv"), ("report", "config.json"), ("report", "EVALUATION"),
-         ("plot", "metrics.csv"), ("plot", "config.json"), ("plot", "checkpoint.pt"),
-         ("evaluate", "config.json"), ("evaluate", "checkpoint.pt"),
-         ("sample", "checkpoint.pt"), ("resume", "checkpoint.pt"), ("resume", "config.json")]
+LINKS = [
+    ("report", "metrics.csv"),
+    ("report", "config.json"),
+    ("report", "EVALUATION"),
+    ("plot", "metrics.csv"),
+    ("plot", "config.json"),
+    ("plot", "checkpoint.pt"),
+    ("evaluate", "config.json"),
+    ("evaluate", "checkpoint.pt"),
+    ("sample", "checkpoint.pt"),
+    ("resume", "checkpoint.pt"),
+    ("resume", "config.json"),
+]
 
 
 @requires_fashion_mnist
 @pytest.mark.parametrize("command, name", LINKS, ids=[f"{c}-{n}" for c, n in LINKS])
 @pytest.mark.parametrize("target", ["copy", "system"])
-def test_no_command_reads_a_run_file_through_a_link_that_leaves_the_run(vae_run, tmp_path, command, name, target,
-                                                                        capsys, one_thread):
+def test_no_command_reads_a_run_file_through_a_link_that_leaves_the_run(
+    vae_run, tmp_path, command, name, target, capsys, one_thread
+):
     """``ln -s /etc/os-release R/metrics.csv; pyrogen report R``: one line, and nothing of the file shown."""
     out = copy_run(vae_run, tmp_path)
     name = name.replace("EVALUATION", "evaluations/" + evaluation_name(out))
@@ -142,8 +190,10 @@ def test_report_out_is_never_one_of_the_runs_result_files(vae_run, tmp_path, tar
     path = os.path.join(out, target.replace("EVALUATION", "evaluations/" + evaluation_name(out)))
     before = snapshot(out)
     assert main(["report", out, "--out", path]) == 2
-    assert one_error_line(capsys) == (f"pyrogen: error: --out {path!r} is one of its run's own files; expected "
-                                      "another file name (nothing was written)")
+    assert one_error_line(capsys) == (
+        f"pyrogen: error: --out {path!r} is one of its run's own files; expected "
+        "another file name (nothing was written)"
+    )
     assert snapshot(out) == before
     assert main(["report", out]) == 0  # and every later report still works
 
@@ -155,6 +205,7 @@ def _checkpoint(**change):
         state = torch.load(path, weights_only=True)
         state.update(change)
         files.save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
+
     return edit
 
 
@@ -163,6 +214,7 @@ def _write(name, data):
         path = os.path.join(out, name.replace("EVALUATION", "evaluations/" + evaluation_name(out)))
         with open(path, "wb") as f:
             f.write(data)
+
     return edit
 
 
@@ -174,52 +226,91 @@ def _evaluation(**change):
         result.update(change)
         with open(path, "w") as f:
             json.dump(result, f)
+
     return edit
 
 
 def _both_configs(section, key, value):
     """The configuration edited alike in config.json and in the checkpoint (so that the two still agree)."""
+
     def edit(out):
         path = os.path.join(out, "checkpoint.pt")
         state = torch.load(path, weights_only=True)
         state["config"][section][key] = value
         files.save_checkpoint(path, {k: v for k, v in state.items() if k != "format"})
         RunDir(out).write_json("config.json", state["config"])
+
     return edit
 
 
 RANDOM = bytes(range(256)) * 16
 MALFORMED = [
-    ("checkpoint-config-null", _checkpoint(config=None), ["sample", "plot", "sample-quality", "evaluate", "resume"],
-     "checkpoint.pt' holds config = None; expected a run configuration"),
-    ("checkpoint-epoch-string", _checkpoint(epoch="2"), ["resume", "sample", "sample-quality"],
-     "checkpoint.pt' holds epoch = '2'; expected a whole number"),
-    ("metrics-epoch-string", _write("metrics.csv", b"epoch,loss\nsecond,1.5\n"), ["report", "plot"],
-     "metrics.csv' row 1 has epoch 'second'; expected a whole number"),
-    ("metrics-random-bytes", _write("metrics.csv", RANDOM), ["report", "plot"],
-     "metrics.csv' is not UTF-8 text (byte 128)"),
-    ("config-nested", _write("config.json", b"[" * 200_000), ["sample", "report", "resume", "plot", "evaluate"],
-     "config.json' is nested too deeply to read"),
+    (
+        "checkpoint-config-null",
+        _checkpoint(config=None),
+        ["sample", "plot", "sample-quality", "evaluate", "resume"],
+        "checkpoint.pt' holds config = None; expected a run configuration",
+    ),
+    (
+        "checkpoint-epoch-string",
+        _checkpoint(epoch="2"),
+        ["resume", "sample", "sample-quality"],
+        "checkpoint.pt' holds epoch = '2'; expected a whole number",
+    ),
+    (
+        "metrics-epoch-string",
+        _write("metrics.csv", b"epoch,loss\nsecond,1.5\n"),
+        ["report", "plot"],
+        "metrics.csv' row 1 has epoch 'second'; expected a whole number",
+    ),
+    (
+        "metrics-random-bytes",
+        _write("metrics.csv", RANDOM),
+        ["report", "plot"],
+        "metrics.csv' is not UTF-8 text (byte 128)",
+    ),
+    (
+        "config-nested",
+        _write("config.json", b"[" * 200_000),
+        ["sample", "report", "resume", "plot", "evaluate"],
+        "config.json' is nested too deeply to read",
+    ),
     ("evaluation-nested", _write("EVALUATION", b"[" * 200_000), ["report"], "is nested too deeply to read"),
-    ("evaluation-epoch-string", _evaluation(epoch="2"), ["report"],
-     "holds epoch = \"2\"; expected a whole number"),
-    ("evaluation-figure-string", _evaluation(elbo="high"), ["report"], "holds elbo = \"high\"; expected a number"),
-    ("likelihood-unknown", _both_configs("model", "likelihood", "x"), ["sample", "plot", "sample-quality"],
-     "checkpoint.pt' cannot build the run's model (unknown likelihood 'x'"),
-    ("likelihood-list", _both_configs("model", "likelihood", [1]), ["sample", "plot"],
-     "checkpoint.pt' cannot build the run's model"),
-    ("data-root-number", _both_configs("data", "root", 7), ["plot", "evaluate", "sample"],
-     "config.json': data.root must be a folder path or null, got 7"),
-    ("config-train-null", _write("config.json", b'{"kind": "vae", "train": null}'),
-     ["sample", "report", "resume"], "config.json' holds 'train': null; expected a JSON object"),
+    ("evaluation-epoch-string", _evaluation(epoch="2"), ["report"], 'holds epoch = "2"; expected a whole number'),
+    ("evaluation-figure-string", _evaluation(elbo="high"), ["report"], 'holds elbo = "high"; expected a number'),
+    (
+        "likelihood-unknown",
+        _both_configs("model", "likelihood", "x"),
+        ["sample", "plot", "sample-quality"],
+        "checkpoint.pt' cannot build the run's model (unknown likelihood 'x'",
+    ),
+    (
+        "likelihood-list",
+        _both_configs("model", "likelihood", [1]),
+        ["sample", "plot"],
+        "checkpoint.pt' cannot build the run's model",
+    ),
+    (
+        "data-root-number",
+        _both_configs("data", "root", 7),
+        ["plot", "evaluate", "sample"],
+        "config.json': data.root must be a folder path or null, got 7",
+    ),
+    (
+        "config-train-null",
+        _write("config.json", b'{"kind": "vae", "train": null}'),
+        ["sample", "report", "resume"],
+        "config.json' holds 'train': null; expected a JSON object",
+    ),
 ]
 CASES = [(name, edit, command, message) for name, edit, commands, message in MALFORMED for command in commands]
 
 
 @requires_fashion_mnist
 @pytest.mark.parametrize("name, edit, command, message", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_a_malformed_run_file_is_one_line(vae_run, tmp_path, name, edit, command, message, feature_cache, capsys,
-                                          one_thread):
+def test_a_malformed_run_file_is_one_line(
+    vae_run, tmp_path, name, edit, command, message, feature_cache, capsys, one_thread
+):
     out = copy_run(vae_run, tmp_path)
     edit(out)
     before = snapshot(out)
@@ -243,10 +334,16 @@ def _train(out, *extra, slow=0.0):
         "    return result\n"
         "VAETrainer.train_step = slow\n"
         "from pyrogen.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n")
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--batch-size", "20"]
-                            + TINY + list(extra), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "vae", "--out", out, "--batch-size", "20"] + TINY + list(extra),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @requires_fashion_mnist
@@ -258,8 +355,11 @@ def test_two_trainings_started_together_in_one_directory_one_is_refused(tmp_path
     assert codes == [0, 2], results
     _, err, _ = next(r for r in results if r[2] == 2)
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pyrogen: error: output directory ") and (
-        "is in use: another pyrogen process is writing there" in lines[0] or "already holds a run" in lines[0]), err
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("pyrogen: error: output directory ")
+        and ("is in use: another pyrogen process is writing there" in lines[0] or "already holds a run" in lines[0])
+    ), err
     # D holds the one run that finished: its two epochs, its configuration, no evaluation of another
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]
     assert RunDir(out).load_checkpoint()["epoch"] == 2
@@ -281,8 +381,10 @@ def test_a_second_writer_while_the_first_trains_is_refused_before_it_writes(tmp_
         other = _train(out, *args)
         _, err = other.communicate(timeout=120)
         assert other.returncode == 2, err
-        assert err == (f"pyrogen: error: output directory {out!r} is in use: another pyrogen process is writing "
-                       "there; wait until it ends, or choose another directory (nothing was written)\n")
+        assert err == (
+            f"pyrogen: error: output directory {out!r} is in use: another pyrogen process is writing "
+            "there; wait until it ends, or choose another directory (nothing was written)\n"
+        )
         assert first.poll() is None, "the first training ended before the second was refused: make it slower"
     finally:
         _, err = first.communicate(timeout=300)
@@ -303,8 +405,11 @@ def test_start_and_resume_delete_only_pyrogens_own_temporaries(vae_run, tmp_path
     for name in mine + [".checkpoint.pt.pyrogen-abc12345.tmp"]:
         with open(os.path.join(out, name), "w") as f:
             f.write("keep" if name in mine else "stale")
-    args = ["--out", out, "--resume", "--epochs", "3", "--no-progress"] if how == "resume" else (
-        ["--out", out, "--epochs", "1"] + TINY)
+    args = (
+        ["--out", out, "--resume", "--epochs", "3", "--no-progress"]
+        if how == "resume"
+        else (["--out", out, "--epochs", "1"] + TINY)
+    )
     assert main(["train", "vae"] + args) == 0
     left = sorted(n for n in os.listdir(out) if n.endswith(".tmp"))
     assert left == sorted(mine)
@@ -312,8 +417,9 @@ def test_start_and_resume_delete_only_pyrogens_own_temporaries(vae_run, tmp_path
 
 # ---------------------------------------------------------------- item 6: a full disk in a checkpoint write
 @requires_fashion_mnist
-def test_a_full_disk_inside_torch_save_is_one_line_naming_the_checkpoint(vae_run, tmp_path, capsys, monkeypatch,
-                                                                         one_thread):
+def test_a_full_disk_inside_torch_save_is_one_line_naming_the_checkpoint(
+    vae_run, tmp_path, capsys, monkeypatch, one_thread
+):
     """torch.save turns the OSError of its file's write into a RuntimeError; the line still names the file."""
     out = copy_run(vae_run, tmp_path)
     good = RunDir(out).load_checkpoint()
@@ -328,8 +434,9 @@ def test_a_full_disk_inside_torch_save_is_one_line_naming_the_checkpoint(vae_run
 
     monkeypatch.setattr(files._Recorder, "write", full_disk)
     assert main(COMMANDS["resume"](out)) == 2
-    assert one_error_line(capsys) == (f"pyrogen: error: cannot read or write {os.path.join(out, 'checkpoint.pt')!r}: "
-                                      "No space left on device")
+    assert one_error_line(capsys) == (
+        f"pyrogen: error: cannot read or write {os.path.join(out, 'checkpoint.pt')!r}: No space left on device"
+    )
     kept = RunDir(out).load_checkpoint()
     assert kept["epoch"] == 2 and all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
@@ -355,17 +462,23 @@ def test_the_report_shows_results_first_and_only_changed_settings_and_counts_epo
     assert main(["report", out]) == 0
     page = read(os.path.join(out, "report.html"))
     assert "1 epoch recorded" in page and "1 epochs" not in page
-    heads = [page.index(f"<h2 id='{s}'>") for s in ("evaluation", "training-curves", "pictures", "metrics",
-                                                     "settings")]
+    heads = [page.index(f"<h2 id='{s}'>") for s in ("evaluation", "training-curves", "pictures", "metrics", "settings")]
     assert heads == sorted(heads)
-    settings = page[heads[-1]:]
-    changed = settings[:settings.index("<details>")]
-    rows = re.findall(r"<tr><td class='key'>([^<]*)</td><td class='key'>([^<]*)</td><td class='key'>([^<]*)</td>",
-                      changed)
-    assert {k.split(" ")[0] for k, _, _ in rows} == {"train.epochs", "data.train_size", "data.test_size",
-                                                     "model.latent_dim", "model.hidden", "eval.num_samples"}
+    settings = page[heads[-1] :]
+    changed = settings[: settings.index("<details>")]
+    rows = re.findall(
+        r"<tr><td class='key'>([^<]*)</td><td class='key'>([^<]*)</td><td class='key'>([^<]*)</td>", changed
+    )
+    assert {k.split(" ")[0] for k, _, _ in rows} == {
+        "train.epochs",
+        "data.train_size",
+        "data.test_size",
+        "model.latent_dim",
+        "model.hidden",
+        "eval.num_samples",
+    }
     assert ("train.epochs", "1", "10") in rows
-    assert "<summary>All " in settings and "train.lr" in settings[settings.index("<details>"):]
+    assert "<summary>All " in settings and "train.lr" in settings[settings.index("<details>") :]
 
 
 @requires_fashion_mnist
@@ -375,15 +488,18 @@ def test_plot_and_report_never_replace_earlier_outputs(vae_run, tmp_path, capsys
     first = snapshot(os.path.join(out, "plots"))
     assert main(COMMANDS["plot"](out)) == 0
     assert snapshot(os.path.join(out, "plots")) == first and sorted(first) == sorted(
-        os.listdir(os.path.join(out, "plots-2")))
+        os.listdir(os.path.join(out, "plots-2"))
+    )
     assert main(["report", out]) == 0
     report = read(os.path.join(out, "report.html"))
     assert main(["report", out]) == 0
     assert read(os.path.join(out, "report.html")) == report
     assert capsys.readouterr().out.strip().endswith(f"wrote {os.path.join(out, 'report-2.html')}")
     assert main(["report", out, "--out", os.path.join(out, "report.html")]) == 2
-    assert one_error_line(capsys) == (f"pyrogen: error: --out {os.path.join(out, 'report.html')!r} exists already; "
-                                      "expected a new file name (an earlier report is never replaced)")
+    assert one_error_line(capsys) == (
+        f"pyrogen: error: --out {os.path.join(out, 'report.html')!r} exists already; "
+        "expected a new file name (an earlier report is never replaced)"
+    )
     mine = tmp_path / "pictures"
     mine.mkdir()
     (mine / "manifold.png").write_bytes(b"mine")

@@ -16,11 +16,25 @@ import pytest
 import pyrogen
 
 LAYERS = [
-    ("foundation", ["pyrogen", "pyrogen.errors", "pyrogen.files", "pyrogen.distributed", "pyrogen.threads",
-                    "pyrogen.precision", "pyrogen.tracking", "pyrogen.checks", "pyrogen.settings",
-                    "pyrogen.random_streams"]),
-    ("data, distributions and networks", ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks",
-                                          "pyrogen.optim"]),
+    (
+        "foundation",
+        [
+            "pyrogen",
+            "pyrogen.errors",
+            "pyrogen.files",
+            "pyrogen.distributed",
+            "pyrogen.threads",
+            "pyrogen.precision",
+            "pyrogen.tracking",
+            "pyrogen.checks",
+            "pyrogen.settings",
+            "pyrogen.random_streams",
+        ],
+    ),
+    (
+        "data, distributions and networks",
+        ["pyrogen.data", "pyrogen.distributions", "pyrogen.networks", "pyrogen.optim"],
+    ),
     ("models", ["pyrogen.models"]),
     ("infer", ["pyrogen.infer"]),
     ("configurations, run kinds and run directories", ["pyrogen.config", "pyrogen.kinds", "pyrogen.rundirs"]),
@@ -56,8 +70,10 @@ def layer(module):
                 if best is None or len(prefix) > best[1]:
                     best = (index, len(prefix))
     if best is None:
-        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/integration/test_layers.py "
-                             "and to docs/architecture.rst")
+        raise AssertionError(
+            f"{module} belongs to no layer: add it to LAYERS in tests/integration/test_layers.py "
+            "and to docs/architecture.rst"
+        )
     return best[0]
 
 
@@ -103,8 +119,9 @@ def test_every_module_has_a_layer():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_only_from_its_layer_or_below(module):
     upward = sorted(m for m in GRAPH[module] if layer(m) > layer(module))
-    assert not upward, (f"{module} (layer {LAYERS[layer(module)][0]!r}) imports from higher layers: "
-                        + ", ".join(f"{m} ({LAYERS[layer(m)][0]!r})" for m in upward))
+    assert not upward, f"{module} (layer {LAYERS[layer(module)][0]!r}) imports from higher layers: " + ", ".join(
+        f"{m} ({LAYERS[layer(m)][0]!r})" for m in upward
+    )
 
 
 def test_import_graph_has_no_cycle():
@@ -115,7 +132,7 @@ def test_import_graph_has_no_cycle():
         stack.append(module)
         for dep in sorted(GRAPH[module]):
             if state.get(dep) == "open":
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)
@@ -136,9 +153,13 @@ def test_the_checker_sees_function_local_imports():
 
 
 def test_argument_parsing_lives_only_in_the_command_line():
-    parsers = sorted(m for m, path in MODULES.items()
-                     if any(isinstance(node, (ast.Import, ast.ImportFrom))
-                            and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import)
-                                               else [node.module])
-                            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))))
+    parsers = sorted(
+        m
+        for m, path in MODULES.items()
+        if any(
+            isinstance(node, (ast.Import, ast.ImportFrom))
+            and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module])
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
     assert parsers == ["pyrogen.cli"]

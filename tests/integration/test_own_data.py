@@ -16,14 +16,29 @@ import torch
 from pyrogen.cli import main
 from pyrogen.files import RunDir
 
-SMALL = ["--latent-dim", "4", "--hidden", "16", "--no-progress", "--eval-samples", "0", "--device", "cpu",
-         "--batch-size", "20"]
+SMALL = [
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "20",
+]
 
 
 def _rgb(path, n=120, seed=0):
     rng = np.random.default_rng(seed)
-    np.savez(path, images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), labels=rng.integers(0, 3, n),
-             class_names=np.array(["p", "q", "r"]))
+    np.savez(
+        path,
+        images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+        labels=rng.integers(0, 3, n),
+        class_names=np.array(["p", "q", "r"]),
+    )
     return str(path)
 
 
@@ -36,8 +51,30 @@ def _last_line(capsys):
 def rgb_run(tmp_path, one_thread):
     data = _rgb(tmp_path / "rgb.npz")
     out = str(tmp_path / "run")
-    assert main(["train", "vae", "--out", out, "--data", data, "--test-fraction", "0.25", "--epochs", "1",
-                 "--architecture", "conv", "--likelihood", "bernoulli-relaxed", "--binarize", "none"] + SMALL) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                out,
+                "--data",
+                data,
+                "--test-fraction",
+                "0.25",
+                "--epochs",
+                "1",
+                "--architecture",
+                "conv",
+                "--likelihood",
+                "bernoulli-relaxed",
+                "--binarize",
+                "none",
+            ]
+            + SMALL
+        )
+        == 0
+    )
     return out, data
 
 
@@ -45,8 +82,11 @@ def test_an_rgb_array_trains_evaluates_plots_and_reports_from_the_cli(rgb_run, c
     out, data = rgb_run
     source = json.load(open(os.path.join(out, "config.json")))["data"]["source"]
     assert source["kind"] == "array" and source["path"] == data and source["shape"] == [3, 32, 32]
-    assert source["class_names"] == ["p", "q", "r"] and source["split"] == {"seed": 0, "fraction": 0.25,
-                                                                            "test_data": None}
+    assert source["class_names"] == ["p", "q", "r"] and source["split"] == {
+        "seed": 0,
+        "fraction": 0.25,
+        "test_data": None,
+    }
     capsys.readouterr()
     assert main(["evaluate", out, "--eval-samples", "5", "--device", "cpu"]) == 0
     assert "test ELBO" in capsys.readouterr().out
@@ -58,30 +98,39 @@ def test_a_moved_or_changed_source_is_refused_by_every_command_and_found_with_da
     out, data = rgb_run
     moved = str(tmp_path / "elsewhere.npz")
     os.replace(data, moved)
-    commands = [["evaluate", out, "--eval-samples", "5", "--device", "cpu"], ["plot", out, "--device", "cpu"],
-                ["report", out], ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress",
-                                  "--device", "cpu"]]
+    commands = [
+        ["evaluate", out, "--eval-samples", "5", "--device", "cpu"],
+        ["plot", out, "--device", "cpu"],
+        ["report", out],
+        ["train", "vae", "--out", out, "--resume", "--epochs", "2", "--no-progress", "--device", "cpu"],
+    ]
     for command in commands:
         capsys.readouterr()
         assert main(command) == 2, command
-        assert _last_line(capsys) == (f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
-                                      "point at a moved or copied original"), command
+        assert _last_line(capsys) == (
+            f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
+            "point at a moved or copied original"
+        ), command
     quality = ["sample-quality", out, "-n", "10", "--device", "cpu"]
     assert main(quality) == 2
-    assert _last_line(capsys) == (f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
-                                  "point at a moved or copied original")
+    assert _last_line(capsys) == (
+        f"pyrogen: error: the run's data {data!r} are missing; pass --data NEW_PATH to "
+        "point at a moved or copied original"
+    )
     assert main(quality + ["--data", moved]) == 2  # found, but these are no images for the feature network
     assert _last_line(capsys) == (
         "pyrogen: error: sample quality is measured in the features of pyrogen's Fashion-MNIST classifier, which "
-        f"takes 1x28x28 images; the run in {out!r} trained on examples of shape (3, 32, 32)")
+        f"takes 1x28x28 images; the run in {out!r} trained on examples of shape (3, 32, 32)"
+    )
     for command in commands:
         assert main(command + ["--data", moved]) == 0, command
     _rgb(moved, seed=1)  # the same shape and size, other content
     for command in commands[:3]:
         capsys.readouterr()
         assert main(command + ["--data", moved]) == 2, command
-        assert _last_line(capsys).startswith(f"pyrogen: error: the run's data {moved!r} have changed since the run "
-                                             "recorded them (")
+        assert _last_line(capsys).startswith(
+            f"pyrogen: error: the run's data {moved!r} have changed since the run recorded them ("
+        )
 
 
 def _api_run(tmp_path, record):
@@ -101,8 +150,9 @@ def _api_run(tmp_path, record):
     config["eval"]["num_samples"] = 0
     pyro.set_rng_seed(0)
     out = str(tmp_path / "api-run")
-    trainer = VAETrainer(VAE(**config["model"]), train.images, test.images, config,
-                         run=RunDir.create(out, config), progress=False)
+    trainer = VAETrainer(
+        VAE(**config["model"]), train.images, test.images, config, run=RunDir.create(out, config), progress=False
+    )
     trainer.fit()
     return out, trainer
 
@@ -120,8 +170,11 @@ def test_a_run_built_in_python_with_its_source_is_evaluated_on_its_own_data(tmp_
 
 def test_a_run_built_in_python_without_a_source_is_refused(tmp_path, capsys, one_thread):
     out, _ = _api_run(tmp_path, record=False)
-    for command in (["evaluate", out, "--eval-samples", "5", "--device", "cpu"], ["plot", out, "--device", "cpu"],
-                    ["report", out]):
+    for command in (
+        ["evaluate", out, "--eval-samples", "5", "--device", "cpu"],
+        ["plot", out, "--device", "cpu"],
+        ["report", out],
+    ):
         capsys.readouterr()
         assert main(command) == 2, command
         line = _last_line(capsys)
@@ -138,18 +191,24 @@ STREAM = SMALL + ["--stream", "--epochs", "3", "--test-fraction", "0.2"]
 
 
 def _train_process(out, data):
-    code = ("import sys, time\n"
-            "from pyrogen.training.vae import VAETrainer\n"
-            "step = VAETrainer.train_step\n"
-            "def slow(self, batch):\n"
-            "    time.sleep(0.01)\n"
-            "    return step(self, batch)\n"
-            "VAETrainer.train_step = slow\n"
-            "from pyrogen.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
+    code = (
+        "import sys, time\n"
+        "from pyrogen.training.vae import VAETrainer\n"
+        "step = VAETrainer.train_step\n"
+        "def slow(self, batch):\n"
+        "    time.sleep(0.01)\n"
+        "    return step(self, batch)\n"
+        "VAETrainer.train_step = slow\n"
+        "from pyrogen.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, "train", "vae", "--out", out, "--data", data,
-                             "--threads", "1"] + STREAM, env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "train", "vae", "--out", out, "--data", data, "--threads", "1"] + STREAM,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path, one_thread):
@@ -166,8 +225,9 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path, one_threa
     time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait(60)
-    assert main(["train", "vae", "--out", killed, "--resume", "--no-progress", "--device", "cpu",
-                 "--threads", "1"]) == 0
+    assert (
+        main(["train", "vae", "--out", killed, "--resume", "--no-progress", "--device", "cpu", "--threads", "1"]) == 0
+    )
     a, b = (torch.load(os.path.join(r, "checkpoint.pt"), weights_only=True) for r in (straight, killed))
     assert a["epoch"] == b["epoch"] == 3
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
@@ -189,8 +249,30 @@ def test_an_unlabelled_grey_array_trains_and_plots_without_the_codes_by_class(tm
 def test_a_gan_trains_on_an_rgb_array(tmp_path, one_thread):
     data = _rgb(tmp_path / "rgb.npz", n=64)
     out = str(tmp_path / "gan")
-    assert main(["train", "gan", "--out", out, "--data", data, "--epochs", "1", "--latent-dim", "8",
-                 "--channels", "8", "--batch-size", "16", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--out",
+                out,
+                "--data",
+                data,
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "8",
+                "--channels",
+                "8",
+                "--batch-size",
+                "16",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["model"]["image_shape"] == [3, 32, 32] and config["data"]["source"]["kind"] == "array"
 
@@ -200,8 +282,10 @@ def test_data_options_without_data_and_streaming_a_file_that_cannot_stream(tmp_p
     assert _last_line(capsys) == "pyrogen: error: argument --image-size: applies to your own data; give --data PATH"
     data = _rgb(tmp_path / "rgb.npz")
     assert main(["train", "vae", "--out", str(tmp_path / "r"), "--data", data, "--stream"]) == 2
-    assert _last_line(capsys) == (f"pyrogen: error: argument --stream: streaming reads a .npy array or a folder "
-                                  f"of images, and {data!r} is read into memory")
+    assert _last_line(capsys) == (
+        f"pyrogen: error: argument --stream: streaming reads a .npy array or a folder "
+        f"of images, and {data!r} is read into memory"
+    )
     assert not os.path.exists(tmp_path / "r" / "config.json")
 
 
@@ -214,8 +298,25 @@ def test_a_labelled_folder_streams_through_the_cli_and_is_evaluated(tmp_path, ca
         image = Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8))
         image.save(tmp_path / "imgs" / f"{i % 2}" / f"{i:04d}.png")
     out = str(tmp_path / "run")
-    assert main(["train", "vae", "--out", out, "--data", str(tmp_path / "imgs"), "--stream", "--num-workers", "1",
-                 "--epochs", "1"] + SMALL) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                out,
+                "--data",
+                str(tmp_path / "imgs"),
+                "--stream",
+                "--num-workers",
+                "1",
+                "--epochs",
+                "1",
+            ]
+            + SMALL
+        )
+        == 0
+    )
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["data"]["stream"] is True and config["model"]["image_shape"] == [1, 20, 24]
     assert "mtimes_sha256" in config["data"]["source"]["fingerprint"]  # streamed: never read in full

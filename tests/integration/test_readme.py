@@ -28,10 +28,14 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_no_timestamps_load_averages_or_issue_numbers_in_readme_and_docs():
-    found = [f"{path.relative_to(ROOT)}:{number}: {what}: {line.strip()}"
-             for path in PROSE if path.suffix in (".md", ".rst", ".py")
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             for what, pattern in DATED.items() if re.search(pattern, line)]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {what}: {line.strip()}"
+        for path in PROSE
+        if path.suffix in (".md", ".rst", ".py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for what, pattern in DATED.items()
+        if re.search(pattern, line)
+    ]
     assert not found, "\n".join(found)
 
 

@@ -42,8 +42,10 @@ def test_resume_continues_to_the_runs_own_epochs_and_records_more(tmp_path, caps
     assert len(RunDir(out).read_metrics()) == 4 and _epochs_in_config(out) == 4  # recorded in the run
     runs.open_run(out, device="cpu").model()  # the checkpoint still belongs to config.json
     assert main(["train", "vae", "--out", out, "--resume", "--no-progress"]) == 2
-    assert capsys.readouterr().err == (f"pyrogen: error: the run in {out!r} has done all its 4 epochs; give "
-                                       "--epochs N with N > 4 to train it further\n")
+    assert capsys.readouterr().err == (
+        f"pyrogen: error: the run in {out!r} has done all its 4 epochs; give "
+        "--epochs N with N > 4 to train it further\n"
+    )
 
 
 @requires_fashion_mnist
@@ -54,9 +56,33 @@ def test_an_interrupt_during_the_final_evaluation_advises_evaluate(tmp_path, cap
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runs, "evaluate_trainer", interrupted)
-    assert main(["train", "vae", "--out", out, "--epochs", "1", "--train-size", "100", "--test-size", "40",
-                 "--latent-dim", "4", "--hidden", "16", "--no-progress", "--device", "cpu"]) == 130
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                out,
+                "--epochs",
+                "1",
+                "--train-size",
+                "100",
+                "--test-size",
+                "40",
+                "--latent-dim",
+                "4",
+                "--hidden",
+                "16",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 130
+    )
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line == (f"pyrogen: interrupted after training finished; the trained run in {out!r} is complete: "
-                    f"evaluate it with 'pyrogen evaluate {out}'")
+    assert line == (
+        f"pyrogen: interrupted after training finished; the trained run in {out!r} is complete: "
+        f"evaluate it with 'pyrogen evaluate {out}'"
+    )
     assert RunDir(out).load_checkpoint()["epoch"] == 1

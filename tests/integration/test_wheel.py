@@ -23,9 +23,29 @@ import pytest
 from tests.conftest import requires_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ["train", "vae", "--epochs", "1", "--train-size", "200", "--test-size", "40", "--latent-dim", "4",
-         "--hidden", "16", "--batch-size", "50", "--eval-samples", "0", "--no-progress", "--device", "cpu",
-         "--threads", "1"]
+TRAIN = [
+    "train",
+    "vae",
+    "--epochs",
+    "1",
+    "--train-size",
+    "200",
+    "--test-size",
+    "40",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "50",
+    "--eval-samples",
+    "0",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def _run(args, cwd, env):
@@ -51,8 +71,23 @@ def wheel(tmp_path_factory):
     shutil.copytree(ROOT / "pyrogen", source / "pyrogen", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     isolation = ["--no-build-isolation"] if _setuptools_builds_it() else []  # else pip fetches setuptools
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check", *isolation,
-          "-w", str(out), str(source)], cwd=source, env=dict(os.environ))
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "--disable-pip-version-check",
+            *isolation,
+            "-w",
+            str(out),
+            str(source),
+        ],
+        cwd=source,
+        env=dict(os.environ),
+    )
     (path,) = out.glob("pyrogen-*.whl")
     return path
 
@@ -77,11 +112,26 @@ def test_the_wheel_installs_into_a_fresh_environment_and_trains_outside_the_repo
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path,
-                     env).stdout.strip())
+    site = Path(
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).stdout.strip()
+    )
     (site / "reach_installed_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
-          "--disable-pip-version-check", str(wheel)], tmp_path, env)
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        tmp_path,
+        env,
+    )
 
     where = _run([python, "-c", "import pyrogen; print(pyrogen.__file__)"], tmp_path, env).stdout.strip()
     assert Path(where).is_relative_to(site) and not Path(where).is_relative_to(ROOT)

@@ -61,12 +61,17 @@ def test_no_kind_name_is_compared_outside_the_kinds_package():
     # of the VampPrior's pseudo-inputs and of a data source are other things
     # (lookups of a kind in a table, such as `kind in MODELS`, are not comparisons of names)
     names = "vae|ae|cvae|gan|ali|aae|features"
-    pattern = re.compile(r"\bkind\b[\"'\]\)]*\s*((==|!=)\s*[\"']|(not\s+)?in\s*[(\[{]\s*[\"'])"
-                         rf"|[\"']({names})[\"']\s*(==|!=)[^=]*\bkind\b")
-    other = ("flow.kind", "source.kind", "dtype.kind", "self.kind == \"sigmoid\"", "\"fashion-mnist\"")
-    found = [f"{os.path.relpath(p, ROOT)}: {line.strip()}" for p, text in _sources(skip=("kinds",))
-             for line in text.splitlines()
-             if pattern.search(line) and not any(o in line for o in other) and not line.strip().startswith("#")]
+    pattern = re.compile(
+        r"\bkind\b[\"'\]\)]*\s*((==|!=)\s*[\"']|(not\s+)?in\s*[(\[{]\s*[\"'])"
+        rf"|[\"']({names})[\"']\s*(==|!=)[^=]*\bkind\b"
+    )
+    other = ("flow.kind", "source.kind", "dtype.kind", 'self.kind == "sigmoid"', '"fashion-mnist"')
+    found = [
+        f"{os.path.relpath(p, ROOT)}: {line.strip()}"
+        for p, text in _sources(skip=("kinds",))
+        for line in text.splitlines()
+        if pattern.search(line) and not any(o in line for o in other) and not line.strip().startswith("#")
+    ]
     assert found == []
 
 
@@ -74,11 +79,22 @@ def test_config_defaults_are_read_only_in_the_migration():
     """``.get("key", default)`` reads of a configuration live in pyrogen/settings.py's migrate alone (the files
     of the adversarial trainers and the fit loop are rewritten apart and not yet checked here)."""
     pattern = re.compile(r"(config|cfg|train|data)(\[\"\w+\"\])?\.get\(\"\w+\", ")
-    checked = ("runs.py", "cli.py", "config.py", "report.py", "plotting.py", os.path.join("models", "registry.py"),
-               os.path.join("training", "vae.py"), os.path.join("training", "cvae.py"))
-    found = [f"{name}: {line.strip()}" for name in checked
-             for line in open(os.path.join(PACKAGE, name), encoding="utf-8").read().splitlines()
-             if pattern.search(line)]
+    checked = (
+        "runs.py",
+        "cli.py",
+        "config.py",
+        "report.py",
+        "plotting.py",
+        os.path.join("models", "registry.py"),
+        os.path.join("training", "vae.py"),
+        os.path.join("training", "cvae.py"),
+    )
+    found = [
+        f"{name}: {line.strip()}"
+        for name in checked
+        for line in open(os.path.join(PACKAGE, name), encoding="utf-8").read().splitlines()
+        if pattern.search(line)
+    ]
     assert found == []
 
 

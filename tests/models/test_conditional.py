@@ -60,8 +60,11 @@ def test_conditional_adversarial_scores_both_batches_with_the_real_labels():
         out = gan.step(PROTOTYPES[y], y=y)
         assert all(torch.isfinite(v) for v in out.values())
         assert len(seen) >= 3 and all(torch.equal(s, y) for s in seen)  # real, fake (penalty) and generator update
-    with pytest.raises(DataError, match=r"^this Adversarial is conditional \(label='y'\): pass the real batch's "
-                                        r"labels, step\(x, y=labels\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^this Adversarial is conditional \(label='y'\): pass the real batch's "
+        r"labels, step\(x, y=labels\)$",
+    ):
         gan.step(PROTOTYPES[y])
 
 

@@ -36,9 +36,15 @@ def test_a_kill_between_new_weights_and_their_manifest_keeps_the_earlier_network
         "    return real(path, *a, **k)\n"
         "F.atomic_write = killed_at_manifest\n"
         "torch.manual_seed(1)\n"
-        "F.save_network(F.FashionMNISTClassifier(), *F.default_paths(sys.argv[1]), info={'test_accuracy': 0.9})\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=dict(os.environ, PYTHONPATH=ROOT),
-                          check=False, capture_output=True, text=True)
+        "F.save_network(F.FashionMNISTClassifier(), *F.default_paths(sys.argv[1]), info={'test_accuracy': 0.9})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == -9, done.stderr
     assert len([n for n in os.listdir(tmp_path) if n.endswith(".pt")]) == 3  # fixed name, old, the orphan new
     loaded = F.FashionMNISTClassifier()
@@ -49,8 +55,9 @@ def test_a_kill_between_new_weights_and_their_manifest_keeps_the_earlier_network
     new = _network(2)
     manifest = F.save_network(new, path, manifest_path, info={"test_accuracy": 0.7})
     assert F.load_network(loaded, path, manifest_path)["test_accuracy"] == 0.7 and _same_weights(loaded, new)
-    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(path), os.path.basename(manifest_path),
-                                                   manifest["file"]])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [os.path.basename(path), os.path.basename(manifest_path), manifest["file"]]
+    )
     assert F.sha256_file(path) == manifest["sha256"]
 
 

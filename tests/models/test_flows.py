@@ -29,8 +29,12 @@ from pyrogen.training import VAETrainer, default_config
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread beats two on shared cores
 
 SPECS = ["iaf:2", "planar:3", "radial:3"]
-IAF_OPTIONS = {"": {}, "+context": {"iaf_context": True}, "+gated": {"iaf_step": "gated"},
-               "+context+gated": {"iaf_context": True, "iaf_step": "gated"}}
+IAF_OPTIONS = {
+    "": {},
+    "+context": {"iaf_context": True},
+    "+gated": {"iaf_step": "gated"},
+    "+context+gated": {"iaf_context": True, "iaf_step": "gated"},
+}
 """The IAF's variants, named by a suffix: the default (no context, affine step) and the others."""
 FLOWS = SPECS + [f"iaf:2{suffix}" for suffix in IAF_OPTIONS if suffix]
 D, H = 3, 5
@@ -110,7 +114,9 @@ def test_a_vae_with_a_flow_passes_the_model_guide_checks_and_trains(name):
     assert vae.reconstruct(x).shape == x.shape
     if spec.startswith("iaf"):
         assert (vae.config["iaf_context"], vae.config["iaf_step"]) == (
-            options.get("iaf_context", False), options.get("iaf_step", "affine"))
+            options.get("iaf_context", False),
+            options.get("iaf_step", "affine"),
+        )
     else:
         assert "iaf_context" not in vae.config and "iaf_step" not in vae.config
 

@@ -19,7 +19,7 @@ def test_output_at_each_pixel_depends_only_on_earlier_pixels():
         dec(z, x)[0, 0, i, j].backward()
         grad = x.grad[0, 0].abs()
         later = torch.zeros(h, w, dtype=torch.bool)
-        later.view(-1)[i * w + j:] = True  # pixel (i, j) itself and everything after it in raster order
+        later.view(-1)[i * w + j :] = True  # pixel (i, j) itself and everything after it in raster order
         assert grad[later].max() == 0, (i, j)
         if i * w + j > 0:
             assert grad[~later].max() > 0  # and it does see (some of) the earlier pixels

@@ -41,8 +41,9 @@ def test_log_density_is_the_mixture_written_out_by_hand():
         for b in range(5):
             terms = []
             for k in range(K):
-                log_normal = (-0.5 * ((z[a, b] - mu[k]) / sigma[k]) ** 2 - sigma[k].log()
-                              - 0.5 * math.log(2 * math.pi)).sum()
+                log_normal = (
+                    -0.5 * ((z[a, b] - mu[k]) / sigma[k]) ** 2 - sigma[k].log() - 0.5 * math.log(2 * math.pi)
+                ).sum()
                 terms.append(log_normal.exp())
             by_hand[a, b] = torch.log(sum(terms) / K)
     p = vae.prior()
@@ -156,8 +157,7 @@ def test_bad_vamp_priors_are_refused():
     with pytest.raises(LatentFamilyError, match="use the VampPrior with a flow-free guide"):
         VAE(latent_dim=2, hidden=(8,), prior="vamp:3", flow="iaf:1")
     with pytest.raises(LatentFamilyError, match="guide family 'uniform' draws z outside the support of prior"):
-        check_latent_pair(VAE(latent_dim=2, hidden=(8,), prior="vamp:3", posterior="uniform").prior_family,
-                          "uniform")
+        check_latent_pair(VAE(latent_dim=2, hidden=(8,), prior="vamp:3", posterior="uniform").prior_family, "uniform")
 
 
 @pytest.mark.parametrize("posterior", ["normal", "laplace"])
@@ -177,14 +177,14 @@ def test_blocked_log_density_equals_the_one_pass_mixture_to_rounding(posterior):
 
     z = (torch.randn(4, 6, D) * 2).requires_grad_()
     expected = one_pass.log_prob(z)
-    expected_grad, = torch.autograd.grad(expected.sum(), z)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), z)
     for max_elements in (1, 2 * D, 5 * D, 3 * K * D, 10**6):
         blocks.clear()
         blocked = UniformMixture(family, params, max_elements=max_elements)
         value = blocked.log_prob(z)
         assert value.shape == (4, 6) and value.dtype == z.dtype
         assert torch.allclose(value, expected, atol=1e-5, rtol=0)
-        grad, = torch.autograd.grad(value.sum(), z)
+        (grad,) = torch.autograd.grad(value.sum(), z)
         assert torch.allclose(grad, expected_grad, atol=1e-5)
         if posterior == "laplace":
             rows = max(1, min(24, max_elements // D))

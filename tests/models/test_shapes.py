@@ -64,17 +64,23 @@ def test_odd_sides_are_padded_to_multiples_of_4_and_cropped_back():
 
 
 def test_maps_too_large_for_the_linear_layer_are_refused_in_one_line():
-    with pytest.raises(DataError, match=r"^ConvEncoder on 3x3400x3400 images would need a linear layer of "
-                                        r"11,837,440,000 weights \(a 850x850 map of 64 channels to 256 units; at "
-                                        r"most 50,000,000\): resize the images$"):
+    with pytest.raises(
+        DataError,
+        match=r"^ConvEncoder on 3x3400x3400 images would need a linear layer of "
+        r"11,837,440,000 weights \(a 850x850 map of 64 channels to 256 units; at "
+        r"most 50,000,000\): resize the images$",
+    ):
         VAE(image_shape=(3, 3400, 3400), architecture="conv", hidden=(256,))
 
 
 @pytest.mark.parametrize("architecture", ["conv", "dcgan"])
 def test_convolutions_refuse_flat_vectors(architecture):
     name = {"conv": "ConvEncoder", "dcgan": "DCGANEncoder"}[architecture]
-    with pytest.raises(DataError, match=rf"^{name} needs images \(C, H, W\), got examples of shape \(12,\); "
-                                        r"use the mlp architecture for flat vectors$"):
+    with pytest.raises(
+        DataError,
+        match=rf"^{name} needs images \(C, H, W\), got examples of shape \(12,\); "
+        r"use the mlp architecture for flat vectors$",
+    ):
         VAE(image_shape=(12,), architecture=architecture)
 
 
@@ -89,6 +95,9 @@ def test_other_vaes_bind_their_likelihood_and_refuse_library_sizes():
 
     cvae = ConditionalVAE(num_classes=3, latent_dim=2, image_shape=(1, 4, 4), hidden=(8,), likelihood="normal-feature")
     assert cvae.likelihood.raw_scale.shape == (1, 4, 4)
-    with pytest.raises(DataError, match=r"^the two-layer VAE does not give its likelihood each example's library "
-                                        r"size; use the likelihood without '-library' or the VAE$"):
+    with pytest.raises(
+        DataError,
+        match=r"^the two-layer VAE does not give its likelihood each example's library "
+        r"size; use the likelihood without '-library' or the VAE$",
+    ):
         TwoLayerVAE(image_shape=(1, 4, 4), likelihood="negative-binomial-library")

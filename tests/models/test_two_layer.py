@@ -38,8 +38,12 @@ def _set_linear(head, weight, bias, log_scale):
 def linear_two_layer():
     torch.set_default_dtype(torch.float64)
     try:
-        vae = TwoLayerVAE(latent_dims=(1, 1), image_shape=(1, 1, D), hidden=((), ()),
-                          likelihood=NormalLikelihood(scale="fixed", fixed_scale=SIGMA))
+        vae = TwoLayerVAE(
+            latent_dims=(1, 1),
+            image_shape=(1, 1, D),
+            hidden=((), ()),
+            likelihood=NormalLikelihood(scale="fixed", fixed_scale=SIGMA),
+        )
     finally:
         torch.set_default_dtype(torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -48,17 +52,29 @@ def linear_two_layer():
     with torch.no_grad():
         vae.decoder1.net[0].weight.copy_(W)
         vae.decoder1.net[0].bias.copy_(b)
-    _set_linear(vae.decoder2[1], torch.tensor([[A_]], dtype=torch.float64), torch.tensor([C_], dtype=torch.float64),
-                math.log(S1))
+    _set_linear(
+        vae.decoder2[1],
+        torch.tensor([[A_]], dtype=torch.float64),
+        torch.tensor([C_], dtype=torch.float64),
+        math.log(S1),
+    )
     # p(z1 | x): prior N(C_, v1), v1 = A_^2 + S1^2; likelihood through W
     v1 = A_**2 + S1**2
     post_var = 1 / (1 / v1 + (W.T @ W).item() / SIGMA**2)
-    _set_linear(vae.encoder1[1], post_var * W.T / SIGMA**2, post_var * (C_ / v1 - (W.T @ b) / SIGMA**2),
-                0.5 * math.log(post_var))
+    _set_linear(
+        vae.encoder1[1],
+        post_var * W.T / SIGMA**2,
+        post_var * (C_ / v1 - (W.T @ b) / SIGMA**2),
+        0.5 * math.log(post_var),
+    )
     # p(z2 | z1) = p(z2 | z1, x): prior N(0, 1), z1 = A_ z2 + C_ + S1 eps
     var2 = 1 / (1 + A_**2 / S1**2)
-    _set_linear(vae.encoder2[1], torch.tensor([[var2 * A_ / S1**2]], dtype=torch.float64),
-                torch.tensor([-var2 * A_ * C_ / S1**2], dtype=torch.float64), 0.5 * math.log(var2))
+    _set_linear(
+        vae.encoder2[1],
+        torch.tensor([[var2 * A_ / S1**2]], dtype=torch.float64),
+        torch.tensor([-var2 * A_ * C_ / S1**2], dtype=torch.float64),
+        0.5 * math.log(var2),
+    )
     marginal = dist.MultivariateNormal(W[:, 0] * C_ + b, v1 * W @ W.T + SIGMA**2 * torch.eye(D, dtype=torch.float64))
     x = marginal.sample((6,)).reshape(6, 1, 1, D)
     return vae, x, marginal.log_prob(x.reshape(6, D))

@@ -33,8 +33,9 @@ def data_of(config, fashion_mnist_small):
 
 
 @requires_fashion_mnist
-@pytest.mark.parametrize("kind, dcgan", [("ali", False), ("aae", False), ("ali", True)],
-                         ids=["ali", "aae", "ali-dcgan-alternating"])
+@pytest.mark.parametrize(
+    "kind, dcgan", [("ali", False), ("aae", False), ("ali", True)], ids=["ali", "aae", "ali-dcgan-alternating"]
+)
 def test_resumed_run_matches_uninterrupted_bit_for_bit(kind, dcgan, fashion_mnist_small, tmp_path, one_thread):
     config = small_config(kind)
     if dcgan:  # the earlier defaults: DCGAN's layout of the pair, the alternating update
@@ -72,8 +73,17 @@ def test_metrics_report_reconstruction_probe_and_flags(kind, fashion_mnist_small
     trainer = BUILD[kind](config, None, "cpu", False, data_of(config, fashion_mnist_small))
     rows = trainer.fit(2)
     for row in rows:
-        assert {"loss_d", "loss_g", "d_real", "d_fake", "d_accuracy", "recon_error", "probe_accuracy",
-                "diversity", "flags"} <= set(row)
+        assert {
+            "loss_d",
+            "loss_g",
+            "d_real",
+            "d_fake",
+            "d_accuracy",
+            "recon_error",
+            "probe_accuracy",
+            "diversity",
+            "flags",
+        } <= set(row)
         assert 0 < row["recon_error"] < 0.5
         # ten classes: chance is 0.1; codes of a briefly trained encoder already separate them far better
         assert row["probe_accuracy"] > 0.3, row
@@ -96,15 +106,47 @@ def test_probe_is_skipped_without_labels(fashion_mnist_small, one_thread):
 @requires_fashion_mnist
 def test_cli_trains_reopens_and_refuses_bernoulli_draws(tmp_path, capsys, one_thread):
     out = tmp_path / "ali"
-    args = ["train", "ali", "--out", str(out), "--epochs", "1", "--train-size", "500", "--test-size", "200",
-            "--hidden", "32", "--disc-hidden", "32", "--latent-dim", "4", "--probe-size", "200", "--no-progress"]
+    args = [
+        "train",
+        "ali",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--train-size",
+        "500",
+        "--test-size",
+        "200",
+        "--hidden",
+        "32",
+        "--disc-hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--probe-size",
+        "200",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert open_run(out).kind == "ali" and (out / "samples.png").is_file() and (out / "reconstructions.png").is_file()
     assert main(["sample", str(out), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["report", str(out)]) == 0
     capsys.readouterr()
-    bad = ["train", "ali", "--out", str(tmp_path / "bad"), "--likelihood", "bernoulli", "--model-x", "sample",
-           "--train-size", "200", "--test-size", "100", "--no-progress"]
+    bad = [
+        "train",
+        "ali",
+        "--out",
+        str(tmp_path / "bad"),
+        "--likelihood",
+        "bernoulli",
+        "--model-x",
+        "sample",
+        "--train-size",
+        "200",
+        "--test-size",
+        "100",
+        "--no-progress",
+    ]
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert err.startswith("pyrogen: error: model_x 'sample'") and err.count("\n") == 1
@@ -116,8 +158,12 @@ def test_cli_ali_defaults_are_alis_recipe_and_bad_dropout_is_one_line(tmp_path, 
 
     args = build_parser().parse_args(["train", "ali", "--out", "x"])
     assert (args.architecture, args.hidden, args.likelihood) == ("dcgan", [256], "bernoulli-relaxed")
-    assert (args.disc_architecture, args.disc_dropout, args.disc_hidden, args.update) == (None, 0.2, None,
-                                                                                           "simultaneous")
+    assert (args.disc_architecture, args.disc_dropout, args.disc_hidden, args.update) == (
+        None,
+        0.2,
+        None,
+        "simultaneous",
+    )
     assert (args.lr_g, args.lr_d, args.batch_size) == (1e-4, 1e-4, 100)
     aae = build_parser().parse_args(["train", "aae", "--out", "x"])
     assert (aae.architecture, aae.lr_d) == ("mlp", 2e-4)  # the adversarial autoencoder keeps its defaults

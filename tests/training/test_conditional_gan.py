@@ -22,8 +22,11 @@ def _config(**train):
 @pytest.fixture
 def labelled():
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(150, 1, 28, 28, generator=g), torch.rand(40, 1, 28, 28, generator=g),
-            torch.randint(10, (150,), generator=g))
+    return (
+        torch.rand(150, 1, 28, 28, generator=g),
+        torch.rand(40, 1, 28, 28, generator=g),
+        torch.randint(10, (150,), generator=g),
+    )
 
 
 class Echo(nn.Module):
@@ -71,9 +74,31 @@ def test_conditional_gan_needs_labels(labelled):
 @requires_fashion_mnist
 def test_cli_conditional_gan_and_sample_by_label(tmp_path, capsys, one_thread):
     out = tmp_path / "cgan"
-    assert main(["train", "gan", "--conditional", "--architecture", "mlp", "--hidden", "32", "--latent-dim", "8",
-                 "--out", str(out), "--epochs", "1", "--train-size", "300", "--test-size", "50",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gan",
+                "--conditional",
+                "--architecture",
+                "mlp",
+                "--hidden",
+                "32",
+                "--latent-dim",
+                "8",
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--train-size",
+                "300",
+                "--test-size",
+                "50",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["sample", str(out), "-n", "20", "--out", str(tmp_path / "grid.png")]) == 0
     assert main(["sample", str(out), "-n", "4", "--label", "3", "--out", str(tmp_path / "three.png")]) == 0
     capsys.readouterr()
@@ -108,8 +133,9 @@ def test_cvae_resumes_exactly_and_reports_conditional_accuracy(tmp_path, labelle
     straight = build_cvae_trainer(config, device="cpu", progress=False, data=data)
     straight.classifier = Echo()
     straight.fit(2)
-    first = build_cvae_trainer(config, run=RunDir.create(tmp_path / "run", config), device="cpu", progress=False,
-                               data=data)
+    first = build_cvae_trainer(
+        config, run=RunDir.create(tmp_path / "run", config), device="cpu", progress=False, data=data
+    )
     first.classifier = Echo()
     first.fit(1)
     resumed = resume_cvae_trainer(tmp_path / "run", device="cpu", progress=False, data=data)
@@ -129,8 +155,20 @@ def test_cvae_resumes_exactly_and_reports_conditional_accuracy(tmp_path, labelle
 @requires_fashion_mnist
 def test_cli_conditional_vae(tmp_path, capsys, one_thread):
     out = tmp_path / "cvae"
-    base = ["train", "vae", "--conditional", "--hidden", "32", "--latent-dim", "4", "--train-size", "300",
-            "--test-size", "50", "--no-progress"]
+    base = [
+        "train",
+        "vae",
+        "--conditional",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--train-size",
+        "300",
+        "--test-size",
+        "50",
+        "--no-progress",
+    ]
     assert main(base + ["--out", str(out), "--epochs", "1"]) == 0
     assert main(["train", "vae", "--out", str(out), "--epochs", "2", "--resume", "--no-progress"]) == 0
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == [1, 2]

@@ -24,8 +24,11 @@ def _trainer(kind, **options):
         data = (_images(40, 0), _images(10, 1))
         build = build_gan_trainer
     else:
-        config = (default_ali_config(hidden=(16,), architecture="mlp") if kind == "ali"
-                  else default_aae_config(latent_dim=4, hidden=(16,)))
+        config = (
+            default_ali_config(hidden=(16,), architecture="mlp")
+            if kind == "ali"
+            else default_aae_config(latent_dim=4, hidden=(16,))
+        )
         data = (_images(40, 0).round(), None, _images(10, 1).round(), None)
         build = build_ali_trainer if kind == "ali" else build_aae_trainer
     config["train"].update(batch_size=10, log_every=2, num_fixed=8)
@@ -50,9 +53,12 @@ def test_a_parameter_that_diverges_is_named(kind, one_thread):
 
     trainer.train_step = poisoned
     subject = {"gan": "GAN", "ali": "ALI", "aae": "AAE"}[kind]
-    with pytest.raises(TrainingDivergedError, match=rf"^{subject} training diverged at the end of epoch 1: parameter "
-                                                    rf"'discriminator\.{name}' is NaN or infinite; stopping\. No "
-                                                    r"checkpoint had been written yet\. Try lower learning rates"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=rf"^{subject} training diverged at the end of epoch 1: parameter "
+        rf"'discriminator\.{name}' is NaN or infinite; stopping\. No "
+        r"checkpoint had been written yet\. Try lower learning rates",
+    ):
         trainer.fit(1)
 
 
@@ -100,8 +106,7 @@ def test_the_loops_decay_is_checkpointed_and_ends_the_run(tmp_path, one_thread):
     trainer.decay.step(0, 1.0)
     trainer.fit(1)
     assert run.load_checkpoint()["decay"]["best_loss"] == 1.0
-    resumed = resume_gan_trainer(tmp_path / "run", device="cpu", progress=False,
-                                 data=(_images(40, 0), _images(10, 1)))
+    resumed = resume_gan_trainer(tmp_path / "run", device="cpu", progress=False, data=(_images(40, 0), _images(10, 1)))
     resumed.decay = PlateauDecay(resumed.generator, resumed.optim_g)
     resumed.load_state_dict(run.load_checkpoint())
     assert resumed.decay.best_loss == 1.0 and resumed.epoch == 1

@@ -16,8 +16,21 @@ from pyrogen.training import VAETrainer
 from pyrogen.training.vae import ELBOS, resolve_elbo
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "100", "--test-size", "20", "--epochs", "1", "--latent-dim", "4",
-        "--hidden", "16", "--no-progress", "--eval-samples", "0"]
+TINY = [
+    "--train-size",
+    "100",
+    "--test-size",
+    "20",
+    "--epochs",
+    "1",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+]
 
 
 def _trainer(progress=False, **train):
@@ -28,11 +41,15 @@ def _trainer(progress=False, **train):
     return VAETrainer(build_model(config), x, x, config, progress=progress)
 
 
-@pytest.mark.parametrize("family, expected, estimator", [("normal", "meanfield", ReparamTraceMeanField_ELBO),
-                                                         ("student-t", "trace", ReparamTrace_ELBO)])
+@pytest.mark.parametrize(
+    "family, expected, estimator",
+    [("normal", "meanfield", ReparamTraceMeanField_ELBO), ("student-t", "trace", ReparamTrace_ELBO)],
+)
 def test_auto_picks_the_analytic_kl_only_where_the_pair_has_a_closed_form(family, expected, estimator, capsys):
-    trainer = _trainer(progress=True, model={"latent_dim": 2, "hidden": (8,), "image_shape": (1, 4, 4),
-                                             "prior": family, "posterior": family})
+    trainer = _trainer(
+        progress=True,
+        model={"latent_dim": 2, "hidden": (8,), "image_shape": (1, 4, 4), "prior": family, "posterior": family},
+    )
     assert trainer.config["train"]["elbo"] == "auto"  # config.json keeps the choice, not its outcome
     assert trainer.elbo_name == expected and type(trainer.elbo) is estimator
     trainer.fit(0)
@@ -45,8 +62,10 @@ def test_auto_is_monte_carlo_for_the_two_layer_guide_and_meanfield_is_refused_th
     vae = TwoLayerVAE(latent_dims=(4, 2), image_shape=(1, 4, 4), hidden=((8,), (4,)))
     assert resolve_elbo(vae)[0] == "trace" and "z2 given z1" in resolve_elbo(vae)[1]
     with pytest.raises(Exception, match="--elbo meanfield needs a mean-field guide"):
-        _trainer(model={"model": "two-layer", "latent_dims": (4, 2), "image_shape": (1, 4, 4),
-                        "hidden": ((8,), (4,))}, elbo="meanfield")
+        _trainer(
+            model={"model": "two-layer", "latent_dims": (4, 2), "image_shape": (1, 4, 4), "hidden": ((8,), (4,))},
+            elbo="meanfield",
+        )
 
 
 def test_an_old_config_that_names_trace_builds_as_before():
@@ -82,24 +101,42 @@ def test_tc_uses_the_training_set_size_and_logs_its_decomposition():
     assert row["index_code_mi"] > 0
 
 
-@pytest.mark.parametrize("train, message", [
-    ({"elbo": "tc", "model": {"model": "two-layer", "latent_dims": (4, 2), "image_shape": (1, 4, 4),
-                              "hidden": ((8,), (4,))}}, "--elbo tc decomposes the KL of the one latent site"),
-    ({"elbo": "tc", "model": {"latent_dim": 2, "hidden": (8,), "image_shape": (1, 4, 4), "flow": "planar:2"}},
-     "--elbo tc needs a guide with independent coordinates"),
-    ({"elbo": "iwae", "free_bits": 0.5}, "free bits replace the objective"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        (
+            {
+                "elbo": "tc",
+                "model": {
+                    "model": "two-layer",
+                    "latent_dims": (4, 2),
+                    "image_shape": (1, 4, 4),
+                    "hidden": ((8,), (4,)),
+                },
+            },
+            "--elbo tc decomposes the KL of the one latent site",
+        ),
+        (
+            {"elbo": "tc", "model": {"latent_dim": 2, "hidden": (8,), "image_shape": (1, 4, 4), "flow": "planar:2"}},
+            "--elbo tc needs a guide with independent coordinates",
+        ),
+        ({"elbo": "iwae", "free_bits": 0.5}, "free bits replace the objective"),
+    ],
+)
 def test_objectives_that_do_not_fit_the_model_are_refused_before_training(train, message):
     with pytest.raises(DataError, match=message):
         _trainer(**train)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dreg"], "--dreg applies to --elbo iwae, not --elbo auto"),
-    (["--tc-beta", "2"], "--tc-beta applies to --elbo tc"),
-    (["--top-latent-dim", "3"], "--top-latent-dim and --top-hidden apply to --layers 2"),
-    (["--layers", "2", "--flow", "iaf:2"], "--flow transforms the one-layer VAE's guide"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dreg"], "--dreg applies to --elbo iwae, not --elbo auto"),
+        (["--tc-beta", "2"], "--tc-beta applies to --elbo tc"),
+        (["--top-latent-dim", "3"], "--top-latent-dim and --top-hidden apply to --layers 2"),
+        (["--layers", "2", "--flow", "iaf:2"], "--flow transforms the one-layer VAE's guide"),
+    ],
+)
 def test_options_given_to_the_wrong_objective_are_one_line_errors(args, message, tmp_path, capsys):
     # refused while the configuration is made, before any data is read
     assert main(["train", "vae", "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path)] + TINY + args) == 2
@@ -111,8 +148,9 @@ def test_options_given_to_the_wrong_objective_are_one_line_errors(args, message,
 @requires_fashion_mnist
 def test_a_two_layer_run_reopens_and_evaluates(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "vae", "--out", str(out), "--layers", "2", "--elbo", "iwae", "--num-particles", "3"]
-                + TINY) == 0
+    assert (
+        main(["train", "vae", "--out", str(out), "--layers", "2", "--elbo", "iwae", "--num-particles", "3"] + TINY) == 0
+    )
     model = open_run(out).model()
     assert isinstance(model, TwoLayerVAE) and model.latent_dims == (4, 2)
     assert main(["evaluate", str(out), "--num-samples", "5", "--no-progress"]) == 0
@@ -127,8 +165,9 @@ def test_a_flow_trains_from_the_cli_samples_by_gmm_and_refuses_meanfield_in_one_
     assert main(["sample", str(tmp_path / "iaf"), "--sampler", "gmm:2", "-n", "8"]) == 0  # codes: draws of q
     assert (tmp_path / "iaf" / "samples-gmm2-epoch1-n8-seed0.png").stat().st_size > 0
     capsys.readouterr()
-    assert main(["train", "vae", "--out", str(tmp_path / "mf"), "--flow", "planar:3", "--elbo", "meanfield"]
-                + TINY) == 2
+    assert (
+        main(["train", "vae", "--out", str(tmp_path / "mf"), "--flow", "planar:3", "--elbo", "meanfield"] + TINY) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("pyrogen: error: the guide 'normal+planar:3' has no closed-form KL") and err.count("\n") == 1
     assert not (tmp_path / "mf").exists()
@@ -137,17 +176,23 @@ def test_a_flow_trains_from_the_cli_samples_by_gmm_and_refuses_meanfield_in_one_
 def test_the_vamp_prior_parses_and_trains_with_iwae():
     args = build_parser().parse_args(["train", "vae", "--out", "x", "--prior", "vamp:5", "--posterior", "erlang:3"])
     assert (args.prior, args.posterior) == ("vamp:5", "erlang:3")
-    trainer = _trainer(elbo="iwae", num_particles=2, model={"latent_dim": 2, "hidden": (8,),
-                                                            "image_shape": (1, 4, 4), "prior": "vamp:3"})
+    trainer = _trainer(
+        elbo="iwae",
+        num_particles=2,
+        model={"latent_dim": 2, "hidden": (8,), "image_shape": (1, 4, 4), "prior": "vamp:3"},
+    )
     assert trainer.vae.vamp is not None and trainer.elbo_name == "iwae"
     assert torch.isfinite(torch.tensor(trainer.fit(1)[0]["train_elbo"]))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--flow", "maf:2"], "argument --flow: flow must be 'kind:K'"),
-    (["--prior", "vamp:0"], "argument --prior: unknown latent family 'vamp:0'"),
-    (["--posterior", "vamp:3"], "argument --posterior: unknown latent family 'vamp:3'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--flow", "maf:2"], "argument --flow: flow must be 'kind:K'"),
+        (["--prior", "vamp:0"], "argument --prior: unknown latent family 'vamp:0'"),
+        (["--posterior", "vamp:3"], "argument --posterior: unknown latent family 'vamp:3'"),
+    ],
+)
 def test_bad_flow_and_prior_names_are_rejected_by_the_parser(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "vae", "--out", "x"] + args)

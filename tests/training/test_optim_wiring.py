@@ -1,6 +1,5 @@
 """He et al.'s optimisation recipe wired into the VAE trainer and ``pyrogen train vae`` (pyrogen.optim)."""
 
-
 import pyro
 import pytest
 import torch
@@ -12,8 +11,19 @@ from pyrogen.runs import open_run
 from pyrogen.training import VAETrainer
 from tests.conftest import requires_fashion_mnist
 
-TINY = ["--train-size", "150", "--test-size", "20", "--latent-dim", "4", "--hidden", "16", "--no-progress",
-        "--eval-samples", "0"]
+TINY = [
+    "--train-size",
+    "150",
+    "--test-size",
+    "20",
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--no-progress",
+    "--eval-samples",
+    "0",
+]
 
 
 def _trainer(**train):
@@ -70,22 +80,57 @@ def test_recipe_he2019_sets_every_option_and_refuses_to_decay_on_the_test_set(tm
 
 @requires_fashion_mnist
 def test_plateau_decay_resumes_bit_for_bit_through_the_cli(tmp_path):
-    args = TINY + ["--recipe", "he2019", "--lr", "1.0", "--lr-decay-epochs", "1", "--decay-start-epoch", "0",
-                   "--max-decay", "3", "--validation-size", "50", "--batch-size", "25"]
+    args = TINY + [
+        "--recipe",
+        "he2019",
+        "--lr",
+        "1.0",
+        "--lr-decay-epochs",
+        "1",
+        "--decay-start-epoch",
+        "0",
+        "--max-decay",
+        "3",
+        "--validation-size",
+        "50",
+        "--batch-size",
+        "25",
+    ]
     assert main(["train", "vae", "--out", str(tmp_path / "a"), "--epochs", "4"] + args) == 0
     assert main(["train", "vae", "--out", str(tmp_path / "b"), "--epochs", "2"] + args) == 0
-    assert main(["train", "vae", "--out", str(tmp_path / "b"), "--epochs", "4", "--resume", "--no-progress",
-                 "--eval-samples", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae",
+                "--out",
+                str(tmp_path / "b"),
+                "--epochs",
+                "4",
+                "--resume",
+                "--no-progress",
+                "--eval-samples",
+                "0",
+            ]
+        )
+        == 0
+    )
     a, b = open_run(tmp_path / "a").checkpoint, open_run(tmp_path / "b").checkpoint
     config = a["config"]["train"]
     assert (config["optimizer"], config["lr"], config["loss_reduction"], config["clip_norm"], config["init"]) == (
-        "sgd", 1.0, "mean", 5.0, "uniform")
+        "sgd",
+        1.0,
+        "mean",
+        5.0,
+        "uniform",
+    )
     assert a["decay"]["decays"] >= 1, a["decay"]  # the run did decay, so the state that resumed mattered
     assert a["epoch"] == b["epoch"]
     for name, value in a["model"].items():
         assert torch.equal(value, b["model"][name]), name
     assert {k: v for k, v in a["decay"].items() if k != "best_state"} == {
-        k: v for k, v in b["decay"].items() if k != "best_state"}
+        k: v for k, v in b["decay"].items() if k != "best_state"
+    }
     for name, value in a["decay"]["best_state"].items():
         assert torch.equal(value, b["decay"]["best_state"][name]), name
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
@@ -100,8 +145,10 @@ def test_image_vae_under_he_recipes_keeps_their_image_encoders_head(tmp_path, re
     from pyrogen.distributions import ParameterHead
 
     out = tmp_path / recipe
-    assert main(["train", "vae", "--out", str(out), "--epochs", "1", "--recipe", recipe,
-                 "--validation-size", "50"] + TINY) == 0
+    assert (
+        main(["train", "vae", "--out", str(out), "--epochs", "1", "--recipe", recipe, "--validation-size", "50"] + TINY)
+        == 0
+    )
     run = open_run(out, "cpu")
     assert run.checkpoint["config"]["train"]["recipe"] == recipe
     head = run.model().encoder[-1]

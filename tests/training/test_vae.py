@@ -26,8 +26,7 @@ def make_trainer(config, data, run=None):
     train, test = data
     pyro.set_rng_seed(config["train"]["seed"])
     vae = VAE(**config["model"])
-    return VAETrainer(vae, train.images, static_binarize(test.images, 12345), config, run=run,
-                      progress=False)
+    return VAETrainer(vae, train.images, static_binarize(test.images, 12345), config, run=run, progress=False)
 
 
 @requires_fashion_mnist
@@ -57,9 +56,7 @@ def test_resumed_run_ends_bit_for_bit_like_uninterrupted(fashion_mnist_small, tm
 
     for (name, a), b in zip(straight.vae.state_dict().items(), resumed.vae.state_dict().values()):
         assert torch.equal(a, b), name
-    assert straight.metrics == [
-        dict(r, seconds=s["seconds"]) for r, s in zip(resumed.metrics, straight.metrics)
-    ]
+    assert straight.metrics == [dict(r, seconds=s["seconds"]) for r, s in zip(resumed.metrics, straight.metrics)]
 
 
 @requires_fashion_mnist
@@ -102,8 +99,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fashion_mnist_small, tmp_
     before = open(run.checkpoint_path, "rb").read()
     with torch.no_grad():
         next(trainer.vae.decoder.parameters()).fill_(float("nan"))
-    with pytest.raises(TrainingDivergedError, match=r"training loss became NaN or infinite at epoch 2, step 40; "
-                       r"stopping\. The last good checkpoint \(epoch 1\) is kept in"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"training loss became NaN or infinite at epoch 2, step 40; "
+        r"stopping\. The last good checkpoint \(epoch 1\) is kept in",
+    ):
         trainer.fit(2)
     assert open(run.checkpoint_path, "rb").read() == before
     kept = run.load_checkpoint()["model"]
