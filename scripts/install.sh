@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything pyrogen needs on a fresh Debian machine, idempotently:
 # the Debian package dataset-fashion-mnist (the data, in /usr/share/datasets/fashion-mnist),
-# a virtual environment in .venv, and pyrogen with its test, docs, tables and tensorboard extras at the exact
+# a virtual environment in .venv, and pyrogen with its test, docs, tables, tensorboard and lightning extras at the exact
 # versions of constraints.txt (pyproject.toml states the supported ranges).
 # With --browser, or on CI (CI set, as .ci/run is run), also Debian's chromium, for
 # tests/integration/test_browser.py (which skips, saying so, where it is absent).
@@ -45,7 +45,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing pyrogen and its extras into .venv at the versions of constraints.txt" \
     "(torch among them: a few minutes the first time, seconds after)"
-quietly .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test,docs,tables,tensorboard]"
+quietly .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[test,docs,tables,tensorboard,lightning]"
 say "checking that pyrogen, torch, torchvision, pyro and arviz import"
 .venv/bin/python -c "import pyrogen, torch, torchvision, pyro; from pyrogen.evaluation._arviz import import_arviz; import_arviz()"
 say "done: .venv/bin/pytest -q runs the tests"
