@@ -15,7 +15,7 @@ import torch
 
 from pyrogen.cli import main
 from tests.conftest import requires_fashion_mnist
-from tests.integration.test_faults_round2 import one_error_line, snapshot
+from tests.integration.cli_faults import one_error_line, snapshot
 
 TINY = [
     "--train-size",

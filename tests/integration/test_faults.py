@@ -25,41 +25,7 @@ from pyrogen.cli import main
 from pyrogen.files import RunDir
 from pyrogen.runs import open_run
 from tests.conftest import requires_fashion_mnist
-
-TINY = [
-    "--train-size",
-    "200",
-    "--test-size",
-    "40",
-    "--latent-dim",
-    "4",
-    "--hidden",
-    "16",
-    "--no-progress",
-    "--eval-samples",
-    "0",
-    "--device",
-    "cpu",
-]
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def snapshot(path):
-    """Every file under ``path`` with its bytes (the run directory "byte for byte")."""
-    out = {}
-    for d, _, names in os.walk(path):
-        for n in names:
-            p = os.path.join(d, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, path)] = f.read()
-    return out
-
-
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pyrogen: error: "), err
-    return lines[0]
+from tests.integration.cli_faults import ROOT, TINY, one_error_line, snapshot, train_gan_run
 
 
 @pytest.fixture(scope="module")
@@ -75,39 +41,7 @@ def vae_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = str(tmp_path_factory.mktemp("faults") / "gan")
-    assert (
-        main(
-            [
-                "train",
-                "gan",
-                "--out",
-                out,
-                "--epochs",
-                "1",
-                "--architecture",
-                "mlp",
-                "--hidden",
-                "16",
-                "--latent-dim",
-                "4",
-                "--train-size",
-                "128",
-                "--test-size",
-                "64",
-                "--batch-size",
-                "64",
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    torch.set_num_threads(threads)
-    return out
+    return train_gan_run(tmp_path_factory, "faults")
 
 
 def copy_run(run, tmp_path, name="run"):
