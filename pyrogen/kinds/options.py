@@ -44,6 +44,10 @@ BYTES_PER_PARAMETER = 16
 """float32 weight, gradient and Adam's two moments: what one trained parameter holds in memory."""
 
 
+MAX_EPOCHS = 1_000_000
+"""The most epochs ``--epochs`` takes: far past any real run, so a typo is refused instead of training forever."""
+
+
 def positive_int(text):
     try:
         value = int(text)
@@ -384,7 +388,10 @@ def add_source(g, channels_flag="--channels"):
 
 def add_epochs_and_batch(g, batch_size, what="minibatch size"):
     g.add_argument(
-        "--epochs", type=positive_int, default=None, help="epochs in total (default: 10; with --resume, the run's own)"
+        "--epochs",
+        type=bounded_int(MAX_EPOCHS, " (a run that would not end)"),
+        default=None,
+        help="epochs in total (default: 10; with --resume, the run's own)",
     )
     g.add_argument(
         "--batch-size",

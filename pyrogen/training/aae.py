@@ -22,20 +22,8 @@ class AAETrainer(AdversarialPairTrainer):
 
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
-    def __init__(
-        self,
-        vae,
-        discriminator,
-        train_data,
-        test_data,
-        config,
-        run=None,
-        progress=True,
-        train_labels=None,
-        test_labels=None,
-    ):
-        super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
-        cfg = config["train"]
+    def make_estimator(self, train_data, test_data):
+        vae, discriminator, cfg = self.vae, self.discriminator, self.config["train"]
         vae.likelihood.check(test_data, "test data")
         self.optim = self.make_optimizer(vae.parameters(), cfg["lr"])
         optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])

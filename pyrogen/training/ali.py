@@ -48,7 +48,7 @@ class AdversarialPairTrainer(GameTrainer):
     error, the linear probe) and the pictures.
 
     Subclasses set :attr:`estimator` (with ``step``, ``encode`` and ``discriminator_optim``)
-    and :attr:`optim`, and say what their epoch adds in :meth:`extra_metrics`.
+    and :attr:`optim` in :meth:`make_estimator`, and say what their epoch adds in :meth:`extra_metrics`.
     Single process: under ``torchrun`` it refuses to start.
     """
 
@@ -100,6 +100,11 @@ class AdversarialPairTrainer(GameTrainer):
         with self.fixed_stream(train_data.device):
             self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
         self.real_diversity = self.reference_diversity(test_data)
+        self.make_estimator(train_data, test_data)
+
+    def make_estimator(self, train_data, test_data):
+        """Set :attr:`optim` and :attr:`estimator` (the game) for this pair; the last step of ``__init__``."""
+        raise NotImplementedError
 
     # --------------------------------------------------------------- state
     def checkpointed(self):
@@ -220,20 +225,8 @@ class ALITrainer(AdversarialPairTrainer):
     :param torch.Tensor test_labels: optional labels of the test images.
     """
 
-    def __init__(
-        self,
-        vae,
-        discriminator,
-        train_data,
-        test_data,
-        config,
-        run=None,
-        progress=True,
-        train_labels=None,
-        test_labels=None,
-    ):
-        super().__init__(vae, discriminator, train_data, test_data, config, run, progress, train_labels, test_labels)
-        cfg = config["train"]
+    def make_estimator(self, train_data, test_data):
+        vae, discriminator, config, cfg = self.vae, self.discriminator, self.config, self.config["train"]
         self.optim = self.make_optimizer(vae.parameters(), cfg["lr_g"], betas=cfg["betas"])
         optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
         self.estimator = AdversarialInference(

@@ -42,6 +42,11 @@ def _one_line(capsys):
             ["train", "vae", "--threads", "100000"],
             "argument --threads: expected a positive integer <= 1024, got 100000",
         ),
+        (
+            ["train", "vae", "--epochs", "99999999999999999999", "--resume"],
+            "argument --epochs: expected a positive integer <= 1000000 (a run that would not end), "
+            "got 99999999999999999999",
+        ),
         (["report", "x", "--threads", "100000"], "argument --threads: expected a positive integer <= 1024, got 100000"),
         (
             ["train", "vae", "--seed", "99999999999999999999999"],
