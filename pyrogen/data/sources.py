@@ -255,8 +255,13 @@ class Source:
         else:
             train = _take(self.data(), train_idx)
         if self.test_source is None:
-            test = _take(self.data(), test_idx)
+            test = self.subset(test_idx) if stream else _take(self.data(), test_idx)
         return train, test
+
+    def subset(self, indices):
+        """The examples at ``indices`` as an :class:`ImageDataset` (the streamed run's test split); sources
+        that can read a few examples without the rest override it."""
+        return _take(self.data(), indices)
 
     def record(self):
         """A JSON-able description of this source: enough to open it again and to tell it has changed."""
@@ -507,6 +512,15 @@ class ArraySource(Source):
         x = _to_float(np.asarray(self._values), self.path).reshape((self.num_examples,) + self.shape)
         _check_finite(x, self.path)
         return ImageDataset(x, self.labels, self.class_names)
+
+    def subset(self, indices):
+        """The examples at ``indices`` read from the (memory-mapped) array alone: a streamed run's test
+        split never brings the whole array into memory. The values are :meth:`load`'s, bit for bit."""
+        idx = indices.numpy()
+        x = _to_float(np.asarray(self._values[idx]), self.path).reshape((len(idx),) + self.shape)
+        _check_finite(x, self.path)
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageDataset(x, labels, self.class_names)
 
     def streaming_dataset(self, indices=None):
         if os.path.splitext(self.path)[1].lower() != ".npy":

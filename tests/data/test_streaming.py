@@ -144,3 +144,21 @@ def test_source_splits_cuts_sizes_and_streams_by_request(tmp_path):
         source_splits(record, train_size=41)
     moved = source_splits(record, path=tmp_path / "y.npy")[1]  # the same content elsewhere
     assert torch.equal(moved.images[:3], test.images)
+
+
+def test_a_streamed_arrays_test_split_is_read_alone_and_equals_the_in_memory_one(tmp_path, monkeypatch):
+    """Streaming is for arrays larger than memory: the test split comes from the memory-mapped rows it
+    names, never from the whole array read into memory, and is the in-memory split's tensor exactly."""
+    from pyrogen.data.sources import ArraySource
+
+    x = (np.random.RandomState(1).rand(200, 1, 5, 5) * 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    _, in_memory = open_source(tmp_path / "x.npy", test_fraction=0.25, split_seed=4).splits()
+
+    def whole_array(self):
+        raise AssertionError("the streamed run read the whole array into memory")
+
+    monkeypatch.setattr(ArraySource, "load", whole_array)
+    _, streamed = open_source(tmp_path / "x.npy", test_fraction=0.25, split_seed=4).splits(stream=True)
+    assert streamed.images.dtype == torch.float32 and torch.equal(streamed.images, in_memory.images)
+    assert streamed.labels is None
