@@ -22,14 +22,7 @@ def check_images(x, name="x"):
 
     :raises DataError: naming ``name`` and what is wrong.
     """
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise DataError(f"{name} must be a floating-point tensor in [0, 1], got dtype {x.dtype}")
-    if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
-        raise DataError(f"{name} must hold at least one image, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise DataError(f"{name} holds NaN or infinite values")
+    check_finite(x, name, example="image", values=" in [0, 1]")
     lo, hi = x.min().item(), x.max().item()
     if lo < 0 or hi > 1:
         raise DataError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
@@ -39,17 +32,19 @@ LOADER_VALUES = ("unit-interval", "any")
 """What :class:`DeviceLoader` accepts: images in [0, 1], or any finite values."""
 
 
-def check_finite(x, name="x"):
+def check_finite(x, name="x", example="example", values=""):
     """Check a batch of examples of any values: a non-empty, finite, floating-point tensor.
+
+    ``example`` and ``values`` word the messages (:func:`check_images` says "image" and " in [0, 1]").
 
     :raises DataError: naming ``name`` and what is wrong.
     """
     if not isinstance(x, torch.Tensor):
         raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise DataError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise DataError(f"{name} must be a floating-point tensor{values}, got dtype {x.dtype}")
     if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
-        raise DataError(f"{name} must hold at least one example, got shape {tuple(x.shape)}")
+        raise DataError(f"{name} must hold at least one {example}, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise DataError(f"{name} holds NaN or infinite values")
 
