@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from pyrogen.errors import DataError
 from pyrogen.files import atomic_write
 from pyrogen.models.two_layer import TwoLayerVAE
-from pyrogen.plotting_tables import is_image_shape, plot_table_pictures
+from pyrogen.plotting_tables import is_image_shape, plot_table_pictures, posterior_codes
 
 GRID_CELL = 0.55
 """Inches per image in a grid figure."""
@@ -116,18 +116,6 @@ def _check_images(x, vae, name="x"):
         )
 
 
-def _codes(vae, x, batch_size=500):
-    """Posterior means E_q[z|x] (a draw where the family has no mean), ``(N, latent_dim)``."""
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        q = vae.posterior(x[i : i + batch_size])
-        try:
-            out.append(q.mean)
-        except NotImplementedError:
-            out.append(q.sample())
-    return torch.cat(out)
-
-
 def _prior_quantiles(vae, probs):
     """Marginal prior quantiles of each latent dimension, ``(len(probs), latent_dim)``.
 
@@ -195,7 +183,7 @@ def plot_reconstructions(vae, x, path, num=16, ncol=8, dpi=100):
     vae = _view(vae)
     _check_images(x, vae)
     x = x[:num]
-    recon = vae.decode(_codes(vae, x))
+    recon = vae.decode(posterior_codes(vae, x))
     rows = math.ceil(x.shape[0] / ncol)
     pad = rows * ncol - x.shape[0]
     blank = torch.ones((pad,) + x.shape[1:], device=x.device)
@@ -248,7 +236,7 @@ def plot_latent_traversals(vae, path, x=None, dims=None, num_steps=11, max_dims=
         if vae.latent_dim <= max_dims:
             dims = list(range(vae.latent_dim))
         elif x is not None and x.shape[0] > 1:
-            dims = _codes(vae, x).var(0).argsort(descending=True)[:max_dims].sort().values.tolist()
+            dims = posterior_codes(vae, x).var(0).argsort(descending=True)[:max_dims].sort().values.tolist()
         else:
             dims = list(range(max_dims))
     bad = [d for d in dims if not 0 <= d < vae.latent_dim]
@@ -256,7 +244,7 @@ def plot_latent_traversals(vae, path, x=None, dims=None, num_steps=11, max_dims=
         raise DataError(f"dims must lie in [0, {vae.latent_dim}), got {bad}")
     probs = torch.linspace(0.05, 0.95, num_steps)
     values = _prior_quantiles(vae, probs)  # (steps, latent_dim)
-    start = _codes(vae, x[:1])[0] if x is not None else _prior_quantiles(vae, [0.5])[0]
+    start = posterior_codes(vae, x[:1])[0] if x is not None else _prior_quantiles(vae, [0.5])[0]
     z = start.expand(len(dims), num_steps, -1).clone()
     for row, d in enumerate(dims):
         z[row, :, d] = values[:, d]
@@ -297,7 +285,7 @@ def plot_interpolations(vae, x_start, x_end, path, num_steps=10, method="linear"
         )
     if method not in ("linear", "slerp"):
         raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    a, b = _codes(vae, x_start), _codes(vae, x_end)
+    a, b = posterior_codes(vae, x_start), posterior_codes(vae, x_end)
     t = torch.linspace(0, 1, num_steps, device=a.device)[None, :, None]
     if method == "linear":
         z = (1 - t) * a[:, None] + t * b[:, None]
@@ -373,7 +361,7 @@ def plot_latent_codes(vae, x, labels, path, class_names=None, figsize=(7.0, 6.0)
     labels = torch.as_tensor(labels).reshape(-1).cpu()
     if labels.shape[0] != x.shape[0]:
         raise DataError(f"labels must have one entry per image ({x.shape[0]}), got {labels.shape[0]}")
-    z = _codes(vae, x).float().cpu()
+    z = posterior_codes(vae, x).float().cpu()
     if vae.latent_dim == 1:
         z, axes = torch.cat([z, torch.zeros_like(z)], 1), ("z1", "")
     elif vae.latent_dim == 2:

@@ -90,7 +90,7 @@ def _save(fig, path, dpi):
     return path
 
 
-def _codes(vae, x, batch_size=500):
+def posterior_codes(vae, x, batch_size=500):
     """Posterior means E_q[z|x] (a draw where the family has no mean), ``(N, latent_dim)``."""
     out = []
     for i in range(0, x.shape[0], batch_size):
@@ -137,7 +137,7 @@ def plot_codes_by_label(vae, x, path, labels=None, class_names=None, figsize=(7.
     :returns: ``path``.
     """
     _check_examples(x, vae)
-    z, axes = _plane(_codes(vae, x).float().cpu())
+    z, axes = _plane(posterior_codes(vae, x).float().cpu())
     fig = Figure(figsize=figsize)
     ax = fig.add_axes([0.1, 0.09, 0.62, 0.83])
     if labels is None:

@@ -236,7 +236,7 @@ def test_a_two_layer_vae_is_plotted_through_its_lower_code(trained, tmp_path):
     vae = TwoLayerVAE(latent_dims=(6, 3), hidden=((32,), (16,))).eval()
     view = plotting._view(vae)
     assert view.latent_dim == 6 and plotting._view(view) is view
-    torch.testing.assert_close(plotting._codes(view, x[:10]), vae.encode(x[:10])["loc"])
+    torch.testing.assert_close(plotting.posterior_codes(view, x[:10]), vae.encode(x[:10])["loc"])
     torch.manual_seed(1)
     drawn = view.prior().sample((4,))
     torch.manual_seed(1)
