@@ -111,6 +111,7 @@ class SVIModule(pl.LightningModule):
         self.sum_over_ranks = sum_over_ranks
         self.last_loss = None  # this process's loss of the last training step (its share, summed), detached
         self._validation = []
+        self._train_sum, self._train_count = None, 0  # this process's summed loss of the epoch
         if example is not None:
             with torch.no_grad(), pyro.validation_enabled(False):
                 self.elbo_module(_images(example))
@@ -132,16 +133,22 @@ class SVIModule(pl.LightningModule):
         with pyro.validation_enabled(False):
             loss = self.elbo_module(x)
         self.last_loss = loss.detach()
-        self.log(
-            "train_elbo",
-            -loss.detach() / x.shape[0],
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=x.shape[0],
-        )
+        # the epoch's ELBO is summed here and logged once, at the epoch's end: Lightning's self.log
+        # costs about 1 ms a call on the CPU, as much as 15% of a small model's step
+        if self._train_sum is None:
+            self._train_sum, self._train_count = torch.zeros((), device=loss.device), 0
+        self._train_sum += self.last_loss
+        self._train_count += x.shape[0]
         world = self.trainer.world_size if self._trainer is not None else 1
         return loss * world if self.sum_over_ranks and world > 1 else loss
+
+    def on_train_epoch_end(self):
+        """``train_elbo``: the epoch's training ELBO per example, averaged over the processes."""
+        if self._train_sum is None:
+            return
+        elbo = -self._train_sum / self._train_count
+        self._train_sum, self._train_count = None, 0
+        self.log("train_elbo", elbo, sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         self._validation.append(_images(batch))
