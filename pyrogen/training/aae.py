@@ -12,8 +12,8 @@ KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
 """
 
 from pyrogen.infer.aae import AdversarialAutoencoder
+from pyrogen.rundirs import resume_trainer
 from pyrogen.training.ali import AdversarialPairTrainer, build_pair_trainer
-from pyrogen.training.loop import resume_from
 
 
 class AAETrainer(AdversarialPairTrainer):
@@ -50,4 +50,4 @@ def build_aae_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_aae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an adversarial-autoencoder run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_aae_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_aae_trainer, data=data)

@@ -36,10 +36,9 @@ from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.random_streams import stream_seed
-from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device, resume_trainer  # noqa: F401
 from pyrogen.settings import migrate
 from pyrogen.training.game import GameTrainer
-from pyrogen.training.loop import resume_from
 
 
 class AdversarialPairTrainer(GameTrainer):
@@ -314,4 +313,4 @@ def build_ali_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_ali_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_ali_trainer, data=data)

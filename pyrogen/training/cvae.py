@@ -22,10 +22,10 @@ from pyrogen.evaluation.sample_quality import conditional_accuracy
 from pyrogen.infer import TorchSVI
 from pyrogen.models.registry import build_model
 from pyrogen.random_streams import stream_seed
-from pyrogen.rundirs import load_labelled_data, resolve_device
+from pyrogen.rundirs import load_labelled_data, resolve_device, resume_trainer
 from pyrogen.settings import migrate
 from pyrogen.training.game import load_class_classifier
-from pyrogen.training.loop import FitLoop, resume_from
+from pyrogen.training.loop import FitLoop
 from pyrogen.training.vae import ELBOS, svi_diverged
 
 PER_CLASS = 8
@@ -198,4 +198,4 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
 
 def resume_cvae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a conditional VAE run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_cvae_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_cvae_trainer, data=data)

@@ -21,7 +21,7 @@ from pyro.distributions import Independent
 from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
-from pyrogen import distributed
+from pyrogen import distributed, rundirs
 from pyrogen.config import (  # noqa: F401
     AUTO_COMPILE_MIN_STEPS,
     DEFAULT_DATA,
@@ -67,7 +67,7 @@ from pyrogen.optim import (
 from pyrogen.random_streams import stream_seed
 from pyrogen.rundirs import load_data, load_model, open_run, resolve_device  # noqa: F401
 from pyrogen.settings import ELBO_NAMES
-from pyrogen.training.loop import FitLoop, resume_from
+from pyrogen.training.loop import FitLoop
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
 """The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
@@ -708,4 +708,4 @@ def build_trainer(config, run=None, device="auto", progress=True):
 
 def resume_trainer(run_dir, device="auto", progress=True):
     """Rebuild a run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_trainer, run_dir, device, progress)
+    return rundirs.resume_trainer(run_dir, device, progress, build=build_trainer)
