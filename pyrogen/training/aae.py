@@ -23,20 +23,10 @@ class AAETrainer(AdversarialPairTrainer):
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
     def make_estimator(self, train_data, test_data):
-        vae, discriminator, cfg = self.vae, self.discriminator, self.config["train"]
+        vae, cfg = self.vae, self.config["train"]
         vae.likelihood.check(test_data, "test data")
-        self.optim = self.make_optimizer(vae.parameters(), cfg["lr"])
-        optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
-        self.estimator = AdversarialAutoencoder(
-            vae.model,
-            vae.guide,
-            discriminator,
-            self.optim,
-            optim_d,
-            self.loss,
-            adversarial_weight=cfg["adversarial_weight"],
-            d_steps=cfg["d_steps"],
-        )
+        optim = self.make_optimizer(vae.parameters(), cfg["lr"])
+        self.start_game(AdversarialAutoencoder, optim, adversarial_weight=cfg["adversarial_weight"])
 
     def extra_metrics(self):
         return {"test_elbo": self.evaluate()["elbo"]}

@@ -26,7 +26,7 @@ from pyrogen.rundirs import load_labelled_data, resolve_device, resume_trainer
 from pyrogen.settings import migrate
 from pyrogen.training.game import load_class_classifier
 from pyrogen.training.loop import FitLoop
-from pyrogen.training.vae import ELBOS, svi_diverged
+from pyrogen.training.vae import ELBOS, elbo_postfix, svi_diverged
 
 PER_CLASS = 8
 """Samples per class (grid columns) in ``samples.png``."""
@@ -106,8 +106,7 @@ class CVAETrainer(FitLoop):
     def step_weight(self, batch):
         return batch[0].shape[0]
 
-    def postfix(self, means):
-        return {"elbo": f"{-means['loss']:.2f}"}
+    postfix = staticmethod(elbo_postfix)
 
     def parameters(self):
         return self.cvae.parameters()

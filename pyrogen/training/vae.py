@@ -194,6 +194,11 @@ def _check_data(vae, x, name):
         )
 
 
+def elbo_postfix(means):
+    """The progress bar's figure of an SVI trainer: the ELBO (nats per example) of a window's mean loss."""
+    return {"elbo": f"{-means['loss']:.2f}"}
+
+
 class VAETrainer(FitLoop):
     """Fits a VAE-family model/guide pair by SVI, with a run directory.
 
@@ -569,8 +574,7 @@ class VAETrainer(FitLoop):
         """One pass over the training data; returns the mean training ELBO (nats per example)."""
         return -self.epoch_stats(bar)["loss"]
 
-    def postfix(self, means):
-        return {"elbo": f"{-means['loss']:.2f}"}
+    postfix = staticmethod(elbo_postfix)
 
     def parameters(self):
         return self.vae.parameters()
