@@ -28,7 +28,8 @@ def compile_choice(compile):
         )
         return word
     if not isinstance(compile, str) or compile not in COMPILE_CHOICES:
-        hint = " ('auto' is the trainer's choice from a run's length)" if compile in ("auto",) else ""
+        auto = isinstance(compile, str) and compile == "auto"
+        hint = " ('auto' is the trainer's choice from a run's length)" if auto else ""
         raise ValueError(f"compile must be 'off', 'record' or 'on', got {compile!r}{hint}")
     return compile
 
