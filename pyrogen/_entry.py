@@ -1,7 +1,7 @@
 """The ``pyrogen`` console command's entry point: the thread policy first, then the command line.
 
 It runs before anything imports torch, so that :func:`pyrogen.threads.set_wait_policy`
-acts (``OMP_WAIT_POLICY=PASSIVE`` unless the user set it); then it hands over to
+acts (``GOMP_SPINCOUNT``, a short spin, unless the user set it or ``OMP_WAIT_POLICY``); then it hands over to
 :func:`pyrogen.cli.main`. ``python -m pyrogen`` comes here too.
 """
 

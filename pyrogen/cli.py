@@ -27,6 +27,7 @@ from pyrogen.files import release_run_locks
 from pyrogen.kinds import options as O
 from pyrogen.kinds.vae import optim_settings as _optim_settings  # noqa: F401  (the options' settings)
 from pyrogen.runs import binarized_note as _binarized_note  # noqa: F401  (the reconstruction grids' note)
+from pyrogen.threads import govern_threads, stop_governing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -318,6 +319,8 @@ def main(argv=None):
             )
             if getattr(args, "threads", None):
                 torch.set_num_threads(args.threads)
+            else:  # torch's count at most, fewer while other jobs keep cores busy
+                govern_threads()
             return _handler(args.command)(args)
     except PyrogenError as e:
         print(f"pyrogen: error: {e}", file=sys.stderr)
@@ -341,5 +344,6 @@ def main(argv=None):
     finally:
         if previous is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous)
+        stop_governing()
         torch.set_num_threads(threads)  # main() called from Python leaves torch as it found it
         release_run_locks()  # main() called from Python holds no run's lock once it returns

@@ -1,4 +1,5 @@
-"""The thread policy: ``OMP_WAIT_POLICY=PASSIVE`` is in the environment before torch loads, unless the user set it.
+"""The thread policy: a short OpenMP spin (``GOMP_SPINCOUNT``) is in the environment before torch loads, unless
+the user set it or ``OMP_WAIT_POLICY``; the thread governor follows the cores other processes leave free.
 
 Each check starts a fresh Python whose import system records the variable at the
 moment ``torch`` is first imported, then runs the command the way it is installed
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pyrogen.threads import WAIT_POLICY, set_wait_policy
+from pyrogen import threads
+from pyrogen.threads import SPIN_VARIABLE, WAIT_POLICY, ThreadGovernor, set_wait_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +26,8 @@ seen = []
 class Spy:
     def find_spec(self, name, path=None, target=None):
         if name == "torch" and not seen:
-            seen.append(os.environ.get("OMP_WAIT_POLICY", "<unset>"))
+            seen.append(os.environ.get("OMP_WAIT_POLICY", "<unset>") + " GOMP_SPINCOUNT="
+                        + os.environ.get("GOMP_SPINCOUNT", "<unset>"))
         return None
 sys.meta_path.insert(0, Spy())
 try:
@@ -43,10 +46,12 @@ def _script_entry():
     return module, function
 
 
-def _torch_saw(run, policy=None):
-    env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
+def _torch_saw(run, policy=None, spin=None):
+    env = {k: v for k, v in os.environ.items() if k not in (WAIT_POLICY, SPIN_VARIABLE)}
     if policy is not None:
         env[WAIT_POLICY] = policy
+    if spin is not None:
+        env[SPIN_VARIABLE] = spin
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run(
         [sys.executable, "-c", SPY.format(run=run)], env=env, capture_output=True, text=True, timeout=120, check=True
@@ -59,24 +64,30 @@ def _console(argv):
     return f"import sys; sys.argv = ['pyrogen'] + {argv!r}; from {module} import {function}; sys.exit({function}())"
 
 
-def test_console_script_sets_passive_before_torch_loads():
-    assert _torch_saw(_console(["train", "vae", "--help"])) == "torch saw OMP_WAIT_POLICY=PASSIVE"
+def test_console_script_sets_a_short_spin_before_torch_loads():
+    assert _torch_saw(_console(["train", "vae", "--help"])) == "torch saw OMP_WAIT_POLICY=<unset> GOMP_SPINCOUNT=10000"
 
 
-def test_python_dash_m_sets_passive_before_torch_loads():
+def test_python_dash_m_sets_a_short_spin_before_torch_loads():
     run = "import runpy, sys; sys.argv = ['pyrogen', '--help']; runpy.run_module('pyrogen', run_name='__main__')"
-    assert _torch_saw(run) == "torch saw OMP_WAIT_POLICY=PASSIVE"
+    assert _torch_saw(run) == "torch saw OMP_WAIT_POLICY=<unset> GOMP_SPINCOUNT=10000"
 
 
 @pytest.mark.parametrize("policy", ["ACTIVE", "passive"])
-def test_the_users_own_setting_is_kept(policy):
-    assert _torch_saw(_console(["--help"]), policy=policy) == f"torch saw OMP_WAIT_POLICY={policy}"
+def test_the_users_own_wait_policy_is_kept(policy):
+    assert (
+        _torch_saw(_console(["--help"]), policy=policy) == f"torch saw OMP_WAIT_POLICY={policy} GOMP_SPINCOUNT=<unset>"
+    )
+
+
+def test_the_users_own_spin_count_is_kept():
+    assert _torch_saw(_console(["--help"]), spin="500") == "torch saw OMP_WAIT_POLICY=<unset> GOMP_SPINCOUNT=500"
 
 
 def test_cli_main_called_from_python_leaves_the_environment_alone():
     """Only the command's entry sets the policy; importing or calling pyrogen.cli does not."""
-    run = "import pyrogen.cli, os; print('after import:', os.environ.get('OMP_WAIT_POLICY', '<unset>'))"
-    env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
+    run = "import pyrogen.cli, os; print('after import:', os.environ.get('GOMP_SPINCOUNT', '<unset>'))"
+    env = {k: v for k, v in os.environ.items() if k not in (WAIT_POLICY, SPIN_VARIABLE)}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run(
         [sys.executable, "-c", run], env=env, capture_output=True, text=True, timeout=120, check=True
@@ -88,19 +99,124 @@ def test_set_wait_policy_after_torch_says_it_is_too_late(monkeypatch):
     import torch  # noqa: F401  (loaded here: the policy cannot act any more)
 
     monkeypatch.delenv(WAIT_POLICY, raising=False)
+    monkeypatch.delenv(SPIN_VARIABLE, raising=False)
+    with pytest.warns(RuntimeWarning, match=r"GOMP_SPINCOUNT=10000 was set after torch was imported"):
+        assert set_wait_policy() == "GOMP_SPINCOUNT=10000"
+    assert os.environ[SPIN_VARIABLE] == "10000"  # still set, for the subprocesses this one starts
+    del os.environ[SPIN_VARIABLE]  # monkeypatch puts back what was there before the test: nothing
     with pytest.warns(RuntimeWarning, match=r"OMP_WAIT_POLICY=PASSIVE was set after torch was imported"):
-        assert set_wait_policy() == "PASSIVE"
-    assert os.environ[WAIT_POLICY] == "PASSIVE"  # still set, for the subprocesses this one starts
+        assert set_wait_policy("PASSIVE") == "OMP_WAIT_POLICY=PASSIVE"
+    assert SPIN_VARIABLE not in os.environ
 
 
 def test_set_wait_policy_keeps_the_users_value(monkeypatch):
     monkeypatch.setenv(WAIT_POLICY, "ACTIVE")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert set_wait_policy() == "ACTIVE"
-    assert os.environ[WAIT_POLICY] == "ACTIVE"
+        assert set_wait_policy() == "OMP_WAIT_POLICY=ACTIVE"
+    assert os.environ[WAIT_POLICY] == "ACTIVE" and SPIN_VARIABLE not in os.environ
 
 
 def test_set_wait_policy_refuses_other_values():
-    with pytest.raises(ValueError, match=r"^policy must be 'PASSIVE' or 'ACTIVE', got 'SPIN'$"):
+    with pytest.raises(ValueError, match=r"^policy must be one of 'SPIN-BRIEFLY', 'PASSIVE', 'ACTIVE', got 'SPIN'$"):
         set_wait_policy("SPIN")
+
+
+class _Clock:
+    """Stands in for the ``time`` module inside :mod:`pyrogen.threads`: wall and own CPU seconds set by hand."""
+
+    def __init__(self):
+        self.wall, self.cpu = 100.0, 5.0
+
+    def monotonic(self):
+        return self.wall
+
+    def process_time(self):
+        return self.cpu
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """A fake ``/proc/stat`` (100 ticks a second) and clock; torch's thread count put back afterwards."""
+    import torch
+
+    clock, stat = _Clock(), tmp_path / "stat"
+    monkeypatch.setattr(threads, "time", clock)
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    before = torch.get_num_threads()
+    ticks = {"user": 1000, "nice": 0, "system": 0}
+
+    def advance(seconds, own=0.0, others=0.0, niced=0.0):
+        clock.wall += seconds
+        clock.cpu += own * seconds
+        ticks["user"] += round(100 * seconds * (own + others))
+        ticks["nice"] += round(100 * seconds * niced)
+        stat.write_text(f"cpu  {ticks['user']} {ticks['nice']} {ticks['system']} 5000 0 0 0 0 0 0\ncpu0 1 2 3\n")
+
+    advance(0)
+    yield clock, stat, advance
+    torch.set_num_threads(before)
+
+
+def test_the_governor_gives_the_cores_other_processes_leave_free(machine):
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(2)
+    governor = ThreadGovernor(max_threads=2, interval=1.0, cores=2, stat=str(stat))
+    advance(0.5, own=2.0, others=2.0)  # within the interval: nothing measured, nothing changed
+    assert governor.tick() == 2 and torch.get_num_threads() == 2
+    advance(0.6, own=1.0, others=2.0)  # two other busy cores over the last 1.1 s: one thread
+    assert governor.tick() == 1 and torch.get_num_threads() == 1
+    assert governor.others == pytest.approx((0.5 * 2 + 0.6 * 2) / 1.1, abs=0.02)
+    advance(1.0, own=1.0, others=0.4)  # another job uses 0.4 of a core: round(1.6) = 2 threads
+    assert governor.tick() == 2 and torch.get_num_threads() == 2
+    advance(1.0, own=2.0, others=0.0, niced=2.0)  # niced jobs yield: they leave the cores free
+    assert governor.tick() == 2 and torch.get_num_threads() == 2
+    advance(1.0, own=1.0, others=1.0)  # one busy core of two: one thread
+    assert governor.tick() == 1 and torch.get_num_threads() == 1
+
+
+def test_the_governor_never_goes_above_its_start_nor_below_one(machine):
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(1)
+    governor = ThreadGovernor(max_threads=None, interval=1.0, cores=4, stat=str(stat))
+    assert governor.max_threads == 1
+    advance(2.0)  # a quiet machine of 4 cores: still the 1 thread it started with
+    assert governor.tick() == 1
+    torch.set_num_threads(3)
+    governor = ThreadGovernor(max_threads=3, interval=1.0, cores=4, stat=str(stat))
+    advance(2.0, own=1.0, others=6.0)  # more busy than there are cores: one thread, not zero
+    assert governor.tick() == 1 and torch.get_num_threads() == 1
+
+
+def test_the_governor_does_nothing_without_proc_stat(machine, tmp_path):
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(2)
+    governor = ThreadGovernor(max_threads=2, interval=1.0, cores=2, stat=str(tmp_path / "absent"))
+    advance(5.0, own=1.0, others=2.0)
+    assert governor.tick() == 2 and torch.get_num_threads() == 2
+
+
+def test_threads_tick_acts_only_while_governing(machine):
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(2)
+    threads.stop_governing()
+    advance(2.0, own=1.0, others=2.0)
+    threads.tick()
+    assert torch.get_num_threads() == 2
+    governor = threads.govern_threads(max_threads=2)
+    governor.stat, governor.cores = str(stat), 2
+    governor._last = governor._sample()
+    advance(2.0, own=1.0, others=2.0)
+    try:
+        threads.tick()
+        assert torch.get_num_threads() == 1
+    finally:
+        threads.stop_governing()

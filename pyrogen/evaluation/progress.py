@@ -13,6 +13,8 @@ import time
 
 from tqdm.auto import tqdm
 
+from pyrogen import threads
+
 ANNOUNCE_AFTER = 10.0
 """Seconds: an evaluation estimated to take longer says so in a line of its own."""
 
@@ -57,6 +59,7 @@ class EvaluationProgress:
     def update(self, n):
         """``n`` more units are done; after the first update, estimate the whole and say it if long."""
         self.done += n
+        threads.tick()  # the thread count follows the cores other jobs leave free
         if self.bar is not None:
             self.bar.update(n)
         if self.estimate is None and self.done:

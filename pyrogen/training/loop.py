@@ -47,7 +47,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyrogen import distributed
+from pyrogen import distributed, threads
 from pyrogen.checks import is_count
 from pyrogen.errors import DataError, TrainingDivergedError
 from pyrogen.files import rng_state, set_rng_state
@@ -297,6 +297,7 @@ class FitLoop(distributed.RankZeroRun):
                 window = values if window is None else window + values
                 count += self.step_weight(batch)
                 self.step += 1
+                threads.tick()  # the thread count follows the cores other jobs leave free
                 if i % log_every == 0 or i == steps:
                     window_sums, count = self.reduce_window(window, count)
                     means = {k: v / count for k, v in zip(names, window_sums)}
