@@ -23,10 +23,10 @@ class AAETrainer(AdversarialPairTrainer):
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
     def make_estimator(self, train_data, test_data):
-        vae, discriminator, cfg = self.vae, self.discriminator, self.config["train"]
+        vae, discriminator, cfg = self.vae, self.discriminator, self.settings.train
         vae.likelihood.check(test_data, "test data")
-        self.optim = self.make_optimizer(vae.parameters(), cfg["lr"])
-        optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
+        self.optim = self.make_optimizer(vae.parameters(), cfg.lr)
+        optim_d = self.make_optimizer(discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
         self.estimator = AdversarialAutoencoder(
             vae.model,
             vae.guide,
@@ -34,8 +34,8 @@ class AAETrainer(AdversarialPairTrainer):
             self.optim,
             optim_d,
             self.loss,
-            adversarial_weight=cfg["adversarial_weight"],
-            d_steps=cfg["d_steps"],
+            adversarial_weight=cfg.adversarial_weight,
+            d_steps=cfg.d_steps,
         )
 
     def extra_metrics(self):
