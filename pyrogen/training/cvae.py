@@ -189,10 +189,11 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
     :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``.
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(stream_seed("init", migrate(config).train.seed))
+    settings = migrate(config)
+    pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     cvae = build_model(config).to(device)
     if data is None:
-        train, train_y, test, test_y = load_labelled_data(config["data"], device)
+        train, train_y, test, test_y = load_labelled_data(settings.data, device)
     else:
         train, train_y, test, test_y = (None if d is None else d.to(device) for d in data)
     return CVAETrainer(cvae, train, train_y, test, test_y, config, run=run, progress=progress)

@@ -691,7 +691,7 @@ def build_trainer(config, run=None, device="auto", progress=True):
     settings = migrate(config)
     pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     vae = build_model(config).to(device)
-    train, test, _ = load_data(config["data"], device)
+    train, test, _ = load_data(settings.data, device)
     validation = None
     size = settings.train.validation_size
     if size and is_reader(train):
