@@ -95,7 +95,7 @@ def main():
     print(
         f"\n{args.epochs} epochs of {steps} steps (M = 100), torch threads {torch.get_num_threads()}, "
         f"pyrogen --elbo auto ({type(trainer.elbo).__name__}), --compile {args.compile} "
-        f"({ {True: 'compiled', 'record': 'recorded and replayed'}.get(compiled.get('on'), 'eager') })"
+        f"({ {'on': 'compiled', 'record': 'recorded and replayed'}.get(compiled.get('on'), 'eager') })"
     )
     print("| | pyrogen s | plain s | ratio |")
     print("|---|---|---|---|")

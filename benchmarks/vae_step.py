@@ -35,7 +35,7 @@ Rows:
   (its ``differentiable_loss``, with the ``.item()`` inside).
 * ``pyrogen-trace``: ``--elbo trace``, :class:`~pyrogen.infer.ReparamTrace_ELBO`
   (Monte Carlo KL, Trace_ELBO's values); compare with ``plain-mc-kl``.
-* ``pyrogen-compile``: the default objective with ``TorchSVI(..., compile=True)``
+* ``pyrogen-compile``: the default objective with ``TorchSVI(..., compile="on")``
   (``pyrogen train vae --compile``): the ELBO recorded as one graph and compiled
   by ``torch.compile``; its compilation time is printed, not counted in the
   median (it falls in the first epoch).
@@ -194,7 +194,7 @@ def main():
 
         return model, step
 
-    def pyrogen_loop(compile=False, autocast=False, elbo="auto", **compile_options):
+    def pyrogen_loop(compile="off", autocast=False, elbo="auto", **compile_options):
         pyro.set_rng_seed(args.seed)
         vae = VAE(latent_dim=50, hidden=(400,), architecture=args.architecture).to(device)
         if elbo == "auto":  # what VAETrainer builds for --elbo auto
@@ -207,7 +207,7 @@ def main():
         )
         if compile_options:
             svi.loss_module.compile_options.update(compile_options)
-        if compile:
+        if compile != "off":
             start = time.perf_counter()
             with pyro.validation_enabled(False):
                 svi.loss_module(torch.zeros(batch, 1, 28, 28, device=device)).backward()  # records and compiles
@@ -276,8 +276,8 @@ def main():
         "pyrogen-record": lambda: pyrogen_loop(compile="record"),
         "pyrogen-pyro-meanfield": lambda: pyrogen_loop(elbo="pyro-meanfield"),
         "pyrogen-trace": lambda: pyrogen_loop(elbo="trace"),
-        "pyrogen-compile": lambda: pyrogen_loop(compile=True),
-        "pyrogen-compile-cudagraphs": lambda: pyrogen_loop(compile=True, **{"triton.cudagraphs": True}),
+        "pyrogen-compile": lambda: pyrogen_loop(compile="on"),
+        "pyrogen-compile-cudagraphs": lambda: pyrogen_loop(compile="on", **{"triton.cudagraphs": True}),
         "plain-bf16": lambda: hand_written("loss", autocast=True, fused=True),
         "pyrogen-bf16": lambda: pyrogen_loop(autocast=True),
         "pyro-tutorial": tutorial_loop,

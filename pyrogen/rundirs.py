@@ -389,16 +389,23 @@ def build_trainer(config, run=None, device="auto", progress=True):
     return get_kind(migrate(config).kind).build(with_source(config), run=run, device=device, progress=progress)
 
 
-def resume_trainer(run_dir, device="auto", progress=True, epochs=None):
+def resume_trainer(run_dir, device="auto", progress=True, epochs=None, build=None, **options):
     """A run's trainer rebuilt from its last checkpoint, exactly as it stopped: the one generic resume.
 
+    The trainer is built by ``build(config, run=..., device=..., progress=..., **options)`` from the
+    checkpointed configuration, then the checkpoint's state is loaded: it continues the run bit for bit.
+
     :param epochs: the run's total of epochs the trainer is built for (default: the checkpoint's).
+    :param build: the trainer builder (default: the run kind's, :attr:`~pyrogen.kinds.base.RunKind.build`),
+        such as :func:`~pyrogen.training.gan.build_gan_trainer`.
+    :param options: passed to ``build``, e.g. ``data=`` for the builders that take their data in memory.
     """
     run = open_run(run_dir, device)
     config = run.checkpoint["config"]
     if epochs is not None:
         config = {**config, "train": {**config["train"], "epochs": epochs}}
-    trainer = run.record.build(config, run=run.dir, device=device, progress=progress)
+    build = run.record.build if build is None else build
+    trainer = build(config, run=run.dir, device=device, progress=progress, **options)
     trainer.load_state_dict(run.checkpoint)
     return trainer
 

@@ -41,8 +41,9 @@ ELBO_NAMES = ("auto", "trace", "meanfield", "iwae", "tc")
 """What ``train.elbo`` may name (:data:`pyrogen.training.vae.ELBOS` and ``"auto"``)."""
 
 COMPILE_MODES = ("auto", "on", "record", "off")
-"""The one vocabulary of ``--compile`` and ``train.compile``, down to :class:`~pyrogen.infer.TorchSVI`
-(:func:`torch_svi_compile`)."""
+"""The one vocabulary of ``--compile`` and ``train.compile``, down to :class:`~pyrogen.infer.TorchSVI`'s
+``compile``, which takes the same words once the trainer has decided ``"auto"``
+(:data:`pyrogen.infer.torch_svi.COMPILE_CHOICES`)."""
 
 AUTO_COMPILE_MIN_STEPS = 20000
 """``--compile auto`` compiles runs of at least this many steps (where a compiler works); shorter runs record.
@@ -542,9 +543,3 @@ def compile_mode(value):
     if value not in COMPILE_MODES:
         raise DataError(f"train.compile must be one of {COMPILE_MODES} (or a boolean), got {value!r}")
     return value
-
-
-def torch_svi_compile(mode):
-    """:class:`~pyrogen.infer.TorchSVI`'s ``compile`` for a decided mode of :data:`COMPILE_MODES` other than
-    ``"auto"``: ``True`` for ``"on"``, ``"record"``, ``False`` for ``"off"``."""
-    return {"on": True, "record": "record", "off": False}[compile_mode(mode)]

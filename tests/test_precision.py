@@ -111,7 +111,7 @@ def test_precision_names():
     with pytest.raises(
         ValueError,
         match=r"^compile='record' records the float32 step; mixed precision \(bf16\) "
-        r"runs eagerly: give compile=False$",
+        r"runs eagerly: give compile='off'$",
     ):
         vae = VAE(latent_dim=2, hidden=(8,))
         TorchSVI(

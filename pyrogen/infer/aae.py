@@ -49,12 +49,10 @@ import torch
 from pyro import poutine
 
 from pyrogen.errors import DataError
-from pyrogen.infer.adversarial_game import AdversarialGame, check_players, owners
-from pyrogen.infer.adversarial_inference import checked_code_site, code_mean, pair_optimizers
-from pyrogen.infer.torch_svi import module_local
+from pyrogen.infer.adversarial_inference import PairGame, checked_code_site, code_mean
 
 
-class AdversarialAutoencoder(AdversarialGame):
+class AdversarialAutoencoder(PairGame):
     """Reconstruction of x plus a discriminator on z that pushes the aggregate posterior towards p(z).
 
     :param model: a Pyro model ``model(x, **kwargs)`` with a latent site ``z_site`` and an observed
@@ -88,33 +86,18 @@ class AdversarialAutoencoder(AdversarialGame):
         z_site="z",
         track_grad_norms=False,
     ):
-        if not callable(model) or not callable(guide):
-            raise TypeError("model and guide must be callable Pyro programs")
-        check_players(discriminator, d_steps)
         if not adversarial_weight >= 0:
             raise DataError(f"adversarial_weight must be >= 0, got {adversarial_weight!r}")
-        autoencoder_optim, discriminator_optim = pair_optimizers(
-            model,
-            guide,
-            discriminator,
-            autoencoder_optim,
-            discriminator_optim,
-            "autoencoder_optim",
-            lambda params: torch.optim.Adam(params, lr=1e-3),
-        )
-        super().__init__(discriminator, autoencoder_optim, discriminator_optim, loss, d_steps, track_grad_norms)
-        self.model, self.guide = module_local(model), module_local(guide)
+        super().__init__(
+            model, guide, discriminator, autoencoder_optim, discriminator_optim, loss, d_steps, track_grad_norms,
+            x_site, z_site, "autoencoder_optim", lambda params: torch.optim.Adam(params, lr=1e-3),
+        )  # fmt: skip
         self.adversarial_weight = float(adversarial_weight)
-        self.x_site, self.z_site = x_site, z_site
-        self._modules = [*owners(model, guide), discriminator]
 
     @property
     def autoencoder_optim(self):
         """The optimizer of the encoder and the decoder: the game's generator side."""
         return self.generator_optim
-
-    def modules(self):
-        return self._modules
 
     def _autoencode(self, x, **kwargs):
         """Codes z ~ q(z|x) (with graph), -log p(x|z) per example, and the model's prior at ``z``."""

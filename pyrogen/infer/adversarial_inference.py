@@ -146,6 +146,47 @@ def pair_optimizers(model, guide, discriminator, optim, discriminator_optim, nam
     )
 
 
+class PairGame(AdversarialGame):
+    """An adversarial game whose generator side is a Pyro model and its guide (ALI/BiGAN, the adversarial
+    autoencoder): the checks, optimizers, sites and modules both share.
+
+    Subclasses check their own options, then call this constructor, which refuses a model or guide
+    that is not callable (:class:`TypeError`), checks the discriminator and ``d_steps``
+    (:func:`~pyrogen.infer.adversarial_game.check_players`) and builds the optimizers
+    (:func:`pair_optimizers`: ``optim_name`` is ``optim``'s argument name, ``default`` its builder
+    when it is None).
+    """
+
+    def __init__(
+        self,
+        model,
+        guide,
+        discriminator,
+        optim,
+        discriminator_optim,
+        loss,
+        d_steps,
+        track_grad_norms,
+        x_site,
+        z_site,
+        optim_name="generator_optim",
+        default=default_optimizer,
+    ):
+        if not callable(model) or not callable(guide):
+            raise TypeError("model and guide must be callable Pyro programs")
+        check_players(discriminator, d_steps)
+        optim, discriminator_optim = pair_optimizers(
+            model, guide, discriminator, optim, discriminator_optim, optim_name, default
+        )
+        super().__init__(discriminator, optim, discriminator_optim, loss, d_steps, track_grad_norms)
+        self.model, self.guide = module_local(model), module_local(guide)
+        self.x_site, self.z_site = x_site, z_site
+        self._modules = [*owners(model, guide), discriminator]
+
+    def modules(self):
+        return self._modules
+
+
 def _mean(fn):
     try:
         return fn.mean
@@ -186,7 +227,7 @@ def encoder_generator_loss(loss, real_scores, fake_scores):
     )
 
 
-class AdversarialInference(AdversarialGame):
+class AdversarialInference(PairGame):
     """ALI / BiGAN: a model and its guide trained together against a joint discriminator D(x, z).
 
     :param model: the generator, a Pyro model called as ``model(batch_size=B, **kwargs)`` with
@@ -233,25 +274,17 @@ class AdversarialInference(AdversarialGame):
         update="alternating",
         track_grad_norms=False,
     ):
-        if not callable(model) or not callable(guide):
-            raise TypeError("model and guide must be callable Pyro programs")
-        check_players(discriminator, d_steps)
         if model_x not in MODEL_X:
             raise DataError(f"model_x must be one of {MODEL_X}, got {model_x!r}")
         if update not in UPDATES:
             raise DataError(f"update must be one of {UPDATES}, got {update!r}")
-        generator_optim, discriminator_optim = pair_optimizers(
-            model, guide, discriminator, generator_optim, discriminator_optim, "generator_optim", default_optimizer
-        )
-        super().__init__(discriminator, generator_optim, discriminator_optim, loss, d_steps, track_grad_norms)
+        super().__init__(
+            model, guide, discriminator, generator_optim, discriminator_optim, loss, d_steps, track_grad_norms,
+            x_site, z_site,
+        )  # fmt: skip
         encoder_generator_loss(self.loss, torch.zeros(1), torch.zeros(1))  # refuse an unknown loss now
-        self.model, self.guide = module_local(model), module_local(guide)
-        self.model_x, self.x_site, self.z_site, self.update = model_x, x_site, z_site, update
-        self._g_params = [p for group in generator_optim.param_groups for p in group["params"] if p.requires_grad]
-        self._modules = [*owners(model, guide), discriminator]
-
-    def modules(self):
-        return self._modules
+        self.model_x, self.update = model_x, update
+        self._g_params = [p for group in self.generator_optim.param_groups for p in group["params"] if p.requires_grad]
 
     # ------------------------------------------------------------------ pairs
     def data_pairs(self, x, **kwargs):

@@ -1,6 +1,7 @@
 """Stochastic variational inference driven by a native torch optimizer."""
 
 import functools
+import warnings
 
 import torch
 from pyro.infer.util import is_validation_enabled
@@ -11,6 +12,26 @@ from torch import nn
 from pyrogen.infer.compiled_loss import CompiledLoss, RecordedLoss
 from pyrogen.infer.reparam_elbo import nan_check, nan_checked
 from pyrogen.precision import Precision
+
+COMPILE_CHOICES = ("off", "record", "on")
+"""What :class:`TorchSVI`'s ``compile`` takes: the words of ``--compile`` and ``train.compile`` but ``"auto"``,
+which the trainer decides from a run's length (:func:`pyrogen.training.vae.auto_compile`)."""
+
+
+def compile_choice(compile):
+    """``compile`` as one of :data:`COMPILE_CHOICES`; the booleans of earlier code mean ``"on"`` and ``"off"``
+    (with a :class:`DeprecationWarning` naming the word to give)."""
+    if compile is True or compile is False:
+        word = "on" if compile else "off"
+        warnings.warn(
+            f"TorchSVI(compile={compile}) is deprecated; give compile={word!r}", DeprecationWarning, stacklevel=3
+        )
+        return word
+    if not isinstance(compile, str) or compile not in COMPILE_CHOICES:
+        auto = isinstance(compile, str) and compile == "auto"
+        hint = " ('auto' is the trainer's choice from a run's length)" if auto else ""
+        raise ValueError(f"compile must be 'off', 'record' or 'on', got {compile!r}{hint}")
+    return compile
 
 
 def _device_of(optim):
@@ -87,37 +108,38 @@ class TorchSVI:
     :param torch.optim.Optimizer optim: holds every parameter that model and guide use.
     :param loss: an ELBO with ``differentiable_loss``, e.g.
         :class:`~pyrogen.infer.ReparamTrace_ELBO` or :class:`pyro.infer.TraceMeanField_ELBO`.
-    :param compile: ``False`` (the default) runs the model and guide's Python at
+    :param str compile: ``"off"`` (the default) runs the model and guide's Python at
         every step. ``"record"`` records the loss as one graph of tensor operations
         per batch shape and replays it (:class:`~pyrogen.infer.RecordedLoss`): the
         eager step's values, gradients and random draws bit for bit, without Pyro's
-        per-step Python, no compiler needed. ``True`` records the graph and compiles
+        per-step Python, no compiler needed. ``"on"`` records the graph and compiles
         it (:class:`~pyrogen.infer.CompiledLoss`); the first step of each shape pays
         the compilation. Both are for models whose sample sites and control flow do
         not depend on the data's values and that read no Python value that changes
         between steps (pass a changing KL weight as a tensor argument): a guard
         repeats steps 2, 3, 10, 100 and every 1,000th eagerly on the same draws and
         raises :class:`~pyrogen.errors.RecordingMismatchError`, the step untaken,
-        when they disagree (see :ref:`recorded-models`).
+        when they disagree (see :ref:`recorded-models`). The words are those of ``--compile``
+        (:data:`COMPILE_CHOICES`); the booleans of earlier versions still mean ``"on"`` and ``"off"``,
+        with a :class:`DeprecationWarning`.
     :param precision: a :class:`~pyrogen.precision.Precision` (or its name, ``"32"``, ``"bf16"``,
         ``"fp16"``) for mixed-precision steps: the loss computed under autocast, the backward pass
         and the optimizer step through its gradient scaler under ``"fp16"``. None or ``"32"``: the
-        float32 step, unchanged. Mixed precision runs the step eagerly (``compile=False``).
+        float32 step, unchanged. Mixed precision runs the step eagerly (``compile="off"``).
     """
 
-    def __init__(self, model, guide, optim, loss, compile=False, precision=None):
+    def __init__(self, model, guide, optim, loss, compile="off", precision=None):
         if not isinstance(optim, torch.optim.Optimizer):
             raise TypeError(f"optim must be a torch.optim.Optimizer, got {type(optim).__name__}")
-        if compile not in (False, True, "record"):
-            raise ValueError(f"compile must be False, True or 'record', got {compile!r}")
+        compile = compile_choice(compile)
         if isinstance(precision, (str, int)):
             precision = Precision(precision, _device_of(optim))
         if precision is not None and not precision.enabled:
             precision = None
-        if precision is not None and compile:
+        if precision is not None and compile != "off":
             raise ValueError(
                 f"compile={compile!r} records the float32 step; mixed precision "
-                f"({precision.precision}) runs eagerly: give compile=False"
+                f"({precision.precision}) runs eagerly: give compile='off'"
             )
         self.optim = optim
         self.loss = loss
@@ -125,7 +147,11 @@ class TorchSVI:
         elbo_module = ELBOModule(model, guide, loss)
         self.model, self.guide = elbo_module.model, elbo_module.guide
         self.loss_module = (
-            RecordedLoss(elbo_module) if compile == "record" else CompiledLoss(elbo_module) if compile else elbo_module
+            RecordedLoss(elbo_module)
+            if compile == "record"
+            else CompiledLoss(elbo_module)
+            if compile == "on"
+            else elbo_module
         )
         self._gradient_scale = 1.0
 

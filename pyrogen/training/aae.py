@@ -12,8 +12,8 @@ KL term at weight 1), and ``pyrogen evaluate`` estimates log p(x).
 """
 
 from pyrogen.infer.aae import AdversarialAutoencoder
+from pyrogen.rundirs import resume_trainer
 from pyrogen.training.ali import AdversarialPairTrainer, build_pair_trainer
-from pyrogen.training.loop import resume_from
 
 
 class AAETrainer(AdversarialPairTrainer):
@@ -23,20 +23,10 @@ class AAETrainer(AdversarialPairTrainer):
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
     def make_estimator(self, train_data, test_data):
-        vae, discriminator, cfg = self.vae, self.discriminator, self.settings.train
+        vae, cfg = self.vae, self.settings.train
         vae.likelihood.check(test_data, "test data")
-        self.optim = self.make_optimizer(vae.parameters(), cfg.lr)
-        optim_d = self.make_optimizer(discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
-        self.estimator = AdversarialAutoencoder(
-            vae.model,
-            vae.guide,
-            discriminator,
-            self.optim,
-            optim_d,
-            self.loss,
-            adversarial_weight=cfg.adversarial_weight,
-            d_steps=cfg.d_steps,
-        )
+        optim = self.make_optimizer(vae.parameters(), cfg.lr)
+        self.start_game(AdversarialAutoencoder, optim, adversarial_weight=cfg.adversarial_weight)
 
     def extra_metrics(self):
         return {"test_elbo": self.evaluate()["elbo"]}
@@ -50,4 +40,4 @@ def build_aae_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_aae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an adversarial-autoencoder run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_aae_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_aae_trainer, data=data)

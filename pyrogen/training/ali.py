@@ -36,10 +36,9 @@ from pyrogen.evaluation.sample_quality import linear_probe_accuracy
 from pyrogen.infer.adversarial_inference import AdversarialInference
 from pyrogen.models.registry import build_model, build_pair_discriminator
 from pyrogen.random_streams import stream_seed
-from pyrogen.rundirs import load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.rundirs import load_labelled_data, open_run, resolve_device, resume_trainer  # noqa: F401
 from pyrogen.settings import migrate
 from pyrogen.training.game import GameTrainer
-from pyrogen.training.loop import resume_from
 
 
 class AdversarialPairTrainer(GameTrainer):
@@ -104,8 +103,20 @@ class AdversarialPairTrainer(GameTrainer):
         self.make_estimator(train_data, test_data)
 
     def make_estimator(self, train_data, test_data):
-        """Set :attr:`optim` and :attr:`estimator` (the game) for this pair; the last step of ``__init__``."""
+        """Set :attr:`optim` and :attr:`estimator` (the game) for this pair, by :meth:`start_game`; the last
+        step of ``__init__``."""
         raise NotImplementedError
+
+    def start_game(self, game, optim, **options):
+        """Set :attr:`optim` and :attr:`estimator`: ``game`` (an estimator class such as
+        :class:`~pyrogen.infer.AdversarialInference`) of the VAE pair, whose side ``optim`` updates,
+        against the discriminator with its own optimizer (``lr_d``, ``betas``), under the configured
+        loss and ``d_steps``; ``options`` are the game's own arguments."""
+        cfg = self.settings.train
+        self.optim = optim
+        optim_d = self.make_optimizer(self.discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
+        players = self.vae.model, self.vae.guide, self.discriminator
+        self.estimator = game(*players, optim, optim_d, self.loss, d_steps=cfg.d_steps, **options)
 
     # --------------------------------------------------------------- state
     def checkpointed(self):
@@ -228,20 +239,10 @@ class ALITrainer(AdversarialPairTrainer):
     """
 
     def make_estimator(self, train_data, test_data):
-        vae, discriminator, cfg = self.vae, self.discriminator, self.settings.train
-        self.optim = self.make_optimizer(vae.parameters(), cfg.lr_g, betas=cfg.betas)
-        optim_d = self.make_optimizer(discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
-        self.estimator = AdversarialInference(
-            vae.model,
-            vae.guide,
-            discriminator,
-            self.optim,
-            optim_d,
-            self.loss,
-            d_steps=cfg.d_steps,
-            model_x=cfg.model_x,
-            update=cfg.update,
-        )  # old runs: "alternating"
+        vae, cfg = self.vae, self.settings.train
+        optim = self.make_optimizer(vae.parameters(), cfg.lr_g, betas=cfg.betas)
+        # update: "alternating" in old runs
+        self.start_game(AdversarialInference, optim, model_x=cfg.model_x, update=cfg.update)
         self._check_model_x()
         if cfg.init_output_bias:  # False in runs made before the key: the layer's own init
             init_output_bias_(vae, train_data)
@@ -316,4 +317,4 @@ def build_ali_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_ali_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild an ALI run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_ali_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_ali_trainer, data=data)

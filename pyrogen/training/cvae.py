@@ -22,11 +22,11 @@ from pyrogen.evaluation.sample_quality import conditional_accuracy
 from pyrogen.infer import TorchSVI
 from pyrogen.models.registry import build_model
 from pyrogen.random_streams import stream_seed
-from pyrogen.rundirs import load_labelled_data, resolve_device
+from pyrogen.rundirs import load_labelled_data, resolve_device, resume_trainer
 from pyrogen.settings import migrate
 from pyrogen.training.game import load_class_classifier
-from pyrogen.training.loop import FitLoop, resume_from
-from pyrogen.training.vae import ELBOS, svi_diverged
+from pyrogen.training.loop import FitLoop
+from pyrogen.training.vae import ELBOS, elbo_postfix, svi_diverged
 
 PER_CLASS = 8
 """Samples per class (grid columns) in ``samples.png``."""
@@ -108,8 +108,7 @@ class CVAETrainer(FitLoop):
     def step_weight(self, batch):
         return batch[0].shape[0]
 
-    def postfix(self, means):
-        return {"elbo": f"{-means['loss']:.2f}"}
+    postfix = staticmethod(elbo_postfix)
 
     def parameters(self):
         return self.cvae.parameters()
@@ -201,4 +200,4 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
 
 def resume_cvae_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a conditional VAE run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_cvae_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_cvae_trainer, data=data)

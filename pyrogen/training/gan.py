@@ -69,7 +69,14 @@ from pyrogen.infer.adversarial import Adversarial
 from pyrogen.infer.adversarial_game import check_players
 from pyrogen.models.registry import build_gan_networks
 from pyrogen.random_streams import stream_seed
-from pyrogen.rundirs import load_gan_data, load_generator, load_labelled_data, open_run, resolve_device  # noqa: F401
+from pyrogen.rundirs import (  # noqa: F401
+    load_gan_data,
+    load_generator,
+    load_labelled_data,
+    open_run,
+    resolve_device,
+    resume_trainer,
+)
 from pyrogen.settings import migrate
 from pyrogen.training.game import (  # noqa: F401 - game_health_flags, mean_pairwise_distance: imported from here before
     GameTrainer,
@@ -77,7 +84,6 @@ from pyrogen.training.game import (  # noqa: F401 - game_health_flags, mean_pair
     load_class_classifier,
     mean_pairwise_distance,
 )
-from pyrogen.training.loop import resume_from
 
 
 class GeneratorEMA:
@@ -354,4 +360,4 @@ def build_gan_trainer(config, run=None, device="auto", progress=True, data=None)
 
 def resume_gan_trainer(run_dir, device="auto", progress=True, data=None):
     """Rebuild a GAN run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_gan_trainer, run_dir, device, progress, data=data)
+    return resume_trainer(run_dir, device, progress, build=build_gan_trainer, data=data)

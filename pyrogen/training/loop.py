@@ -54,7 +54,6 @@ from pyrogen.files import rng_state, set_rng_state
 from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
-from pyrogen.rundirs import open_run
 from pyrogen.settings import RunConfig, loop_settings
 
 
@@ -366,16 +365,3 @@ class FitLoop(distributed.RankZeroRun):
                     tracker.log_epoch(self.epoch, row, images)
             distributed.barrier()
         return self.metrics
-
-
-def resume_from(build, run_dir, device="auto", progress=True, **options):
-    """A run's trainer, rebuilt by ``build(config, run=..., device=..., progress=..., **options)`` from its
-    checkpointed configuration, with the checkpoint's state loaded: it continues the run bit for bit.
-
-    :param build: a trainer builder such as :func:`~pyrogen.training.gan.build_gan_trainer`.
-    :param run_dir: the run directory (opened by :func:`~pyrogen.runs.open_run`).
-    """
-    run = open_run(run_dir, device)
-    trainer = build(run.checkpoint["config"], run=run.dir, device=device, progress=progress, **options)
-    trainer.load_state_dict(run.checkpoint)
-    return trainer

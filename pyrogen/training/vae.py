@@ -21,7 +21,7 @@ from pyro.distributions import Independent
 from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
-from pyrogen import distributed
+from pyrogen import distributed, rundirs
 from pyrogen.config import (  # noqa: F401
     AUTO_COMPILE_MIN_STEPS,
     DEFAULT_DATA,
@@ -66,8 +66,8 @@ from pyrogen.optim import (
 )
 from pyrogen.random_streams import stream_seed
 from pyrogen.rundirs import load_data, load_model, open_run, resolve_device  # noqa: F401
-from pyrogen.settings import ELBO_NAMES, torch_svi_compile
-from pyrogen.training.loop import FitLoop, resume_from
+from pyrogen.settings import ELBO_NAMES
+from pyrogen.training.loop import FitLoop
 
 ELBOS = {"trace": ReparamTrace_ELBO, "meanfield": ReparamTraceMeanField_ELBO, "iwae": IWAE_ELBO, "tc": TCELBO}
 """The objectives by name. ``"trace"``: Monte Carlo KL (Trace_ELBO's values); ``"meanfield"``: analytic
@@ -142,12 +142,12 @@ def compiler_works(device):
 
 def auto_compile(steps, device, blocked=False):
     """``--compile auto``'s choice for a run of ``steps`` steps, as :class:`~pyrogen.infer.TorchSVI`'s
-    ``compile``: ``True`` (compile) where a compiler works and ``steps`` >= :data:`AUTO_COMPILE_MIN_STEPS`,
-    ``"record"`` (replay the recorded graph) otherwise, ``False`` (eager) when ``blocked`` (a setting
+    ``compile``: ``"on"`` (compile) where a compiler works and ``steps`` >= :data:`AUTO_COMPILE_MIN_STEPS`,
+    ``"record"`` (replay the recorded graph) otherwise, ``"off"`` (eager) when ``blocked`` (a setting
     that cannot be recorded)."""
     if blocked:
-        return False
-    return True if steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device) else "record"
+        return "off"
+    return "on" if steps >= AUTO_COMPILE_MIN_STEPS and compiler_works(device) else "record"
 
 
 EPOCH_LINE_NAMES = {
@@ -192,6 +192,11 @@ def _check_data(vae, x, name):
             f"{name} must be a non-empty floating-point tensor of examples (N, ...), got "
             + (f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__)
         )
+
+
+def elbo_postfix(means):
+    """The progress bar's figure of an SVI trainer: the ELBO (nats per example) of a window's mean loss."""
+    return {"elbo": f"{-means['loss']:.2f}"}
 
 
 class VAETrainer(FitLoop):
@@ -275,8 +280,8 @@ class VAETrainer(FitLoop):
             raise DataError(
                 f"--compile {self.compile_mode} applies to the standard SVI step; drop --compile or --aggressive"
             )
-        # TorchSVI's compile: False (eager), "record" or True; "auto" decides in fit(), when the run's length is known
-        self.compile = False if self.compile_mode == "auto" else torch_svi_compile(self.compile_mode)
+        # TorchSVI's compile, the same word; "auto" starts eager and decides in fit(), when the run's length is known
+        self.compile = "off" if self.compile_mode == "auto" else self.compile_mode
         self._build_svi()
         if self.world_size > 1:
             distributed.seed_rank_noise(train_cfg.seed, 0)
@@ -380,7 +385,7 @@ class VAETrainer(FitLoop):
             if compile != self.compile:
                 self.compile = compile
                 self._build_svi()
-                if compile is True and self.progress:
+                if compile == "on" and self.progress:
                     tqdm.write(
                         f"Compiling the ELBO for this run's {steps} steps (--compile auto: on when a C++ "
                         f"compiler works and the run has at least {AUTO_COMPILE_MIN_STEPS} steps); "
@@ -539,7 +544,7 @@ class VAETrainer(FitLoop):
         the model read a Python value that changed since it was recorded) is said in one line
         and the run continues eagerly from that step, which the guard left untaken.
         """
-        if self.compile:
+        if self.compile != "off":
             try:
                 return self._svi_step(x)
             except CompilationError as e:
@@ -547,7 +552,7 @@ class VAETrainer(FitLoop):
                     raise
                 reason = str(e).split(";")[0]
                 tqdm.write(f"pyrogen: --compile {self.compile_mode}: {reason}; training eagerly", file=sys.stderr)
-                self.compile = False
+                self.compile = "off"
                 self._build_svi()
         return self._svi_step(x)
 
@@ -555,7 +560,7 @@ class VAETrainer(FitLoop):
         kl_weight = self.kl_schedule(self.epoch + self.batch_in_epoch / len(self.loader))
         if kl_weight == 1.0:
             loss = self.svi.step(x)
-        elif self.compile:  # a tensor λ is an input of the compiled graph, not a constant in it
+        elif self.compile != "off":  # a tensor λ is an input of the compiled graph, not a constant in it
             loss = self.svi.step(x, kl_weight=torch.tensor(kl_weight, device=x.device))
         else:
             loss = self.svi.step(x, kl_weight=kl_weight)
@@ -571,8 +576,7 @@ class VAETrainer(FitLoop):
         """One pass over the training data; returns the mean training ELBO (nats per example)."""
         return -self.epoch_stats(bar)["loss"]
 
-    def postfix(self, means):
-        return {"elbo": f"{-means['loss']:.2f}"}
+    postfix = staticmethod(elbo_postfix)
 
     def parameters(self):
         return self.vae.parameters()
@@ -710,4 +714,4 @@ def build_trainer(config, run=None, device="auto", progress=True):
 
 def resume_trainer(run_dir, device="auto", progress=True):
     """Rebuild a run's trainer from its directory and load its last checkpoint."""
-    return resume_from(build_trainer, run_dir, device, progress)
+    return rundirs.resume_trainer(run_dir, device, progress, build=build_trainer)

@@ -51,8 +51,8 @@ def _train(compile, x, steps=4, elbo=ReparamTrace_ELBO):
 def test_compiled_steps_match_eager_steps_and_draw_the_same_noise(device, tolerance, elbo):
     # both estimators of --elbo auto record: the closed-form KL reads no value on the host
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3, device=device))
-    eager_losses, eager_params, eager_next = _train(False, x, elbo=elbo)
-    compiled_losses, compiled_params, compiled_next = _train(True, x, elbo=elbo)
+    eager_losses, eager_params, eager_next = _train("off", x, elbo=elbo)
+    compiled_losses, compiled_params, compiled_next = _train("on", x, elbo=elbo)
     # Same random draws (fallback_random), so only fused-kernel rounding differs.
     torch.testing.assert_close(compiled_losses, eager_losses, rtol=tolerance["rtol"] / 10, atol=1e-2)
     for a, b in zip(compiled_params, eager_params):
@@ -104,7 +104,7 @@ def test_trainer_with_compile_and_kl_warmup_follows_the_eager_trainer(fashion_mn
     train, test = fashion_mnist_small
     data = (train.subset(300), test.subset(100))
     results = []
-    for compile in (False, True):
+    for compile in ("off", "on"):
         # the same estimator both ways: --elbo auto is meanfield eagerly but trace under compile
         config = small_config(compile=compile, kl_schedule="linear", kl_warmup_epochs=2.0, elbo="trace")
         config["train"]["epochs"] = 1
@@ -187,8 +187,8 @@ def test_auto_compiles_long_runs_where_a_compiler_works(monkeypatch):
     assert works == (shutil.which("g++") is not None or shutil.which("c++") is not None)
     n = AUTO_COMPILE_MIN_STEPS
     assert auto_compile(n - 1, "cpu") == "record"  # shorter runs replay the recorded graph
-    assert auto_compile(n, "cpu") == (True if works else "record")
-    assert auto_compile(10 * n, "cpu", blocked=True) is False
+    assert auto_compile(n, "cpu") == ("on" if works else "record")
+    assert auto_compile(10 * n, "cpu", blocked=True) == "off"
     monkeypatch.setattr(vae_training, "compiler_works", lambda device: False)
     assert auto_compile(10 * n, "cpu") == "record"
 
@@ -207,7 +207,7 @@ def test_auto_counts_the_runs_steps_and_leaves_blocked_settings_eager(monkeypatc
     monkeypatch.setattr(vae_training, "AUTO_COMPILE_MIN_STEPS", 12)
     monkeypatch.setattr(vae_training.TorchSVI, "step", lambda self, *a, **k: torch.tensor(0.0))
     trainer.fit(3)  # a run of 12 steps: compiled (steps stubbed: only the choice is under test)
-    assert trainer.compile and isinstance(trainer.svi.loss_module, CompiledLoss)
+    assert trainer.compile == "on" and isinstance(trainer.svi.loss_module, CompiledLoss)
     config["train"].update(aggressive=True)
     aggressive = VAETrainer(VAE(**config["model"]), x, x, config, progress=False)
     assert aggressive.compile_blocked()
@@ -246,7 +246,7 @@ def test_auto_falls_back_to_the_eager_run_in_one_line_when_compilation_fails(fas
         r"recorded loss \(.*\); training eagerly$",
         notes[0],
     ), err
-    assert not fallback.compile
+    assert fallback.compile == "off"
     # Nothing was drawn or updated by the failed attempt: the run is the eager run, bit for bit.
     assert fallback.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
     for a, b in zip(fallback.vae.parameters(), eager.vae.parameters()):

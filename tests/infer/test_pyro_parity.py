@@ -79,7 +79,7 @@ def test_nan_loss_warns_without_validation(Elbo, method):
         getattr(Elbo(), method)(model, guide)
 
 
-@pytest.mark.parametrize("compile", [False, "record"])
+@pytest.mark.parametrize("compile", ["off", "record"])
 def test_torch_svi_step_warns_of_a_nan_loss_as_svi_does(compile):
     # pyro.infer.SVI(..., Trace_ELBO()).step warns "Encountered NaN: loss" whatever the validation; so does
     # TorchSVI's step on the CPU, once per step, recorded or not (on a GPU only under validation)

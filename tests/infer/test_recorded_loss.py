@@ -33,14 +33,14 @@ def _train(compile, x, elbo, steps=4):
         losses = [svi.step(x) for _ in range(steps)]
         # λ as a 0-d tensor is an input of the graph: two values, one recorded graph.
         losses += [svi.step(x, kl_weight=torch.tensor(w)) for w in (0.2, 0.7)]
-    graphs = len(svi.loss_module._graphs) if compile else None
+    graphs = len(svi.loss_module._graphs) if compile != "off" else None
     return torch.stack(losses), [p.detach().clone() for p in vae.parameters()], torch.rand(3), graphs
 
 
 @pytest.mark.parametrize("elbo", [ReparamTrace_ELBO, ReparamTraceMeanField_ELBO])
 def test_recorded_steps_are_the_eager_steps_bit_for_bit(elbo):
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
-    eager_losses, eager_params, eager_next, _ = _train(False, x, elbo)
+    eager_losses, eager_params, eager_next, _ = _train("off", x, elbo)
     losses, params, after, graphs = _train("record", x, elbo)
     assert graphs == 2  # λ = 1 (no scale at all) and tensor λ
     assert torch.equal(losses, eager_losses)
@@ -113,8 +113,24 @@ def test_a_loss_that_cannot_be_recorded_says_why_in_one_line():
 
 def test_torch_svi_refuses_an_unknown_compile_value():
     vae = VAE(latent_dim=2, hidden=(8,))
-    with pytest.raises(ValueError, match=r"^compile must be False, True or 'record', got 'fast'$"):
+    with pytest.raises(ValueError, match=r"^compile must be 'off', 'record' or 'on', got 'fast'$"):
         TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), ReparamTrace_ELBO(), compile="fast")
+    with pytest.raises(
+        ValueError, match=r"^compile must be 'off', 'record' or 'on', got 'auto' \('auto' is the trainer's choice"
+    ):
+        TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), ReparamTrace_ELBO(), compile="auto")
+    with pytest.raises(ValueError, match=r"^compile must be 'off', 'record' or 'on', got 1$"):
+        TorchSVI(vae.model, vae.guide, torch.optim.Adam(vae.parameters()), ReparamTrace_ELBO(), compile=1)
+
+
+@pytest.mark.parametrize("flag, word", [(False, "off"), (True, "on")])
+def test_torch_svi_reads_the_booleans_of_earlier_code_with_a_deprecation_warning(flag, word):
+    vae = VAE(latent_dim=2, hidden=(8,))
+    optim = torch.optim.Adam(vae.parameters())
+    with pytest.warns(DeprecationWarning, match=rf"^TorchSVI\(compile={flag}\) is deprecated; give compile='{word}'$"):
+        old = TorchSVI(vae.model, vae.guide, optim, ReparamTrace_ELBO(), compile=flag)
+    new = TorchSVI(vae.model, vae.guide, optim, ReparamTrace_ELBO(), compile=word)
+    assert type(old.loss_module) is type(new.loss_module)
 
 
 def _trainer(compile, x):
@@ -154,7 +170,7 @@ def test_auto_falls_back_to_eager_in_one_line_when_recording_fails(monkeypatch, 
         "pyrogen: --compile auto: could not record the loss as a graph (RuntimeError: "
         "data-dependent control flow); training eagerly"
     ]
-    assert auto.compile is False
+    assert auto.compile == "off"
     assert auto.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
     assert all(torch.equal(a, b) for a, b in zip(auto.vae.parameters(), eager.vae.parameters()))
 
@@ -206,7 +222,7 @@ def test_guarded_steps_draw_nothing_and_stay_the_eager_steps(elbo):
     # 12 recorded calls, four of them (2, 3, 10 and the recording's own check) repeated eagerly: the losses,
     # the parameters and the generator's next numbers are the eager run's to the bit
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
-    eager_losses, eager_params, eager_next, _ = _train(False, x, elbo, steps=10)
+    eager_losses, eager_params, eager_next, _ = _train("off", x, elbo, steps=10)
     losses, params, after, _ = _train("record", x, elbo, steps=10)
     assert torch.equal(losses, eager_losses)
     assert all(torch.equal(a, b) for a, b in zip(params, eager_params))
@@ -253,7 +269,7 @@ def test_a_weight_read_from_a_python_list_is_caught_at_the_next_checked_call():
     # Before: the recorded run replayed λ = 0.5 at every step and returned another loss than the eager run,
     # silently. Now call 2 is repeated eagerly, disagrees, raises, and leaves the step untaken.
     x = torch.bernoulli(torch.full((10, 1, 28, 28), 0.3))
-    eager_losses, eager_params, eager_next, no_error = _annealed_run(False, x)
+    eager_losses, eager_params, eager_next, no_error = _annealed_run("off", x)
     losses, params, after, error = _annealed_run("record", x)
     assert no_error is None
     assert re.fullmatch(
@@ -297,6 +313,6 @@ def test_the_trainer_continues_eagerly_in_one_line_after_a_mismatch(monkeypatch,
         r"\(.*\); training eagerly",
         notes[0],
     ), notes
-    assert recorded.compile is False
+    assert recorded.compile == "off"
     assert recorded.metrics[0]["train_elbo"] == eager.metrics[0]["train_elbo"]
     assert all(torch.equal(a, b) for a, b in zip(recorded.vae.parameters(), eager.vae.parameters()))
