@@ -31,10 +31,11 @@ from pyrogen.settings import (  # noqa: F401  (re-exported: the settings' defaul
 )
 
 
-def default_config(kind="vae", **model):
+def default_config(kind="vae", likelihood="bernoulli", **model):
     """A complete run configuration: ``{"kind", "model", "data", "train", "eval"}``.
 
-    ``model`` holds the model's constructor arguments; ``model="two-layer"`` among them
+    ``likelihood`` and ``model`` are the model's constructor arguments (``likelihood`` also decides the
+    data's binarization, :func:`~pyrogen.distributions.default_binarize`); ``model="two-layer"`` among them
     builds :class:`~pyrogen.models.two_layer.TwoLayerVAE` (see :func:`~pyrogen.models.registry.make_model`).
     """
     if kind not in MODELS:
@@ -42,8 +43,8 @@ def default_config(kind="vae", **model):
     return {
         "version": CONFIG_VERSION,
         "kind": kind,
-        "model": make_model(kind, **model).config,
-        "data": {**DEFAULT_DATA, "binarize": default_binarize(model.get("likelihood", "bernoulli"))},
+        "model": make_model(kind, likelihood=likelihood, **model).config,
+        "data": {**DEFAULT_DATA, "binarize": default_binarize(likelihood)},
         "train": dict(DEFAULT_TRAIN),
         "eval": dict(DEFAULT_EVAL),
     }

@@ -27,7 +27,8 @@ import tempfile
 from pyrogen.errors import DataError, RunDirError, RunFileError
 from pyrogen.files import EVALUATIONS_DIR, atomic_write, check_not_run_file
 from pyrogen.kinds.base import RunKind
-from pyrogen.rundirs import open_run
+from pyrogen.rundirs import BUILT_IN_KINDS, open_run
+from pyrogen.settings import VAETrainConfig, migrate, written_section
 
 SECTIONS = ("Evaluation", "Training curves", "Pictures", "Metrics", "Settings")
 """The page's sections, in order (results first); each is an ``<h2>`` with an ``id`` of its name in lower case."""
@@ -115,23 +116,37 @@ def _section(title, body):
     return f"<section><h2 id='{title.lower().replace(' ', '-')}'>{_esc(title)}</h2>\n{body}\n</section>"
 
 
+KL_SCHEDULE_OPTIONS = {
+    "constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
+    "linear": {"kl_weight", "kl_cycles"},
+    "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"},
+}
+"""The options of the KL schedules that a schedule does not use (:mod:`pyrogen.infer.kl_schedule`)."""
+
+
+def _unused_and_built_in(config):
+    """``(training settings that did not shape the run, whether its data are a built-in data set)``, read
+    through :func:`~pyrogen.settings.migrate`. A configuration that migrate refuses (edited by hand) hides
+    no setting: it is listed whole, and its data count as built in unless it records a source of another kind."""
+    try:
+        settings = migrate(config)
+    except DataError:
+        source = written_section(written_section(config, "data"), "source")
+        return set(), not source or source.get("kind") in BUILT_IN_KINDS
+    train, source, unused = settings.train, settings.data.source_record, set()
+    if isinstance(train, VAETrainConfig):  # the VAE family's: KL schedules and aggressive training
+        if isinstance(train.kl_schedule, str):
+            unused |= KL_SCHEDULE_OPTIONS.get(train.kl_schedule, set())
+        if not train.aggressive:
+            unused.add("aggressive_patience")
+    elif train.loss != "wgan-gp":  # an adversarial game's: the gradient penalty is WGAN-GP's
+        unused.add("gp_weight")
+    return unused, source is None or source["kind"] in BUILT_IN_KINDS
+
+
 def _used_pairs(config):
     """``(key, value)`` of the settings that shaped the run, keys as flattened (``"train.epochs"``)."""
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    unused = set()
-    schedule = train.get("kl_schedule")
-    if isinstance(schedule, str):
-        unused |= {
-            "constant": {"kl_warmup_epochs", "kl_start", "kl_cycles"},
-            "linear": {"kl_weight", "kl_cycles"},
-            "cyclical": {"kl_weight", "kl_warmup_epochs", "kl_start"},
-        }.get(schedule, set())
-    if "aggressive" in train and not train["aggressive"]:
-        unused.add("aggressive_patience")
-    if "gp_weight" in train and train.get("loss") != "wgan-gp":
-        unused.add("gp_weight")
-    source = (config.get("data") or {}).get("source") if isinstance(config.get("data"), dict) else None
-    built_in = not isinstance(source, dict) or source.get("kind") in ("fashion-mnist", "built-in")
+    unused, built_in = _unused_and_built_in(config)
 
     def shown(k):  # a recorded source by what it is (not its hashes); the built-in data set's by data.dataset
         if k.startswith("data.source."):
@@ -429,8 +444,11 @@ def _inapplicable(model):
     """A note on the picture kinds that do not apply to a VAE pair's data, and why (empty if all apply)."""
     from pyrogen.plotting_tables import inapplicable_pictures
 
-    shape = model.get("image_shape", (1, 28, 28))
-    latent_dim = model.get("latent_dim", (model.get("latent_dims") or [None])[0])
+    try:  # the model's own settings, which every model's configuration holds (two layers: latent_dims)
+        shape = model["image_shape"]
+        latent_dim = model["latent_dims"][0] if "latent_dims" in model else model["latent_dim"]
+    except (KeyError, IndexError, TypeError):
+        return ""  # a hand-edited configuration: the report lists it in the settings, it draws no conclusions
     whole = (int,)
     if not (
         isinstance(shape, (list, tuple))

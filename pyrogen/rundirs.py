@@ -42,7 +42,7 @@ from pyrogen.files import (  # noqa: F401  (re-exported: pyrogen.runs is where u
 from pyrogen.kinds import get_kind
 from pyrogen.models.features import FashionMNISTClassifier, default_paths, load_network, read_manifest
 from pyrogen.random_streams import stream_seed
-from pyrogen.settings import kind_of, migrate, migrate_data
+from pyrogen.settings import kind_of, migrate, migrate_data, written_section
 
 RESUMABLE_KEYS = (("train", "epochs"),)
 """Settings that ``--resume`` may change after ``config.json`` was written (the new total of epochs),
@@ -170,12 +170,12 @@ def with_source(config):
         if data.dataset == "fashion-mnist"
         else {"format": 1, "kind": "built-in", "dataset": data.dataset, "path": data.root}
     )
-    return {**config, "data": {**(config["data"] if "data" in config else {}), "source": record}}
+    return {**config, "data": {**written_section(config, "data"), "source": record}}
 
 
 def _comparable(config):
     config = migrate(json.loads(json.dumps(config))).to_dict()  # any layout, tuples and lists alike
-    source = config["data"].get("source")
+    source = config["data"]["source"]  # to_dict's data section holds every setting
     if source is not None and source["kind"] in BUILT_IN_KINDS:  # recorded or not, the built-in data set
         config["data"]["source"] = None
     for section, key in RESUMABLE_KEYS:

@@ -54,7 +54,7 @@ from pyrogen.rundirs import (  # noqa: F401  (re-exported: pyrogen.runs is where
     start_run,
     with_source,
 )
-from pyrogen.settings import migrate
+from pyrogen.settings import lacking_sections, migrate
 
 
 def _record_epochs(run, total):
@@ -86,7 +86,7 @@ def _open_for_resume(out, command):
             f"--out {out!r} holds a {run.kind} run, not a {command} run; resume it "
             f"with 'pyrogen train {record.command} --out {out} --resume'"
         )
-    missing = [k for k in ("model", "data", "train") if not isinstance(run.config.get(k), dict)]
+    missing = lacking_sections(run.config)
     if missing:
         raise RunDirError(
             f"{run.dir.file('config.json')!r} lacks {', '.join(map(repr, missing))}; expected "

@@ -110,13 +110,14 @@ DEFAULT_ALI_TRAIN = {
     "epochs": 10, "batch_size": 100, "loss": "nonsaturating", "gp_weight": 10.0, "d_steps": 1,
     "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.999], "model_x": "mean", "seed": 0, "log_every": 20,
     "num_fixed": 64, "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5,
-    "overpower_accuracy": 0.98, "precision": "32",
+    "overpower_accuracy": 0.98, "min_classes_covered": 8, "precision": "32",
 }  # fmt: skip
 """Training settings of ALI / BiGAN runs (``pyrogen train ali``); ``probe_size`` training and test
 images feed the linear probe of the codes after every epoch (0 turns it off). Adam at 1e-4 with
 betas (0.5, 0.999) for both players and batch 100 are ALI's (Dumoulin et al. 2017; their Blocks
 ``Adam(learning_rate=1e-4, beta1=0.5)``, whose default ``beta2=0.001`` is Blocks' 1 - 0.999); runs made
 before this default was measured (``benchmarks/ali_quality.py``) stored their 2e-4 and keep it.
+``min_classes_covered`` is the ``class-collapse`` flag's threshold, as the GAN's (8 in runs made before the key).
 :func:`~pyrogen.config.default_ali_config` adds ``"update"`` (``"simultaneous"``, ALI's algorithm, or
 ``"alternating"``, which runs made before the key existed keep), passed to
 :class:`~pyrogen.infer.AdversarialInference`."""
@@ -125,10 +126,10 @@ DEFAULT_AAE_TRAIN = {
     "epochs": 10, "batch_size": 100, "lr": 1e-3, "lr_d": 2e-4, "betas": [0.5, 0.999], "loss": "nonsaturating",
     "gp_weight": 10.0, "adversarial_weight": 1.0, "d_steps": 1, "seed": 0, "log_every": 20, "num_fixed": 64,
     "probe_size": 2000, "divergence_threshold": 1e4, "collapse_threshold": 0.5, "overpower_accuracy": 0.98,
-    "precision": "32",
+    "min_classes_covered": 8, "precision": "32",
 }  # fmt: skip
 """Training settings of adversarial-autoencoder runs (``pyrogen train aae``): ``lr`` is the
-autoencoder's Adam, ``lr_d`` and ``betas`` the code discriminator's."""
+autoencoder's Adam, ``lr_d`` and ``betas`` the code discriminator's; ``min_classes_covered`` as ALI's."""
 
 LEGACY_VALUES = {
     "vae": {"compile": "off", "vectorize_particles": False},
@@ -372,6 +373,55 @@ class RunConfig:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class LoopTrainConfig(Section):
+    """What :class:`~pyrogen.training.loop.FitLoop` reads of the ``train`` section of a configuration of a
+    loop alone (a user's own estimator, ``{"train": {"epochs": 2, "log_every": 20}}``), not a run's.
+
+    ``epochs`` and ``log_every`` are None where absent (the loop says so when it needs them: ``epochs``
+    may be given to :meth:`~pyrogen.training.loop.FitLoop.fit` instead); ``seed`` (the ranks' noise under
+    ``torchrun``) is 0 and ``precision`` ``"32"`` where absent. Not validated here: the loop checks them.
+    """
+
+    name = "train"
+    epochs: object = None
+    log_every: object = None
+    seed: object = 0
+    precision: object = "32"
+
+    def check(self):
+        """Nothing: the loop refuses a missing or bad ``epochs`` or ``log_every`` when it reads them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """The settings of a configuration of a loop alone (:func:`loop_settings`): its :attr:`train` section."""
+
+    train: LoopTrainConfig = LoopTrainConfig()
+
+
+def loop_settings(config):
+    """The :class:`LoopConfig` of ``config``, a fit loop's configuration that is no run's (any object; only a
+    dict's ``train`` dict is read), frozen; a :class:`RunConfig` is returned as it is."""
+    if isinstance(config, RunConfig):
+        return config
+    train = config.get("train") if isinstance(config, dict) else None
+    return LoopConfig(LoopTrainConfig(**_known(LoopTrainConfig, train if isinstance(train, dict) else {})))
+
+
+def written_section(config, key):
+    """Section ``key`` of a configuration dict of any layout as it is written, unvalidated: an empty dict where
+    it is absent or no JSON object. For views of a ``config.json`` as it stands, hand-edited or not (the
+    report); running code reads :func:`migrate`'s complete sections."""
+    value = config.get(key) if isinstance(config, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def lacking_sections(config, keys=("model", "data", "train")):
+    """Those of the sections ``keys`` that a configuration dict lacks or holds as no JSON object, in order."""
+    return [k for k in keys if not isinstance(config.get(k), dict)]
+
+
 def _legacy_vae_pair(model):
     """A VAE pair's model section with the settings runs made before them used: a normal guide's
     log-scale head, the VampPrior's sigmoid pseudo-inputs, the IAF's context and gated step."""
@@ -417,7 +467,10 @@ def _section_dict(config, key, what):
 
 
 def migrate_data(data, binarize="none"):
-    """The :class:`DataConfig` of a ``data`` section of any layout (``binarize`` where it has none: a GAN's)."""
+    """The :class:`DataConfig` of a ``data`` section of any layout (``binarize`` where it has none: a GAN's);
+    a :class:`DataConfig` is returned as it is."""
+    if isinstance(data, DataConfig):
+        return data
     data = dict(data)
     return DataConfig(**{**{**DEFAULT_DATA, "binarize": binarize}, **_known(DataConfig, data)})
 
@@ -437,11 +490,14 @@ def migrate(config):
     """The current typed configuration (:class:`RunConfig`) of a configuration dict of any layout.
 
     The one place that knows earlier layouts (see the module's docstring): absent settings take the
-    values runs made before them used; the result is complete and validated. ``config`` is not changed.
+    values runs made before them used; the result is complete and validated. ``config`` is not changed;
+    a :class:`RunConfig` (migrated already) is returned as it is.
 
     :raises DataError: for a configuration that is no JSON object, of a layout newer than
         :data:`CONFIG_VERSION`, or with a setting out of its range (the message names it).
     """
+    if isinstance(config, RunConfig):  # migrated already
+        return config
     if not isinstance(config, dict):
         raise DataError(f"a run configuration must be a JSON object, got {type(config).__name__}")
     version = config.get("version", 1)

@@ -59,8 +59,7 @@ def test_a_checkpoint_of_another_configuration_is_refused_naming_both_files(vae_
 
 def test_a_resumed_run_with_more_epochs_still_opens(vae_run):
     trainer = resume_trainer(vae_run.run.path, device="cpu", progress=False)
-    trainer.config["train"]["epochs"] = 2  # what `--resume --epochs 2` does
-    trainer.fit()
+    trainer.fit(2)  # what `--resume --epochs 2` does: the new total given to fit, the trainer's settings unchanged
     run = open_run(vae_run.run.path, device="cpu")
     assert run.checkpoint["epoch"] == 2 and run.config["train"]["epochs"] == 1
     run.model()

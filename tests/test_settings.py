@@ -98,7 +98,7 @@ def ali_first_layout():
     config = _without(
         config,
         model=("scale_head",),
-        train=("update", "init_output_bias", "probe_size"),
+        train=("update", "init_output_bias", "probe_size", "min_classes_covered"),
         discriminator=("architecture", "channels", "dropout", "slope", "init_std"),
     )
     config["train"].update(lr_g=2e-4, lr_d=2e-4)
@@ -107,7 +107,9 @@ def ali_first_layout():
 
 def aae_first_layout():
     config = _without(
-        default_aae_config(latent_dim=4, hidden=(16,), disc_hidden=(16,)), model=("scale_head",), train=("probe_size",)
+        default_aae_config(latent_dim=4, hidden=(16,), disc_hidden=(16,)),
+        model=("scale_head",),
+        train=("probe_size", "min_classes_covered"),
     )
     return _tiny(config)
 
@@ -161,6 +163,7 @@ def test_earlier_layouts_take_the_values_their_runs_used():
     d = ali.discriminator.args
     assert (d["architecture"], d["channels"], d["dropout"], d["slope"], d["init_std"]) == ("mlp", 32, 0.0, 0.2, None)
     assert migrate(aae_first_layout()).train.probe_size == 0
+    assert ali.train.min_classes_covered == migrate(aae_first_layout()).train.min_classes_covered == 8
 
 
 def test_settings_are_frozen_and_complete():

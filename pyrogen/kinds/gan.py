@@ -115,8 +115,9 @@ def generator(config):
 def defaults_like(config):
     """``pyrogen train gan``'s defaults; the class-conditional ones for a run whose generator takes labels."""
     from pyrogen.config import conditional_gan_config, default_gan_config
+    from pyrogen.settings import written_section
 
-    conditional = isinstance(config.get("model"), dict) and "num_classes" in config["model"]
+    conditional = "num_classes" in written_section(config, "model")  # a generator that takes labels
     return conditional_gan_config(default_gan_config()) if conditional else default_gan_config()
 
 

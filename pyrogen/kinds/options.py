@@ -474,7 +474,7 @@ def source_settings(args, config):
         config["data"]["stream"] = args.stream
     if args.num_workers is not None:
         config["data"]["num_workers"] = args.num_workers
-    if "image_shape" in config.get("model", {}):
+    if "image_shape" in config["model"]:  # a model that takes the examples' shape
         config["model"]["image_shape"] = list(source.shape)
 
 

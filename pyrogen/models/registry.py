@@ -20,7 +20,7 @@ from pyrogen.models.gan import (
 )
 from pyrogen.models.two_layer import TwoLayerVAE
 from pyrogen.models.vae import VAE
-from pyrogen.settings import migrate
+from pyrogen.settings import RunConfig, migrate
 
 MODELS = {"vae": VAE, "ae": Autoencoder}
 """Run kinds trained by SVI: the variational autoencoder and the deterministic autoencoder baseline."""
@@ -105,7 +105,7 @@ PAIR_DISCRIMINATORS = {"ali": _joint_discriminator, "aae": _latent_discriminator
 def build_gan_networks(config):
     """``(generator, discriminator)`` of a GAN run configuration, untrained; a model configuration with
     ``num_classes`` is a class-conditional pair (:class:`ConditionalGenerator`, :class:`ProjectionDiscriminator`)."""
-    settings = migrate({"kind": "gan", **config})
+    settings = migrate(config if isinstance(config, RunConfig) else {"kind": "gan", **config})
     model = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.model.to_dict().items()}
     d = settings.discriminator.to_dict()
     if "num_classes" in model:

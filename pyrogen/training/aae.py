@@ -23,10 +23,10 @@ class AAETrainer(AdversarialPairTrainer):
     postfix_formats = tuple((k, ".3f") for k in ("loss_recon", "loss_d", "loss_g"))
 
     def make_estimator(self, train_data, test_data):
-        vae, cfg = self.vae, self.config["train"]
+        vae, cfg = self.vae, self.settings.train
         vae.likelihood.check(test_data, "test data")
-        optim = self.make_optimizer(vae.parameters(), cfg["lr"])
-        self.start_game(AdversarialAutoencoder, optim, adversarial_weight=cfg["adversarial_weight"])
+        optim = self.make_optimizer(vae.parameters(), cfg.lr)
+        self.start_game(AdversarialAutoencoder, optim, adversarial_weight=cfg.adversarial_weight)
 
     def extra_metrics(self):
         return {"test_elbo": self.evaluate()["elbo"]}

@@ -67,37 +67,38 @@ class AdversarialPairTrainer(GameTrainer):
     ):
         super().__init__(config=config, run=run, progress=progress)
         if self.world_size > 1:
-            raise DataError(f"pyrogen train {config['kind']} runs in a single process; run it without torchrun")
-        cfg = config["train"]
+            raise DataError(f"pyrogen train {self.settings.kind} runs in a single process; run it without torchrun")
+        cfg, binarize = self.settings.train, self.settings.data.binarize
         check_images(train_data, "training data")
         check_images(test_data, "test data")
         for key in ("d_steps", "num_fixed", "batch_size"):
-            if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-                raise DataError(f"{key} must be a positive integer, got {cfg[key]!r}")
+            value = getattr(cfg, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"{key} must be a positive integer, got {value!r}")
         self.vae, self.discriminator = vae, discriminator
         self.loader = DeviceLoader(
             train_data,
-            cfg["batch_size"],
-            binarize=config["data"]["binarize"],
-            seed=stream_seed("data_order", cfg["seed"]),
+            cfg.batch_size,
+            binarize=binarize,
+            seed=stream_seed("data_order", cfg.seed),
             drop_last=True,
             device=train_data.device,
         )
         check_example_shape(train_data.shape[1:], vae.image_shape, "training data")
         check_example_shape(test_data.shape[1:], vae.image_shape, "test data")
         if len(self.loader) == 0:
-            raise DataError(f"batch_size {cfg['batch_size']} exceeds the {train_data.shape[0]} training images")
-        vae.likelihood.check_binarize(config["data"]["binarize"])
+            raise DataError(f"batch_size {cfg.batch_size} exceeds the {train_data.shape[0]} training images")
+        vae.likelihood.check_binarize(binarize)
         self.test_data = test_data
         self.loss = self.game_loss()
-        n = min(migrate(config).train.probe_size, train_data.shape[0], test_data.shape[0])  # 0 in old runs
+        n = min(cfg.probe_size, train_data.shape[0], test_data.shape[0])  # 0 in old runs
         self.probe = None
         if n >= 2 and train_labels is not None and test_labels is not None:
             self.probe = (train_data[:n], train_labels[:n], test_data[:n], test_labels[:n])
             if self.loader.binarize != "none":  # the encoder sees binary images in training
                 self.probe = (static_binarize(train_data[:n], seed=stream_seed("probe_binarization")), *self.probe[1:])
         with self.fixed_stream(train_data.device):
-            self.fixed_noise = vae.prior().sample((cfg["num_fixed"],))
+            self.fixed_noise = vae.prior().sample((cfg.num_fixed,))
         self.real_diversity = self.reference_diversity(test_data)
         self.make_estimator(train_data, test_data)
 
@@ -111,11 +112,11 @@ class AdversarialPairTrainer(GameTrainer):
         :class:`~pyrogen.infer.AdversarialInference`) of the VAE pair, whose side ``optim`` updates,
         against the discriminator with its own optimizer (``lr_d``, ``betas``), under the configured
         loss and ``d_steps``; ``options`` are the game's own arguments."""
-        cfg = self.config["train"]
+        cfg = self.settings.train
         self.optim = optim
-        optim_d = self.make_optimizer(self.discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
+        optim_d = self.make_optimizer(self.discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
         players = self.vae.model, self.vae.guide, self.discriminator
-        self.estimator = game(*players, optim, optim_d, self.loss, d_steps=cfg["d_steps"], **options)
+        self.estimator = game(*players, optim, optim_d, self.loss, d_steps=cfg.d_steps, **options)
 
     # --------------------------------------------------------------- state
     def checkpointed(self):
@@ -131,7 +132,7 @@ class AdversarialPairTrainer(GameTrainer):
 
     @property
     def divergence_subject(self):
-        return f"{self.config['kind'].upper()} training"
+        return f"{self.settings.kind.upper()} training"
 
     # --------------------------------------------------------------- evaluation
     @contextlib.contextmanager
@@ -147,7 +148,7 @@ class AdversarialPairTrainer(GameTrainer):
     @torch.no_grad()
     def codes(self, x):
         """Codes E(x) (the mean of q(z|x)) of images ``x``, in batches, in eval mode."""
-        bs = self.config["eval"]["batch_size"]
+        bs = self.settings.eval.batch_size
         with pyro.validation_enabled(False), self._eval_mode():
             return torch.cat([self.estimator.encode(x[i : i + bs]) for i in range(0, x.shape[0], bs)])
 
@@ -168,7 +169,7 @@ class AdversarialPairTrainer(GameTrainer):
                     self.vae.model,
                     self.vae.guide,
                     self.test_data,
-                    batch_size=self.config["eval"]["batch_size"],
+                    batch_size=self.settings.eval.batch_size,
                     num_samples=num_samples,
                 )
         finally:
@@ -231,18 +232,19 @@ class ALITrainer(AdversarialPairTrainer):
     :param torch.Tensor train_data: training images in [0, 1] on the device (binarized by the
         loader when ``config["data"]["binarize"]`` says so).
     :param torch.Tensor test_data: test images (binarized already if the configuration binarizes).
-    :param dict config: see :func:`pyrogen.config.default_ali_config`.
+    :param dict config: see :func:`pyrogen.config.default_ali_config` (any layout, or its
+        :class:`~pyrogen.settings.RunConfig`; read through :func:`~pyrogen.settings.migrate` into :attr:`settings`).
     :param torch.Tensor train_labels: optional labels of the training images, for the linear probe.
     :param torch.Tensor test_labels: optional labels of the test images.
     """
 
     def make_estimator(self, train_data, test_data):
-        vae, config, cfg = self.vae, self.config, self.config["train"]
-        optim = self.make_optimizer(vae.parameters(), cfg["lr_g"], betas=cfg["betas"])
+        vae, cfg = self.vae, self.settings.train
+        optim = self.make_optimizer(vae.parameters(), cfg.lr_g, betas=cfg.betas)
         # update: "alternating" in old runs
-        self.start_game(AdversarialInference, optim, model_x=cfg["model_x"], update=migrate(config).train.update)
+        self.start_game(AdversarialInference, optim, model_x=cfg.model_x, update=cfg.update)
         self._check_model_x()
-        if migrate(config).train.init_output_bias:  # False in runs made before the key: the layer's own init
+        if cfg.init_output_bias:  # False in runs made before the key: the layer's own init
             init_output_bias_(vae, train_data)
 
     def _check_model_x(self):
@@ -254,8 +256,8 @@ class ALITrainer(AdversarialPairTrainer):
                 self.estimator.model_pairs(1)
             except DataError as e:
                 raise DataError(
-                    f"model_x {self.config['train']['model_x']!r} does not work with the "
-                    f"{self.config['model']['likelihood']} likelihood: {e}"
+                    f"model_x {self.settings.train.model_x!r} does not work with the "
+                    f"{self.settings.model.args['likelihood']} likelihood: {e}"
                 ) from None
 
 
@@ -273,7 +275,7 @@ def init_output_bias_(vae, train_data):
     :raises DataError: for a likelihood whose decoder output is not a logit (:data:`OUTPUT_BIAS_LIKELIHOODS`)
         or a decoder whose last weighted layer has no bias.
     """
-    name = vae.config.get("likelihood")
+    name = vae.config["likelihood"]
     if name not in OUTPUT_BIAS_LIKELIHOODS:
         raise DataError(
             f"init_output_bias needs a decoder output that is a logit (likelihood one of "
@@ -295,12 +297,12 @@ def build_pair_trainer(trainer_class, config, run=None, device="auto", progress=
     :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``
         (the test images as the configuration wants them, binarized or not; labels may be None).
     """
-    device = resolve_device(device)
-    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
+    device, settings = resolve_device(device), migrate(config)
+    pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     vae = build_model(config).to(device)
     disc = build_pair_discriminator(config).to(device)
     if data is None:
-        train, train_y, test, test_y = load_labelled_data(config["data"], device)
+        train, train_y, test, test_y = load_labelled_data(settings.data, device)
     else:
         train, train_y, test, test_y = (None if d is None else d.to(device) for d in data)
     return trainer_class(

@@ -40,8 +40,11 @@ class CVAETrainer(FitLoop):
     :param torch.Tensor train_labels: their labels ``(N,)``.
     :param torch.Tensor test_data: test images (binarized already if the configuration binarizes).
     :param torch.Tensor test_labels: their labels.
-    :param dict config: a ``"cvae"`` run configuration.
+    :param dict config: a ``"cvae"`` run configuration of any layout (or its :class:`~pyrogen.settings.RunConfig`),
+        read through :func:`~pyrogen.settings.migrate` (:attr:`settings`, frozen).
     """
+
+    read_settings = staticmethod(migrate)
 
     def __init__(self, cvae, train_data, train_labels, test_data, test_labels, config, run=None, progress=True):
         super().__init__(config=config, run=run, progress=progress)
@@ -51,7 +54,6 @@ class CVAETrainer(FitLoop):
         check_images(test_data, "test data")
         if train_labels is None or test_labels is None:
             raise DataError("--conditional needs labelled data, and these data have no labels")
-        self.settings = migrate(config)
         cfg = self.settings.train
         self.cvae, self.test_data, self.test_labels = cvae, test_data, test_labels
         self.loader = DeviceLoader(
@@ -113,7 +115,7 @@ class CVAETrainer(FitLoop):
 
     def on_fit_start(self):
         if self.classifier is None:
-            self.classifier = load_class_classifier(self.config["data"], self.test_data.device, "conditional accuracy")
+            self.classifier = load_class_classifier(self.settings.data, self.test_data.device, "conditional accuracy")
 
     @torch.no_grad()
     def evaluate(self, num_samples=0):
@@ -186,10 +188,11 @@ def build_cvae_trainer(config, run=None, device="auto", progress=True, data=None
     :param data: optional ``(train, train_labels, test, test_labels)`` instead of loading ``config["data"]``.
     """
     device = resolve_device(device)
-    pyro.set_rng_seed(stream_seed("init", migrate(config).train.seed))
+    settings = migrate(config)
+    pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     cvae = build_model(config).to(device)
     if data is None:
-        train, train_y, test, test_y = load_labelled_data(config["data"], device)
+        train, train_y, test, test_y = load_labelled_data(settings.data, device)
     else:
         train, train_y, test, test_y = (None if d is None else d.to(device) for d in data)
     return CVAETrainer(cvae, train, train_y, test, test_y, config, run=run, progress=progress)

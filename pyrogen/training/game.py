@@ -25,6 +25,7 @@ passes ``divergence_threshold`` stops the run as a NaN does.
 
 import contextlib
 import math
+import types
 
 import torch
 from tqdm.auto import tqdm
@@ -33,6 +34,7 @@ from pyrogen.evaluation.features import TRAIN_COMMAND, FeatureNetworkError, load
 from pyrogen.evaluation.sample_quality import class_coverage, conditional_accuracy
 from pyrogen.infer.gan_losses import WassersteinGPLoss, get_gan_loss
 from pyrogen.random_streams import stream_seed
+from pyrogen.settings import migrate, migrate_data
 from pyrogen.training.loop import FitLoop
 
 FLAG_TEXT = {
@@ -48,11 +50,16 @@ FLAG_TEXT = {
 def game_health_flags(row, train_cfg, loss):
     """The adversarial game's warnings for a metrics row: ``mode-collapse`` (sample diversity below
     ``collapse_threshold``) and ``d-overpowering`` (discriminator accuracy at or above
-    ``overpower_accuracy``; not for the Wasserstein critic, whose accuracy means nothing)."""
+    ``overpower_accuracy``; not for the Wasserstein critic, whose accuracy means nothing).
+
+    :param train_cfg: the run's training settings (:func:`~pyrogen.settings.migrate`'s ``train``, or a dict).
+    """
+    if isinstance(train_cfg, dict):  # the dict of a complete configuration, as this function took before
+        train_cfg = types.SimpleNamespace(**train_cfg)
     flags = []
-    if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < train_cfg["collapse_threshold"]:
+    if math.isfinite(row.get("diversity", float("nan"))) and row["diversity"] < train_cfg.collapse_threshold:
         flags.append("mode-collapse")
-    if not isinstance(loss, WassersteinGPLoss) and row["d_accuracy"] >= train_cfg["overpower_accuracy"]:
+    if not isinstance(loss, WassersteinGPLoss) and row["d_accuracy"] >= train_cfg.overpower_accuracy:
         flags.append("d-overpowering")
     return flags
 
@@ -67,8 +74,12 @@ def mean_pairwise_distance(x):
 
 def load_class_classifier(data_config, device, what="class coverage"):
     """The cached Fashion-MNIST classifier in eval mode on ``device``, or None (with one line saying
-    why) when it is not cached or the data are not Fashion-MNIST. Never trains it."""
-    if data_config.get("dataset") != "fashion-mnist":
+    why) when it is not cached or the data are not Fashion-MNIST. Never trains it.
+
+    :param data_config: the run's data settings (a :class:`~pyrogen.settings.DataConfig`, or a ``data`` dict
+        of any layout).
+    """
+    if migrate_data(data_config).dataset != "fashion-mnist":
         return None
     try:
         with torch.random.fork_rng(devices=[]):  # building the network draws initial weights: not from the run's stream
@@ -88,8 +99,10 @@ class GameTrainer(FitLoop):
     adds in :meth:`epoch_figures` (which sets :attr:`images`, the epoch's fixed-noise samples) and
     :meth:`epoch_line`. Its statistics are the game's per-example means (:meth:`step_weight` is 1).
 
-    :param dict config: the run configuration (``config["train"]`` holds ``loss``, ``gp_weight``,
-        ``num_fixed``, ``divergence_threshold``, ``collapse_threshold`` and ``overpower_accuracy``).
+    :param dict config: the run configuration of any layout (or its :class:`~pyrogen.settings.RunConfig`),
+        read through :func:`~pyrogen.settings.migrate` into :attr:`settings`, complete and frozen (its
+        ``train`` holds ``loss``, ``gp_weight``, ``num_fixed``, ``divergence_threshold``,
+        ``collapse_threshold``, ``overpower_accuracy`` and ``min_classes_covered``).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar and a line per epoch.
     """
@@ -97,6 +110,7 @@ class GameTrainer(FitLoop):
     bounded_statistics = ("loss_d", "loss_g")
     postfix_formats = (("loss_d", ".3f"), ("loss_g", ".3f"), ("d_real", ".2f"), ("d_fake", ".2f"))
     """The progress bar's statistics and their formats, ``(name, format)`` pairs."""
+    read_settings = staticmethod(migrate)
 
     def __init__(self, config, run=None, progress=True):
         super().__init__(config=config, run=run, progress=progress)
@@ -110,17 +124,17 @@ class GameTrainer(FitLoop):
         """Inside, torch's random numbers come from the fixed noise's own stream (the run's seed + 3) and
         draw nothing from the run's stream, which is restored afterwards."""
         with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
-            torch.manual_seed(stream_seed("fixed_noise", self.config["train"]["seed"]))
+            torch.manual_seed(stream_seed("fixed_noise", self.settings.train.seed))
             yield
 
     def game_loss(self):
         """The configured GAN loss (``gp_weight`` for WGAN-GP)."""
-        cfg = self.config["train"]
-        return get_gan_loss(cfg["loss"], **({"gp_weight": cfg["gp_weight"]} if cfg["loss"] == "wgan-gp" else {}))
+        cfg = self.settings.train
+        return get_gan_loss(cfg.loss, **({"gp_weight": cfg.gp_weight} if cfg.loss == "wgan-gp" else {}))
 
     def reference_diversity(self, test_data):
         """The mean pairwise distance of ``num_fixed`` real test images (the diversity's unit; NaN below 2)."""
-        n_ref = min(self.config["train"]["num_fixed"], test_data.shape[0])
+        n_ref = min(self.settings.train.num_fixed, test_data.shape[0])
         return mean_pairwise_distance(test_data[:n_ref]) if n_ref >= 2 else float("nan")
 
     # --------------------------------------------------------------- state
@@ -184,8 +198,8 @@ class GameTrainer(FitLoop):
 
     def health_flags(self, row):
         """The training-health warnings for an epoch's metrics row (a list of names of :data:`FLAG_TEXT`)."""
-        cfg, flags = self.config["train"], []
-        if "classes_covered" in row and row["classes_covered"] < cfg.get("min_classes_covered", 8):
+        cfg, flags = self.settings.train, []
+        if "classes_covered" in row and row["classes_covered"] < cfg.min_classes_covered:
             flags.append("class-collapse")
         return flags + game_health_flags(row, cfg, self.loss)
 

@@ -55,6 +55,8 @@ CPU its statistics are those of each rank's shard, so a DCGAN discriminator with
 batch norm does not compute exactly what one process would.
 """
 
+import dataclasses
+
 import pyro
 import torch
 
@@ -75,6 +77,7 @@ from pyrogen.rundirs import (  # noqa: F401
     resolve_device,
     resume_trainer,
 )
+from pyrogen.settings import migrate
 from pyrogen.training.game import (  # noqa: F401 - game_health_flags, mean_pairwise_distance: imported from here before
     GameTrainer,
     game_health_flags,
@@ -139,7 +142,8 @@ class GANTrainer(GameTrainer):
     :param torch.nn.Module discriminator: maps images to scores.
     :param torch.Tensor train_data: training images in [0, 1] on the device.
     :param torch.Tensor test_data: real test images in [0, 1] (the diversity reference).
-    :param dict config: the run configuration (see :func:`default_gan_config`).
+    :param dict config: the run configuration (see :func:`default_gan_config`) of any layout, or its
+        :class:`~pyrogen.settings.RunConfig`; read through :func:`~pyrogen.settings.migrate` (:attr:`settings`).
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
     :param torch.Tensor train_labels: the training labels ``(N,)`` of a class-conditional generator.
@@ -164,14 +168,14 @@ class GANTrainer(GameTrainer):
             generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(generator)
             discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
         self.generator, self.discriminator = generator, discriminator
-        cfg = config["train"]
+        cfg = self.settings.train
         check_images(train_data, "training data")
         check_images(test_data, "test data")
-        check_players(discriminator, cfg["d_steps"])
+        check_players(discriminator, cfg.d_steps)
         self.loader = DeviceLoader(
             train_data,
-            cfg["batch_size"],
-            seed=stream_seed("data_order", cfg["seed"]),
+            cfg.batch_size,
+            seed=stream_seed("data_order", cfg.seed),
             drop_last=True,
             device=train_data.device,
             rank=self.rank,
@@ -181,33 +185,33 @@ class GANTrainer(GameTrainer):
         if getattr(generator, "image_shape", None) is not None:
             check_example_shape(train_data.shape[1:], generator.image_shape, "training data")
             check_example_shape(test_data.shape[1:], generator.image_shape, "test data")
-        if cfg["batch_size"] % self.world_size:
+        if cfg.batch_size % self.world_size:
             raise DataError(
-                f"batch_size {cfg['batch_size']} must be a multiple of the number of processes "
+                f"batch_size {cfg.batch_size} must be a multiple of the number of processes "
                 f"{self.world_size}: the GAN losses are means over each process's share, which "
                 "must be equal for their average to be the global batch's mean"
             )
-        if len(self.loader) < cfg["d_steps"]:
-            raise DataError(f"an epoch of {len(self.loader)} batches is shorter than d_steps = {cfg['d_steps']}")
+        if len(self.loader) < cfg.d_steps:
+            raise DataError(f"an epoch of {len(self.loader)} batches is shorter than d_steps = {cfg.d_steps}")
         self.test_data = test_data
         self.loss = self.game_loss()
-        self.optim_g = self.make_optimizer(generator.parameters(), cfg["lr_g"], betas=cfg["betas"])
-        self.optim_d = self.make_optimizer(discriminator.parameters(), cfg["lr_d"], betas=cfg["betas"])
+        self.optim_g = self.make_optimizer(generator.parameters(), cfg.lr_g, betas=cfg.betas)
+        self.optim_d = self.make_optimizer(discriminator.parameters(), cfg.lr_d, betas=cfg.betas)
         self.gan = Adversarial(
             generator.model,
             discriminator,
             self.optim_g,
             self.optim_d,
             self.loss,
-            d_steps=cfg["d_steps"],
+            d_steps=cfg.d_steps,
             track_grad_norms=True,
             label="y" if self.num_classes else None,
         )
         if self.world_size > 1:
             self.gan.distribute()
-            distributed.seed_rank_noise(cfg["seed"], 0)
-        self.ema = GeneratorEMA(generator, cfg["ema_decay"]) if cfg.get("ema_decay") else None
-        num_fixed = cfg["num_fixed"]
+            distributed.seed_rank_noise(cfg.seed, 0)
+        self.ema = GeneratorEMA(generator, cfg.ema_decay) if cfg.ema_decay else None  # 0: no moving average
+        num_fixed = cfg.num_fixed
         if self.num_classes:  # the same number of samples per class: one grid row each
             self.per_class = max(1, num_fixed // self.num_classes)
             num_fixed = self.per_class * self.num_classes
@@ -266,7 +270,7 @@ class GANTrainer(GameTrainer):
 
     def batches(self):
         """Groups of ``d_steps`` consecutive batches, one group per generator step."""
-        group, d_steps = [], self.config["train"]["d_steps"]
+        group, d_steps = [], self.settings.train.d_steps
         for x in self.loader:
             group.append(x)
             if len(group) == d_steps:
@@ -274,7 +278,7 @@ class GANTrainer(GameTrainer):
                 group = []
 
     def steps_per_epoch(self):
-        return len(self.loader) // self.config["train"]["d_steps"]
+        return len(self.loader) // self.settings.train.d_steps
 
     def train_step(self, x):
         """One round of the game (``d_steps`` discriminator updates, one generator update); its statistics."""
@@ -297,7 +301,7 @@ class GANTrainer(GameTrainer):
     def on_fit_start(self):
         super().on_fit_start()
         if self.classifier is None and self.rank == 0:
-            self.classifier = load_class_classifier(self.config["data"], self.fixed_noise.device)
+            self.classifier = load_class_classifier(self.settings.data, self.fixed_noise.device)
 
     def epoch_figures(self):
         """The fixed-noise samples (rank 0); a GAN's row has no held-out figures before the diversity."""
@@ -340,14 +344,14 @@ def build_gan_trainer(config, run=None, device="auto", progress=True, data=None)
     :param data: optional ``(train_images, test_images)`` to use instead of loading ``config["data"]``,
         or ``(train_images, test_images, train_labels)`` for a class-conditional run.
     """
-    device = resolve_device(device)
-    pyro.set_rng_seed(stream_seed("init", config["train"]["seed"]))
+    device, settings = resolve_device(device), migrate(config)
+    pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     gen, disc = (m.to(device) for m in build_gan_networks(config))
     labels = None
-    if data is None and "num_classes" in config["model"]:
-        train, labels, test, _ = load_labelled_data(dict(config["data"], binarize="none"), device)
+    if data is None and "num_classes" in settings.model.args:  # a class-conditional generator
+        train, labels, test, _ = load_labelled_data(dataclasses.replace(settings.data, binarize="none"), device)
     elif data is None:
-        train, test = load_gan_data(config["data"], device)
+        train, test = load_gan_data(settings.data, device)
     else:
         train, test, *rest = (d.to(device) if d is not None else None for d in data)
         labels = rest[0] if rest else None

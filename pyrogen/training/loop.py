@@ -54,6 +54,7 @@ from pyrogen.files import rng_state, set_rng_state
 from pyrogen.infer.reparam_elbo import nan_check
 from pyrogen.optim import attach_gradient_clipping, build_optimizer
 from pyrogen.precision import Precision
+from pyrogen.settings import RunConfig, loop_settings
 
 
 def _statistic(name, value):
@@ -78,8 +79,10 @@ class FitLoop(distributed.RankZeroRun):
 
     :param loader: the training batches: iterable, with ``len`` and
         ``state_dict``/``load_state_dict`` (e.g. :class:`~pyrogen.data.DeviceLoader`).
-    :param dict config: the run configuration; the loop reads ``config["train"]``:
-        ``epochs`` and ``log_every`` (and ``seed`` under ``torchrun``).
+    :param dict config: the configuration; the loop reads ``config["train"]``: ``epochs`` and ``log_every``
+        (and ``seed`` under ``torchrun``, ``precision``), through :meth:`read_settings` into :attr:`settings`,
+        frozen, once. It is kept as given (:attr:`config`, which checkpoints embed); a
+        :class:`~pyrogen.settings.RunConfig` is kept as its dict (:meth:`~pyrogen.settings.RunConfig.to_dict`).
     :param RunDir run: where metrics and checkpoints go (None: nowhere; always None off rank 0).
     :param bool progress: show a progress bar and a line per epoch (rank 0 only).
     :param estimator: an object whose ``step(batch)`` takes one training step and
@@ -91,7 +94,7 @@ class FitLoop(distributed.RankZeroRun):
     divergence_subject = "training"
     """What diverged, as the error's first words ("GAN training", ...)."""
     bounded_statistics = ()
-    """Statistics whose window mean must stay within ``config["train"]["divergence_threshold"]`` in magnitude
+    """Statistics whose window mean must stay within ``settings.train.divergence_threshold`` in magnitude
     (the losses of an adversarial game, which can run away while staying finite)."""
     decay = None
     """A learning-rate decay with ``finished`` and ``state_dict``/``load_state_dict`` (e.g.
@@ -104,7 +107,9 @@ class FitLoop(distributed.RankZeroRun):
 
     def __init__(self, loader=None, config=None, run=None, progress=True, estimator=None):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
-        self.loader, self.config, self.estimator = loader, config, estimator
+        self.settings = self.read_settings(config)
+        self.config = config.to_dict() if isinstance(config, RunConfig) else config
+        self.loader, self.estimator = loader, estimator
         self.run, self.progress = run, progress and self.rank == 0
         self.epoch, self.step, self.metrics = 0, 0, []
         self.batch_in_epoch = 0  # index of the batch train_step is given, within its epoch
@@ -112,14 +117,20 @@ class FitLoop(distributed.RankZeroRun):
         self.epoch_started = None  # perf_counter() at the start of the epoch being trained or reported
         self._precision = None
 
+    @staticmethod
+    def read_settings(config):
+        """The frozen settings the loop reads of ``config`` (their ``train`` section): those of a loop alone
+        (:func:`~pyrogen.settings.loop_settings`); trainers of runs read the run's complete configuration
+        (:func:`~pyrogen.settings.migrate`)."""
+        return loop_settings(config)
+
     @property
     def precision(self):
-        """The :class:`~pyrogen.precision.Precision` of ``config["train"]["precision"]`` (``"32"`` when
-        absent) on the loader's device; built on first use."""
+        """The :class:`~pyrogen.precision.Precision` of ``settings.train.precision`` on the loader's device;
+        built on first use."""
         if self._precision is None:
-            train = self.config.get("train") if isinstance(self.config, dict) else None
-            name = train.get("precision", "32") if isinstance(train, dict) else "32"
-            self._precision = Precision(name, getattr(self.loader, "device", None) or "cpu")
+            device = getattr(self.loader, "device", None) or "cpu"
+            self._precision = Precision(self.settings.train.precision, device)
         return self._precision
 
     # ------------------------------------------------------------------ hooks
@@ -165,7 +176,7 @@ class FitLoop(distributed.RankZeroRun):
             if not math.isfinite(value):
                 raise self.diverged(where, f"{name} is {value}")
         if self.bounded_statistics:
-            limit = self.config["train"]["divergence_threshold"]
+            limit = self.settings.train.divergence_threshold
             for name in self.bounded_statistics:
                 if abs(means[name]) > limit:
                     raise self.diverged(
@@ -262,12 +273,11 @@ class FitLoop(distributed.RankZeroRun):
         self.epoch, self.step, self.metrics = state["epoch"], state["step"], list(state["metrics"])
         if "precision" in state:
             self.precision.load_state_dict(state["precision"])
-        distributed.seed_rank_noise(self.config["train"].get("seed", 0), self.epoch)
+        distributed.seed_rank_noise(self.settings.train.seed, self.epoch)
 
     def log_every(self):
-        """``config["train"]["log_every"]``, the steps between reads of the statistics, checked."""
-        train = self.config.get("train") if isinstance(self.config, dict) else None
-        value = train.get("log_every") if isinstance(train, dict) else None
+        """``settings.train.log_every``, the steps between reads of the statistics, checked."""
+        value = self.settings.train.log_every
         if not is_count(value):
             raise DataError(
                 f"FitLoop needs config['train']['log_every'], a positive integer (steps between "
@@ -311,10 +321,9 @@ class FitLoop(distributed.RankZeroRun):
         return {k: s / seen for k, s in zip(names, sums)}
 
     def fit(self, epochs=None):
-        """Train until ``epochs`` epochs in total are done (``config["train"]["epochs"]`` by default)."""
+        """Train until ``epochs`` epochs in total are done (``settings.train.epochs`` by default)."""
         if epochs is None:
-            train = self.config.get("train") if isinstance(self.config, dict) else None
-            epochs = train.get("epochs") if isinstance(train, dict) else None
+            epochs = self.settings.train.epochs
             where = "config['train']['epochs']"
         else:
             where = "epochs"

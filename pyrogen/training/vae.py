@@ -207,8 +207,9 @@ class VAETrainer(FitLoop):
         (:class:`~pyrogen.data.loaders.ArrayReader`, :class:`~pyrogen.data.loaders.FolderReader`)
         whose batches :class:`~pyrogen.data.loaders.StreamingLoader` serves on the test data's device.
     :param torch.Tensor test_data: test images, already binarized if the likelihood needs it.
-    :param dict config: the run configuration (see :func:`default_config`), of any layout; the trainer
-        reads it through :func:`~pyrogen.settings.migrate` (:attr:`settings`, frozen) and never changes it.
+    :param dict config: the run configuration (see :func:`default_config`), of any layout, or its
+        :class:`~pyrogen.settings.RunConfig`; the trainer reads it through :func:`~pyrogen.settings.migrate`
+        (:attr:`settings`, complete and frozen) and never changes it.
     :param RunDir run: where metrics, checkpoints and pictures go (None: nowhere).
     :param bool progress: show a progress bar.
 
@@ -218,10 +219,11 @@ class VAETrainer(FitLoop):
     shows progress, evaluates and writes to the run directory.
     """
 
+    read_settings = staticmethod(migrate)  # the run's complete, frozen configuration (settings)
+
     def __init__(self, vae, train_data, test_data, config, run=None, progress=True, validation_data=None):
         super().__init__(config=config, run=run, progress=progress)
         self.vae = vae
-        self.settings = migrate(config)
         train_cfg, data_cfg = self.settings.train, self.settings.data
         if not is_reader(train_data):
             _check_data(vae, train_data, "training data")
@@ -376,7 +378,7 @@ class VAETrainer(FitLoop):
         The length counts every step of the run, those already taken included, so that a
         resumed run makes the choice its uninterrupted self made and continues it exactly.
         """
-        target = self.config["train"]["epochs"] if epochs is None else epochs
+        target = self.settings.train.epochs if epochs is None else epochs
         if self.compile_mode == "auto":
             steps = target * self.steps_per_epoch()
             compile = auto_compile(steps, self.loader.device, blocked=self.compile_blocked())
@@ -693,7 +695,7 @@ def build_trainer(config, run=None, device="auto", progress=True):
     settings = migrate(config)
     pyro.set_rng_seed(stream_seed("init", settings.train.seed))
     vae = build_model(config).to(device)
-    train, test, _ = load_data(config["data"], device)
+    train, test, _ = load_data(settings.data, device)
     validation = None
     size = settings.train.validation_size
     if size and is_reader(train):

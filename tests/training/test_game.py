@@ -126,3 +126,43 @@ def test_fixed_noise_comes_from_its_own_stream(kind):
     with trainer.fixed_stream("cpu"):
         torch.randn(3)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("kind", ["gan", "ali", "aae"])
+def test_a_trainer_reads_complete_frozen_settings_and_checkpoints_its_configuration_as_given(kind, one_thread):
+    """The trainer reads migrate's settings (complete: a configuration without min_classes_covered, as ALI and
+    AAE runs made before the key, takes 8) and never changes them; the checkpoint embeds the dict it was given."""
+    import dataclasses
+
+    from pyrogen.settings import RunConfig, migrate
+
+    trainer = _trainer(kind)
+    config = trainer.config
+    assert isinstance(trainer.settings, RunConfig) and trainer.settings == migrate(config)
+    assert trainer.settings.train.min_classes_covered == 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trainer.settings.train.epochs = 3
+    assert trainer.state_dict()["config"] is config
+    flags = trainer.health_flags({"classes_covered": 7, "diversity": 1.0, "d_accuracy": 0.5})
+    assert flags == ["class-collapse"]
+
+
+def test_a_trainer_takes_a_run_config_and_checkpoints_its_dict(one_thread):
+    from pyrogen.settings import migrate
+
+    config = default_gan_config("mlp", latent_dim=8, hidden=(16,))
+    config["train"].update(batch_size=10, log_every=2, num_fixed=8)
+    data = (_images(40, 0), _images(10, 1))
+    trainer = build_gan_trainer(migrate(config), device="cpu", progress=False, data=data)
+    assert trainer.settings == migrate(config) and trainer.state_dict()["config"] == config
+
+
+def test_a_loop_alone_reads_its_train_section_once():
+    """A fit loop of a user's own estimator reads epochs, log_every, seed and precision (0 and "32" where
+    absent) when it is built; changing the dict afterwards changes nothing it trains."""
+    config = {"train": {"epochs": 2, "log_every": 5}}
+    loop = FitLoop(None, config, progress=False)
+    train = loop.settings.train
+    assert (train.epochs, train.log_every, train.seed, train.precision) == (2, 5, 0, "32")
+    config["train"]["epochs"] = 7
+    assert loop.settings.train.epochs == 2 and loop.config is config
