@@ -2,21 +2,29 @@
 
 ``jobs`` starts 1, 2 and 3 copies of the same one-epoch training together (``pyrogen
 train vae``, 12,000 images by default) and reports, for each count, the mean time of a
-copy over the solo time, in three settings, one after another:
+copy over the solo time, in four settings, one after another:
 
-* ``default``: the command as installed (``python -m pyrogen``: ``OMP_WAIT_POLICY=PASSIVE``
-  unless set, torch's default thread count);
+* ``default``: the command as installed (``python -m pyrogen``: a short OpenMP spin,
+  ``GOMP_SPINCOUNT=10000``, and the thread governor, :mod:`pyrogen.threads`);
 * ``threads1``: the same with ``--threads 1``;
-* ``spin``: torch's own policy, the command before the entry point set one
-  (``pyrogen.cli.main`` called directly, ``OMP_WAIT_POLICY`` removed from the environment).
+* ``passive``: the previous default, ``OMP_WAIT_POLICY=PASSIVE`` and torch's thread count
+  (``--threads`` = the cores, which also turns the governor off);
+* ``spin``: torch's own policy and thread count, the command before pyrogen set one
+  (``pyrogen.cli.main`` called directly, ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` removed from the
+  environment, ``--threads`` = the cores).
 
 On 2 cores a fair share for 3 copies is 1.5x. Two times are read per copy: the epoch's
 training time (``seconds`` in its ``metrics.csv``) and the whole command's wall time
 (imports, data, evaluation included).
 
+The ``first solo`` columns compare each setting with the first one's solo (the default's, unless
+``--settings`` says otherwise).
+
 ``quickstart`` times the README's quickstart command (``pyrogen train vae --epochs 10``)
-alone and then beside ``--competitors`` other trainings that run for as long as it does,
-and prints the ratio of its wall time.
+alone and then beside ``--competitors`` other trainings that run for as long as it does, once for
+each ``--competitor-setting`` (default: other pyrogen trainings with the default policy, then
+trainings with torch's own spinning policy, as another user's job may run), and prints the ratio
+of its wall time.
 
     python -m benchmarks.contention jobs                                  # the timed run (about 10 min)
     python -m benchmarks.contention jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
@@ -37,20 +45,31 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+CORES = str(os.cpu_count())
+
 SETTINGS = {
     "default": ([sys.executable, "-m", "pyrogen"], [], None),
     "threads1": ([sys.executable, "-m", "pyrogen"], ["--threads", "1"], None),
-    "spin": ([sys.executable, "-c", "import sys; from pyrogen.cli import main; sys.exit(main())"], [], "unset"),
+    "passive": ([sys.executable, "-m", "pyrogen"], ["--threads", CORES], "PASSIVE"),
+    "spin": (
+        [sys.executable, "-c", "import sys; from pyrogen.cli import main; sys.exit(main())"],
+        ["--threads", CORES],
+        "unset",
+    ),
 }
-"""name: (the command's start, extra options, OMP_WAIT_POLICY: None keeps the environment, 'unset' removes it)."""
+"""name: (the command's start, extra options, OMP_WAIT_POLICY: None keeps the environment, 'unset' removes it
+and GOMP_SPINCOUNT, another value sets it and removes GOMP_SPINCOUNT)."""
 
 
 def _env(policy):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("OMP_NUM_THREADS", None)  # torch's default thread count is what is measured
-    if policy == "unset":
+    if policy is not None:
         env.pop("OMP_WAIT_POLICY", None)
+        env.pop("GOMP_SPINCOUNT", None)
+        if policy != "unset":
+            env["OMP_WAIT_POLICY"] = policy
     return env
 
 
@@ -108,8 +127,12 @@ def jobs(args):
         f"contention: {args.train_size} training images, 1 epoch, {os.cpu_count()} cores, "
         f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
     )
-    print("| setting | copies | epoch s (mean) | epoch / solo | wall s (mean) | wall / solo |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| setting | copies | epoch s (mean) | epoch / solo | epoch / first solo | wall s (mean) | wall / solo | "
+        "wall / first solo |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    first = None  # the solo times of the first setting (the default), to compare the settings' own solos
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
             solo = None
@@ -120,9 +143,10 @@ def jobs(args):
                 epochs, walls = together(setting, count, args, tmp)
                 epoch, wall = sum(epochs) / count, sum(walls) / count
                 solo = solo or (epoch, wall)
+                first = first or solo
                 print(
-                    f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {wall:.2f} | "
-                    f"{wall / solo[1]:.2f}x |",
+                    f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {epoch / first[0]:.2f}x | "
+                    f"{wall:.2f} | {wall / solo[1]:.2f}x | {wall / first[1]:.2f}x |",
                     flush=True,
                 )
 
@@ -133,28 +157,36 @@ def quickstart(args):
         _wait(_start("default", args, os.path.join(tmp, "quiet"), args.epochs), started)
         quiet = time.perf_counter() - started
         print(f"quickstart alone: {quiet:.1f} s", flush=True)
-        competitors, n = [], 0
+        for setting in args.competitor_setting:
+            loaded = _beside(setting, args, tmp)
+            print(
+                f"quickstart beside {args.competitors} trainings ({setting}): {loaded:.1f} s, "
+                f"{loaded / quiet:.2f}x alone",
+                flush=True,
+            )
 
-        def competitor():
-            nonlocal n
-            n += 1
-            return _start(args.competitor_setting, args, os.path.join(tmp, f"competitor-{n}"), 1000)
 
-        competitors = [competitor() for _ in range(args.competitors)]
-        time.sleep(args.head_start)  # the competitors are computing when the measured run starts
-        started = time.perf_counter()
-        measured = _start("default", args, os.path.join(tmp, "loaded"), args.epochs)
-        while measured.poll() is None:
-            time.sleep(0.5)
-            competitors = [c if c.poll() is None else competitor() for c in competitors]
-        loaded = _wait(measured, started)
-        for c in competitors:
-            c.terminate()
-            c.wait()
-        print(
-            f"quickstart beside {args.competitors} trainings ({args.competitor_setting}): {loaded:.1f} s, "
-            f"{loaded / quiet:.2f}x alone"
-        )
+def _beside(setting, args, tmp):
+    """The quickstart's wall time beside ``args.competitors`` trainings of ``setting`` that run all along."""
+    competitors, n = [], 0
+
+    def competitor():
+        nonlocal n
+        n += 1
+        return _start(setting, args, os.path.join(tmp, f"competitor-{setting}-{n}"), 1000)
+
+    competitors = [competitor() for _ in range(args.competitors)]
+    time.sleep(args.head_start)  # the competitors are computing when the measured run starts
+    started = time.perf_counter()
+    measured = _start("default", args, os.path.join(tmp, f"loaded-{setting}"), args.epochs)
+    while measured.poll() is None:
+        time.sleep(0.5)
+        competitors = [c if c.poll() is None else competitor() for c in competitors]
+    loaded = _wait(measured, started)
+    for c in competitors:
+        c.terminate()
+        c.wait()
+    return loaded
 
 
 def main():
@@ -172,9 +204,10 @@ def main():
     q.add_argument("--competitors", type=int, default=2)
     q.add_argument(
         "--competitor-setting",
+        nargs="+",
         choices=list(SETTINGS),
-        default="spin",
-        help="how the competing trainings run (default: spin, torch's own policy, as another user's job would)",
+        default=["default", "spin"],
+        help="how the competing trainings run, one loaded run for each (default: default spin)",
     )
     q.add_argument("--head-start", type=float, default=10.0, help="seconds the competitors run first")
     args = parser.parse_args()
