@@ -24,7 +24,9 @@ The ``first solo`` columns compare each setting with the first one's solo (the d
 alone and then beside ``--competitors`` other trainings that run for as long as it does, once for
 each ``--competitor-setting`` (default: other pyrogen trainings with the default policy, then
 trainings with torch's own spinning policy, as another user's job may run), and prints the ratio
-of its wall time.
+of its wall time. A run alone with ``--threads 1`` gives the bound that fair sharing sets: beside
+c busy jobs on n cores a job gets n / (c + 1) of a core, so it takes at least
+(its one-thread time) x (c + 1) / n.
 
     python -m benchmarks.contention jobs                                  # the timed run (about 10 min)
     python -m benchmarks.contention jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
@@ -157,6 +159,16 @@ def quickstart(args):
         _wait(_start("default", args, os.path.join(tmp, "quiet"), args.epochs), started)
         quiet = time.perf_counter() - started
         print(f"quickstart alone: {quiet:.1f} s", flush=True)
+        if args.bound:
+            started = time.perf_counter()
+            _wait(_start("threads1", args, os.path.join(tmp, "quiet-1"), args.epochs), started)
+            one = time.perf_counter() - started
+            print(
+                f"quickstart alone with --threads 1: {one:.1f} s; beside {args.competitors} busy jobs a fair share "
+                f"of the {os.cpu_count()} cores is {os.cpu_count() / (args.competitors + 1):.2f} of a core, so the "
+                f"least it can take is about {one * (args.competitors + 1) / os.cpu_count() / quiet:.2f}x alone",
+                flush=True,
+            )
         for setting in args.competitor_setting:
             loaded = _beside(setting, args, tmp)
             print(
@@ -208,6 +220,12 @@ def main():
         choices=list(SETTINGS),
         default=["default", "spin"],
         help="how the competing trainings run, one loaded run for each (default: default spin)",
+    )
+    q.add_argument(
+        "--no-bound",
+        dest="bound",
+        action="store_false",
+        help="skip the run with --threads 1 that gives the fair-share bound",
     )
     q.add_argument("--head-start", type=float, default=10.0, help="seconds the competitors run first")
     args = parser.parse_args()
