@@ -44,7 +44,7 @@ parser.add_argument(
 args = parser.parse_args()
 
 # Imported after parsing, so that --help answers at once: importing torch takes seconds. First, torch's
-# threads are told to sleep while they wait (OMP_WAIT_POLICY=PASSIVE unless set), which acts only before
+# threads are told to spin only briefly while they wait (GOMP_SPINCOUNT unless set), which acts only before
 # torch loads: on a machine shared with other jobs, spinning threads stall each other (docs: performance).
 from pyrogen.threads import set_wait_policy
 

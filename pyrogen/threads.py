@@ -7,14 +7,12 @@ wrong on a machine that other jobs share, and this module mends both:
 * **Spinning.** GNU OpenMP, torch's runtime on Linux, makes a waiting thread spin
   for about 300,000 rounds before it sleeps. With other jobs on the cores the
   spinning threads take the cores the working ones need, and every operation
-  waits for the slowest: three 1-epoch trainings started together on 2 cores took
-  3.4x the solo time each. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) removes
-  that, but on a quiet machine every operation then pays for waking its team,
-  which made the 784-400-50 VAE's solo step 1.5 to 1.9 times slower on a 2-core
-  virtual machine. :func:`set_wait_policy` sets ``GOMP_SPINCOUNT`` to
-  :data:`SPIN_COUNT` rounds instead: long enough to bridge the gap between one
-  operation and the next (the solo step as fast as torch's own policy), short
-  enough that a waiting thread soon gives its core away.
+  waits for the slowest. Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) removes
+  that, but on a quiet machine every operation then pays for waking its team.
+  :func:`set_wait_policy` sets ``GOMP_SPINCOUNT`` to :data:`SPIN_COUNT` rounds
+  instead: long enough to bridge the gap between one operation and the next (the
+  solo step as fast as with torch's own policy), short enough that a waiting
+  thread soon gives its core away.
 * **More threads than free cores.** A team of 2 on 2 cores that another job
   shares runs at the pace of whichever thread the scheduler has just parked.
   :class:`ThreadGovernor` measures, about once a second, how much of the CPU the
@@ -23,6 +21,8 @@ wrong on a machine that other jobs share, and this module mends both:
   ``torch.set_num_threads`` to the cores left free, at least one and at most the
   count it started with. On a quiet machine that is every core; beside other
   busy jobs it is one thread, which does the most work per core-second.
+
+The measurements are in the performance page of the docs ("Threads on a shared CPU").
 
 The OpenMP runtime reads its variables once, when it is loaded with torch, so
 :func:`set_wait_policy` must run before ``import torch``. The ``pyrogen`` command
