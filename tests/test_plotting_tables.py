@@ -73,4 +73,6 @@ def test_the_report_names_the_pictures_that_do_not_apply():
     )
     assert note.count("<code>") == len(IMAGE_PICTURES)
     assert _inapplicable({"image_shape": [1, 28, 28], "latent_dim": 2}) == ""
-    assert "the latent space has 8 dimensions" in _inapplicable({"model": "two-layer", "latent_dims": [8, 4]})
+    # a two-layer VAE's configuration (as TwoLayerVAE.config gives it): the lower latent layer is the code drawn
+    two_layer = {"model": "two-layer", "latent_dims": [8, 4], "image_shape": [1, 28, 28]}
+    assert "the latent space has 8 dimensions" in _inapplicable(two_layer)
