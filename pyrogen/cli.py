@@ -303,6 +303,13 @@ def _handler(command):
     ]
 
 
+def _say(text):
+    """A line for the user between progress bars (the thread governor's note)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"pyrogen: {text}", file=sys.stderr)
+
+
 def main(argv=None):
     import torch
 
@@ -320,7 +327,7 @@ def main(argv=None):
             if getattr(args, "threads", None):
                 torch.set_num_threads(args.threads)
             else:  # torch's count at most, fewer while other jobs keep cores busy
-                govern_threads()
+                govern_threads(on_change=_say)
             return _handler(args.command)(args)
     except PyrogenError as e:
         print(f"pyrogen: error: {e}", file=sys.stderr)

@@ -105,16 +105,22 @@ class ThreadGovernor:
     ``round(cores - others)``, clipped to ``[1, max_threads]``, where ``others`` is
     the number of cores the other processes kept busy. Off Linux it does nothing.
 
+    A changed count changes the order of floating-point sums inside torch's operations,
+    so a run whose count changed repeats its numbers to about 1e-6, not bit for bit; a
+    fixed count (``--threads N``, ``OMP_NUM_THREADS``) keeps runs and resumes bit for bit.
+
     :param int max_threads: the most threads (default: torch's count when it starts).
     :param float interval: seconds between measurements.
     :param int cores: the machine's cores (default ``os.cpu_count()``).
+    :param on_change: called once, with a sentence saying so, the first time the count changes (or None).
     """
 
-    def __init__(self, max_threads=None, interval=1.0, cores=None, stat="/proc/stat"):
+    def __init__(self, max_threads=None, interval=1.0, cores=None, stat="/proc/stat", on_change=None):
         import torch
 
         self.max_threads = max_threads or torch.get_num_threads()
         self.interval, self.cores, self.stat = interval, cores or os.cpu_count() or 1, stat
+        self.on_change = on_change
         self.threads = torch.get_num_threads()
         self.others = 0.0  # cores busy with other processes over the last interval
         self._last = self._sample()
@@ -137,17 +143,31 @@ class ThreadGovernor:
             import torch
 
             torch.set_num_threads(threads)
+            if self.on_change is not None:
+                self.on_change(
+                    f"other jobs keep {self.others:.1f} of the {self.cores} cores busy: torch now computes on "
+                    f"{_plural(threads, 'thread')}, up to {self.max_threads} as cores free up (--threads N fixes "
+                    "the count, which runs that repeat bit for bit need)"
+                )
+                self.on_change = None  # said once: the count may move again, silently
             self.threads = threads
         return threads
+
+
+def _plural(count, word):
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 _governor = None
 
 
-def govern_threads(max_threads=None, interval=1.0):
-    """Start the process's :class:`ThreadGovernor` (replacing one started before); returns it."""
+def govern_threads(max_threads=None, interval=1.0, on_change=None):
+    """Start the process's :class:`ThreadGovernor` (replacing one started before); returns it.
+
+    Returns None, and starts none, when the environment has ``OMP_NUM_THREADS``: the user chose the count.
+    """
     global _governor
-    _governor = ThreadGovernor(max_threads, interval)
+    _governor = None if "OMP_NUM_THREADS" in os.environ else ThreadGovernor(max_threads, interval, on_change=on_change)
     return _governor
 
 

@@ -13,6 +13,12 @@ requires_fashion_mnist = pytest.mark.skipif(
 )
 
 
+# A fixed thread count for the suite and the commands it starts: the thread governor (pyrogen.threads), which
+# the command runs when OMP_NUM_THREADS is unset, would change the count with the machine's load, and with it
+# the last bits of runs that tests compare bit for bit. tests/test_threads.py removes it where it tests that.
+os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_pyro():
     """Each test starts with an empty param store, validation on and a fixed seed."""

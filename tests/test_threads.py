@@ -202,10 +202,11 @@ def test_the_governor_does_nothing_without_proc_stat(machine, tmp_path):
     assert governor.tick() == 2 and torch.get_num_threads() == 2
 
 
-def test_threads_tick_acts_only_while_governing(machine):
+def test_threads_tick_acts_only_while_governing(machine, monkeypatch):
     import torch
 
     clock, stat, advance = machine
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the suite fixes the count (conftest); a user may not
     torch.set_num_threads(2)
     threads.stop_governing()
     advance(2.0, own=1.0, others=2.0)
@@ -220,3 +221,58 @@ def test_threads_tick_acts_only_while_governing(machine):
         assert torch.get_num_threads() == 1
     finally:
         threads.stop_governing()
+
+
+def test_no_governor_when_the_user_set_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.govern_threads() is None
+    assert threads._governor is None
+
+
+def test_the_governor_says_its_first_change_once(machine):
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(2)
+    said = []
+    governor = ThreadGovernor(max_threads=2, interval=1.0, cores=2, stat=str(stat), on_change=said.append)
+    advance(1.0, own=1.0, others=1.9)
+    governor.tick()
+    advance(1.0, own=2.0, others=0.0)
+    governor.tick()  # back to 2 threads, silently
+    assert torch.get_num_threads() == 2
+    assert said == [
+        "other jobs keep 1.9 of the 2 cores busy: torch now computes on 1 thread, up to 2 as cores free up "
+        "(--threads N fixes the count, which runs that repeat bit for bit need)"
+    ]
+
+
+def test_the_command_governs_threads_only_without_omp_num_threads(tmp_path):
+    """In a fresh process: ``pyrogen train`` starts the governor, unless OMP_NUM_THREADS or --threads is given."""
+    probe = (
+        "import sys; from pyrogen import threads, cli; seen = []; "
+        "real = threads.ThreadGovernor.tick; "
+        "threads.ThreadGovernor.tick = lambda self: seen.append(self.max_threads) or real(self); "
+        "sys.argv = ['pyrogen', 'train', 'vae', '--out', sys.argv[1], '--epochs', '1', '--train-size', '200', "
+        "'--test-size', '100', '--eval-samples', '0', '--no-progress', '--latent-dim', '2', '--hidden', '8'] "
+        "+ sys.argv[2:]; code = cli.main(sys.argv[1:]); "
+        "print('governed' if seen else 'fixed', code)"
+    )
+
+    def run(out, *extra, omp=None):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        env["PYTHONPATH"] = str(ROOT)
+        if omp:
+            env["OMP_NUM_THREADS"] = omp
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / out), *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    assert run("a") == "governed 0"
+    assert run("b", "--threads", "1") == "fixed 0"
+    assert run("c", omp="1") == "fixed 0"
