@@ -109,6 +109,7 @@ def _worker(rank, world, port, out):
     assert distributed.init_from_env("cpu")
     try:
         torch.save({game: _play(game, *_batches(), rank) for game in GAMES}, f"{out}.rank{rank}")
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
