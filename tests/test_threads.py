@@ -111,6 +111,7 @@ def test_set_wait_policy_after_torch_says_it_is_too_late(monkeypatch):
 
 def test_set_wait_policy_keeps_the_users_value(monkeypatch):
     monkeypatch.setenv(WAIT_POLICY, "ACTIVE")
+    monkeypatch.delenv(SPIN_VARIABLE, raising=False)  # an earlier test may have run the command in this process
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set_wait_policy() == "OMP_WAIT_POLICY=ACTIVE"
@@ -276,3 +277,12 @@ def test_the_command_governs_threads_only_without_omp_num_threads(tmp_path):
     assert run("a") == "governed 0"
     assert run("b", "--threads", "1") == "fixed 0"
     assert run("c", omp="1") == "fixed 0"
+
+
+def test_set_wait_policy_keeps_the_users_spin_count(monkeypatch):
+    monkeypatch.delenv(WAIT_POLICY, raising=False)
+    monkeypatch.setenv(SPIN_VARIABLE, "500")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set_wait_policy() == "GOMP_SPINCOUNT=500"
+    assert os.environ[SPIN_VARIABLE] == "500" and WAIT_POLICY not in os.environ
