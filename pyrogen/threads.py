@@ -146,16 +146,12 @@ class ThreadGovernor:
             if self.on_change is not None:
                 self.on_change(
                     f"other jobs keep {self.others:.1f} of the {self.cores} cores busy: torch now computes on "
-                    f"{_plural(threads, 'thread')}, up to {self.max_threads} as cores free up (--threads N fixes "
-                    "the count, which runs that repeat bit for bit need)"
+                    f"{threads} thread{'s' if threads > 1 else ''}, up to {self.max_threads} as cores free up "
+                    "(--threads N fixes the count, which runs that repeat bit for bit need)"
                 )
                 self.on_change = None  # said once: the count may move again, silently
             self.threads = threads
         return threads
-
-
-def _plural(count, word):
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 _governor = None
