@@ -141,6 +141,7 @@ def main(argv=None):
         f"Lightning / TorchSVI, median over blocks: {statistics.median(ratios):.3f}x "
         f"(blocks: {min(ratios):.3f}x to {max(ratios):.3f}x; target at most 1.10x)"
     )
+    print(f"Lightning / TorchSVI, total time: {sum(times['lightning']) / sum(times['torchsvi']):.3f}x")
 
 
 if __name__ == "__main__":

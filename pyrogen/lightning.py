@@ -64,6 +64,18 @@ def _owner(fn):
     return owner if isinstance(owner, nn.Module) else None
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class _EpochLoss:
+    """This process's training loss: of the last step, and summed over the epoch so far (detached, nats)."""
+
+    __slots__ = ("last", "total", "count")
+
+    def __init__(self):
+        self.last, self.total, self.count = None, None, 0
+
+
 def _images(batch):
     """The examples of a batch: the batch itself, or the first element of ``(images, labels, ...)``."""
     return batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -109,9 +121,8 @@ class SVIModule(pl.LightningModule):
         self.elbo_module = ELBOModule(model, guide, elbo if elbo is not None else ReparamTrace_ELBO(), modules=modules)
         self.lr, self.optimizer_class, self.site = lr, optimizer, site
         self.sum_over_ranks = sum_over_ranks
-        self.last_loss = None  # this process's loss of the last training step (its share, summed), detached
+        self._loss = _EpochLoss()
         self._validation = []
-        self._train_sum, self._train_count = None, 0  # this process's summed loss of the epoch
         if example is not None:
             with torch.no_grad(), pyro.validation_enabled(False):
                 self.elbo_module(_images(example))
@@ -120,6 +131,20 @@ class SVIModule(pl.LightningModule):
                 "SVIModule found no parameters in the model and guide; a guide that creates them "
                 "lazily (an AutoGuide) needs one batch first: pass example=<a batch>"
             )
+
+    def __setattr__(self, name, value):
+        """``nn.Module``'s, with a short way for a plain value (a str, a number, None) under a name the module
+        holds as a plain attribute: Lightning sets ``_current_fx_name`` around each hook it calls, about 50
+        times a step, and ``nn.Module``'s registration checks cost about 2 us each."""
+        if type(value) in _PLAIN and name in self.__dict__:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def last_loss(self):
+        """This process's loss of the last training step (its share of the batch, summed, nats), detached."""
+        return self._loss.last
 
     def forward(self, x):
         """The loss (negative ELBO, nats, summed over the batch ``x``)."""
@@ -132,22 +157,25 @@ class SVIModule(pl.LightningModule):
         x = _images(batch)
         with pyro.validation_enabled(False):
             loss = self.elbo_module(x)
-        self.last_loss = loss.detach()
         # the epoch's ELBO is summed here and logged once, at the epoch's end: Lightning's self.log
         # costs about 1 ms a call on the CPU, as much as 15% of a small model's step
-        if self._train_sum is None:
-            self._train_sum, self._train_count = torch.zeros((), device=loss.device), 0
-        self._train_sum += self.last_loss
-        self._train_count += x.shape[0]
+        record = self._loss
+        record.last = loss.detach()
+        if record.total is None:
+            record.total = record.last.clone()
+        else:
+            record.total += record.last
+        record.count += x.shape[0]
         world = self.trainer.world_size if self._trainer is not None else 1
         return loss * world if self.sum_over_ranks and world > 1 else loss
 
     def on_train_epoch_end(self):
         """``train_elbo``: the epoch's training ELBO per example, averaged over the processes."""
-        if self._train_sum is None:
+        record = self._loss
+        if record.total is None:
             return
-        elbo = -self._train_sum / self._train_count
-        self._train_sum, self._train_count = None, 0
+        elbo = -record.total / record.count
+        record.total, record.count = None, 0
         self.log("train_elbo", elbo, sync_dist=True)
 
     def validation_step(self, batch, batch_idx):

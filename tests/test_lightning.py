@@ -112,3 +112,29 @@ def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     assert logged["val_active_units"] == diagnostics["active_units"]
     assert 0 <= logged["val_mi"] <= math.log(60) + 1e-6  # one draw per example: a fresh estimate, capped at log N
     assert logged["val_elbo"] == pytest.approx(elbo, abs=3.0)  # Monte Carlo: 60 images, one draw each
+
+
+def test_setting_an_attribute_registers_what_nn_module_registers():
+    """SVIModule's short way for plain values (Lightning's ``_current_fx_name``) leaves nn.Module's
+    registration of parameters, modules and buffers, and its other attributes, as they were."""
+    from pyrogen.lightning import SVIModule
+    from pyrogen.models import VAE
+
+    vae = VAE(latent_dim=2, hidden=(4,))
+    module = SVIModule(vae.model, vae.guide)
+    module._current_fx_name = "training_step"  # a plain value under a plain attribute: the short way
+    assert module._current_fx_name == "training_step" and "_current_fx_name" in module.__dict__
+    module._current_fx_name = None
+    assert module._current_fx_name is None
+    module.lr = 0.5
+    assert module.lr == 0.5
+    module.extra = torch.nn.Parameter(torch.ones(2))  # new names go through nn.Module: registered
+    module.head = torch.nn.Linear(2, 2)
+    module.register_buffer("scale", torch.ones(1))
+    module.scale = torch.zeros(1)  # a buffer stays a buffer
+    names = dict(module.named_parameters())
+    assert "extra" in names and "head.weight" in names
+    assert "extra" not in module.__dict__ and "head" not in module.__dict__
+    assert dict(module.named_buffers())["scale"].item() == 0.0 and "scale" not in module.__dict__
+    module.lr = torch.nn.Parameter(torch.ones(1))  # a plain attribute given a Parameter becomes a parameter
+    assert "lr" in dict(module.named_parameters()) and "lr" not in module.__dict__
