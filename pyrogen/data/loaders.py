@@ -8,6 +8,8 @@ from the host. Binarization is ``"none"`` (grey levels in [0, 1]),
 Burda et al. 2015).
 """
 
+import weakref
+
 import numpy as np
 import torch
 
@@ -317,17 +319,30 @@ def is_reader(data):
 
 
 class _Batches(torch.utils.data.Sampler):
-    """The index lists of the loader's current epoch, from its position on (read in the main process)."""
+    """The index lists of the loader's current epoch, from its position on (read in the main process).
+
+    It holds the loader by a weak reference: a loader in no reference cycle is freed as soon as it is
+    dropped, and with it its DataLoader's persistent workers, told to stop through their index queues. Freed
+    instead by the cycle collector, which first closes those queues' feeder threads (multiprocessing's own
+    finalizers), the workers never hear the stop and DataLoader waits 5 s for each before killing it.
+    """
 
     def __init__(self, loader):
-        self.loader = loader
+        self._loader = weakref.ref(loader)
+
+    @property
+    def loader(self):
+        return self._loader()
 
     def __len__(self):
-        return len(self.loader) - self.loader.position
+        loader = self.loader
+        return len(loader) - loader.position
 
     def __iter__(self):
-        order, b = self.loader._order, self.loader.batch_size
-        for i in range(self.loader.position, len(self.loader)):
+        loader = self.loader
+        order, b, start, stop = loader._order, loader.batch_size, loader.position, len(loader)
+        del loader
+        for i in range(start, stop):
             yield order[i * b : (i + 1) * b].tolist()
 
 
