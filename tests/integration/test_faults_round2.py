@@ -252,21 +252,33 @@ def test_a_malformed_run_file_is_one_line(
 
 
 # ---------------------------------------------------------------- item 1: one writer per run directory
-def _train(out, *extra, slow=0.0):
-    """``pyrogen train vae --out OUT`` in its own process; each step sleeps ``slow`` seconds."""
+def _train(out, *extra, slow=0.0, hold=None):
+    """``pyrogen train vae --out OUT`` in its own process; each step sleeps ``slow`` seconds.
+
+    ``hold=(path, steps)``: after its first ``steps`` steps, while the file ``path`` exists, the process
+    writes ``path + ".held"`` and waits (polling every 10 ms) before its next step returns.
+    """
     code = (
-        "import sys, time, torch\n"
+        "import os, sys, time, torch\n"
         "torch.set_num_threads(1)\n"
         "from pyrogen.training.vae import VAETrainer\n"
         "step = VAETrainer.train_step\n"
+        "calls = [0]\n"
         "def slow(self, *a, **k):\n"
         "    result = step(self, *a, **k)\n"
         f"    time.sleep({slow})\n"
-        "    return result\n"
-        "VAETrainer.train_step = slow\n"
-        "from pyrogen.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
+        "    calls[0] += 1\n"
     )
+    if hold is not None:
+        path, steps = hold
+        code += (
+            f"    if calls[0] > {steps} and os.path.exists({path!r}):\n"
+            f"        open({path!r} + '.held', 'w').close()\n"
+            f"        while os.path.exists({path!r}):\n"
+            "            time.sleep(0.01)\n"
+        )
+    code += "    return result\nVAETrainer.train_step = slow\nfrom pyrogen.cli import main\n"
+    code += "sys.exit(main(sys.argv[1:]))\n"
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     return subprocess.Popen(
         [sys.executable, "-c", code, "train", "vae", "--out", out, "--batch-size", "20"] + TINY + list(extra),
@@ -300,14 +312,18 @@ def test_two_trainings_started_together_in_one_directory_one_is_refused(tmp_path
 @pytest.mark.parametrize("second", ["new", "resume"])
 def test_a_second_writer_while_the_first_trains_is_refused_before_it_writes(tmp_path, second):
     out = str(tmp_path / "D")
-    # a new run has no config.json until its first epoch ends: the second must come within it (15 s)
+    # a new run has no config.json until its first epoch ends: the first is held after its first step; a
+    # resumed one needs the first's checkpoint: held after its first epoch (10 steps of 20 of 200 examples)
     epochs = 1 if second == "new" else 3
-    first = _train(out, "--epochs", str(epochs), slow=1.5 if second == "new" else 0.4)
+    gate = str(tmp_path / "gate")
+    open(gate, "w").close()
+    first = _train(out, "--epochs", str(epochs), hold=(gate, 1 if second == "new" else 10))
     try:
         end = time.monotonic() + 120
-        while not os.path.exists(os.path.join(out, "checkpoint.pt" if second == "resume" else "")):
+        while not os.path.exists(gate + ".held"):
             assert first.poll() is None and time.monotonic() < end, first.stderr.read()
             time.sleep(0.02)
+        assert os.path.exists(os.path.join(out, "checkpoint.pt")) == (second == "resume")
         args = ["--epochs", "5", "--resume"] if second == "resume" else ["--epochs", "2", "--latent-dim", "3"]
         other = _train(out, *args)
         _, err = other.communicate(timeout=120)
@@ -316,8 +332,9 @@ def test_a_second_writer_while_the_first_trains_is_refused_before_it_writes(tmp_
             f"pyrogen: error: output directory {out!r} is in use: another pyrogen process is writing "
             "there; wait until it ends, or choose another directory (nothing was written)\n"
         )
-        assert first.poll() is None, "the first training ended before the second was refused: make it slower"
+        assert first.poll() is None, "the first training ended before the second was refused"
     finally:
+        os.remove(gate)
         _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert [r["epoch"] for r in RunDir(out).read_metrics()] == list(range(1, epochs + 1))  # the first run's only
