@@ -23,6 +23,8 @@ def _images(n, seed):
 def vae_run(tmp_path, one_thread):
     config = default_config(latent_dim=3, hidden=(16,))
     config["data"]["binarize"] = "static"
+    # the data a resumed run reloads from its configuration (the first Fashion-MNIST images), as many as trained on
+    config["data"].update(train_size=60, test_size=20)
     config["train"].update(epochs=1, batch_size=20)
     pyro.set_rng_seed(0)
     trainer = VAETrainer(
