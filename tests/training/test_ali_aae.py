@@ -24,12 +24,12 @@ def small_config(kind, **train):
     return config
 
 
-def data_of(config, fashion_mnist_small):
+def data_of(config, fashion_mnist_small, n_train=1000):
     train, test = fashion_mnist_small
     test_x = test.images[:300]
     if config["data"]["binarize"] != "none":
         test_x = static_binarize(test_x, seed=12345)
-    return train.images[:1000], train.labels[:1000], test_x, test.labels[:300]
+    return train.images[:n_train], train.labels[:n_train], test_x, test.labels[:300]
 
 
 @requires_fashion_mnist
@@ -41,7 +41,7 @@ def test_resumed_run_matches_uninterrupted_bit_for_bit(kind, dcgan, fashion_mnis
     if dcgan:  # the earlier defaults: DCGAN's layout of the pair, the alternating update
         config["train"]["update"] = "alternating"
         del config["model"]["network"]
-    data = data_of(config, fashion_mnist_small)
+    data = data_of(config, fashion_mnist_small, n_train=300)  # 3 steps an epoch: the resumed epoch has 3 to match
     straight = BUILD[kind](config, RunDir.create(tmp_path / "a", config), "cpu", False, data)
     straight.fit(2)
 
