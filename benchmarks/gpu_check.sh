@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_check.sh --device cpu --quick     # rehearsal on the CPU, a minute or two
 #   bash benchmarks/gpu_check.sh --out "$OUT/gpu_check.txt"
 #
-# GPU targets (issue 16): eager pyrogen at most 1.3x a plain eager PyTorch step, compiled at most
+# GPU targets: eager pyrogen at most 1.3x a plain eager PyTorch step, compiled at most
 # 1.0x, compiled with CUDA graphs at most 0.5x, and at least 3x faster than Pyro's tutorial loop.
 # Mixed precision: the MLP step also under bfloat16 autocast (plain and pyrogen rows), the
 # default VAE trained at --precision 32, bf16 and fp16 (benchmarks/precision_run.py: epoch time and
