@@ -33,6 +33,10 @@ c busy jobs on n cores a job gets n / (c + 1) of a core, so it takes at least
     python -m benchmarks.contention quickstart --competitors 2            # about 20 min on 2 cores
     python -m benchmarks.contention quickstart --epochs 1 --train-size 300 --test-size 300  # smoke run
 
+The trainings run on the CPU (``--device cpu``) even where a GPU is present: the cores are what they share.
+On a machine with more cores than 2 (the GPU machine's 16, say), ``jobs --settings default threads1
+--counts 1 3`` shows the ratio where the cores are not all taken (``gpu_check.sh`` runs it).
+
 Never run two of these at once, nor beside other work: the figures are ratios of times.
 """
 
@@ -87,6 +91,8 @@ def _train_args(args, out, epochs):
         "--eval-samples",
         str(args.eval_samples),
         "--no-progress",
+        "--device",
+        args.device,
         *sizes,
     ]
 
@@ -209,6 +215,7 @@ def main():
         p.add_argument("--train-size", type=int, default=12000 if name == "jobs" else None)
         p.add_argument("--test-size", type=int, default=None)
         p.add_argument("--eval-samples", type=int, default=0 if name == "jobs" else 1000)
+        p.add_argument("--device", default="cpu", help="the trainings' --device (default cpu: the cores are shared)")
     sub.choices["jobs"].add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
     sub.choices["jobs"].add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     q = sub.choices["quickstart"]
