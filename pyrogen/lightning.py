@@ -99,8 +99,8 @@ class SVIModule(pl.LightningModule):
     :param str compile: how the training loss runs, as in :class:`~pyrogen.infer.TorchSVI`: ``"off"`` (the
         model and guide's Python at every step), ``"record"`` (the step's tensor operations recorded once per
         batch shape and replayed, the same values and gradients bit for bit, with the recording's guard; see
-        :ref:`recorded-models`) or ``"on"`` (recorded and compiled). Recording is of the float32 step: with
-        another ``precision`` of the ``Trainer``, ``fit`` refuses it in one line.
+        :ref:`recorded-models`) or ``"on"`` (recorded and compiled). Recording is of the full-precision step
+        (``"32-true"`` or ``"64-true"``): with the ``Trainer``'s mixed precision, ``fit`` refuses it in one line.
 
     Building one sets Pyro's global ``module_local_params`` to True for the rest of the process, as
     Pyro's ``svi_lightning`` example does at its start: a ``PyroParam`` then lives in its module, where
@@ -144,7 +144,7 @@ class SVIModule(pl.LightningModule):
 
     def __setattr__(self, name, value):
         """``nn.Module``'s, with a short way for a plain value (a str, a number, None) under a name the module
-        holds as a plain attribute: Lightning sets ``_current_fx_name`` around each hook it calls, about 50
+        holds as a plain attribute: Lightning sets ``_current_fx_name`` around each hook it calls, about 44
         times a step, and ``nn.Module``'s registration checks cost about 2 us each."""
         if type(value) in _PLAIN and name in self.__dict__:
             object.__setattr__(self, name, value)
