@@ -175,9 +175,7 @@ def test_a_reading_workers_watch_ends_it_when_the_reader_ends(pidfd):
     reading process has ended: by a pidfd where Linux gives one, else by a look once a second."""
     reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     code = (
-        "import os, sys\n"
-        + ("" if pidfd else "del os.pidfd_open\n")
-        + "from pyrogen.data.loaders import _exit_after\n"
+        "import os, sys\n" + ("" if pidfd else "del os.pidfd_open\n") + "from pyrogen.data.loaders import _exit_after\n"
         "print('watching', flush=True)\n"
         "_exit_after(int(sys.argv[1]))\n"
         "sys.exit(3)\n"
