@@ -13,7 +13,8 @@ copy over the solo time, in four settings, one after another:
   (``pyrogen.cli.main`` called directly, ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` removed from the
   environment, ``--threads`` = the cores).
 
-On 2 cores a fair share for 3 copies is 1.5x. Two times are read per copy: the epoch's
+On 2 cores a fair share for 3 copies is 1.5x the one-thread solo; with ``threads1`` among the
+settings the bound this sets on each copy, as a ratio to the first setting's solo, is printed last. Two times are read per copy: the epoch's
 training time (``seconds`` in its ``metrics.csv``) and the whole command's wall time
 (imports, data, evaluation included).
 
@@ -141,6 +142,7 @@ def jobs(args):
     )
     print("|---|---|---|---|---|---|---|---|")
     first = None  # the solo times of the first setting (the default), to compare the settings' own solos
+    solos = {}
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
             solo = None
@@ -152,11 +154,20 @@ def jobs(args):
                 epoch, wall = sum(epochs) / count, sum(walls) / count
                 solo = solo or (epoch, wall)
                 first = first or solo
+                solos[setting] = solo
                 print(
                     f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {epoch / first[0]:.2f}x | "
                     f"{wall:.2f} | {wall / solo[1]:.2f}x | {wall / first[1]:.2f}x |",
                     flush=True,
                 )
+    if "threads1" in solos and args.settings[0] != "threads1":
+        cores, one = os.cpu_count(), solos["threads1"]
+        for count in (c for c in sorted(args.counts) if c > cores):
+            print(
+                f"Fair-share bound for {count} copies on {cores} cores: each takes at least {count / cores:g} x the "
+                f"one-thread solo, {count / cores * one[0] / first[0]:.2f}x (epoch) and "
+                f"{count / cores * one[1] / first[1]:.2f}x (wall) the {args.settings[0]} solo"
+            )
 
 
 def quickstart(args):
