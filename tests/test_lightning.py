@@ -78,9 +78,16 @@ def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread, co
     assert run["train_elbo"] == pytest.approx(-sum(last_epoch) / 80, rel=LOSS_RTOL)
 
 
+def _trainer(max_epochs=1, **options):
+    """A one-CPU Lightning Trainer without logger, checkpoints, progress bar or model summary."""
+    import lightning.pytorch as pl
+
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, **quiet, **options)
+
+
 def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     """One process: the logged figures are those of pyrogen.evaluation on the same validation data."""
-    import lightning.pytorch as pl
     import pyro
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -93,15 +100,7 @@ def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     data = ddp.data()
     vae = VAE(latent_dim=3, hidden=(16,))
     module = SVIModule(vae.model, vae.guide, lr=1e-2)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = _trainer(max_epochs=2)
     trainer.fit(
         module, DataLoader(TensorDataset(data), batch_size=20), DataLoader(TensorDataset(data[:60]), batch_size=25)
     )
@@ -143,19 +142,9 @@ def test_setting_an_attribute_registers_what_nn_module_registers():
 
 
 def _fit_steps(module, data, **trainer_options):
-    import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **trainer_options,
-    )
+    trainer = _trainer(**trainer_options)
     trainer.fit(module, DataLoader(data, batch_size=20))
     return trainer
 
