@@ -168,6 +168,15 @@ def cpu_quota(cgroups="/proc/self/cgroup", root="/sys/fs/cgroup"):
     return min(quotas) if quotas else None
 
 
+def available_cores():
+    """The cores this process can keep busy: the CPUs of its affinity, at most its control group's CPU
+    quota in whole cores (at least 1); ``os.cpu_count()`` where neither is known."""
+    cpus = usable_cpus()
+    cores = len(cpus) if cpus else os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, math.floor(quota))) if quota is not None else cores
+
+
 class ThreadGovernor:
     """Torch's thread count from the cores that other processes leave free, measured as it runs.
 

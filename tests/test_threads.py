@@ -374,3 +374,17 @@ def test_a_cpu_quota_caps_the_threads_at_once_and_says_so(machine):
     assert governor.tick() == 1 and len(said) == 2
     torch.set_num_threads(1)
     assert ThreadGovernor(interval=1.0, cores=4, stat=str(stat), quota=0.5).max_threads == 1
+
+
+def test_available_cores_are_the_affinitys_at_most_the_quota(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cpus", lambda: (0, 1, 2, 3, 4, 5))
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 2.5)
+    assert threads.available_cores() == 2
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 0.25)
+    assert threads.available_cores() == 1
+    monkeypatch.setattr(threads, "usable_cpus", lambda: None)
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 3)
+    assert threads.available_cores() == 3

@@ -19,6 +19,7 @@ import torch
 
 from pyrogen.checks import is_integer
 from pyrogen.errors import DataError
+from pyrogen.threads import available_cores
 
 BINARIZATIONS = ("none", "static", "dynamic")
 
@@ -388,7 +389,8 @@ class StreamingLoader:
     :param str binarize: ``"none"`` or ``"dynamic"`` (``"static"``, one draw over the whole data set
         in memory, is refused).
     :param int num_workers: worker processes (0: read in this process). Default: one less than the
-        CPU cores, between 1 and 4.
+        cores the process can use (:func:`pyrogen.threads.available_cores`: its CPUs, at most its CPU
+        quota), between 1 and 4.
     :param int prefetch_factor: batches each worker reads ahead.
     """
 
@@ -420,7 +422,7 @@ class StreamingLoader:
         if world_size != 1 or rank != 0:
             raise DataError("a streamed data set trains in a single process; run it without torchrun")
         if num_workers is None:
-            num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+            num_workers = max(1, min(4, available_cores() - 1))
         self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
         self.labels = labels  # served beside each batch when given (the reader's own: reader.labels)
