@@ -13,7 +13,8 @@ copy over the solo time, in four settings, one after another:
   (``pyrogen.cli.main`` called directly, ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` removed from the
   environment, ``--threads`` = the cores).
 
-On 2 cores a fair share for 3 copies is 1.5x. Two times are read per copy: the epoch's
+On 2 cores a fair share for 3 copies is 1.5x the one-thread solo; with ``threads1`` among the
+settings the bound this sets on each copy, as a ratio to the first setting's solo, is printed last. Two times are read per copy: the epoch's
 training time (``seconds`` in its ``metrics.csv``) and the whole command's wall time
 (imports, data, evaluation included).
 
@@ -32,6 +33,10 @@ c busy jobs on n cores a job gets n / (c + 1) of a core, so it takes at least
     python -m benchmarks.contention jobs --train-size 300 --test-size 300 --counts 1 2   # smoke run
     python -m benchmarks.contention quickstart --competitors 2            # about 20 min on 2 cores
     python -m benchmarks.contention quickstart --epochs 1 --train-size 300 --test-size 300  # smoke run
+
+The trainings run on the CPU (``--device cpu``) even where a GPU is present: the cores are what they share.
+On a machine with more cores than 2 (the GPU machine's 16, say), ``jobs --settings default threads1
+--counts 1 3`` shows the ratio where the cores are not all taken (``gpu_check.sh`` runs it).
 
 Never run two of these at once, nor beside other work: the figures are ratios of times.
 """
@@ -87,6 +92,8 @@ def _train_args(args, out, epochs):
         "--eval-samples",
         str(args.eval_samples),
         "--no-progress",
+        "--device",
+        args.device,
         *sizes,
     ]
 
@@ -135,6 +142,7 @@ def jobs(args):
     )
     print("|---|---|---|---|---|---|---|---|")
     first = None  # the solo times of the first setting (the default), to compare the settings' own solos
+    solos = {}
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
             solo = None
@@ -146,11 +154,20 @@ def jobs(args):
                 epoch, wall = sum(epochs) / count, sum(walls) / count
                 solo = solo or (epoch, wall)
                 first = first or solo
+                solos[setting] = solo
                 print(
                     f"| {setting} | {count} | {epoch:.2f} | {epoch / solo[0]:.2f}x | {epoch / first[0]:.2f}x | "
                     f"{wall:.2f} | {wall / solo[1]:.2f}x | {wall / first[1]:.2f}x |",
                     flush=True,
                 )
+    if "threads1" in solos and args.settings[0] != "threads1":
+        cores, one = os.cpu_count(), solos["threads1"]
+        for count in (c for c in sorted(args.counts) if c > cores):
+            print(
+                f"Fair-share bound for {count} copies on {cores} cores: each takes at least {count / cores:g} x the "
+                f"one-thread solo, {count / cores * one[0] / first[0]:.2f}x (epoch) and "
+                f"{count / cores * one[1] / first[1]:.2f}x (wall) the {args.settings[0]} solo"
+            )
 
 
 def quickstart(args):
@@ -209,6 +226,7 @@ def main():
         p.add_argument("--train-size", type=int, default=12000 if name == "jobs" else None)
         p.add_argument("--test-size", type=int, default=None)
         p.add_argument("--eval-samples", type=int, default=0 if name == "jobs" else 1000)
+        p.add_argument("--device", default="cpu", help="the trainings' --device (default cpu: the cores are shared)")
     sub.choices["jobs"].add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
     sub.choices["jobs"].add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     q = sub.choices["quickstart"]

@@ -7,11 +7,12 @@
 #   bash benchmarks/gpu_check.sh --device cpu --quick     # rehearsal on the CPU, a minute or two
 #   bash benchmarks/gpu_check.sh --out "$OUT/gpu_check.txt"
 #
-# GPU targets (issue 16): eager pyrogen at most 1.3x a plain eager PyTorch step, compiled at most
+# GPU targets: eager pyrogen at most 1.3x a plain eager PyTorch step, compiled at most
 # 1.0x, compiled with CUDA graphs at most 0.5x, and at least 3x faster than Pyro's tutorial loop.
 # Mixed precision: the MLP step also under bfloat16 autocast (plain and pyrogen rows), the
 # default VAE trained at --precision 32, bf16 and fp16 (benchmarks/precision_run.py: epoch time and
-# test ELBO against float32's), and the Lightning path against TorchSVI in bf16. These sections have
+# test ELBO against float32's), and the Lightning path against TorchSVI in bf16. Last, 1 and 3 CPU
+# trainings at once on the machine's own cores (benchmarks.contention). These sections have
 # been rehearsed on the CPU (--device cpu --quick) but not yet run on a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +40,14 @@ if [ "$quick" = 1 ]; then
   gan=(--steps 2 --rounds 2)
   precision=(--epochs 1 --train-size 1000 --test-size 500)
   lightning=(--blocks 2 --block 3 --train-size 1000)
+  contention=(--train-size 300 --test-size 300 --counts 1 2)
 else
   vae_mlp=(--epochs 3 --eval-samples 100)
   vae_conv=(--epochs 1 --train-size 20000)
   gan=(--steps 20 --rounds 15)
   precision=(--epochs 3)
   lightning=(--blocks 10 --block 50)
+  contention=(--counts 1 3)
 fi
 lightning_precision=()
 if [ "$device" = cuda ]; then lightning_precision=(--precision bf16); fi
@@ -75,5 +78,7 @@ section "VAE step, conv" "$python" -m benchmarks.vae_step --device "$device" --a
 section "GAN step, DCGAN" "$python" -m benchmarks.gan_step --device "$device" "${gan[@]}"
 section "VAE training at each precision (32, bf16, fp16)" "$python" -m benchmarks.precision_run --device "$device" "${precision[@]}"
 section "Lightning step vs TorchSVI" "$python" -m benchmarks.lightning_step --device "$device" "${lightning[@]}" "${lightning_precision[@]}"
+section "CPU trainings sharing this machine's cores" "$python" -m benchmarks.contention jobs --device cpu \
+  --settings default threads1 "${contention[@]}"
 echo "figures written to $out"
 exit $status

@@ -4,7 +4,8 @@ Lightning: :class:`pyrogen.lightning.SVIModule` around a 784-400-50 :class:`pyro
 (``ReparamTrace_ELBO``, Adam lr 1e-3) driven by ``lightning.pytorch.Trainer`` (one CPU device, no
 logger, no checkpoints, no progress bar: Lightning's loop, hooks and optimizer closure are what is
 timed). TorchSVI: :class:`pyrogen.infer.TorchSVI` with the same ELBO and Adam on an identical
-copy of the model, eager (no recording), the step pyrogen's trainer takes without ``--compile``.
+copy of the model. ``--compile`` sets both: ``off`` (eager, each class's default) or ``record`` (the
+recorded step, the trainer's choice for a long run).
 Both read the same dynamically binarized Fashion-MNIST batches of 100 from
 :class:`pyrogen.data.DeviceLoader`, so the data path is the same.
 
@@ -13,7 +14,9 @@ TorchSVI takes ``--block`` steps, and so on for ``--blocks`` blocks after one wa
 ratio is taken within each block, so load that changes between blocks cancels, and the median over
 blocks is printed. Target: at most 1.10x.
 
-    python -m benchmarks.lightning_step --threads 2                       # the timed run (about 2 min)
+    python -m benchmarks.lightning_step --threads 2                       # the timed run (about 40 s)
+    python -m benchmarks.lightning_step --threads 2 --compile record      # both recorded
+    python -m benchmarks.lightning_step --threads 2 --compile record --torchsvi-compile off
     python -m benchmarks.lightning_step --blocks 2 --block 3 --train-size 1000   # smoke run (seconds)
     python -m benchmarks.lightning_step --device cuda --precision bf16    # on a GPU (gpu_check.sh)
 """
@@ -33,12 +36,24 @@ from pyrogen.models import VAE
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--blocks", type=int, default=20)
-    p.add_argument("--block", type=int, default=50, help="steps per block and contender")
+    p.add_argument("--blocks", type=int, default=200)
+    p.add_argument("--block", type=int, default=10, help="steps per block and contender")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--train-size", type=int, default=None, help="training images (default: all 60,000)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--compile",
+        choices=["off", "record"],
+        default="off",
+        help="both paths: TorchSVI's and SVIModule's compile (off: eager; record: the recorded step)",
+    )
+    p.add_argument(
+        "--torchsvi-compile",
+        choices=["off", "record"],
+        default=None,
+        help="TorchSVI's compile, where it differs from --compile (e.g. Lightning recorded against TorchSVI eager)",
+    )
     p.add_argument(
         "--precision",
         choices=["32", "bf16"],
@@ -66,6 +81,7 @@ def main(argv=None):
         twin.guide,
         torch.optim.Adam(twin.parameters(), lr=1e-3),
         ReparamTrace_ELBO(),
+        compile=args.torchsvi_compile or args.compile,
         precision=args.precision,
     )
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -109,7 +125,7 @@ def main(argv=None):
                 times["torchsvi"].append(1000 * torchsvi / args.block)
             self.start = time.perf_counter()
 
-    module = SVIModule(vae.model, vae.guide, lr=1e-3)
+    module = SVIModule(vae.model, vae.guide, lr=1e-3, compile=args.compile)
     loader = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=1, device=device)
     trainer = pl.Trainer(
         accelerator=args.device,
@@ -130,8 +146,9 @@ def main(argv=None):
     ratios = [a / b for a, b in zip(times["lightning"], times["torchsvi"])]
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{args.threads} threads, {platform.machine()}"
     print(
-        f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, precision "
-        f"{args.precision}, {where}, {len(ratios)} blocks of {args.block} steps"
+        f"Lightning {pl.__version__} vs TorchSVI, 784-400-50 VAE, batch {args.batch_size}, compile "
+        f"{args.compile} (TorchSVI {args.torchsvi_compile or args.compile}), precision {args.precision}, "
+        f"{where}, {len(ratios)} blocks of {args.block} steps"
     )
     print("| path | ms per step (median) |")
     print("|---|---|")

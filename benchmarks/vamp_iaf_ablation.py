@@ -1,4 +1,4 @@
-"""Ablations of pyrogen's VampPrior and IAF rows against pythae's, one difference at a time (issue 19).
+"""Ablations of pyrogen's VampPrior and IAF rows against pythae's, one difference at a time.
 
 Each row below is a catalogue row (:mod:`catalogue`) that differs from pyrogen's
 VampPrior or IAF as they were before 2026-12-03 (now the catalogue's ``vampprior-sigmoid``

@@ -44,7 +44,7 @@ from torch import nn
 from pyrogen.evaluation import evaluate_dataset
 from pyrogen.evaluation.diagnostics import collapse_diagnostics
 from pyrogen.infer import ReparamTrace_ELBO
-from pyrogen.infer.torch_svi import ELBOModule
+from pyrogen.infer.torch_svi import ELBOModule, compile_choice, compiled
 
 try:
     import lightning.pytorch as pl
@@ -96,6 +96,11 @@ class SVIModule(pl.LightningModule):
     :param bool sum_over_ranks: multiply each process's loss by the number of processes (see the module
         docs); False for a model whose plate carries the full data size.
     :param str site: the latent site of the validation diagnostics (None: no diagnostics, ELBO only).
+    :param str compile: how the training loss runs, as in :class:`~pyrogen.infer.TorchSVI`: ``"off"`` (the
+        model and guide's Python at every step), ``"record"`` (the step's tensor operations recorded once per
+        batch shape and replayed, the same values and gradients bit for bit, with the recording's guard; see
+        :ref:`recorded-models`) or ``"on"`` (recorded and compiled). Recording is of the full-precision step
+        (``"32-true"`` or ``"64-true"``): with the ``Trainer``'s mixed precision, ``fit`` refuses it in one line.
 
     Building one sets Pyro's global ``module_local_params`` to True for the rest of the process, as
     Pyro's ``svi_lightning`` example does at its start: a ``PyroParam`` then lives in its module, where
@@ -113,6 +118,7 @@ class SVIModule(pl.LightningModule):
         example=None,
         sum_over_ranks=True,
         site="z",
+        compile="off",
     ):
         super().__init__()
         pyro.settings.set(module_local_params=True)  # parameters live in the modules, not the param store
@@ -120,6 +126,10 @@ class SVIModule(pl.LightningModule):
             modules = list({id(m): m for m in map(_owner, (model, guide)) if m is not None}.values())
         self.elbo_module = ELBOModule(model, guide, elbo if elbo is not None else ReparamTrace_ELBO(), modules=modules)
         self.lr, self.optimizer_class, self.site = lr, optimizer, site
+        self.compile = compile_choice(compile)
+        # what a training step calls: the ELBO module itself, or its recording, which holds no parameters of
+        # its own and stays out of the module tree (state_dict and checkpoints are the model and guide's)
+        object.__setattr__(self, "_training_loss", compiled(self.elbo_module, self.compile))
         self.sum_over_ranks = sum_over_ranks
         self._loss = _EpochLoss()
         self._validation = []
@@ -134,7 +144,7 @@ class SVIModule(pl.LightningModule):
 
     def __setattr__(self, name, value):
         """``nn.Module``'s, with a short way for a plain value (a str, a number, None) under a name the module
-        holds as a plain attribute: Lightning sets ``_current_fx_name`` around each hook it calls, about 50
+        holds as a plain attribute: Lightning sets ``_current_fx_name`` around each hook it calls, about 44
         times a step, and ``nn.Module``'s registration checks cost about 2 us each."""
         if type(value) in _PLAIN and name in self.__dict__:
             object.__setattr__(self, name, value)
@@ -153,10 +163,18 @@ class SVIModule(pl.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_class(self.parameters(), lr=self.lr)
 
+    def on_fit_start(self):
+        precision = str(self.trainer.precision)
+        if self.compile != "off" and precision not in ("32-true", "64-true"):
+            raise ValueError(
+                f"SVIModule(compile={self.compile!r}) records the full-precision step; the Trainer's "
+                f"precision={precision!r} runs it eagerly: give compile='off'"
+            )
+
     def training_step(self, batch, batch_idx):
         x = _images(batch)
         with pyro.validation_enabled(False):
-            loss = self.elbo_module(x)
+            loss = self._training_loss(x)
         # the epoch's ELBO is summed here and logged once, at the epoch's end: Lightning's self.log
         # costs about 1 ms a call on the CPU, as much as 15% of a small model's step
         record = self._loss

@@ -20,7 +20,11 @@ wrong on a machine that other jobs share, and this module mends both:
   of positive niceness left out, since they yield) and sets
   ``torch.set_num_threads`` to the cores left free, at least one and at most the
   count it started with. On a quiet machine that is every core; beside other
-  busy jobs it is one thread, which does the most work per core-second.
+  busy jobs it is one thread, which does the most work per core-second. It counts
+  only the CPUs the process may run on (its affinity: ``taskset``, a SLURM job's or
+  a container's cpuset), and never more threads than its control group's CPU quota
+  allows (a container's ``--cpus``, a Kubernetes CPU limit), which torch's own count
+  does not heed.
 
 The measurements are in the performance page of the docs ("Threads on a shared CPU").
 
@@ -33,6 +37,7 @@ before importing torch and :func:`govern_threads` after. Settings the user made
 This module imports nothing heavy, so that it can run before torch.
 """
 
+import math
 import os
 import sys
 import time
@@ -82,17 +87,94 @@ def set_wait_policy(policy="SPIN-BRIEFLY"):
     return f"{name}={value}"
 
 
-def _busy_seconds(stat="/proc/stat"):
-    """CPU seconds all processes spent working since boot, niced ones left out; None off Linux."""
+def _busy_seconds(stat="/proc/stat", cpus=None):
+    """CPU seconds all processes spent working since boot, niced ones left out, on the CPUs ``cpus``
+    (indices; None: all of them); None off Linux."""
+    names = {"cpu"} if cpus is None else {f"cpu{i}" for i in cpus}
+    busy, found = 0, False
     try:
         with open(stat) as f:
-            fields = f.readline().split()
+            for line in f:
+                fields = line.split()
+                if not fields or not fields[0].startswith("cpu"):
+                    break  # the cpu lines come first
+                if fields[0] in names and len(fields) >= 8:
+                    user, _nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+                    busy, found = busy + user + system + irq + softirq, True
+    except (OSError, ValueError):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity), as a sorted tuple of indices; None where unknown."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return None
+
+
+def _words(path):
+    """The words of a small kernel file, or [] where it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().split()
     except OSError:
+        return []
+
+
+def _lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def _quota_at(where, version):
+    """The CPU quota set in one control group's folder, in cores, or None."""
+    if version == 2:  # cpu.max: "200000 100000" (2 cores) or "max 100000" (none)
+        quota, period = (_words(os.path.join(where, "cpu.max")) + [None, None])[:2]
+    else:  # cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us
+        quota, period = ((_words(os.path.join(where, f"cpu.cfs_{n}_us")) or [None])[0] for n in ("quota", "period"))
+    try:
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+    except (TypeError, ValueError):  # "max", an absent file, or one not as the kernel writes it
         return None
-    if not fields or fields[0] != "cpu" or len(fields) < 8:
-        return None
-    user, _nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
-    return (user + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_quota(cgroups="/proc/self/cgroup", root="/sys/fs/cgroup"):
+    """The cores this process's control group may keep busy at once, or None where it has no CPU quota.
+
+    The smallest quota on the group's path from the root: ``cpu.max`` of cgroup v2 (``"200000 100000"``
+    is 2 cores) or ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` of v1. A container started with
+    ``--cpus 2`` or a Kubernetes pod with a CPU limit of 2 has such a quota; neither the machine's
+    cores nor the process's affinity show it. None off Linux.
+    """
+    quotas = []
+    for line in _lines(cgroups):  # "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
+        controllers, _, path = line.partition(":")[2].partition(":")
+        if controllers == "":
+            version, mounts = 2, [root]
+        elif "cpu" in controllers.split(","):
+            version, mounts = 1, [os.path.join(root, controllers), os.path.join(root, "cpu")]
+        else:
+            continue
+        mount = next((m for m in mounts if os.path.isdir(m)), None)
+        parts = [p for p in path.strip().split("/") if p]
+        for depth in range(len(parts) + 1) if mount else ():
+            quotas.append(_quota_at(os.path.join(mount, *parts[:depth]), version))
+    quotas = [q for q in quotas if q is not None]
+    return min(quotas) if quotas else None
+
+
+def available_cores():
+    """The cores this process can keep busy: the CPUs of its affinity, at most its control group's CPU
+    quota in whole cores (at least 1); ``os.cpu_count()`` where neither is known."""
+    cpus = usable_cpus()
+    cores = len(cpus) if cpus else os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, math.floor(quota))) if quota is not None else cores
 
 
 class ThreadGovernor:
@@ -100,10 +182,16 @@ class ThreadGovernor:
 
     :meth:`tick` is cheap and meant to be called often (each training step, each
     evaluation batch); about every ``interval`` seconds it compares the CPU time the
-    whole machine spent working (``/proc/stat``, niced jobs left out) with this
+    process's CPUs spent working (``/proc/stat``, niced jobs left out) with this
     process's own (``time.process_time``) and sets ``torch.set_num_threads`` to
     ``round(cores - others)``, clipped to ``[1, max_threads]``, where ``others`` is
     the number of cores the other processes kept busy. Off Linux it does nothing.
+
+    The CPUs are those the process may run on (:func:`usable_cpus`): under ``taskset``
+    or in a SLURM job's or a container's cpuset, other jobs on other CPUs are not
+    counted. A CPU quota of the process's control group (:func:`cpu_quota`) caps
+    ``max_threads`` at the whole cores it allows, at once, where torch's own count
+    (one thread per CPU of the affinity) would oversubscribe it.
 
     A changed count changes the order of floating-point sums inside torch's operations,
     so a run whose count changed repeats its numbers to about 1e-6, not bit for bit; a
@@ -111,22 +199,45 @@ class ThreadGovernor:
 
     :param int max_threads: the most threads (default: torch's count when it starts).
     :param float interval: seconds between measurements.
-    :param int cores: the machine's cores (default ``os.cpu_count()``).
-    :param on_change: called once, with a sentence saying so, the first time the count changes (or None).
+    :param int cores: the cores to share (default: the CPUs of ``cpus``).
+    :param on_change: called with a sentence the first time the count changes, and when a quota caps
+        the count at the start (or None).
+    :param cpus: the CPU indices to measure (default: the process's affinity, :func:`usable_cpus`).
+    :param quota: the control group's CPU quota in cores (default ``"auto"``: read by :func:`cpu_quota`;
+        None: no quota).
     """
 
-    def __init__(self, max_threads=None, interval=1.0, cores=None, stat="/proc/stat", on_change=None):
+    def __init__(
+        self, max_threads=None, interval=1.0, cores=None, stat="/proc/stat", on_change=None, cpus=None, quota="auto"
+    ):
         import torch
 
-        self.max_threads = max_threads or torch.get_num_threads()
-        self.interval, self.cores, self.stat = interval, cores or os.cpu_count() or 1, stat
+        cpus = usable_cpus() if cpus is None else tuple(sorted(cpus))
+        machine = os.cpu_count() or 1
+        # /proc/stat's line for the whole machine where the process may use all of it, else its CPUs' lines
+        self.cpus = cpus if cpus is not None and len(cpus) < machine else None
+        self.cores = cores or (len(cpus) if cpus else machine)
+        self.quota = cpu_quota() if quota == "auto" else quota
+        started = torch.get_num_threads()
+        self.max_threads = max_threads or started
+        if self.quota is not None and self.max_threads > max(1, math.floor(self.quota)):
+            self.max_threads = max(1, math.floor(self.quota))
+            if started > self.max_threads:
+                torch.set_num_threads(self.max_threads)
+                if on_change is not None:
+                    on_change(
+                        f"this process's control group may use {self.quota:g} core{'' if self.quota == 1 else 's'}: "
+                        "torch computes on at most "
+                        f"{self.max_threads} thread{'s' if self.max_threads > 1 else ''}, not {started}"
+                    )
+        self.interval, self.stat = interval, stat
         self.on_change = on_change
         self.threads = torch.get_num_threads()
         self.others = 0.0  # cores busy with other processes over the last interval
         self._last = self._sample()
 
     def _sample(self):
-        return time.monotonic(), _busy_seconds(self.stat), time.process_time()
+        return time.monotonic(), _busy_seconds(self.stat, self.cpus), time.process_time()
 
     def tick(self):
         """Measure and set the thread count if ``interval`` has passed; returns the count in force."""

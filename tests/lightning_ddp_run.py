@@ -1,6 +1,7 @@
 """Helper of tests/test_lightning.py (not a test): train pyrogen.lightning.SVIModule under Lightning's DDP.
 
-Run by ``torchrun --nproc-per-node 2 tests/lightning_ddp_run.py OUT.json`` (gloo, CPU). Rank 0 writes
+Run by ``torchrun --nproc-per-node 2 tests/lightning_ddp_run.py OUT.json [COMPILE]`` (gloo, CPU; COMPILE is
+SVIModule's ``compile``, default ``off``). Rank 0 writes
 the global batch's loss of every step (the processes' losses summed) and the trained parameters'
 checksum to OUT.json. The data, model and seeds are those of ``reference_losses`` in the test.
 """
@@ -28,7 +29,7 @@ def autoencoder():
 GLOBAL_BATCH, EPOCHS, LR = 20, 2, 1e-2
 
 
-def main(out):
+def main(out, compile="off"):
     import lightning.pytorch as pl
     from lightning.pytorch.strategies import DDPStrategy
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
@@ -37,7 +38,7 @@ def main(out):
 
     torch.set_num_threads(1)
     ae = autoencoder()
-    module = SVIModule(ae.model, ae.guide, lr=LR, site=None)
+    module = SVIModule(ae.model, ae.guide, lr=LR, site=None, compile=compile)
     losses = []
 
     class Record(pl.Callback):
@@ -80,4 +81,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -44,7 +44,8 @@ def reference_losses():
     return losses, [p.detach().sum().item() for p in ae.parameters()]
 
 
-def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
+@pytest.mark.parametrize("compile", ["off", "record"])
+def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread, compile):
     out = tmp_path / "ddp.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
@@ -57,6 +58,7 @@ def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
             "2",
             str(ROOT / "tests" / "lightning_ddp_run.py"),
             str(out),
+            compile,
         ],
         env=env,
         capture_output=True,
@@ -76,9 +78,16 @@ def test_ddp_on_two_cpu_processes_takes_torchsvis_steps(tmp_path, one_thread):
     assert run["train_elbo"] == pytest.approx(-sum(last_epoch) / 80, rel=LOSS_RTOL)
 
 
+def _trainer(max_epochs=1, **options):
+    """A one-CPU Lightning Trainer without logger, checkpoints, progress bar or model summary."""
+    import lightning.pytorch as pl
+
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, **quiet, **options)
+
+
 def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     """One process: the logged figures are those of pyrogen.evaluation on the same validation data."""
-    import lightning.pytorch as pl
     import pyro
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -91,15 +100,7 @@ def test_validation_logs_pyrogens_elbo_kl_mi_and_active_units(one_thread):
     data = ddp.data()
     vae = VAE(latent_dim=3, hidden=(16,))
     module = SVIModule(vae.model, vae.guide, lr=1e-2)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = _trainer(max_epochs=2)
     trainer.fit(
         module, DataLoader(TensorDataset(data), batch_size=20), DataLoader(TensorDataset(data[:60]), batch_size=25)
     )
@@ -138,3 +139,51 @@ def test_setting_an_attribute_registers_what_nn_module_registers():
     assert dict(module.named_buffers())["scale"].item() == 0.0 and "scale" not in module.__dict__
     module.lr = torch.nn.Parameter(torch.ones(1))  # a plain attribute given a Parameter becomes a parameter
     assert "lr" in dict(module.named_parameters()) and "lr" not in module.__dict__
+
+
+def _fit_steps(module, data, **trainer_options):
+    from torch.utils.data import DataLoader
+
+    trainer = _trainer(**trainer_options)
+    trainer.fit(module, DataLoader(data, batch_size=20))
+    return trainer
+
+
+def test_a_recorded_step_under_lightning_is_the_eager_step_bit_for_bit(one_thread):
+    """compile='record' replays the step's tensor operations: after 4 steps (recorded at the first, checked
+    eagerly by the guard at the 2nd and 3rd, replayed unchecked at the 4th) the parameters are the eager
+    module's to the bit."""
+    import pyro
+
+    from pyrogen.infer import RecordedLoss
+    from pyrogen.lightning import SVIModule
+    from pyrogen.models import VAE
+
+    data, trained = ddp.data(), {}  # 80 images: 4 steps of 20
+    for compile in ("off", "record"):
+        torch.manual_seed(0)
+        vae = VAE(latent_dim=3, hidden=(16,))
+        module = SVIModule(vae.model, vae.guide, lr=1e-2, compile=compile, site=None)
+        pyro.set_rng_seed(1)
+        _fit_steps(module, data)
+        trained[compile] = [p.detach().clone() for p in module.parameters()]
+        assert isinstance(module._training_loss, RecordedLoss) == (compile == "record")
+        assert not any("_training_loss" in k for k in module.state_dict())  # the checkpoint is the model's
+    assert all(torch.equal(a, b) for a, b in zip(trained["off"], trained["record"]))
+    assert module._training_loss.calls == 4 and len(module._training_loss._graphs) == 1
+
+
+def test_a_recorded_step_refuses_mixed_precision_in_one_line(one_thread):
+    from pyrogen.lightning import SVIModule
+    from pyrogen.models import VAE
+
+    vae = VAE(latent_dim=2, hidden=(4,))
+    module = SVIModule(vae.model, vae.guide, compile="record")
+    with pytest.raises(ValueError) as raised:
+        _fit_steps(module, ddp.data()[:40], precision="bf16-mixed")
+    assert str(raised.value) == (
+        "SVIModule(compile='record') records the full-precision step; the Trainer's precision='bf16-mixed' "
+        "runs it eagerly: give compile='off'"
+    )
+    with pytest.raises(ValueError, match="compile must be 'off', 'record' or 'on', got 'yes'"):
+        SVIModule(vae.model, vae.guide, compile="yes")

@@ -138,12 +138,16 @@ class _Clock:
 
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
-    """A fake ``/proc/stat`` (100 ticks a second) and clock; torch's thread count put back afterwards."""
+    """A fake ``/proc/stat`` (100 ticks a second) and clock, the process's CPUs and quota unknown; torch's
+    thread count put back afterwards."""
     import torch
 
     clock, stat = _Clock(), tmp_path / "stat"
     monkeypatch.setattr(threads, "time", clock)
     monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    # the whole machine's line and no quota, whatever cpuset or quota the machine running the tests has
+    monkeypatch.setattr(threads, "usable_cpus", lambda: None)
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
     before = torch.get_num_threads()
     ticks = {"user": 1000, "nice": 0, "system": 0}
 
@@ -286,3 +290,101 @@ def test_set_wait_policy_keeps_the_users_spin_count(monkeypatch):
         warnings.simplefilter("error")
         assert set_wait_policy() == "GOMP_SPINCOUNT=500"
     assert os.environ[SPIN_VARIABLE] == "500" and WAIT_POLICY not in os.environ
+
+
+def _cgroup_file(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_the_cpu_quota_is_the_smallest_on_the_control_groups_path(tmp_path):
+    """cgroup v2 (cpu.max on every folder from the root) and v1 (cfs quota over period), as the kernel
+    writes them; no quota, absent or malformed files: None."""
+    v2 = tmp_path / "v2"
+    _cgroup_file(tmp_path / "v2.cgroup", "0::/kubepods/pod1/box\n")
+    _cgroup_file(v2 / "cpu.max", "max 100000\n")
+    _cgroup_file(v2 / "kubepods" / "pod1" / "cpu.max", "150000 100000\n")  # the pod's limit: 1.5 cores
+    _cgroup_file(v2 / "kubepods" / "pod1" / "box" / "cpu.max", "400000 100000\n")
+    assert threads.cpu_quota(tmp_path / "v2.cgroup", v2) == 1.5
+    (v2 / "kubepods" / "pod1" / "cpu.max").write_text("max 100000\n")
+    assert threads.cpu_quota(tmp_path / "v2.cgroup", v2) == 4.0
+    (v2 / "kubepods" / "pod1" / "box" / "cpu.max").write_text("lots\n")
+    assert threads.cpu_quota(tmp_path / "v2.cgroup", v2) is None
+
+    v1 = tmp_path / "v1"
+    _cgroup_file(tmp_path / "v1.cgroup", "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n")
+    _cgroup_file(v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us", "200000\n")
+    _cgroup_file(v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us", "100000\n")
+    _cgroup_file(v1 / "cpu,cpuacct" / "cpu.cfs_quota_us", "-1\n")
+    _cgroup_file(v1 / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
+    assert threads.cpu_quota(tmp_path / "v1.cgroup", v1) == 2.0
+    (v1 / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert threads.cpu_quota(tmp_path / "v1.cgroup", v1) is None
+    assert threads.cpu_quota(tmp_path / "absent", v1) is None
+
+
+def _per_cpu_stat(path, busy):
+    """A /proc/stat whose CPU i has spent busy[i] seconds working (100 ticks a second)."""
+    lines = [f"cpu  {round(100 * sum(busy))} 0 0 5000 0 0 0 0 0 0"]
+    lines += [f"cpu{i} {round(100 * b)} 0 0 1000 0 0 0 0 0 0" for i, b in enumerate(busy)]
+    path.write_text("\n".join(lines + ["intr 1 2 3", "ctxt 4"]) + "\n")
+
+
+def test_the_governor_counts_only_the_cpus_the_process_may_run_on(machine, monkeypatch):
+    """In a cpuset of CPUs 2 and 3 of a 4-CPU machine (a SLURM job, taskset), jobs on CPUs 0 and 1 take
+    nothing from it; a job on CPU 2 does."""
+    import torch
+
+    clock, stat, advance = machine
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    busy = [10.0, 10.0, 10.0, 10.0]
+    _per_cpu_stat(stat, busy)
+    torch.set_num_threads(2)
+    governor = ThreadGovernor(max_threads=2, interval=1.0, stat=str(stat), cpus=[3, 2], quota=None)
+    assert governor.cpus == (2, 3) and governor.cores == 2
+    clock.wall += 1.0
+    clock.cpu += 2.0  # this process: both of its CPUs
+    busy = [b + 1.0 for b in busy]  # every CPU busy: 0 and 1 with other jobs
+    _per_cpu_stat(stat, busy)
+    assert governor.tick() == 2 and governor.others == pytest.approx(0.0)
+    clock.wall += 1.0
+    clock.cpu += 1.0  # one CPU of its two; another job keeps CPU 2 busy
+    busy = [busy[0] + 1.0, busy[1] + 1.0, busy[2] + 1.0, busy[3] + 1.0]
+    _per_cpu_stat(stat, busy)
+    assert governor.tick() == 1 and torch.get_num_threads() == 1
+    assert governor.others == pytest.approx(1.0)
+    assert threads._busy_seconds(str(stat), (1, 3)) == pytest.approx(busy[1] + busy[3])
+    assert threads._busy_seconds(str(stat)) == pytest.approx(sum(busy))
+
+
+def test_a_cpu_quota_caps_the_threads_at_once_and_says_so(machine):
+    """torch counts one thread per CPU of the affinity; a control group allowed 2.5 cores gets 2 threads
+    from the start, and the governor never goes above them."""
+    import torch
+
+    clock, stat, advance = machine
+    torch.set_num_threads(4)
+    said = []
+    governor = ThreadGovernor(interval=1.0, cores=4, stat=str(stat), quota=2.5, on_change=said.append)
+    assert governor.max_threads == 2 and torch.get_num_threads() == 2
+    assert said == ["this process's control group may use 2.5 cores: torch computes on at most 2 threads, not 4"]
+    advance(2.0, own=2.0)  # a quiet machine of 4 cores: still 2
+    assert governor.tick() == 2 and torch.get_num_threads() == 2
+    advance(2.0, own=1.0, others=3.0)  # the contention sentence comes too, the first time
+    assert governor.tick() == 1 and len(said) == 2
+    torch.set_num_threads(1)
+    assert ThreadGovernor(interval=1.0, cores=4, stat=str(stat), quota=0.5).max_threads == 1
+
+
+def test_available_cores_are_the_affinitys_at_most_the_quota(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cpus", lambda: (0, 1, 2, 3, 4, 5))
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 2.5)
+    assert threads.available_cores() == 2
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 0.25)
+    assert threads.available_cores() == 1
+    monkeypatch.setattr(threads, "usable_cpus", lambda: None)
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 3)
+    assert threads.available_cores() == 3

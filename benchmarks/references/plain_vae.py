@@ -60,15 +60,18 @@ class PlainVAE(nn.Module):
         return nll + log_q_minus_log_p
 
     def as_pyrogen(self):
-        """A pyrogen VAE holding these (MLP) weights, for evaluation on the same footing."""
-        vae = VAE(latent_dim=self.loc.out_features, hidden=(400,))
-        names = {
-            "encoder.0.net.0": self.enc,
-            "encoder.1.layers.loc": self.loc,
-            "encoder.1.layers.scale": self.scale,
-            "decoder.net.0": self.dec1,
-            "decoder.net.2": self.dec2,
-        }
-        state = {f"{k}.{p}": getattr(m, p).detach().clone() for k, m in names.items() for p in ("weight", "bias")}
+        """A pyrogen VAE of the same architecture holding these weights, for evaluation on the same footing."""
+        vae = VAE(latent_dim=self.loc.out_features, hidden=(400,), architecture=self.architecture)
+        heads = {"encoder.1.layers.loc": self.loc, "encoder.1.layers.scale": self.scale}
+        if self.architecture == "mlp":
+            layers = {"encoder.0.net.0": self.enc, "decoder.net.0": self.dec1, "decoder.net.2": self.dec2, **heads}
+            state = {f"{k}.{p}": getattr(m, p) for k, m in layers.items() for p in ("weight", "bias")}
+        else:  # pyrogen's own conv body and decoder, under the names the VAE gives them
+            state = {f"encoder.0.{k}": v for k, v in self.body.state_dict().items()}
+            state.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
+            state.update({f"{k}.{p}": getattr(m, p) for k, m in heads.items() for p in ("weight", "bias")})
+        state = {k: v.detach().clone() for k, v in state.items()}
+        missing = set(vae.state_dict()) - set(state) - {"prior_loc", "prior_scale"}
+        assert not missing, f"PlainVAE.as_pyrogen: no weights for {sorted(missing)}"
         vae.load_state_dict(dict(vae.state_dict(), **state))
         return vae

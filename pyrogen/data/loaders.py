@@ -8,6 +8,11 @@ from the host. Binarization is ``"none"`` (grey levels in [0, 1]),
 Burda et al. 2015).
 """
 
+import functools
+import os
+import select
+import threading
+import time
 import weakref
 
 import numpy as np
@@ -15,6 +20,7 @@ import torch
 
 from pyrogen.checks import is_integer
 from pyrogen.errors import DataError
+from pyrogen.threads import available_cores
 
 BINARIZATIONS = ("none", "static", "dynamic")
 
@@ -223,8 +229,6 @@ def available_memory(device=None):
     except OSError:
         pass
     if host is None:
-        import os
-
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if device is not None and torch.device(device).type == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
@@ -356,8 +360,32 @@ def _worker_context():
     return context
 
 
-def _worker_init(_):
+def _worker_init(reader_pid, _worker_id):
+    """A worker's start: one torch thread, and a watch that ends the worker when the process reading its
+    batches (``reader_pid``) ends. A worker started by the forkserver is the server's child, and torch's
+    own check of a worker (is its parent alive?) watches the server: after a killed run the workers, and
+    the server they keep open, would wait on for good."""
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_after, args=(reader_pid,), name="pyrogen-reader-watch", daemon=True).start()
+
+
+def _exit_after(pid):
+    """Wait until process ``pid`` ends (a pidfd where Linux has one, else a look once a second), then exit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # it has ended already
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd here
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+    select.select([fd], [], [])  # readable once the process has ended
+    os._exit(0)
 
 
 class StreamingLoader:
@@ -375,7 +403,8 @@ class StreamingLoader:
     :param str binarize: ``"none"`` or ``"dynamic"`` (``"static"``, one draw over the whole data set
         in memory, is refused).
     :param int num_workers: worker processes (0: read in this process). Default: one less than the
-        CPU cores, between 1 and 4.
+        cores the process can use (:func:`pyrogen.threads.available_cores`: its CPUs, at most its CPU
+        quota), between 1 and 4.
     :param int prefetch_factor: batches each worker reads ahead.
     """
 
@@ -394,8 +423,6 @@ class StreamingLoader:
         num_workers=None,
         prefetch_factor=4,
     ):
-        import os
-
         n = len(reader)
         if not is_integer(batch_size) or not 1 <= batch_size <= n:
             raise DataError(f"batch_size must be an integer between 1 and the data set size {n}, got {batch_size!r}")
@@ -409,7 +436,7 @@ class StreamingLoader:
         if world_size != 1 or rank != 0:
             raise DataError("a streamed data set trains in a single process; run it without torchrun")
         if num_workers is None:
-            num_workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+            num_workers = max(1, min(4, available_cores() - 1))
         self.reader, self.batch_size, self.binarize = reader, int(batch_size), binarize
         self.shuffle, self.drop_last = shuffle, drop_last
         self.labels = labels  # served beside each batch when given (the reader's own: reader.labels)
@@ -428,7 +455,7 @@ class StreamingLoader:
             # other open file), holding it after a killed run until the workers noticed
             multiprocessing_context=_worker_context() if num_workers > 0 else None,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
-            worker_init_fn=_worker_init if num_workers > 0 else None,
+            worker_init_fn=functools.partial(_worker_init, os.getpid()) if num_workers > 0 else None,
             generator=torch.Generator().manual_seed(seed),
         )  # its workers' seeds drawn from it, not the global stream
 

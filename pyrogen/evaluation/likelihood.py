@@ -248,6 +248,11 @@ def evaluate_dataset(model, guide, data, batch_size=500, num_samples=0, progress
     _check_count(batch_size, "batch_size")
     if num_samples:
         _check_count(num_samples, "num_samples")
+    if kwargs.get("max_plate_nesting") is None:  # the pair's plates, from one run, not one run per batch
+        model_kwargs = {k: v for k, v in kwargs.items() if k not in ("max_plate_nesting", "data_plate")}
+        kwargs["max_plate_nesting"] = guess_max_plate_nesting(
+            module_local(model), module_local(guide), data[:batch_size], **model_kwargs
+        )
     totals = {"elbo": 0.0, "log_px": 0.0}
     what = f"ELBO and log p(x), K = {num_samples}" if num_samples else "ELBO"
     with EvaluationProgress(data.shape[0], what, enabled=progress) as bar:

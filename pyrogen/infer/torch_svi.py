@@ -34,6 +34,15 @@ def compile_choice(compile):
     return compile
 
 
+def compiled(loss_module, compile):
+    """``loss_module`` as ``compile`` (one of :data:`COMPILE_CHOICES`) runs it: itself (``"off"``), a
+    :class:`~pyrogen.infer.RecordedLoss` (``"record"``) or a :class:`~pyrogen.infer.CompiledLoss` (``"on"``)."""
+    compile = compile_choice(compile)
+    if compile == "record":
+        return RecordedLoss(loss_module)
+    return CompiledLoss(loss_module) if compile == "on" else loss_module
+
+
 def _device_of(optim):
     """The device of an optimizer's first parameter (the CPU for one without parameters)."""
     for group in optim.param_groups:
@@ -146,13 +155,7 @@ class TorchSVI:
         self.precision = precision
         elbo_module = ELBOModule(model, guide, loss)
         self.model, self.guide = elbo_module.model, elbo_module.guide
-        self.loss_module = (
-            RecordedLoss(elbo_module)
-            if compile == "record"
-            else CompiledLoss(elbo_module)
-            if compile == "on"
-            else elbo_module
-        )
+        self.loss_module = compiled(elbo_module, compile)
         self._gradient_scale = 1.0
 
     def distribute(self, **ddp_options):

@@ -1,5 +1,10 @@
 """The streaming loader: the batches of the device-resident loader, read by worker processes, resumed exactly."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -176,3 +181,34 @@ def test_a_dropped_loader_stops_its_workers_cleanly(memmap):
     del loader
     gc.collect()
     assert [w.exitcode for w in workers] == [0]
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_a_reading_workers_watch_ends_it_when_the_reader_ends(pidfd):
+    """The watch a streaming worker starts (pyrogen.data.loaders._exit_after) ends its process once the
+    reading process has ended: by a pidfd where Linux gives one, else by a look once a second."""
+    reader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    code = (
+        "import os, sys\n" + ("" if pidfd else "del os.pidfd_open\n") + "from pyrogen.data.loaders import _exit_after\n"
+        "print('watching', flush=True)\n"
+        "_exit_after(int(sys.argv[1]))\n"
+        "sys.exit(3)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", code, str(reader.pid)],
+        env={**os.environ, "PYTHONPATH": root},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout.readline() == "watching\n"
+        time.sleep(0.5)
+        assert watcher.poll() is None  # the reader lives: the watch waits
+        reader.kill()
+        reader.wait(10)
+        assert watcher.wait(10) == 0  # os._exit(0) from the watch, not the script's own exit
+    finally:
+        for p in (reader, watcher):
+            if p.poll() is None:
+                p.kill()

@@ -25,6 +25,24 @@ def test_guessing_max_plate_nesting_draws_no_random_numbers():
         assert torch.equal(given, guessed)
 
 
+def test_a_data_set_is_evaluated_with_one_guess_of_its_plates(monkeypatch):
+    """evaluate_dataset guesses max_plate_nesting once for the whole data set (the guess runs the pair, about
+    2 ms a batch of 500 for a small VAE), and its figures are those with the nesting given."""
+    from pyrogen.evaluation import evaluate_dataset, likelihood
+    from pyrogen.models import VAE
+
+    vae = VAE(latent_dim=2, image_shape=(1, 4, 4), hidden=(8,))
+    data = torch.bernoulli(torch.full((7, 1, 4, 4), 0.4), generator=torch.Generator().manual_seed(1))
+    guess, guesses = likelihood.guess_max_plate_nesting, []
+    monkeypatch.setattr(likelihood, "guess_max_plate_nesting", lambda *a, **k: guesses.append(1) or guess(*a, **k))
+    pyro.set_rng_seed(5)
+    guessed = evaluate_dataset(vae.model, vae.guide, data, batch_size=3, num_samples=4)
+    assert len(guesses) == 1  # 3 batches, one guess
+    pyro.set_rng_seed(5)
+    given = evaluate_dataset(vae.model, vae.guide, data, batch_size=3, num_samples=4, max_plate_nesting=1)
+    assert len(guesses) == 1 and guessed == given
+
+
 def _feature_pair(data_name, features_name, batch):
     """z_b ~ N(0, 1); x_bd ~ N(z_b, 1) for d < 4, the features in a plate of their own of size 4."""
 

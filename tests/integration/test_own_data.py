@@ -190,7 +190,20 @@ def test_fashion_mnist_runs_record_it_and_older_runs_mean_it():
 STREAM = SMALL + ["--stream", "--epochs", "3", "--test-fraction", "0.2"]
 
 
-def _train_process(out, data):
+def _processes_with(marker):
+    """The pids of this user's processes whose environment holds ``marker`` (Linux's /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:  # gone, or not ours
+            pass
+    return found
+
+
+def _train_process(out, data, marker=""):
     code = (
         "import sys, time\n"
         "from pyrogen.training.vae import VAETrainer\n"
@@ -202,7 +215,7 @@ def _train_process(out, data):
         "from pyrogen.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYROGEN_TEST_PROCESS": marker}
     return subprocess.Popen(
         [sys.executable, "-c", code, "train", "vae", "--out", out, "--data", data, "--threads", "1"] + STREAM,
         env=env,
@@ -217,14 +230,21 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path, one_threa
     straight = str(tmp_path / "straight")
     assert main(["train", "vae", "--out", straight, "--data", data, "--threads", "1"] + STREAM) == 0
     killed = str(tmp_path / "killed")
-    process = _train_process(killed, data)
+    marker = f"PYROGEN_TEST_PROCESS=streamed-{os.getpid()}-{time.monotonic_ns()}"
+    process = _train_process(killed, data, marker.partition("=")[2])
     end = time.monotonic() + 300
     while not os.path.exists(os.path.join(killed, "checkpoint.pt")):  # the first epoch written: kill in the second
         assert process.poll() is None and time.monotonic() < end, process.stderr.read()
         time.sleep(0.05)
     time.sleep(0.1)
+    assert len(_processes_with(marker)) >= 3  # the run, the forkserver and the reading workers
     process.send_signal(signal.SIGKILL)
     process.wait(60)
+    # nothing of the killed run lives on: its reading workers end with it, and then their forkserver
+    end = time.monotonic() + 20
+    while _processes_with(marker) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert _processes_with(marker) == []
     assert (
         main(["train", "vae", "--out", killed, "--resume", "--no-progress", "--device", "cpu", "--threads", "1"]) == 0
     )
