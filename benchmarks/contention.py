@@ -14,9 +14,9 @@ copy over the solo time, in four settings, one after another:
   environment, ``--threads`` = the cores).
 
 On 2 cores a fair share for 3 copies is 1.5x the one-thread solo; with ``threads1`` among the
-settings the bound this sets on each copy, as a ratio to the first setting's solo, is printed last. Two times are read per copy: the epoch's
-training time (``seconds`` in its ``metrics.csv``) and the whole command's wall time
-(imports, data, evaluation included).
+settings the bound this sets on each copy, as a ratio to the first setting's solo, is printed last.
+Two times are read per copy: the epoch's training time (``seconds`` in its ``metrics.csv``) and the
+whole command's wall time (imports, data, evaluation included).
 
 The ``first solo`` columns compare each setting with the first one's solo (the default's, unless
 ``--settings`` says otherwise).
