@@ -19,6 +19,7 @@ blocks is printed. Target: at most 1.10x.
     python -m benchmarks.lightning_step --threads 2 --compile record --torchsvi-compile off
     python -m benchmarks.lightning_step --blocks 2 --block 3 --train-size 1000   # smoke run (seconds)
     python -m benchmarks.lightning_step --device cuda --precision bf16    # on a GPU (gpu_check.sh)
+    python -m benchmarks.lightning_step --loop-only --blocks 300          # Lightning's own cost per step
 """
 
 import argparse
@@ -60,6 +61,11 @@ def main(argv=None):
         default="32",
         help="both paths: Lightning's precision (bf16-mixed) and TorchSVI's (bf16)",
     )
+    p.add_argument(
+        "--loop-only",
+        action="store_true",
+        help="Lightning's own cost: its loop around a trivial one-parameter step against a plain loop",
+    )
     args = p.parse_args(argv)
 
     import lightning.pytorch as pl
@@ -72,6 +78,8 @@ def main(argv=None):
     if args.train_size:
         images = images[: args.train_size]
     images = images.to(device)
+    if args.loop_only:
+        return loop_only(args, images, device)
     torch.manual_seed(0)
     vae = VAE(latent_dim=50, hidden=(400,)).to(device)
     twin = VAE(latent_dim=50, hidden=(400,)).to(device)
@@ -159,6 +167,64 @@ def main(argv=None):
         f"(blocks: {min(ratios):.3f}x to {max(ratios):.3f}x; target at most 1.10x)"
     )
     print(f"Lightning / TorchSVI, total time: {sum(times['lightning']) / sum(times['torchsvi']):.3f}x")
+
+
+def loop_only(args, images, device, rounds=3):
+    """Lightning's loop, hooks and optimizer closure around a step that does almost nothing (one parameter,
+    no data work), against a plain loop of the same step over the same batches: ms per step, ``rounds``
+    pairs of ``--blocks x --block`` steps each. The difference is what Lightning adds to every step."""
+    import lightning.pytorch as pl
+
+    class Trivial(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1, device=device))
+
+        def __setattr__(self, name, value):  # as SVIModule stores Lightning's per-hook values
+            if type(value) in (str, int, float, bool, type(None)) and name in self.__dict__:
+                object.__setattr__(self, name, value)
+            else:
+                super().__setattr__(name, value)
+
+        def training_step(self, batch, batch_idx):
+            return (self.w * 1.0).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    steps = args.blocks * args.block
+    print(f"Lightning {pl.__version__}'s own cost per step, a one-parameter step, {steps} steps, {rounds} rounds")
+    print("| round | lightning ms | plain ms | difference ms |")
+    print("|---|---|---|---|")
+    for r in range(rounds):
+        loader = DeviceLoader(images, args.batch_size, binarize="dynamic", seed=1, device=device)
+        trainer = pl.Trainer(
+            accelerator=args.device,
+            devices=1,
+            max_steps=steps,
+            max_epochs=-1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+        )
+        start = time.perf_counter()
+        trainer.fit(Trivial(), loader)
+        lightning = (time.perf_counter() - start) / steps * 1000
+        w = torch.nn.Parameter(torch.zeros(1, device=device))
+        optim, n = torch.optim.SGD([w], lr=0.0), 0
+        start = time.perf_counter()
+        while n < steps:
+            for _ in loader:
+                optim.zero_grad()
+                (w * 1.0).sum().backward()
+                optim.step()
+                n += 1
+                if n == steps:
+                    break
+        plain = (time.perf_counter() - start) / steps * 1000
+        print(f"| {r + 1} | {lightning:.3f} | {plain:.3f} | {lightning - plain:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
