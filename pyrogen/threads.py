@@ -114,29 +114,22 @@ def usable_cpus():
         return None
 
 
-def _words(path):
-    """The words of a small kernel file, or [] where it cannot be read."""
+def _text(path):
+    """The text of a small kernel file, or "" where it cannot be read."""
     try:
         with open(path) as f:
-            return f.read().split()
+            return f.read()
     except OSError:
-        return []
-
-
-def _lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except OSError:
-        return []
+        return ""
 
 
 def _quota_at(where, version):
     """The CPU quota set in one control group's folder, in cores, or None."""
     if version == 2:  # cpu.max: "200000 100000" (2 cores) or "max 100000" (none)
-        quota, period = (_words(os.path.join(where, "cpu.max")) + [None, None])[:2]
+        words = _text(os.path.join(where, "cpu.max")).split()
     else:  # cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us
-        quota, period = ((_words(os.path.join(where, f"cpu.cfs_{n}_us")) or [None])[0] for n in ("quota", "period"))
+        words = [_text(os.path.join(where, f"cpu.cfs_{n}_us")).strip() for n in ("quota", "period")]
+    quota, period = (words + [None, None])[:2]
     try:
         return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
     except (TypeError, ValueError):  # "max", an absent file, or one not as the kernel writes it
@@ -152,7 +145,7 @@ def cpu_quota(cgroups="/proc/self/cgroup", root="/sys/fs/cgroup"):
     cores nor the process's affinity show it. None off Linux.
     """
     quotas = []
-    for line in _lines(cgroups):  # "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
+    for line in _text(cgroups).splitlines():  # "0::/path" (v2) or "4:cpu,cpuacct:/path" (v1)
         controllers, _, path = line.partition(":")[2].partition(":")
         if controllers == "":
             version, mounts = 2, [root]
