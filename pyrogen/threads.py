@@ -161,13 +161,18 @@ def cpu_quota(cgroups="/proc/self/cgroup", root="/sys/fs/cgroup"):
     return min(quotas) if quotas else None
 
 
+def _whole_cores(quota):
+    """The threads a CPU quota of ``quota`` cores allows without throttling: its whole cores, at least 1."""
+    return max(1, math.floor(quota))
+
+
 def available_cores():
     """The cores this process can keep busy: the CPUs of its affinity, at most its control group's CPU
     quota in whole cores (at least 1); ``os.cpu_count()`` where neither is known."""
     cpus = usable_cpus()
     cores = len(cpus) if cpus else os.cpu_count() or 1
     quota = cpu_quota()
-    return max(1, min(cores, math.floor(quota))) if quota is not None else cores
+    return min(cores, _whole_cores(quota)) if quota is not None else cores
 
 
 class ThreadGovernor:
@@ -213,8 +218,8 @@ class ThreadGovernor:
         self.quota = cpu_quota() if quota == "auto" else quota
         started = torch.get_num_threads()
         self.max_threads = max_threads or started
-        if self.quota is not None and self.max_threads > max(1, math.floor(self.quota)):
-            self.max_threads = max(1, math.floor(self.quota))
+        if self.quota is not None and self.max_threads > _whole_cores(self.quota):
+            self.max_threads = _whole_cores(self.quota)
             if started > self.max_threads:
                 torch.set_num_threads(self.max_threads)
                 if on_change is not None:
